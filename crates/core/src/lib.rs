@@ -5,5 +5,20 @@
 //! Nothing here does I/O or is async.
 
 pub mod category;
+pub mod doc;
+pub mod error;
+pub mod list;
+pub mod policy;
+pub mod range;
+pub mod resolve;
 
 pub use category::Category;
+pub use doc::{AgentDoc, EntryDoc, PolicyDoc};
+pub use error::PolicyError;
+pub use list::SourceList;
+pub use policy::{
+    ActiveUpdateFallback, Agent, AgentSource, AgentsSettings, Domain, EntryId, Fallback, Mode,
+    Policy, PrivilegeOverrides, Privileges, Source, SourceEntry,
+};
+pub use range::{IpRange, RangeError};
+pub use resolve::{resolve, resolve_for_agent, Plan, Step, StepSource};
