@@ -164,7 +164,7 @@ pub fn resolve_for_agent(
     match policy.agents.source {
         AgentSource::Server => plan.push(StepSource::Server, "[agents] source is server".into()),
         AgentSource::Customized => {
-            customized(policy, address.ip(), None, Asker::Agent(address), &mut plan)
+            customized(policy, address.ip(), None, Asker::Agent(address), &mut plan);
         }
     }
     Ok(plan)
