@@ -64,9 +64,6 @@ const FALLBACK_OFF: &str =
     "[fallback]\ncomponents_from_server = false\ndomain_settings_from_server = false\nprograms_from_server = false";
 const FALLBACK_ON: &str =
     "[fallback]\ncomponents_from_server = true\ndomain_settings_from_server = true\nprograms_from_server = true";
-const PRIV_ON: &str = "[privileges]\ndownload_from_activeupdate = true";
-const UP_LISTED: &str =
-    "\n[[sources]]\nrange = \"192.168.9.0/24\"\nurl = \"https://updates.example.net/repo/\"";
 const AGENT2_ENTRY: &str = "\n[[sources]]\nrange = \"10.0.0.0/16\"\nagent = \"10.0.1.5:8443\"";
 
 #[rustfmt::skip]
