@@ -1,0 +1,382 @@
+//! The client side: load a repository through one source at a time, pick the newest version of
+//! `CATEGORY/NAME`, and save its files through verified paths, preferring a delta from the
+//! installed version and falling back to the full file.
+//!
+//! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
+//! metadata older than what the client already knows (a stale relay) fails for that source.
+
+use std::path::{Path, PathBuf};
+
+use cascade_core::Category;
+use tough::{Repository, RepositoryLoader};
+use url::Url;
+
+use crate::delta;
+use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
+use crate::publish::{target_meta, versions_of};
+use crate::save::{fetch_verified, save_verified, write_verified, SaveError};
+use crate::transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};
+
+/// One place a repository can be fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// A label for reports (e.g. `relay 10.0.0.5` or the URL).
+    pub label: String,
+    /// Base URL; metadata is under `metadata/`, targets under `targets/`.
+    pub base: Url,
+}
+
+impl Source {
+    /// A source labelled with its URL.
+    pub fn new(base: Url) -> Self {
+        Self {
+            label: base.to_string(),
+            base,
+        }
+    }
+
+    fn join(&self, dir: &str) -> Result<Url, FailureReason> {
+        let mut s = self.base.to_string();
+        if !s.ends_with('/') {
+            s.push('/');
+        }
+        s.push_str(dir);
+        s.push('/');
+        Url::parse(&s).map_err(|e| FailureReason::Local(e.to_string()))
+    }
+}
+
+/// Why one source was given up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureReason {
+    /// The transport failed (not found, timeout, too slow, too large, connection).
+    #[error(transparent)]
+    Transport(SourceFailure),
+    /// Metadata older than what the client already trusts (rollback or a stale relay).
+    #[error("rollback refused: {0}")]
+    Rollback(String),
+    /// Metadata has expired (freeze attack or a stale relay).
+    #[error("expired metadata: {0}")]
+    Expired(String),
+    /// A signature did not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Metadata or a file did not match its signed hash or length.
+    #[error("hash mismatch: {0}")]
+    HashMismatch(String),
+    /// Metadata was longer than allowed.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The repository lists nothing for this `CATEGORY/NAME`.
+    #[error("no version of {0} in this repository")]
+    NoSuchContent(String),
+    /// A target name would escape the destination directory.
+    #[error("unsafe target name: {0}")]
+    UnsafeName(String),
+    /// Local I/O failed.
+    #[error("local error: {0}")]
+    Local(String),
+    /// Anything else the TUF client refused.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl FailureReason {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FailureReason::Transport(f) => f.code(),
+            FailureReason::Rollback(_) => "tuf.rollback",
+            FailureReason::Expired(_) => "tuf.expired",
+            FailureReason::BadSignature(_) => "tuf.bad_signature",
+            FailureReason::HashMismatch(_) => "tuf.hash_mismatch",
+            FailureReason::TooLarge(_) => "tuf.too_large",
+            FailureReason::NoSuchContent(_) => "repo.no_such_content",
+            FailureReason::UnsafeName(_) => "repo.unsafe_name",
+            FailureReason::Local(_) => "local.io",
+            FailureReason::Other(_) => "tuf.other",
+        }
+    }
+}
+
+/// Classify a tough error.
+pub fn classify(err: &tough::error::Error) -> FailureReason {
+    use tough::error::Error as E;
+    if let Some(f) = find_source_failure(err) {
+        return FailureReason::Transport(f);
+    }
+    let msg = err.to_string();
+    match err {
+        E::ExpiredMetadata { .. } => FailureReason::Expired(msg),
+        E::OlderMetadata { .. }
+        | E::OlderSnapshotInTimestamp { .. }
+        | E::SnapshotRoleRollback { .. }
+        | E::SnapshotRoleMissing { .. }
+        | E::SystemTimeSteppedBackward { .. } => FailureReason::Rollback(msg),
+        E::VerifyMetadata { .. }
+        | E::VerifyTrustedMetadata { .. }
+        | E::VerifyRoleMetadata { .. } => FailureReason::BadSignature(msg),
+        E::HashMismatch { .. } | E::VersionMismatch { .. } | E::ParseMetadata { .. } => {
+            FailureReason::HashMismatch(msg)
+        }
+        E::MaxSizeExceeded { .. } => FailureReason::TooLarge(msg),
+        _ => FailureReason::Other(msg),
+    }
+}
+
+impl From<SaveError> for FailureReason {
+    fn from(e: SaveError) -> Self {
+        match e {
+            SaveError::Source(f) => FailureReason::Transport(f),
+            SaveError::TooLong { .. } | SaveError::HashMismatch { .. } => {
+                FailureReason::HashMismatch(e.to_string())
+            }
+            SaveError::UnsafeName(n) => FailureReason::UnsafeName(n),
+            SaveError::Io { .. } => FailureReason::Local(e.to_string()),
+            SaveError::Transport(s) => FailureReason::Other(s),
+        }
+    }
+}
+
+/// What is installed now, so a delta can be used.
+#[derive(Debug, Clone, Copy)]
+pub struct Installed<'a> {
+    /// The installed version.
+    pub version: &'a str,
+    /// Directory holding the installed version's files by file name.
+    pub dir: &'a Path,
+}
+
+/// One saved file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FetchedFile {
+    /// File name inside the version.
+    pub file: String,
+    /// Where it was saved.
+    pub path: PathBuf,
+    /// Whether it was rebuilt from a delta.
+    pub via_delta: bool,
+}
+
+/// The result of a successful [`RepoClient::fetch_latest`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fetched {
+    /// Label of the source that served it.
+    pub source: String,
+    /// The newest version.
+    pub version: String,
+    /// True when `version` is what is installed; then `files` is empty.
+    pub up_to_date: bool,
+    /// The saved files.
+    pub files: Vec<FetchedFile>,
+}
+
+/// A TUF client with persistent trust state.
+#[derive(Debug, Clone)]
+pub struct RepoClient {
+    trusted_root: Vec<u8>,
+    datastore: PathBuf,
+    transport: SourceTransport,
+    tuf_limits: tough::Limits,
+}
+
+impl RepoClient {
+    /// A client starting from `trusted_root` (shipped out of band), keeping its state in
+    /// `datastore` (created if missing).
+    ///
+    /// # Errors
+    /// [`FailureReason::Local`] when the datastore or the HTTP client cannot be set up.
+    pub fn new(
+        trusted_root: Vec<u8>,
+        datastore: &Path,
+        limits: TransportLimits,
+    ) -> Result<Self, FailureReason> {
+        std::fs::create_dir_all(datastore).map_err(|e| FailureReason::Local(e.to_string()))?;
+        let transport =
+            SourceTransport::new(limits).map_err(|e| FailureReason::Local(e.to_string()))?;
+        Ok(Self {
+            trusted_root,
+            datastore: datastore.to_owned(),
+            transport,
+            tuf_limits: tough::Limits::default(),
+        })
+    }
+
+    /// The transport used for every source.
+    pub fn transport(&self) -> &SourceTransport {
+        &self.transport
+    }
+
+    /// The newest root this client trusts: the datastore's copy if any, else the shipped one.
+    fn root_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.datastore.join("root.json"))
+            .unwrap_or_else(|_| self.trusted_root.clone())
+    }
+
+    /// Load and verify the repository's metadata through `source` only.
+    ///
+    /// # Errors
+    /// The classified reason the source was refused.
+    pub async fn load(&self, source: &Source) -> Result<Repository, FailureReason> {
+        let root = self.root_bytes();
+        RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
+            .transport(self.transport.clone())
+            .limits(self.tuf_limits)
+            .datastore(self.datastore.clone())
+            .load()
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    /// Try `sources` in order; the first that yields a verified newest version of
+    /// `category/name` wins and its files are saved in `out_dir`. Every failure is returned with
+    /// its source when none succeeds.
+    ///
+    /// # Errors
+    /// Each source's label with the reason it was given up.
+    pub async fn fetch_latest(
+        &self,
+        sources: &[Source],
+        category: Category,
+        name: &str,
+        installed: Option<Installed<'_>>,
+        out_dir: &Path,
+    ) -> Result<Fetched, Vec<(String, FailureReason)>> {
+        let mut failures = Vec::new();
+        for source in sources {
+            match self
+                .fetch_from(source, category, name, installed, out_dir)
+                .await
+            {
+                Ok(f) => return Ok(f),
+                Err(reason) => failures.push((source.label.clone(), reason)),
+            }
+        }
+        Err(failures)
+    }
+
+    async fn fetch_from(
+        &self,
+        source: &Source,
+        category: Category,
+        name: &str,
+        installed: Option<Installed<'_>>,
+        out_dir: &Path,
+    ) -> Result<Fetched, FailureReason> {
+        let repo = self.load(source).await?;
+        let targets = &repo.targets().signed;
+        let Some((_, version)) = versions_of(targets, category, name).into_iter().next() else {
+            return Err(FailureReason::NoSuchContent(format!("{category}/{name}")));
+        };
+        if installed.is_some_and(|i| i.version == version) {
+            return Ok(Fetched {
+                source: source.label.clone(),
+                version,
+                up_to_date: true,
+                files: Vec::new(),
+            });
+        }
+        let base = source.join(TARGETS_DIR)?;
+        let mut files = Vec::new();
+        for (tn, t) in targets.targets_iter() {
+            let Some(meta) = target_meta(t) else { continue };
+            let Ok(path) = tn.raw().parse::<TargetPath>() else {
+                continue;
+            };
+            if meta.is_delta()
+                || path.category() != category
+                || path.name() != name
+                || meta.version != version
+            {
+                continue;
+            }
+            let via_delta = match installed {
+                Some(i) => self.try_delta(&base, targets, &path, t, i, out_dir).await,
+                None => false,
+            };
+            if !via_delta {
+                let url = target_url(&base, &path, t)?;
+                save_verified(
+                    &self.transport,
+                    url,
+                    t.length,
+                    &t.hashes.sha256,
+                    out_dir,
+                    path.file(),
+                )
+                .await?;
+            }
+            files.push(FetchedFile {
+                file: path.file().to_owned(),
+                path: out_dir.join(path.file()),
+                via_delta,
+            });
+        }
+        files.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(Fetched {
+            source: source.label.clone(),
+            version,
+            up_to_date: false,
+            files,
+        })
+    }
+
+    /// Rebuild `full` from the installed copy and a signed delta; false when no delta fits or
+    /// anything about it fails (the caller then fetches the full file).
+    async fn try_delta(
+        &self,
+        base: &Url,
+        targets: &tough::schema::Targets,
+        full: &TargetPath,
+        full_target: &tough::schema::Target,
+        installed: Installed<'_>,
+        out_dir: &Path,
+    ) -> bool {
+        let Ok(dpath) = full.delta_from(installed.version) else {
+            return false;
+        };
+        let Some((_, dt)) = targets
+            .targets_iter()
+            .find(|(n, _)| n.raw() == dpath.to_string())
+        else {
+            return false;
+        };
+        let Ok(old) = std::fs::read(installed.dir.join(full.file())) else {
+            return false;
+        };
+        let Ok(url) = target_url(base, &dpath, dt) else {
+            return false;
+        };
+        let Ok(d) = fetch_verified(&self.transport, url, dt.length, &dt.hashes.sha256).await else {
+            return false;
+        };
+        let Ok(new) = delta::apply(&old, &d, full_target.length) else {
+            return false;
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new);
+        if new.len() as u64 != full_target.length || digest.as_ref() != &*full_target.hashes.sha256
+        {
+            return false;
+        }
+        write_verified(&new, out_dir, full.file()).is_ok()
+    }
+}
+
+/// The URL of a target's content-addressed copy under `base` (`DIR/SHA256.FILE`).
+///
+/// # Errors
+/// [`FailureReason::UnsafeName`] if the URL would leave `base`.
+pub fn target_url(
+    base: &Url,
+    path: &TargetPath,
+    t: &tough::schema::Target,
+) -> Result<Url, FailureReason> {
+    let rel = path.stored_path(&hex::encode(&*t.hashes.sha256));
+    let url = base
+        .join(&rel)
+        .map_err(|e| FailureReason::UnsafeName(e.to_string()))?;
+    if !url.as_str().starts_with(base.as_str()) {
+        return Err(FailureReason::UnsafeName(rel));
+    }
+    Ok(url)
+}

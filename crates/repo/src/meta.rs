@@ -1,0 +1,288 @@
+//! Reading the current signed metadata of a repository directory and committing a new set.
+//!
+//! Commit order is what makes publishing crash-safe: new versioned files
+//! (`N.targets.json`, `N.snapshot.json`) never overwrite anything, and `timestamp.json`, the
+//! only file clients start from, is replaced last with a durable atomic rename.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::de::DeserializeOwned;
+use tough::editor::signed::SignedRole;
+use tough::schema::decoded::Decoded;
+use tough::schema::{Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot, Targets};
+
+use crate::fsutil::write_atomic;
+use crate::keys::KeyPaths;
+use crate::layout::{METADATA_DIR, TARGETS_DIR};
+use crate::publish::PublishError;
+
+/// TUF specification version written into every role.
+pub const SPEC_VERSION: &str = "1.0.0";
+
+/// How long each role's signature stays valid.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiries {
+    /// Root (offline key).
+    pub root: SignedDuration,
+    /// Targets (offline key).
+    pub targets: SignedDuration,
+    /// Snapshot (online key; re-signed by `refresh_timestamp` when half of it has passed).
+    pub snapshot: SignedDuration,
+    /// Timestamp (online key; the server re-signs it on a schedule).
+    pub timestamp: SignedDuration,
+}
+
+impl Default for Expiries {
+    fn default() -> Self {
+        let day = SignedDuration::from_hours(24);
+        Self {
+            root: day * 365,
+            targets: day * 365,
+            snapshot: day * 30,
+            timestamp: day,
+        }
+    }
+}
+
+/// The directories of a repository: `DIR/public/{metadata,targets}` is what gets served,
+/// `DIR/online-keys` holds the snapshot and timestamp keys and must never be served.
+#[derive(Debug, Clone)]
+pub struct RepoDirs {
+    /// The repository directory given to `init`.
+    pub dir: PathBuf,
+}
+
+impl RepoDirs {
+    /// The served tree (point an HTTP server's document root here).
+    pub fn public(&self) -> PathBuf {
+        self.dir.join("public")
+    }
+    /// Signed metadata.
+    pub fn metadata(&self) -> PathBuf {
+        self.public().join(METADATA_DIR)
+    }
+    /// Content-addressed targets.
+    pub fn targets(&self) -> PathBuf {
+        self.public().join(TARGETS_DIR)
+    }
+    /// Online (snapshot, timestamp) keys.
+    pub fn online_keys(&self) -> PathBuf {
+        self.dir.join("online-keys")
+    }
+    /// Key locations with the offline keys in `offline_dir`.
+    pub fn key_paths(&self, offline_dir: &Path) -> KeyPaths {
+        KeyPaths {
+            offline_dir: offline_dir.to_owned(),
+            online_dir: self.online_keys(),
+        }
+    }
+}
+
+/// The metadata currently served from a repository directory.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Latest root.
+    pub root: Signed<Root>,
+    /// Current targets.
+    pub targets: Signed<Targets>,
+    /// Current snapshot.
+    pub snapshot: Signed<Snapshot>,
+    /// Current timestamp.
+    pub timestamp: Signed<tough::schema::Timestamp>,
+    /// Raw bytes of the current snapshot (for the timestamp's hash).
+    pub snapshot_bytes: Vec<u8>,
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<u8>), PublishError> {
+    let bytes = std::fs::read(path).map_err(|source| PublishError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| PublishError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok((value, bytes))
+}
+
+fn meta_version(
+    meta: &HashMap<String, Metafile>,
+    name: &str,
+    path: &Path,
+) -> Result<u64, PublishError> {
+    meta.get(name)
+        .map(|m| m.version.get())
+        .ok_or_else(|| PublishError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("no `{name}` entry in meta"),
+        })
+}
+
+impl State {
+    /// Read the served metadata of `dirs`.
+    ///
+    /// # Errors
+    /// [`PublishError::Io`] / [`PublishError::Corrupt`] when a file is missing or unparsable.
+    pub fn load(dirs: &RepoDirs) -> Result<Self, PublishError> {
+        let md = dirs.metadata();
+        let ts_path = md.join("timestamp.json");
+        let (timestamp, _): (Signed<tough::schema::Timestamp>, _) = read_json(&ts_path)?;
+        let sv = meta_version(&timestamp.signed.meta, "snapshot.json", &ts_path)?;
+        let sn_path = md.join(format!("{sv}.snapshot.json"));
+        let (snapshot, snapshot_bytes): (Signed<Snapshot>, _) = read_json(&sn_path)?;
+        let tv = meta_version(&snapshot.signed.meta, "targets.json", &sn_path)?;
+        let (targets, _) = read_json(&md.join(format!("{tv}.targets.json")))?;
+        let (root, _) = read_json(&md.join("root.json"))?;
+        Ok(Self {
+            root,
+            targets,
+            snapshot,
+            timestamp,
+            snapshot_bytes,
+        })
+    }
+}
+
+fn bump(v: NonZeroU64) -> NonZeroU64 {
+    v.checked_add(1).unwrap_or(v)
+}
+
+fn expiry(now: Timestamp, d: SignedDuration) -> Result<Timestamp, PublishError> {
+    now.checked_add(d)
+        .map_err(|e| PublishError::Time(e.to_string()))
+}
+
+fn metafile(version: NonZeroU64, bytes_len: u64, sha256: &[u8]) -> Metafile {
+    Metafile {
+        length: Some(bytes_len),
+        hashes: Some(Hashes {
+            sha256: Decoded::from(sha256.to_vec()),
+            _extra: HashMap::new(),
+        }),
+        version,
+        _extra: HashMap::new(),
+    }
+}
+
+/// Sign `role` with the keys `root` lists for it, using key files from `keys`.
+///
+/// # Errors
+/// [`PublishError::Sign`] when a key is missing or does not match root.
+pub async fn sign<T: Role + serde::Serialize>(
+    role: T,
+    root: &Root,
+    keys: &KeyPaths,
+) -> Result<SignedRole<T>, PublishError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sources = keys.sources(&[T::TYPE]);
+    SignedRole::new(role, &KeyHolder::Root(root.clone()), &sources, &rng)
+        .await
+        .map_err(|e| PublishError::Sign {
+            role: T::TYPE.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn write(path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
+    write_atomic(&path, bytes).map_err(|source| PublishError::Io { path, source })
+}
+
+/// Sign and write new metadata. With `targets` given, a new targets version is signed with the
+/// offline targets key; a new snapshot is signed when `targets` is given or `new_snapshot` is
+/// set; a new timestamp always. `timestamp.json` is written last.
+///
+/// # Errors
+/// Signing or I/O errors; on error the previously served metadata is still intact.
+pub async fn commit(
+    dirs: &RepoDirs,
+    keys: &KeyPaths,
+    state: &State,
+    targets: Option<Targets>,
+    new_snapshot: bool,
+    expiries: &Expiries,
+    now: Timestamp,
+) -> Result<(), PublishError> {
+    let md = dirs.metadata();
+    let root = &state.root.signed;
+    let (snapshot_meta, snapshot_version) = if targets.is_some() || new_snapshot {
+        let mut snapshot = state.snapshot.signed.clone();
+        if let Some(mut t) = targets {
+            let prev = state.targets.signed.version;
+            t.version = bump(prev);
+            t.expires = expiry(now, expiries.targets)?;
+            let signed_t = sign(t, root, keys).await?;
+            let v = signed_t.signed().signed.version;
+            write(md.join(format!("{v}.targets.json")), signed_t.buffer())?;
+            snapshot.meta.insert(
+                "targets.json".to_owned(),
+                metafile(v, *signed_t.length(), signed_t.sha256()),
+            );
+        }
+        snapshot.version = bump(snapshot.version);
+        snapshot.expires = expiry(now, expiries.snapshot)?;
+        let signed_s = sign(snapshot, root, keys).await?;
+        let v = signed_s.signed().signed.version;
+        write(md.join(format!("{v}.snapshot.json")), signed_s.buffer())?;
+        (metafile(v, *signed_s.length(), signed_s.sha256()), v)
+    } else {
+        let bytes = &state.snapshot_bytes;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let v = state.snapshot.signed.version;
+        (metafile(v, bytes.len() as u64, digest.as_ref()), v)
+    };
+    let _ = snapshot_version;
+    let mut ts = state.timestamp.signed.clone();
+    ts.version = bump(ts.version);
+    ts.expires = expiry(now, expiries.timestamp)?;
+    ts.meta.clear();
+    ts.meta.insert("snapshot.json".to_owned(), snapshot_meta);
+    let signed_ts = sign(ts, root, keys).await?;
+    write(md.join("timestamp.json"), signed_ts.buffer())
+}
+
+/// Build, sign and write the first metadata of a new repository (root version 1).
+///
+/// # Errors
+/// Signing or I/O errors.
+pub async fn write_initial(
+    dirs: &RepoDirs,
+    keys: &KeyPaths,
+    root: Root,
+    expiries: &Expiries,
+    now: Timestamp,
+) -> Result<(), PublishError> {
+    let md = dirs.metadata();
+    let signed_root = sign(root.clone(), &root, keys).await?;
+    write(md.join("1.root.json"), signed_root.buffer())?;
+    write(md.join("root.json"), signed_root.buffer())?;
+    let one = NonZeroU64::MIN;
+    let mut targets = Targets::new(SPEC_VERSION.to_owned(), one, expiry(now, expiries.targets)?);
+    targets.delegations = None;
+    let signed_t = sign(targets, &root, keys).await?;
+    write(md.join("1.targets.json"), signed_t.buffer())?;
+    let mut snapshot = Snapshot::new(
+        SPEC_VERSION.to_owned(),
+        one,
+        expiry(now, expiries.snapshot)?,
+    );
+    snapshot.meta.insert(
+        "targets.json".to_owned(),
+        metafile(one, *signed_t.length(), signed_t.sha256()),
+    );
+    let signed_s = sign(snapshot, &root, keys).await?;
+    write(md.join("1.snapshot.json"), signed_s.buffer())?;
+    let mut ts = tough::schema::Timestamp::new(
+        SPEC_VERSION.to_owned(),
+        one,
+        expiry(now, expiries.timestamp)?,
+    );
+    ts.meta.insert(
+        "snapshot.json".to_owned(),
+        metafile(one, *signed_s.length(), signed_s.sha256()),
+    );
+    let signed_time = sign(ts, &root, keys).await?;
+    write(md.join("timestamp.json"), signed_time.buffer())
+}

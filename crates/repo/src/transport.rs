@@ -1,0 +1,272 @@
+//! The client's HTTP transport for one source (a relay, mirror or the server): tells "not found"
+//! from "failed", bounds the time to the first byte, enforces a minimum throughput over a
+//! window (TUF leaves slow retrieval to the implementer) and caps every response's size.
+//!
+//! It implements [`tough::Transport`]; failures carry a [`SourceFailure`] as their cause so
+//! callers can report exactly why a source was given up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::time::{Instant, Sleep};
+use tough::{Bytes, Transport, TransportError, TransportErrorKind, TransportStream};
+use url::Url;
+
+/// Limits applied to every request made through a [`SourceTransport`].
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLimits {
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving the response headers.
+    pub header_timeout: Duration,
+    /// The throughput window: within each window at least `min_bytes_per_sec * window` bytes must
+    /// arrive, and a window without any byte fails the transfer.
+    pub window: Duration,
+    /// Minimum average throughput per window, bytes per second.
+    pub min_bytes_per_sec: u64,
+    /// No single response may be longer than this.
+    pub max_response_bytes: u64,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            window: Duration::from_secs(10),
+            min_bytes_per_sec: 4096,
+            max_response_bytes: 4 << 30,
+        }
+    }
+}
+
+/// Why a request through a source failed (the cause inside a [`TransportError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceFailure {
+    /// The source answered 404 or 410.
+    #[error("not found (HTTP {0})")]
+    NotFound(u16),
+    /// The source answered another non-success status.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// Connecting failed or timed out.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// No response headers within the header timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// Fewer bytes than the floor arrived within a window.
+    #[error("too slow: {got} bytes in {window:?}, floor {floor} B/s")]
+    TooSlow {
+        /// Bytes received in the window.
+        got: u64,
+        /// The window.
+        window: Duration,
+        /// The floor.
+        floor: u64,
+    },
+    /// The response was longer than allowed.
+    #[error("response longer than {0} bytes")]
+    TooLarge(u64),
+    /// The connection broke mid-transfer or another transport error occurred.
+    #[error("transfer failed: {0}")]
+    Broken(String),
+    /// The URL scheme is not http or https.
+    #[error("unsupported URL scheme `{0}`")]
+    Scheme(String),
+}
+
+impl SourceFailure {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SourceFailure::NotFound(_) => "source.not_found",
+            SourceFailure::Status(_) => "source.http_status",
+            SourceFailure::Connect(_) => "source.connect",
+            SourceFailure::Timeout(_) => "source.timeout",
+            SourceFailure::TooSlow { .. } => "source.too_slow",
+            SourceFailure::TooLarge(_) => "source.too_large",
+            SourceFailure::Broken(_) => "source.broken",
+            SourceFailure::Scheme(_) => "source.scheme",
+        }
+    }
+}
+
+/// HTTP(S) transport with the limits of [`TransportLimits`] (rustls, no native TLS).
+#[derive(Debug, Clone)]
+pub struct SourceTransport {
+    client: reqwest::Client,
+    limits: TransportLimits,
+}
+
+impl SourceTransport {
+    /// Build a transport.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS initialisation).
+    pub fn new(limits: TransportLimits) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .no_proxy()
+            .build()?;
+        Ok(Self { client, limits })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> TransportLimits {
+        self.limits
+    }
+}
+
+fn fail(url: &Url, f: SourceFailure) -> TransportError {
+    let kind = if matches!(f, SourceFailure::NotFound(_)) {
+        TransportErrorKind::FileNotFound
+    } else {
+        TransportErrorKind::Other
+    };
+    TransportError::new_with_cause(kind, url.as_str(), f)
+}
+
+#[tough::async_trait]
+impl Transport for SourceTransport {
+    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(TransportError::new_with_cause(
+                TransportErrorKind::UnsupportedUrlScheme,
+                url.as_str(),
+                SourceFailure::Scheme(url.scheme().to_owned()),
+            ));
+        }
+        let send = self.client.get(url.clone()).send();
+        let response = match tokio::time::timeout(self.limits.header_timeout, send).await {
+            Err(_) => {
+                return Err(fail(
+                    &url,
+                    SourceFailure::Timeout(self.limits.header_timeout),
+                ))
+            }
+            Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
+                return Err(fail(&url, SourceFailure::Connect(e.to_string())))
+            }
+            Ok(Err(e)) => return Err(fail(&url, SourceFailure::Broken(e.to_string()))),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status().as_u16();
+        if status == 404 || status == 410 {
+            return Err(fail(&url, SourceFailure::NotFound(status)));
+        }
+        if !response.status().is_success() {
+            return Err(fail(&url, SourceFailure::Status(status)));
+        }
+        let max = self.limits.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(fail(&url, SourceFailure::TooLarge(max)));
+        }
+        Ok(Box::pin(Guarded {
+            inner: Box::pin(response.bytes_stream()),
+            url,
+            limits: self.limits,
+            received: 0,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            stall: Box::pin(tokio::time::sleep(self.limits.window)),
+            done: false,
+        }))
+    }
+}
+
+type Inner = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>;
+
+/// A body stream that enforces the size cap and the throughput floor.
+struct Guarded {
+    inner: Inner,
+    url: Url,
+    limits: TransportLimits,
+    received: u64,
+    window_start: Instant,
+    window_bytes: u64,
+    stall: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+impl Guarded {
+    fn too_slow(&mut self) -> Poll<Option<Result<Bytes, TransportError>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(fail(
+            &self.url,
+            SourceFailure::TooSlow {
+                got: self.window_bytes,
+                window: self.limits.window,
+                floor: self.limits.min_bytes_per_sec,
+            },
+        ))))
+    }
+}
+
+impl Stream for Guarded {
+    type Item = Result<Bytes, TransportError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len() as u64;
+                self.received = self.received.saturating_add(n);
+                self.window_bytes = self.window_bytes.saturating_add(n);
+                if self.received > self.limits.max_response_bytes {
+                    self.done = true;
+                    let max = self.limits.max_response_bytes;
+                    return Poll::Ready(Some(Err(fail(&self.url, SourceFailure::TooLarge(max)))));
+                }
+                let now = Instant::now();
+                if now.duration_since(self.window_start) >= self.limits.window {
+                    let ms = u64::try_from(self.limits.window.as_millis()).unwrap_or(u64::MAX);
+                    let need = self.limits.min_bytes_per_sec.saturating_mul(ms) / 1000;
+                    if self.window_bytes < need {
+                        return self.too_slow();
+                    }
+                    self.window_start = now;
+                    self.window_bytes = 0;
+                }
+                let deadline = now + self.limits.window;
+                self.stall.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(fail(
+                    &self.url,
+                    SourceFailure::Broken(e.to_string()),
+                ))))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if self.stall.as_mut().poll(cx).is_ready() {
+                    return self.too_slow();
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Find the [`SourceFailure`] somewhere in an error's source chain.
+pub fn find_source_failure(err: &(dyn std::error::Error + 'static)) -> Option<SourceFailure> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(f) = e.downcast_ref::<SourceFailure>() {
+            return Some(f.clone());
+        }
+        cur = e.source();
+    }
+    None
+}

@@ -1,0 +1,151 @@
+//! Whole-repository verification as a client would do it: load the metadata from a URL with a
+//! given trusted root and a fresh trust state, then fetch and hash-check every target.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::client::{target_url, FailureReason, RepoClient, Source};
+use crate::layout::{TargetPath, TARGETS_DIR};
+use crate::publish::target_meta;
+use crate::save::check_remote;
+use crate::transport::TransportLimits;
+
+/// One problem found with a target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The target name.
+    pub target: String,
+    /// Stable code of the failure.
+    pub code: &'static str,
+    /// Human description.
+    pub message: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The URL checked.
+    pub url: String,
+    /// Version of each top-level role.
+    pub versions: BTreeMap<String, u64>,
+    /// Expiry of each top-level role.
+    pub expires: BTreeMap<String, Timestamp>,
+    /// category → name → versions, newest first.
+    pub contents: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Number of targets fetched and checked.
+    pub targets_checked: usize,
+    /// Total bytes checked.
+    pub bytes_checked: u64,
+    /// Targets that failed their check (empty when the repository is sound).
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether every check passed.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Verify the repository at `source` against `trusted_root`.
+///
+/// # Errors
+/// The reason the metadata itself was refused; per-target failures are in
+/// [`VerifyReport::problems`].
+pub async fn verify(
+    trusted_root: &[u8],
+    source: &Source,
+    limits: TransportLimits,
+) -> Result<VerifyReport, FailureReason> {
+    let state = tempfile::tempdir().map_err(|e| FailureReason::Local(e.to_string()))?;
+    let client = RepoClient::new(trusted_root.to_vec(), state.path(), limits)?;
+    let repo = client.load(source).await?;
+    let mut versions = BTreeMap::new();
+    let mut expires = BTreeMap::new();
+    versions.insert("root".to_owned(), repo.root().signed.version.get());
+    expires.insert("root".to_owned(), repo.root().signed.expires);
+    versions.insert("targets".to_owned(), repo.targets().signed.version.get());
+    expires.insert("targets".to_owned(), repo.targets().signed.expires);
+    versions.insert("snapshot".to_owned(), repo.snapshot().signed.version.get());
+    expires.insert("snapshot".to_owned(), repo.snapshot().signed.expires);
+    versions.insert(
+        "timestamp".to_owned(),
+        repo.timestamp().signed.version.get(),
+    );
+    expires.insert("timestamp".to_owned(), repo.timestamp().signed.expires);
+
+    let base = Url::parse(&format!(
+        "{}/{TARGETS_DIR}/",
+        source.base.as_str().trim_end_matches('/')
+    ))
+    .map_err(|e| FailureReason::Local(e.to_string()))?;
+    let mut seqs: BTreeMap<(String, String), BTreeMap<u64, String>> = BTreeMap::new();
+    let mut report = VerifyReport {
+        url: source.base.to_string(),
+        versions,
+        expires,
+        contents: BTreeMap::new(),
+        targets_checked: 0,
+        bytes_checked: 0,
+        problems: Vec::new(),
+    };
+    let mut names: Vec<_> = repo.targets().signed.targets_iter().collect();
+    names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
+    for (tn, t) in names {
+        let mut problem = |code: &'static str, message: String| {
+            report.problems.push(Problem {
+                target: tn.raw().to_owned(),
+                code,
+                message,
+            });
+        };
+        let Ok(path) = tn.raw().parse::<TargetPath>() else {
+            problem(
+                "repo.bad_target_name",
+                "not CATEGORY/NAME/VERSION/FILE".to_owned(),
+            );
+            continue;
+        };
+        let Some(meta) = target_meta(t) else {
+            problem(
+                "repo.no_custom_meta",
+                "no custom.cascade metadata".to_owned(),
+            );
+            continue;
+        };
+        if meta.version != path.version() {
+            problem(
+                "repo.version_mismatch",
+                format!("custom version {} differs from name", meta.version),
+            );
+        }
+        seqs.entry((path.category().to_string(), path.name().to_owned()))
+            .or_default()
+            .insert(meta.seq, meta.version.clone());
+        let result = match target_url(&base, &path, t) {
+            Ok(url) => check_remote(client.transport(), url, t.length, &t.hashes.sha256)
+                .await
+                .map_err(FailureReason::from),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                report.targets_checked += 1;
+                report.bytes_checked += t.length;
+            }
+            Err(e) => problem(e.code(), e.to_string()),
+        }
+    }
+    for ((cat, name), by_seq) in seqs {
+        report
+            .contents
+            .entry(cat)
+            .or_default()
+            .insert(name, by_seq.into_values().rev().collect());
+    }
+    Ok(report)
+}
+
+use url::Url;
