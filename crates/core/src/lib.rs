@@ -10,6 +10,7 @@ pub mod error;
 pub mod list;
 pub mod policy;
 pub mod range;
+pub mod report;
 pub mod resolve;
 
 pub use category::Category;
