@@ -99,14 +99,28 @@ impl FailureReason {
     }
 }
 
-/// Classify a tough error.
+/// Classify a tough error (looking through its whole source chain).
 pub fn classify(err: &tough::error::Error) -> FailureReason {
-    use tough::error::Error as E;
     if let Some(f) = find_source_failure(err) {
         return FailureReason::Transport(f);
     }
     let msg = err.to_string();
-    match err {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(te) = e.downcast_ref::<tough::error::Error>() {
+            if let Some(r) = classify_one(te, &msg) {
+                return r;
+            }
+        }
+        cur = e.source();
+    }
+    FailureReason::Other(msg)
+}
+
+fn classify_one(err: &tough::error::Error, msg: &str) -> Option<FailureReason> {
+    use tough::error::Error as E;
+    let msg = msg.to_owned();
+    Some(match err {
         E::ExpiredMetadata { .. } => FailureReason::Expired(msg),
         E::OlderMetadata { .. }
         | E::OlderSnapshotInTimestamp { .. }
@@ -120,17 +134,16 @@ pub fn classify(err: &tough::error::Error) -> FailureReason {
             FailureReason::HashMismatch(msg)
         }
         E::MaxSizeExceeded { .. } => FailureReason::TooLarge(msg),
-        _ => FailureReason::Other(msg),
-    }
+        _ => return None,
+    })
 }
 
 impl From<SaveError> for FailureReason {
     fn from(e: SaveError) -> Self {
         match e {
             SaveError::Source(f) => FailureReason::Transport(f),
-            SaveError::TooLong { .. } | SaveError::HashMismatch { .. } => {
-                FailureReason::HashMismatch(e.to_string())
-            }
+            SaveError::TooLong { .. } => FailureReason::TooLarge(e.to_string()),
+            SaveError::HashMismatch { .. } => FailureReason::HashMismatch(e.to_string()),
             SaveError::UnsafeName(n) => FailureReason::UnsafeName(n),
             SaveError::Io { .. } => FailureReason::Local(e.to_string()),
             SaveError::Transport(s) => FailureReason::Other(s),
@@ -265,6 +278,14 @@ impl RepoClient {
     ) -> Result<Fetched, FailureReason> {
         let repo = self.load(source).await?;
         let targets = &repo.targets().signed;
+        // Our publisher only signs CATEGORY/NAME/VERSION/FILE names; anything else in signed
+        // metadata means a hostile or broken publisher, and the whole source is refused.
+        if let Some((bad, _)) = targets
+            .targets_iter()
+            .find(|(tn, _)| tn.raw().parse::<TargetPath>().is_err())
+        {
+            return Err(FailureReason::UnsafeName(bad.raw().to_owned()));
+        }
         let Some((_, version)) = versions_of(targets, category, name).into_iter().next() else {
             return Err(FailureReason::NoSuchContent(format!("{category}/{name}")));
         };

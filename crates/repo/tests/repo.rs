@@ -1,0 +1,547 @@
+//! Integration tests: publish, fetch through real HTTP servers on 127.0.0.1, verify, and one
+//! misbehaving relay or mirror per attack test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use cascade_core::Category;
+use cascade_repo::meta::{commit, RepoDirs, State};
+use cascade_repo::verify::verify;
+use cascade_repo::{Expiries, FailureReason, Installed, PublishOptions, Publisher};
+use common::{content, fast_limits, files_under, Fixture, Rule, Server};
+use tough::schema::Target;
+use tough::TargetName;
+
+fn v2_of(v1: &[u8]) -> Vec<u8> {
+    let mut v2 = v1.to_vec();
+    v2[1000..1016].copy_from_slice(b"version-two-here");
+    v2.extend_from_slice(b"more data at the end");
+    v2
+}
+
+fn only_code(
+    r: &Result<cascade_repo::Fetched, Vec<(String, FailureReason)>>,
+) -> Vec<(String, &'static str)> {
+    match r {
+        Ok(f) => panic!("expected failure, got {f:?}"),
+        Err(list) => list.iter().map(|(s, e)| (s.clone(), e.code())).collect(),
+    }
+}
+
+// A client with nothing installed gets the newest version in full; with v1 installed it rebuilds v2 from a delta.
+#[tokio::test]
+async fn fetch_full_then_delta() {
+    let fx = Fixture::new().await;
+    let v1 = content(300_000, 1);
+    let v2 = v2_of(&v1);
+    fx.publish("1.0.0", &v1).await;
+    fx.publish("1.0.1", &v2).await;
+    let server = Server::start(&fx.public()).await;
+    let client = fx.client(fast_limits());
+
+    let out = fx.staging("full");
+    let got = client
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.version, "1.0.1");
+    assert!(!got.files[0].via_delta);
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2);
+
+    let installed = fx.staging("installed");
+    std::fs::write(installed.join("data.bin"), &v1).unwrap();
+    let out = fx.staging("delta");
+    let inst = Installed {
+        version: "1.0.0",
+        dir: &installed,
+    };
+    let got = client
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(got.files[0].via_delta, "expected a delta: {got:?}");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2);
+    assert_eq!(files_under(&out), vec!["data.bin".to_owned()]);
+}
+
+// A delta that does not reproduce the signed hash (installed copy corrupted) falls back to the full file.
+#[tokio::test]
+async fn bad_delta_falls_back_to_full() {
+    let fx = Fixture::new().await;
+    let v1 = content(200_000, 2);
+    fx.publish("1", &v1).await;
+    fx.publish("2", &v2_of(&v1)).await;
+    let server = Server::start(&fx.public()).await;
+    let installed = fx.staging("installed");
+    std::fs::write(installed.join("data.bin"), content(200_000, 3)).unwrap();
+    let out = fx.staging("out");
+    let inst = Installed {
+        version: "1",
+        dir: &installed,
+    };
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(!got.files[0].via_delta);
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2_of(&v1));
+}
+
+// The installed version being the newest is reported as up to date and nothing is downloaded.
+#[tokio::test]
+async fn up_to_date_downloads_nothing() {
+    let fx = Fixture::new().await;
+    fx.publish("7", b"seven").await;
+    let server = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let inst = Installed {
+        version: "7",
+        dir: &out,
+    };
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("o")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(got.up_to_date && got.files.is_empty());
+    assert!(files_under(&out).is_empty());
+}
+
+// A mirror serving a tampered blob is refused with a hash mismatch and leaves no file behind.
+#[tokio::test]
+async fn tampered_blob_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(50_000, 4)).await;
+    let server = Server::start(&fx.public()).await;
+    let path = fx.blob_path("1");
+    let mut bad = fx.served(path.trim_start_matches('/'));
+    bad[100] ^= 0x55;
+    server.rule(&path, Rule::Bytes(bad));
+    let out = fx.staging("out");
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("mirror")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(
+        only_code(&r),
+        vec![("mirror".to_owned(), "tuf.hash_mismatch")]
+    );
+    assert!(files_under(&out).is_empty(), "{:?}", files_under(&out));
+}
+
+// A relay serving a timestamp.json altered after signing is refused with a signature failure.
+#[tokio::test]
+async fn tampered_metadata_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let server = Server::start(&fx.public()).await;
+    let mut ts: serde_json::Value =
+        serde_json::from_slice(&fx.served("metadata/timestamp.json")).unwrap();
+    ts["signed"]["version"] = serde_json::json!(999);
+    server.rule(
+        "/metadata/timestamp.json",
+        Rule::Bytes(serde_json::to_vec(&ts).unwrap()),
+    );
+    let out = fx.staging("out");
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("relay")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(
+        only_code(&r),
+        vec![("relay".to_owned(), "tuf.bad_signature")]
+    );
+    assert!(files_under(&out).is_empty());
+}
+
+// A stale relay with an older (rolled back) repository copy is refused once the client knows newer metadata; the next source wins.
+#[tokio::test]
+async fn rolled_back_relay_refused_next_source_wins() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let old = fx.snapshot_public("old-relay");
+    fx.publish("2", b"two").await;
+    let live = Server::start(&fx.public()).await;
+    let stale = Server::start(&old).await;
+    let client = fx.client(fast_limits());
+    let out = fx.staging("a");
+    client
+        .fetch_latest(
+            &[live.source("live")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    let out = fx.staging("b");
+    let r = client
+        .fetch_latest(
+            &[stale.source("stale")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("stale".to_owned(), "tuf.rollback")]);
+    assert!(files_under(&out).is_empty());
+    let got = client
+        .fetch_latest(
+            &[stale.source("stale"), live.source("live")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!((got.source.as_str(), got.version.as_str()), ("live", "2"));
+}
+
+// A server whose timestamp was last signed two days ago (one-day lifetime) is refused as expired.
+#[tokio::test]
+async fn expired_timestamp_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let two_days_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48);
+    fx.publisher.refresh_timestamp(two_days_ago).await.unwrap();
+    let server = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("origin".to_owned(), "tuf.expired")]);
+}
+
+// A relay frozen on yesterday's repository (same timestamp served forever) is refused as expired, and a live source behind it wins.
+#[tokio::test]
+async fn frozen_relay_refused() {
+    let fx = Fixture::new().await;
+    let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30);
+    let src = fx.tmp.path().join("f");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("data.bin"), b"frozen").unwrap();
+    fx.publisher
+        .publish(
+            Category::Components,
+            "engine",
+            "1",
+            &[src.join("data.bin")],
+            PublishOptions::default(),
+            yesterday,
+        )
+        .await
+        .unwrap();
+    let frozen = Server::start(&fx.snapshot_public("frozen")).await;
+    fx.publisher
+        .refresh_timestamp(jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let live = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let client = fx.client(fast_limits());
+    let r = client
+        .fetch_latest(
+            &[frozen.source("frozen")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("frozen".to_owned(), "tuf.expired")]);
+    let got = client
+        .fetch_latest(
+            &[frozen.source("frozen"), live.source("live")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.source, "live");
+}
+
+// A relay mixing snapshots (serving an older snapshot under the name the timestamp lists) is refused.
+#[tokio::test]
+async fn mix_and_match_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let older = fx.snapshot_version();
+    let older_bytes = fx.served(&format!("metadata/{older}.snapshot.json"));
+    fx.publish("2", b"two").await;
+    let current = fx.snapshot_version();
+    let server = Server::start(&fx.public()).await;
+    server.rule(
+        &format!("/metadata/{current}.snapshot.json"),
+        Rule::Bytes(older_bytes),
+    );
+    let out = fx.staging("out");
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("relay")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(
+        only_code(&r),
+        vec![("relay".to_owned(), "tuf.hash_mismatch")]
+    );
+}
+
+// An endless timestamp.json and an endless blob are both cut off at their size caps.
+#[tokio::test]
+async fn endless_responses_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(10_000, 5)).await;
+    let server = Server::start(&fx.public()).await;
+    server.rule("/metadata/timestamp.json", Rule::Endless);
+    let out = fx.staging("out");
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("relay")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("relay".to_owned(), "tuf.too_large")]);
+
+    let server = Server::start(&fx.public()).await;
+    server.rule(&fx.blob_path("1"), Rule::Endless);
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("mirror")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("mirror".to_owned(), "tuf.too_large")]);
+    assert!(files_under(&out).is_empty());
+}
+
+// A blob trickled below the throughput floor is abandoned as too slow long before it would finish.
+#[tokio::test]
+async fn trickle_below_floor_refused() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(200_000, 6)).await;
+    let server = Server::start(&fx.public()).await;
+    let every = Duration::from_millis(100);
+    server.rule(&fx.blob_path("1"), Rule::Trickle { chunk: 500, every });
+    let out = fx.staging("out");
+    let started = std::time::Instant::now();
+    let r = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("slow")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("slow".to_owned(), "source.too_slow")]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(files_under(&out).is_empty());
+}
+
+/// Sign a targets list holding one extra target called `name` (a compromised publisher).
+async fn sign_extra_target(fx: &Fixture, name: &str) {
+    let dirs = RepoDirs {
+        dir: fx.tmp.path().join("repo"),
+    };
+    let keys = dirs.key_paths(&fx.tmp.path().join("keys"));
+    let state = State::load(&dirs).unwrap();
+    let mut targets = state.targets.signed.clone();
+    let any: Target = targets.targets.values().next().unwrap().clone();
+    targets.targets.insert(TargetName::new(name).unwrap(), any);
+    commit(
+        &dirs,
+        &keys,
+        &state,
+        Some(targets),
+        true,
+        &Expiries::default(),
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+}
+
+// Signed metadata naming a target `../../etc/x` or `/etc/x` is refused and nothing is written anywhere.
+#[tokio::test]
+async fn traversal_target_names_refused() {
+    for name in ["../../etc/x", "/etc/x", "components/engine/1/../../../../x"] {
+        let fx = Fixture::new().await;
+        fx.publish("1", b"one").await;
+        sign_extra_target(&fx, name).await;
+        let server = Server::start(&fx.public()).await;
+        let out = fx.staging("deep/out");
+        let r = fx
+            .client(fast_limits())
+            .fetch_latest(
+                &[server.source("evil")],
+                Category::Components,
+                "engine",
+                None,
+                &out,
+            )
+            .await;
+        assert_eq!(
+            only_code(&r),
+            vec![("evil".to_owned(), "repo.unsafe_name")],
+            "{name}"
+        );
+        assert!(files_under(&fx.tmp.path().join("staging")).is_empty());
+        assert!(!fx.tmp.path().join("etc").exists() && !fx.tmp.path().join("x").exists());
+    }
+}
+
+// verify() reports versions per category and role expiry, and finds a blob corrupted on disk.
+#[tokio::test]
+async fn verify_reports_and_detects_corruption() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(20_000, 7)).await;
+    fx.publish("2", &content(20_000, 8)).await;
+    let server = Server::start(&fx.public()).await;
+    let src = server.source("origin");
+    let report = verify(&fx.root, &src, fast_limits()).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.contents["components"]["engine"], vec!["2", "1"]);
+    assert!(report.expires["timestamp"] > jiff::Timestamp::now());
+    let blob = fx.public().join(fx.blob_path("1").trim_start_matches('/'));
+    std::fs::write(&blob, b"corrupted").unwrap();
+    let report = verify(&fx.root, &src, fast_limits()).await.unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].code, "tuf.hash_mismatch");
+}
+
+// A publish that fails to sign (offline key missing) leaves the previous repository intact and verifiable.
+#[tokio::test]
+async fn failed_publish_leaves_repository_intact() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let wrong = Publisher::open(&fx.tmp.path().join("repo"), &fx.tmp.path().join("no-keys"));
+    let src = fx.tmp.path().join("two.bin");
+    std::fs::write(&src, b"two").unwrap();
+    let err = wrong
+        .publish(
+            Category::Components,
+            "engine",
+            "2",
+            &[src],
+            PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.sign");
+    let server = Server::start(&fx.public()).await;
+    let report = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.contents["components"]["engine"], vec!["1"]);
+}
+
+// prune keeps the newest N versions and removes the rest, their deltas and their files; re-publishing a version is refused.
+#[tokio::test]
+async fn prune_and_duplicate_version() {
+    let fx = Fixture::new().await;
+    let v1 = content(30_000, 9);
+    fx.publish("1", &v1).await;
+    fx.publish("2", &v2_of(&v1)).await;
+    fx.publish("3", &v2_of(&v2_of(&v1))).await;
+    let removed = fx.publisher.prune(1, jiff::Timestamp::now()).await.unwrap();
+    assert!(
+        removed
+            .iter()
+            .all(|n| n.contains("/1/") || n.contains("/2/")),
+        "{removed:?}"
+    );
+    assert!(removed.iter().any(|n| n.ends_with(".zst-patch")));
+    assert!(!fx.public().join("targets/components/engine/1").exists());
+    let server = Server::start(&fx.public()).await;
+    let report = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.contents["components"]["engine"], vec!["3"]);
+    let src = fx.tmp.path().join("src/3/data.bin");
+    let err = fx
+        .publisher
+        .publish(
+            Category::Components,
+            "engine",
+            "3",
+            &[src],
+            PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.version_exists");
+}
