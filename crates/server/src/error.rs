@@ -1,0 +1,178 @@
+//! The server's errors and the one place they become HTTP responses. Every error body is
+//! `{"error":{"code":…,"field":…,"message":…}}`; `code` is stable for scripts, `field` names
+//! the request field (dotted path) when there is one, and `message` repeats the value.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cascade_core::PolicyError;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The policy or an edit of it is invalid (422; TOML/JSON syntax is 400).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A malformed request: bad JSON, a bad query parameter or path segment (400).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code, e.g. `request.query`.
+        code: &'static str,
+        /// The field at fault, when known.
+        field: Option<String>,
+        /// What is wrong, naming the value.
+        message: String,
+    },
+    /// No credential, or one that is not valid (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid credential that may not do this (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Nothing at this id (404).
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// The kind of thing, e.g. `client`.
+        what: &'static str,
+        /// The id as given.
+        id: String,
+    },
+    /// The write named a policy revision that is no longer current (409).
+    #[error(
+        "policy revision {expected} is stale: the current revision is {current}; re-read and retry"
+    )]
+    StaleRevision {
+        /// The revision the request named.
+        expected: i64,
+        /// The revision in the store.
+        current: i64,
+    },
+    /// The database failed (500).
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A server-side invariant failed (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn bad(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Policy(PolicyError::Syntax(_)) | ApiError::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::StaleRevision { .. } => StatusCode::CONFLICT,
+            ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Policy(e) => e.code(),
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized(_) => "auth.unauthorized",
+            ApiError::Forbidden(_) => "auth.forbidden",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::StaleRevision { .. } => "policy.stale_revision",
+            ApiError::Db(_) => "internal.database",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The field at fault.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Policy(e) => e.field(),
+            ApiError::BadRequest { field, .. } => field.as_deref(),
+            ApiError::StaleRevision { .. } => Some("If-Match"),
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
+            ApiError::NotFound { .. } => Some("id"),
+            ApiError::Db(_) | ApiError::Internal(_) => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = json!({"error": {"code": self.code(), "field": self.field(), "message": self.to_string()}});
+        if let ApiError::StaleRevision { current, .. } = &self {
+            body["error"]["current_revision"] = json!(current);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s (400 with the serde message).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(json_rejection(&e)),
+        }
+    }
+}
+
+fn json_rejection(e: &JsonRejection) -> ApiError {
+    ApiError::BadRequest {
+        code: "request.json",
+        field: Some("body".into()),
+        message: e.body_text(),
+    }
+}
+
+/// `Query<T>` whose rejections are [`ApiError`]s (400 naming the query string).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(query_rejection(&e)),
+        }
+    }
+}
+
+fn query_rejection(e: &QueryRejection) -> ApiError {
+    ApiError::BadRequest {
+        code: "request.query",
+        field: Some("query".into()),
+        message: e.body_text(),
+    }
+}

@@ -1,0 +1,221 @@
+//! The cascade server (DESIGN.md §4): it keeps the policy in SQL under a revision number,
+//! serves the admin API and the client API (enroll, fetch policy, check in, notification
+//! stream), fans out Notify All Clients to update agents first, serves the repository
+//! directory at `/repo/`, and exposes `/metrics` and `/healthz`. Start it with [`launch`]
+//! (or [`Server::open`] then [`Server::serve`]) on a listener you bound, so tests can use
+//! `127.0.0.1:0`.
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod notify;
+pub mod openapi;
+pub mod repo;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use cascade_core::Policy;
+use sqlx::Row;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use settings::{Clock, FirstStart, HashCost, Settings, SystemClock};
+use state::{AppState, Inner};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A file or directory could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `--database-url` with a scheme other than `sqlite:` or `postgres://`.
+    #[error("--database-url: unsupported scheme `{0}` (use sqlite:PATH or postgres://…)")]
+    DatabaseUrl(String),
+    /// The database could not be opened or queried.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// First-start setup failed.
+    #[error("first start: {0}")]
+    Setup(#[from] ApiError),
+    /// The HTTP server failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+impl ServerError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::Io { .. } => "server.io",
+            ServerError::DatabaseUrl(_) => "server.database_url",
+            ServerError::Db(_) => "server.database",
+            ServerError::Migrate(_) => "server.migrate",
+            ServerError::Setup(_) => "server.setup",
+            ServerError::Serve(_) => "server.serve",
+        }
+    }
+}
+
+/// An opened server: database migrated, first-start secrets created if the store was new.
+pub struct Server {
+    state: AppState,
+    first_start: Option<(String, String)>,
+    on_first_start: settings::FirstStartHook,
+}
+
+impl Server {
+    /// Opens the database (creating and migrating it) and, on first start, creates the
+    /// default policy, the bootstrap admin token and the enrollment token.
+    ///
+    /// # Errors
+    /// See [`ServerError`].
+    pub async fn open(settings: Settings) -> Result<Server, ServerError> {
+        let db = db::open(&settings.data_dir, settings.database_url.as_deref()).await?;
+        let repo_dir = settings.repo_dir();
+        std::fs::create_dir_all(&repo_dir).map_err(|e| ServerError::Io {
+            path: repo_dir.display().to_string(),
+            source: e,
+        })?;
+        let state = AppState::new(Inner {
+            db,
+            clock: settings.clock.clone(),
+            random: settings.random.clone(),
+            hash_cost: settings.hash_cost,
+            stale_after: settings.stale_after,
+            repo_dir,
+            notifier: notify::Notifier::new(
+                settings.agent_head_start,
+                settings.jitter_per_client,
+                settings.max_jitter,
+            ),
+            metrics: metrics::Metrics::default(),
+            write_lock: tokio::sync::Mutex::new(()),
+            auth_cache: Mutex::new(std::collections::HashMap::new()),
+            shutdown: tokio::sync::watch::channel(false).0,
+        });
+        let first_start = bootstrap(&state).await?;
+        Ok(Server {
+            state,
+            first_start,
+            on_first_start: settings.on_first_start,
+        })
+    }
+
+    /// The HTTP application.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, ends event
+    /// streams and waits for requests in flight.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let url = format!("http://{addr}");
+        tracing::info!(%url, "cascade server listening");
+        if let Some((admin_token, enrollment_token)) = &self.first_start {
+            (self.on_first_start)(&FirstStart {
+                admin_token: admin_token.clone(),
+                enrollment_token: enrollment_token.clone(),
+                url,
+            });
+        }
+        let app = self.router();
+        let state = self.state.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = state.shutdown.send(true);
+        };
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await
+        .map_err(ServerError::Serve)?;
+        self.state.db.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Opens the server and serves on `listener` until `shutdown` completes (the atuin style).
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::open(settings)
+        .await?
+        .serve(listener, shutdown)
+        .await
+}
+
+/// On an empty store: default policy at revision 1 and the two first tokens, in one
+/// transaction. Returns the token texts to show once.
+async fn bootstrap(state: &AppState) -> Result<Option<(String, String)>, ApiError> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM policy")
+        .fetch_one(&state.db.pool)
+        .await?;
+    let n: i64 = row.try_get("n")?;
+    if n > 0 {
+        return Ok(None);
+    }
+    let now = state.clock.now();
+    let admin_id = auth::random_hex(&state.random, 8)?;
+    let enroll_id = auth::random_hex(&state.random, 8)?;
+    let (admin, admin_hash) =
+        auth::new_token(&state.random, state.hash_cost, "adm", &admin_id).await?;
+    let (enroll, enroll_hash) =
+        auth::new_token(&state.random, state.hash_cost, "enr", &enroll_id).await?;
+    let doc = store::encode(&Policy::default())?;
+    let mut tx = state.db.pool.begin().await?;
+    for sql in [
+        "INSERT INTO policy (id, revision, doc, updated_at, updated_by) VALUES (1, 1, $1, $2, 'first-start')",
+        "INSERT INTO policy_history (revision, doc, updated_at, updated_by) VALUES (1, $1, $2, 'first-start')",
+    ] {
+        sqlx::query(sql).bind(&doc).bind(now).execute(&mut *tx).await?;
+    }
+    for (id, kind, hash, label) in [
+        (&admin_id, "admin", &admin_hash, "bootstrap admin"),
+        (&enroll_id, "enroll", &enroll_hash, "enrollment"),
+    ] {
+        sqlx::query(
+            "INSERT INTO tokens (id, kind, hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(hash)
+        .bind(label)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!("first start: default policy and bootstrap tokens created");
+    Ok(Some((admin, enroll)))
+}

@@ -1,0 +1,308 @@
+//! The client API: enroll with the enrollment token, then, with the client's own
+//! credential only, fetch the policy (to resolve and cache locally), read its own record,
+//! check in (installed versions, the IP it used, the attempts of its last update) and hold
+//! the notification stream.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::IF_NONE_MATCH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cascade_core::doc::parse_agent_address;
+use cascade_core::{Category, PolicyDoc};
+use futures::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::admin::{client_view, CLIENT_COLUMNS};
+use super::with_revision;
+use crate::auth::{self, ClientAuth, Enroller};
+use crate::error::{ApiError, ApiJson};
+use crate::notify::Role;
+use crate::state::AppState;
+use crate::store;
+
+/// `POST /api/client/enroll` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    name: String,
+    #[serde(default)]
+    domain: Option<String>,
+    /// Set by an update agent: the `IP:PORT` it serves at.
+    #[serde(default)]
+    agent_address: Option<String>,
+}
+
+/// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
+/// once; only its hash is kept).
+pub async fn enroll(
+    _: Enroller,
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<EnrollBody>,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::bad(
+            "request.name",
+            "name",
+            format!("name: `{}` must be 1 to 200 characters", body.name),
+        ));
+    }
+    let domain = body
+        .domain
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    let agent = body
+        .agent_address
+        .as_deref()
+        .map(|a| parse_agent_address("agent_address", a).map(|a| a.to_string()))
+        .transpose()?;
+    let id = auth::random_hex(&st.random, 8)?;
+    let (credential, hash) = auth::new_token(&st.random, st.hash_cost, "cli", &id).await?;
+    sqlx::query(
+        "INSERT INTO clients (id, name, domain, agent_address, credential_hash, enrolled_at, \
+         enrolled_from, installed) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}')",
+    )
+    .bind(&id)
+    .bind(&name)
+    .bind(&domain)
+    .bind(&agent)
+    .bind(&hash)
+    .bind(st.clock.now())
+    .bind(peer.ip().to_string())
+    .execute(&st.db.pool)
+    .await?;
+    tracing::info!(client = %id, %name, "client enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"client_id": id, "credential": credential})),
+    )
+        .into_response())
+}
+
+/// `GET /api/client/policy`: `{revision, policy, client}`; `If-None-Match: "REV"` gives 304.
+pub async fn policy(
+    ClientAuth(id): ClientAuth,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cur = store::current(&st).await?;
+    let etag = format!("\"{}\"", cur.revision);
+    if headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = etag.parse() {
+            resp.headers_mut().insert(axum::http::header::ETAG, v);
+        }
+        return Ok(resp);
+    }
+    let row = sqlx::query("SELECT domain, agent_address FROM clients WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&st.db.pool)
+        .await?;
+    let domain: Option<String> = row.try_get("domain")?;
+    let agent: Option<String> = row.try_get("agent_address")?;
+    Ok(with_revision(
+        StatusCode::OK,
+        cur.revision,
+        &json!({
+            "revision": cur.revision,
+            "policy": PolicyDoc::from_policy(&cur.policy),
+            "client": {"id": id, "domain": domain, "agent_address": agent},
+        }),
+    ))
+}
+
+/// `GET /api/client/status`: the caller's own record.
+pub async fn status(
+    ClientAuth(id): ClientAuth,
+    State(st): State<AppState>,
+) -> Result<Response, ApiError> {
+    let cur = store::current(&st).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_one(&st.db.pool)
+    .await?;
+    Ok(Json(client_view(&st, &cur.policy, &row, true)?).into_response())
+}
+
+/// How one update (or one attempt) ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Verified content installed.
+    Ok,
+    /// Nothing newer was available.
+    UpToDate,
+    /// This source (or the update) failed.
+    Failed,
+    /// Every step failed and the client quit this update.
+    Quit,
+    /// The step was not tried.
+    Skipped,
+}
+
+/// One step the client tried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    /// The category the step was for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// 1-based step number in the plan.
+    pub step: u32,
+    /// The step's source, as in the plan (`agent:…`, `url:…`, `server`, `activeupdate:…`).
+    pub source: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it failed (connect, timeout, 404, signature, stale metadata…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The client's report of its last update.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateReport {
+    /// Unix seconds when it finished (client clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// How it ended overall.
+    pub outcome: Outcome,
+    /// Each step tried, in order.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+/// `POST /api/client/checkin` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckIn {
+    /// The IP address the client used (what it resolved its plan for).
+    #[serde(default)]
+    ip: Option<String>,
+    /// Installed version per category.
+    #[serde(default)]
+    installed: BTreeMap<Category, String>,
+    /// The last update's result.
+    #[serde(default)]
+    last_update: Option<UpdateReport>,
+}
+
+/// `POST /api/client/checkin`: record the report; answers with the current policy revision
+/// so the client knows whether to refetch.
+pub async fn checkin(
+    ClientAuth(id): ClientAuth,
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<CheckIn>,
+) -> Result<Response, ApiError> {
+    let ip = body
+        .ip
+        .as_deref()
+        .map(|t| {
+            t.trim().parse::<IpAddr>().map_err(|_| {
+                ApiError::bad(
+                    "request.ip",
+                    "ip",
+                    format!("ip: `{t}` is not an IP address"),
+                )
+            })
+        })
+        .transpose()?;
+    let installed =
+        serde_json::to_string(&body.installed).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (report, outcome) = match &body.last_update {
+        Some(r) => (
+            Some(serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))?),
+            serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned)),
+        ),
+        None => (None, None),
+    };
+    sqlx::query(
+        "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
+         last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome) \
+         WHERE id = $7",
+    )
+    .bind(st.clock.now())
+    .bind(ip.map(|i| i.to_string()))
+    .bind(peer.ip().to_string())
+    .bind(installed)
+    .bind(report)
+    .bind(outcome)
+    .bind(&id)
+    .execute(&st.db.pool)
+    .await?;
+    let cur = store::current(&st).await?;
+    Ok(Json(json!({"policy_revision": cur.revision})).into_response())
+}
+
+/// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's
+/// role, then `event: notify` for each Notify All Clients. Ends when the server stops.
+pub async fn events(
+    ClientAuth(id): ClientAuth,
+    State(st): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
+    let cur = store::current(&st).await?;
+    let row = sqlx::query("SELECT agent_address FROM clients WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&st.db.pool)
+        .await?;
+    let agent: Option<String> = row.try_get("agent_address")?;
+    let role = if agent
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .is_some_and(|a| cur.policy.find_agent(a).is_some())
+    {
+        Role::Agent
+    } else {
+        Role::Client
+    };
+    let rx = st.notifier.subscribe(role);
+    let shutdown = st.shutdown.subscribe();
+    let hello = Event::default()
+        .event("hello")
+        .json_data(json!({"client_id": id, "role": role.as_str(), "revision": cur.revision}));
+    let notices = stream::unfold(
+        (rx, shutdown, st.clone()),
+        move |(mut rx, mut sd, st)| async move {
+            loop {
+                let got = tokio::select! {
+                    _ = sd.wait_for(|stop| *stop) => return None,
+                    got = rx.recv() => got,
+                };
+                match got {
+                    Ok(n) => {
+                        st.metrics.delivered(role);
+                        let ev = Event::default()
+                            .event("notify")
+                            .id(n.id.to_string())
+                            .json_data(&n);
+                        return Some((ev, (rx, sd, st)));
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(
+        Sse::new(stream::once(async move { hello }).chain(notices))
+            .keep_alive(KeepAlive::default()),
+    )
+}

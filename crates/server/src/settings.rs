@@ -1,0 +1,141 @@
+//! What a server is started with. Everything that tests need to control is here and passed
+//! in: the data directory, the database URL, the clock, the randomness source, the cost of
+//! credential hashing, notify staging and who hears the first-start secrets.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The current time in whole seconds since the Unix epoch.
+pub trait Clock: Send + Sync {
+    /// Now, as Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Fills a buffer with unpredictable bytes (token secrets, salts).
+pub type RandomFill = Arc<dyn Fn(&mut [u8]) -> Result<(), String> + Send + Sync>;
+
+/// The operating system's random source.
+pub fn os_random() -> RandomFill {
+    Arc::new(|buf: &mut [u8]| getrandom::fill(buf).map_err(|e| e.to_string()))
+}
+
+/// Argon2id cost for stored credential hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+}
+
+impl Default for HashCost {
+    /// The OWASP-recommended argon2id minimum (19 MiB, 2 passes).
+    fn default() -> Self {
+        HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+/// The secrets created on the first start of a fresh database; shown once, stored hashed.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    /// The bootstrap admin bearer token.
+    pub admin_token: String,
+    /// The token clients enroll with.
+    pub enrollment_token: String,
+    /// Where the server listens, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+}
+
+/// Called once with the first-start secrets.
+pub type FirstStartHook = Arc<dyn Fn(&FirstStart) + Send + Sync>;
+
+/// How a server runs.
+#[derive(Clone)]
+pub struct Settings {
+    /// Holds `cascade.db` (SQLite) and `repo/` by default.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// The directory served at `/repo/`; `None` means `data_dir/repo`.
+    pub repo_dir: Option<PathBuf>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The random source.
+    pub random: RandomFill,
+    /// Argon2 cost for credentials.
+    pub hash_cost: HashCost,
+    /// A client not seen for this long is `stale`.
+    pub stale_after: Duration,
+    /// How long update agents hear a notify before ordinary clients do.
+    pub agent_head_start: Duration,
+    /// The jitter hint grows by this much per connected client…
+    pub jitter_per_client: Duration,
+    /// …up to this much.
+    pub max_jitter: Duration,
+    /// Told the first-start secrets; the default prints them to stdout.
+    pub on_first_start: FirstStartHook,
+}
+
+impl Settings {
+    /// Defaults for a data directory: SQLite, system clock, OS randomness.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Settings {
+            data_dir: data_dir.into(),
+            database_url: None,
+            repo_dir: None,
+            clock: Arc::new(SystemClock),
+            random: os_random(),
+            hash_cost: HashCost::default(),
+            stale_after: Duration::from_secs(24 * 3600),
+            agent_head_start: Duration::from_secs(10),
+            jitter_per_client: Duration::from_millis(5),
+            max_jitter: Duration::from_secs(60),
+            on_first_start: Arc::new(print_first_start),
+        }
+    }
+
+    /// The repository directory.
+    pub fn repo_dir(&self) -> PathBuf {
+        self.repo_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("repo"))
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "…"))
+            .field("repo_dir", &self.repo_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_first_start(f: &FirstStart) {
+    println!(
+        "cascade server first start: {url}\n\
+         admin token (shown once; use as CASCADE_TOKEN or `Authorization: Bearer …`):\n  {admin}\n\
+         enrollment token for clients (rotate with POST /api/enrollment-token/rotate):\n  {enroll}",
+        url = f.url,
+        admin = f.admin_token,
+        enroll = f.enrollment_token
+    );
+}

@@ -1,0 +1,61 @@
+//! The state every handler shares: the database, injected clock and randomness, notify
+//! channels, metrics, the policy write lock, verified-token cache and the shutdown signal.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::auth::Principal;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::settings::{Clock, HashCost, RandomFill};
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// The database.
+    pub db: Db,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The random source.
+    pub random: RandomFill,
+    /// Credential hash cost.
+    pub hash_cost: HashCost,
+    /// When a client counts as stale.
+    pub stale_after: Duration,
+    /// The repository directory served at `/repo/`.
+    pub repo_dir: PathBuf,
+    /// Notify fan-out.
+    pub notifier: Notifier,
+    /// Prometheus counters.
+    pub metrics: Metrics,
+    /// Serializes policy writes within this process.
+    pub write_lock: tokio::sync::Mutex<()>,
+    /// Tokens already verified against their argon2 hash.
+    pub auth_cache: Mutex<HashMap<String, Principal>>,
+    /// Flips to `true` when the server shuts down (ends event streams).
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

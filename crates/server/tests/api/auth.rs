@@ -1,0 +1,156 @@
+//! Authentication and authorization refusals.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::start;
+
+fn admin_operations() -> Vec<(Method, String)> {
+    let doc = cascade_server::openapi::document();
+    let mut out = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op["security"][0].get("admin").is_some() {
+                let path = path
+                    .replace("{name}", "eng")
+                    .replace("{address}", "10.0.0.5:8443")
+                    .replace("{id}", "1");
+                out.push((method.to_uppercase().parse().unwrap(), path));
+            }
+        }
+    }
+    out
+}
+
+// Every admin route refuses a missing or forged token (401) and a client or enrollment token (403).
+#[tokio::test]
+async fn admin_routes_need_an_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (_, client) = s.enroll_client("pc-1", None).await;
+    let ops = admin_operations();
+    assert!(ops.len() >= 20, "{ops:?}");
+    let forged = format!("{}0", &s.admin[..s.admin.len() - 1]);
+    let body = json!({});
+    for (method, path) in ops {
+        s.call(method.clone(), &path, None, &[], Some(&body))
+            .await
+            .expect_error(401, "auth.unauthorized", "Authorization");
+        s.call(method.clone(), &path, Some(&forged), &[], Some(&body))
+            .await
+            .expect_error(401, "auth.unauthorized", "Authorization");
+        s.call(method.clone(), &path, Some(&client), &[], Some(&body))
+            .await
+            .expect_error(403, "auth.forbidden", "Authorization");
+        s.call(method, &path, Some(&s.enroll), &[], Some(&body))
+            .await
+            .expect_error(403, "auth.forbidden", "Authorization");
+    }
+    assert_eq!(s.revision().await, 1);
+    s.stop().await;
+}
+
+// A client sees only its own record and policy; other clients' data and admin views are refused.
+#[tokio::test]
+async fn a_client_cannot_read_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (a_id, a) = s.enroll_client("pc-a", None).await;
+    let (b_id, _) = s.enroll_client("pc-b", None).await;
+    s.call(
+        Method::GET,
+        &format!("/api/clients/{b_id}"),
+        Some(&a),
+        &[],
+        None,
+    )
+    .await
+    .expect_error(403, "auth.forbidden", "Authorization");
+    s.call(Method::GET, "/api/clients", Some(&a), &[], None)
+        .await
+        .expect_error(403, "auth.forbidden", "Authorization");
+    let me = s
+        .call(Method::GET, "/api/client/status", Some(&a), &[], None)
+        .await
+        .expect(200);
+    assert_eq!(me["id"], a_id.as_str());
+    // A credential with another client's id but this client's secret is refused.
+    let secret = a.rsplit('_').next().unwrap();
+    let spoof = format!("cascade_cli_{b_id}_{secret}");
+    s.call(Method::GET, "/api/client/status", Some(&spoof), &[], None)
+        .await
+        .expect_error(401, "auth.unauthorized", "Authorization");
+    // The admin token is not a client credential.
+    s.call(Method::GET, "/api/client/policy", Some(&s.admin), &[], None)
+        .await
+        .expect_error(403, "auth.forbidden", "Authorization");
+    s.call(Method::GET, "/api/client/policy", None, &[], None)
+        .await
+        .expect_error(401, "auth.unauthorized", "Authorization");
+    s.stop().await;
+}
+
+// Enrollment needs the current enrollment token; rotation revokes the old one.
+#[tokio::test]
+async fn enrollment_token_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let body = json!({"name": "pc"});
+    s.call(
+        Method::POST,
+        "/api/client/enroll",
+        Some(&s.admin),
+        &[],
+        Some(&body),
+    )
+    .await
+    .expect_error(403, "auth.forbidden", "Authorization");
+    s.call(Method::POST, "/api/client/enroll", None, &[], Some(&body))
+        .await
+        .expect_error(401, "auth.unauthorized", "Authorization");
+    let (_, old_client) = s.enroll_client("before", None).await;
+    let meta = s
+        .admin(Method::GET, "/api/enrollment-token", None)
+        .await
+        .expect(200);
+    let rotated = s
+        .admin(Method::POST, "/api/enrollment-token/rotate", None)
+        .await
+        .expect(201);
+    let new = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(meta["id"], rotated["id"]);
+    s.call(
+        Method::POST,
+        "/api/client/enroll",
+        Some(&s.enroll),
+        &[],
+        Some(&body),
+    )
+    .await
+    .expect_error(401, "auth.unauthorized", "Authorization");
+    s.call(
+        Method::POST,
+        "/api/client/enroll",
+        Some(&new),
+        &[],
+        Some(&body),
+    )
+    .await
+    .expect(201);
+    // Clients enrolled before keep working.
+    s.call(
+        Method::GET,
+        "/api/client/status",
+        Some(&old_client),
+        &[],
+        None,
+    )
+    .await
+    .expect(200);
+    let meta = s
+        .admin(Method::GET, "/api/enrollment-token", None)
+        .await
+        .expect(200);
+    assert_eq!(meta["id"], rotated["id"]);
+    s.stop().await;
+}

@@ -1,0 +1,293 @@
+//! Test harness: a real cascade server on 127.0.0.1:0 with a real SQLite file (or a given
+//! database URL), the first-start tokens captured, helpers for JSON calls that print the
+//! request and response when an expectation fails, and a tiny SSE reader.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cascade_server::{Clock, FirstStart, HashCost, Server, Settings};
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(pub AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub admin: String,
+    pub enroll: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub first_start_seen: bool,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), cascade_server::ServerError>>>,
+}
+
+fn settings(data_dir: &Path, database_url: Option<String>, clock: Arc<ManualClock>) -> Settings {
+    let mut s = Settings::new(data_dir);
+    s.database_url = database_url;
+    s.clock = clock;
+    s.hash_cost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    s.agent_head_start = Duration::from_millis(300);
+    s.stale_after = Duration::from_secs(3600);
+    s
+}
+
+/// Starts a server on `data_dir`; `previous` carries tokens and clock over a restart.
+pub async fn start_with(
+    data_dir: &Path,
+    database_url: Option<String>,
+    previous: Option<(String, String, Arc<ManualClock>)>,
+) -> TestServer {
+    let clock = previous.as_ref().map_or_else(
+        || Arc::new(ManualClock(AtomicI64::new(1_700_000_000))),
+        |p| p.2.clone(),
+    );
+    let mut s = settings(data_dir, database_url.clone(), clock.clone());
+    let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
+    let slot = seen.clone();
+    s.on_first_start = Arc::new(move |f: &FirstStart| *slot.lock().unwrap() = Some(f.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = Server::open(s).await.unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        let up = http.get(format!("{url}/healthz")).send().await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = seen.lock().unwrap().clone();
+    if let Some(f) = &first {
+        assert_eq!(f.url, url, "first-start message names the listening URL");
+    }
+    let (admin, enroll) = match (&first, previous) {
+        (Some(f), _) => (f.admin_token.clone(), f.enrollment_token.clone()),
+        (None, Some((a, e, _))) => (a, e),
+        (None, None) => panic!("a fresh server did not report its first-start tokens"),
+    };
+    TestServer {
+        url,
+        admin,
+        enroll,
+        data_dir: data_dir.to_owned(),
+        database_url,
+        clock,
+        http,
+        first_start_seen: first.is_some(),
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub async fn start(data_dir: &Path) -> TestServer {
+    start_with(data_dir, None, None).await
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub what: String,
+}
+
+impl Reply {
+    /// Asserts the status, printing the request and the body otherwise.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{} answered {}: {}",
+            self.what,
+            self.status,
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts an error reply with `code` naming `field`; returns the message.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str, field: &str) -> String {
+        let what = self.what.clone();
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert_eq!(body["error"]["field"], field, "{what}: {body}");
+        body["error"]["message"].as_str().unwrap().to_owned()
+    }
+}
+
+impl TestServer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+            what: format!("{method} {path}"),
+        }
+    }
+
+    /// An admin call.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.call(method, path, Some(&self.admin), &[], body).await
+    }
+
+    /// An admin call with `If-Match: "rev"`.
+    pub async fn admin_at(&self, rev: i64, method: Method, path: &str, body: &Value) -> Reply {
+        let tag = format!("\"{rev}\"");
+        self.call(
+            method,
+            path,
+            Some(&self.admin),
+            &[("if-match", &tag)],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn policy(&self) -> Value {
+        self.admin(Method::GET, "/api/policy", None)
+            .await
+            .expect(200)
+    }
+
+    pub async fn revision(&self) -> i64 {
+        self.policy().await["revision"].as_i64().unwrap()
+    }
+
+    /// Enrolls a client; returns (id, credential).
+    pub async fn enroll_client(&self, name: &str, agent: Option<&str>) -> (String, String) {
+        let body = serde_json::json!({"name": name, "agent_address": agent});
+        let v = self
+            .call(
+                Method::POST,
+                "/api/client/enroll",
+                Some(&self.enroll),
+                &[],
+                Some(&body),
+            )
+            .await
+            .expect(201);
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["credential"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Stops the server and waits for it; returns what a restart needs.
+    pub async fn stop(mut self) -> (String, String, Arc<ManualClock>) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("server stopped within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+        (self.admin.clone(), self.enroll.clone(), self.clock.clone())
+    }
+}
+
+/// A minimal SSE reader over a streaming response.
+pub struct Sse {
+    stream: futures::stream::BoxStream<'static, Option<Vec<u8>>>,
+    buf: String,
+}
+
+impl Sse {
+    pub async fn connect(server: &TestServer, credential: &str) -> Sse {
+        let resp = server
+            .http
+            .get(format!("{}/api/client/events", server.url))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        Sse {
+            stream: resp
+                .bytes_stream()
+                .map(|r| r.ok().map(|b| b.to_vec()))
+                .boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event that is not a keep-alive comment: (event name, data JSON).
+    pub async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            while let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let mut event = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        v.trim().clone_into(&mut event);
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !data.is_empty() {
+                    return Some((event, serde_json::from_str(&data).unwrap()));
+                }
+            }
+            let chunk = self.stream.next().await??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the cascade server: each starts the real server on 127.0.0.1:0
+//! with a real SQLite file in a temporary directory (see `harness`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    clippy::many_single_char_names
+)]
+
+mod auth;
+mod clients;
+mod harness;
+mod notify;
+mod ops;
+mod policy;
+mod postgres;
+mod sources;

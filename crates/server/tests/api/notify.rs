@@ -1,0 +1,125 @@
+//! Notify All Clients over the event stream.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{start, Sse};
+
+// Notify reaches every connected stream; the update agent hears it before any client.
+#[tokio::test]
+async fn notify_reaches_everyone_agents_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    s.admin(
+        Method::POST,
+        "/api/agents",
+        Some(&json!({"address": "10.0.0.5:8443"})),
+    )
+    .await
+    .expect(201);
+    let (_, agent) = s.enroll_client("relay", Some("10.0.0.5:8443")).await;
+    let mut streams = vec![("agent", Sse::connect(&s, &agent).await)];
+    for i in 0..4 {
+        let (_, c) = s.enroll_client(&format!("pc-{i}"), None).await;
+        streams.push(("client", Sse::connect(&s, &c).await));
+    }
+    for (role, sse) in &mut streams {
+        let (event, data) = sse.next().await.unwrap();
+        assert_eq!(event, "hello");
+        assert_eq!(data["role"], *role);
+    }
+    let sent = Instant::now();
+    let v = s
+        .admin(
+            Method::POST,
+            "/api/notify",
+            Some(&json!({"categories": ["components"]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(v["fan_out"]["agents"], 1);
+    assert_eq!(v["fan_out"]["clients"], 4);
+    let id = v["id"].clone();
+
+    let mut arrivals = Vec::new();
+    for (role, sse) in &mut streams {
+        let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+            .await
+            .expect("notice within 5 s")
+            .unwrap();
+        assert_eq!(event, "notify");
+        assert_eq!(data["id"], id);
+        assert_eq!(data["categories"], json!(["components"]));
+        assert_eq!(
+            data["stage"],
+            if *role == "agent" {
+                "agents"
+            } else {
+                "clients"
+            }
+        );
+        arrivals.push((*role, sent.elapsed()));
+    }
+    let agent_at = arrivals[0].1;
+    for (_, at) in &arrivals[1..] {
+        assert!(
+            *at >= Duration::from_millis(300),
+            "clients wait for the head start: {arrivals:?}"
+        );
+        assert!(*at > agent_at, "{arrivals:?}");
+    }
+    let metrics = s
+        .call(Method::GET, "/metrics", None, &[], None)
+        .await
+        .expect(200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("cascade_notify_deliveries_total{role=\"client\"} 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cascade_notify_deliveries_total{role=\"agent\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cascade_event_streams{role=\"client\"} 4"),
+        "{text}"
+    );
+
+    // A second notify without categories means all three, and ids increase.
+    let v2 = s.admin(Method::POST, "/api/notify", None).await.expect(200);
+    assert_eq!(v2["id"], id.as_i64().unwrap() + 1);
+    let (_, data) = streams[1].1.next().await.unwrap();
+    assert_eq!(
+        data["categories"],
+        json!(["components", "domain-settings", "programs"])
+    );
+    // Shutdown ends open streams instead of hanging.
+    s.stop().await;
+}
+
+// With no agent connected, clients are told at once, with a jitter hint.
+#[tokio::test]
+async fn notify_without_agents_is_immediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (_, c) = s.enroll_client("pc", None).await;
+    let mut sse = Sse::connect(&s, &c).await;
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+    let v = s.admin(Method::POST, "/api/notify", None).await.expect(200);
+    assert_eq!(v["fan_out"]["clients_after_ms"], 0);
+    let (event, data) = sse.next().await.unwrap();
+    assert_eq!(event, "notify");
+    assert_eq!(data["jitter_ms"], v["fan_out"]["jitter_ms"]);
+    assert!(data["jitter_ms"].as_u64().unwrap() > 0);
+    s.admin(
+        Method::POST,
+        "/api/notify",
+        Some(&json!({"categories": ["patterns"]})),
+    )
+    .await
+    .expect_error(400, "request.json", "body");
+    s.stop().await;
+}

@@ -1,0 +1,177 @@
+//! The same store on PostgreSQL: a throwaway cluster from Debian's postgresql package in a
+//! temporary directory on a 127.0.0.1 port. Skipped, with a note, when it is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::start_with;
+
+struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .args([
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// initdb and postgres refuse to run as root: run them as the `postgres` user then.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut c: Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn cluster() -> Option<Cluster> {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .find(|b| b.join("initdb").exists())?;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    if is_root() {
+        run({
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:postgres"]).arg(dir.path());
+            c
+        });
+    }
+    run({
+        let mut c = as_postgres(&bin.join("initdb"));
+        c.args(["-U", "postgres", "--auth=trust", "-D"]).arg(&data);
+        c
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    run({
+        let mut c = as_postgres(&bin.join("pg_ctl"));
+        c.arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .args([
+                "-w",
+                "-o",
+                &format!("-p {port} -h 127.0.0.1 -k {}", dir.path().display()),
+                "start",
+            ]);
+        c
+    });
+    Some(Cluster {
+        bin,
+        data,
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        _dir: dir,
+    })
+}
+
+// On PostgreSQL: writes, 409 on a stale revision, 422 on bad input, clients, and a restart.
+#[tokio::test]
+async fn postgres_store_round_trip() {
+    let Some(pg) = cluster() else {
+        println!(
+            "note: PostgreSQL (Debian postgresql package) not installed; postgres test skipped"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), Some(pg.url.clone()), None).await;
+    assert!(s.first_start_seen);
+    assert!(
+        !dir.path().join("cascade.db").exists(),
+        "no SQLite file with a postgres URL"
+    );
+    let rev = s.revision().await;
+    s.admin_at(
+        rev,
+        Method::PATCH,
+        "/api/policy/settings",
+        &json!({"mode": "customized"}),
+    )
+    .await
+    .expect(200);
+    s.admin_at(
+        rev,
+        Method::POST,
+        "/api/sources",
+        &json!({"range": "10.0.0.0/8", "url": "http://m.example/"}),
+    )
+    .await
+    .expect_error(409, "policy.stale_revision", "If-Match");
+    s.admin(
+        Method::POST,
+        "/api/sources",
+        Some(&json!({"range": "10.0.0.0/8", "url": "http://m.example/"})),
+    )
+    .await
+    .expect(201);
+    s.admin(
+        Method::POST,
+        "/api/sources",
+        Some(&json!({"range": "10.9.0.0-10.1.0.0", "url": "http://m.example/"})),
+    )
+    .await
+    .expect_error(422, "range.reversed", "range");
+    let (id, cred) = s.enroll_client("pc-pg", None).await;
+    s.call(
+        Method::POST,
+        "/api/client/checkin",
+        Some(&cred),
+        &[],
+        Some(&json!({"ip": "10.0.0.1", "installed": {"programs": "2"}})),
+    )
+    .await
+    .expect(200);
+    let policy = s.policy().await;
+    let clients = s.admin(Method::GET, "/api/clients", None).await.expect(200);
+    assert_eq!(clients["clients"][0]["id"], id.as_str());
+    assert_eq!(clients["clients"][0]["state"], "ok");
+    let prev = s.stop().await;
+    let s = start_with(dir.path(), Some(pg.url.clone()), Some(prev)).await;
+    assert!(!s.first_start_seen);
+    assert_eq!(s.policy().await, policy);
+    assert_eq!(
+        s.admin(Method::GET, "/api/clients", None).await.expect(200),
+        clients
+    );
+    s.stop().await;
+}
