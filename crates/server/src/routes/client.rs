@@ -3,7 +3,6 @@
 //! check in (installed versions, the IP it used, the attempts of its last update) and hold
 //! the notification stream.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
@@ -13,9 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::doc::parse_agent_address;
-use cascade_core::{Category, PolicyDoc};
+use cascade_core::report::CheckIn;
+use cascade_core::PolicyDoc;
 use futures::stream::{self, Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
@@ -137,69 +137,6 @@ pub async fn status(
     .fetch_one(&st.db.pool)
     .await?;
     Ok(Json(client_view(&st, &cur.policy, &row, true)?).into_response())
-}
-
-/// How one update (or one attempt) ended.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Verified content installed.
-    Ok,
-    /// Nothing newer was available.
-    UpToDate,
-    /// This source (or the update) failed.
-    Failed,
-    /// Every step failed and the client quit this update.
-    Quit,
-    /// The step was not tried.
-    Skipped,
-}
-
-/// One step the client tried.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Attempt {
-    /// The category the step was for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<Category>,
-    /// 1-based step number in the plan.
-    pub step: u32,
-    /// The step's source, as in the plan (`agent:…`, `url:…`, `server`, `activeupdate:…`).
-    pub source: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Why it failed (connect, timeout, 404, signature, stale metadata…).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// The client's report of its last update.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateReport {
-    /// Unix seconds when it finished (client clock).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<i64>,
-    /// How it ended overall.
-    pub outcome: Outcome,
-    /// Each step tried, in order.
-    #[serde(default)]
-    pub attempts: Vec<Attempt>,
-}
-
-/// `POST /api/client/checkin` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckIn {
-    /// The IP address the client used (what it resolved its plan for).
-    #[serde(default)]
-    ip: Option<String>,
-    /// Installed version per category.
-    #[serde(default)]
-    installed: BTreeMap<Category, String>,
-    /// The last update's result.
-    #[serde(default)]
-    last_update: Option<UpdateReport>,
 }
 
 /// `POST /api/client/checkin`: record the report; answers with the current policy revision

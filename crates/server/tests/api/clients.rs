@@ -1,5 +1,6 @@
 //! Enrollment, policy fetch, check-in and the admin's client registry; restart persistence.
 
+use cascade_core::report::UpdateReport;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ async fn checkin_and_registry() {
         "ip": "10.0.0.7",
         "installed": {"components": "2026.11.25.1", "programs": "1.4.0"},
         "last_update": {"outcome": "ok", "attempts": [
-            {"category": "components", "step": 1, "source": "agent:10.0.0.5:8443", "outcome": "failed", "reason": "connect: refused"},
+            {"category": "components", "step": 1, "source": "agent:10.0.0.5:8443", "outcome": "failed", "reason": "connect: refused", "bytes": 0, "millis": 5000},
             {"category": "components", "step": 2, "source": "server", "outcome": "ok"}
         ]}
     });
@@ -122,7 +123,8 @@ async fn checkin_and_registry() {
         .admin(Method::GET, &format!("/api/clients/{good_id}"), None)
         .await
         .expect(200);
-    assert_eq!(detail["last_update"], report["last_update"]);
+    let parse = |v: &Value| serde_json::from_value::<UpdateReport>(v.clone()).unwrap();
+    assert_eq!(parse(&detail["last_update"]), parse(&report["last_update"]));
     s.admin(Method::GET, "/api/clients/nope", None)
         .await
         .expect_error(404, "not_found", "id");
