@@ -150,9 +150,16 @@ fn bump(v: NonZeroU64) -> NonZeroU64 {
     v.checked_add(1).unwrap_or(v)
 }
 
-fn expiry(now: Timestamp, d: SignedDuration) -> Result<Timestamp, PublishError> {
-    now.checked_add(d)
-        .map_err(|e| PublishError::Time(e.to_string()))
+/// `now + d`, truncated to whole seconds: the TUF spec's `YYYY-MM-DDTHH:MM:SSZ` form, which other
+/// clients (python-tuf, go-tuf) parse strictly.
+///
+/// # Errors
+/// [`PublishError::Time`] on overflow.
+pub fn expiry(now: Timestamp, d: SignedDuration) -> Result<Timestamp, PublishError> {
+    let t = now
+        .checked_add(d)
+        .map_err(|e| PublishError::Time(e.to_string()))?;
+    Timestamp::from_second(t.as_second()).map_err(|e| PublishError::Time(e.to_string()))
 }
 
 fn metafile(version: NonZeroU64, bytes_len: u64, sha256: &[u8]) -> Metafile {

@@ -160,9 +160,7 @@ pub async fn init(
         spec_version: SPEC_VERSION.to_owned(),
         consistent_snapshot: true,
         version: std::num::NonZeroU64::MIN,
-        expires: now
-            .checked_add(expiries.root)
-            .map_err(|e| PublishError::Time(e.to_string()))?,
+        expires: crate::meta::expiry(now, expiries.root)?,
         keys: HashMap::new(),
         roles: HashMap::new(),
         _extra: HashMap::new(),

@@ -1,0 +1,204 @@
+//! `cascade repo …` and `cascade publish`: thin glue over `cascade-repo` (create a repository,
+//! publish versions, re-sign the timestamp, prune, verify a served repository).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cascade_core::Category;
+use cascade_repo::verify::{verify, VerifyReport};
+use cascade_repo::{Expiries, PublishOptions, Publisher, Source, TransportLimits};
+use clap::{Args, Subcommand};
+use url::Url;
+
+/// Repository maintenance subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RepoCmd {
+    /// Create a repository in DIR: served tree in DIR/public, online (snapshot, timestamp) keys
+    /// in DIR/online-keys, offline (root, targets) keys in --keys (default DIR/offline-keys —
+    /// move them off the server).
+    Init {
+        /// Repository directory.
+        dir: PathBuf,
+        /// Directory for the offline root and targets keys.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Re-sign the short-lived timestamp (and the snapshot when due) with the online keys.
+    RefreshTimestamp {
+        /// Repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+    },
+    /// Keep the newest N versions of every content name; remove the rest and their deltas.
+    Prune {
+        /// Repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Offline keys directory (default REPO/offline-keys).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Versions to keep per content name.
+        #[arg(long)]
+        keep: usize,
+    },
+    /// Check a served repository as a client would: metadata, signatures, expiry, every file.
+    Verify {
+        /// Trusted root.json (shipped to clients out of band).
+        #[arg(long)]
+        root: PathBuf,
+        /// Base URL of the served tree (holding metadata/ and targets/).
+        #[arg(long)]
+        url: Url,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cascade publish`: add a version to a repository.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Offline keys directory (default REPO/offline-keys).
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// Category: components, domain-settings or programs.
+    #[arg(long)]
+    pub category: Category,
+    /// Content name, e.g. `scan-engine`.
+    #[arg(long)]
+    pub name: String,
+    /// The new version.
+    #[arg(long)]
+    pub version: String,
+    /// Make deltas from at most this many previous versions.
+    #[arg(long, default_value_t = 2)]
+    pub delta_depth: usize,
+    /// Print the published targets as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Files making up the version.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn keys_dir(repo: &Path, keys: Option<PathBuf>) -> PathBuf {
+    keys.unwrap_or_else(|| repo.join("offline-keys"))
+}
+
+/// Run a `cascade repo` subcommand.
+///
+/// # Errors
+/// Any repository error, or a failed verification.
+pub fn run_repo(cmd: RepoCmd) -> Result<()> {
+    let rt = runtime()?;
+    let now = jiff::Timestamp::now();
+    match cmd {
+        RepoCmd::Init { dir, keys } => {
+            let keys = keys_dir(&dir, keys);
+            let p = rt
+                .block_on(cascade_repo::init(&dir, &keys, Expiries::default(), now))
+                .with_context(|| format!("initialising {}", dir.display()))?;
+            println!("repository created in {}", dir.display());
+            println!("  serve:        {}", p.public_dir().display());
+            println!("  trusted root: {}", p.public_dir().join("metadata/1.root.json").display());
+            println!("  offline keys: {} (keep these off the server)", keys.display());
+            Ok(())
+        }
+        RepoCmd::RefreshTimestamp { repo } => {
+            let p = Publisher::open(&repo, &keys_dir(&repo, None));
+            rt.block_on(p.refresh_timestamp(now))
+                .with_context(|| format!("refreshing the timestamp of {}", repo.display()))?;
+            println!("timestamp re-signed");
+            Ok(())
+        }
+        RepoCmd::Prune { repo, keys, keep } => {
+            let p = Publisher::open(&repo, &keys_dir(&repo, keys));
+            let removed = rt
+                .block_on(p.prune(keep, now))
+                .with_context(|| format!("pruning {}", repo.display()))?;
+            println!("removed {} target(s)", removed.len());
+            for r in removed {
+                println!("  {r}");
+            }
+            Ok(())
+        }
+        RepoCmd::Verify { root, url, json } => {
+            let trusted = std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
+            let report = rt
+                .block_on(verify(&trusted, &Source::new(url.clone()), TransportLimits::default()))
+                .map_err(|e| anyhow::anyhow!("{url}: {e} [{}]", e.code()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+            if !report.is_ok() {
+                bail!("{} problem(s) found", report.problems.len());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_report(r: &VerifyReport) {
+    println!("repository {}", r.url);
+    for (role, version) in &r.versions {
+        let expires = r.expires.get(role).map(ToString::to_string).unwrap_or_default();
+        println!("  {role:<10} v{version:<6} expires {expires}");
+    }
+    for category in Category::ALL {
+        let Some(names) = r.contents.get(category.as_str()) else { continue };
+        println!("{category}:");
+        for (name, versions) in names {
+            println!("  {name}: {}", versions.join(", "));
+        }
+    }
+    println!("{} file(s), {} byte(s) checked", r.targets_checked, r.bytes_checked);
+    for p in &r.problems {
+        println!("PROBLEM {} [{}]: {}", p.target, p.code, p.message);
+    }
+}
+
+/// Run `cascade publish`.
+///
+/// # Errors
+/// Any publishing error; the served repository is then unchanged.
+pub fn run_publish(args: PublishArgs) -> Result<()> {
+    let rt = runtime()?;
+    let p = Publisher::open(&args.repo, &keys_dir(&args.repo, args.keys));
+    let opts = PublishOptions {
+        delta_depth: args.delta_depth,
+    };
+    let added = rt
+        .block_on(p.publish(
+            args.category,
+            &args.name,
+            &args.version,
+            &args.files,
+            opts,
+            jiff::Timestamp::now(),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&added)?);
+    } else {
+        println!("published {}/{}/{}", args.category, args.name, args.version);
+        for t in added {
+            match t.delta_from {
+                Some(from) => println!("  {} ({} bytes, delta from {from})", t.name, t.length),
+                None => println!("  {} ({} bytes)", t.name, t.length),
+            }
+        }
+    }
+    Ok(())
+}
