@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_core::Category;
-use cascade_repo::{Expiries, PublishOptions, Publisher, RepoClient, Source, TransportLimits};
+use cascade_repo::{
+    Expiries, FailureReason, Fetched, PublishOptions, Publisher, RepoClient, Source,
+    TransportLimits,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
@@ -280,5 +283,19 @@ pub fn fast_limits() -> TransportLimits {
         window: Duration::from_millis(500),
         min_bytes_per_sec: 20_000,
         max_response_bytes: 8 << 20,
+    }
+}
+
+pub fn v2_of(v1: &[u8]) -> Vec<u8> {
+    let mut v2 = v1.to_vec();
+    v2[1000..1016].copy_from_slice(b"version-two-here");
+    v2.extend_from_slice(b"more data at the end");
+    v2
+}
+
+pub fn only_code(r: &Result<Fetched, Vec<(String, FailureReason)>>) -> Vec<(String, &'static str)> {
+    match r {
+        Ok(f) => panic!("expected failure, got {f:?}"),
+        Err(list) => list.iter().map(|(s, e)| (s.clone(), e.code())).collect(),
     }
 }

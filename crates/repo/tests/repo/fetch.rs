@@ -1,0 +1,110 @@
+//! Fetching the newest version: full files, deltas, fallback, up to date.
+
+use cascade_core::Category;
+use cascade_repo::Installed;
+
+use crate::common::{content, fast_limits, files_under, v2_of, Fixture, Server};
+
+// A client with nothing installed gets the newest version in full; with v1 installed it rebuilds v2 from a delta.
+#[tokio::test]
+async fn fetch_full_then_delta() {
+    let fx = Fixture::new().await;
+    let v1 = content(300_000, 1);
+    let v2 = v2_of(&v1);
+    fx.publish("1.0.0", &v1).await;
+    fx.publish("1.0.1", &v2).await;
+    let server = Server::start(&fx.public()).await;
+    let client = fx.client(fast_limits());
+
+    let out = fx.staging("full");
+    let got = client
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.version, "1.0.1");
+    assert!(!got.files[0].via_delta);
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2);
+
+    let installed = fx.staging("installed");
+    std::fs::write(installed.join("data.bin"), &v1).unwrap();
+    let out = fx.staging("delta");
+    let inst = Installed {
+        version: "1.0.0",
+        dir: &installed,
+    };
+    let got = client
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(got.files[0].via_delta, "expected a delta: {got:?}");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2);
+    assert_eq!(files_under(&out), vec!["data.bin".to_owned()]);
+}
+
+// A delta that does not reproduce the signed hash (installed copy corrupted) falls back to the full file.
+#[tokio::test]
+async fn bad_delta_falls_back_to_full() {
+    let fx = Fixture::new().await;
+    let v1 = content(200_000, 2);
+    fx.publish("1", &v1).await;
+    fx.publish("2", &v2_of(&v1)).await;
+    let server = Server::start(&fx.public()).await;
+    let installed = fx.staging("installed");
+    std::fs::write(installed.join("data.bin"), content(200_000, 3)).unwrap();
+    let out = fx.staging("out");
+    let inst = Installed {
+        version: "1",
+        dir: &installed,
+    };
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("origin")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(!got.files[0].via_delta);
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), v2_of(&v1));
+}
+
+// The installed version being the newest is reported as up to date and nothing is downloaded.
+#[tokio::test]
+async fn up_to_date_downloads_nothing() {
+    let fx = Fixture::new().await;
+    fx.publish("7", b"seven").await;
+    let server = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let inst = Installed {
+        version: "7",
+        dir: &out,
+    };
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("o")],
+            Category::Components,
+            "engine",
+            Some(inst),
+            &out,
+        )
+        .await
+        .unwrap();
+    assert!(got.up_to_date && got.files.is_empty());
+    assert!(files_under(&out).is_empty());
+}

@@ -1,0 +1,93 @@
+//! Publishing, pruning and whole-repository verification.
+
+use cascade_core::Category;
+use cascade_repo::verify::verify;
+use cascade_repo::{PublishOptions, Publisher};
+
+use crate::common::{content, fast_limits, v2_of, Fixture, Server};
+
+// verify() reports versions per category and role expiry, and finds a blob corrupted on disk.
+#[tokio::test]
+async fn verify_reports_and_detects_corruption() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(20_000, 7)).await;
+    fx.publish("2", &content(20_000, 8)).await;
+    let server = Server::start(&fx.public()).await;
+    let src = server.source("origin");
+    let report = verify(&fx.root, &src, fast_limits()).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.contents["components"]["engine"], vec!["2", "1"]);
+    assert!(report.expires["timestamp"] > jiff::Timestamp::now());
+    let blob = fx.public().join(fx.blob_path("1").trim_start_matches('/'));
+    std::fs::write(&blob, b"corrupted").unwrap();
+    let report = verify(&fx.root, &src, fast_limits()).await.unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].code, "tuf.hash_mismatch");
+}
+
+// A publish that fails to sign (offline key missing) leaves the previous repository intact and verifiable.
+#[tokio::test]
+async fn failed_publish_leaves_repository_intact() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let wrong = Publisher::open(&fx.tmp.path().join("repo"), &fx.tmp.path().join("no-keys"));
+    let src = fx.tmp.path().join("two.bin");
+    std::fs::write(&src, b"two").unwrap();
+    let err = wrong
+        .publish(
+            Category::Components,
+            "engine",
+            "2",
+            &[src],
+            PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.sign");
+    let server = Server::start(&fx.public()).await;
+    let report = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.contents["components"]["engine"], vec!["1"]);
+}
+
+// prune keeps the newest N versions and removes the rest, their deltas and their files; re-publishing a version is refused.
+#[tokio::test]
+async fn prune_and_duplicate_version() {
+    let fx = Fixture::new().await;
+    let v1 = content(30_000, 9);
+    fx.publish("1", &v1).await;
+    fx.publish("2", &v2_of(&v1)).await;
+    fx.publish("3", &v2_of(&v2_of(&v1))).await;
+    let removed = fx.publisher.prune(1, jiff::Timestamp::now()).await.unwrap();
+    assert!(
+        removed
+            .iter()
+            .all(|n| n.contains("/1/") || n.contains("/2/")),
+        "{removed:?}"
+    );
+    assert!(removed.iter().any(|n| n.ends_with(".zst-patch")));
+    assert!(!fx.public().join("targets/components/engine/1").exists());
+    let server = Server::start(&fx.public()).await;
+    let report = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.contents["components"]["engine"], vec!["3"]);
+    let src = fx.tmp.path().join("src/3/data.bin");
+    let err = fx
+        .publisher
+        .publish(
+            Category::Components,
+            "engine",
+            "3",
+            &[src],
+            PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.version_exists");
+}
