@@ -24,6 +24,9 @@ pub struct Source {
     pub label: String,
     /// Base URL; metadata is under `metadata/`, targets under `targets/`.
     pub base: Url,
+    /// Limits for this source only (e.g. short timeouts for a LAN relay); the client's
+    /// limits when `None`.
+    pub limits: Option<TransportLimits>,
 }
 
 impl Source {
@@ -32,7 +35,15 @@ impl Source {
         Self {
             label: base.to_string(),
             base,
+            limits: None,
         }
+    }
+
+    /// The same source with its own transport limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: TransportLimits) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     fn join(&self, dir: &str) -> Result<Url, FailureReason> {
@@ -191,6 +202,8 @@ pub struct RepoClient {
     datastore: PathBuf,
     transport: SourceTransport,
     tuf_limits: tough::Limits,
+    /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
+    load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RepoClient {
@@ -212,12 +225,24 @@ impl RepoClient {
             datastore: datastore.to_owned(),
             transport,
             tuf_limits: tough::Limits::default(),
+            load_lock: std::sync::Arc::default(),
         })
     }
 
-    /// The transport used for every source.
+    /// The transport used for sources without their own limits.
     pub fn transport(&self) -> &SourceTransport {
         &self.transport
+    }
+
+    /// The transport for `source`: its own limits if it has any.
+    ///
+    /// # Errors
+    /// [`FailureReason::Local`] when the HTTP client cannot be built.
+    pub fn transport_for(&self, source: &Source) -> Result<SourceTransport, FailureReason> {
+        match source.limits {
+            Some(l) => SourceTransport::new(l).map_err(|e| FailureReason::Local(e.to_string())),
+            None => Ok(self.transport.clone()),
+        }
     }
 
     /// The newest root this client trusts: the datastore's copy if any, else the shipped one.
@@ -231,9 +256,19 @@ impl RepoClient {
     /// # Errors
     /// The classified reason the source was refused.
     pub async fn load(&self, source: &Source) -> Result<Repository, FailureReason> {
+        let transport = self.transport_for(source)?;
+        self.load_with(source, transport).await
+    }
+
+    async fn load_with(
+        &self,
+        source: &Source,
+        transport: SourceTransport,
+    ) -> Result<Repository, FailureReason> {
+        let _guard = self.load_lock.lock().await;
         let root = self.root_bytes();
         RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
-            .transport(self.transport.clone())
+            .transport(transport)
             .limits(self.tuf_limits)
             .datastore(self.datastore.clone())
             .load()
@@ -276,7 +311,8 @@ impl RepoClient {
         installed: Option<Installed<'_>>,
         out_dir: &Path,
     ) -> Result<Fetched, FailureReason> {
-        let repo = self.load(source).await?;
+        let transport = self.transport_for(source)?;
+        let repo = self.load_with(source, transport.clone()).await?;
         let targets = &repo.targets().signed;
         // Our publisher only signs CATEGORY/NAME/VERSION/FILE names; anything else in signed
         // metadata means a hostile or broken publisher, and the whole source is refused.
@@ -298,6 +334,11 @@ impl RepoClient {
             });
         }
         let base = source.join(TARGETS_DIR)?;
+        let ctx = TargetsAt {
+            transport: &transport,
+            base: &base,
+            targets,
+        };
         let mut files = Vec::new();
         for (tn, t) in targets.targets_iter() {
             let Some(meta) = target_meta(t) else { continue };
@@ -312,13 +353,13 @@ impl RepoClient {
                 continue;
             }
             let via_delta = match installed {
-                Some(i) => self.try_delta(&base, targets, &path, t, i, out_dir).await,
+                Some(i) => try_delta(&ctx, &path, t, i, out_dir).await,
                 None => false,
             };
             if !via_delta {
                 let url = target_url(&base, &path, t)?;
                 save_verified(
-                    &self.transport,
+                    &transport,
                     url,
                     t.length,
                     &t.hashes.sha256,
@@ -341,46 +382,6 @@ impl RepoClient {
             files,
         })
     }
-
-    /// Rebuild `full` from the installed copy and a signed delta; false when no delta fits or
-    /// anything about it fails (the caller then fetches the full file).
-    async fn try_delta(
-        &self,
-        base: &Url,
-        targets: &tough::schema::Targets,
-        full: &TargetPath,
-        full_target: &tough::schema::Target,
-        installed: Installed<'_>,
-        out_dir: &Path,
-    ) -> bool {
-        let Ok(dpath) = full.delta_from(installed.version) else {
-            return false;
-        };
-        let Some((_, dt)) = targets
-            .targets_iter()
-            .find(|(n, _)| n.raw() == dpath.to_string())
-        else {
-            return false;
-        };
-        let Ok(old) = std::fs::read(installed.dir.join(full.file())) else {
-            return false;
-        };
-        let Ok(url) = target_url(base, &dpath, dt) else {
-            return false;
-        };
-        let Ok(d) = fetch_verified(&self.transport, url, dt.length, &dt.hashes.sha256).await else {
-            return false;
-        };
-        let Ok(new) = delta::apply(&old, &d, full_target.length) else {
-            return false;
-        };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new);
-        if new.len() as u64 != full_target.length || digest.as_ref() != &*full_target.hashes.sha256
-        {
-            return false;
-        }
-        write_verified(&new, out_dir, full.file()).is_ok()
-    }
 }
 
 /// The URL of a target's content-addressed copy under `base` (`DIR/SHA256.FILE`).
@@ -400,4 +401,49 @@ pub fn target_url(
         return Err(FailureReason::UnsafeName(rel));
     }
     Ok(url)
+}
+
+/// Where the targets of one loaded repository come from.
+struct TargetsAt<'a> {
+    transport: &'a SourceTransport,
+    base: &'a Url,
+    targets: &'a tough::schema::Targets,
+}
+
+/// Rebuild `full` from the installed copy and a signed delta; false when no delta fits or
+/// anything about it fails (the caller then fetches the full file).
+async fn try_delta(
+    ctx: &TargetsAt<'_>,
+    full: &TargetPath,
+    full_target: &tough::schema::Target,
+    installed: Installed<'_>,
+    out_dir: &Path,
+) -> bool {
+    let Ok(dpath) = full.delta_from(installed.version) else {
+        return false;
+    };
+    let Some((_, dt)) = ctx
+        .targets
+        .targets_iter()
+        .find(|(n, _)| n.raw() == dpath.to_string())
+    else {
+        return false;
+    };
+    let Ok(old) = std::fs::read(installed.dir.join(full.file())) else {
+        return false;
+    };
+    let Ok(url) = target_url(ctx.base, &dpath, dt) else {
+        return false;
+    };
+    let Ok(d) = fetch_verified(ctx.transport, url, dt.length, &dt.hashes.sha256).await else {
+        return false;
+    };
+    let Ok(new) = delta::apply(&old, &d, full_target.length) else {
+        return false;
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new);
+    if new.len() as u64 != full_target.length || digest.as_ref() != &*full_target.hashes.sha256 {
+        return false;
+    }
+    write_verified(&new, out_dir, full.file()).is_ok()
 }

@@ -16,7 +16,7 @@ use tough::{Bytes, Transport, TransportError, TransportErrorKind, TransportStrea
 use url::Url;
 
 /// Limits applied to every request made through a [`SourceTransport`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportLimits {
     /// Time allowed to connect.
     pub connect_timeout: Duration,

@@ -68,6 +68,7 @@ impl Server {
         Source {
             label: label.to_owned(),
             base: Url::parse(&format!("http://{}/", self.addr)).unwrap(),
+            limits: None,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Fetching the newest version: full files, deltas, fallback, up to date.
 
 use cascade_core::Category;
-use cascade_repo::Installed;
+use cascade_repo::{Installed, TransportLimits};
 
-use crate::common::{content, fast_limits, files_under, v2_of, Fixture, Server};
+use crate::common::{content, fast_limits, files_under, only_code, v2_of, Fixture, Rule, Server};
 
 // A client with nothing installed gets the newest version in full; with v1 installed it rebuilds v2 from a delta.
 #[tokio::test]
@@ -107,4 +107,38 @@ async fn up_to_date_downloads_nothing() {
         .unwrap();
     assert!(got.up_to_date && got.files.is_empty());
     assert!(files_under(&out).is_empty());
+}
+
+// A source's own limits replace the client's: a slow link refused under the default floor succeeds with a lower one.
+#[tokio::test]
+async fn per_source_limits_apply() {
+    let fx = Fixture::new().await;
+    let data = content(5_000, 11);
+    fx.publish("1", &data).await;
+    let server = Server::start(&fx.public()).await;
+    let every = std::time::Duration::from_millis(100);
+    server.rule(&fx.blob_path("1"), Rule::Trickle { chunk: 500, every });
+    let client = fx.client(fast_limits());
+    let out = fx.staging("out");
+    let r = client
+        .fetch_latest(
+            &[server.source("wan")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("wan".to_owned(), "source.too_slow")]);
+    let lenient = TransportLimits {
+        min_bytes_per_sec: 1_000,
+        ..fast_limits()
+    };
+    let src = server.source("wan").with_limits(lenient);
+    let got = client
+        .fetch_latest(&[src], Category::Components, "engine", None, &out)
+        .await
+        .unwrap();
+    assert_eq!(got.version, "1");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
 }
