@@ -245,6 +245,25 @@ impl RepoClient {
         }
     }
 
+    /// Move aside trust-state files that no longer parse (tough writes them without
+    /// temp+rename, so a crash can truncate one). Without this the client would refuse every
+    /// source forever; the cost is one update cycle without rollback protection for that role.
+    fn quarantine_unreadable_state(&self) {
+        for role in ["root", "timestamp", "snapshot", "targets"] {
+            let path = self.datastore.join(format!("{role}.json"));
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let readable = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("signed")?.get("version")?.as_u64())
+                .is_some();
+            if !readable {
+                let _ = std::fs::rename(&path, path.with_extension("json.unreadable"));
+            }
+        }
+    }
+
     /// The newest root this client trusts: the datastore's copy if any, else the shipped one.
     fn root_bytes(&self) -> Vec<u8> {
         std::fs::read(self.datastore.join("root.json"))
@@ -266,6 +285,7 @@ impl RepoClient {
         transport: SourceTransport,
     ) -> Result<Repository, FailureReason> {
         let _guard = self.load_lock.lock().await;
+        self.quarantine_unreadable_state();
         let root = self.root_bytes();
         RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
             .transport(transport)

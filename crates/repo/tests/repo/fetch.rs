@@ -142,3 +142,38 @@ async fn per_source_limits_apply() {
     assert_eq!(got.version, "1");
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
 }
+
+// A trust-state file truncated by a crash is set aside instead of blocking every later update.
+#[tokio::test]
+async fn truncated_trust_state_recovers() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let server = Server::start(&fx.public()).await;
+    let client = fx.client(fast_limits());
+    let out = fx.staging("out");
+    client
+        .fetch_latest(
+            &[server.source("o")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    let state = fx.tmp.path().join("state");
+    std::fs::write(state.join("timestamp.json"), b"{\"signed\": {\"vers").unwrap();
+    fx.publish("2", b"two").await;
+    let got = client
+        .fetch_latest(
+            &[server.source("o")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.version, "2");
+    assert!(state.join("timestamp.json.unreadable").exists());
+}
