@@ -44,3 +44,53 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
 }
+
+/// An exclusive lock on a repository directory: a `.lock` file created with `O_EXCL` holding
+/// the owner's process id. A lock whose owner process is gone (a crash) is taken over.
+/// Released on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    path: std::path::PathBuf,
+}
+
+impl DirLock {
+    /// Take the lock in `dir`; `Ok(None)` when a live process holds it.
+    ///
+    /// # Errors
+    /// I/O errors other than the lock existing.
+    pub fn try_acquire(dir: &Path) -> io::Result<Option<DirLock>> {
+        let path = dir.join(".lock");
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id())?;
+                    return Ok(Some(DirLock { path }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let owner = fs::read_to_string(&path).unwrap_or_default();
+                    let alive = owner
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    if alive {
+                        return Ok(None);
+                    }
+                    // The owner died mid-operation: its lock is stale.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Content files are written first (content-addressed, never overwritten), metadata last, so a
 //! crash at any point leaves the previously published repository intact and serveable. One
-//! publisher at a time per repository directory: callers serialise publishes.
+//! operation at a time per repository directory (a lock file; [`PublishError::Busy`] otherwise).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use tough::schema::{Hashes, RoleKeys, RoleType, Root, Target};
 use tough::TargetName;
 
 use crate::delta;
-use crate::fsutil::{sha256_hex, write_new};
+use crate::fsutil::{sha256_hex, write_new, DirLock};
 use crate::keys::{self, KeyError, KeyPaths};
 use crate::layout::{LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
 use crate::meta::{commit, write_initial, Expiries, RepoDirs, State, SPEC_VERSION};
@@ -74,6 +74,9 @@ pub enum PublishError {
     /// Delta generation failed.
     #[error(transparent)]
     Delta(#[from] delta::DeltaError),
+    /// Another process is publishing to this repository right now.
+    #[error("{0} is locked by another publisher")]
+    Busy(PathBuf),
 }
 
 impl PublishError {
@@ -92,6 +95,7 @@ impl PublishError {
             PublishError::Time(_) => "publish.time",
             PublishError::StoredMismatch(_) => "publish.stored_mismatch",
             PublishError::Delta(e) => e.code(),
+            PublishError::Busy(_) => "publish.busy",
         }
     }
 }
@@ -251,6 +255,13 @@ impl Publisher {
         self.dirs.public()
     }
 
+    /// Exclusive use of the repository for one operation (publish, refresh, prune).
+    fn lock(&self) -> Result<DirLock, PublishError> {
+        DirLock::try_acquire(&self.dirs.dir)
+            .map_err(io(&self.dirs.dir))?
+            .ok_or_else(|| PublishError::Busy(self.dirs.dir.clone()))
+    }
+
     /// Add `version` of `category/name` made of `files`, with deltas from earlier versions.
     ///
     /// # Errors
@@ -267,6 +278,7 @@ impl Publisher {
         if files.is_empty() {
             return Err(PublishError::NoFiles);
         }
+        let _lock = self.lock()?;
         let state = State::load(&self.dirs)?;
         let mut targets = state.targets.signed.clone();
         let previous = versions_of(&targets, category, name);
@@ -394,6 +406,7 @@ impl Publisher {
     /// # Errors
     /// Signing or I/O errors.
     pub async fn refresh_timestamp(&self, now: Timestamp) -> Result<(), PublishError> {
+        let _lock = self.lock()?;
         let state = State::load(&self.dirs)?;
         let half = self.expiries.snapshot / 2;
         let snapshot_due = state
@@ -420,6 +433,7 @@ impl Publisher {
     /// # Errors
     /// Signing or I/O errors.
     pub async fn prune(&self, keep: usize, now: Timestamp) -> Result<Vec<String>, PublishError> {
+        let _lock = self.lock()?;
         let state = State::load(&self.dirs)?;
         let mut targets = state.targets.signed.clone();
         let mut drop: HashSet<(Category, String, String)> = HashSet::new();

@@ -91,3 +91,25 @@ async fn prune_and_duplicate_version() {
         .unwrap_err();
     assert_eq!(err.code(), "publish.version_exists");
 }
+
+// A second publisher is refused while a live process holds the repository lock; a stale lock from a dead process is taken over.
+#[tokio::test]
+async fn concurrent_publish_refused_stale_lock_taken_over() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let lock = fx.tmp.path().join("repo/.lock");
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let err = fx
+        .publisher
+        .refresh_timestamp(jiff::Timestamp::now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.busy");
+    // No process has this id (above the kernel's pid_max).
+    std::fs::write(&lock, "4294967295").unwrap();
+    fx.publisher
+        .refresh_timestamp(jiff::Timestamp::now())
+        .await
+        .unwrap();
+    assert!(!lock.exists());
+}
