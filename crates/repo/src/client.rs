@@ -12,8 +12,8 @@ use tough::{Repository, RepositoryLoader};
 use url::Url;
 
 use crate::delta;
+use crate::layout::{target_meta, versions_of};
 use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
-use crate::publish::{target_meta, versions_of};
 use crate::save::{fetch_verified, save_verified, write_verified, SaveError};
 use crate::transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};
 

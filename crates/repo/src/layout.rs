@@ -8,7 +8,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use cascade_core::Category;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use tough::schema::Target;
 
 /// Sub-directory (and URL path) holding the signed metadata.
 pub const METADATA_DIR: &str = "metadata";
@@ -176,6 +179,34 @@ impl TargetMeta {
     pub fn is_delta(&self) -> bool {
         self.delta_from.is_some()
     }
+}
+
+/// Versions of one `CATEGORY/NAME`, newest (highest publish sequence) first.
+pub fn versions_of(
+    targets: &tough::schema::Targets,
+    category: Category,
+    name: &str,
+) -> Vec<(u64, String)> {
+    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
+    for (tn, t) in &targets.targets {
+        let Ok(path) = tn.raw().parse::<TargetPath>() else {
+            continue;
+        };
+        if path.category() != category || path.name() != name {
+            continue;
+        }
+        if let Some(m) = target_meta(t) {
+            seen.insert(m.seq, m.version);
+        }
+    }
+    seen.into_iter().rev().collect()
+}
+
+/// The cascade metadata of a target, if it has any.
+pub fn target_meta(t: &Target) -> Option<TargetMeta> {
+    t.custom
+        .get(CUSTOM_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 #[cfg(test)]

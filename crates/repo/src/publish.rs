@@ -5,7 +5,7 @@
 //! crash at any point leaves the previously published repository intact and serveable. One
 //! operation at a time per repository directory (a lock file; [`PublishError::Busy`] otherwise).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use cascade_core::Category;
@@ -17,7 +17,7 @@ use tough::TargetName;
 use crate::delta;
 use crate::fsutil::{sha256_hex, write_new, DirLock};
 use crate::keys::{self, KeyError, KeyPaths};
-use crate::layout::{LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
+use crate::layout::{versions_of, LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
 use crate::meta::{commit, write_initial, Expiries, RepoDirs, State, SPEC_VERSION};
 
 /// Errors from publishing operations.
@@ -198,34 +198,6 @@ pub async fn init(
         keys,
         expiries,
     })
-}
-
-/// Versions of one `CATEGORY/NAME`, newest (highest publish sequence) first.
-pub fn versions_of(
-    targets: &tough::schema::Targets,
-    category: Category,
-    name: &str,
-) -> Vec<(u64, String)> {
-    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
-    for (tn, t) in &targets.targets {
-        let Ok(path) = tn.raw().parse::<TargetPath>() else {
-            continue;
-        };
-        if path.category() != category || path.name() != name {
-            continue;
-        }
-        if let Some(m) = target_meta(t) {
-            seen.insert(m.seq, m.version);
-        }
-    }
-    seen.into_iter().rev().collect()
-}
-
-/// The cascade metadata of a target, if it has any.
-pub fn target_meta(t: &Target) -> Option<TargetMeta> {
-    t.custom
-        .get(CUSTOM_KEY)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 impl Publisher {

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::client::{target_url, FailureReason, RepoClient, Source};
+use crate::layout::target_meta;
 use crate::layout::{TargetPath, TARGETS_DIR};
-use crate::publish::target_meta;
 use crate::save::check_remote;
 use crate::transport::TransportLimits;
 
