@@ -279,10 +279,14 @@ impl RepoClient {
         self.load_with(source, transport).await
     }
 
-    async fn load_with(
+    /// Load through `source` with a given transport (e.g. one that records what it fetched).
+    ///
+    /// # Errors
+    /// The classified reason the source was refused.
+    pub async fn load_with<T: tough::Transport + 'static>(
         &self,
         source: &Source,
-        transport: SourceTransport,
+        transport: T,
     ) -> Result<Repository, FailureReason> {
         let _guard = self.load_lock.lock().await;
         self.quarantine_unreadable_state();

@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod layout;
 pub mod meta;
+pub mod mirror;
 pub mod publish;
 pub mod save;
 pub mod transport;

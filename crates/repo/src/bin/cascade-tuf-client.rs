@@ -8,15 +8,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use cascade_repo::mirror::RecordingTransport;
 use cascade_repo::save::{is_safe_file_name, save_verified};
 use cascade_repo::{SourceTransport, TransportLimits};
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 use tough::schema::{Signed, Targets};
-use tough::{Repository, RepositoryLoader, TargetName, Transport, TransportError, TransportStream};
+use tough::{Repository, RepositoryLoader, TargetName};
 use url::Url;
 
 #[derive(Parser)]
@@ -46,30 +45,6 @@ enum Cmd {
     Download,
 }
 
-/// Records the complete body of every successful fetch, so trusted metadata can be stored
-/// byte-for-byte.
-#[derive(Debug, Clone)]
-struct Recording {
-    inner: SourceTransport,
-    seen: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-}
-
-#[tough::async_trait]
-impl Transport for Recording {
-    async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        let mut stream = self.inner.fetch(url.clone()).await?;
-        let mut body = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(&chunk?);
-        }
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(url.to_string(), body.clone());
-        }
-        let one = futures::stream::once(async move { Ok(tough::Bytes::from(body)) });
-        Ok(Box::pin(one))
-    }
-}
-
 /// Percent-encode everything but `[A-Za-z0-9._~-]`, and the dots of `.`/`..`.
 fn encode(name: &str) -> String {
     let mut out = String::new();
@@ -95,7 +70,7 @@ struct Client {
     metadata_dir: PathBuf,
     state_dir: PathBuf,
     metadata_url: Url,
-    recording: Recording,
+    recording: RecordingTransport<SourceTransport>,
 }
 
 impl Client {
@@ -113,10 +88,7 @@ impl Client {
             metadata_dir: metadata_dir.to_owned(),
             state_dir,
             metadata_url,
-            recording: Recording {
-                inner: SourceTransport::new(limits)?,
-                seen: Arc::default(),
-            },
+            recording: RecordingTransport::new(SourceTransport::new(limits)?),
         })
     }
 
@@ -140,12 +112,7 @@ impl Client {
 
     /// Copy what tough now trusts into `METADATA_DIR/ROLE.json`, byte-for-byte where possible.
     fn mirror_trusted(&self, repo: Option<&Repository>) -> Result<()> {
-        let seen = self
-            .recording
-            .seen
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let seen = self.recording.bodies();
         let base = self.metadata_url.as_str().trim_end_matches('/').to_owned();
         for role in ["root", "timestamp", "snapshot", "targets"] {
             let dest = self.metadata_dir.join(format!("{role}.json"));
@@ -248,7 +215,7 @@ impl Client {
         if !url.as_str().starts_with(&base) {
             bail!("target URL {url} leaves the target base URL");
         }
-        save_verified(&self.recording.inner, url, target.length, sha, dir, &file).await?;
+        save_verified(self.recording.inner(), url, target.length, sha, dir, &file).await?;
         println!("{name}: downloaded");
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! Publishing, pruning and whole-repository verification.
 
 use cascade_core::Category;
+use cascade_repo::mirror::mirror;
 use cascade_repo::verify::verify;
-use cascade_repo::{PublishOptions, Publisher};
+use cascade_repo::{PublishOptions, Publisher, RepoClient};
 
-use crate::common::{content, fast_limits, v2_of, Fixture, Server};
+use crate::common::{content, fast_limits, v2_of, Fixture, Rule, Server};
 
 // verify() reports versions per category and role expiry, and finds a blob corrupted on disk.
 #[tokio::test]
@@ -112,4 +113,64 @@ async fn concurrent_publish_refused_stale_lock_taken_over() {
         .await
         .unwrap();
     assert!(!lock.exists());
+}
+
+// A relay mirrors the origin verified; clients fetch through the relay; a later mirror copies only new files; a tampered origin leaves the relay serving its last good copy.
+#[tokio::test]
+async fn relay_mirror_serves_clients() {
+    let fx = Fixture::new().await;
+    let v1 = content(40_000, 12);
+    fx.publish("1", &v1).await;
+    fx.publish("2", &v2_of(&v1)).await;
+    let origin = Server::start(&fx.public()).await;
+    let relay_dir = fx.tmp.path().join("relay");
+    let relay_client = RepoClient::new(
+        fx.root.clone(),
+        &fx.tmp.path().join("relay-state"),
+        fast_limits(),
+    )
+    .unwrap();
+    let first = mirror(&relay_client, &origin.source("origin"), &relay_dir)
+        .await
+        .unwrap();
+    assert_eq!((first.fetched, first.present), (3, 0), "{first:?}");
+    let relay = Server::start(&relay_dir).await;
+    let report = verify(&fx.root, &relay.source("relay"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.contents["components"]["engine"], vec!["2", "1"]);
+
+    fx.publish("3", &v2_of(&v2_of(&v1))).await;
+    let second = mirror(&relay_client, &origin.source("origin"), &relay_dir)
+        .await
+        .unwrap();
+    assert_eq!(second.present, 3);
+    assert!(second.fetched >= 2, "{second:?}");
+    let out = fx.staging("via-relay");
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[relay.source("relay")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.version, "3");
+
+    let before = std::fs::read(relay_dir.join("metadata/timestamp.json")).unwrap();
+    fx.publish("4", b"four").await;
+    let blob = fx.blob_path("4");
+    origin.rule(&blob, Rule::Bytes(b"evil".to_vec()));
+    let err = mirror(&relay_client, &origin.source("origin"), &relay_dir)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "tuf.hash_mismatch");
+    assert_eq!(
+        std::fs::read(relay_dir.join("metadata/timestamp.json")).unwrap(),
+        before
+    );
 }
