@@ -1,0 +1,683 @@
+//! `cascade server` (run the server until SIGINT/SIGTERM) and the subcommands that talk to a
+//! running server's admin API: `sources list|add|edit|rm|move`, `notify`, `clients`,
+//! `agents` and `policy export|apply`. The server URL comes from `--server`, `CASCADE_SERVER`
+//! or the config file; the admin token from `CASCADE_TOKEN` or the config file
+//! (`$CASCADE_CONFIG`, else `$XDG_CONFIG_HOME/cascade/cli.toml`, else
+//! `~/.config/cascade/cli.toml`, with `server = "…"` and `token = "…"`). Refusals of bad input
+//! (4xx) exit with status 2 and print the server's code, field and message.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use cascade_core::{Category, Policy, PolicyDoc};
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::BadInput;
+
+/// `cascade server`: run the server.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Data directory: the `SQLite` database and `repo/`.
+    #[arg(long, env = "CASCADE_DATA_DIR", default_value = "cascade-server-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://user@host/db` to keep state in `PostgreSQL` (default: `SQLite` in the data dir).
+    #[arg(long, env = "CASCADE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory served at `/repo/` (default: `DATA_DIR/repo`).
+    #[arg(long)]
+    pub repo_dir: Option<PathBuf>,
+    /// Seconds update agents hear a notify before ordinary clients.
+    #[arg(long, default_value_t = 10)]
+    pub agent_head_start: u64,
+    /// Seconds without a check-in after which a client is stale.
+    #[arg(long, default_value_t = 86_400)]
+    pub stale_after: u64,
+}
+
+/// Runs `cascade server` until SIGINT or SIGTERM.
+pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    let mut settings = cascade_server::Settings::new(&args.data_dir);
+    settings.database_url = args.database_url;
+    settings.repo_dir = args.repo_dir;
+    settings.agent_head_start = Duration::from_secs(args.agent_head_start);
+    settings.stale_after = Duration::from_secs(args.stale_after);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        cascade_server::launch(settings, listener, stop_signal())
+            .await
+            .map_err(|e| anyhow!("[{}] {e}", e.code()))
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Where the server is and how to print; shared by every API subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// The server's URL, e.g. `http://127.0.0.1:8080` (else `CASCADE_SERVER` or the config file).
+    #[arg(long, env = "CASCADE_SERVER")]
+    pub server: Option<String>,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cascade sources …` subcommands over the API (merge into the local `sources` group with
+/// `#[command(flatten)]`).
+#[derive(Debug, Subcommand)]
+pub enum SourcesRemote {
+    /// List the server's source list, in order.
+    List(Conn),
+    /// Append an entry: `--range R` and exactly one of `--agent IP:PORT` or `--url URL`.
+    Add {
+        #[command(flatten)]
+        entry: EntryArgs,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Replace entry ID's range and source, keeping its place.
+    Edit {
+        /// The entry id (see `sources list`).
+        id: u32,
+        #[command(flatten)]
+        entry: EntryArgs,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete the given entries (all or nothing).
+    Rm {
+        /// Entry ids.
+        #[arg(required = true)]
+        ids: Vec<u32>,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Move entry ID one place up or down.
+    Move {
+        /// The entry id.
+        id: u32,
+        /// `up` or `down`.
+        #[arg(value_enum)]
+        direction: Direction,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// A source-list entry on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct EntryArgs {
+    /// Client range: CIDR, `a.b.c.d-e.f.g.h` or one address.
+    #[arg(long)]
+    pub range: String,
+    /// A registered update agent's `IP:PORT`.
+    #[arg(long, conflicts_with = "url")]
+    pub agent: Option<String>,
+    /// A URL source.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// Optimistic concurrency: refuse the write if the policy changed since this revision.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Revision {
+    /// Only write if the server's policy is still at this revision (else exit 2, HTTP 409).
+    #[arg(long)]
+    pub revision: Option<i64>,
+}
+
+/// Which way to move an entry.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Direction {
+    /// One place towards the top.
+    Up,
+    /// One place towards the bottom.
+    Down,
+}
+
+/// `cascade policy …` subcommands over the API (merge into the local `policy` group).
+#[derive(Debug, Subcommand)]
+pub enum PolicyRemote {
+    /// Write the server's whole policy as TOML (to stdout or `--output`).
+    Export {
+        /// File to write (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Replace the server's whole policy with a TOML file (checked locally first).
+    Apply {
+        /// The policy file.
+        file: PathBuf,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `cascade notify`: Notify All Clients.
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// Only these categories (default: all).
+    #[arg(long = "category", value_parser = parse_category)]
+    pub categories: Vec<Category>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `cascade clients`: the client registry.
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    /// Only clients not seen recently: `--stale` uses the server's window, `--stale=SECS` yours.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    pub stale: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `cascade agents …`: registered update agents.
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// List agents, capabilities and the enrolled clients serving at each.
+    List(Conn),
+    /// Register an update agent.
+    Add {
+        /// `IP:PORT` where it serves.
+        address: String,
+        /// Categories it relays (default: all).
+        #[arg(long = "capability", value_parser = parse_category)]
+        capabilities: Vec<Category>,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Unregister an update agent (refused while a source entry uses it).
+    Rm {
+        /// `IP:PORT`.
+        address: String,
+        #[command(flatten)]
+        at: Revision,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+fn parse_category(s: &str) -> Result<Category, String> {
+    s.parse()
+        .map_err(|e: cascade_core::category::UnknownCategory| e.to_string())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    server: Option<String>,
+    token: Option<String>,
+}
+
+fn config_file() -> anyhow::Result<ConfigFile> {
+    let path = std::env::var_os("CASCADE_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("cascade/cli.toml"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/cascade/cli.toml"))
+        });
+    let Some(path) = path.filter(|p| p.exists()) else {
+        return Ok(ConfigFile::default());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
+}
+
+/// An admin API client.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn new(conn: &Conn) -> anyhow::Result<Api> {
+        let file = config_file()?;
+        let base = conn.server.clone().or(file.server).ok_or_else(|| {
+            BadInput(
+                "no server: give --server URL, CASCADE_SERVER or `server` in the config file"
+                    .into(),
+            )
+        })?;
+        let token = std::env::var("CASCADE_TOKEN")
+            .ok()
+            .or(file.token)
+            .ok_or_else(|| {
+                BadInput("no admin token: set CASCADE_TOKEN or `token` in the config file".into())
+            })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        at: Option<i64>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        if let Some(rev) = at {
+            req = req.header("if-match", format!("\"{rev}\""));
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the server's answer")?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let e = &value["error"];
+        let msg = format!(
+            "{method} {path}: HTTP {} [{}] {}",
+            status.as_u16(),
+            e["code"].as_str().unwrap_or("?"),
+            e["message"]
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned)
+        );
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(anyhow!("{msg} (check CASCADE_TOKEN)"))
+            }
+            s if s.is_client_error() => Err(BadInput(msg).into()),
+            _ => Err(anyhow!(msg)),
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    );
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_sources(v: &Value) {
+    let mut t = table(&["#", "id", "range", "source"]);
+    for (i, e) in v["sources"].as_array().into_iter().flatten().enumerate() {
+        let src = if e["agent"].is_string() {
+            format!("agent:{}", s(&e["agent"]))
+        } else {
+            format!("url:{}", s(&e["url"]))
+        };
+        t.add_row(vec![(i + 1).to_string(), s(&e["id"]), s(&e["range"]), src]);
+    }
+    println!("{t}\nrevision {}", s(&v["revision"]));
+}
+
+fn entry_body(e: &EntryArgs) -> Value {
+    json!({"range": e.range, "agent": e.agent, "url": e.url})
+}
+
+/// Runs `cascade sources list|add|edit|rm|move`.
+pub fn run_sources_remote(cmd: SourcesRemote) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let (conn, v) = match cmd {
+            SourcesRemote::List(conn) => {
+                let v = Api::new(&conn)?
+                    .call(Method::GET, "/api/sources", None, None)
+                    .await?;
+                (conn, v)
+            }
+            SourcesRemote::Add { entry, at, conn } => {
+                let v = Api::new(&conn)?
+                    .call(
+                        Method::POST,
+                        "/api/sources",
+                        at.revision,
+                        Some(&entry_body(&entry)),
+                    )
+                    .await?;
+                (conn, v)
+            }
+            SourcesRemote::Edit {
+                id,
+                entry,
+                at,
+                conn,
+            } => {
+                let path = format!("/api/sources/{id}");
+                let v = Api::new(&conn)?
+                    .call(Method::PUT, &path, at.revision, Some(&entry_body(&entry)))
+                    .await?;
+                (conn, v)
+            }
+            SourcesRemote::Rm { ids, at, conn } => {
+                let v = Api::new(&conn)?
+                    .call(
+                        Method::POST,
+                        "/api/sources/delete",
+                        at.revision,
+                        Some(&json!({"ids": ids})),
+                    )
+                    .await?;
+                (conn, v)
+            }
+            SourcesRemote::Move {
+                id,
+                direction,
+                at,
+                conn,
+            } => {
+                let dir = match direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                };
+                let path = format!("/api/sources/{id}/move");
+                let v = Api::new(&conn)?
+                    .call(
+                        Method::POST,
+                        &path,
+                        at.revision,
+                        Some(&json!({"direction": dir})),
+                    )
+                    .await?;
+                (conn, v)
+            }
+        };
+        if conn.json {
+            print_json(&v);
+        } else {
+            print_sources(&v);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `cascade policy export|apply`.
+pub fn run_policy_remote(cmd: PolicyRemote) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match cmd {
+            PolicyRemote::Export { output, conn } => {
+                let v = Api::new(&conn)?
+                    .call(Method::GET, "/api/policy", None, None)
+                    .await?;
+                if conn.json {
+                    print_json(&v);
+                    return Ok(());
+                }
+                let doc: PolicyDoc = serde_json::from_value(v["policy"].clone())
+                    .context("the server sent a policy this cascade does not understand")?;
+                let policy = doc
+                    .into_policy()
+                    .map_err(|e| anyhow!("the server's policy does not validate: {e}"))?;
+                let text = format!(
+                    "# cascade policy, server revision {} (apply with --revision {} to refuse if it changed since)\n{}",
+                    s(&v["revision"]),
+                    s(&v["revision"]),
+                    policy.to_toml().map_err(|e| anyhow!("{e}"))?
+                );
+                match output {
+                    Some(path) => std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => print!("{text}"),
+                }
+            }
+            PolicyRemote::Apply { file, at, conn } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read policy file {}", file.display()))?;
+                let policy = Policy::from_toml(&text).map_err(|e| {
+                    BadInput(format!("{}: [{}] {e}", file.display(), e.code()))
+                })?;
+                let doc = serde_json::to_value(PolicyDoc::from_policy(&policy))?;
+                let v = Api::new(&conn)?
+                    .call(Method::PUT, "/api/policy", at.revision, Some(&doc))
+                    .await?;
+                if conn.json {
+                    print_json(&v);
+                } else {
+                    println!("applied {}: server policy revision {}", file.display(), s(&v["revision"]));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `cascade notify`.
+pub fn run_notify(args: NotifyArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let body = json!({"categories": args.categories});
+        let v = Api::new(&args.conn)?
+            .call(Method::POST, "/api/notify", None, Some(&body))
+            .await?;
+        if args.conn.json {
+            print_json(&v);
+        } else {
+            let f = &v["fan_out"];
+            println!(
+                "notify {}: {} update agents now, {} clients after {} ms (jitter hint {} ms); others at their next poll",
+                s(&v["id"]),
+                s(&f["agents"]),
+                s(&f["clients"]),
+                s(&f["clients_after_ms"]),
+                s(&f["jitter_ms"])
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Runs `cascade clients [--stale[=SECS]]`.
+pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let path = match &args.stale {
+            None => "/api/clients".to_owned(),
+            Some(w) if w.is_empty() => "/api/clients?stale".to_owned(),
+            Some(w) => format!("/api/clients?stale={w}"),
+        };
+        let v = Api::new(&args.conn)?
+            .call(Method::GET, &path, None, None)
+            .await?;
+        if args.conn.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let mut t = table(&[
+            "name",
+            "id",
+            "state",
+            "last seen",
+            "reported ip",
+            "peer ip",
+            "installed",
+            "agent",
+        ]);
+        let list = v["clients"].as_array().cloned().unwrap_or_default();
+        for c in &list {
+            let installed = c["installed"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let agent = if c["is_agent"] == true {
+                s(&c["agent_address"])
+            } else {
+                "-".into()
+            };
+            t.add_row(vec![
+                s(&c["name"]),
+                s(&c["id"]),
+                s(&c["state"]),
+                s(&c["last_seen"]),
+                s(&c["reported_ip"]),
+                s(&c["peer_ip"]),
+                installed,
+                agent,
+            ]);
+        }
+        println!("{t}\n{} clients", list.len());
+        Ok(())
+    })
+}
+
+/// Runs `cascade agents list|add|rm`.
+pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let (conn, v) = match cmd {
+            AgentsCmd::List(conn) => {
+                let v = Api::new(&conn)?
+                    .call(Method::GET, "/api/agents", None, None)
+                    .await?;
+                (conn, v)
+            }
+            AgentsCmd::Add {
+                address,
+                capabilities,
+                at,
+                conn,
+            } => {
+                let caps = if capabilities.is_empty() {
+                    Category::ALL.to_vec()
+                } else {
+                    capabilities
+                };
+                let body = json!({"address": address, "capabilities": caps});
+                let v = Api::new(&conn)?
+                    .call(Method::POST, "/api/agents", at.revision, Some(&body))
+                    .await?;
+                (conn, v)
+            }
+            AgentsCmd::Rm { address, at, conn } => {
+                let path = format!(
+                    "/api/agents/{}",
+                    address.replace('[', "%5B").replace(']', "%5D")
+                );
+                let v = Api::new(&conn)?
+                    .call(Method::DELETE, &path, at.revision, None)
+                    .await?;
+                (conn, v)
+            }
+        };
+        if conn.json {
+            print_json(&v);
+        } else if let Some(agents) = v["agents"].as_array() {
+            let mut t = table(&["address", "capabilities", "enrolled as"]);
+            for a in agents {
+                let caps = a["capabilities"]
+                    .as_array()
+                    .map(|c| c.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                let clients = a["clients"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .map(|c| s(&c["name"]))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                t.add_row(vec![s(&a["address"]), caps, clients]);
+            }
+            println!("{t}\nrevision {}", s(&v["revision"]));
+        } else {
+            println!("ok: policy revision {}", s(&v["revision"]));
+        }
+        Ok(())
+    })
+}
