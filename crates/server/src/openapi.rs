@@ -37,6 +37,7 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
     ("post", "/api/notify", Auth::Admin, "Notify All Clients {categories?}: agents first, then clients with a jitter hint"),
     ("get", "/api/clients", Auth::Admin, "Enrolled clients with state; ?stale[=SECONDS] keeps only stale/never-seen ones"),
     ("get", "/api/clients/{id}", Auth::Admin, "One client with its last update report"),
+    ("delete", "/api/clients/{id}", Auth::Admin, "Forget a client; its credential stops working at once"),
     ("get", "/api/enrollment-token", Auth::Admin, "Metadata of the current enrollment token"),
     ("post", "/api/enrollment-token/rotate", Auth::Admin, "Revoke the enrollment token and return a new one (shown once)"),
     ("post", "/api/client/enroll", Auth::Enroll, "Enroll {name, domain?, agent_address?}: returns {client_id, credential}"),

@@ -162,6 +162,24 @@ pub async fn get_client(
     Ok(Json(client_view(&st, &cur.policy, &row, true)?).into_response())
 }
 
+/// `DELETE /api/clients/{id}`: forget a client; its credential stops working at once.
+pub async fn delete_client(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+        .bind(&id)
+        .execute(&st.db.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound { what: "client", id });
+    }
+    auth::forget_verified(&st);
+    tracing::info!(client = %id, "client deleted");
+    Ok(Json(json!({"deleted": id})).into_response())
+}
+
 /// `POST /api/notify` body (optional): `{categories: [..]}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -51,7 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/resolve", get(sources::resolve))
         .route("/api/notify", post(admin::notify))
         .route("/api/clients", get(admin::list_clients))
-        .route("/api/clients/{id}", get(admin::get_client))
+        .route(
+            "/api/clients/{id}",
+            get(admin::get_client).delete(admin::delete_client),
+        )
         .route("/api/enrollment-token", get(admin::enrollment_token))
         .route(
             "/api/enrollment-token/rotate",

@@ -154,3 +154,28 @@ async fn enrollment_token_rotation() {
     assert_eq!(meta["id"], rotated["id"]);
     s.stop().await;
 }
+
+// Deleting a client revokes its credential at once, even after it was used (and cached).
+#[tokio::test]
+async fn deleted_client_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (id, cred) = s.enroll_client("gone", None).await;
+    let (_, other) = s.enroll_client("stays", None).await;
+    s.call(Method::GET, "/api/client/status", Some(&cred), &[], None)
+        .await
+        .expect(200);
+    s.admin(Method::DELETE, &format!("/api/clients/{id}"), None)
+        .await
+        .expect(200);
+    s.call(Method::GET, "/api/client/policy", Some(&cred), &[], None)
+        .await
+        .expect_error(401, "auth.unauthorized", "Authorization");
+    s.call(Method::GET, "/api/client/status", Some(&other), &[], None)
+        .await
+        .expect(200);
+    s.admin(Method::DELETE, &format!("/api/clients/{id}"), None)
+        .await
+        .expect_error(404, "not_found", "id");
+    s.stop().await;
+}

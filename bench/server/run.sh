@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Static file serving benchmark: the cascade server's /repo/ against nginx (Debian
+# nginx-light), same files, same machine, both on 127.0.0.1, driven by wrk. Prints
+# requests/s and bytes/s for a 4 KiB and a 20 MiB file and the cascade/nginx ratio.
+#
+# Usage: bench/server/run.sh            (installs nginx-light and wrk with apt-get if missing)
+# Env:   CASCADE_BIN (default target/release/cascade), DURATION (10s), THREADS (2),
+#        SMALL_CONNS (64), LARGE_CONNS (8).
+set -euo pipefail
+
+CASCADE_BIN=${CASCADE_BIN:-target/release/cascade}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+SMALL_CONNS=${SMALL_CONNS:-64}
+LARGE_CONNS=${LARGE_CONNS:-8}
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+    echo "installing nginx-light and wrk (Debian packages)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+[ -x "$CASCADE_BIN" ] || { echo "no cascade binary at $CASCADE_BIN (cargo build --release -p cascade-cli)" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+NGINX_PORT=$(free_port)
+CASCADE_PORT=$(free_port)
+
+mkdir -p "$work/data/repo" "$work/nginx"
+head -c 4096 /dev/urandom >"$work/data/repo/small.bin"
+head -c $((20 * 1024 * 1024)) /dev/urandom >"$work/data/repo/large.bin"
+
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+cat >"$work/nginx/nginx.conf" <<CONF
+$user_line
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location /repo/ { alias $work/data/repo/; etag on; }
+    }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+RUST_LOG=warn "$CASCADE_BIN" server --listen "127.0.0.1:$CASCADE_PORT" --data-dir "$work/data" >"$work/cascade.log" 2>&1 &
+pids+=($!)
+
+for url in "http://127.0.0.1:$NGINX_PORT/repo/small.bin" "http://127.0.0.1:$CASCADE_PORT/repo/small.bin"; do
+    for _ in $(seq 100); do curl -fsS -o /dev/null "$url" 2>/dev/null && break; sleep 0.1; done
+    curl -fsS -o /dev/null "$url" || { echo "server at $url did not come up" >&2; cat "$work/cascade.log" >&2; exit 1; }
+done
+
+# wrk prints "Requests/sec: N" and "Transfer/sec: N{B,KB,MB,GB}".
+measure() {
+    local url=$1 conns=$2
+    wrk -t"$THREADS" -c"$conns" -d"$DURATION" "$url" | awk '
+        /Requests\/sec:/ { rps = $2 }
+        /Transfer\/sec:/ { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v);
+                           m = (u == "GB") ? 1073741824 : (u == "MB") ? 1048576 : (u == "KB") ? 1024 : 1;
+                           bps = v * m }
+        END { printf "%.1f %.0f\n", rps, bps }'
+}
+
+printf "%-10s %-8s %14s %16s\n" file server "requests/s" "bytes/s"
+for f in small large; do
+    conns=$SMALL_CONNS
+    [ "$f" = large ] && conns=$LARGE_CONNS
+    read -r n_rps n_bps < <(measure "http://127.0.0.1:$NGINX_PORT/repo/$f.bin" "$conns")
+    read -r c_rps c_bps < <(measure "http://127.0.0.1:$CASCADE_PORT/repo/$f.bin" "$conns")
+    label=$([ "$f" = small ] && echo "4KiB" || echo "20MiB")
+    printf "%-10s %-8s %14s %16s\n" "$label" nginx "$n_rps" "$n_bps"
+    printf "%-10s %-8s %14s %16s\n" "$label" cascade "$c_rps" "$c_bps"
+    awk -v c="$c_rps" -v n="$n_rps" -v l="$label" 'BEGIN { printf "%-10s ratio    %14.2f  (cascade/nginx requests/s; target >= 0.8)\n", l, (n > 0 ? c / n : 0) }'
+done
