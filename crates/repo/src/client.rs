@@ -304,6 +304,10 @@ impl RepoClient {
     /// `category/name` wins and its files are saved in `out_dir`. Every failure is returned with
     /// its source when none succeeds.
     ///
+    /// `out_dir` is a staging directory: only verified files ever appear in it (each by atomic
+    /// rename, never outside it), but after an `Err` it may hold some files of a version whose
+    /// other files failed — discard it then. Metadata loads are serialised per client.
+    ///
     /// # Errors
     /// Each source's label with the reason it was given up.
     pub async fn fetch_latest(
