@@ -17,7 +17,10 @@ use tough::TargetName;
 use crate::delta;
 use crate::fsutil::{sha256_hex, write_new, DirLock};
 use crate::keys::{self, KeyError, KeyPaths};
-use crate::layout::{versions_of, LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
+use crate::layout::{LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
+
+// Kept here too (they lived here first; the agent imports them from this path).
+pub use crate::layout::{target_meta, versions_of};
 use crate::meta::{commit, write_initial, Expiries, RepoDirs, State, SPEC_VERSION};
 
 /// Errors from publishing operations.
