@@ -5,6 +5,8 @@
 //! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
 //! metadata older than what the client already knows (a stale relay) fails for that source.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use cascade_core::Category;
@@ -24,9 +26,6 @@ pub struct Source {
     pub label: String,
     /// Base URL; metadata is under `metadata/`, targets under `targets/`.
     pub base: Url,
-    /// Limits for this source only (e.g. short timeouts for a LAN relay); the client's
-    /// limits when `None`.
-    pub limits: Option<TransportLimits>,
 }
 
 impl Source {
@@ -35,15 +34,7 @@ impl Source {
         Self {
             label: base.to_string(),
             base,
-            limits: None,
         }
-    }
-
-    /// The same source with its own transport limits.
-    #[must_use]
-    pub fn with_limits(mut self, limits: TransportLimits) -> Self {
-        self.limits = Some(limits);
-        self
     }
 
     fn join(&self, dir: &str) -> Result<Url, FailureReason> {
@@ -201,6 +192,9 @@ pub struct RepoClient {
     trusted_root: Vec<u8>,
     datastore: PathBuf,
     transport: SourceTransport,
+    /// Limits (and transports) for particular sources, by base URL.
+    per_source: HashMap<String, SourceTransport>,
+    bind: Option<IpAddr>,
     tuf_limits: tough::Limits,
     /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -217,13 +211,28 @@ impl RepoClient {
         datastore: &Path,
         limits: TransportLimits,
     ) -> Result<Self, FailureReason> {
+        Self::new_bound(trusted_root, datastore, limits, None)
+    }
+
+    /// Like [`RepoClient::new`], with connections leaving from the local address `bind`.
+    ///
+    /// # Errors
+    /// [`FailureReason::Local`] when the datastore or the HTTP client cannot be set up.
+    pub fn new_bound(
+        trusted_root: Vec<u8>,
+        datastore: &Path,
+        limits: TransportLimits,
+        bind: Option<IpAddr>,
+    ) -> Result<Self, FailureReason> {
         std::fs::create_dir_all(datastore).map_err(|e| FailureReason::Local(e.to_string()))?;
-        let transport =
-            SourceTransport::new(limits).map_err(|e| FailureReason::Local(e.to_string()))?;
+        let transport = SourceTransport::new_bound(limits, bind)
+            .map_err(|e| FailureReason::Local(e.to_string()))?;
         Ok(Self {
             trusted_root,
             datastore: datastore.to_owned(),
             transport,
+            per_source: HashMap::new(),
+            bind,
             tuf_limits: tough::Limits::default(),
             load_lock: std::sync::Arc::default(),
         })
@@ -234,15 +243,32 @@ impl RepoClient {
         &self.transport
     }
 
-    /// The transport for `source`: its own limits if it has any.
+    /// Use `limits` instead of the client's for the source at `base` (e.g. short timeouts for
+    /// a LAN relay, a lower floor for a slow WAN mirror).
     ///
     /// # Errors
     /// [`FailureReason::Local`] when the HTTP client cannot be built.
+    pub fn with_source_limits(
+        mut self,
+        base: &Url,
+        limits: TransportLimits,
+    ) -> Result<Self, FailureReason> {
+        let t = SourceTransport::new_bound(limits, self.bind)
+            .map_err(|e| FailureReason::Local(e.to_string()))?;
+        self.per_source.insert(base.to_string(), t);
+        Ok(self)
+    }
+
+    /// The transport for `source`: its own limits if it has any.
+    ///
+    /// # Errors
+    /// Never today; kept fallible for transports built on demand.
     pub fn transport_for(&self, source: &Source) -> Result<SourceTransport, FailureReason> {
-        match source.limits {
-            Some(l) => SourceTransport::new(l).map_err(|e| FailureReason::Local(e.to_string())),
-            None => Ok(self.transport.clone()),
-        }
+        Ok(self
+            .per_source
+            .get(source.base.as_str())
+            .unwrap_or(&self.transport)
+            .clone())
     }
 
     /// Move aside trust-state files that no longer parse (tough writes them without

@@ -108,7 +108,20 @@ impl SourceTransport {
     /// # Errors
     /// When the HTTP client cannot be built (TLS initialisation).
     pub fn new(limits: TransportLimits) -> Result<Self, reqwest::Error> {
+        Self::new_bound(limits, None)
+    }
+
+    /// Build a transport whose connections leave from `bind` (a local address), so the
+    /// source sees the address the source list was resolved for.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS initialisation).
+    pub fn new_bound(
+        limits: TransportLimits,
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            .local_address(bind)
             .connect_timeout(limits.connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(5))
             .no_proxy()

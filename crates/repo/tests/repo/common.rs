@@ -68,7 +68,6 @@ impl Server {
         Source {
             label: label.to_owned(),
             base: Url::parse(&format!("http://{}/", self.addr)).unwrap(),
-            limits: None,
         }
     }
 }

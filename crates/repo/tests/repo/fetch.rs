@@ -134,7 +134,8 @@ async fn per_source_limits_apply() {
         min_bytes_per_sec: 1_000,
         ..fast_limits()
     };
-    let src = server.source("wan").with_limits(lenient);
+    let src = server.source("wan");
+    let client = client.with_source_limits(&src.base, lenient).unwrap();
     let got = client
         .fetch_latest(&[src], Category::Components, "engine", None, &out)
         .await
