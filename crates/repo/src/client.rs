@@ -394,7 +394,9 @@ impl RepoClient {
             targets,
         };
         let mut files = Vec::new();
-        for (tn, t) in targets.targets_iter() {
+        // Collected first: tough's iterator is not Send, and this future must be.
+        let all: Vec<_> = targets.targets_iter().collect();
+        for (tn, t) in all {
             let Some(meta) = target_meta(t) else { continue };
             let Ok(path) = tn.raw().parse::<TargetPath>() else {
                 continue;

@@ -103,7 +103,9 @@ pub async fn mirror(
         snapshot_version: repo.snapshot().signed.version.get(),
         ..MirrorReport::default()
     };
-    for (tn, t) in repo.targets().signed.targets_iter() {
+    // Collected first: tough's iterator is not Send, and this future must be.
+    let all: Vec<_> = repo.targets().signed.targets_iter().collect();
+    for (tn, t) in all {
         let path: TargetPath = tn
             .raw()
             .parse()

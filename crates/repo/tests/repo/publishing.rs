@@ -174,3 +174,35 @@ async fn relay_mirror_serves_clients() {
         before
     );
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+// Every async entry point is Send, so the server and agent can spawn it on a multi-threaded runtime.
+#[tokio::test]
+async fn async_api_is_send() {
+    let fx = Fixture::new().await;
+    let client = fx.client(fast_limits());
+    let src = cascade_repo::Source::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+    let out = fx.staging("out");
+    let now = jiff::Timestamp::now();
+    assert_send(&client.fetch_latest(
+        std::slice::from_ref(&src),
+        Category::Components,
+        "e",
+        None,
+        &out,
+    ));
+    assert_send(&client.load(&src));
+    assert_send(&mirror(&client, &src, &out));
+    assert_send(&verify(&fx.root, &src, fast_limits()));
+    assert_send(&fx.publisher.publish(
+        Category::Components,
+        "e",
+        "1",
+        &[],
+        PublishOptions::default(),
+        now,
+    ));
+    assert_send(&fx.publisher.refresh_timestamp(now));
+    assert_send(&fx.publisher.prune(1, now));
+}
