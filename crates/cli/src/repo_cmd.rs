@@ -101,7 +101,7 @@ fn keys_dir(repo: &Path, keys: Option<PathBuf>) -> PathBuf {
 /// Any repository error, or a failed verification.
 pub fn run_repo(cmd: RepoCmd) -> Result<()> {
     let rt = runtime()?;
-    let now = jiff::Timestamp::now();
+    let now = cascade_repo::Timestamp::now();
     match cmd {
         RepoCmd::Init { dir, keys } => {
             let keys = keys_dir(&dir, keys);
@@ -186,7 +186,7 @@ pub fn run_publish(args: PublishArgs) -> Result<()> {
             &args.version,
             &args.files,
             opts,
-            jiff::Timestamp::now(),
+            cascade_repo::Timestamp::now(),
         ))
         .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
     if args.json {

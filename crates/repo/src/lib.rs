@@ -21,3 +21,5 @@ pub use layout::{TargetMeta, TargetPath};
 pub use meta::Expiries;
 pub use publish::{init, PublishError, PublishOptions, Publisher};
 pub use transport::{SourceFailure, SourceTransport, TransportLimits};
+/// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
+pub use jiff::Timestamp;
