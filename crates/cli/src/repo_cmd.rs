@@ -29,6 +29,16 @@ pub enum RepoCmd {
         #[arg(long)]
         repo: PathBuf,
     },
+    /// Re-sign root (new version) and targets with fresh expiries; needs the offline keys.
+    /// Run well before `root` expires (see `verify`).
+    Renew {
+        /// Repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Offline keys directory (default REPO/offline-keys).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
     /// Keep the newest N versions of every content name; remove the rest and their deltas.
     Prune {
         /// Repository directory.
@@ -110,8 +120,14 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
                 .with_context(|| format!("initialising {}", dir.display()))?;
             println!("repository created in {}", dir.display());
             println!("  serve:        {}", p.public_dir().display());
-            println!("  trusted root: {}", p.public_dir().join("metadata/1.root.json").display());
-            println!("  offline keys: {} (keep these off the server)", keys.display());
+            println!(
+                "  trusted root: {}",
+                p.public_dir().join("metadata/1.root.json").display()
+            );
+            println!(
+                "  offline keys: {} (keep these off the server)",
+                keys.display()
+            );
             Ok(())
         }
         RepoCmd::RefreshTimestamp { repo } => {
@@ -119,6 +135,14 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
             rt.block_on(p.refresh_timestamp(now))
                 .with_context(|| format!("refreshing the timestamp of {}", repo.display()))?;
             println!("timestamp re-signed");
+            Ok(())
+        }
+        RepoCmd::Renew { repo, keys } => {
+            let p = Publisher::open(&repo, &keys_dir(&repo, keys));
+            let v = rt
+                .block_on(p.renew(now))
+                .map_err(|e| anyhow::anyhow!("renewing {}: {e} [{}]", repo.display(), e.code()))?;
+            println!("root re-signed as version {v}; targets, snapshot and timestamp re-signed");
             Ok(())
         }
         RepoCmd::Prune { repo, keys, keep } => {
@@ -133,9 +157,14 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
             Ok(())
         }
         RepoCmd::Verify { root, url, json } => {
-            let trusted = std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
+            let trusted =
+                std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
             let report = rt
-                .block_on(verify(&trusted, &Source::new(url.clone()), TransportLimits::default()))
+                .block_on(verify(
+                    &trusted,
+                    &Source::new(url.clone()),
+                    TransportLimits::default(),
+                ))
                 .map_err(|e| anyhow::anyhow!("{url}: {e} [{}]", e.code()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -153,17 +182,26 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
 fn print_report(r: &VerifyReport) {
     println!("repository {}", r.url);
     for (role, version) in &r.versions {
-        let expires = r.expires.get(role).map(ToString::to_string).unwrap_or_default();
+        let expires = r
+            .expires
+            .get(role)
+            .map(ToString::to_string)
+            .unwrap_or_default();
         println!("  {role:<10} v{version:<6} expires {expires}");
     }
     for category in Category::ALL {
-        let Some(names) = r.contents.get(category.as_str()) else { continue };
+        let Some(names) = r.contents.get(category.as_str()) else {
+            continue;
+        };
         println!("{category}:");
         for (name, versions) in names {
             println!("  {name}: {}", versions.join(", "));
         }
     }
-    println!("{} file(s), {} byte(s) checked", r.targets_checked, r.bytes_checked);
+    println!(
+        "{} file(s), {} byte(s) checked",
+        r.targets_checked, r.bytes_checked
+    );
     for p in &r.problems {
         println!("PROBLEM {} [{}]: {}", p.target, p.code, p.message);
     }

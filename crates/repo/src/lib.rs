@@ -12,14 +12,15 @@ pub mod layout;
 pub mod meta;
 pub mod mirror;
 pub mod publish;
+pub mod renew;
 pub mod save;
 pub mod transport;
 pub mod verify;
 
 pub use client::{FailureReason, Fetched, Installed, RepoClient, Source};
+/// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
+pub use jiff::Timestamp;
 pub use layout::{TargetMeta, TargetPath};
 pub use meta::Expiries;
 pub use publish::{init, PublishError, PublishOptions, Publisher};
 pub use transport::{SourceFailure, SourceTransport, TransportLimits};
-/// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
-pub use jiff::Timestamp;

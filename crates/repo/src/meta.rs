@@ -193,7 +193,7 @@ pub async fn sign<T: Role + serde::Serialize>(
         })
 }
 
-fn write(path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
+pub(crate) fn write(path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
     write_atomic(&path, bytes).map_err(|source| PublishError::Io { path, source })
 }
 

@@ -137,9 +137,9 @@ impl Default for PublishOptions {
 /// A repository directory opened for publishing.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    dirs: RepoDirs,
-    keys: KeyPaths,
-    expiries: Expiries,
+    pub(crate) dirs: RepoDirs,
+    pub(crate) keys: KeyPaths,
+    pub(crate) expiries: Expiries,
 }
 
 /// Create a new repository in `dir` (served tree in `dir/public`, online keys in
@@ -231,7 +231,7 @@ impl Publisher {
     }
 
     /// Exclusive use of the repository for one operation (publish, refresh, prune).
-    fn lock(&self) -> Result<DirLock, PublishError> {
+    pub(crate) fn lock(&self) -> Result<DirLock, PublishError> {
         DirLock::try_acquire(&self.dirs.dir)
             .map_err(io(&self.dirs.dir))?
             .ok_or_else(|| PublishError::Busy(self.dirs.dir.clone()))

@@ -206,3 +206,29 @@ async fn async_api_is_send() {
     assert_send(&fx.publisher.refresh_timestamp(now));
     assert_send(&fx.publisher.prune(1, now));
 }
+
+// renew re-signs root (new version, later expiry) and targets; a client trusting root v1 walks to v2 and still verifies everything.
+#[tokio::test]
+async fn renew_extends_root_and_targets() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let server = Server::start(&fx.public()).await;
+    let before = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+    assert_eq!(fx.publisher.renew(later).await.unwrap(), 2);
+    let after = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(after.is_ok(), "{:?}", after.problems);
+    assert_eq!(after.versions["root"], 2);
+    assert!(after.expires["root"] > before.expires["root"]);
+    assert!(after.expires["targets"] > before.expires["targets"]);
+    assert_eq!(after.contents, before.contents);
+    let err = Publisher::open(&fx.tmp.path().join("repo"), &fx.tmp.path().join("nokeys"))
+        .renew(later)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.sign");
+}
