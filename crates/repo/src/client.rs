@@ -195,6 +195,7 @@ pub struct RepoClient {
     /// Limits (and transports) for particular sources, by base URL.
     per_source: HashMap<String, SourceTransport>,
     bind: Option<IpAddr>,
+    min_timestamp: Option<u64>,
     tuf_limits: tough::Limits,
     /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -233,6 +234,7 @@ impl RepoClient {
             transport,
             per_source: HashMap::new(),
             bind,
+            min_timestamp: None,
             tuf_limits: tough::Limits::default(),
             load_lock: std::sync::Arc::default(),
         })
@@ -257,6 +259,15 @@ impl RepoClient {
             .map_err(|e| FailureReason::Local(e.to_string()))?;
         self.per_source.insert(base.to_string(), t);
         Ok(self)
+    }
+
+    /// Refuse sources whose timestamp is older than `version` — e.g. the version the server
+    /// announced at check-in or in a notify — so a stale but still unexpired relay cannot hold
+    /// this client back until its timestamp expires.
+    #[must_use]
+    pub fn with_min_timestamp_version(mut self, version: u64) -> Self {
+        self.min_timestamp = Some(version);
+        self
     }
 
     /// The transport for `source`: its own limits if it has any.
@@ -367,6 +378,12 @@ impl RepoClient {
     ) -> Result<Fetched, FailureReason> {
         let transport = self.transport_for(source)?;
         let repo = self.load_with(source, transport.clone()).await?;
+        let have = repo.timestamp().signed.version.get();
+        if let Some(min) = self.min_timestamp.filter(|min| have < *min) {
+            return Err(FailureReason::Rollback(format!(
+                "timestamp version {have} is older than the announced {min}"
+            )));
+        }
         let targets = &repo.targets().signed;
         // Our publisher only signs CATEGORY/NAME/VERSION/FILE names; anything else in signed
         // metadata means a hostile or broken publisher, and the whole source is refused.

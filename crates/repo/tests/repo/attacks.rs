@@ -335,3 +335,41 @@ async fn traversal_target_names_refused() {
         assert!(!fx.tmp.path().join("etc").exists() && !fx.tmp.path().join("x").exists());
     }
 }
+
+// A stale relay the client has never seen past is refused once the server announces a newer timestamp version.
+#[tokio::test]
+async fn stale_relay_refused_below_announced_version() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let stale = Server::start(&fx.snapshot_public("stale")).await;
+    fx.publish("2", b"two").await;
+    let announced: serde_json::Value =
+        serde_json::from_slice(&fx.served("metadata/timestamp.json")).unwrap();
+    let announced = announced["signed"]["version"].as_u64().unwrap();
+    let live = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let client = fx
+        .client(fast_limits())
+        .with_min_timestamp_version(announced);
+    let r = client
+        .fetch_latest(
+            &[stale.source("stale")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await;
+    assert_eq!(only_code(&r), vec![("stale".to_owned(), "tuf.rollback")]);
+    let got = client
+        .fetch_latest(
+            &[stale.source("stale"), live.source("live")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!((got.source.as_str(), got.version.as_str()), ("live", "2"));
+}
