@@ -55,7 +55,7 @@ pub struct ResolveArgs {
     json: bool,
 }
 
-fn parse_category(s: &str) -> Result<Category, String> {
+pub(crate) fn parse_category(s: &str) -> Result<Category, String> {
     s.parse()
         .map_err(|e: cascade_core::category::UnknownCategory| e.to_string())
 }

@@ -1,8 +1,11 @@
 //! The `cascade` command. `main` parses the command line, runs one subcommand and turns its
-//! error into an exit status: 2 for bad input (a bad policy, a bad argument), 1 for anything
-//! else. Each subcommand group lives in its own module.
+//! result into an exit status: 2 for bad input (a bad policy, a bad argument), 1 for any
+//! other error, and subcommand-specific statuses where documented (`agent --once`). Each
+//! subcommand group lives in its own module.
 
+mod agent_cmd;
 mod local;
+mod repo_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,15 @@ enum Command {
     /// Work with the customized update source list.
     #[command(subcommand)]
     Sources(local::SourcesCmd),
+    /// Run the client daemon (`--relay` for an update agent), or roll an item back.
+    Agent(Box<agent_cmd::AgentArgs>),
+    /// Run one update cycle of an enrolled agent and exit (0 updated, 3 current, 4 failed).
+    UpdateNow(agent_cmd::UpdateNowArgs),
+    /// Create and maintain a signed repository.
+    #[command(subcommand)]
+    Repo(repo_cmd::RepoCmd),
+    /// Publish a new version of some content into a repository.
+    Publish(repo_cmd::PublishArgs),
 }
 
 /// An error caused by the user's input; exits with status 2.
@@ -31,14 +43,48 @@ enum Command {
 #[error("{0}")]
 pub struct BadInput(pub String);
 
+/// Resolves on Ctrl-C or SIGTERM, for graceful shutdown of long-running commands.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cascade=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Policy(cmd) => local::run_policy(cmd),
-        Command::Sources(cmd) => local::run_sources(cmd),
+        Command::Policy(cmd) => ok(local::run_policy(cmd)),
+        Command::Sources(cmd) => ok(local::run_sources(cmd)),
+        Command::Agent(args) => agent_cmd::run_agent(*args),
+        Command::UpdateNow(args) => agent_cmd::run_update_now(&args),
+        Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),
+        Command::Publish(args) => ok(repo_cmd::run_publish(args)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             if err.downcast_ref::<BadInput>().is_some() {

@@ -1,0 +1,396 @@
+//! The agent's life: enroll once, pin the repositories' trusted roots, then update on start,
+//! on each notification (after its jitter) and on a schedule, checking in after each cycle.
+//! With the server down it keeps updating from its cached policy through relays and mirrors.
+//! As an update agent it also runs the relay and keeps the relay's upstreams on its own plan.
+
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash as _, Hasher as _};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cascade_core::report::{CheckIn, Outcome, UpdateReport};
+use cascade_core::{Category, Policy, StepSource};
+use cascade_repo::{SourceTransport, TransportLimits};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::relay::{Relay, RelayConfig};
+use crate::server_api::{Event, Notice, ServerClient};
+use crate::state::{CachedPolicy, DataDir, Identity};
+use crate::update::{Me, Updater};
+
+/// How the agent is run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The server's base URL (needed at enrollment; afterwards the stored one is used).
+    pub server: Option<Url>,
+    /// The enrollment token (first start only).
+    pub enroll_token: Option<String>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Every outgoing connection leaves from this address.
+    pub bind_ip: Option<IpAddr>,
+    /// Name shown in the console.
+    pub name: String,
+    /// Client domain (privileges).
+    pub domain: Option<String>,
+    /// Run as an update agent serving at this address.
+    pub relay_listen: Option<SocketAddr>,
+    /// Relay cache budget, bytes.
+    pub relay_cache_bytes: u64,
+    /// Time between scheduled updates.
+    pub interval: Duration,
+    /// Per-source transfer limits.
+    pub limits: TransportLimits,
+    /// Trusted roots given out of band (`upstream`, `site`); otherwise they are taken from
+    /// the server at first contact (trust on first use).
+    pub pinned_roots: Vec<(String, PathBuf)>,
+}
+
+/// Why the agent cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Not enrolled and no token given.
+    #[error("this data directory is not enrolled: pass --server URL and --enroll-token TOKEN")]
+    NotEnrolled,
+    /// Another agent holds the data directory.
+    #[error("another agent is running on {0}")]
+    Locked(PathBuf),
+    /// No policy cached and the server unreachable.
+    #[error("no policy: the server is unreachable ({0}) and none is cached")]
+    NoPolicy(String),
+    /// The cached policy does not validate.
+    #[error("the policy is invalid: {0}")]
+    BadPolicy(String),
+    /// Data directory trouble.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// Server API trouble that stops start-up (enrollment refused…).
+    #[error(transparent)]
+    Api(#[from] crate::server_api::ApiError),
+    /// The relay could not start.
+    #[error("relay: {0}")]
+    Relay(String),
+}
+
+impl AgentError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::NotEnrolled => "agent.not_enrolled",
+            AgentError::Locked(_) => "agent.locked",
+            AgentError::NoPolicy(_) => "agent.no_policy",
+            AgentError::BadPolicy(_) => "agent.bad_policy",
+            AgentError::State(e) => e.code(),
+            AgentError::Api(e) => e.code(),
+            AgentError::Relay(_) => "agent.relay",
+        }
+    }
+}
+
+/// A running agent's parts.
+struct Agent {
+    cfg: AgentConfig,
+    data: DataDir,
+    id: Identity,
+    api: ServerClient,
+    updater: Updater,
+    relay: Option<Arc<Relay>>,
+    _lock: std::fs::File,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A spread in `[0, max_ms)` that differs per client and per event, so a fleet does not
+/// storm its sources at the same instant.
+pub fn jitter(seed: &str, n: i64, max_ms: u64) -> Duration {
+    if max_ms == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = DefaultHasher::new();
+    seed.hash(&mut h);
+    n.hash(&mut h);
+    Duration::from_millis(h.finish() % max_ms)
+}
+
+impl Agent {
+    async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
+        let data = DataDir::open(&cfg.data_dir)?;
+        let lock_path = cfg.data_dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| crate::state::StateError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(AgentError::Locked(cfg.data_dir.clone()));
+        }
+        let id = if let Some(id) = data.identity()? {
+            id
+        } else {
+            let (Some(server), Some(token)) = (&cfg.server, &cfg.enroll_token) else {
+                return Err(AgentError::NotEnrolled);
+            };
+            let api = ServerClient::new(server.clone(), cfg.bind_ip)?;
+            let agent = cfg.relay_listen.map(|a| a.to_string());
+            let (client_id, credential) = api
+                .enroll(token, &cfg.name, cfg.domain.as_deref(), agent.as_deref())
+                .await?;
+            let id = Identity {
+                server: server.clone(),
+                client_id,
+                credential,
+            };
+            data.save_identity(&id)?;
+            id
+        };
+        let api = ServerClient::new(id.server.clone(), cfg.bind_ip)?;
+        let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip);
+        let relay = match cfg.relay_listen {
+            Some(_) => {
+                let transport = SourceTransport::new_bound(cfg.limits, cfg.bind_ip)
+                    .map_err(|e| AgentError::Relay(e.to_string()))?;
+                let config = RelayConfig {
+                    cache_dir: data.relay_cache(),
+                    max_concurrent_fetches: 8,
+                    max_cache_bytes: cfg.relay_cache_bytes,
+                };
+                Some(Relay::new(config, transport))
+            }
+            None => None,
+        };
+        Ok(Agent {
+            cfg,
+            data,
+            id,
+            api,
+            updater,
+            relay,
+            _lock: lock,
+        })
+    }
+
+    /// Pins each trust domain's root: the given file, else the server's first root (TOFU).
+    async fn pin_roots(&self) {
+        for domain in ["upstream", "site"] {
+            let dir = self.data.trust(domain);
+            let pinned = dir.join("pinned-root.json");
+            if pinned.is_file() {
+                continue;
+            }
+            let given = self
+                .cfg
+                .pinned_roots
+                .iter()
+                .find(|(d, _)| d == domain)
+                .map(|(_, p)| p.clone());
+            let bytes = match given {
+                Some(path) => std::fs::read(path).ok(),
+                None => self
+                    .api
+                    .repo_file(&format!("repo/{domain}/metadata/1.root.json"))
+                    .await
+                    .ok(),
+            };
+            if let Some(bytes) = bytes {
+                if cascade_repo::fsutil::write_atomic(&pinned, &bytes).is_err() {
+                    tracing::warn!(domain, "cannot store the trusted root");
+                }
+            }
+        }
+    }
+
+    /// The freshest policy: the server's, else the cached one.
+    async fn policy(&self) -> Result<(Policy, Option<String>), AgentError> {
+        let cached = self.data.policy()?;
+        let fresh = match self
+            .api
+            .policy(&self.id.credential, cached.as_ref().map(|c| c.revision))
+            .await
+        {
+            Ok(Some(p)) => {
+                self.data.save_policy(&p)?;
+                Some(p)
+            }
+            Ok(None) => cached,
+            Err(e) => {
+                tracing::warn!(error = %e, "server unreachable; using the cached policy");
+                match cached {
+                    Some(c) => Some(c),
+                    None => return Err(AgentError::NoPolicy(e.to_string())),
+                }
+            }
+        };
+        let CachedPolicy { policy, domain, .. } =
+            fresh.ok_or_else(|| AgentError::NoPolicy("empty answer".into()))?;
+        let policy = policy
+            .into_policy()
+            .map_err(|e| AgentError::BadPolicy(e.to_string()))?;
+        Ok((policy, domain))
+    }
+
+    async fn my_ip(&self) -> IpAddr {
+        if let Some(ip) = self.cfg.bind_ip {
+            return ip;
+        }
+        let host = self.id.server.host_str().unwrap_or("127.0.0.1").to_owned();
+        let port = self.id.server.port_or_known_default().unwrap_or(80);
+        match tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .and_then(|s| s.local_addr())
+        {
+            Ok(a) => a.ip(),
+            Err(_) => IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    /// One cycle: policy, plan, update, check in. Returns the report.
+    async fn cycle(&self) -> Result<UpdateReport, AgentError> {
+        self.pin_roots().await;
+        let (policy, domain) = self.policy().await?;
+        let me = Me {
+            ip: self.my_ip().await,
+            domain,
+            agent: self.cfg.relay_listen,
+        };
+        if let Some(relay) = &self.relay {
+            relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
+        }
+        let report = self.updater.run(&policy, &me, now_unix()).await;
+        if let Some(listen) = self.cfg.relay_listen {
+            self.updater.warm_relay(listen).await;
+        }
+        self.data.write_json("last-report.json", &report)?;
+        let checkin = CheckIn {
+            ip: Some(me.ip.to_string()),
+            installed: self.updater.installed_summary(),
+            last_update: Some(report.clone()),
+        };
+        if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+            tracing::warn!(error = %e, "check-in failed; the report is kept for the next one");
+        }
+        Ok(report)
+    }
+}
+
+/// The relay's upstream `/repo/` roots, in the order of its own components plan.
+fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
+    let mut out: Vec<Url> = Vec::new();
+    for c in Category::ALL {
+        for step in Updater::plan(policy, me, c).steps {
+            let url = match &step.source {
+                StepSource::Server => server.join("repo/").ok(),
+                StepSource::Agent(a) => Url::parse(&format!("http://{a}/repo/")).ok(),
+                StepSource::Url(u) => {
+                    Url::parse(&format!("{}/", u.as_str().trim_end_matches('/'))).ok()
+                }
+                StepSource::ActiveUpdate(_) => None,
+            };
+            if let Some(u) = url {
+                if !out.contains(&u) {
+                    out.push(u);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs one cycle and returns its report (`cascade agent --once`, `cascade update-now`).
+///
+/// # Errors
+/// Start-up failures (not enrolled, locked, no policy).
+pub async fn once(cfg: AgentConfig) -> Result<UpdateReport, AgentError> {
+    let agent = Agent::start(cfg).await?;
+    agent.cycle().await
+}
+
+/// Runs until `shutdown` resolves: a cycle at start, on each notification (after its
+/// jitter) and every `interval` (± 10 %).
+///
+/// # Errors
+/// Start-up failures, or the relay's listener cannot be bound.
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    let agent = Arc::new(Agent::start(cfg).await?);
+    let (tx, mut rx) = mpsc::channel::<Notice>(16);
+    let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
+    let relay_task = match (&agent.relay, agent.cfg.relay_listen) {
+        (Some(relay), Some(addr)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Relay(format!("bind {addr}: {e}")))?;
+            let app = relay.router();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }))
+        }
+        _ => None,
+    };
+    tokio::pin!(shutdown);
+    let mut n: i64 = 0;
+    loop {
+        match agent.cycle().await {
+            Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+            Err(e) => tracing::warn!(error = %e, "update cycle failed"),
+        }
+        n += 1;
+        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
+        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(notice) = rx.recv() => {
+                let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    events.abort();
+    if let Some(t) = relay_task {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// Holds the notification stream, reconnecting with a growing pause when it drops.
+async fn listen(api: ServerClient, credential: String, tx: mpsc::Sender<Notice>) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        if let Ok(stream) = api.events(&credential).await {
+            pause = Duration::from_millis(500);
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Event::Notify(n) = ev {
+                    if tx.send(n).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Whether a report means "updated", "already current" or "failed everywhere".
+pub fn status_of(report: &UpdateReport) -> Outcome {
+    report.outcome
+}

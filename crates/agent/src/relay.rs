@@ -1,0 +1,381 @@
+//! The update agent's relay: serves the repository tree (`/repo/…`) to neighbouring clients as
+//! a pull-through cache in front of its own plan (by default the server).
+//!
+//! The relay is untrusted by design (clients verify every byte through TUF), yet it does what
+//! it can so that one bad upstream answer does not poison its cache: content-addressed target
+//! blobs (`…/SHA256.FILE`) are hashed while they are fetched and refused on mismatch. Names
+//! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good; the
+//! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
+//! from cache only when every upstream fails. Concurrent requests for one path cause one
+//! upstream fetch; fetches are bounded by a semaphore and the cache by a byte budget, oldest
+//! files evicted first.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use cascade_repo::transport::find_source_failure;
+use cascade_repo::{SourceFailure, SourceTransport};
+use futures::StreamExt as _;
+use tough::Transport as _;
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
+use url::Url;
+
+/// How a mutable file fetched this recently is reused by requests that queued behind it.
+const MUTABLE_REUSE: Duration = Duration::from_millis(500);
+
+/// Relay settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where cached files live (inside the agent's data directory).
+    pub cache_dir: PathBuf,
+    /// At most this many upstream fetches at once.
+    pub max_concurrent_fetches: usize,
+    /// Evict the oldest cached files beyond this many bytes.
+    pub max_cache_bytes: u64,
+}
+
+/// Counters the relay reports to the server.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Fetches made upstream (one per cache miss, whatever the number of waiting clients).
+    pub upstream_fetches: AtomicU64,
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Bytes of response bodies served (full files; ranges count their file size).
+    pub bytes_served: AtomicU64,
+    /// Upstream answers refused because their hash did not match their name.
+    pub refused: AtomicU64,
+}
+
+/// Why a relay request could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A path that is not a plain repository path.
+    #[error("bad repository path `{0}`")]
+    BadPath(String),
+    /// Every upstream said "not found".
+    #[error("not found upstream: {0}")]
+    NotFound(String),
+    /// Every upstream failed (the last reason is kept).
+    #[error("all upstreams failed for {path}: {reason}")]
+    Upstream {
+        /// The path.
+        path: String,
+        /// The last failure.
+        reason: String,
+    },
+    /// The relay has no upstream configured yet.
+    #[error("no upstream configured")]
+    NoUpstream,
+    /// Local disk trouble.
+    #[error("cache I/O on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl RelayError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RelayError::BadPath(_) => "relay.bad_path",
+            RelayError::NotFound(_) => "relay.not_found",
+            RelayError::Upstream { .. } => "relay.upstream_failed",
+            RelayError::NoUpstream => "relay.no_upstream",
+            RelayError::Io { .. } => "relay.io",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            RelayError::BadPath(_) => StatusCode::BAD_REQUEST,
+            RelayError::NotFound(_) => StatusCode::NOT_FOUND,
+            RelayError::Upstream { .. } | RelayError::NoUpstream => StatusCode::BAD_GATEWAY,
+            RelayError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for RelayError {
+    fn into_response(self) -> Response {
+        (self.status(), format!("{}: {self}\n", self.code())).into_response()
+    }
+}
+
+/// A pull-through cache of one repository tree.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    transport: SourceTransport,
+    upstreams: RwLock<Vec<Url>>,
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    fetch_slots: tokio::sync::Semaphore,
+    /// Counters for reports and tests.
+    pub stats: RelayStats,
+}
+
+impl Relay {
+    /// A relay caching in `config.cache_dir`, fetching through `transport`.
+    pub fn new(config: RelayConfig, transport: SourceTransport) -> Arc<Self> {
+        let slots = config.max_concurrent_fetches.max(1);
+        Arc::new(Relay {
+            config,
+            transport,
+            upstreams: RwLock::new(Vec::new()),
+            flights: Mutex::new(HashMap::new()),
+            fetch_slots: tokio::sync::Semaphore::new(slots),
+            stats: RelayStats::default(),
+        })
+    }
+
+    /// Sets the ordered upstream base URLs (each the root of a `/repo/` tree, e.g.
+    /// `http://server:8080/repo/`). Called whenever the relay's own plan changes.
+    pub fn set_upstreams(&self, upstreams: Vec<Url>) {
+        if let Ok(mut u) = self.upstreams.write() {
+            *u = upstreams;
+        }
+    }
+
+    /// The axum router serving `GET /repo/{*path}`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/repo/{*path}", get(serve))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Makes sure `path` is in the cache (fetching it once if needed) and returns its file.
+    ///
+    /// # Errors
+    /// A bad path, or every upstream failed and nothing usable is cached.
+    pub async fn obtain(&self, path: &str) -> Result<PathBuf, RelayError> {
+        check_path(path)?;
+        let local = self.config.cache_dir.join(path);
+        let mutable = is_mutable(path);
+        if !mutable && local.is_file() {
+            return Ok(local);
+        }
+        let flight = {
+            let mut map = self.flights.lock().map_err(|_| RelayError::NoUpstream)?;
+            Arc::clone(map.entry(path.to_owned()).or_default())
+        };
+        let _guard = flight.lock().await;
+        if local.is_file() && (!mutable || fresh(&local)) {
+            return Ok(local);
+        }
+        let result = self.fetch_upstream(path, &local).await;
+        if let Ok(mut map) = self.flights.lock() {
+            if Arc::strong_count(&flight) <= 2 {
+                map.remove(path);
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.evict();
+                Ok(local)
+            }
+            // A stale timestamp is better than none: clients detect staleness themselves.
+            Err(_) if mutable && local.is_file() => Ok(local),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fetch_upstream(&self, path: &str, local: &Path) -> Result<(), RelayError> {
+        let upstreams = self.upstreams.read().map(|u| u.clone()).unwrap_or_default();
+        if upstreams.is_empty() {
+            return Err(RelayError::NoUpstream);
+        }
+        let _slot = self
+            .fetch_slots
+            .acquire()
+            .await
+            .map_err(|_| RelayError::NoUpstream)?;
+        self.stats.upstream_fetches.fetch_add(1, Ordering::Relaxed);
+        let mut all_not_found = true;
+        let mut last = String::new();
+        for base in upstreams {
+            let Ok(url) = base.join(path) else { continue };
+            match self.download(url, path, local).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::NotFound) => last = format!("{base}: not found"),
+                Err(Failure::Other(why)) => {
+                    all_not_found = false;
+                    last = format!("{base}: {why}");
+                }
+                Err(Failure::Local(e)) => return Err(e),
+            }
+        }
+        if all_not_found {
+            Err(RelayError::NotFound(path.to_owned()))
+        } else {
+            Err(RelayError::Upstream {
+                path: path.to_owned(),
+                reason: last,
+            })
+        }
+    }
+
+    async fn download(&self, url: Url, path: &str, local: &Path) -> Result<(), Failure> {
+        let dir = local
+            .parent()
+            .ok_or_else(|| Failure::Local(RelayError::BadPath(path.to_owned())))?;
+        let io = |source| {
+            Failure::Local(RelayError::Io {
+                path: local.to_owned(),
+                source,
+            })
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut stream = self.transport.fetch(url).await.map_err(|e| classify(&e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".fetch-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(&e))?;
+            hash.update(&chunk);
+            tmp.write_all(&chunk).map_err(io)?;
+        }
+        if let Some(want) = expected_sha256(path) {
+            let got = hex::encode(hash.finish());
+            if got != want {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Failure::Other(format!(
+                    "hash mismatch: name says {want}, content is {got}"
+                )));
+            }
+        }
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(local).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Removes the least recently written files until the cache fits its byte budget.
+    fn evict(&self) {
+        let mut files = Vec::new();
+        collect_files(&self.config.cache_dir, &mut files);
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.config.max_cache_bytes {
+            return;
+        }
+        files.sort_by_key(|f| f.2);
+        for (path, size, _) in files {
+            if total <= self.config.max_cache_bytes {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(size);
+            }
+        }
+    }
+}
+
+enum Failure {
+    NotFound,
+    Other(String),
+    Local(RelayError),
+}
+
+fn classify(e: &tough::TransportError) -> Failure {
+    match find_source_failure(e) {
+        Some(SourceFailure::NotFound(_)) => Failure::NotFound,
+        Some(f) => Failure::Other(f.to_string()),
+        None => Failure::Other(e.to_string()),
+    }
+}
+
+async fn serve(
+    State(relay): State<Arc<Relay>>,
+    UrlPath(path): UrlPath<String>,
+    req: Request,
+) -> Response {
+    relay.stats.requests.fetch_add(1, Ordering::Relaxed);
+    match relay.obtain(&path).await {
+        Ok(file) => {
+            let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+            relay.stats.bytes_served.fetch_add(size, Ordering::Relaxed);
+            match ServeFile::new(file).oneshot(req).await {
+                Ok(resp) => resp.map(Body::new),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Only plain relative paths of safe segments: no `..`, no dot files, no empty segments.
+fn check_path(path: &str) -> Result<(), RelayError> {
+    let ok = !path.is_empty()
+        && path.split('/').count() <= 8
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg.len() <= 200
+                && seg.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'~' | b'-')
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(RelayError::BadPath(path.to_owned()))
+    }
+}
+
+/// `timestamp.json` (and an unversioned `root.json`) change in place; everything else that
+/// TUF serves has a versioned or content-addressed name.
+fn is_mutable(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or(path);
+    last == "timestamp.json" || last == "root.json"
+}
+
+/// The SHA-256 a content-addressed target blob's name promises (`…/targets/…/HEX.FILE`).
+fn expected_sha256(path: &str) -> Option<&str> {
+    if !path.split('/').any(|s| s == "targets") {
+        return None;
+    }
+    let last = path.rsplit('/').next()?;
+    let (hex, _) = last.split_once('.')?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+fn fresh(file: &Path) -> bool {
+    std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < MUTABLE_REUSE)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64, SystemTime)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path();
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            collect_files(&path, out);
+        } else if !is_mutable(&path.to_string_lossy()) {
+            out.push((
+                path,
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ));
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! One update cycle, DESIGN.md §2 at run time: for each category, resolve the plan for this
+//! client (or, for an update agent, its own plan), try the steps in order through the
+//! verifying repository client, install what is newer atomically, and record every attempt.
+//! The first step that delivers verified metadata wins; when every step fails the client
+//! quits this category and says so in the report.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cascade_core::report::{Attempt, Outcome, UpdateReport};
+use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource};
+use cascade_repo::layout::TargetPath;
+use cascade_repo::publish::{target_meta, versions_of};
+use cascade_repo::{FailureReason, Installed, RepoClient, Source, TransportLimits};
+use url::Url;
+
+use crate::install::Installer;
+use crate::state::{trust_domain, DataDir};
+
+/// Who is updating: where it stands in the network and what it is.
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// The address the client's connections leave from (its plan is resolved for it).
+    pub ip: IpAddr,
+    /// Its domain, for privileges.
+    pub domain: Option<String>,
+    /// Set for an update agent: the address it serves at (rule 4 applies).
+    pub agent: Option<SocketAddr>,
+}
+
+/// Everything one cycle needs.
+#[derive(Debug, Clone)]
+pub struct Updater {
+    data: DataDir,
+    server: Url,
+    limits: TransportLimits,
+    bind: Option<IpAddr>,
+    installer: Installer,
+}
+
+/// The result of one category from one source.
+enum Got {
+    Installed(Vec<String>),
+    Current,
+}
+
+impl Updater {
+    /// An updater for the data directory `data`, with the server at `server`; repository
+    /// connections leave from `bind` when given.
+    pub fn new(data: DataDir, server: Url, limits: TransportLimits, bind: Option<IpAddr>) -> Self {
+        let installer = Installer::new(data.installed());
+        Updater {
+            data,
+            server,
+            limits,
+            bind,
+            installer,
+        }
+    }
+
+    /// The installer (for rollback and listing).
+    pub fn installer(&self) -> &Installer {
+        &self.installer
+    }
+
+    /// The plan of `me` for `category`.
+    pub fn plan(policy: &Policy, me: &Me, category: Category) -> Plan {
+        match me.agent {
+            Some(addr) if policy.find_agent(addr).is_some() => {
+                resolve_for_agent(policy, addr, category)
+                    .unwrap_or_else(|_| resolve(policy, me.ip, me.domain.as_deref(), category))
+            }
+            _ => resolve(policy, me.ip, me.domain.as_deref(), category),
+        }
+    }
+
+    /// Runs one cycle over every category and returns the report.
+    pub async fn run(&self, policy: &Policy, me: &Me, now_unix: i64) -> UpdateReport {
+        let _ = self.installer.clean();
+        let mut attempts = Vec::new();
+        let mut installed_any = false;
+        let mut quit = false;
+        for category in Category::ALL {
+            let plan = Self::plan(policy, me, category);
+            match self.run_category(&plan, &mut attempts).await {
+                Some(true) => installed_any = true,
+                Some(false) => {}
+                None => quit = true,
+            }
+        }
+        let outcome = if quit {
+            Outcome::Quit
+        } else if installed_any {
+            Outcome::Ok
+        } else {
+            Outcome::UpToDate
+        };
+        UpdateReport {
+            finished_at: Some(now_unix),
+            outcome,
+            attempts,
+        }
+    }
+
+    /// Tries the plan's steps in order. `Some(installed?)` on success, `None` when all failed.
+    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> Option<bool> {
+        let category = plan.category;
+        for (i, step) in plan.steps.iter().enumerate() {
+            let started = Instant::now();
+            let result = self.try_step(&step.source, category).await;
+            let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let (outcome, reason, done) = match &result {
+                Ok(Got::Installed(what)) => (
+                    Outcome::Ok,
+                    Some(format!("installed {}", what.join(", "))),
+                    Some(true),
+                ),
+                Ok(Got::Current) => (Outcome::UpToDate, None, Some(false)),
+                Err(e) => (Outcome::Failed, Some(format!("{}: {e}", e.code())), None),
+            };
+            attempts.push(Attempt {
+                category: Some(category),
+                step: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                source: step.source.to_string(),
+                outcome,
+                reason,
+                bytes: 0,
+                millis,
+            });
+            if done.is_some() {
+                return done;
+            }
+        }
+        attempts.push(Attempt {
+            category: Some(category),
+            step: u32::try_from(plan.steps.len() + 1).unwrap_or(u32::MAX),
+            source: "quit".into(),
+            outcome: Outcome::Quit,
+            reason: Some(if plan.steps.is_empty() {
+                "the plan has no source for this client".into()
+            } else {
+                "every source failed".into()
+            }),
+            bytes: 0,
+            millis: 0,
+        });
+        None
+    }
+
+    /// The repository source a plan step stands for, for `category`'s trust domain.
+    ///
+    /// # Errors
+    /// A URL that cannot be joined.
+    pub fn source_for(
+        &self,
+        step: &StepSource,
+        category: Category,
+    ) -> Result<Source, FailureReason> {
+        let sub = format!("{}/", trust_domain(category));
+        let bad = |e: url::ParseError| FailureReason::Local(e.to_string());
+        let base = match step {
+            StepSource::Server => self
+                .server
+                .join("repo/")
+                .and_then(|u| u.join(&sub))
+                .map_err(bad)?,
+            StepSource::Agent(addr) => {
+                Url::parse(&format!("http://{addr}/repo/{sub}")).map_err(bad)?
+            }
+            StepSource::Url(u) => with_slash(u).join(&sub).map_err(bad)?,
+            // The upstream itself is the components repository.
+            StepSource::ActiveUpdate(u) => with_slash(u),
+        };
+        Ok(Source {
+            label: step.to_string(),
+            base,
+        })
+    }
+
+    fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
+        let dir = self.data.trust(trust_domain(category));
+        let root = std::fs::read(dir.join("pinned-root.json")).map_err(|_| {
+            FailureReason::Local(format!(
+                "no trusted root for {} content ({} is missing)",
+                trust_domain(category),
+                dir.join("pinned-root.json").display()
+            ))
+        })?;
+        RepoClient::new_bound(root, &dir, self.limits, self.bind)
+    }
+
+    async fn try_step(&self, step: &StepSource, category: Category) -> Result<Got, FailureReason> {
+        let source = self.source_for(step, category)?;
+        let client = self.client_for(category)?;
+        let repo = client.load(&source).await?;
+        let targets = &repo.targets().signed;
+        let mut names: Vec<String> = targets
+            .targets_iter()
+            .filter(|(_, t)| target_meta(t).is_some_and(|m| !m.is_delta()))
+            .filter_map(|(n, _)| n.raw().parse::<TargetPath>().ok())
+            .filter(|p| p.category() == category)
+            .map(|p| p.name().to_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut installed = Vec::new();
+        for name in names {
+            let Some((_, newest)) = versions_of(targets, category, &name).into_iter().next() else {
+                continue;
+            };
+            let current = self.installer.current(category, &name).map_err(local)?;
+            if current.as_deref() == Some(newest.as_str()) {
+                continue;
+            }
+            let stage = self
+                .installer
+                .stage(category, &name, &newest)
+                .map_err(local)?;
+            let current_dir: Option<PathBuf> =
+                self.installer.current_dir(category, &name).map_err(local)?;
+            let inst = current
+                .as_deref()
+                .zip(current_dir.as_deref())
+                .map(|(version, dir)| Installed { version, dir });
+            let fetched = client
+                .fetch_latest(
+                    std::slice::from_ref(&source),
+                    category,
+                    &name,
+                    inst,
+                    stage.path(),
+                )
+                .await
+                .map_err(|mut f| {
+                    f.pop()
+                        .map_or(FailureReason::Other("no source".into()), |(_, r)| r)
+                })?;
+            if fetched.version != newest {
+                return Err(FailureReason::Other(format!(
+                    "{category}/{name}: the repository changed during the update ({newest} then {})",
+                    fetched.version
+                )));
+            }
+            stage.commit().map_err(local)?;
+            installed.push(format!("{name} {newest}"));
+        }
+        Ok(if installed.is_empty() {
+            Got::Current
+        } else {
+            Got::Installed(installed)
+        })
+    }
+
+    /// Fills an update agent's relay cache through its own front door: the metadata of each
+    /// trust domain and every file of the newest versions (full files and deltas), so that
+    /// its clients, told after it, find everything in the cache.
+    pub async fn warm_relay(&self, listen: SocketAddr) {
+        let http = reqwest::Client::new();
+        for category in Category::ALL {
+            let Ok(source) = self.source_for(&StepSource::Agent(listen), category) else {
+                continue;
+            };
+            let Ok(client) = self.client_for(category) else {
+                continue;
+            };
+            let Ok(repo) = client.load(&source).await else {
+                continue;
+            };
+            let targets = &repo.targets().signed;
+            let Ok(base) = source.base.join("targets/") else {
+                continue;
+            };
+            for (name, t) in targets.targets_iter() {
+                let Ok(path) = name.raw().parse::<TargetPath>() else {
+                    continue;
+                };
+                let Some(meta) = target_meta(t) else { continue };
+                if path.category() != category {
+                    continue;
+                }
+                let newest = versions_of(targets, category, path.name())
+                    .into_iter()
+                    .next()
+                    .map(|v| v.1);
+                if newest.as_deref() != Some(meta.version.as_str()) {
+                    continue;
+                }
+                if let Ok(url) = cascade_repo::client::target_url(&base, &path, t) {
+                    if let Ok(resp) = http.get(url).send().await {
+                        let _ = resp.bytes().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Installed version per category, for the check-in (`NAME VERSION, …`).
+    pub fn installed_summary(&self) -> BTreeMap<Category, String> {
+        let mut out: BTreeMap<Category, Vec<String>> = BTreeMap::new();
+        for (c, name, version) in self.installer.list() {
+            out.entry(c).or_default().push(format!("{name} {version}"));
+        }
+        out.into_iter().map(|(c, v)| (c, v.join(", "))).collect()
+    }
+}
+
+fn with_slash(u: &Url) -> Url {
+    let mut u = u.clone();
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    u
+}
+
+fn local(e: impl std::fmt::Display) -> FailureReason {
+    FailureReason::Local(e.to_string())
+}

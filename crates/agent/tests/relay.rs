@@ -1,0 +1,221 @@
+//! The relay as a real HTTP server on 127.0.0.1 in front of a real upstream: one upstream
+//! fetch however many clients ask at once, hash-checked blobs, fallback between upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::Router;
+use cascade_agent::relay::{Relay, RelayConfig};
+use cascade_repo::{SourceTransport, TransportLimits};
+use tower_http::services::ServeDir;
+use url::Url;
+
+async fn count(
+    State(hits): State<Arc<AtomicU64>>,
+    req: Request,
+    next: Next,
+) -> axum::response::Response {
+    hits.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+/// A static upstream serving `dir`, counting requests.
+async fn upstream(dir: &Path) -> (Url, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .nest_service("/repo", ServeDir::new(dir))
+        .layer(middleware::from_fn_with_state(Arc::clone(&hits), count));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/repo/").parse().unwrap(), hits)
+}
+
+async fn relay(cache: &Path, upstreams: Vec<Url>, max_cache_bytes: u64) -> (Arc<Relay>, Url) {
+    let transport = SourceTransport::new(TransportLimits::default()).unwrap();
+    let relay = Relay::new(
+        RelayConfig {
+            cache_dir: cache.to_owned(),
+            max_concurrent_fetches: 4,
+            max_cache_bytes,
+        },
+        transport,
+    );
+    relay.set_upstreams(upstreams);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = relay.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (relay, format!("http://{addr}/repo/").parse().unwrap())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+/// Writes a content-addressed blob under `root/targets/components/p/1/` and returns its path.
+fn blob(root: &Path, body: &[u8]) -> String {
+    let rel = format!("targets/components/p/1/{}.data.bin", sha256_hex(body));
+    let path = root.join(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, body).unwrap();
+    rel
+}
+
+// 200 clients asking the relay for the same new blob at once cause exactly one upstream fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_for_200_clients() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let rel = blob(up_dir.path(), &body);
+    let (up, hits) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let client = reqwest::Client::new();
+    let url = base.join(&rel).unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(
+                async move { client.get(url).send().await.unwrap().bytes().await.unwrap() },
+            )
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().len(), body.len());
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(relay.stats.upstream_fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(relay.stats.requests.load(Ordering::SeqCst), 200);
+}
+
+// A blob whose content does not match the hash in its name is refused and not cached; the
+// relay then serves it from the next upstream, which has the right bytes.
+#[tokio::test]
+async fn tampered_blob_refused_then_next_upstream() {
+    let good_dir = tempfile::tempdir().unwrap();
+    let rel = blob(good_dir.path(), b"the real pattern file");
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad_path = bad_dir.path().join(&rel);
+    std::fs::create_dir_all(bad_path.parent().unwrap()).unwrap();
+    std::fs::write(&bad_path, b"the evil pattern file").unwrap();
+    let (bad, _) = upstream(bad_dir.path()).await;
+    let (good, _) = upstream(good_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+
+    let (relay_only_bad, base) = relay(cache.path(), vec![bad.clone()], u64::MAX).await;
+    let resp = reqwest::get(base.join(&rel).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.unwrap().contains("hash mismatch"));
+    assert!(!cache.path().join(&rel).exists());
+    assert_eq!(relay_only_bad.stats.refused.load(Ordering::SeqCst), 1);
+
+    let (_relay, base) = relay(cache.path(), vec![bad, good], u64::MAX).await;
+    let got = reqwest::get(base.join(&rel).unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&got[..], b"the real pattern file");
+}
+
+// Not found everywhere gives 404; a dead upstream (nothing listening) gives 502; path tricks 400.
+#[tokio::test]
+async fn not_found_dead_and_bad_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _) = upstream(dir.path()).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        Url::parse(&format!("http://{a}/repo/")).unwrap()
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let (_r, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    assert_eq!(
+        reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let (_r, base) = relay(cache.path(), vec![dead], u64::MAX).await;
+    assert_eq!(
+        reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    for bad in [
+        "metadata/.hidden",
+        "metadata//x",
+        "metadata/..%2f..%2fetc%2fpasswd",
+        "metadata/x%00y",
+    ] {
+        let resp = reqwest::get(format!("{base}{bad}")).await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+}
+
+// timestamp.json is fetched afresh each time, and served from cache when the upstream is gone.
+#[tokio::test]
+async fn timestamp_is_refreshed_and_survives_upstream_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
+    let (up, _) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let url = base.join("metadata/timestamp.json").unwrap();
+    assert_eq!(
+        reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v1"
+    );
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "v2"
+    );
+    relay.set_upstreams(vec![Url::parse("http://127.0.0.1:9/repo/").unwrap()]);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(reqwest::get(url).await.unwrap().text().await.unwrap(), "v2");
+}
+
+// With a byte budget, the oldest blobs are evicted and the newest kept.
+#[tokio::test]
+async fn cache_budget_evicts_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rels: Vec<String> = (0..4u8).map(|i| blob(dir.path(), &vec![i; 1000])).collect();
+    let (up, _) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (_relay, base) = relay(cache.path(), vec![up], 2500).await;
+    for rel in &rels {
+        assert_eq!(
+            reqwest::get(base.join(rel).unwrap())
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kept: Vec<bool> = rels.iter().map(|r| cache.path().join(r).exists()).collect();
+    assert_eq!(kept, [false, false, true, true]);
+}

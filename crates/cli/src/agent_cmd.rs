@@ -1,0 +1,236 @@
+//! `cascade agent` (the client daemon, `--relay` for an update agent), `cascade agent
+//! rollback`, and `cascade update-now` (one cycle, then exit with a status that says what
+//! happened).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cascade_agent::daemon::{self, AgentConfig};
+use cascade_agent::install::Installer;
+use cascade_core::report::{Outcome, UpdateReport};
+use cascade_core::Category;
+use cascade_repo::TransportLimits;
+use clap::{Args, Subcommand};
+use url::Url;
+
+use crate::BadInput;
+
+/// Exit status of one cycle when content was installed.
+pub const EXIT_UPDATED: u8 = 0;
+/// Exit status of one cycle when everything was already current.
+pub const EXIT_CURRENT: u8 = 3;
+/// Exit status of one cycle when, for some category, every source failed.
+pub const EXIT_FAILED: u8 = 4;
+
+/// `cascade agent …`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    action: Option<AgentAction>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Subcommands of `cascade agent`.
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Switch one item back to the version installed before the current one.
+    Rollback {
+        /// The agent's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The category of the item.
+        #[arg(long, value_parser = crate::local::parse_category)]
+        category: Category,
+        /// The item's name (e.g. `patterns`).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// How to run the agent.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The server's URL (needed to enroll; stored afterwards).
+    #[arg(long)]
+    server: Option<Url>,
+    /// Enrollment token from the server (first start only).
+    #[arg(long, env = "CASCADE_ENROLL_TOKEN", hide_env_values = true)]
+    enroll_token: Option<String>,
+    /// Where the agent keeps its credential, policy, trust state and installed content.
+    #[arg(long, default_value = "cascade-agent")]
+    data_dir: PathBuf,
+    /// Make every outgoing connection from this address (play many clients on 127.x.y.z).
+    #[arg(long)]
+    bind_ip: Option<IpAddr>,
+    /// Name shown in the console (default: the bind address or `agent`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Client domain whose privileges apply.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Act as an update agent: relay the repository to neighbouring clients.
+    #[arg(long, requires = "listen")]
+    relay: bool,
+    /// Where the update agent serves (with --relay), e.g. 127.0.0.2:8443.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Relay cache budget in MiB.
+    #[arg(long, default_value_t = 4096)]
+    relay_cache_mib: u64,
+    /// Seconds between scheduled updates (± 10 % jitter).
+    #[arg(long, default_value_t = 3600)]
+    interval: u64,
+    /// Give up a source that sends fewer bytes per second than this over a 10 s window.
+    #[arg(long, default_value_t = 4096)]
+    min_rate: u64,
+    /// Trusted root of the upstream (components) repository; default: the server's, on first contact.
+    #[arg(long)]
+    upstream_root: Option<PathBuf>,
+    /// Trusted root of the server's own repository; default: the server's, on first contact.
+    #[arg(long)]
+    site_root: Option<PathBuf>,
+    /// Run one update cycle and exit: 0 updated, 3 already current, 4 every source failed.
+    #[arg(long)]
+    once: bool,
+    /// With --once: print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cascade update-now`: one cycle of an enrolled agent.
+#[derive(Debug, Args)]
+pub struct UpdateNowArgs {
+    /// The agent's data directory.
+    #[arg(long, default_value = "cascade-agent")]
+    data_dir: PathBuf,
+    /// Make every outgoing connection from this address.
+    #[arg(long)]
+    bind_ip: Option<IpAddr>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> AgentConfig {
+        let mut pinned = Vec::new();
+        if let Some(p) = &self.upstream_root {
+            pinned.push(("upstream".to_owned(), p.clone()));
+        }
+        if let Some(p) = &self.site_root {
+            pinned.push(("site".to_owned(), p.clone()));
+        }
+        AgentConfig {
+            server: self.server.clone(),
+            enroll_token: self.enroll_token.clone(),
+            data_dir: self.data_dir.clone(),
+            bind_ip: self.bind_ip,
+            name: self.name.clone().unwrap_or_else(|| {
+                self.bind_ip
+                    .map_or_else(|| "agent".to_owned(), |ip| ip.to_string())
+            }),
+            domain: self.domain.clone(),
+            relay_listen: if self.relay { self.listen } else { None },
+            relay_cache_bytes: self.relay_cache_mib.saturating_mul(1 << 20),
+            interval: Duration::from_secs(self.interval.max(1)),
+            limits: TransportLimits {
+                min_bytes_per_sec: self.min_rate,
+                ..TransportLimits::default()
+            },
+            pinned_roots: pinned,
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs `cascade agent …`; the exit code matters for `--once`.
+pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if let Some(AgentAction::Rollback {
+        data_dir,
+        category,
+        name,
+    }) = args.action
+    {
+        let inst = Installer::new(data_dir.join("installed"));
+        let version = inst
+            .rollback(category, &name)
+            .map_err(|e| BadInput(format!("[{}] {e}", e.code())))?;
+        println!("{category}/{name}: now at version {version}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = args.run.config();
+    let rt = runtime()?;
+    if args.run.once {
+        let report = rt.block_on(daemon::once(cfg)).map_err(agent_error)?;
+        return Ok(print_report(&report, args.run.json));
+    }
+    rt.block_on(daemon::run(cfg, crate::shutdown_signal()))
+        .map_err(agent_error)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `cascade update-now`.
+pub fn run_update_now(args: &UpdateNowArgs) -> anyhow::Result<ExitCode> {
+    let run = RunArgs {
+        server: None,
+        enroll_token: None,
+        data_dir: args.data_dir.clone(),
+        bind_ip: args.bind_ip,
+        name: None,
+        domain: None,
+        relay: false,
+        listen: None,
+        relay_cache_mib: 0,
+        interval: 1,
+        min_rate: 4096,
+        upstream_root: None,
+        site_root: None,
+        once: true,
+        json: args.json,
+    };
+    let report = runtime()?
+        .block_on(daemon::once(run.config()))
+        .map_err(agent_error)?;
+    Ok(print_report(&report, args.json))
+}
+
+fn agent_error(e: daemon::AgentError) -> anyhow::Error {
+    match e {
+        daemon::AgentError::NotEnrolled | daemon::AgentError::BadPolicy(_) => {
+            BadInput(format!("[{}] {e}", e.code())).into()
+        }
+        other => anyhow::anyhow!("[{}] {other}", other.code()),
+    }
+}
+
+fn print_report(report: &UpdateReport, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        for a in &report.attempts {
+            let cat = a.category.map_or("-", Category::as_str);
+            let reason = a.reason.as_deref().unwrap_or("");
+            println!(
+                "{cat:16} {}. {:40} {:?} {reason}",
+                a.step, a.source, a.outcome
+            );
+        }
+        println!("outcome: {:?}", report.outcome);
+    }
+    ExitCode::from(match report.outcome {
+        Outcome::Ok => EXIT_UPDATED,
+        Outcome::UpToDate | Outcome::Skipped => EXIT_CURRENT,
+        Outcome::Failed | Outcome::Quit => EXIT_FAILED,
+    })
+}
