@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod delta;
+pub mod failure;
 pub mod fsutil;
 pub mod keys;
 pub mod layout;
