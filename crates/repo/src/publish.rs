@@ -77,6 +77,9 @@ pub enum PublishError {
     /// Delta generation failed.
     #[error(transparent)]
     Delta(#[from] delta::DeltaError),
+    /// `prune` was asked to keep no version at all.
+    #[error("refusing to prune every version: keep at least 1")]
+    KeepZero,
     /// Another process is publishing to this repository right now.
     #[error("{0} is locked by another publisher")]
     Busy(PathBuf),
@@ -99,6 +102,7 @@ impl PublishError {
             PublishError::StoredMismatch(_) => "publish.stored_mismatch",
             PublishError::Delta(e) => e.code(),
             PublishError::Busy(_) => "publish.busy",
+            PublishError::KeepZero => "publish.keep_zero",
         }
     }
 }
@@ -408,6 +412,9 @@ impl Publisher {
     /// # Errors
     /// Signing or I/O errors.
     pub async fn prune(&self, keep: usize, now: Timestamp) -> Result<Vec<String>, PublishError> {
+        if keep == 0 {
+            return Err(PublishError::KeepZero);
+        }
         let _lock = self.lock()?;
         let state = State::load(&self.dirs)?;
         let mut targets = state.targets.signed.clone();

@@ -62,6 +62,8 @@ async fn prune_and_duplicate_version() {
     fx.publish("1", &v1).await;
     fx.publish("2", &v2_of(&v1)).await;
     fx.publish("3", &v2_of(&v2_of(&v1))).await;
+    let zero = fx.publisher.prune(0, jiff::Timestamp::now()).await;
+    assert_eq!(zero.unwrap_err().code(), "publish.keep_zero");
     let removed = fx.publisher.prune(1, jiff::Timestamp::now()).await.unwrap();
     assert!(
         removed
