@@ -16,7 +16,7 @@ use url::Url;
 use crate::delta;
 use crate::layout::{target_meta, versions_of};
 use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
-use crate::save::{fetch_verified, save_verified, write_verified};
+use crate::save::{fetch_verified, save_resumable, write_verified};
 use crate::transport::{SourceTransport, TransportLimits};
 
 pub use crate::failure::{classify, FailureReason};
@@ -238,9 +238,11 @@ impl RepoClient {
     /// `category/name` wins and its files are saved in `out_dir`. Every failure is returned with
     /// its source when none succeeds.
     ///
-    /// `out_dir` is a staging directory: only verified files ever appear in it (each by atomic
-    /// rename, never outside it), but after an `Err` it may hold some files of a version whose
-    /// other files failed — discard it then. Metadata loads are serialised per client.
+    /// `out_dir` is a staging directory: only verified files ever appear in it under their names
+    /// (each by atomic rename, never outside it), plus `.partial-SHA256` files of broken
+    /// transfers, which a later call with the same `out_dir` resumes (from any source) and
+    /// hash-checks before use. After an `Err` it may hold some files of a version whose other
+    /// files failed. Metadata loads are serialised per client.
     ///
     /// # Errors
     /// Each source's label with the reason it was given up.
@@ -328,7 +330,7 @@ impl RepoClient {
             };
             if !via_delta {
                 let url = target_url(&base, &path, t)?;
-                save_verified(
+                save_resumable(
                     &transport,
                     url,
                     t.length,

@@ -11,7 +11,7 @@ use tough::Transport;
 use url::Url;
 
 use crate::fsutil::sync_dir;
-use crate::transport::{find_source_failure, SourceFailure};
+use crate::transport::{find_source_failure, SourceFailure, SourceTransport};
 
 /// Why saving a target failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +174,103 @@ pub async fn save_verified(
     })?;
     sync_dir(dir).map_err(io(dir))?;
     Ok(dest)
+}
+
+/// Like [`save_verified`], but resumable: bytes are kept in `dir/.partial-SHA256` when the
+/// transfer breaks, and the next call (from any source) asks only for the rest with an HTTP range
+/// request. The partial file is hashed with the rest before anything is renamed into place; if a
+/// resumed file fails its hash it is discarded and fetched once more from the start, so a bad
+/// partial file is never blamed on the source.
+///
+/// # Errors
+/// [`SaveError`]; a broken transfer leaves only the `.partial-` file behind.
+pub async fn save_resumable(
+    transport: &SourceTransport,
+    url: Url,
+    length: u64,
+    sha256: &[u8],
+    dir: &Path,
+    file_name: &str,
+) -> Result<PathBuf, SaveError> {
+    if !is_safe_file_name(file_name) {
+        return Err(SaveError::UnsafeName(file_name.to_owned()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SaveError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let partial = dir.join(format!(".partial-{}", hex::encode(sha256)));
+    let dest = dir.join(file_name);
+    for _ in 0..2 {
+        let resumed = resume_into(transport, url.clone(), length, &partial).await?;
+        let bytes = std::fs::read(&partial).map_err(io(&partial))?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+        if bytes.len() as u64 == length && digest.as_ref() == sha256 {
+            std::fs::rename(&partial, &dest).map_err(io(&dest))?;
+            sync_dir(dir).map_err(io(dir))?;
+            return Ok(dest);
+        }
+        let _ = std::fs::remove_file(&partial);
+        if !resumed {
+            return Err(SaveError::HashMismatch {
+                url: url.to_string(),
+            });
+        }
+    }
+    Err(SaveError::HashMismatch {
+        url: url.to_string(),
+    })
+}
+
+/// Append the rest of `url` to `partial`; returns whether an existing prefix was kept.
+async fn resume_into(
+    transport: &SourceTransport,
+    url: Url,
+    length: u64,
+    partial: &Path,
+) -> Result<bool, SaveError> {
+    let io = |source| SaveError::Io {
+        path: partial.to_owned(),
+        source,
+    };
+    let mut have = std::fs::metadata(partial).map_or(0, |m| m.len());
+    if have >= length {
+        let _ = std::fs::remove_file(partial);
+        have = 0;
+    }
+    let url_s = url.to_string();
+    let (mut stream, resumed) = transport
+        .fetch_from(url, have)
+        .await
+        .map_err(|e| transport_err(&e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resumed)
+        .write(true)
+        .truncate(!resumed)
+        .open(partial)
+        .map_err(io)?;
+    let mut got = if resumed { have } else { 0 };
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // Keep what arrived for the next attempt; it is hash-checked before use.
+                file.sync_all().map_err(io)?;
+                return Err(transport_err(&e));
+            }
+        };
+        got = got.saturating_add(chunk.len() as u64);
+        if got > length {
+            drop(file);
+            let _ = std::fs::remove_file(partial);
+            return Err(SaveError::TooLong { url: url_s, length });
+        }
+        file.write_all(&chunk).map_err(io)?;
+    }
+    file.sync_all().map_err(io)?;
+    Ok(resumed)
 }
 
 /// Write verified bytes as `dir/file_name` atomically.

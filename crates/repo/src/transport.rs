@@ -147,6 +147,22 @@ fn fail(url: &Url, f: SourceFailure) -> TransportError {
 #[tough::async_trait]
 impl Transport for SourceTransport {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
+        self.fetch_from(url, 0).await.map(|(stream, _)| stream)
+    }
+}
+
+impl SourceTransport {
+    /// Fetch `url` starting at byte `offset` (an HTTP range request when `offset > 0`).
+    /// Returns the body stream and whether the source honoured the range; when it did not, the
+    /// stream starts at byte 0.
+    ///
+    /// # Errors
+    /// A [`TransportError`] whose cause is a [`SourceFailure`].
+    pub async fn fetch_from(
+        &self,
+        url: Url,
+        offset: u64,
+    ) -> Result<(TransportStream, bool), TransportError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(TransportError::new_with_cause(
                 TransportErrorKind::UnsupportedUrlScheme,
@@ -154,7 +170,11 @@ impl Transport for SourceTransport {
                 SourceFailure::Scheme(url.scheme().to_owned()),
             ));
         }
-        let send = self.client.get(url.clone()).send();
+        let mut request = self.client.get(url.clone());
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let send = request.send();
         let response = match tokio::time::timeout(self.limits.header_timeout, send).await {
             Err(_) => {
                 return Err(fail(
@@ -179,7 +199,19 @@ impl Transport for SourceTransport {
         if response.content_length().is_some_and(|n| n > max) {
             return Err(fail(&url, SourceFailure::TooLarge(max)));
         }
-        Ok(Box::pin(Guarded {
+        let resumed = offset > 0 && status == 206;
+        if resumed {
+            let range = response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !range.starts_with(&format!("bytes {offset}-")) {
+                let msg = format!("asked for bytes {offset}-, got Content-Range `{range}`");
+                return Err(fail(&url, SourceFailure::Broken(msg)));
+            }
+        }
+        let stream: TransportStream = Box::pin(Guarded {
             inner: Box::pin(response.bytes_stream()),
             url,
             limits: self.limits,
@@ -188,7 +220,8 @@ impl Transport for SourceTransport {
             window_bytes: 0,
             stall: Box::pin(tokio::time::sleep(self.limits.window)),
             done: false,
-        }))
+        });
+        Ok((stream, resumed))
     }
 }
 

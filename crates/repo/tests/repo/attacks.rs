@@ -255,18 +255,20 @@ async fn endless_responses_refused() {
     assert!(files_under(&out).is_empty());
 }
 
-// A blob trickled below the throughput floor is abandoned as too slow long before it would finish.
+// A blob trickled below the throughput floor is abandoned as too slow long before it would finish; what arrived is kept only as a .partial file, which a good source then completes with a range request.
 #[tokio::test]
-async fn trickle_below_floor_refused() {
+async fn trickle_below_floor_refused_then_resumed() {
     let fx = Fixture::new().await;
-    fx.publish("1", &content(200_000, 6)).await;
+    let data = content(200_000, 6);
+    fx.publish("1", &data).await;
     let server = Server::start(&fx.public()).await;
     let every = Duration::from_millis(100);
-    server.rule(&fx.blob_path("1"), Rule::Trickle { chunk: 500, every });
+    let blob = fx.blob_path("1");
+    server.rule(&blob, Rule::Trickle { chunk: 500, every });
     let out = fx.staging("out");
     let started = std::time::Instant::now();
-    let r = fx
-        .client(fast_limits())
+    let client = fx.client(fast_limits());
+    let r = client
         .fetch_latest(
             &[server.source("slow")],
             Category::Components,
@@ -281,7 +283,71 @@ async fn trickle_below_floor_refused() {
         "{:?}",
         started.elapsed()
     );
-    assert!(files_under(&out).is_empty());
+    let left = files_under(&out);
+    assert!(
+        left.len() == 1 && left[0].starts_with(".partial-"),
+        "{left:?}"
+    );
+    let kept = std::fs::metadata(out.join(&left[0])).unwrap().len();
+    assert!(kept > 0 && kept < 200_000, "{kept}");
+
+    let good = Server::start(&fx.public()).await;
+    let got = client
+        .fetch_latest(
+            &[good.source("good")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.version, "1");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
+    assert_eq!(files_under(&out), vec!["data.bin".to_owned()]);
+    let asked: Vec<_> = good
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| *p == blob)
+        .cloned()
+        .collect();
+    assert_eq!(asked, vec![(blob.clone(), Some(kept))]);
+}
+
+// A .partial file that does not match the signed hash is discarded and the file fetched whole, without blaming the source.
+#[tokio::test]
+async fn poisoned_partial_discarded() {
+    let fx = Fixture::new().await;
+    let data = content(50_000, 13);
+    fx.publish("1", &data).await;
+    let server = Server::start(&fx.public()).await;
+    let out = fx.staging("out");
+    let sha = fx
+        .blob_path("1")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(out.join(format!(".partial-{sha}")), vec![0u8; 10_000]).unwrap();
+    let got = fx
+        .client(fast_limits())
+        .fetch_latest(
+            &[server.source("o")],
+            Category::Components,
+            "engine",
+            None,
+            &out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.source, "o");
+    assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
+    assert_eq!(files_under(&out), vec!["data.bin".to_owned()]);
 }
 
 /// Sign a targets list holding one extra target called `name` (a compromised publisher).

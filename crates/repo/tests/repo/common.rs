@@ -1,7 +1,13 @@
 //! Test harness: a tiny HTTP/1.1 server on 127.0.0.1:0 serving a repository directory, with
 //! per-path misbehaviour rules, and a fixture that creates and publishes a real repository.
 
-#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +23,9 @@ use cascade_repo::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
+
+/// Every request a [`Server`] saw: path and the `Range` start it asked for, if any.
+pub type RequestLog = Arc<Mutex<Vec<(String, Option<u64>)>>>;
 
 /// How the server answers one path.
 #[derive(Clone)]
@@ -35,6 +44,8 @@ pub enum Rule {
 pub struct Server {
     pub addr: SocketAddr,
     rules: Arc<Mutex<HashMap<String, Rule>>>,
+    /// Every request: path and the `Range` start it asked for, if any.
+    pub requests: RequestLog,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,13 +61,19 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let rules: Arc<Mutex<HashMap<String, Rule>>> = Arc::default();
-        let (root, r) = (root.to_owned(), rules.clone());
+        let requests: RequestLog = Arc::default();
+        let (root, r, log) = (root.to_owned(), rules.clone(), requests.clone());
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(handle(sock, root.clone(), r.clone()));
+                tokio::spawn(handle(sock, root.clone(), r.clone(), log.clone()));
             }
         });
-        Server { addr, rules, task }
+        Server {
+            addr,
+            rules,
+            requests,
+            task,
+        }
     }
 
     /// Misbehave on `path` (e.g. `/metadata/timestamp.json`).
@@ -72,7 +89,12 @@ impl Server {
     }
 }
 
-async fn handle(mut sock: TcpStream, root: PathBuf, rules: Arc<Mutex<HashMap<String, Rule>>>) {
+async fn handle(
+    mut sock: TcpStream,
+    root: PathBuf,
+    rules: Arc<Mutex<HashMap<String, Rule>>>,
+    log: RequestLog,
+) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -83,6 +105,12 @@ async fn handle(mut sock: TcpStream, root: PathBuf, rules: Arc<Mutex<HashMap<Str
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let range: Option<u64> = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        let v = v.trim().strip_prefix("bytes=")?.strip_suffix('-')?;
+        k.eq_ignore_ascii_case("range").then(|| v.parse().ok())?
+    });
+    log.lock().unwrap().push((path.clone(), range));
     let rule = rules.lock().unwrap().get(&path).cloned();
     let file = || {
         if path.split('/').any(|s| s == "..") {
@@ -93,7 +121,20 @@ async fn handle(mut sock: TcpStream, root: PathBuf, rules: Arc<Mutex<HashMap<Str
     match rule {
         Some(Rule::Bytes(b)) => respond(&mut sock, Some(b)).await,
         Some(Rule::NotFound) => respond(&mut sock, None).await,
-        None => respond(&mut sock, file()).await,
+        None => match (range, file()) {
+            (Some(start), Some(body)) if (start as usize) < body.len() => {
+                let head = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                    body.len() - start as usize,
+                    body.len() - 1,
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body[start as usize..]).await;
+                let _ = sock.shutdown().await;
+            }
+            (_, body) => respond(&mut sock, body).await,
+        },
         Some(Rule::Endless) => {
             let _ = sock
                 .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
