@@ -52,6 +52,14 @@ pub enum ApiError {
         /// The revision in the store.
         current: i64,
     },
+    /// The upstream failed while mirroring (502); the served copy is unchanged.
+    #[error("upstream: {message}")]
+    Upstream {
+        /// The failure's stable code, e.g. `tuf.rollback`.
+        code: String,
+        /// What failed.
+        message: String,
+    },
     /// The database failed (500).
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -81,6 +89,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::StaleRevision { .. } => StatusCode::CONFLICT,
+            ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +103,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "auth.forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::StaleRevision { .. } => "policy.stale_revision",
+            ApiError::Upstream { .. } => "mirror.upstream_failed",
             ApiError::Db(_) => "internal.database",
             ApiError::Internal(_) => "internal",
         }
@@ -107,6 +117,7 @@ impl ApiError {
             ApiError::StaleRevision { .. } => Some("If-Match"),
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
             ApiError::NotFound { .. } => Some("id"),
+            ApiError::Upstream { .. } => Some("activeupdate_url"),
             ApiError::Db(_) | ApiError::Internal(_) => None,
         }
     }
@@ -121,6 +132,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": self.code(), "field": self.field(), "message": self.to_string()}});
         if let ApiError::StaleRevision { current, .. } = &self {
             body["error"]["current_revision"] = json!(current);
+        }
+        if let ApiError::Upstream { code, .. } = &self {
+            body["error"]["reason"] = json!(code);
         }
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {

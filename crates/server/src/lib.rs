@@ -1,14 +1,16 @@
 //! The cascade server (DESIGN.md §4): it keeps the policy in SQL under a revision number,
 //! serves the admin API and the client API (enroll, fetch policy, check in, notification
 //! stream), fans out Notify All Clients to update agents first, serves the repository
-//! directory at `/repo/`, and exposes `/metrics` and `/healthz`. Start it with [`launch`]
+//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`. Start it with [`launch`]
 //! (or [`Server::open`] then [`Server::serve`]) on a listener you bound, so tests can use
 //! `127.0.0.1:0`.
 
 pub mod auth;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod openapi;
 pub mod repo;
@@ -97,7 +99,12 @@ impl Server {
             random: settings.random.clone(),
             hash_cost: settings.hash_cost,
             stale_after: settings.stale_after,
+            data_dir: settings.data_dir.clone(),
             repo_dir,
+            mirror: mirror::Mirror {
+                settings: settings.mirror.clone(),
+                ..mirror::Mirror::default()
+            },
             notifier: notify::Notifier::new(
                 settings.agent_head_start,
                 settings.jitter_per_client,
@@ -141,6 +148,7 @@ impl Server {
                 url,
             });
         }
+        tokio::spawn(mirror::schedule(self.state.clone()));
         let app = self.router();
         let state = self.state.clone();
         let signal = async move {

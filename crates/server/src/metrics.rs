@@ -34,12 +34,24 @@ pub struct Metrics {
     notifies: AtomicU64,
     delivered_agents: AtomicU64,
     delivered_clients: AtomicU64,
+    mirror_ok: AtomicU64,
+    mirror_failed: AtomicU64,
 }
 
 impl Metrics {
     /// One notify issued.
     pub fn notified(&self) {
         self.notifies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One mirror run finished.
+    pub fn mirrored(&self, ok: bool) {
+        if ok {
+            &self.mirror_ok
+        } else {
+            &self.mirror_failed
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     /// One notice written to a stream.
@@ -101,6 +113,17 @@ impl Metrics {
             out,
             "cascade_notify_deliveries_total{{role=\"client\"}} {}",
             self.delivered_clients.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP cascade_mirror_runs_total Upstream mirror runs by outcome.\n# TYPE cascade_mirror_runs_total counter");
+        let _ = writeln!(
+            out,
+            "cascade_mirror_runs_total{{outcome=\"ok\"}} {}",
+            self.mirror_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "cascade_mirror_runs_total{{outcome=\"failed\"}} {}",
+            self.mirror_failed.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP cascade_repo_bytes_total Bytes sent from /repo (response Content-Length).\n# TYPE cascade_repo_bytes_total counter");
         let _ = writeln!(

@@ -34,6 +34,8 @@ const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
     ("put", "/api/sources/{id}", Auth::Admin, "Edit an entry {range, agent|url} in place"),
     ("post", "/api/sources/{id}/move", Auth::Admin, "Move an entry one place {direction: up|down}"),
     ("get", "/api/resolve", Auth::Admin, "What-if: plans for ?ip=&category=&domain= or ?agent=IP:PORT"),
+    ("get", "/api/repo/mirror", Auth::Admin, "Whether mirroring is configured and the last run's result"),
+    ("post", "/api/repo/mirror", Auth::Admin, "Mirror the upstream (activeupdate_url) into /repo/upstream/ now; 502 with the reason on failure"),
     ("post", "/api/notify", Auth::Admin, "Notify All Clients {categories?}: agents first, then clients with a jitter hint"),
     ("get", "/api/clients", Auth::Admin, "Enrolled clients with state; ?stale[=SECONDS] keeps only stale/never-seen ones"),
     ("get", "/api/clients/{id}", Auth::Admin, "One client with its last update report"),

@@ -90,6 +90,8 @@ pub struct Settings {
     pub max_jitter: Duration,
     /// Told the first-start secrets; the default prints them to stdout.
     pub on_first_start: FirstStartHook,
+    /// Mirroring of the upstream; `None` serves `/repo/upstream/` as it is on disk.
+    pub mirror: Option<crate::mirror::MirrorSettings>,
 }
 
 impl Settings {
@@ -107,6 +109,7 @@ impl Settings {
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
             on_first_start: Arc::new(print_first_start),
+            mirror: None,
         }
     }
 

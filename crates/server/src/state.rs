@@ -31,8 +31,12 @@ pub struct Inner {
     pub hash_cost: HashCost,
     /// When a client counts as stale.
     pub stale_after: Duration,
+    /// The data directory.
+    pub data_dir: PathBuf,
     /// The repository directory served at `/repo/`.
     pub repo_dir: PathBuf,
+    /// Upstream mirroring.
+    pub mirror: crate::mirror::Mirror,
     /// Notify fan-out.
     pub notifier: Notifier,
     /// Prometheus counters.

@@ -49,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sources/{id}", put(sources::edit))
         .route("/api/sources/{id}/move", post(sources::move_one))
         .route("/api/resolve", get(sources::resolve))
+        .route(
+            "/api/repo/mirror",
+            get(ops::mirror_status).post(ops::mirror_now),
+        )
         .route("/api/notify", post(admin::notify))
         .route("/api/clients", get(admin::list_clients))
         .route(
@@ -69,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             "/repo/{*path}",
             get(crate::repo::serve).head(crate::repo::serve),
         )
+        .merge(crate::console::router())
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state)
 }

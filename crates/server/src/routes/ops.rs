@@ -10,6 +10,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::admin::{client_state, STATES};
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::notify::Role;
 use crate::state::AppState;
@@ -53,6 +54,21 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     ];
     let text = st.metrics.render(&clients, &streams);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// `GET /api/repo/mirror`: the last mirror run (`null` before the first).
+pub async fn mirror_status(_: Admin, State(st): State<AppState>) -> Response {
+    let last = st.mirror.last.lock().ok().and_then(|l| l.clone());
+    Json(json!({"configured": st.mirror.settings.is_some(), "last": last})).into_response()
+}
+
+/// `POST /api/repo/mirror`: mirror the upstream now; 502 naming the reason when it fails.
+pub async fn mirror_now(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let status = crate::mirror::run_once(&st).await?;
+    match status.error {
+        Some((code, message)) => Err(ApiError::Upstream { code, message }),
+        None => Ok(Json(status).into_response()),
+    }
 }
 
 /// `GET /api/openapi.json`.

@@ -63,6 +63,16 @@ pub async fn start_with(
     database_url: Option<String>,
     previous: Option<(String, String, Arc<ManualClock>)>,
 ) -> TestServer {
+    start_tuned(data_dir, database_url, previous, |_| {}).await
+}
+
+/// [`start_with`], with a last say on the settings.
+pub async fn start_tuned(
+    data_dir: &Path,
+    database_url: Option<String>,
+    previous: Option<(String, String, Arc<ManualClock>)>,
+    tune: impl FnOnce(&mut Settings),
+) -> TestServer {
     let clock = previous.as_ref().map_or_else(
         || Arc::new(ManualClock(AtomicI64::new(1_700_000_000))),
         |p| p.2.clone(),
@@ -71,6 +81,7 @@ pub async fn start_with(
     let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
     let slot = seen.clone();
     s.on_first_start = Arc::new(move |f: &FirstStart| *slot.lock().unwrap() = Some(f.clone()));
+    tune(&mut s);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = Server::open(s).await.unwrap();

@@ -10,6 +10,7 @@
 mod auth;
 mod clients;
 mod harness;
+mod mirror;
 mod notify;
 mod ops;
 mod policy;

@@ -1,0 +1,224 @@
+//! The Update agents page: each registered agent with its address, capabilities, health (the
+//! check-ins of the enrolled client serving at that address), the clients it served and the
+//! bytes they received from it (from clients' last update reports), and forms to register and
+//! unregister agents through the API's own handlers.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cascade_core::report::Outcome;
+use cascade_core::{AgentDoc, Category};
+
+use super::clients::{load, ClientRow};
+use super::form::{self, FieldErrors};
+use super::session::{see_other, Session};
+use super::view::{bytes, html, maybe_time, Chrome};
+use super::ConsoleError;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::policy;
+use crate::state::AppState;
+use crate::store;
+
+/// One agent.
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    address: String,
+    capabilities: String,
+    health: String,
+    health_class: String,
+    last_seen: String,
+    served: usize,
+    bytes: String,
+    installed: String,
+}
+
+/// `GET /agents`.
+#[derive(Template)]
+#[template(path = "agents.html")]
+pub struct AgentsPage {
+    chrome: Chrome,
+    revision: i64,
+    agents: Vec<AgentRow>,
+    categories: Vec<&'static str>,
+    address: String,
+    checked: Vec<&'static str>,
+    errors: FieldErrors,
+}
+
+impl AgentsPage {
+    /// Whether capability `c` is checked in the add form.
+    pub fn has(&self, c: &str) -> bool {
+        self.checked.contains(&c)
+    }
+}
+
+fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) -> AgentRow {
+    let source = format!("agent:{address}");
+    let mut served = 0;
+    let mut total = 0u64;
+    for c in clients {
+        let attempts: Vec<_> = c
+            .report
+            .iter()
+            .flat_map(|r| &r.attempts)
+            .filter(|a| a.source == source)
+            .collect();
+        total += attempts.iter().map(|a| a.bytes).sum::<u64>();
+        if attempts
+            .iter()
+            .any(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate))
+        {
+            served += 1;
+        }
+    }
+    let own = clients
+        .iter()
+        .find(|c| c.agent.as_deref() == Some(address.as_str()));
+    let (health, health_class, last_seen, installed) = match own {
+        Some(c) => (
+            c.state.clone(),
+            c.state.clone(),
+            c.seen(),
+            Category::ALL
+                .iter()
+                .zip(&c.versions)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        None => (
+            "not enrolled".to_owned(),
+            "never".to_owned(),
+            maybe_time(None),
+            String::new(),
+        ),
+    };
+    AgentRow {
+        capabilities: capabilities
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        address,
+        health,
+        health_class,
+        last_seen,
+        served,
+        bytes: bytes(total),
+        installed,
+    }
+}
+
+async fn render(
+    st: &AppState,
+    session: &Session,
+    address: String,
+    checked: Vec<&'static str>,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<Response, ConsoleError> {
+    let cur = store::current(st).await?;
+    let clients = load(st).await?;
+    let agents = cur
+        .policy
+        .agent
+        .iter()
+        .map(|a| {
+            let caps: Vec<Category> = a.capabilities.iter().copied().collect();
+            agent_row(a.address.to_string(), &caps, &clients)
+        })
+        .collect();
+    let page = AgentsPage {
+        chrome: Chrome::new(session, "agents"),
+        revision: cur.revision,
+        agents,
+        categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
+        address,
+        checked,
+        errors,
+    };
+    Ok(html(status, page.render()?))
+}
+
+/// `GET /agents`.
+pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
+    let all = Category::ALL.iter().map(|c| c.as_str()).collect();
+    render(&st, &session, String::new(), all, FieldErrors::default(), StatusCode::OK).await
+}
+
+/// `POST /agents`: register an agent (address and capabilities).
+pub async fn add(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let f = session.form(&body)?;
+    let capabilities: Vec<Category> = Category::ALL
+        .into_iter()
+        .filter(|c| f.checked(&format!("cap-{}", c.as_str())))
+        .collect();
+    let doc = AgentDoc {
+        address: f.get("address").trim().to_owned(),
+        capabilities: capabilities.clone(),
+    };
+    let result = async {
+        let headers = form::if_match(&f)?;
+        form::call(policy::add_agent(
+            Admin(session.actor.clone()),
+            State(st.clone()),
+            headers,
+            ApiJson(doc),
+        ))
+        .await
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            session.flash(
+                "ok",
+                format!("Registered update agent {} (policy revision {}).", v["agent"]["address"], v["revision"]),
+            );
+            Ok(see_other("/agents"))
+        }
+        Err(e) if form::is_refusal(&e) => {
+            let errors = FieldErrors::from_api(&e, &["address", "capabilities", "form"]);
+            let checked = capabilities.iter().map(|c| c.as_str()).collect();
+            render(&st, &session, f.get("address").to_owned(), checked, errors, e.status()).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /agents/remove` with `address`: unregister (refused while the list uses it).
+pub async fn remove(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let f = session.form(&body)?;
+    let address = f.get("address").to_owned();
+    let done: Result<_, ApiError> = async {
+        let headers = form::if_match(&f)?;
+        form::call(policy::remove_agent(
+            Admin(session.actor.clone()),
+            State(st.clone()),
+            Path(address.clone()),
+            headers,
+        ))
+        .await
+    }
+    .await;
+    match done {
+        Ok(v) => session.flash(
+            "ok",
+            format!("Removed update agent {address} (policy revision {}).", v["revision"]),
+        ),
+        Err(e) if form::is_refusal(&e) => session.flash("error", form::refusal(&e)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(see_other("/agents"))
+}

@@ -1,0 +1,231 @@
+//! The Clients pages: every enrolled client with its IP, domain, installed version per
+//! category, last check-in, the source that served its last update and its failures, with
+//! stale/failed filters; and one client's last update, attempt by attempt. The rows come
+//! from the registry through the API's own `client_view`, so states match `GET /api/clients`.
+
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cascade_core::report::{Outcome, UpdateReport};
+use cascade_core::Category;
+use serde_json::Value;
+
+use super::form::Form;
+use super::session::Session;
+use super::view::{bytes, html, maybe_time, Chrome};
+use super::ConsoleError;
+use crate::error::ApiError;
+use crate::routes::admin::{client_view, CLIENT_COLUMNS};
+use crate::state::AppState;
+use crate::store;
+
+/// A client as the console shows it.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    /// Client id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Domain or `""`.
+    pub domain: String,
+    /// The IP it reported (or connected from), or `""`.
+    pub ip: String,
+    /// Installed version per category, in `Category::ALL` order (`""` when none).
+    pub versions: Vec<String>,
+    /// Unix seconds of the last check-in.
+    pub last_seen: Option<i64>,
+    /// `ok`, `failed`, `stale` or `never`.
+    pub state: String,
+    /// The update-agent address it serves at, when it is a registered agent.
+    pub agent: Option<String>,
+    /// The last update report, when it sent one.
+    pub report: Option<UpdateReport>,
+}
+
+impl ClientRow {
+    fn from_view(v: &Value) -> ClientRow {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let ip = v["reported_ip"]
+            .as_str()
+            .or_else(|| v["peer_ip"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        ClientRow {
+            id: s("id"),
+            name: s("name"),
+            domain: s("domain"),
+            ip,
+            versions: Category::ALL
+                .iter()
+                .map(|c| v["installed"][c.as_str()].as_str().unwrap_or_default().to_owned())
+                .collect(),
+            last_seen: v["last_seen"].as_i64(),
+            state: s("state"),
+            agent: v["is_agent"]
+                .as_bool()
+                .unwrap_or(false)
+                .then(|| s("agent_address")),
+            report: serde_json::from_value(v["last_update"].clone()).ok(),
+        }
+    }
+
+    /// The sources that delivered in the last update (`""` when none did).
+    pub fn served_by(&self) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        for a in self.report.iter().flat_map(|r| &r.attempts) {
+            if matches!(a.outcome, Outcome::Ok | Outcome::UpToDate) && !out.contains(&a.source.as_str()) {
+                out.push(&a.source);
+            }
+        }
+        out.join(", ")
+    }
+
+    /// Failed attempts in the last update.
+    pub fn failures(&self) -> usize {
+        self.report
+            .iter()
+            .flat_map(|r| &r.attempts)
+            .filter(|a| a.outcome == Outcome::Failed)
+            .count()
+    }
+
+    /// The last check-in, formatted.
+    pub fn seen(&self) -> String {
+        maybe_time(self.last_seen)
+    }
+}
+
+/// Every client, by name.
+///
+/// # Errors
+/// Database errors.
+pub async fn load(st: &AppState) -> Result<Vec<ClientRow>, ApiError> {
+    let cur = store::current(st).await?;
+    let rows = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id"))
+        .fetch_all(&st.db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let v = client_view(st, &cur.policy, r, true)?;
+            let v = serde_json::to_value(&v).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(ClientRow::from_view(&v))
+        })
+        .collect()
+}
+
+/// `GET /clients`.
+#[derive(Template)]
+#[template(path = "clients.html")]
+pub struct ClientsPage {
+    chrome: Chrome,
+    show: String,
+    total: usize,
+    clients: Vec<ClientRow>,
+    categories: Vec<&'static str>,
+    stale_after: String,
+}
+
+/// `GET /clients[?show=all|stale|failed]`.
+pub async fn list(
+    session: Session,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let q = Form::parse(q.unwrap_or_default().as_bytes());
+    let show = match q.get("show") {
+        s @ ("stale" | "failed") => s.to_owned(),
+        _ => "all".to_owned(),
+    };
+    let all = load(&st).await?;
+    let total = all.len();
+    let clients = all
+        .into_iter()
+        .filter(|c| match show.as_str() {
+            "stale" => matches!(c.state.as_str(), "stale" | "never"),
+            "failed" => c.state == "failed",
+            _ => true,
+        })
+        .collect();
+    let page = ClientsPage {
+        chrome: Chrome::new(&session, "clients"),
+        show,
+        total,
+        clients,
+        categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
+        stale_after: format!("{} s", st.stale_after.as_secs()),
+    };
+    Ok(html(StatusCode::OK, page.render()?))
+}
+
+/// One attempt, formatted.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    step: u32,
+    category: String,
+    source: String,
+    outcome: String,
+    reason: String,
+    bytes: String,
+    millis: u64,
+}
+
+/// `GET /clients/{id}`.
+#[derive(Template)]
+#[template(path = "client.html")]
+pub struct ClientPage {
+    chrome: Chrome,
+    client: ClientRow,
+    categories: Vec<&'static str>,
+    finished: String,
+    outcome: String,
+    attempts: Vec<AttemptRow>,
+}
+
+/// An outcome as the report writes it (`up-to-date`).
+pub fn outcome_text(o: Outcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `GET /clients/{id}`: the client and its last update, step by step.
+pub async fn detail(
+    session: Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let client = load(&st)
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or(ApiError::NotFound { what: "client", id })?;
+    let attempts = client
+        .report
+        .iter()
+        .flat_map(|r| &r.attempts)
+        .map(|a| AttemptRow {
+            step: a.step,
+            category: a.category.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            source: a.source.clone(),
+            outcome: outcome_text(a.outcome),
+            reason: a.reason.clone().unwrap_or_default(),
+            bytes: bytes(a.bytes),
+            millis: a.millis,
+        })
+        .collect();
+    let page = ClientPage {
+        chrome: Chrome::new(&session, "clients"),
+        finished: maybe_time(client.report.as_ref().and_then(|r| r.finished_at)),
+        outcome: client
+            .report
+            .as_ref()
+            .map(|r| outcome_text(r.outcome))
+            .unwrap_or_default(),
+        client,
+        categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
+        attempts,
+    };
+    Ok(html(StatusCode::OK, page.render()?))
+}

@@ -1,0 +1,240 @@
+//! The dashboard: clients by state, clients current per category, bytes by where they came
+//! from (server vs update agents and URL mirrors: the offload ratio) with a small inline SVG
+//! chart by hour, and recent failures. Everything is counted from what exists: the clients'
+//! last update reports and the server's `/repo` byte counter since it started; nothing is
+//! estimated.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use cascade_core::report::Outcome;
+use cascade_core::Category;
+
+use super::clients::{load, outcome_text, ClientRow};
+use super::session::Session;
+use super::view::{bytes, html, maybe_time, Chrome};
+use super::ConsoleError;
+use crate::state::AppState;
+
+/// Where bytes came from: server, agents and URL mirrors, upstream.
+const KINDS: [&str; 3] = ["server", "update agents and URL mirrors", "ActiveUpdate"];
+
+fn kind(source: &str) -> usize {
+    if source == "server" {
+        0
+    } else if source.starts_with("activeupdate:") {
+        2
+    } else {
+        1
+    }
+}
+
+/// One failed attempt for the list.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    client_id: String,
+    client: String,
+    at: String,
+    category: String,
+    source: String,
+    reason: String,
+    sort: i64,
+}
+
+/// `GET /`.
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    chrome: Chrome,
+    total: usize,
+    states: Vec<(&'static str, usize)>,
+    current: Vec<(&'static str, usize, usize)>,
+    by_kind: Vec<(&'static str, String)>,
+    reported_total: String,
+    offload: String,
+    repo_bytes: String,
+    chart: String,
+    failures: Vec<Failure>,
+}
+
+fn per_category(clients: &[ClientRow]) -> Vec<(&'static str, usize, usize)> {
+    Category::ALL
+        .iter()
+        .map(|c| {
+            let mut reported = 0;
+            let mut current = 0;
+            for cl in clients {
+                let mine: Vec<_> = cl
+                    .report
+                    .iter()
+                    .flat_map(|r| &r.attempts)
+                    .filter(|a| a.category == Some(*c))
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                reported += 1;
+                let ok = mine
+                    .iter()
+                    .any(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate));
+                if ok && !matches!(cl.state.as_str(), "stale" | "never") {
+                    current += 1;
+                }
+            }
+            (c.as_str(), current, reported)
+        })
+        .collect()
+}
+
+/// Bytes per hour (Unix hour → per kind) from the reports' finish times.
+fn hourly(clients: &[ClientRow]) -> BTreeMap<i64, [u64; 3]> {
+    let mut out: BTreeMap<i64, [u64; 3]> = BTreeMap::new();
+    for r in clients.iter().filter_map(|c| c.report.as_ref()) {
+        let Some(at) = r.finished_at else { continue };
+        for a in &r.attempts {
+            if a.bytes > 0 {
+                out.entry(at.div_euclid(3600)).or_default()[kind(&a.source)] += a.bytes;
+            }
+        }
+    }
+    out
+}
+
+/// A stacked bar chart of the last 12 hours that have data, as inline SVG.
+#[allow(clippy::cast_precision_loss)]
+fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 160.0;
+    const COLORS: [&str; 3] = ["#c0504d", "#4f81bd", "#9bbb59"];
+    let shown: Vec<_> = hours.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let max = shown
+        .iter()
+        .map(|(_, v)| v.iter().sum::<u64>())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let slot = W / shown.len() as f64;
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="chart-title" class="chart"><title id="chart-title">Bytes received by clients per hour, by source (from last update reports)</title>"#,
+        H + 20.0
+    );
+    for (i, (hour, v)) in shown.iter().enumerate() {
+        let x = i as f64 * slot + slot * 0.15;
+        let mut y = H;
+        for (k, n) in v.iter().enumerate() {
+            let h = *n as f64 / max * (H - 10.0);
+            if h > 0.0 {
+                y -= h;
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect>"#,
+                    slot * 0.7,
+                    COLORS[k],
+                    KINDS[k],
+                    bytes(*n)
+                );
+            }
+        }
+        let label = &maybe_time(Some(*hour * 3600))[11..16];
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"#,
+            x + slot * 0.35,
+            H + 14.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The `/repo` byte counter from the server's metrics.
+fn repo_bytes(st: &AppState) -> Option<u64> {
+    st.metrics
+        .render(&[], &[])
+        .lines()
+        .find_map(|l| l.strip_prefix("cascade_repo_bytes_total "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+fn failures(clients: &[ClientRow]) -> Vec<Failure> {
+    let mut out: Vec<Failure> = clients
+        .iter()
+        .flat_map(|c| {
+            c.report.iter().flat_map(move |r| {
+                r.attempts
+                    .iter()
+                    .filter(|a| matches!(a.outcome, Outcome::Failed | Outcome::Quit))
+                    .map(move |a| Failure {
+                        client_id: c.id.clone(),
+                        client: c.name.clone(),
+                        at: maybe_time(r.finished_at),
+                        category: a.category.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+                        source: a.source.clone(),
+                        reason: a
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| outcome_text(a.outcome)),
+                        sort: r.finished_at.unwrap_or(0),
+                    })
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.sort.cmp(&a.sort));
+    out.truncate(10);
+    out
+}
+
+/// `GET /`.
+pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
+    let clients = load(&st).await?;
+    let states = crate::routes::admin::STATES
+        .iter()
+        .map(|s| (*s, clients.iter().filter(|c| c.state == *s).count()))
+        .collect();
+    let hours = hourly(&clients);
+    let mut sums = [0u64; 3];
+    for v in hours.values() {
+        for (s, n) in sums.iter_mut().zip(v) {
+            *s += n;
+        }
+    }
+    // Reports without a finish time still count in the totals.
+    for r in clients.iter().filter_map(|c| c.report.as_ref()) {
+        if r.finished_at.is_none() {
+            for a in &r.attempts {
+                sums[kind(&a.source)] += a.bytes;
+            }
+        }
+    }
+    let total: u64 = sums.iter().sum();
+    let offload = if total == 0 {
+        "no bytes reported yet".to_owned()
+    } else {
+        format!("{:.0} %", offload_percent(sums[1], total))
+    };
+    let page = DashboardPage {
+        chrome: Chrome::new(&session, "dashboard"),
+        total: clients.len(),
+        states,
+        current: per_category(&clients),
+        by_kind: KINDS.iter().zip(sums).map(|(k, n)| (*k, bytes(n))).collect(),
+        reported_total: bytes(total),
+        offload,
+        repo_bytes: repo_bytes(&st).map_or_else(|| "unknown".to_owned(), bytes),
+        chart: chart(&hours),
+        failures: failures(&clients),
+    };
+    Ok(html(StatusCode::OK, page.render()?))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn offload_percent(offloaded: u64, total: u64) -> f64 {
+    offloaded as f64 * 100.0 / total as f64
+}

@@ -1,0 +1,144 @@
+//! Form bodies (`application/x-www-form-urlencoded`, parsed with `url`'s decoder) and the
+//! bridge to the admin API: call an API handler with the form's revision as `If-Match` and
+//! read its JSON answer, so console writes take exactly the API's code path.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use axum::http::header::IF_MATCH;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// A parsed form: every `name=value` pair in order (checkbox groups repeat a name).
+#[derive(Debug, Default, Clone)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Parses an urlencoded body.
+    pub fn parse(body: &[u8]) -> Form {
+        Form(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`, or `""`.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Whether a checkbox `name` was checked.
+    pub fn checked(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// Field-level messages to show beside the fields (`""` is the form as a whole).
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    /// The message for `field`, or `""`.
+    pub fn get(&self, field: &str) -> &str {
+        self.0.get(field).map_or("", String::as_str)
+    }
+
+    /// Whether there is any message.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a message for `field`.
+    pub fn set(&mut self, field: &str, message: impl Into<String>) {
+        self.0.insert(field.to_owned(), message.into());
+    }
+
+    /// Files an API refusal under its field (`form` when it names none the form has).
+    pub fn from_api(err: &ApiError, fields: &[&str]) -> FieldErrors {
+        let mut out = FieldErrors::default();
+        let field = match err {
+            ApiError::StaleRevision { .. } => "form",
+            _ => err.field().unwrap_or("form"),
+        };
+        let field = fields.iter().find(|f| **f == field).copied().unwrap_or("form");
+        out.set(field, refusal(err));
+        out
+    }
+}
+
+/// The message an admin sees for an API refusal.
+pub fn refusal(err: &ApiError) -> String {
+    match err {
+        ApiError::StaleRevision { expected, current } => format!(
+            "The policy was changed by someone else since this page was loaded \
+             (revision {expected} → {current}). Nothing was saved: reload the page and make \
+             your change again."
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the API refused the request (a 4xx: show it on the page) rather than failed.
+pub fn is_refusal(err: &ApiError) -> bool {
+    err.status().is_client_error()
+}
+
+/// `If-Match: "REV"` from the form's hidden `revision` field.
+///
+/// # Errors
+/// 400 when the form carries no revision number.
+pub fn if_match(form: &Form) -> Result<HeaderMap, ApiError> {
+    let text = form.get("revision");
+    let rev: i64 = text.parse().map_err(|_| {
+        ApiError::bad(
+            "console.revision",
+            "revision",
+            format!("revision: `{text}` is not a policy revision; reload the page"),
+        )
+    })?;
+    let mut h = HeaderMap::new();
+    let v = HeaderValue::from_str(&format!("\"{rev}\""))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    h.insert(IF_MATCH, v);
+    Ok(h)
+}
+
+/// An API request body built from JSON (the API's own body types, private fields and all).
+///
+/// # Errors
+/// 400 when the JSON does not fit the body type.
+pub fn body<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::bad("request.json", "body", e.to_string()))
+}
+
+/// Awaits an API handler and reads its JSON answer.
+///
+/// # Errors
+/// The handler's error, or an internal error when the body is not JSON.
+pub async fn call(
+    handler: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Value, ApiError> {
+    let resp = handler.await?;
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the API answer: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("the API answer is not JSON: {e}")))
+}

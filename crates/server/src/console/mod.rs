@@ -1,0 +1,102 @@
+//! The web console (issue 7): server-rendered pages (askama, one template per page under
+//! `templates/`) at the server's root URL, for administrators. Every page is a view over the
+//! same model and code paths as the admin API: reads come from `store::current` and the
+//! client registry, and every write calls the API's own handler (with the page's policy
+//! revision as `If-Match`), so a stale form is refused exactly like a stale API call.
+//!
+//! Login takes the admin token once and opens an in-memory session: an `HttpOnly`,
+//! `SameSite=Strict` cookie plus a per-session CSRF token carried by every form.
+
+mod agents;
+mod clients;
+mod dashboard;
+mod form;
+mod session;
+mod sources;
+mod view;
+mod whatif;
+
+use std::sync::Arc;
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use session::Sessions;
+
+/// The stylesheet, embedded in the binary (no external fetches).
+const CSS: &str = include_str!("../../assets/console.css");
+
+/// Every console route, with a fresh in-memory session store.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/sources", get(sources::page))
+        .route("/sources/settings", post(sources::save_settings))
+        .route("/sources/delete", post(sources::delete))
+        .route("/sources/add", get(sources::add_page).post(sources::add))
+        .route("/sources/{id}", get(sources::edit_page).post(sources::edit))
+        .route("/sources/{id}/up", post(sources::move_up))
+        .route("/sources/{id}/down", post(sources::move_down))
+        .route("/notify", post(sources::notify))
+        .route("/whatif", get(whatif::page))
+        .route("/clients", get(clients::list))
+        .route("/clients/{id}", get(clients::detail))
+        .route("/agents", get(agents::page).post(agents::add))
+        .route("/agents/remove", post(agents::remove))
+        .route("/assets/console.css", get(css))
+        .layer(Extension(Arc::new(Sessions::default())))
+}
+
+async fn css() -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+/// Why a console request failed as a whole (form errors are shown on the form instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The API refused or failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A template failed to render.
+    #[error("template: {0}")]
+    Template(#[from] askama::Error),
+    /// A form without the session's CSRF token.
+    #[error("the form's CSRF token is missing or does not match this session; reload the page and try again")]
+    Csrf,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ConsoleError::Api(e) => e.status(),
+            ConsoleError::Template(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ConsoleError::Csrf => StatusCode::FORBIDDEN,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "console request failed");
+        }
+        let page = view::ErrorPage {
+            status: status.as_u16(),
+            message: self.to_string(),
+        };
+        match askama::Template::render(&page) {
+            Ok(body) => view::html(status, body),
+            Err(_) => (status, self.to_string()).into_response(),
+        }
+    }
+}

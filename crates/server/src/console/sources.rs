@@ -1,0 +1,492 @@
+//! The Update sources page, as the article describes it: standard or customized mode, the
+//! ActiveUpdate URL and its fallback rule, the three "… from the server if all customized
+//! sources are not available or not found" options, the customized list (one row per entry:
+//! checkbox, IP range linking to its edit page, source, up/down arrows), Add/Edit pages,
+//! Delete for the checked rows and Notify All Clients. Each write calls the admin API's
+//! handler with the revision the page was rendered at.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cascade_core::{ActiveUpdateFallback, EntryDoc, Mode, Policy};
+use serde_json::{json, Value};
+
+use super::form::{self, FieldErrors, Form};
+use super::session::{see_other, Session};
+use super::view::{html, Chrome};
+use super::ConsoleError;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::{admin, policy, sources as api};
+use crate::state::AppState;
+use crate::store;
+
+/// The settings form's values (as stored, or as typed when re-shown).
+#[derive(Debug, Clone)]
+pub struct SettingsForm {
+    customized: bool,
+    activeupdate_url: String,
+    rule: String,
+    components: bool,
+    domain_settings: bool,
+    programs: bool,
+}
+
+impl SettingsForm {
+    fn of(p: &Policy) -> Self {
+        SettingsForm {
+            customized: p.mode == Mode::Customized,
+            activeupdate_url: p
+                .activeupdate_url
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            rule: p.activeupdate_fallback.to_string(),
+            components: p.fallback.components_from_server,
+            domain_settings: p.fallback.domain_settings_from_server,
+            programs: p.fallback.programs_from_server,
+        }
+    }
+
+    fn typed(f: &Form) -> Self {
+        SettingsForm {
+            customized: f.get("mode") == "customized",
+            activeupdate_url: f.get("activeupdate_url").to_owned(),
+            rule: f.get("activeupdate_fallback").to_owned(),
+            components: f.checked("components_from_server"),
+            domain_settings: f.checked("domain_settings_from_server"),
+            programs: f.checked("programs_from_server"),
+        }
+    }
+
+    /// Whether the fallback rule `r` is selected.
+    pub fn rule_is(&self, r: &str) -> bool {
+        self.rule == r
+    }
+}
+
+/// One row of the list.
+#[derive(Debug, Clone)]
+pub struct Row {
+    id: u32,
+    range: String,
+    kind: &'static str,
+    source: String,
+    first: bool,
+    last: bool,
+}
+
+/// `GET /sources`.
+#[derive(Template)]
+#[template(path = "sources.html")]
+pub struct SourcesPage {
+    chrome: Chrome,
+    revision: i64,
+    settings: SettingsForm,
+    rows: Vec<Row>,
+    rules: [ActiveUpdateFallback; 3],
+    upstream_listed: bool,
+    errors: FieldErrors,
+}
+
+fn rows(p: &Policy) -> Vec<Row> {
+    let n = p.sources.len();
+    p.sources
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let doc = EntryDoc::from_entry(e);
+            let (kind, source) = match (doc.agent, doc.url) {
+                (Some(a), _) => ("Update agent", a),
+                (None, u) => ("URL", u.unwrap_or_default()),
+            };
+            Row {
+                id: e.id.0,
+                range: doc.range,
+                kind,
+                source,
+                first: i == 0,
+                last: i + 1 == n,
+            }
+        })
+        .collect()
+}
+
+async fn render(
+    st: &AppState,
+    session: &Session,
+    typed: Option<SettingsForm>,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<Response, ConsoleError> {
+    let cur = store::current(st).await?;
+    let page = SourcesPage {
+        chrome: Chrome::new(session, "sources"),
+        revision: cur.revision,
+        settings: typed.unwrap_or_else(|| SettingsForm::of(&cur.policy)),
+        rows: rows(&cur.policy),
+        rules: [
+            ActiveUpdateFallback::Any,
+            ActiveUpdateFallback::All,
+            ActiveUpdateFallback::Never,
+        ],
+        upstream_listed: cur.policy.upstream_in_list(),
+        errors,
+    };
+    Ok(html(status, page.render()?))
+}
+
+/// `GET /sources`.
+pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
+    render(&st, &session, None, FieldErrors::default(), StatusCode::OK).await
+}
+
+/// `POST /sources/settings`: mode, upstream URL and rule, the three fallback options.
+pub async fn save_settings(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let f = session.form(&body)?;
+    let url = f.get("activeupdate_url").trim();
+    let patch = json!({
+        "mode": f.get("mode"),
+        "activeupdate_url": if url.is_empty() { Value::Null } else { json!(url) },
+        "activeupdate_fallback": f.get("activeupdate_fallback"),
+        "fallback": {
+            "components_from_server": f.checked("components_from_server"),
+            "domain_settings_from_server": f.checked("domain_settings_from_server"),
+            "programs_from_server": f.checked("programs_from_server"),
+        },
+    });
+    let result = async {
+        let headers = form::if_match(&f)?;
+        let patch = form::body(patch)?;
+        form::call(policy::patch_settings(
+            Admin(session.actor.clone()),
+            State(st.clone()),
+            headers,
+            ApiJson(patch),
+        ))
+        .await
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            session.flash("ok", format!("Settings saved (policy revision {}).", v["revision"]));
+            Ok(see_other("/sources"))
+        }
+        Err(e) if form::is_refusal(&e) => {
+            let fields = ["mode", "activeupdate_url", "activeupdate_fallback", "form"];
+            let errors = FieldErrors::from_api(&e, &fields);
+            render(&st, &session, Some(SettingsForm::typed(&f)), errors, e.status()).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a list operation and comes back to the list with its outcome as a message.
+async fn list_op(
+    session: &Session,
+    done: Result<Value, ApiError>,
+    ok: impl FnOnce(&Value) -> String,
+) -> Result<Response, ConsoleError> {
+    match done {
+        Ok(v) => session.flash("ok", ok(&v)),
+        Err(e) if form::is_refusal(&e) => session.flash("error", form::refusal(&e)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(see_other("/sources"))
+}
+
+/// `POST /sources/delete` with the checked `ids`.
+pub async fn delete(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let f = session.form(&body)?;
+    let done = async {
+        let ids = f
+            .all("ids")
+            .iter()
+            .map(|t| {
+                t.parse::<u32>().map_err(|_| {
+                    ApiError::bad("request.id", "ids", format!("ids: `{t}` is not an entry id"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let headers = form::if_match(&f)?;
+        let body = form::body(json!({ "ids": ids }))?;
+        form::call(api::delete_set(
+            Admin(session.actor.clone()),
+            State(st.clone()),
+            headers,
+            ApiJson(body),
+        ))
+        .await
+    }
+    .await;
+    list_op(&session, done, |v| {
+        format!("Deleted {} entr(ies) (policy revision {}).", v["deleted"].as_array().map_or(0, Vec::len), v["revision"])
+    })
+    .await
+}
+
+async fn move_one(
+    session: Session,
+    st: AppState,
+    id: String,
+    direction: &'static str,
+    body: &[u8],
+) -> Result<Response, ConsoleError> {
+    let f = session.form(body)?;
+    let done = async {
+        let headers = form::if_match(&f)?;
+        let body = form::body(json!({ "direction": direction }))?;
+        form::call(api::move_one(
+            Admin(session.actor.clone()),
+            State(st.clone()),
+            Path(id.clone()),
+            headers,
+            ApiJson(body),
+        ))
+        .await
+    }
+    .await;
+    list_op(&session, done, |v| {
+        format!("Moved entry {id} {direction} (policy revision {}).", v["revision"])
+    })
+    .await
+}
+
+/// `POST /sources/{id}/up`.
+pub async fn move_up(
+    session: Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    move_one(session, st, id, "up", &body).await
+}
+
+/// `POST /sources/{id}/down`.
+pub async fn move_down(
+    session: Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    move_one(session, st, id, "down", &body).await
+}
+
+/// `POST /notify`: Notify All Clients, then say how many were reached.
+pub async fn notify(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    session.form(&body)?;
+    let v = form::call(admin::notify(
+        Admin(session.actor.clone()),
+        State(st.clone()),
+        Bytes::new(),
+    ))
+    .await?;
+    let fan = &v["fan_out"];
+    let clients = fan["clients"].as_u64().unwrap_or(0);
+    let agents = fan["agents"].as_u64().unwrap_or(0);
+    session.flash(
+        "ok",
+        format!(
+            "Notify All Clients #{}: {clients} connected client(s) and {agents} update agent(s) \
+             notified (agents first; clients after {} ms). Clients not connected now update at \
+             their next poll.",
+            v["id"], fan["clients_after_ms"]
+        ),
+    );
+    Ok(see_other("/sources"))
+}
+
+/// The Add / Edit page of one entry.
+#[derive(Template)]
+#[template(path = "entry.html")]
+pub struct EntryPage {
+    chrome: Chrome,
+    title: String,
+    action: String,
+    revision: i64,
+    range: String,
+    kind: String,
+    agent: String,
+    url: String,
+    agents: Vec<String>,
+    errors: FieldErrors,
+}
+
+impl EntryPage {
+    /// Whether agent `a` is the selected one.
+    pub fn is_agent(&self, a: &str) -> bool {
+        self.agent == a
+    }
+}
+
+fn entry_page(
+    session: &Session,
+    policy: &Policy,
+    revision: i64,
+    id: Option<u32>,
+    doc: EntryDoc,
+    errors: FieldErrors,
+) -> EntryPage {
+    let kind = if doc.url.is_some() { "url" } else { "agent" };
+    EntryPage {
+        chrome: Chrome::new(session, "sources"),
+        title: id.map_or_else(
+            || "Add update source".to_owned(),
+            |id| format!("Edit update source {id}"),
+        ),
+        action: id.map_or_else(|| "/sources/add".to_owned(), |id| format!("/sources/{id}")),
+        revision,
+        range: doc.range,
+        kind: kind.to_owned(),
+        agent: doc.agent.unwrap_or_default(),
+        url: doc.url.unwrap_or_default(),
+        agents: policy.agent.iter().map(|a| a.address.to_string()).collect(),
+        errors,
+    }
+}
+
+/// `GET /sources/add`.
+pub async fn add_page(
+    session: Session,
+    State(st): State<AppState>,
+) -> Result<Response, ConsoleError> {
+    let cur = store::current(&st).await?;
+    let doc = EntryDoc {
+        id: None,
+        range: String::new(),
+        agent: None,
+        url: None,
+    };
+    let page = entry_page(&session, &cur.policy, cur.revision, None, doc, FieldErrors::default());
+    Ok(html(StatusCode::OK, page.render()?))
+}
+
+/// `GET /sources/{id}`: the entry's edit page (the IP-range link).
+pub async fn edit_page(
+    session: Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let cur = store::current(&st).await?;
+    let entry = id
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| cur.policy.sources.get(cascade_core::EntryId(n)))
+        .map(|(_, e)| EntryDoc::from_entry(e))
+        .ok_or(ApiError::NotFound {
+            what: "source-list entry",
+            id,
+        })?;
+    let page = entry_page(&session, &cur.policy, cur.revision, entry.id, entry, FieldErrors::default());
+    Ok(html(StatusCode::OK, page.render()?))
+}
+
+/// The entry as typed: the range and the chosen kind of source.
+fn typed_entry(f: &Form) -> EntryDoc {
+    let pick = |name: &str| Some(f.get(name).trim().to_owned());
+    let (agent, url) = match f.get("kind") {
+        "agent" => (pick("agent").filter(|a| !a.is_empty()), None),
+        "url" => (None, pick("url")),
+        _ => (None, None),
+    };
+    EntryDoc {
+        id: None,
+        range: f.get("range").trim().to_owned(),
+        agent,
+        url,
+    }
+}
+
+async fn save_entry(
+    session: Session,
+    st: AppState,
+    id: Option<String>,
+    body: &[u8],
+) -> Result<Response, ConsoleError> {
+    let f = session.form(body)?;
+    let doc = typed_entry(&f);
+    let mut json = json!({ "range": doc.range });
+    if let Some(a) = &doc.agent {
+        json["agent"] = json!(a);
+    }
+    if let Some(u) = &doc.url {
+        json["url"] = json!(u);
+    }
+    let result = async {
+        let headers = form::if_match(&f)?;
+        let body = form::body(json)?;
+        let admin = Admin(session.actor.clone());
+        match &id {
+            None => form::call(api::add(admin, State(st.clone()), headers, ApiJson(body))).await,
+            Some(id) => {
+                form::call(api::edit(admin, State(st.clone()), Path(id.clone()), headers, ApiJson(body)))
+                    .await
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let verb = if id.is_some() { "Saved" } else { "Added" };
+            session.flash(
+                "ok",
+                format!("{verb} entry {} (policy revision {}).", v["id"], v["revision"]),
+            );
+            Ok(see_other("/sources"))
+        }
+        Err(e) if form::is_refusal(&e) => {
+            let cur = store::current(&st).await?;
+            let fields = ["range", "agent", "url", "agent|url", "form"];
+            let errors = FieldErrors::from_api(&e, &fields);
+            // Keep what was typed, including the field of the kind not chosen.
+            let kept = EntryDoc {
+                id: None,
+                range: f.get("range").to_owned(),
+                agent: (f.get("kind") != "url").then(|| f.get("agent").to_owned()),
+                url: (f.get("kind") == "url").then(|| f.get("url").to_owned()),
+            };
+            let n = id.as_deref().and_then(|i| i.parse().ok());
+            let mut page = entry_page(&session, &cur.policy, 0, n, kept, errors);
+            page.revision = f.get("revision").parse().unwrap_or(cur.revision);
+            if f.get("kind").is_empty() {
+                page.kind = String::new();
+            }
+            page.url = f.get("url").to_owned();
+            Ok(html(e.status(), page.render()?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /sources/add`.
+pub async fn add(
+    session: Session,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    save_entry(session, st, None, &body).await
+}
+
+/// `POST /sources/{id}`.
+pub async fn edit(
+    session: Session,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    save_entry(session, st, Some(id), &body).await
+}

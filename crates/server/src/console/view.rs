@@ -1,0 +1,145 @@
+//! What every page shares: the HTML response helper, the page chrome (navigation, logout
+//! form, flash message), time and byte formatting, and the login and error templates.
+
+use askama::Template;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::session::{Flash, Session};
+
+/// An HTML page that is never cached (it shows live state and a CSRF token).
+pub fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Navigation, logout and the flash message, for the base layout.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// Which navigation entry is current.
+    pub active: &'static str,
+    /// A one-shot message.
+    pub flash: Option<Flash>,
+}
+
+impl Chrome {
+    /// The chrome for a page of `session`; takes its flash message.
+    pub fn new(session: &Session, active: &'static str) -> Chrome {
+        Chrome {
+            csrf: session.csrf.clone(),
+            active,
+            flash: session.take_flash(),
+        }
+    }
+
+    /// `aria-current` for navigation entry `name`.
+    pub fn current(&self, name: &str) -> &'static str {
+        if self.active == name {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// `GET /login`.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Double-submit token.
+    pub csrf: String,
+    /// Why the last attempt failed.
+    pub message: String,
+}
+
+/// A request that failed as a whole.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// An optional time, or `never`.
+pub fn maybe_time(secs: Option<i64>) -> String {
+    secs.map_or_else(|| "never".to_owned(), time)
+}
+
+/// A byte count for people (`1.5 MiB`).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut whole = n;
+    let mut tenths = 0;
+    while whole >= 1024 && unit + 1 < UNITS.len() {
+        tenths = (whole % 1024) * 10 / 1024;
+        whole /= 1024;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{whole}.{tenths} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Unix times print as calendar UTC times, including before 1970 and on leap days.
+    #[test]
+    fn times() {
+        assert_eq!(time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(time(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(maybe_time(None), "never");
+    }
+
+    // Byte counts use binary units with one decimal.
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

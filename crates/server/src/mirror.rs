@@ -1,0 +1,131 @@
+//! Mirroring the upstream repository (the policy's `activeupdate_url`) into
+//! `<repo-dir>/upstream/`, verified against the upstream root the operator trusts, on a
+//! schedule and on demand (`POST /api/repo/mirror`). `cascade-repo`'s `mirror` fetches targets
+//! first, metadata exactly as signed and `timestamp.json` last, so what `/repo/upstream/`
+//! serves is always a consistent, verified copy; a failed run leaves it unchanged.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cascade_repo::mirror::{mirror, MirrorReport};
+use cascade_repo::{RepoClient, Source, TransportLimits};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store;
+
+/// How the server mirrors its upstream.
+#[derive(Debug, Clone)]
+pub struct MirrorSettings {
+    /// The upstream's `root.json`, trusted out of band (the anchor of verification).
+    pub trusted_root: PathBuf,
+    /// Mirror this often; `None` mirrors only on demand.
+    pub interval: Option<Duration>,
+    /// Transport limits for the upstream.
+    pub limits: TransportLimits,
+}
+
+/// The last mirror run, as `GET /api/repo/mirror` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorStatus {
+    /// Unix seconds when it finished.
+    pub finished_at: i64,
+    /// The upstream URL used.
+    pub upstream: String,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+    /// What was fetched (on success).
+    pub report: Option<MirrorReport>,
+    /// Stable code and message (on failure).
+    pub error: Option<(String, String)>,
+}
+
+/// Mirror state kept in [`AppState`].
+#[derive(Debug, Default)]
+pub struct Mirror {
+    /// Configuration; `None` when no upstream root was given.
+    pub settings: Option<MirrorSettings>,
+    /// One run at a time.
+    pub running: tokio::sync::Mutex<()>,
+    /// The last run.
+    pub last: Mutex<Option<MirrorStatus>>,
+}
+
+/// Mirrors once now.
+///
+/// # Errors
+/// 400 when mirroring is not configured or the policy has no `activeupdate_url`; 502 with the
+/// upstream's failure reason (the served copy is unchanged).
+pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
+    let Some(cfg) = st.mirror.settings.clone() else {
+        return Err(ApiError::bad(
+            "mirror.not_configured",
+            "upstream_root",
+            "mirroring is off: start the server with --upstream-root ROOT.json",
+        ));
+    };
+    let policy = store::current(st).await?.policy;
+    let Some(url) = policy.activeupdate_url else {
+        return Err(ApiError::bad(
+            "mirror.no_upstream",
+            "activeupdate_url",
+            "activeupdate_url: the policy names no upstream to mirror",
+        ));
+    };
+    let _one = st.mirror.running.lock().await;
+    let root = tokio::fs::read(&cfg.trusted_root)
+        .await
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", cfg.trusted_root.display())))?;
+    let datastore = st.data_dir.join("mirror-state");
+    let dest = st.repo_dir.join("upstream");
+    let result = match RepoClient::new(root, &datastore, cfg.limits) {
+        Ok(client) => mirror(&client, &Source::new(url.clone()), &dest).await,
+        Err(e) => Err(e),
+    };
+    let status = match result {
+        Ok(report) => {
+            tracing::info!(upstream = %url, fetched = report.fetched, "mirrored upstream");
+            MirrorStatus {
+                finished_at: st.clock.now(),
+                upstream: url.to_string(),
+                outcome: "ok",
+                report: Some(report),
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %url, error = %e, "mirroring the upstream failed");
+            MirrorStatus {
+                finished_at: st.clock.now(),
+                upstream: url.to_string(),
+                outcome: "failed",
+                report: None,
+                error: Some((e.code().to_owned(), e.to_string())),
+            }
+        }
+    };
+    st.metrics.mirrored(status.outcome == "ok");
+    if let Ok(mut last) = st.mirror.last.lock() {
+        *last = Some(status.clone());
+    }
+    Ok(status)
+}
+
+/// Mirrors every `interval` until the server shuts down.
+pub async fn schedule(st: AppState) {
+    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
+        return;
+    };
+    let mut stop = st.shutdown.subscribe();
+    loop {
+        if let Err(e) = run_once(&st).await {
+            tracing::warn!(error = %e, "scheduled mirror skipped");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Console sessions, CSRF and revision checks, spoken over plain HTTP (no browser needed).
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, Response};
+use serde_json::json;
+
+use crate::harness::{csrf_in, revision_in, start, TestServer};
+
+fn cookies(resp: &Response) -> Vec<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_pair(set: &str) -> String {
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// Logs in through the form; returns the session cookie pair.
+async fn login(s: &TestServer, token: &str) -> Result<String, (u16, String)> {
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    let login_cookie = cookie_pair(&cookies(&page)[0]);
+    let csrf = csrf_in(&page.text().await.unwrap());
+    let resp = s
+        .http
+        .post(format!("{}/login", s.url))
+        .header(COOKIE, login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    if resp.status() != 303 {
+        return Err((resp.status().as_u16(), resp.text().await.unwrap()));
+    }
+    let set = cookies(&resp);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("cascade_session="))
+        .expect("a session cookie");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    Ok(cookie_pair(session))
+}
+
+async fn get(s: &TestServer, cookie: &str, path: &str) -> (u16, String) {
+    let r = s
+        .http
+        .get(format!("{}{path}", s.url))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post(s: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
+    s.http
+        .post(format!("{}{path}", s.url))
+        .header(COOKIE, cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+// Pages need a session; only the admin token opens one, and logout ends it.
+#[tokio::test]
+async fn login_needs_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let r = s.http.get(format!("{}/sources", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/login");
+    let (status, body) = login(&s, "cascade_adm_00_11").await.unwrap_err();
+    assert_eq!(status, 401);
+    assert!(body.contains("not valid"), "{body}");
+    let (status, body) = login(&s, &s.enroll).await.unwrap_err();
+    assert_eq!(status, 403);
+    assert!(body.contains("not an admin token"), "{body}");
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (status, page) = get(&s, &cookie, "/sources").await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = csrf_in(&page);
+    let r = post(&s, &cookie, "/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    let (status, _) = get(&s, &cookie, "/sources").await;
+    assert_eq!(status, 303, "the session ended");
+}
+
+// A form without the session's CSRF token changes nothing and is refused with 403.
+#[tokio::test]
+async fn forms_need_the_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (_, page) = get(&s, &cookie, "/sources/add").await;
+    let rev = revision_in(&page);
+    let form = [
+        ("revision", rev.as_str()),
+        ("range", "10.0.0.0/24"),
+        ("kind", "url"),
+        ("url", "http://mirror.example/repo"),
+    ];
+    let r = post(&s, &cookie, "/sources/add", &form).await;
+    assert_eq!(r.status(), 403);
+    let mut wrong = form.to_vec();
+    wrong.push(("csrf", "00ff"));
+    assert_eq!(post(&s, &cookie, "/sources/add", &wrong).await.status(), 403);
+    assert!(s.source_order().await.is_empty(), "nothing was added");
+    let csrf = csrf_in(&page);
+    let mut right = form.to_vec();
+    right.push(("csrf", &csrf));
+    assert_eq!(post(&s, &cookie, "/sources/add", &right).await.status(), 303);
+    assert_eq!(s.source_order().await.len(), 1);
+}
+
+// A form rendered before someone else's change is refused, says so, and keeps the input.
+#[tokio::test]
+async fn stale_form_is_refused_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (_, page) = get(&s, &cookie, "/sources/add").await;
+    let (csrf, rev) = (csrf_in(&page), revision_in(&page));
+    s.api(
+        &s.admin,
+        Method::POST,
+        "/api/sources",
+        Some(&json!({"range": "192.168.0.0/16", "url": "http://other.example/"})),
+        201,
+    )
+    .await;
+    let r = post(
+        &s,
+        &cookie,
+        "/sources/add",
+        &[
+            ("csrf", &csrf),
+            ("revision", &rev),
+            ("range", "10.9.0.0/16"),
+            ("kind", "url"),
+            ("url", "http://mine.example/"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("changed by someone else"), "{body}");
+    assert!(body.contains("value=\"10.9.0.0/16\""), "typed range kept: {body}");
+    let order = s.source_order().await;
+    assert_eq!(order, vec![(1, "192.168.0.0/16".to_owned())]);
+}

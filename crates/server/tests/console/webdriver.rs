@@ -1,0 +1,263 @@
+//! A minimal W3C WebDriver client over reqwest, driving Debian's `chromium` through
+//! `chromium-driver` (chromedriver) on 127.0.0.1, headless, with a fresh profile. When the
+//! binaries are missing the tests fail loudly, unless `CASCADE_SKIP_BROWSER=1`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52f-4a5a9ee4d5b1";
+
+fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Where screenshots go: `target/screenshots/` under the workspace root.
+pub fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+}
+
+pub struct Browser {
+    http: reqwest::Client,
+    session: String,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless chromium session, or `None` when the environment
+    /// asks to skip (`CASCADE_SKIP_BROWSER=1`). Panics when the binaries are missing.
+    pub async fn start() -> Option<Browser> {
+        let driver_bin = find_binary("CHROMEDRIVER", &["chromedriver"]);
+        let chrome_bin = find_binary("CHROMIUM", &["chromium", "chromium-browser"]);
+        let (Some(driver_bin), Some(chrome_bin)) = (driver_bin, chrome_bin) else {
+            if std::env::var("CASCADE_SKIP_BROWSER").as_deref() == Ok("1") {
+                eprintln!("CASCADE_SKIP_BROWSER=1 and chromium/chromedriver are missing: browser test skipped");
+                return None;
+            }
+            panic!(
+                "chromium and chromium-driver are required for the console browser tests \
+                 (apt-get install -y chromium chromium-driver; scripts/browser-tests does it), \
+                 or set CASCADE_SKIP_BROWSER=1 to skip them"
+            );
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", driver_bin.display()));
+        let profile = tempfile::tempdir().unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut ready = false;
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if v["value"]["ready"] == true {
+                        ready = true;
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not become ready on port {port}");
+        let args = json!([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+            format!("--user-data-dir={}", profile.path().display()),
+        ]);
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chrome_bin.display().to_string(), "args": args}
+        }}});
+        let resp: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver refused the session: {resp}"))
+            .to_owned();
+        Some(Browser {
+            http,
+            session: format!("{base}/session/{id}"),
+            driver,
+            _profile: profile,
+        })
+    }
+
+    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
+        if method == Method::POST {
+            req = req.json(&body.unwrap_or_else(|| json!({})));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "webdriver {method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.cmd(Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    pub async fn url(&self) -> String {
+        self.cmd(Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The first element matching `css` (panics with the page source when there is none).
+    pub async fn find(&self, css: &str) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/element", self.session))
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await
+            .unwrap();
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await.unwrap();
+        if !ok {
+            let src = self.source().await;
+            panic!("no element `{css}` on {}: {v}\n{src}", self.url().await);
+        }
+        v["value"][ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    pub async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd(Method::POST, &format!("/element/{e}/click"), None)
+            .await;
+    }
+
+    /// Clears a field and types `text` into it.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(Method::POST, &format!("/element/{e}/clear"), None)
+            .await;
+        self.cmd(
+            Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.cmd(Method::GET, &format!("/element/{e}/text"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An element's property (e.g. an input's `value`).
+    pub async fn property(&self, css: &str, name: &str) -> Value {
+        let e = self.find(css).await;
+        self.cmd(Method::GET, &format!("/element/{e}/property/{name}"), None)
+            .await
+    }
+
+    pub async fn source(&self) -> String {
+        self.cmd(Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// Saves a PNG screenshot as `target/screenshots/NAME.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let b64 = self.cmd(Method::GET, "/screenshot", None).await;
+        let png = decode_base64(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Standard base64 (the screenshots' encoding).
+fn decode_base64(text: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= u32::from(val(*c)) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+// Base64 decodes with and without padding.
+#[test]
+fn base64_decodes() {
+    assert_eq!(decode_base64("aGVsbG8="), b"hello");
+    assert_eq!(decode_base64("aGk="), b"hi");
+    assert_eq!(decode_base64("YWJj"), b"abc");
+}
