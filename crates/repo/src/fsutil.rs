@@ -40,6 +40,27 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Length and SHA-256 of the file at `path`, read in chunks (files may be large).
+///
+/// # Errors
+/// Any I/O error.
+pub fn sha256_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((len, ctx.finish().as_ref().to_vec()))
+}
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))

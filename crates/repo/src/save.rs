@@ -204,9 +204,8 @@ pub async fn save_resumable(
     let dest = dir.join(file_name);
     for _ in 0..2 {
         let resumed = resume_into(transport, url.clone(), length, &partial).await?;
-        let bytes = std::fs::read(&partial).map_err(io(&partial))?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-        if bytes.len() as u64 == length && digest.as_ref() == sha256 {
+        let (len, digest) = crate::fsutil::sha256_file(&partial).map_err(io(&partial))?;
+        if len == length && digest == sha256 {
             std::fs::rename(&partial, &dest).map_err(io(&dest))?;
             sync_dir(dir).map_err(io(dir))?;
             return Ok(dest);
