@@ -214,7 +214,7 @@ pub async fn commit(
 ) -> Result<(), PublishError> {
     let md = dirs.metadata();
     let root = &state.root.signed;
-    let (snapshot_meta, snapshot_version) = if targets.is_some() || new_snapshot {
+    let snapshot_meta = if targets.is_some() || new_snapshot {
         let mut snapshot = state.snapshot.signed.clone();
         if let Some(mut t) = targets {
             let prev = state.targets.signed.version;
@@ -233,14 +233,13 @@ pub async fn commit(
         let signed_s = sign(snapshot, root, keys).await?;
         let v = signed_s.signed().signed.version;
         write(md.join(format!("{v}.snapshot.json")), signed_s.buffer())?;
-        (metafile(v, *signed_s.length(), signed_s.sha256()), v)
+        metafile(v, *signed_s.length(), signed_s.sha256())
     } else {
         let bytes = &state.snapshot_bytes;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
         let v = state.snapshot.signed.version;
-        (metafile(v, bytes.len() as u64, digest.as_ref()), v)
+        metafile(v, bytes.len() as u64, digest.as_ref())
     };
-    let _ = snapshot_version;
     let mut ts = state.timestamp.signed.clone();
     ts.version = bump(ts.version);
     ts.expires = expiry(now, expiries.timestamp)?;
