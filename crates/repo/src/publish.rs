@@ -163,10 +163,23 @@ pub async fn init(
     if dirs.metadata().join("root.json").exists() {
         return Err(PublishError::AlreadyInitialized(dir.to_owned()));
     }
+    let keys = dirs.key_paths(keys_dir);
+    let roles = [
+        RoleType::Root,
+        RoleType::Targets,
+        RoleType::Snapshot,
+        RoleType::Timestamp,
+    ];
+    // Check every key slot first, so a refused init leaves nothing half-made.
+    if let Some(path) = roles.iter().map(|r| keys.path(*r)).find(|p| p.exists()) {
+        return Err(PublishError::Key(KeyError::Create {
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "key file exists"),
+            path,
+        }));
+    }
     for d in [dirs.metadata(), dirs.targets()] {
         std::fs::create_dir_all(&d).map_err(io(&d))?;
     }
-    let keys = dirs.key_paths(keys_dir);
     let mut root = Root {
         spec_version: SPEC_VERSION.to_owned(),
         consistent_snapshot: true,
@@ -176,12 +189,7 @@ pub async fn init(
         roles: HashMap::new(),
         _extra: HashMap::new(),
     };
-    for role in [
-        RoleType::Root,
-        RoleType::Targets,
-        RoleType::Snapshot,
-        RoleType::Timestamp,
-    ] {
+    for role in roles {
         let path = keys.path(role);
         keys::generate(&path)?;
         let key = keys::public_key(&path)?;

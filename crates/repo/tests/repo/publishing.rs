@@ -3,7 +3,7 @@
 use cascade_core::Category;
 use cascade_repo::mirror::mirror;
 use cascade_repo::verify::verify;
-use cascade_repo::{PublishOptions, Publisher, RepoClient};
+use cascade_repo::{Expiries, PublishOptions, Publisher, RepoClient};
 
 use crate::common::{content, fast_limits, v2_of, Fixture, Rule, Server};
 
@@ -233,4 +233,22 @@ async fn renew_extends_root_and_targets() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "publish.sign");
+}
+
+// init refuses a directory that already holds a repository, and a key directory that already holds keys, before writing anything.
+#[tokio::test]
+async fn init_refuses_existing_repository_or_keys() {
+    let fx = Fixture::new().await;
+    let now = jiff::Timestamp::now();
+    let (repo, keys) = (fx.tmp.path().join("repo"), fx.tmp.path().join("keys"));
+    let err = cascade_repo::init(&repo, &keys, Expiries::default(), now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "publish.already_initialized");
+    let other = fx.tmp.path().join("other");
+    let err = cascade_repo::init(&other, &keys, Expiries::default(), now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "key.create");
+    assert!(!other.exists());
 }
