@@ -42,6 +42,13 @@ pub struct ServerArgs {
     /// Seconds without a check-in after which a client is stale.
     #[arg(long, default_value_t = 86_400)]
     pub stale_after: u64,
+    /// The upstream's trusted `root.json`: turns on mirroring of the policy's
+    /// `activeupdate_url` into `/repo/upstream/` (also `POST /api/repo/mirror`).
+    #[arg(long)]
+    pub upstream_root: Option<PathBuf>,
+    /// Seconds between scheduled mirror runs (0: only on demand).
+    #[arg(long, default_value_t = 3600, requires = "upstream_root")]
+    pub mirror_every: u64,
 }
 
 /// Runs `cascade server` until SIGINT or SIGTERM.
@@ -59,6 +66,13 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     settings.repo_dir = args.repo_dir;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
+    settings.mirror = args
+        .upstream_root
+        .map(|root| cascade_server::mirror::MirrorSettings {
+            trusted_root: root,
+            interval: (args.mirror_every > 0).then(|| Duration::from_secs(args.mirror_every)),
+            limits: cascade_repo::TransportLimits::default(),
+        });
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
