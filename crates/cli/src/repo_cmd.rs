@@ -199,8 +199,8 @@ fn print_report(r: &VerifyReport) {
         }
     }
     println!(
-        "{} file(s), {} byte(s) checked",
-        r.targets_checked, r.bytes_checked
+        "{} file(s), {} byte(s) checked; {} delta(s) applied and matched",
+        r.targets_checked, r.bytes_checked, r.deltas_checked
     );
     for p in &r.problems {
         println!("PROBLEM {} [{}]: {}", p.target, p.code, p.message);

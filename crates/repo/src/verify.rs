@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::client::{target_url, FailureReason, RepoClient, Source};
 use crate::layout::target_meta;
 use crate::layout::{TargetPath, TARGETS_DIR};
-use crate::save::check_remote;
+use crate::save::{check_remote, fetch_verified};
 use crate::transport::TransportLimits;
 
 /// One problem found with a target.
@@ -38,6 +38,9 @@ pub struct VerifyReport {
     pub targets_checked: usize,
     /// Total bytes checked.
     pub bytes_checked: u64,
+    /// Deltas applied to their base version and found to reproduce the signed full file
+    /// (deltas whose base version was pruned are not counted).
+    pub deltas_checked: usize,
     /// Targets that failed their check (empty when the repository is sound).
     pub problems: Vec<Problem>,
 }
@@ -89,6 +92,7 @@ pub async fn verify(
         contents: BTreeMap::new(),
         targets_checked: 0,
         bytes_checked: 0,
+        deltas_checked: 0,
         problems: Vec::new(),
     };
     let mut names: Vec<_> = repo.targets().signed.targets_iter().collect();
@@ -138,6 +142,7 @@ pub async fn verify(
             Err(e) => problem(e.code(), e.to_string()),
         }
     }
+    check_deltas(&client, &base, &repo.targets().signed, &mut report).await;
     for ((cat, name), by_seq) in seqs {
         report
             .contents
@@ -146,6 +151,61 @@ pub async fn verify(
             .insert(name, by_seq.into_values().rev().collect());
     }
     Ok(report)
+}
+
+/// Apply every delta to its base version's full file and compare with the signed full file.
+async fn check_deltas(
+    client: &RepoClient,
+    base: &Url,
+    targets: &tough::schema::Targets,
+    report: &mut VerifyReport,
+) {
+    let all: Vec<_> = targets.targets_iter().collect();
+    let find = |p: &TargetPath| {
+        let name = p.to_string();
+        all.iter().find(|(n, _)| n.raw() == name).map(|(_, t)| *t)
+    };
+    for (tn, t) in &all {
+        let (Ok(path), Some(meta)) = (tn.raw().parse::<TargetPath>(), target_meta(t)) else {
+            continue;
+        };
+        let (Some(from), Some(of)) = (meta.delta_from, meta.delta_of) else {
+            continue;
+        };
+        let (Ok(old_path), Ok(new_path)) = (
+            TargetPath::new(path.category(), path.name(), &from, &of),
+            TargetPath::new(path.category(), path.name(), path.version(), &of),
+        ) else {
+            continue;
+        };
+        let (Some(old_t), Some(new_t)) = (find(&old_path), find(&new_path)) else {
+            continue;
+        };
+        let fetch = |p: &TargetPath, t: &tough::schema::Target| {
+            let url = target_url(base, p, t);
+            let (len, sha) = (t.length, t.hashes.sha256.to_vec());
+            async move {
+                fetch_verified(client.transport(), url?, len, &sha)
+                    .await
+                    .map_err(FailureReason::from)
+            }
+        };
+        let result = match (fetch(&old_path, old_t).await, fetch(&path, t).await) {
+            (Ok(old), Ok(d)) => crate::delta::apply(&old, &d, new_t.length)
+                .ok()
+                .filter(|out| crate::fsutil::sha256_hex(out) == hex::encode(&*new_t.hashes.sha256)),
+            _ => None,
+        };
+        if result.is_some() {
+            report.deltas_checked += 1;
+        } else {
+            report.problems.push(Problem {
+                target: tn.raw().to_owned(),
+                code: "repo.delta_mismatch",
+                message: format!("does not turn {old_path} into {new_path}"),
+            });
+        }
+    }
 }
 
 use url::Url;

@@ -62,6 +62,12 @@ async fn prune_and_duplicate_version() {
     fx.publish("1", &v1).await;
     fx.publish("2", &v2_of(&v1)).await;
     fx.publish("3", &v2_of(&v2_of(&v1))).await;
+    let server = Server::start(&fx.public()).await;
+    let before = verify(&fx.root, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(before.is_ok(), "{:?}", before.problems);
+    assert_eq!(before.deltas_checked, 3, "2 from 1, 3 from 2, 3 from 1");
     let zero = fx.publisher.prune(0, jiff::Timestamp::now()).await;
     assert_eq!(zero.unwrap_err().code(), "publish.keep_zero");
     let removed = fx.publisher.prune(1, jiff::Timestamp::now()).await.unwrap();
@@ -73,11 +79,11 @@ async fn prune_and_duplicate_version() {
     );
     assert!(removed.iter().any(|n| n.ends_with(".zst-patch")));
     assert!(!fx.public().join("targets/components/engine/1").exists());
-    let server = Server::start(&fx.public()).await;
     let report = verify(&fx.root, &server.source("o"), fast_limits())
         .await
         .unwrap();
     assert!(report.is_ok());
+    assert_eq!(report.deltas_checked, 0, "their base versions are pruned");
     assert_eq!(report.contents["components"]["engine"], vec!["3"]);
     let src = fx.tmp.path().join("src/3/data.bin");
     let err = fx
