@@ -212,6 +212,19 @@ impl Agent {
         }
     }
 
+    /// The timestamp version the server currently serves for `domain`: a floor, not trust
+    /// (it can only make sources fail, never make content acceptable). `None` when the
+    /// server is unreachable or has no such repository.
+    async fn announced_version(&self, domain: &str) -> Option<u64> {
+        let bytes = self
+            .api
+            .repo_file(&format!("repo/{domain}/metadata/timestamp.json"))
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        v.pointer("/signed/version")?.as_u64()
+    }
+
     /// The freshest policy: the server's, else the cached one.
     async fn policy(&self) -> Result<(Policy, Option<String>), AgentError> {
         let cached = self.data.policy()?;
@@ -268,7 +281,13 @@ impl Agent {
         if let Some(relay) = &self.relay {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
-        let report = self.updater.run(&policy, &me, now_unix()).await;
+        let mut updater = self.updater.clone();
+        for domain in ["upstream", "site"] {
+            if let Some(v) = self.announced_version(domain).await {
+                updater.set_floor(domain, v);
+            }
+        }
+        let report = updater.run(&policy, &me, now_unix()).await;
         if let Some(listen) = self.cfg.relay_listen {
             self.updater.warm_relay(listen).await;
         }

@@ -38,6 +38,9 @@ pub struct Updater {
     limits: TransportLimits,
     bind: Option<IpAddr>,
     installer: Installer,
+    /// Per trust domain, the timestamp version the server announced: a source whose
+    /// metadata is older fails (a stale relay or mirror must not hold the client back).
+    floors: BTreeMap<&'static str, u64>,
 }
 
 /// The result of one category from one source.
@@ -57,7 +60,14 @@ impl Updater {
             limits,
             bind,
             installer,
+            floors: BTreeMap::new(),
         }
+    }
+
+    /// Sets the timestamp version the server announced for a trust domain (`upstream`,
+    /// `site`); sources serving older metadata then fail.
+    pub fn set_floor(&mut self, domain: &'static str, version: u64) {
+        self.floors.insert(domain, version);
     }
 
     /// The installer (for rollback and listing).
@@ -188,13 +198,29 @@ impl Updater {
                 dir.join("pinned-root.json").display()
             ))
         })?;
-        RepoClient::new_bound(root, &dir, self.limits, self.bind)
+        let client = RepoClient::new_bound(root, &dir, self.limits, self.bind)?;
+        Ok(match self.floors.get(trust_domain(category)) {
+            Some(v) => client.with_min_timestamp_version(*v),
+            None => client,
+        })
     }
 
     async fn try_step(&self, step: &StepSource, category: Category) -> Result<Got, FailureReason> {
         let source = self.source_for(step, category)?;
         let client = self.client_for(category)?;
         let repo = client.load(&source).await?;
+        // `fetch_latest` checks the floor too, but a stale source must fail even when it
+        // offers nothing to fetch, or it would report "up to date" and stop the plan.
+        let have = repo.timestamp().signed.version.get();
+        if let Some(min) = self
+            .floors
+            .get(trust_domain(category))
+            .filter(|min| have < **min)
+        {
+            return Err(FailureReason::Rollback(format!(
+                "timestamp version {have} is older than the {min} the server announced (stale source)"
+            )));
+        }
         let targets = &repo.targets().signed;
         let mut names: Vec<String> = targets
             .targets_iter()
@@ -272,25 +298,26 @@ impl Updater {
             let Ok(base) = source.base.join("targets/") else {
                 continue;
             };
-            for (name, t) in targets.targets_iter() {
-                let Ok(path) = name.raw().parse::<TargetPath>() else {
-                    continue;
-                };
-                let Some(meta) = target_meta(t) else { continue };
-                if path.category() != category {
-                    continue;
-                }
-                let newest = versions_of(targets, category, path.name())
-                    .into_iter()
-                    .next()
-                    .map(|v| v.1);
-                if newest.as_deref() != Some(meta.version.as_str()) {
-                    continue;
-                }
-                if let Ok(url) = cascade_repo::client::target_url(&base, &path, t) {
-                    if let Ok(resp) = http.get(url).send().await {
-                        let _ = resp.bytes().await;
+            // Collect first: tough's target iterator is not `Send` and must not live across
+            // an await.
+            let urls: Vec<Url> = targets
+                .targets_iter()
+                .filter_map(|(name, t)| {
+                    let path = name.raw().parse::<TargetPath>().ok()?;
+                    let meta = target_meta(t)?;
+                    let newest = versions_of(targets, category, path.name())
+                        .into_iter()
+                        .next()?
+                        .1;
+                    if path.category() != category || newest != meta.version {
+                        return None;
                     }
+                    cascade_repo::client::target_url(&base, &path, t).ok()
+                })
+                .collect();
+            for url in urls {
+                if let Ok(resp) = http.get(url).send().await {
+                    let _ = resp.bytes().await;
                 }
             }
         }

@@ -1,0 +1,329 @@
+//! The cascade server started in-process on a loopback address, with its first-start tokens
+//! captured, its own site repository (domain settings and programs, published into
+//! `<repo-dir>/site`), admin helpers over the real HTTP API, and in-process agents.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cascade_agent::daemon::{self, AgentConfig};
+use cascade_core::report::UpdateReport;
+use cascade_core::Policy;
+use cascade_repo::TransportLimits;
+use cascade_server::{FirstStart, HashCost, Server, Settings};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use url::Url;
+
+use crate::upstream::Upstream;
+use crate::{kit, KitError};
+
+/// Errors of fleet operations.
+pub type FleetError = KitError;
+
+/// A running server with its tokens and site repository.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The server's base URL (`http://ADDR/`).
+    pub url: Url,
+    /// The bootstrap admin token.
+    pub admin: String,
+    /// The enrollment token.
+    pub enroll: String,
+    /// The server's data directory.
+    pub data_dir: PathBuf,
+    /// The server's own repository (domain settings, programs), served at `/repo/site/`.
+    pub site: Upstream,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Starts the server on `listen` with its data in `data_dir`; `upstream_root` turns on
+    /// mirroring of the policy's `activeupdate_url`.
+    ///
+    /// # Errors
+    /// When the server cannot open its store or bind.
+    pub async fn start(
+        data_dir: &Path,
+        listen: SocketAddr,
+        upstream_root: Option<PathBuf>,
+    ) -> Result<Fleet, KitError> {
+        let mut s = Settings::new(data_dir);
+        // Cheap hashing: tokens are random, so the work factor buys nothing in a test fleet.
+        s.hash_cost = HashCost {
+            memory_kib: 64,
+            iterations: 1,
+        };
+        s.agent_head_start = Duration::from_millis(300);
+        s.max_jitter = Duration::from_millis(500);
+        s.mirror = upstream_root.map(|root| cascade_server::mirror::MirrorSettings {
+            trusted_root: root,
+            interval: None,
+            limits: TransportLimits::default(),
+        });
+        let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
+        let slot = Arc::clone(&seen);
+        s.on_first_start = Arc::new(move |f: &FirstStart| {
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(f.clone());
+            }
+        });
+        let repo_dir = s.repo_dir();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| kit("bind server")(&e))?;
+        let addr = listener.local_addr().map_err(|e| kit("bind server")(&e))?;
+        let server = Server::open(s).await.map_err(|e| kit("open server")(&e))?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                eprintln!("cascade server stopped: {e}");
+            }
+        });
+        let site = Self::site_repo(data_dir, &repo_dir).await?;
+        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| kit("server URL")(&e))?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| kit("http client")(&e))?;
+        wait_healthy(&http, &url).await?;
+        // The first-start hook runs while the server starts serving: read it once healthy.
+        let first = seen.lock().map_err(|e| kit("first start")(&e))?.clone();
+        let first = first.ok_or_else(|| {
+            kit("first start")(&"the data directory was used before; start a fleet on a fresh one")
+        })?;
+        Ok(Fleet {
+            url,
+            admin: first.admin_token,
+            enroll: first.enrollment_token,
+            data_dir: data_dir.to_owned(),
+            site,
+            http,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// The server's own repository lives in `<data>/site-repo`; its public tree is linked
+    /// as `<repo-dir>/site` so the server serves it beside the upstream mirror.
+    async fn site_repo(data_dir: &Path, repo_dir: &Path) -> Result<Upstream, KitError> {
+        let site = Upstream::create(&data_dir.join("site-repo"), None).await?;
+        std::fs::create_dir_all(repo_dir).map_err(|e| kit("repo dir")(&e))?;
+        let link = repo_dir.join("site");
+        if !link.exists() {
+            std::os::unix::fs::symlink(site.public_dir(), &link)
+                .map_err(|e| kit("link site repository")(&e))?;
+        }
+        Ok(site)
+    }
+
+    /// An admin API call; returns the JSON body, or the status and body as the error.
+    ///
+    /// # Errors
+    /// Transport failure or a non-success status.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, KitError> {
+        let url = self.url.join(path).map_err(|e| kit("admin URL")(&e))?;
+        let mut req = self.http.request(method, url).bearer_auth(&self.admin);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| kit("admin call")(&e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| kit("admin call")(&e))?;
+        if !status.is_success() {
+            return Err(KitError {
+                what: "admin call",
+                detail: format!("{path}: HTTP {status}: {text}"),
+            });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Replaces the whole policy with `toml` (validated locally first).
+    ///
+    /// # Errors
+    /// A bad policy or a refused call.
+    pub async fn apply_policy(&self, toml: &str) -> Result<(), KitError> {
+        let policy = Policy::from_toml(toml).map_err(|e| kit("policy")(&e))?;
+        let doc = serde_json::to_value(cascade_core::PolicyDoc::from_policy(&policy))
+            .map_err(|e| kit("policy")(&e))?;
+        self.admin(Method::PUT, "api/policy", Some(&doc))
+            .await
+            .map(|_| ())
+    }
+
+    /// Mirrors the upstream now.
+    ///
+    /// # Errors
+    /// When mirroring fails.
+    pub async fn mirror(&self) -> Result<Value, KitError> {
+        self.admin(Method::POST, "api/repo/mirror", None).await
+    }
+
+    /// Notify All Clients.
+    ///
+    /// # Errors
+    /// When the call is refused.
+    pub async fn notify(&self) -> Result<Value, KitError> {
+        self.admin(Method::POST, "api/notify", Some(&serde_json::json!({})))
+            .await
+    }
+
+    /// An agent configuration for this fleet: data in `data_dir`, connections from `ip`,
+    /// relaying at `relay` when given, pinned to `upstream_root` when given.
+    pub fn agent_config(
+        &self,
+        data_dir: &Path,
+        ip: IpAddr,
+        relay: Option<SocketAddr>,
+        upstream_root: Option<&Path>,
+    ) -> AgentConfig {
+        let mut pinned = vec![(
+            "site".to_owned(),
+            self.site.public_dir().join("metadata/1.root.json"),
+        )];
+        if let Some(r) = upstream_root {
+            pinned.push(("upstream".to_owned(), r.to_owned()));
+        }
+        AgentConfig {
+            server: Some(self.url.clone()),
+            enroll_token: Some(self.enroll.clone()),
+            data_dir: data_dir.to_owned(),
+            bind_ip: Some(ip),
+            name: ip.to_string(),
+            domain: None,
+            relay_listen: relay,
+            relay_cache_bytes: 1 << 30,
+            interval: Duration::from_secs(3600),
+            limits: TransportLimits {
+                connect_timeout: Duration::from_secs(2),
+                header_timeout: Duration::from_secs(5),
+                window: Duration::from_secs(2),
+                ..TransportLimits::default()
+            },
+            pinned_roots: pinned,
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &Url) -> Result<(), KitError> {
+    let url = base.join("healthz").map_err(|e| kit("health")(&e))?;
+    for _ in 0..250 {
+        if http
+            .get(url.clone())
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(kit("health")(&"the server did not become healthy"))
+}
+
+/// An agent running in this process until stopped.
+#[derive(Debug)]
+pub struct AgentHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), daemon::AgentError>>>,
+}
+
+impl AgentHandle {
+    /// Starts `cfg` as a long-running agent (relay too when configured).
+    pub fn spawn(cfg: AgentConfig) -> AgentHandle {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(cfg, async move {
+            let _ = rx.await;
+        }));
+        AgentHandle {
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the agent (its relay stops serving) and waits for it.
+    ///
+    /// # Errors
+    /// The agent's own start-up error, if it failed.
+    pub async fn stop(&mut self) -> Result<(), KitError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => match t.await {
+                Ok(r) => r.map_err(|e| kit("agent")(&e)),
+                Err(e) => Err(kit("agent task")(&e)),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs one update cycle of `cfg` (enrolling first if needed).
+///
+/// # Errors
+/// Start-up failures.
+pub async fn update_once(cfg: AgentConfig) -> Result<UpdateReport, KitError> {
+    daemon::once(cfg).await.map_err(|e| kit("agent once")(&e))
+}
+
+/// Waits until `check` is true, polling every 20 ms, for at most `limit`.
+///
+/// # Errors
+/// When the limit passes first.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<(), KitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(kit("wait")(&format!("condition not met within {limit:?}")))
+}
