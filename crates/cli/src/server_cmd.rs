@@ -77,7 +77,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        cascade_server::launch(settings, listener, stop_signal())
+        cascade_server::launch(settings, listener, crate::shutdown_signal())
             .await
             .map_err(|e| anyhow!("[{}] {e}", e.code()))
     })
@@ -88,28 +88,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
 
 /// Where the server is and how to print; shared by every API subcommand.
