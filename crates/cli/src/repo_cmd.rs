@@ -66,7 +66,10 @@ pub enum RepoCmd {
 }
 
 /// `cascade publish`: add a version to a repository.
+///
+/// `--version` here is the content's version, so the auto-generated `--version` flag is off.
 #[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
 pub struct PublishArgs {
     /// Repository directory.
     #[arg(long)]
@@ -81,7 +84,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub name: String,
     /// The new version.
-    #[arg(long)]
+    #[arg(long = "version", id = "content_version", value_name = "VERSION")]
     pub version: String,
     /// Make deltas from at most this many previous versions.
     #[arg(long, default_value_t = 2)]
@@ -239,4 +242,47 @@ pub fn run_publish(args: PublishArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// The shape `main.rs` gives these commands (a versioned binary, version propagated).
+    #[derive(Debug, Parser)]
+    #[command(name = "cascade", version, propagate_version = true)]
+    enum Cli {
+        #[command(subcommand)]
+        Repo(RepoCmd),
+        Publish(PublishArgs),
+    }
+
+    // The commands are valid clap definitions inside a versioned CLI, and `publish --version` is the content version.
+    #[test]
+    fn parses_inside_a_versioned_cli() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "cascade",
+            "publish",
+            "--repo",
+            "r",
+            "--category",
+            "programs",
+            "--name",
+            "agent",
+            "--version",
+            "2.1",
+            "a.bin",
+            "b.bin",
+        ])
+        .unwrap();
+        let Cli::Publish(args) = cli else {
+            panic!("not publish: {cli:?}")
+        };
+        assert_eq!((args.version.as_str(), args.files.len()), ("2.1", 2));
+        assert_eq!(args.category, Category::Programs);
+        let cli = Cli::try_parse_from(["cascade", "repo", "prune", "--repo", "r", "--keep", "3"]);
+        assert!(matches!(cli, Ok(Cli::Repo(RepoCmd::Prune { keep: 3, .. }))));
+    }
 }
