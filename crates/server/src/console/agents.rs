@@ -147,7 +147,15 @@ async fn render(
 /// `GET /agents`.
 pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
     let all = Category::ALL.iter().map(|c| c.as_str()).collect();
-    render(&st, &session, String::new(), all, FieldErrors::default(), StatusCode::OK).await
+    render(
+        &st,
+        &session,
+        String::new(),
+        all,
+        FieldErrors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// `POST /agents`: register an agent (address and capabilities).
@@ -180,14 +188,25 @@ pub async fn add(
         Ok(v) => {
             session.flash(
                 "ok",
-                format!("Registered update agent {} (policy revision {}).", v["agent"]["address"], v["revision"]),
+                format!(
+                    "Registered update agent {} (policy revision {}).",
+                    v["agent"]["address"], v["revision"]
+                ),
             );
             Ok(see_other("/agents"))
         }
         Err(e) if form::is_refusal(&e) => {
             let errors = FieldErrors::from_api(&e, &["address", "capabilities", "form"]);
             let checked = capabilities.iter().map(|c| c.as_str()).collect();
-            render(&st, &session, f.get("address").to_owned(), checked, errors, e.status()).await
+            render(
+                &st,
+                &session,
+                f.get("address").to_owned(),
+                checked,
+                errors,
+                e.status(),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -215,7 +234,10 @@ pub async fn remove(
     match done {
         Ok(v) => session.flash(
             "ok",
-            format!("Removed update agent {address} (policy revision {}).", v["revision"]),
+            format!(
+                "Removed update agent {address} (policy revision {}).",
+                v["revision"]
+            ),
         ),
         Err(e) if form::is_refusal(&e) => session.flash("error", form::refusal(&e)),
         Err(e) => return Err(e.into()),

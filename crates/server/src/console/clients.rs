@@ -58,7 +58,12 @@ impl ClientRow {
             ip,
             versions: Category::ALL
                 .iter()
-                .map(|c| v["installed"][c.as_str()].as_str().unwrap_or_default().to_owned())
+                .map(|c| {
+                    v["installed"][c.as_str()]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
                 .collect(),
             last_seen: v["last_seen"].as_i64(),
             state: s("state"),
@@ -74,7 +79,9 @@ impl ClientRow {
     pub fn served_by(&self) -> String {
         let mut out: Vec<&str> = Vec::new();
         for a in self.report.iter().flat_map(|r| &r.attempts) {
-            if matches!(a.outcome, Outcome::Ok | Outcome::UpToDate) && !out.contains(&a.source.as_str()) {
+            if matches!(a.outcome, Outcome::Ok | Outcome::UpToDate)
+                && !out.contains(&a.source.as_str())
+            {
                 out.push(&a.source);
             }
         }
@@ -102,9 +109,11 @@ impl ClientRow {
 /// Database errors.
 pub async fn load(st: &AppState) -> Result<Vec<ClientRow>, ApiError> {
     let cur = store::current(st).await?;
-    let rows = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id"))
-        .fetch_all(&st.db.pool)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id"
+    ))
+    .fetch_all(&st.db.pool)
+    .await?;
     rows.iter()
         .map(|r| {
             let v = client_view(st, &cur.policy, r, true)?;
@@ -176,7 +185,7 @@ pub struct AttemptRow {
 pub struct ClientPage {
     chrome: Chrome,
     client: ClientRow,
-    categories: Vec<&'static str>,
+    versions: Vec<(&'static str, String)>,
     finished: String,
     outcome: String,
     attempts: Vec<AttemptRow>,
@@ -207,7 +216,10 @@ pub async fn detail(
         .flat_map(|r| &r.attempts)
         .map(|a| AttemptRow {
             step: a.step,
-            category: a.category.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            category: a
+                .category
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             source: a.source.clone(),
             outcome: outcome_text(a.outcome),
             reason: a.reason.clone().unwrap_or_default(),
@@ -223,8 +235,12 @@ pub async fn detail(
             .as_ref()
             .map(|r| outcome_text(r.outcome))
             .unwrap_or_default(),
+        versions: Category::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .zip(client.versions.iter().cloned())
+            .collect(),
         client,
-        categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
         attempts,
     };
     Ok(html(StatusCode::OK, page.render()?))

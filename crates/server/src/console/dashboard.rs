@@ -110,7 +110,14 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
     const W: f64 = 560.0;
     const H: f64 = 160.0;
     const COLORS: [&str; 3] = ["#c0504d", "#4f81bd", "#9bbb59"];
-    let shown: Vec<_> = hours.iter().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    let shown: Vec<_> = hours
+        .iter()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if shown.is_empty() {
         return String::new();
     }
@@ -175,18 +182,18 @@ fn failures(clients: &[ClientRow]) -> Vec<Failure> {
                         client_id: c.id.clone(),
                         client: c.name.clone(),
                         at: maybe_time(r.finished_at),
-                        category: a.category.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+                        category: a
+                            .category
+                            .map(|k| k.as_str().to_owned())
+                            .unwrap_or_default(),
                         source: a.source.clone(),
-                        reason: a
-                            .reason
-                            .clone()
-                            .unwrap_or_else(|| outcome_text(a.outcome)),
+                        reason: a.reason.clone().unwrap_or_else(|| outcome_text(a.outcome)),
                         sort: r.finished_at.unwrap_or(0),
                     })
             })
         })
         .collect();
-    out.sort_by(|a, b| b.sort.cmp(&a.sort));
+    out.sort_by_key(|f| std::cmp::Reverse(f.sort));
     out.truncate(10);
     out
 }
@@ -224,7 +231,11 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         total: clients.len(),
         states,
         current: per_category(&clients),
-        by_kind: KINDS.iter().zip(sums).map(|(k, n)| (*k, bytes(n))).collect(),
+        by_kind: KINDS
+            .iter()
+            .zip(sums)
+            .map(|(k, n)| (*k, bytes(n)))
+            .collect(),
         reported_total: bytes(total),
         offload,
         repo_bytes: repo_bytes(&st).map_or_else(|| "unknown".to_owned(), bytes),

@@ -60,11 +60,6 @@ impl FieldErrors {
         self.0.get(field).map_or("", String::as_str)
     }
 
-    /// Whether there is any message.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Adds a message for `field`.
     pub fn set(&mut self, field: &str, message: impl Into<String>) {
         self.0.insert(field.to_owned(), message.into());
@@ -77,7 +72,11 @@ impl FieldErrors {
             ApiError::StaleRevision { .. } => "form",
             _ => err.field().unwrap_or("form"),
         };
-        let field = fields.iter().find(|f| **f == field).copied().unwrap_or("form");
+        let field = fields
+            .iter()
+            .find(|f| **f == field)
+            .copied()
+            .unwrap_or("form");
         out.set(field, refusal(err));
         out
     }

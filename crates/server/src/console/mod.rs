@@ -10,6 +10,7 @@
 mod agents;
 mod clients;
 mod dashboard;
+mod entry;
 mod form;
 mod session;
 mod sources;
@@ -41,8 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/sources", get(sources::page))
         .route("/sources/settings", post(sources::save_settings))
         .route("/sources/delete", post(sources::delete))
-        .route("/sources/add", get(sources::add_page).post(sources::add))
-        .route("/sources/{id}", get(sources::edit_page).post(sources::edit))
+        .route("/sources/add", get(entry::add_page).post(entry::add))
+        .route("/sources/{id}", get(entry::edit_page).post(entry::edit))
         .route("/sources/{id}/up", post(sources::move_up))
         .route("/sources/{id}/down", post(sources::move_down))
         .route("/notify", post(sources::notify))
@@ -58,7 +59,10 @@ pub fn router() -> Router<AppState> {
 async fn css() -> Response {
     (
         [
-            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
             (CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
         ],
         CSS,

@@ -100,7 +100,10 @@ impl Session {
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && !a.is_empty()
-        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The value of cookie `name`.
@@ -136,8 +139,9 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
         let Some(store) = parts.extensions.get::<Arc<Sessions>>().cloned() else {
-            return Err(ConsoleError::Api(ApiError::Internal("no session store".into()))
-                .into_response());
+            return Err(
+                ConsoleError::Api(ApiError::Internal("no session store".into())).into_response(),
+            );
         };
         let now = st.clock.now();
         let found = cookie(&parts.headers, COOKIE_NAME).and_then(|id| {

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cascade_core::{ActiveUpdateFallback, EntryDoc, Mode, Policy};
+use cascade_core::{EntryDoc, Mode, Policy};
 use serde_json::{json, Value};
 
 use super::form::{self, FieldErrors, Form};
@@ -24,6 +24,7 @@ use crate::state::AppState;
 use crate::store;
 
 /// The settings form's values (as stored, or as typed when re-shown).
+#[allow(clippy::struct_excessive_bools)] // one per checkbox of the form
 #[derive(Debug, Clone)]
 pub struct SettingsForm {
     customized: bool,
@@ -86,7 +87,6 @@ pub struct SourcesPage {
     revision: i64,
     settings: SettingsForm,
     rows: Vec<Row>,
-    rules: [ActiveUpdateFallback; 3],
     upstream_listed: bool,
     errors: FieldErrors,
 }
@@ -127,11 +127,6 @@ async fn render(
         revision: cur.revision,
         settings: typed.unwrap_or_else(|| SettingsForm::of(&cur.policy)),
         rows: rows(&cur.policy),
-        rules: [
-            ActiveUpdateFallback::Any,
-            ActiveUpdateFallback::All,
-            ActiveUpdateFallback::Never,
-        ],
         upstream_listed: cur.policy.upstream_in_list(),
         errors,
     };
@@ -175,20 +170,30 @@ pub async fn save_settings(
     .await;
     match result {
         Ok(v) => {
-            session.flash("ok", format!("Settings saved (policy revision {}).", v["revision"]));
+            session.flash(
+                "ok",
+                format!("Settings saved (policy revision {}).", v["revision"]),
+            );
             Ok(see_other("/sources"))
         }
         Err(e) if form::is_refusal(&e) => {
             let fields = ["mode", "activeupdate_url", "activeupdate_fallback", "form"];
             let errors = FieldErrors::from_api(&e, &fields);
-            render(&st, &session, Some(SettingsForm::typed(&f)), errors, e.status()).await
+            render(
+                &st,
+                &session,
+                Some(SettingsForm::typed(&f)),
+                errors,
+                e.status(),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Runs a list operation and comes back to the list with its outcome as a message.
-async fn list_op(
+fn list_op(
     session: &Session,
     done: Result<Value, ApiError>,
     ok: impl FnOnce(&Value) -> String,
@@ -214,7 +219,11 @@ pub async fn delete(
             .iter()
             .map(|t| {
                 t.parse::<u32>().map_err(|_| {
-                    ApiError::bad("request.id", "ids", format!("ids: `{t}` is not an entry id"))
+                    ApiError::bad(
+                        "request.id",
+                        "ids",
+                        format!("ids: `{t}` is not an entry id"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -230,9 +239,12 @@ pub async fn delete(
     }
     .await;
     list_op(&session, done, |v| {
-        format!("Deleted {} entr(ies) (policy revision {}).", v["deleted"].as_array().map_or(0, Vec::len), v["revision"])
+        format!(
+            "Deleted {} entr(ies) (policy revision {}).",
+            v["deleted"].as_array().map_or(0, Vec::len),
+            v["revision"]
+        )
     })
-    .await
 }
 
 async fn move_one(
@@ -257,9 +269,11 @@ async fn move_one(
     }
     .await;
     list_op(&session, done, |v| {
-        format!("Moved entry {id} {direction} (policy revision {}).", v["revision"])
+        format!(
+            "Moved entry {id} {direction} (policy revision {}).",
+            v["revision"]
+        )
     })
-    .await
 }
 
 /// `POST /sources/{id}/up`.
@@ -308,185 +322,4 @@ pub async fn notify(
         ),
     );
     Ok(see_other("/sources"))
-}
-
-/// The Add / Edit page of one entry.
-#[derive(Template)]
-#[template(path = "entry.html")]
-pub struct EntryPage {
-    chrome: Chrome,
-    title: String,
-    action: String,
-    revision: i64,
-    range: String,
-    kind: String,
-    agent: String,
-    url: String,
-    agents: Vec<String>,
-    errors: FieldErrors,
-}
-
-impl EntryPage {
-    /// Whether agent `a` is the selected one.
-    pub fn is_agent(&self, a: &str) -> bool {
-        self.agent == a
-    }
-}
-
-fn entry_page(
-    session: &Session,
-    policy: &Policy,
-    revision: i64,
-    id: Option<u32>,
-    doc: EntryDoc,
-    errors: FieldErrors,
-) -> EntryPage {
-    let kind = if doc.url.is_some() { "url" } else { "agent" };
-    EntryPage {
-        chrome: Chrome::new(session, "sources"),
-        title: id.map_or_else(
-            || "Add update source".to_owned(),
-            |id| format!("Edit update source {id}"),
-        ),
-        action: id.map_or_else(|| "/sources/add".to_owned(), |id| format!("/sources/{id}")),
-        revision,
-        range: doc.range,
-        kind: kind.to_owned(),
-        agent: doc.agent.unwrap_or_default(),
-        url: doc.url.unwrap_or_default(),
-        agents: policy.agent.iter().map(|a| a.address.to_string()).collect(),
-        errors,
-    }
-}
-
-/// `GET /sources/add`.
-pub async fn add_page(
-    session: Session,
-    State(st): State<AppState>,
-) -> Result<Response, ConsoleError> {
-    let cur = store::current(&st).await?;
-    let doc = EntryDoc {
-        id: None,
-        range: String::new(),
-        agent: None,
-        url: None,
-    };
-    let page = entry_page(&session, &cur.policy, cur.revision, None, doc, FieldErrors::default());
-    Ok(html(StatusCode::OK, page.render()?))
-}
-
-/// `GET /sources/{id}`: the entry's edit page (the IP-range link).
-pub async fn edit_page(
-    session: Session,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ConsoleError> {
-    let cur = store::current(&st).await?;
-    let entry = id
-        .parse::<u32>()
-        .ok()
-        .and_then(|n| cur.policy.sources.get(cascade_core::EntryId(n)))
-        .map(|(_, e)| EntryDoc::from_entry(e))
-        .ok_or(ApiError::NotFound {
-            what: "source-list entry",
-            id,
-        })?;
-    let page = entry_page(&session, &cur.policy, cur.revision, entry.id, entry, FieldErrors::default());
-    Ok(html(StatusCode::OK, page.render()?))
-}
-
-/// The entry as typed: the range and the chosen kind of source.
-fn typed_entry(f: &Form) -> EntryDoc {
-    let pick = |name: &str| Some(f.get(name).trim().to_owned());
-    let (agent, url) = match f.get("kind") {
-        "agent" => (pick("agent").filter(|a| !a.is_empty()), None),
-        "url" => (None, pick("url")),
-        _ => (None, None),
-    };
-    EntryDoc {
-        id: None,
-        range: f.get("range").trim().to_owned(),
-        agent,
-        url,
-    }
-}
-
-async fn save_entry(
-    session: Session,
-    st: AppState,
-    id: Option<String>,
-    body: &[u8],
-) -> Result<Response, ConsoleError> {
-    let f = session.form(body)?;
-    let doc = typed_entry(&f);
-    let mut json = json!({ "range": doc.range });
-    if let Some(a) = &doc.agent {
-        json["agent"] = json!(a);
-    }
-    if let Some(u) = &doc.url {
-        json["url"] = json!(u);
-    }
-    let result = async {
-        let headers = form::if_match(&f)?;
-        let body = form::body(json)?;
-        let admin = Admin(session.actor.clone());
-        match &id {
-            None => form::call(api::add(admin, State(st.clone()), headers, ApiJson(body))).await,
-            Some(id) => {
-                form::call(api::edit(admin, State(st.clone()), Path(id.clone()), headers, ApiJson(body)))
-                    .await
-            }
-        }
-    }
-    .await;
-    match result {
-        Ok(v) => {
-            let verb = if id.is_some() { "Saved" } else { "Added" };
-            session.flash(
-                "ok",
-                format!("{verb} entry {} (policy revision {}).", v["id"], v["revision"]),
-            );
-            Ok(see_other("/sources"))
-        }
-        Err(e) if form::is_refusal(&e) => {
-            let cur = store::current(&st).await?;
-            let fields = ["range", "agent", "url", "agent|url", "form"];
-            let errors = FieldErrors::from_api(&e, &fields);
-            // Keep what was typed, including the field of the kind not chosen.
-            let kept = EntryDoc {
-                id: None,
-                range: f.get("range").to_owned(),
-                agent: (f.get("kind") != "url").then(|| f.get("agent").to_owned()),
-                url: (f.get("kind") == "url").then(|| f.get("url").to_owned()),
-            };
-            let n = id.as_deref().and_then(|i| i.parse().ok());
-            let mut page = entry_page(&session, &cur.policy, 0, n, kept, errors);
-            page.revision = f.get("revision").parse().unwrap_or(cur.revision);
-            if f.get("kind").is_empty() {
-                page.kind = String::new();
-            }
-            page.url = f.get("url").to_owned();
-            Ok(html(e.status(), page.render()?))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `POST /sources/add`.
-pub async fn add(
-    session: Session,
-    State(st): State<AppState>,
-    body: Bytes,
-) -> Result<Response, ConsoleError> {
-    save_entry(session, st, None, &body).await
-}
-
-/// `POST /sources/{id}`.
-pub async fn edit(
-    session: Session,
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ConsoleError> {
-    save_entry(session, st, Some(id), &body).await
 }

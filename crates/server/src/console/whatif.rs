@@ -63,37 +63,36 @@ pub async fn page(
         plans: Vec::new(),
     };
     let mut status = StatusCode::OK;
-    if !ip_text.is_empty() {
-        match ip_text.parse::<IpAddr>() {
-            Ok(ip) => {
-                let dom = (!domain.is_empty()).then_some(domain.as_str());
-                if dom.is_some_and(|d| !cur.policy.domains.contains_key(d)) {
-                    page.domain_note = format!(
+    if ip_text.is_empty() {
+        // Nothing asked yet: just the form.
+    } else if let Ok(ip) = ip_text.parse::<IpAddr>() {
+        {
+            let dom = (!domain.is_empty()).then_some(domain.as_str());
+            if dom.is_some_and(|d| !cur.policy.domains.contains_key(d)) {
+                page.domain_note = format!(
                         "Domain `{domain}` has no privilege overrides in the policy; the default privileges apply."
                     );
-                }
-                page.plans = Category::ALL
-                    .iter()
-                    .map(|c| {
-                        let plan = resolve(&cur.policy, ip, dom, *c);
-                        PlanView {
-                            category: c.as_str(),
-                            steps: plan
-                                .steps
-                                .iter()
-                                .enumerate()
-                                .map(|(i, s)| (i + 1, s.source.to_string(), s.why.clone()))
-                                .collect(),
-                            skipped: plan.skipped,
-                        }
-                    })
-                    .collect();
             }
-            Err(_) => {
-                page.ip_error = format!("ip: `{ip_text}` is not an IP address (e.g. 10.0.0.7 or fd00::7)");
-                status = StatusCode::UNPROCESSABLE_ENTITY;
-            }
+            page.plans = Category::ALL
+                .iter()
+                .map(|c| {
+                    let plan = resolve(&cur.policy, ip, dom, *c);
+                    PlanView {
+                        category: c.as_str(),
+                        steps: plan
+                            .steps
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| (i + 1, s.source.to_string(), s.why.clone()))
+                            .collect(),
+                        skipped: plan.skipped,
+                    }
+                })
+                .collect();
         }
+    } else {
+        page.ip_error = format!("ip: `{ip_text}` is not an IP address (e.g. 10.0.0.7 or fd00::7)");
+        status = StatusCode::UNPROCESSABLE_ENTITY;
     }
     Ok(html(status, page.render()?))
 }

@@ -146,7 +146,10 @@ pub fn csrf_in(html: &str) -> String {
 
 /// The value of `name="revision"` in a page.
 pub fn revision_in(html: &str) -> String {
-    let at = html.find("name=\"revision\" value=\"").expect("a revision field") + 23;
+    let at = html
+        .find("name=\"revision\" value=\"")
+        .expect("a revision field")
+        + 23;
     html[at..].split('"').next().unwrap().to_owned()
 }
 

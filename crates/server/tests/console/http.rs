@@ -1,10 +1,18 @@
 //! Console sessions, CSRF and revision checks, spoken over plain HTTP (no browser needed).
 
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, Response};
 use serde_json::json;
 
 use crate::harness::{csrf_in, revision_in, start, TestServer};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn encode(form: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
 
 fn cookies(resp: &Response) -> Vec<String> {
     resp.headers()
@@ -27,7 +35,8 @@ async fn login(s: &TestServer, token: &str) -> Result<String, (u16, String)> {
         .http
         .post(format!("{}/login", s.url))
         .header(COOKIE, login_cookie)
-        .form(&[("csrf", csrf.as_str()), ("token", token)])
+        .header(CONTENT_TYPE, FORM)
+        .body(encode(&[("csrf", csrf.as_str()), ("token", token)]))
         .send()
         .await
         .unwrap();
@@ -59,7 +68,8 @@ async fn post(s: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -
     s.http
         .post(format!("{}{path}", s.url))
         .header(COOKIE, cookie)
-        .form(form)
+        .header(CONTENT_TYPE, FORM)
+        .body(encode(form))
         .send()
         .await
         .unwrap()
@@ -70,7 +80,12 @@ async fn post(s: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -
 async fn login_needs_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let r = s.http.get(format!("{}/sources", s.url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/sources", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
     let (status, body) = login(&s, "cascade_adm_00_11").await.unwrap_err();
@@ -107,12 +122,18 @@ async fn forms_need_the_csrf_token() {
     assert_eq!(r.status(), 403);
     let mut wrong = form.to_vec();
     wrong.push(("csrf", "00ff"));
-    assert_eq!(post(&s, &cookie, "/sources/add", &wrong).await.status(), 403);
+    assert_eq!(
+        post(&s, &cookie, "/sources/add", &wrong).await.status(),
+        403
+    );
     assert!(s.source_order().await.is_empty(), "nothing was added");
     let csrf = csrf_in(&page);
     let mut right = form.to_vec();
     right.push(("csrf", &csrf));
-    assert_eq!(post(&s, &cookie, "/sources/add", &right).await.status(), 303);
+    assert_eq!(
+        post(&s, &cookie, "/sources/add", &right).await.status(),
+        303
+    );
     assert_eq!(s.source_order().await.len(), 1);
 }
 
@@ -148,7 +169,10 @@ async fn stale_form_is_refused_not_overwritten() {
     assert_eq!(r.status(), 409);
     let body = r.text().await.unwrap();
     assert!(body.contains("changed by someone else"), "{body}");
-    assert!(body.contains("value=\"10.9.0.0/16\""), "typed range kept: {body}");
+    assert!(
+        body.contains("value=\"10.9.0.0/16\""),
+        "typed range kept: {body}"
+    );
     let order = s.source_order().await;
     assert_eq!(order, vec![(1, "192.168.0.0/16".to_owned())]);
 }

@@ -1,4 +1,4 @@
-//! A minimal W3C WebDriver client over reqwest, driving Debian's `chromium` through
+//! A minimal W3C `WebDriver` client over reqwest, driving Debian's `chromium` through
 //! `chromium-driver` (chromedriver) on 127.0.0.1, headless, with a fresh profile. When the
 //! binaries are missing the tests fail loudly, unless `CASCADE_SKIP_BROWSER=1`.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a5a9ee4d5b1";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
@@ -115,12 +115,15 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("chromedriver refused the session: {resp}"))
             .to_owned();
-        Some(Browser {
+        let b = Browser {
             http,
             session: format!("{base}/session/{id}"),
             driver,
             _profile: profile,
-        })
+        };
+        b.cmd(Method::POST, "/timeouts", Some(json!({"implicit": 5000})))
+            .await;
+        Some(b)
     }
 
     async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -133,7 +136,10 @@ impl Browser {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let v: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "webdriver {method} {path}: {status} {v}");
+        assert!(
+            status.is_success(),
+            "webdriver {method} {path}: {status} {v}"
+        );
         v["value"].clone()
     }
 
@@ -148,6 +154,17 @@ impl Browser {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Waits (up to 5 s) until the address ends with `suffix`.
+    pub async fn wait_url(&self, suffix: &str) {
+        for _ in 0..50 {
+            if self.url().await.ends_with(suffix) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser is at {}, not …{suffix}", self.url().await);
     }
 
     /// The first element matching `css` (panics with the page source when there is none).
@@ -165,7 +182,10 @@ impl Browser {
             let src = self.source().await;
             panic!("no element `{css}` on {}: {v}\n{src}", self.url().await);
         }
-        v["value"][ELEMENT].as_str().unwrap().to_owned()
+        v["value"][ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("find `{css}`: unexpected answer {v}"))
+            .to_owned()
     }
 
     pub async fn click(&self, css: &str) {
@@ -185,6 +205,43 @@ impl Browser {
             Some(json!({"text": text})),
         )
         .await;
+    }
+
+    /// Waits (up to 5 s, for a navigation to finish) until `css` holds `needle`; its text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let resp = self
+                .http
+                .post(format!("{}/element", self.session))
+                .json(&json!({"using": "css selector", "value": css}))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = resp.json().await.unwrap();
+            if let Some(e) = v["value"][ELEMENT].as_str() {
+                let t = self
+                    .http
+                    .get(format!("{}/element/{e}/text", self.session))
+                    .send()
+                    .await
+                    .unwrap();
+                let t: Value = t.json().await.unwrap();
+                t["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .clone_into(&mut last);
+                if last.contains(needle) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "`{css}` never held `{needle}` on {} (last text: `{last}`)\n{}",
+            self.url().await,
+            self.source().await
+        );
     }
 
     pub async fn text(&self, css: &str) -> String {
@@ -241,7 +298,10 @@ fn decode_base64(text: &str) -> Vec<u8> {
         b'/' => 63,
         _ => panic!("not base64: {c}"),
     };
-    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
         let mut n = 0u32;

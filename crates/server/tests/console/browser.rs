@@ -1,0 +1,190 @@
+//! The admin's journey through the console in a real headless chromium.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{start, Sse};
+use crate::webdriver::Browser;
+
+// Log in, register an agent, add two entries, edit one via its IP-range link, move one up,
+// delete one, check the API's order, notify a connected client, refuse a bad range, and
+// visit every page (screenshots in target/screenshots/).
+#[tokio::test]
+async fn admin_journey_in_chromium() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let at = |path: &str| format!("{}{path}", s.url);
+
+    // Login: pages redirect there; a wrong token is refused beside the field.
+    b.goto(&at("/sources")).await;
+    assert!(b.url().await.ends_with("/login"), "{}", b.url().await);
+    b.fill("#token", "cascade_adm_00_11").await;
+    b.click("form button[type=submit]").await;
+    b.wait_text("#token-error", "not valid").await;
+    b.screenshot("01-login").await;
+    b.fill("#token", &s.admin).await;
+    b.click("form button[type=submit]").await;
+    b.wait_url(&at("/")).await;
+
+    // Register an update agent.
+    b.goto(&at("/agents")).await;
+    b.fill("#address", "10.0.0.5:8443").await;
+    b.click("#add-agent button[type=submit]").await;
+    b.wait_text("#flash", "Registered update agent").await;
+
+    // Customized mode, then two entries: an agent and a URL.
+    b.goto(&at("/sources")).await;
+    b.click("input[name=mode][value=customized]").await;
+    b.click("#save-settings").await;
+    b.wait_text("#flash", "Settings saved").await;
+    b.click("#add").await;
+    b.fill("#range", "10.0.0.0/24").await;
+    b.click("#kind-agent").await;
+    b.screenshot("03-add-entry").await;
+    b.click("#save").await;
+    b.wait_text("#flash", "Added entry 1").await;
+    b.click("#add").await;
+    b.fill("#range", "10.0.0.0-10.0.255.255").await;
+    b.click("#kind-url").await;
+    b.fill("#url", "http://mirror.branch.example/cascade").await;
+    b.click("#save").await;
+    b.wait_text("#flash", "Added entry 2").await;
+
+    // Edit entry 1 through its IP-range link.
+    b.click("a.range[href='/sources/1']").await;
+    assert_eq!(b.property("#range", "value").await, "10.0.0.0/24");
+    b.fill("#range", "10.0.1.0/24").await;
+    b.click("#save").await;
+    b.wait_text("#flash", "Saved entry 1").await;
+    assert_eq!(
+        s.source_order().await,
+        vec![
+            (1, "10.0.1.0/24".to_owned()),
+            (2, "10.0.0.0-10.0.255.255".to_owned())
+        ]
+    );
+
+    // Move entry 2 up one place.
+    b.click("tr[data-id='2'] button.up").await;
+    b.wait_text("#flash", "Moved entry 2 up").await;
+    assert_eq!(
+        s.source_order()
+            .await
+            .iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>(),
+        vec![2, 1],
+        "the API returns the order the console set"
+    );
+    b.screenshot("02-sources").await;
+
+    // Delete the checked entry 1.
+    b.click("#sel-1").await;
+    b.click("#delete").await;
+    b.wait_text("#flash", "Deleted 1").await;
+    assert_eq!(
+        s.source_order().await,
+        vec![(2, "10.0.0.0-10.0.255.255".to_owned())]
+    );
+
+    // A reversed range is refused beside the field, with what was typed kept.
+    b.click("#add").await;
+    b.fill("#range", "10.0.0.9-10.0.0.1").await;
+    b.click("#kind-url").await;
+    b.fill("#url", "http://typed.example/repo").await;
+    b.click("#save").await;
+    b.wait_text("#range-error", "10.0.0.9-10.0.0.1").await;
+    assert_eq!(b.property("#range", "value").await, "10.0.0.9-10.0.0.1");
+    assert_eq!(
+        b.property("#url", "value").await,
+        "http://typed.example/repo"
+    );
+    assert_eq!(b.property("#kind-url", "checked").await, true);
+    b.screenshot("04-bad-range").await;
+    assert_eq!(s.source_order().await.len(), 1, "nothing stored");
+
+    // Notify All Clients reaches a connected client, and the page says how many.
+    let (_, credential) = s.enroll_client("pc-7").await;
+    let mut sse = Sse::connect(&s, &credential).await;
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+    b.goto(&at("/sources")).await;
+    b.click("#notify").await;
+    b.wait_text("#flash", "1 connected client(s)").await;
+    let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .expect("notice within 5 s")
+        .unwrap();
+    assert_eq!(event, "notify");
+    assert_eq!(data["stage"], "clients");
+
+    // The client reports an update: one failed step, then the URL mirror delivered.
+    let report = json!({
+        "ip": "10.0.0.7",
+        "installed": {"components": "8.1.9", "domain-settings": "42"},
+        "last_update": {"finished_at": 1_700_000_000, "outcome": "ok", "attempts": [
+            {"category": "components", "step": 1, "source": "agent:10.0.0.5:8443",
+             "outcome": "failed", "reason": "connect: connection refused", "bytes": 0, "millis": 12},
+            {"category": "components", "step": 2, "source": "url:http://mirror.branch.example/cascade",
+             "outcome": "ok", "bytes": 16405, "millis": 80},
+            {"category": "domain-settings", "step": 1, "source": "server",
+             "outcome": "up-to-date", "bytes": 512, "millis": 5}
+        ]}
+    });
+    s.api(
+        &credential,
+        Method::POST,
+        "/api/client/checkin",
+        Some(&report),
+        200,
+    )
+    .await;
+
+    // What-if for that client's address.
+    b.goto(&at("/whatif")).await;
+    b.fill("#ip", "10.0.0.7").await;
+    b.click("#whatif button").await;
+    let plan = b.text("#plan-components").await;
+    assert!(
+        plan.contains("url:http://mirror.branch.example/cascade"),
+        "{plan}"
+    );
+    assert!(plan.contains("contains 10.0.0.7"), "{plan}");
+    b.screenshot("05-whatif").await;
+
+    // Clients and the client's last update, step by step.
+    b.goto(&at("/clients")).await;
+    let table = b.text("#clients").await;
+    assert!(table.contains("pc-7") && table.contains("8.1.9"), "{table}");
+    b.screenshot("06-clients").await;
+    b.click("#clients a[href^='/clients/']").await;
+    b.wait_text("#attempts", "connect: connection refused")
+        .await;
+    b.screenshot("07-client").await;
+
+    // The dashboard counts what the report says: 16405 of 16917 bytes offloaded.
+    b.goto(&at("/")).await;
+    b.wait_text("#offload", "97 %").await;
+    b.wait_text("#failures", "pc-7").await;
+    b.find("svg.chart rect").await;
+    b.screenshot("08-dashboard").await;
+    b.goto(&at("/agents")).await;
+    b.wait_text("#agents", "10.0.0.5:8443").await;
+    b.screenshot("09-agents").await;
+
+    // A phone-sized window.
+    b.resize(390, 844).await;
+    b.goto(&at("/sources")).await;
+    b.screenshot("10-sources-phone").await;
+    b.resize(1280, 900).await;
+
+    // Logout ends the session.
+    b.click(".logout button").await;
+    b.wait_url("/login").await;
+    b.goto(&at("/sources")).await;
+    assert!(b.url().await.ends_with("/login"));
+}
