@@ -109,6 +109,7 @@ impl Server {
                 settings.agent_head_start,
                 settings.jitter_per_client,
                 settings.max_jitter,
+                settings.notify_poll,
             ),
             metrics: metrics::Metrics::default(),
             write_lock: tokio::sync::Mutex::new(()),
@@ -116,6 +117,7 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
+        notify::start_following(&state).await?;
         Ok(Server {
             state,
             first_start,
@@ -149,6 +151,7 @@ impl Server {
             });
         }
         tokio::spawn(mirror::schedule(self.state.clone()));
+        tokio::spawn(notify::follow(self.state.clone()));
         let app = self.router();
         let state = self.state.clone();
         let signal = async move {

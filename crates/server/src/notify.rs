@@ -3,12 +3,20 @@
 //! jitter hint that grows with the number of connected clients so no source is stormed.
 //! Clients not connected pick the change up at their next poll (the policy revision and
 //! their own schedule).
+//!
+//! Every notify is a row in `notifications`; [`follow`] polls that table so a notify issued
+//! on one replica reaches the streams held by every other replica sharing the database.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cascade_core::Category;
 use serde::Serialize;
+use sqlx::Row;
 use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// One notification as sent on the event stream (`event: notify`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -52,6 +60,15 @@ pub struct Notifier {
     head_start: Duration,
     jitter_per_client: Duration,
     max_jitter: Duration,
+    poll: Duration,
+    /// The highest notification id looked at, and the ids this replica sent itself.
+    seen: tokio::sync::Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    polled: i64,
+    local: BTreeSet<i64>,
 }
 
 /// What a notify reached at once.
@@ -69,13 +86,20 @@ pub struct FanOut {
 
 impl Notifier {
     /// Channels with the given staging.
-    pub fn new(head_start: Duration, jitter_per_client: Duration, max_jitter: Duration) -> Self {
+    pub fn new(
+        head_start: Duration,
+        jitter_per_client: Duration,
+        max_jitter: Duration,
+        poll: Duration,
+    ) -> Self {
         Notifier {
             agents: broadcast::channel(64).0,
             clients: broadcast::channel(64).0,
             head_start,
             jitter_per_client,
             max_jitter,
+            poll,
+            seen: tokio::sync::Mutex::default(),
         }
     }
 
@@ -137,4 +161,91 @@ impl Notifier {
             clients_after_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// Records notify `id` (by `actor`) and sends it to this replica's streams.
+///
+/// # Errors
+/// Database errors; nothing is sent then.
+pub async fn issue(
+    st: &AppState,
+    actor: &str,
+    categories: Vec<Category>,
+) -> Result<(i64, FanOut), ApiError> {
+    let now = st.clock.now();
+    let mut seen = st.notifier.seen.lock().await;
+    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
+        .fetch_one(&st.db.pool)
+        .await?;
+    let id: i64 = row.try_get::<i64, _>("n")? + 1;
+    let count = |role| i64::try_from(st.notifier.connected(role)).unwrap_or(0);
+    let cats = serde_json::to_string(&categories).map_err(|e| ApiError::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(actor)
+    .bind(cats)
+    .bind(count(Role::Agent))
+    .bind(count(Role::Client))
+    .execute(&st.db.pool)
+    .await?;
+    seen.local.insert(id);
+    Ok((id, st.notifier.send(id, categories, now)))
+}
+
+/// Starts following the table from its current end (nothing old is replayed).
+///
+/// # Errors
+/// Database errors.
+pub async fn start_following(st: &AppState) -> Result<(), ApiError> {
+    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
+        .fetch_one(&st.db.pool)
+        .await?;
+    st.notifier.seen.lock().await.polled = row.try_get("n")?;
+    Ok(())
+}
+
+/// Sends notifications that other replicas recorded, every `poll`, until shutdown.
+pub async fn follow(st: AppState) {
+    let mut stop = st.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(st.notifier.poll) => {}
+        }
+        if let Err(e) = follow_once(&st).await {
+            tracing::warn!(error = %e, "reading notifications from other replicas failed");
+        }
+    }
+}
+
+async fn follow_once(st: &AppState) -> Result<(), ApiError> {
+    let mut seen = st.notifier.seen.lock().await;
+    let rows = sqlx::query(
+        "SELECT id, issued_at, categories FROM notifications WHERE id > $1 ORDER BY id",
+    )
+    .bind(seen.polled)
+    .fetch_all(&st.db.pool)
+    .await?;
+    for r in rows {
+        let id: i64 = r.try_get("id")?;
+        seen.polled = seen.polled.max(id);
+        if seen.local.remove(&id) {
+            continue;
+        }
+        let issued_at: i64 = r.try_get("issued_at")?;
+        let text: String = r.try_get("categories")?;
+        let categories: Vec<Category> = serde_json::from_str(&text).unwrap_or_default();
+        let fan = st.notifier.send(id, categories, issued_at);
+        tracing::info!(
+            id,
+            agents = fan.agents,
+            clients = fan.clients,
+            "notify from another replica"
+        );
+    }
+    Ok(())
 }

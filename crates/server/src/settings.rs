@@ -88,6 +88,8 @@ pub struct Settings {
     pub jitter_per_client: Duration,
     /// …up to this much.
     pub max_jitter: Duration,
+    /// How often to look for notifies issued by other replicas sharing the database.
+    pub notify_poll: Duration,
     /// Told the first-start secrets; the default prints them to stdout.
     pub on_first_start: FirstStartHook,
     /// Mirroring of the upstream; `None` serves `/repo/upstream/` as it is on disk.
@@ -108,6 +110,7 @@ impl Settings {
             agent_head_start: Duration::from_secs(10),
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
+            notify_poll: Duration::from_secs(2),
             on_first_start: Arc::new(print_first_start),
             mirror: None,
         }

@@ -205,32 +205,7 @@ pub async fn notify(
     } else {
         body.categories
     };
-    let now = st.clock.now();
-    let id = {
-        let _guard = st.write_lock.lock().await;
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
-            .fetch_one(&st.db.pool)
-            .await?;
-        let id: i64 = row.try_get::<i64, _>("n")? + 1;
-        let agents = i64::try_from(st.notifier.connected(crate::notify::Role::Agent)).unwrap_or(0);
-        let clients =
-            i64::try_from(st.notifier.connected(crate::notify::Role::Client)).unwrap_or(0);
-        let cats = serde_json::to_string(&categories).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(&actor)
-        .bind(cats)
-        .bind(agents)
-        .bind(clients)
-        .execute(&st.db.pool)
-        .await?;
-        id
-    };
-    let fan = st.notifier.send(id, categories, now);
+    let (id, fan) = crate::notify::issue(&st, &actor, categories).await?;
     st.metrics.notified();
     tracing::info!(
         id,

@@ -52,7 +52,8 @@ fn settings(data_dir: &Path, database_url: Option<String>, clock: Arc<ManualCloc
         memory_kib: 64,
         iterations: 1,
     };
-    s.agent_head_start = Duration::from_millis(1000);
+    s.agent_head_start = Duration::from_secs(1);
+    s.notify_poll = Duration::from_millis(100);
     s.stale_after = Duration::from_secs(3600);
     s
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{start, Sse};
+use crate::harness::{start, start_with, Sse};
 
 // Notify reaches every connected stream; the update agent hears it before any client.
 #[tokio::test]
@@ -64,12 +64,12 @@ async fn notify_reaches_everyone_agents_first() {
     }
     let agent_at = arrivals[0].1;
     assert!(
-        agent_at < Duration::from_millis(1000),
+        agent_at < Duration::from_secs(1),
         "the agent hears it before the head start ends: {arrivals:?}"
     );
     for (_, at) in &arrivals[1..] {
         assert!(
-            *at >= Duration::from_millis(1000),
+            *at >= Duration::from_secs(1),
             "clients wait for the head start: {arrivals:?}"
         );
         assert!(*at > agent_at, "{arrivals:?}");
@@ -126,4 +126,38 @@ async fn notify_without_agents_is_immediate() {
     .await
     .expect_error(400, "request.json", "body");
     s.stop().await;
+}
+
+// Two replicas on one database: a notify issued on one reaches the streams held by the other, once.
+#[tokio::test]
+async fn notify_crosses_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path()).await;
+    let tokens = (a.admin.clone(), a.enroll.clone(), a.clock.clone());
+    let b = start_with(dir.path(), None, Some(tokens)).await;
+    assert!(!b.first_start_seen, "the second replica reuses the store");
+    let (_, c) = a.enroll_client("pc", None).await;
+    let mut sse = Sse::connect(&b, &c).await;
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+
+    let v = a.admin(Method::POST, "/api/notify", None).await.expect(200);
+    assert_eq!(v["fan_out"]["clients"], 0, "no stream is held by replica a");
+    let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .expect("notice from the other replica within 5 s")
+        .unwrap();
+    assert_eq!(event, "notify");
+    assert_eq!(data["id"], v["id"]);
+
+    let w = b.admin(Method::POST, "/api/notify", None).await.expect(200);
+    assert_eq!(w["fan_out"]["clients"], 1);
+    let (_, data) = sse.next().await.unwrap();
+    assert_eq!(data["id"], w["id"]);
+    let again = tokio::time::timeout(Duration::from_millis(600), sse.next()).await;
+    assert!(
+        again.is_err(),
+        "a replica's own notify is not sent twice: {again:?}"
+    );
+    b.stop().await;
+    a.stop().await;
 }
