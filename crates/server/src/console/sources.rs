@@ -51,14 +51,17 @@ impl SettingsForm {
         }
     }
 
-    fn typed(f: &Form) -> Self {
-        SettingsForm {
-            customized: f.get("mode") == "customized",
-            activeupdate_url: f.get("activeupdate_url").to_owned(),
-            rule: f.get("activeupdate_fallback").to_owned(),
-            components: f.checked("components_from_server"),
-            domain_settings: f.checked("domain_settings_from_server"),
-            programs: f.checked("programs_from_server"),
+    /// Overlays what the form of `part` (`mode` or `fallback`) carried.
+    fn overlay(&mut self, f: &Form, part: &str) {
+        if part == "mode" {
+            self.customized = f.get("mode") == "customized";
+        } else {
+            f.get("activeupdate_url")
+                .clone_into(&mut self.activeupdate_url);
+            f.get("activeupdate_fallback").clone_into(&mut self.rule);
+            self.components = f.checked("components_from_server");
+            self.domain_settings = f.checked("domain_settings_from_server");
+            self.programs = f.checked("programs_from_server");
         }
     }
 
@@ -145,17 +148,21 @@ pub async fn save_settings(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     let f = session.form(&body)?;
+    let part = f.get("part");
     let url = f.get("activeupdate_url").trim();
-    let patch = json!({
-        "mode": f.get("mode"),
-        "activeupdate_url": if url.is_empty() { Value::Null } else { json!(url) },
-        "activeupdate_fallback": f.get("activeupdate_fallback"),
-        "fallback": {
-            "components_from_server": f.checked("components_from_server"),
-            "domain_settings_from_server": f.checked("domain_settings_from_server"),
-            "programs_from_server": f.checked("programs_from_server"),
-        },
-    });
+    let patch = if part == "mode" {
+        json!({ "mode": f.get("mode") })
+    } else {
+        json!({
+            "activeupdate_url": if url.is_empty() { Value::Null } else { json!(url) },
+            "activeupdate_fallback": f.get("activeupdate_fallback"),
+            "fallback": {
+                "components_from_server": f.checked("components_from_server"),
+                "domain_settings_from_server": f.checked("domain_settings_from_server"),
+                "programs_from_server": f.checked("programs_from_server"),
+            },
+        })
+    };
     let result = async {
         let headers = form::if_match(&f)?;
         let patch = form::body(patch)?;
@@ -179,14 +186,9 @@ pub async fn save_settings(
         Err(e) if form::is_refusal(&e) => {
             let fields = ["mode", "activeupdate_url", "activeupdate_fallback", "form"];
             let errors = FieldErrors::from_api(&e, &fields);
-            render(
-                &st,
-                &session,
-                Some(SettingsForm::typed(&f)),
-                errors,
-                e.status(),
-            )
-            .await
+            let mut shown = SettingsForm::of(&store::current(&st).await?.policy);
+            shown.overlay(&f, part);
+            render(&st, &session, Some(shown), errors, e.status()).await
         }
         Err(e) => Err(e.into()),
     }

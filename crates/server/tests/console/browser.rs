@@ -40,8 +40,39 @@ async fn admin_journey_in_chromium() {
     // Customized mode, then two entries: an agent and a URL.
     b.goto(&at("/sources")).await;
     b.click("input[name=mode][value=customized]").await;
+    b.click("#save-mode").await;
+    b.wait_text("#flash", "Settings saved").await;
+    // A bad upstream URL is refused beside its field; the options typed stay as typed.
+    b.click("input[name=programs_from_server]").await;
+    b.fill("#activeupdate_url", "ftp://updates.example.net/repo")
+        .await;
+    b.click("#save-settings").await;
+    b.wait_text("#activeupdate_url-error", "ftp://updates.example.net/repo")
+        .await;
+    assert_eq!(
+        b.property("input[name=programs_from_server]", "checked")
+            .await,
+        false
+    );
+    assert_eq!(
+        b.property("input[name=mode][value=customized]", "checked")
+            .await,
+        true,
+        "the mode saved before is still shown"
+    );
+    b.fill("#activeupdate_url", "https://updates.example.net/repo")
+        .await;
     b.click("#save-settings").await;
     b.wait_text("#flash", "Settings saved").await;
+    let settings = s
+        .api(&s.admin, Method::GET, "/api/policy/settings", None, 200)
+        .await;
+    assert_eq!(settings["mode"], "customized");
+    assert_eq!(settings["fallback"]["programs_from_server"], false);
+    assert_eq!(
+        settings["activeupdate_url"],
+        "https://updates.example.net/repo"
+    );
     b.click("#add").await;
     b.fill("#range", "10.0.0.0/24").await;
     b.click("#kind-agent").await;

@@ -277,9 +277,25 @@ impl Browser {
         .await;
     }
 
-    /// Saves a PNG screenshot as `target/screenshots/NAME.png`.
+    /// Saves a PNG screenshot of the whole page as `target/screenshots/NAME.png` (the
+    /// window grows to the page's height for the shot, then returns to its size).
     pub async fn screenshot(&self, name: &str) {
+        let rect = self.cmd(Method::GET, "/window/rect", None).await;
+        let script = json!({"script": "return document.documentElement.scrollHeight", "args": []});
+        let height = self
+            .cmd(Method::POST, "/execute/sync", Some(script))
+            .await
+            .as_u64()
+            .unwrap_or(900);
+        let width = u32::try_from(rect["width"].as_u64().unwrap()).unwrap();
+        let full = u32::try_from(height.clamp(400, 6000)).unwrap();
+        self.resize(width, full).await;
         let b64 = self.cmd(Method::GET, "/screenshot", None).await;
+        self.resize(
+            width,
+            u32::try_from(rect["height"].as_u64().unwrap()).unwrap(),
+        )
+        .await;
         let png = decode_base64(b64.as_str().unwrap());
         assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
         let dir = screenshot_dir();
