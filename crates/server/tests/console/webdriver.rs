@@ -288,7 +288,7 @@ impl Browser {
             .as_u64()
             .unwrap_or(900);
         let width = u32::try_from(rect["width"].as_u64().unwrap()).unwrap();
-        let full = u32::try_from(height.clamp(400, 6000)).unwrap();
+        let full = u32::try_from(height.clamp(400, 6000) + 160).unwrap();
         self.resize(width, full).await;
         let b64 = self.cmd(Method::GET, "/screenshot", None).await;
         self.resize(
