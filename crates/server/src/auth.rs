@@ -1,7 +1,8 @@
 //! Credentials. Three kinds of bearer token, each `cascade_<kind>_<id>_<secret>`: admin
 //! (`adm`), enrollment (`enr`) and a client's own credential (`cli`, the id is the client
 //! id). Only argon2id hashes of the secrets are stored; a verified token is remembered in
-//! memory so the hash is paid once per token and process. Rotating or revoking clears it.
+//! memory for a minute so the hash is not paid on every request. Rotating or revoking clears
+//! it on this replica; other replicas sharing the database notice within that minute.
 //!
 //! Console sessions (issue 7) plug in at [`authenticate`]: a session cookie plus a CSRF
 //! header on unsafe methods yields [`Principal::Admin`] the same way a bearer token does.
@@ -107,12 +108,13 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
         .ok_or(ApiError::Unauthorized(
             "the Authorization header is not `Bearer <token>`",
         ))?;
-    if let Some(p) = state
-        .auth_cache
-        .lock()
-        .ok()
-        .and_then(|c| c.get(token).cloned())
-    {
+    let now = state.clock.now();
+    let cached = state.auth_cache.lock().ok().and_then(|c| {
+        c.get(token)
+            .filter(|(_, at)| now.saturating_sub(*at) < CACHE_SECS)
+            .map(|(p, _)| p.clone())
+    });
+    if let Some(p) = cached {
         return Ok(p);
     }
     let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
@@ -152,10 +154,15 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
         return Err(invalid());
     }
     if let Ok(mut cache) = state.auth_cache.lock() {
-        cache.insert(token.to_owned(), principal.clone());
+        cache.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_SECS);
+        cache.insert(token.to_owned(), (principal.clone(), now));
     }
     Ok(principal)
 }
+
+/// How long a verified token is trusted without looking at the database again. Revocation
+/// on this replica clears the cache at once; other replicas see it within this time.
+const CACHE_SECS: i64 = 60;
 
 fn invalid() -> ApiError {
     ApiError::Unauthorized("the token is not valid (unknown, revoked or mistyped)")

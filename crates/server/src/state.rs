@@ -43,8 +43,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Serializes policy writes within this process.
     pub write_lock: tokio::sync::Mutex<()>,
-    /// Tokens already verified against their argon2 hash.
-    pub auth_cache: Mutex<HashMap<String, Principal>>,
+    /// Tokens already verified against their argon2 hash, with when (clock seconds).
+    pub auth_cache: Mutex<HashMap<String, (Principal, i64)>>,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }

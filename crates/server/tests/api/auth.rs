@@ -179,3 +179,26 @@ async fn deleted_client_is_locked_out() {
         .expect_error(404, "not_found", "id");
     s.stop().await;
 }
+
+// Another replica sharing the database stops accepting a deleted client's credential once its
+// cache of verified tokens expires (one minute).
+#[tokio::test]
+async fn deletion_reaches_other_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path()).await;
+    let tokens = (a.admin.clone(), a.enroll.clone(), a.clock.clone());
+    let b = crate::harness::start_with(dir.path(), None, Some(tokens)).await;
+    let (id, cred) = a.enroll_client("pc", None).await;
+    b.call(Method::GET, "/api/client/status", Some(&cred), &[], None)
+        .await
+        .expect(200);
+    a.admin(Method::DELETE, &format!("/api/clients/{id}"), None)
+        .await
+        .expect(200);
+    a.clock.advance(61);
+    b.call(Method::GET, "/api/client/status", Some(&cred), &[], None)
+        .await
+        .expect_error(401, "auth.unauthorized", "Authorization");
+    b.stop().await;
+    a.stop().await;
+}
