@@ -32,6 +32,9 @@ pub use session::Sessions;
 
 /// The stylesheet, embedded in the binary (no external fetches).
 const CSS: &str = include_str!("../../assets/console.css");
+/// htmx 2.0.11 (0BSD, `assets/htmx.LICENSE`), vendored: it boosts links and forms into
+/// in-page swaps; every page works the same without it.
+const HTMX: &str = include_str!("../../assets/htmx.min.js");
 
 /// Every console route, with a fresh in-memory session store.
 pub fn router() -> Router<AppState> {
@@ -53,21 +56,27 @@ pub fn router() -> Router<AppState> {
         .route("/agents", get(agents::page).post(agents::add))
         .route("/agents/remove", post(agents::remove))
         .route("/assets/console.css", get(css))
+        .route("/assets/htmx.min.js", get(htmx))
         .layer(Extension(Arc::new(Sessions::default())))
 }
 
-async fn css() -> Response {
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
         ],
-        CSS,
+        body,
     )
         .into_response()
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+async fn htmx() -> Response {
+    asset("text/javascript; charset=utf-8", HTMX)
 }
 
 /// Why a console request failed as a whole (form errors are shown on the form instead).

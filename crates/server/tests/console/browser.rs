@@ -39,6 +39,13 @@ async fn admin_journey_in_chromium() {
 
     // Customized mode, then two entries: an agent and a URL.
     b.goto(&at("/sources")).await;
+    assert_eq!(
+        b.execute("return typeof htmx === 'object' && !!document.querySelector('main[hx-boost]')")
+            .await,
+        true,
+        "the vendored htmx loads from the server and boosts the page"
+    );
+    b.execute("window.__sameDocument = true; return null").await;
     b.click("input[name=mode][value=customized]").await;
     b.click("#save-mode").await;
     b.wait_text("#flash", "Settings saved").await;
@@ -103,6 +110,11 @@ async fn admin_journey_in_chromium() {
     // Move entry 2 up one place.
     b.click("tr[data-id='2'] button.up").await;
     b.wait_text("#flash", "Moved entry 2 up").await;
+    assert_eq!(
+        b.execute("return window.__sameDocument === true").await,
+        true,
+        "the arrows swapped the page in place (htmx), not a full reload"
+    );
     assert_eq!(
         s.source_order()
             .await

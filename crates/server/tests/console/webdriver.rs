@@ -260,6 +260,16 @@ impl Browser {
             .await
     }
 
+    /// Runs `script` (a function body) in the page and returns its value.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.cmd(
+            Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     pub async fn source(&self) -> String {
         self.cmd(Method::GET, "/source", None)
             .await
