@@ -88,6 +88,12 @@ async fn login_needs_the_admin_token() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/login");
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let (status, body) = login(&s, "cascade_adm_00_11").await.unwrap_err();
     assert_eq!(status, 401);
     assert!(body.contains("not valid"), "{body}");
