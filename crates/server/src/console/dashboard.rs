@@ -127,7 +127,7 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let slot = W / shown.len() as f64;
+    let slot = W / shown.len().max(6) as f64;
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="chart-title" class="chart"><title id="chart-title">Bytes received by clients per hour, by source (from last update reports)</title>"#,
         H + 20.0
@@ -248,4 +248,30 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
 #[allow(clippy::cast_precision_loss)]
 fn offload_percent(offloaded: u64, total: u64) -> f64 {
     offloaded as f64 * 100.0 / total as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Steps are counted as server, offloaded (agents and URL mirrors) or upstream.
+    #[test]
+    fn sources_by_kind() {
+        assert_eq!(kind("server"), 0);
+        assert_eq!(kind("agent:10.0.0.5:8443"), 1);
+        assert_eq!(kind("url:http://mirror.example/repo"), 1);
+        assert_eq!(kind("activeupdate:https://up.example/"), 2);
+    }
+
+    // The chart has one bar segment per non-zero kind and hour, and nothing without data.
+    #[test]
+    fn chart_segments() {
+        assert_eq!(chart(&BTreeMap::new()), "");
+        let mut hours = BTreeMap::new();
+        hours.insert(472_222, [512, 16_405, 0]);
+        hours.insert(472_223, [0, 0, 100]);
+        let svg = chart(&hours);
+        assert_eq!(svg.matches("<rect").count(), 3, "{svg}");
+        assert!(svg.contains("22:00") && svg.contains("23:00"), "{svg}");
+    }
 }
