@@ -348,6 +348,7 @@ pub async fn run(
     let agent = Arc::new(Agent::start(cfg).await?);
     let (tx, mut rx) = mpsc::channel::<Notice>(16);
     let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
+    let (relay_stop, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay_task = match (&agent.relay, agent.cfg.relay_listen) {
         (Some(relay), Some(addr)) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -355,7 +356,11 @@ pub async fn run(
                 .map_err(|e| AgentError::Relay(format!("bind {addr}: {e}")))?;
             let app = relay.router();
             Some(tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = relay_stopped.await;
+                    })
+                    .await;
             }))
         }
         _ => None,
@@ -383,8 +388,10 @@ pub async fn run(
         }
     }
     events.abort();
+    // Stop accepting, let requests in flight finish, close idle keep-alive connections.
+    let _ = relay_stop.send(());
     if let Some(t) = relay_task {
-        t.abort();
+        let _ = t.await;
     }
     Ok(())
 }

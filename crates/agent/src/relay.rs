@@ -154,6 +154,7 @@ impl Relay {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/repo/{*path}", get(serve))
+            .route("/relay/stats", get(stats))
             .with_state(Arc::clone(self))
     }
 
@@ -315,6 +316,18 @@ async fn serve(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// `GET /relay/stats`: the counters as JSON, for the server, the demo and operators.
+async fn stats(State(relay): State<Arc<Relay>>) -> Response {
+    let s = &relay.stats;
+    axum::Json(serde_json::json!({
+        "requests": s.requests.load(Ordering::Relaxed),
+        "bytes_served": s.bytes_served.load(Ordering::Relaxed),
+        "upstream_fetches": s.upstream_fetches.load(Ordering::Relaxed),
+        "refused": s.refused.load(Ordering::Relaxed),
+    }))
+    .into_response()
 }
 
 /// Only plain relative paths of safe segments: no `..`, no dot files, no empty segments.

@@ -26,6 +26,8 @@ pub enum PolicyCmd {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    #[command(flatten)]
+    Remote(crate::server_cmd::PolicyRemote),
 }
 
 /// `cascade sources …`
@@ -33,6 +35,8 @@ pub enum PolicyCmd {
 pub enum SourcesCmd {
     /// Which sources a client at IP tries, in which order, and why (DESIGN.md §2).
     Resolve(ResolveArgs),
+    #[command(flatten)]
+    Remote(crate::server_cmd::SourcesRemote),
 }
 
 /// Arguments of `cascade sources resolve`.
@@ -77,6 +81,7 @@ pub fn run_policy(cmd: PolicyCmd) -> anyhow::Result<()> {
             );
         }
         PolicyCmd::Show { file } => print!("{}", show(&load(&file)?)),
+        PolicyCmd::Remote(cmd) => crate::server_cmd::run_policy_remote(cmd)?,
     }
     Ok(())
 }
@@ -85,6 +90,7 @@ pub fn run_policy(cmd: PolicyCmd) -> anyhow::Result<()> {
 pub fn run_sources(cmd: SourcesCmd) -> anyhow::Result<()> {
     match cmd {
         SourcesCmd::Resolve(args) => resolve_cmd(&args),
+        SourcesCmd::Remote(cmd) => crate::server_cmd::run_sources_remote(cmd),
     }
 }
 

@@ -4,8 +4,11 @@
 //! subcommand group lives in its own module.
 
 mod agent_cmd;
+mod demo;
+mod demo_view;
 mod local;
 mod repo_cmd;
+mod server_cmd;
 
 use std::process::ExitCode;
 
@@ -21,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine: upstream, server, update agents, a client fleet.
+    Demo(demo::DemoArgs),
     /// Check and show policy files (DESIGN.md §3).
     #[command(subcommand)]
     Policy(local::PolicyCmd),
@@ -31,6 +36,15 @@ enum Command {
     Agent(Box<agent_cmd::AgentArgs>),
     /// Run one update cycle of an enrolled agent and exit (0 updated, 3 current, 4 failed).
     UpdateNow(agent_cmd::UpdateNowArgs),
+    /// Run the server: policy, client registry, admin API, console, repository.
+    Server(server_cmd::ServerArgs),
+    /// Notify All Clients: tell every client to update now (update agents first).
+    Notify(server_cmd::NotifyArgs),
+    /// The server's client registry: versions, last update, failures.
+    Clients(server_cmd::ClientsArgs),
+    /// Registered update agents.
+    #[command(subcommand)]
+    Agents(server_cmd::AgentsCmd),
     /// Create and maintain a signed repository.
     #[command(subcommand)]
     Repo(repo_cmd::RepoCmd),
@@ -62,9 +76,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn init_logging() {
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "warn,cascade=info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cascade=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -73,13 +88,19 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo draws its own progress; its pieces' info logs would only scroll it away.
+    init_logging(matches!(cli.command, Command::Demo(_)));
     let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
+        Command::Demo(args) => demo::run_demo(&args),
         Command::Policy(cmd) => ok(local::run_policy(cmd)),
         Command::Sources(cmd) => ok(local::run_sources(cmd)),
         Command::Agent(args) => agent_cmd::run_agent(*args),
         Command::UpdateNow(args) => agent_cmd::run_update_now(&args),
+        Command::Server(args) => ok(server_cmd::run_server(args)),
+        Command::Notify(args) => ok(server_cmd::run_notify(args)),
+        Command::Clients(args) => ok(server_cmd::run_clients(args)),
+        Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),
         Command::Publish(args) => ok(repo_cmd::run_publish(args)),
     };
