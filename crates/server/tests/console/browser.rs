@@ -205,6 +205,11 @@ async fn admin_journey_in_chromium() {
     let table = b.text("#clients").await;
     assert!(table.contains("pc-7") && table.contains("8.1.9"), "{table}");
     b.screenshot("06-clients").await;
+    b.click("a[href='/clients?show=failed']").await;
+    b.wait_text("#clients", "No clients match this filter")
+        .await;
+    b.click("a[href='/clients']").await;
+    b.wait_text("#clients", "pc-7").await;
     b.click("#clients a[href^='/clients/']").await;
     b.wait_text("#attempts", "connect: connection refused")
         .await;
@@ -219,6 +224,13 @@ async fn admin_journey_in_chromium() {
     b.goto(&at("/agents")).await;
     b.wait_text("#agents", "10.0.0.5:8443").await;
     b.screenshot("09-agents").await;
+    b.click("#agents button.danger").await;
+    b.wait_text("#flash", "Removed update agent 10.0.0.5:8443")
+        .await;
+    assert_eq!(
+        s.api(&s.admin, Method::GET, "/api/agents", None, 200).await["agents"],
+        json!([])
+    );
 
     // A phone-sized window.
     b.resize(390, 844).await;
@@ -231,4 +243,5 @@ async fn admin_journey_in_chromium() {
     b.wait_url("/login").await;
     b.goto(&at("/sources")).await;
     assert!(b.url().await.ends_with("/login"));
+    b.quit().await;
 }

@@ -3,6 +3,7 @@
 //! binaries are missing the tests fail loudly, unless `CASCADE_SKIP_BROWSER=1`.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -35,7 +36,12 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and the chromium it started: they share a process group of their
+    /// own, so a test that panics leaves no browser behind.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -64,6 +70,7 @@ impl Browser {
             .unwrap()
             .port();
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
@@ -74,7 +81,8 @@ impl Browser {
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let mut ready = false;
-        for _ in 0..100 {
+        // Generous: chromedriver starts slowly on a loaded machine.
+        for _ in 0..300 {
             if let Ok(r) = http.get(format!("{base}/status")).send().await {
                 if let Ok(v) = r.json::<Value>().await {
                     if v["value"]["ready"] == true {
@@ -124,6 +132,11 @@ impl Browser {
         b.cmd(Method::POST, "/timeouts", Some(json!({"implicit": 5000})))
             .await;
         Some(b)
+    }
+
+    /// Closes the browser session (chromium exits); chromedriver ends on drop.
+    pub async fn quit(self) {
+        let _ = self.http.delete(&self.session).send().await;
     }
 
     async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
