@@ -35,6 +35,8 @@ const CSS: &str = include_str!("../../assets/console.css");
 /// htmx 2.0.11 (0BSD, `assets/htmx.LICENSE`), vendored: it boosts links and forms into
 /// in-page swaps; every page works the same without it.
 const HTMX: &str = include_str!("../../assets/htmx.min.js");
+/// Focus handling after in-page swaps.
+const JS: &str = include_str!("../../assets/console.js");
 
 /// Every console route, with a fresh in-memory session store.
 pub fn router() -> Router<AppState> {
@@ -57,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/agents/remove", post(agents::remove))
         .route("/assets/console.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
+        .route("/assets/console.js", get(js))
         .layer(Extension(Arc::new(Sessions::default())))
 }
 
@@ -77,6 +80,10 @@ async fn css() -> Response {
 
 async fn htmx() -> Response {
     asset("text/javascript; charset=utf-8", HTMX)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
 }
 
 /// Why a console request failed as a whole (form errors are shown on the form instead).

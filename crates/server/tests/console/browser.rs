@@ -149,6 +149,12 @@ async fn admin_journey_in_chromium() {
         "http://typed.example/repo"
     );
     assert_eq!(b.property("#kind-url", "checked").await, true);
+    assert_eq!(
+        b.execute("return document.activeElement && document.activeElement.id")
+            .await,
+        "range",
+        "keyboard focus lands on the field in error"
+    );
     b.screenshot("04-bad-range").await;
     assert_eq!(s.source_order().await.len(), 1, "nothing stored");
 

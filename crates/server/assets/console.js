@@ -1,0 +1,13 @@
+// cascade console: after an in-page swap (htmx boost), put keyboard focus where a reader
+// needs it, as a fresh page load would: the first field in error, else the message, else
+// the page heading. Pages work the same without this script.
+document.addEventListener("htmx:afterSettle", function () {
+  var target = document.querySelector("main [aria-invalid=true]") ||
+    document.getElementById("flash") ||
+    document.querySelector("main h1");
+  if (!target) return;
+  if (!target.matches("input, select, textarea, button, a")) {
+    target.setAttribute("tabindex", "-1");
+  }
+  target.focus();
+});
