@@ -182,3 +182,24 @@ async fn stale_form_is_refused_not_overwritten() {
     let order = s.source_order().await;
     assert_eq!(order, vec![(1, "192.168.0.0/16".to_owned())]);
 }
+
+// With no reports yet the dashboard says so instead of showing numbers; what-if refuses a
+// bad IP beside the field and keeps what was typed.
+#[tokio::test]
+async fn empty_dashboard_and_bad_whatif_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (status, page) = get(&s, &cookie, "/").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("no bytes reported yet"), "{page}");
+    assert!(page.contains("nothing to chart"), "{page}");
+    assert!(!page.contains("<svg"), "{page}");
+    let (status, page) = get(&s, &cookie, "/whatif?ip=10.0.0.300").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("id=\"ip-error\""), "{page}");
+    assert!(page.contains("value=\"10.0.0.300\""), "{page}");
+    let (status, page) = get(&s, &cookie, "/whatif?ip=10.0.0.7").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("mode is standard"), "{page}");
+}
