@@ -119,7 +119,7 @@ impl Updater {
         let category = plan.category;
         for (i, step) in plan.steps.iter().enumerate() {
             let started = Instant::now();
-            let result = self.try_step(&step.source, category).await;
+            let (result, bytes) = self.try_step(&step.source, category).await;
             let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (outcome, reason, done) = match &result {
                 Ok(Got::Installed(what)) => (
@@ -136,7 +136,7 @@ impl Updater {
                 source: step.source.to_string(),
                 outcome,
                 reason,
-                bytes: 0,
+                bytes,
                 millis,
             });
             if done.is_some() {
@@ -205,9 +205,27 @@ impl Updater {
         })
     }
 
-    async fn try_step(&self, step: &StepSource, category: Category) -> Result<Got, FailureReason> {
+    /// One step: the result and the body bytes it received.
+    async fn try_step(
+        &self,
+        step: &StepSource,
+        category: Category,
+    ) -> (Result<Got, FailureReason>, u64) {
+        let client = match self.client_for(category) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), 0),
+        };
+        let result = self.step_with(&client, step, category).await;
+        (result, client.transport().bytes_received())
+    }
+
+    async fn step_with(
+        &self,
+        client: &RepoClient,
+        step: &StepSource,
+        category: Category,
+    ) -> Result<Got, FailureReason> {
         let source = self.source_for(step, category)?;
-        let client = self.client_for(category)?;
         let repo = client.load(&source).await?;
         // `fetch_latest` checks the floor too, but a stale source must fail even when it
         // offers nothing to fetch, or it would report "up to date" and stop the plan.

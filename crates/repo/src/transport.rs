@@ -100,6 +100,8 @@ impl SourceFailure {
 pub struct SourceTransport {
     client: reqwest::Client,
     limits: TransportLimits,
+    /// Body bytes received through this transport and its clones.
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SourceTransport {
@@ -126,7 +128,16 @@ impl SourceTransport {
             .redirect(reqwest::redirect::Policy::limited(5))
             .no_proxy()
             .build()?;
-        Ok(Self { client, limits })
+        Ok(Self {
+            client,
+            limits,
+            received: std::sync::Arc::default(),
+        })
+    }
+
+    /// Body bytes received so far through this transport and its clones (for reports).
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The limits in force.
@@ -216,6 +227,7 @@ impl SourceTransport {
             url,
             limits: self.limits,
             received: 0,
+            counter: std::sync::Arc::clone(&self.received),
             window_start: Instant::now(),
             window_bytes: 0,
             stall: Box::pin(tokio::time::sleep(self.limits.window)),
@@ -233,6 +245,7 @@ struct Guarded {
     url: Url,
     limits: TransportLimits,
     received: u64,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
     window_start: Instant,
     window_bytes: u64,
     stall: Pin<Box<Sleep>>,
@@ -264,6 +277,8 @@ impl Stream for Guarded {
             Poll::Ready(Some(Ok(chunk))) => {
                 let n = chunk.len() as u64;
                 self.received = self.received.saturating_add(n);
+                self.counter
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 self.window_bytes = self.window_bytes.saturating_add(n);
                 if self.received > self.limits.max_response_bytes {
                     self.done = true;

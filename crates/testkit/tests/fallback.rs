@@ -163,6 +163,16 @@ async fn first_entry_down_second_serves() {
     assert_eq!(s[1].0, format!("url:{}", w.b.url()));
     assert_eq!(s[1].1, Outcome::Ok);
     assert_eq!(r.outcome, Outcome::Ok);
+    let ok = r
+        .attempts
+        .iter()
+        .find(|a| a.category == Some(Category::Components) && a.outcome == Outcome::Ok)
+        .unwrap();
+    assert!(
+        ok.bytes >= b"patterns version one".len() as u64,
+        "bytes counted: {}",
+        ok.bytes
+    );
     assert_eq!(
         installed(&w, "c1", Category::Components, "patterns").as_deref(),
         Some("1")
