@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
+use axum::serve::ListenerExt as _;
 use cascade_core::Policy;
 use sqlx::Row;
 use tokio::net::TcpListener;
@@ -159,6 +160,12 @@ impl Server {
             tracing::info!("shutting down");
             let _ = state.shutdown.send(true);
         };
+        // Without TCP_NODELAY a small response waits for the peer's delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -60,6 +60,27 @@ async fn repository_files() {
     assert_eq!(r.status(), 200);
     assert_ne!(r.headers()["etag"], etag.as_str());
 
+    // A file above the small-file limit streams through ServeDir with the same headers.
+    let big: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(dir.path().join("repo/targets/big.bin"), &big).unwrap();
+    let big_url = format!("{}/repo/targets/big.bin", s.url);
+    let r = s.http.get(&big_url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        (300 * 1024).to_string().as_str()
+    );
+    let big_tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), big.as_slice());
+    let r = s
+        .http
+        .get(&big_url)
+        .header("if-none-match", &big_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
     for bad in [
         "/repo/../secret.txt",
         "/repo/%2e%2e/secret.txt",
@@ -73,11 +94,11 @@ async fn repository_files() {
         .await
         .expect(200);
     let text = metrics.as_str().unwrap();
-    // 4096 + 100 + 4096 (HEAD announces the length) + 3 bytes.
+    // 4096 + 100 + 4096 (HEAD announces the length) + 3 bytes + the big file once.
     assert!(
         text.contains(&format!(
             "cascade_repo_bytes_total {}",
-            4096 + 100 + 4096 + 3
+            4096 + 100 + 4096 + 3 + 300 * 1024
         )),
         "{text}"
     );
