@@ -21,7 +21,7 @@ use url::Url;
 use crate::relay::{Relay, RelayConfig};
 use crate::server_api::{Event, Notice, ServerClient};
 use crate::state::{CachedPolicy, DataDir, Identity};
-use crate::update::{Me, Updater};
+use crate::update::{Me, Observer, Updater};
 
 /// How the agent is run.
 #[derive(Debug, Clone)]
@@ -332,7 +332,19 @@ fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
 /// # Errors
 /// Start-up failures (not enrolled, locked, no policy).
 pub async fn once(cfg: AgentConfig) -> Result<UpdateReport, AgentError> {
-    let agent = Agent::start(cfg).await?;
+    once_observed(cfg, None).await
+}
+
+/// [`once`], telling `observer` about each step (a progress bar on a terminal).
+///
+/// # Errors
+/// Start-up failures (not enrolled, locked, no policy).
+pub async fn once_observed(
+    cfg: AgentConfig,
+    observer: Option<Observer>,
+) -> Result<UpdateReport, AgentError> {
+    let mut agent = Agent::start(cfg).await?;
+    agent.updater = agent.updater.with_observer(observer);
     agent.cycle().await
 }
 

@@ -31,7 +31,7 @@ pub struct Me {
 }
 
 /// Everything one cycle needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Updater {
     data: DataDir,
     server: Url,
@@ -41,7 +41,41 @@ pub struct Updater {
     /// Per trust domain, the timestamp version the server announced: a source whose
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
     floors: BTreeMap<&'static str, u64>,
+    observer: Option<Observer>,
 }
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater")
+            .field("data", &self.data)
+            .field("server", &self.server)
+            .field("floors", &self.floors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a progress display is told about the cycle.
+#[derive(Debug)]
+pub enum StepEvent<'a> {
+    /// Step `step` of `of` for `category` starts; `bytes` counts what it receives.
+    Trying {
+        /// The category.
+        category: Category,
+        /// 1-based step number.
+        step: usize,
+        /// Steps in the plan.
+        of: usize,
+        /// The step's source.
+        source: &'a StepSource,
+        /// Live count of body bytes received by this step.
+        bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    },
+    /// A step ended.
+    Done(&'a Attempt),
+}
+
+/// Receives [`StepEvent`]s (a progress bar on a terminal).
+pub type Observer = std::sync::Arc<dyn Fn(&StepEvent<'_>) + Send + Sync>;
 
 /// The result of one category from one source.
 enum Got {
@@ -61,7 +95,15 @@ impl Updater {
             bind,
             installer,
             floors: BTreeMap::new(),
+            observer: None,
         }
+    }
+
+    /// Reports each step to `observer` (e.g. a progress bar).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Option<Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Sets the timestamp version the server announced for a trust domain (`upstream`,
@@ -119,7 +161,9 @@ impl Updater {
         let category = plan.category;
         for (i, step) in plan.steps.iter().enumerate() {
             let started = Instant::now();
-            let (result, bytes) = self.try_step(&step.source, category).await;
+            let (result, bytes) = self
+                .try_step(&step.source, category, (i + 1, plan.steps.len()))
+                .await;
             let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (outcome, reason, done) = match &result {
                 Ok(Got::Installed(what)) => (
@@ -139,6 +183,9 @@ impl Updater {
                 bytes,
                 millis,
             });
+            if let (Some(obs), Some(a)) = (&self.observer, attempts.last()) {
+                obs(&StepEvent::Done(a));
+            }
             if done.is_some() {
                 return done;
             }
@@ -210,11 +257,21 @@ impl Updater {
         &self,
         step: &StepSource,
         category: Category,
+        (n, of): (usize, usize),
     ) -> (Result<Got, FailureReason>, u64) {
         let client = match self.client_for(category) {
             Ok(c) => c,
             Err(e) => return (Err(e), 0),
         };
+        if let Some(obs) = &self.observer {
+            obs(&StepEvent::Trying {
+                category,
+                step: n,
+                of,
+                source: step,
+                bytes: client.transport().byte_counter(),
+            });
+        }
         let result = self.step_with(&client, step, category).await;
         (result, client.transport().bytes_received())
     }

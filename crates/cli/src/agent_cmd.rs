@@ -172,8 +172,20 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.run.config();
     let rt = runtime()?;
     if args.run.once {
-        let report = rt.block_on(daemon::once(cfg)).map_err(agent_error)?;
-        return Ok(print_report(&report, args.run.json));
+        let json = args.run.json;
+        let report = rt
+            .block_on(async move {
+                let progress = crate::progress::CycleProgress::start(!json);
+                daemon::once_observed(
+                    cfg,
+                    progress
+                        .as_ref()
+                        .map(crate::progress::CycleProgress::observer),
+                )
+                .await
+            })
+            .map_err(agent_error)?;
+        return Ok(print_report(&report, json));
     }
     rt.block_on(daemon::run(cfg, crate::shutdown_signal()))
         .map_err(agent_error)?;

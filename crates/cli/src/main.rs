@@ -7,6 +7,7 @@ mod agent_cmd;
 mod demo;
 mod demo_view;
 mod local;
+mod progress;
 mod repo_cmd;
 mod server_cmd;
 

@@ -140,6 +140,11 @@ impl SourceTransport {
         self.received.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The live counter behind [`SourceTransport::bytes_received`], for progress displays.
+    pub fn byte_counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.received)
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> TransportLimits {
         self.limits
