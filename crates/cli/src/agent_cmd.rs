@@ -172,24 +172,26 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.run.config();
     let rt = runtime()?;
     if args.run.once {
-        let json = args.run.json;
-        let report = rt
-            .block_on(async move {
-                let progress = crate::progress::CycleProgress::start(!json);
-                daemon::once_observed(
-                    cfg,
-                    progress
-                        .as_ref()
-                        .map(crate::progress::CycleProgress::observer),
-                )
-                .await
-            })
-            .map_err(agent_error)?;
-        return Ok(print_report(&report, json));
+        return once(&rt, cfg, args.run.json);
     }
     rt.block_on(daemon::run(cfg, crate::shutdown_signal()))
         .map_err(agent_error)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One cycle with a progress line per step on a terminal; the report, and the exit status
+/// that says what happened.
+fn once(rt: &tokio::runtime::Runtime, cfg: AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let report = rt
+        .block_on(async move {
+            let progress = crate::progress::CycleProgress::start(!json);
+            let observer = progress
+                .as_ref()
+                .map(crate::progress::CycleProgress::observer);
+            daemon::once_observed(cfg, observer).await
+        })
+        .map_err(agent_error)?;
+    Ok(print_report(&report, json))
 }
 
 /// Runs `cascade update-now`.
@@ -211,10 +213,7 @@ pub fn run_update_now(args: &UpdateNowArgs) -> anyhow::Result<ExitCode> {
         once: true,
         json: args.json,
     };
-    let report = runtime()?
-        .block_on(daemon::once(run.config()))
-        .map_err(agent_error)?;
-    Ok(print_report(&report, args.json))
+    once(&runtime()?, run.config(), args.json)
 }
 
 fn agent_error(e: daemon::AgentError) -> anyhow::Error {
