@@ -85,37 +85,9 @@ fn free_port(ip: Ipv4Addr, preferred: u16) -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let to = dst.join(e.file_name());
-        if std::fs::metadata(e.path())?.is_dir() {
-            copy_tree(&e.path(), &to)?;
-        } else if !to.exists() {
-            std::fs::copy(e.path(), &to)?;
-        }
-    }
-    Ok(())
-}
-
-/// Brings the URL mirror up to date the way an operator's rsync would: content first,
-/// `timestamp.json` last, so the mirror is never half new.
+/// Brings the URL mirror up to date from the server's repository tree.
 fn sync_mirror(fleet: &Fleet, mirror: &StaticServer) -> anyhow::Result<()> {
-    let src = fleet.data_dir.join("repo");
-    copy_tree(&src, mirror.dir()).context("sync the URL mirror")?;
-    for domain in ["upstream", "site"] {
-        let meta = src.join(domain).join("metadata");
-        for name in ["timestamp.json", "root.json"] {
-            if meta.join(name).is_file() {
-                std::fs::copy(
-                    meta.join(name),
-                    mirror.dir().join(domain).join("metadata").join(name),
-                )?;
-            }
-        }
-    }
-    Ok(())
+    Ok(mirror.sync_from(&fleet.data_dir.join("repo"))?)
 }
 
 struct Demo {

@@ -102,6 +102,22 @@ impl StaticServer {
         }
     }
 
+    /// Brings the served tree up to date with the repository tree `src` the way an
+    /// operator's rsync of a mirror would: new (immutable, versioned or content-addressed)
+    /// files first, then the files TUF changes in place (`timestamp.json`, `root.json`), so
+    /// the mirror is never half new. Symlinks are followed: a mirror holds real files.
+    ///
+    /// # Errors
+    /// A file that cannot be read or written.
+    pub fn sync_from(&self, src: &Path) -> Result<(), KitError> {
+        let mut mutable = Vec::new();
+        copy_new(src, &self.dir, &mut mutable).map_err(|e| kit("sync mirror")(&e))?;
+        for (from, to) in mutable {
+            std::fs::copy(&from, &to).map_err(|e| kit("sync mirror")(&e))?;
+        }
+        Ok(())
+    }
+
     /// The served directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -116,6 +132,23 @@ impl StaticServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// Copies files of `src` missing from `dst`; files changed in place are left in `mutable`.
+fn copy_new(src: &Path, dst: &Path, mutable: &mut Vec<(PathBuf, PathBuf)>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        if std::fs::metadata(&from)?.is_dir() {
+            copy_new(&from, &to, mutable)?;
+        } else if matches!(e.file_name().to_str(), Some("timestamp.json" | "root.json")) {
+            mutable.push((from, to));
+        } else if !to.exists() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for StaticServer {

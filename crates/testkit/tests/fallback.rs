@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cascade_core::report::{Outcome, UpdateReport};
@@ -28,25 +28,9 @@ fn any_port(host: &str) -> SocketAddr {
     format!("{host}:0").parse().unwrap()
 }
 
-/// Copies `src` into `dst`, following symlinks (a mirror holds real files).
-fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        let meta = std::fs::metadata(e.path()).unwrap();
-        if meta.is_dir() {
-            copy_tree(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
 /// Refreshes a URL mirror from the server's repository tree.
 fn sync_mirror(fleet: &Fleet, mirror: &StaticServer) {
-    let _ = std::fs::remove_dir_all(mirror.dir());
-    copy_tree(&fleet.data_dir.join("repo"), mirror.dir());
+    mirror.sync_from(&fleet.data_dir.join("repo")).unwrap();
 }
 
 fn policy(w: &World, extra: &str) -> String {
