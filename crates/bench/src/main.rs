@@ -13,6 +13,7 @@
 //! `cascade update-now`), started at notify time through a pool of `--concurrency` cycles at
 //! once: the pool stands in for the server's notify jitter, and keeps file descriptors bounded.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -182,13 +183,14 @@ fn policy(w: &World) -> Result<String> {
     let up = w.upstream.url().context("upstream URL")?;
     let mut s = format!("mode = \"customized\"\nactiveupdate_url = \"{up}\"\n");
     for (addr, _) in &w.relays {
-        s.push_str(&format!("[[agent]]\naddress = \"{addr}\"\n"));
+        let _ = write!(s, "[[agent]]\naddress = \"{addr}\"\n");
     }
     for (i, (addr, _)) in w.relays.iter().enumerate() {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             "[[sources]]\nrange = \"127.{}.0.0/16\"\nagent = \"{addr}\"\n",
             10 + i
-        ));
+        );
     }
     Ok(s)
 }
@@ -386,6 +388,7 @@ async fn run_pool(
 
 /// Publishes `version` (unless it is "1", published at start), mirrors, notifies, runs every
 /// client, retries the ones left behind, and measures.
+#[allow(clippy::too_many_lines)]
 async fn phase(w: &mut World, name: &str, version: u32, kill: bool) -> Result<Phase> {
     let v = version.to_string();
     if version > 1 {
