@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cascade_core::report::{CheckIn, Outcome, UpdateReport};
+use cascade_core::report::{CheckIn, UpdateReport};
 use cascade_core::{Category, Policy, StepSource};
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
@@ -426,9 +426,4 @@ async fn listen(api: ServerClient, credential: String, tx: mpsc::Sender<Notice>)
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
     }
-}
-
-/// Whether a report means "updated", "already current" or "failed everywhere".
-pub fn status_of(report: &UpdateReport) -> Outcome {
-    report.outcome
 }
