@@ -4,12 +4,15 @@
 
 use std::process::Command;
 
+// About 30 s of wall time on the shared 2-core machine (debug build), over the 20 s budget
+// of the default suite: run it with `cargo test -p cascade-bench -- --ignored`.
 #[test]
+#[ignore = "fleet behaviour check, ~30 s: cargo test -p cascade-bench -- --ignored"]
 fn tiny_fleet_converges() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fleet.json");
     let status = Command::new(env!("CARGO_BIN_EXE_fleet-bench"))
-        .args(["--clients", "16", "--relays", "2", "--concurrency", "2"])
+        .args(["--clients", "12", "--relays", "2", "--concurrency", "2"])
         .args(["--payload-kib", "4", "--retries", "1", "--out"])
         .arg(&out)
         .arg("--work-dir")
@@ -25,7 +28,7 @@ fn tiny_fleet_converges() {
         assert_eq!(p["failed_first_pass"], 0, "{p}");
     }
     // With all relays up, the relays serve every client.
-    assert_eq!(phases[1]["served_by_relay"], 16, "{}", phases[1]);
+    assert_eq!(phases[1]["served_by_relay"], 12, "{}", phases[1]);
     // Stopped half-way, the relay's later clients fall back and still converge.
     let killed = &phases[2];
     assert!(killed["killed_relay"].is_string(), "{killed}");
