@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cascade_core::report::{CheckIn, UpdateReport};
-use cascade_core::{Category, Policy, StepSource};
+use cascade_core::{Category, Policy};
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -309,14 +309,9 @@ fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
     let mut out: Vec<Url> = Vec::new();
     for c in Category::ALL {
         for step in Updater::plan(policy, me, c).steps {
-            let url = match &step.source {
-                StepSource::Server => server.join("repo/").ok(),
-                StepSource::Agent(a) => Url::parse(&format!("http://{a}/repo/")).ok(),
-                StepSource::Url(u) => {
-                    Url::parse(&format!("{}/", u.as_str().trim_end_matches('/'))).ok()
-                }
-                StepSource::ActiveUpdate(_) => None,
-            };
+            let url = crate::update::repo_root(&step.source, server)
+                .ok()
+                .flatten();
             if let Some(u) = url {
                 if !out.contains(&u) {
                     out.push(u);

@@ -215,20 +215,20 @@ impl Updater {
         step: &StepSource,
         category: Category,
     ) -> Result<Source, FailureReason> {
-        let sub = format!("{}/", trust_domain(category));
         let bad = |e: url::ParseError| FailureReason::Local(e.to_string());
-        let base = match step {
-            StepSource::Server => self
-                .server
-                .join("repo/")
-                .and_then(|u| u.join(&sub))
+        let base = match repo_root(step, &self.server).map_err(bad)? {
+            Some(root) => root
+                .join(&format!("{}/", trust_domain(category)))
                 .map_err(bad)?,
-            StepSource::Agent(addr) => {
-                Url::parse(&format!("http://{addr}/repo/{sub}")).map_err(bad)?
-            }
-            StepSource::Url(u) => with_slash(u).join(&sub).map_err(bad)?,
             // The upstream itself is the components repository.
-            StepSource::ActiveUpdate(u) => with_slash(u),
+            None => match step {
+                StepSource::ActiveUpdate(u) => with_slash(u),
+                _ => {
+                    return Err(FailureReason::Local(format!(
+                        "{step} has no repository root"
+                    )))
+                }
+            },
         };
         Ok(Source {
             label: step.to_string(),
@@ -406,6 +406,20 @@ impl Updater {
         }
         out.into_iter().map(|(c, v)| (c, v.join(", "))).collect()
     }
+}
+
+/// The `/repo/` root a plan step serves (both trust domains below it), or `None` for the
+/// upstream, which is the components repository itself rather than a cascade tree.
+///
+/// # Errors
+/// A URL that cannot be formed.
+pub fn repo_root(step: &StepSource, server: &Url) -> Result<Option<Url>, url::ParseError> {
+    Ok(match step {
+        StepSource::Server => Some(server.join("repo/")?),
+        StepSource::Agent(addr) => Some(Url::parse(&format!("http://{addr}/repo/"))?),
+        StepSource::Url(u) => Some(with_slash(u)),
+        StepSource::ActiveUpdate(_) => None,
+    })
 }
 
 fn with_slash(u: &Url) -> Url {
