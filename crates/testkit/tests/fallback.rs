@@ -33,6 +33,22 @@ fn sync_mirror(fleet: &Fleet, mirror: &StaticServer) {
     mirror.sync_from(&fleet.data_dir.join("repo")).unwrap();
 }
 
+/// Publishes version 2 upstream, mirrors it to the server and refreshes one URL mirror
+/// (the other keeps version 1).
+async fn release_v2(w: &World, fresh: &StaticServer) {
+    w.upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "2",
+            &[("patterns.db", b"patterns version two")],
+        )
+        .await
+        .unwrap();
+    w.fleet.mirror().await.unwrap();
+    sync_mirror(&w.fleet, fresh);
+}
+
 fn policy(w: &World, extra: &str) -> String {
     format!(
         "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n{extra}\n\
@@ -264,17 +280,7 @@ async fn stale_mirror_does_not_hold_back() {
     let w = world().await;
     let r = client(&w, "c6", "127.0.1.15").await;
     assert_eq!(r.outcome, Outcome::Ok);
-    w.upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", b"patterns version two")],
-        )
-        .await
-        .unwrap();
-    w.fleet.mirror().await.unwrap();
-    sync_mirror(&w.fleet, &w.b); // b is fresh, a still has version 1
+    release_v2(&w, &w.b).await;
     let r = client(&w, "c6", "127.0.1.15").await;
     let s = steps(&r, Category::Components);
     assert_eq!(s[0].1, Outcome::Failed, "{s:?}");
@@ -295,17 +301,7 @@ async fn stale_mirror_does_not_hold_back() {
 async fn server_down_cached_policy_still_works() {
     let mut w = world().await;
     assert_eq!(client(&w, "c7", "127.0.1.16").await.outcome, Outcome::Ok);
-    w.upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", b"patterns version two")],
-        )
-        .await
-        .unwrap();
-    w.fleet.mirror().await.unwrap();
-    sync_mirror(&w.fleet, &w.a);
+    release_v2(&w, &w.a).await;
     w.fleet.stop().await;
     let r = client(&w, "c7", "127.0.1.16").await;
     assert_eq!(r.outcome, Outcome::Ok, "{:?}", r.attempts);
@@ -354,17 +350,7 @@ async fn relay_serves_then_falls_back_when_stopped() {
     assert_eq!(s[0].0, format!("agent:{relay_addr}"));
     assert_eq!(s[0].1, Outcome::Ok, "{s:?}");
     relay.stop().await.unwrap();
-    w.upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", b"patterns version two")],
-        )
-        .await
-        .unwrap();
-    w.fleet.mirror().await.unwrap();
-    sync_mirror(&w.fleet, &w.b);
+    release_v2(&w, &w.b).await;
     let r = client(&w, "c8", "127.0.1.17").await;
     let s = steps(&r, Category::Components);
     assert_eq!(s[0].1, Outcome::Failed, "{s:?}");
