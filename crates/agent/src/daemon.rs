@@ -1,7 +1,8 @@
 //! The agent's life: enroll once, pin the repositories' trusted roots, then update on start,
 //! on each notification (after its jitter) and on a schedule, checking in after each cycle.
 //! With the server down it keeps updating from its cached policy through relays and mirrors.
-//! As an update agent it also runs the relay and keeps the relay's upstreams on its own plan.
+//! As an update agent it also runs the relay, keeps the relay's upstreams on its own plan, and
+//! reports what the relay served with each check-in (and between cycles when it changed).
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
@@ -44,6 +45,9 @@ pub struct AgentConfig {
     pub relay_cache_bytes: u64,
     /// Time between scheduled updates.
     pub interval: Duration,
+    /// An update agent also checks in this often between cycles when its relay served
+    /// something since the last check-in.
+    pub relay_report_interval: Duration,
     /// Per-source transfer limits.
     pub limits: TransportLimits,
     /// Trusted roots given out of band (`upstream`, `site`); otherwise they are taken from
@@ -167,7 +171,7 @@ impl Agent {
                     max_concurrent_fetches: 8,
                     max_cache_bytes: cfg.relay_cache_bytes,
                 };
-                Some(Relay::new(config, transport))
+                Some(Relay::new(config, transport, now_unix()))
             }
             None => None,
         };
@@ -296,11 +300,39 @@ impl Agent {
             ip: Some(me.ip.to_string()),
             installed: self.updater.installed_summary(),
             last_update: Some(report.clone()),
+            relay: self.relay.as_ref().map(|r| r.report()),
         };
         if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
             tracing::warn!(error = %e, "check-in failed; the report is kept for the next one");
         }
         Ok(report)
+    }
+
+    /// Between cycles: checks in with the relay's report whenever it served more requests
+    /// since the last look (the installed versions go along; the last update report stays).
+    async fn report_relay(self: Arc<Self>) {
+        let Some(relay) = &self.relay else { return };
+        let mut last = relay
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(self.cfg.relay_report_interval).await;
+            let report = relay.report();
+            if report.requests == last {
+                continue;
+            }
+            last = report.requests;
+            let checkin = CheckIn {
+                ip: Some(self.my_ip().await.to_string()),
+                installed: self.updater.installed_summary(),
+                last_update: None,
+                relay: Some(report),
+            };
+            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+                tracing::debug!(error = %e, "relay report not delivered; retried later");
+            }
+        }
     }
 }
 
@@ -361,7 +393,9 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| AgentError::Relay(format!("bind {addr}: {e}")))?;
-            let app = relay.router();
+            let app = relay
+                .router()
+                .into_make_service_with_connect_info::<SocketAddr>();
             Some(tokio::spawn(async move {
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -372,6 +406,7 @@ pub async fn run(
         }
         _ => None,
     };
+    let reports = tokio::spawn(Arc::clone(&agent).report_relay());
     tokio::pin!(shutdown);
     let mut n: i64 = 0;
     loop {
@@ -395,6 +430,7 @@ pub async fn run(
         }
     }
     events.abort();
+    reports.abort();
     // Stop accepting, let requests in flight finish, close idle keep-alive connections.
     let _ = relay_stop.send(());
     if let Some(t) = relay_task {

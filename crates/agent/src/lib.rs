@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod install;
 pub mod relay;
+pub mod served;
 pub mod server_api;
 pub mod state;
 pub mod update;

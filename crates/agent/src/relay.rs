@@ -8,21 +8,25 @@
 //! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
 //! from cache only when every upstream fails. Concurrent requests for one path cause one
 //! upstream fetch; fetches are bounded by a semaphore and the cache by a byte budget, oldest
-//! files evicted first.
+//! files evicted first. What it served, and to which client address, is counted for the
+//! agent's check-ins ([`Relay::report`]).
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use cascade_core::report::RelayReport;
 use cascade_repo::transport::find_source_failure;
 use cascade_repo::{SourceFailure, SourceTransport};
 use futures::StreamExt as _;
@@ -30,6 +34,8 @@ use tough::Transport as _;
 use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 use url::Url;
+
+use crate::served::Served;
 
 /// How a mutable file fetched this recently is reused by requests that queued behind it.
 const MUTABLE_REUSE: Duration = Duration::from_millis(500);
@@ -52,7 +58,7 @@ pub struct RelayStats {
     pub upstream_fetches: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
-    /// Bytes of response bodies served (full files; ranges count their file size).
+    /// Bytes of response bodies sent (a range counts its length; HEAD and 304 count 0).
     pub bytes_served: AtomicU64,
     /// Upstream answers refused because their hash did not match their name.
     pub refused: AtomicU64,
@@ -126,11 +132,14 @@ pub struct Relay {
     fetch_slots: tokio::sync::Semaphore,
     /// Counters for reports and tests.
     pub stats: RelayStats,
+    served: Served,
+    started: i64,
 }
 
 impl Relay {
-    /// A relay caching in `config.cache_dir`, fetching through `transport`.
-    pub fn new(config: RelayConfig, transport: SourceTransport) -> Arc<Self> {
+    /// A relay caching in `config.cache_dir`, fetching through `transport`; `started` is
+    /// the Unix time its report counts from.
+    pub fn new(config: RelayConfig, transport: SourceTransport, started: i64) -> Arc<Self> {
         let slots = config.max_concurrent_fetches.max(1);
         Arc::new(Relay {
             config,
@@ -139,6 +148,8 @@ impl Relay {
             flights: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(slots),
             stats: RelayStats::default(),
+            served: Served::default(),
+            started,
         })
     }
 
@@ -150,7 +161,25 @@ impl Relay {
         }
     }
 
-    /// The axum router serving `GET /repo/{*path}`.
+    /// What the relay served since it started, for the agent's check-in.
+    pub fn report(&self) -> RelayReport {
+        let s = &self.stats;
+        let mut report = RelayReport {
+            since: Some(self.started),
+            requests: s.requests.load(Ordering::Relaxed),
+            bytes_served: s.bytes_served.load(Ordering::Relaxed),
+            upstream_fetches: s.upstream_fetches.load(Ordering::Relaxed),
+            upstream_bytes: self.transport.bytes_received(),
+            refused: s.refused.load(Ordering::Relaxed),
+            ..RelayReport::default()
+        };
+        self.served.fill(&mut report);
+        report
+    }
+
+    /// The axum router serving `GET /repo/{*path}` and `GET /relay/stats`. Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that clients are counted
+    /// one by one; without it only the totals are.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/repo/{*path}", get(serve))
@@ -305,29 +334,37 @@ async fn serve(
     req: Request,
 ) -> Response {
     relay.stats.requests.fetch_add(1, Ordering::Relaxed);
-    match relay.obtain(&path).await {
-        Ok(file) => {
-            let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-            relay.stats.bytes_served.fetch_add(size, Ordering::Relaxed);
-            match ServeFile::new(file).oneshot(req).await {
-                Ok(resp) => resp.map(Body::new),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            }
-        }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let head = req.method() == Method::HEAD;
+    let resp = match relay.obtain(&path).await {
+        Ok(file) => match ServeFile::new(file).oneshot(req).await {
+            Ok(resp) => resp.map(Body::new),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
         Err(e) => e.into_response(),
+    };
+    let sent = if head || !matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        0
+    } else {
+        resp.headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    relay.stats.bytes_served.fetch_add(sent, Ordering::Relaxed);
+    if let Some(ip) = peer {
+        relay.served.record(ip, sent);
     }
+    resp
 }
 
-/// `GET /relay/stats`: the counters as JSON, for the server, the demo and operators.
+/// `GET /relay/stats`: the [`RelayReport`] as JSON, for operators, the demo and benches.
 async fn stats(State(relay): State<Arc<Relay>>) -> Response {
-    let s = &relay.stats;
-    axum::Json(serde_json::json!({
-        "requests": s.requests.load(Ordering::Relaxed),
-        "bytes_served": s.bytes_served.load(Ordering::Relaxed),
-        "upstream_fetches": s.upstream_fetches.load(Ordering::Relaxed),
-        "refused": s.refused.load(Ordering::Relaxed),
-    }))
-    .into_response()
+    axum::Json(relay.report()).into_response()
 }
 
 /// Only plain relative paths of safe segments: no `..`, no dot files, no empty segments.

@@ -2,6 +2,7 @@
 //! fetch however many clients ask at once, hash-checked blobs, fallback between upstreams.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,11 +45,14 @@ async fn relay(cache: &Path, upstreams: Vec<Url>, max_cache_bytes: u64) -> (Arc<
             max_cache_bytes,
         },
         transport,
+        1_700_000_000,
     );
     relay.set_upstreams(upstreams);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = relay.router();
+    let app = relay
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (relay, format!("http://{addr}/repo/").parse().unwrap())
 }
@@ -91,6 +95,67 @@ async fn single_flight_for_200_clients() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(relay.stats.upstream_fetches.load(Ordering::SeqCst), 1);
     assert_eq!(relay.stats.requests.load(Ordering::SeqCst), 200);
+}
+
+/// A client whose connections leave from `ip`.
+fn client_at(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+// The relay's report counts each client address with the body bytes it was really sent: a
+// whole file, a range's length, nothing for HEAD; and what it fetched upstream.
+#[tokio::test]
+async fn report_counts_clients_and_bytes() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body = vec![7u8; 10_000];
+    let rel = blob(up_dir.path(), &body);
+    let (up, _) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let url = base.join(&rel).unwrap();
+
+    let a = client_at("127.0.3.1");
+    for _ in 0..2 {
+        let got = a.get(url.clone()).send().await.unwrap();
+        assert_eq!(got.bytes().await.unwrap().len(), 10_000);
+    }
+    let b = client_at("127.0.3.2");
+    let part = b
+        .get(url.clone())
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().len(), 100);
+    let head = b.head(url.clone()).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+
+    let r = relay.report();
+    assert_eq!(r.since, Some(1_700_000_000));
+    assert_eq!(r.requests, 4);
+    assert_eq!(r.bytes_served, 20_100);
+    assert_eq!(r.upstream_fetches, 1);
+    assert_eq!(r.upstream_bytes, 10_000);
+    assert_eq!(r.client_count, 2);
+    let by: Vec<_> = r
+        .clients
+        .iter()
+        .map(|c| (c.ip.as_str(), c.requests, c.bytes))
+        .collect();
+    assert_eq!(by, [("127.0.3.1", 2, 20_000), ("127.0.3.2", 2, 100)]);
+
+    // `/relay/stats` is the same report.
+    let stats: cascade_core::report::RelayReport = reqwest::get(base.join("/relay/stats").unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats, relay.report());
 }
 
 // A blob whose content does not match the hash in its name is refused and not cached; the

@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// Seconds between scheduled updates (± 10 % jitter).
     #[arg(long, default_value_t = 3600)]
     interval: u64,
+    /// With --relay: seconds between reports of what the relay served (sent only when it
+    /// served something since the last one; every check-in after a cycle carries it too).
+    #[arg(long, default_value_t = 60)]
+    relay_report_every: u64,
     /// Give up a source that sends fewer bytes per second than this over a 10 s window.
     #[arg(long, default_value_t = 4096)]
     min_rate: u64,
@@ -138,6 +142,7 @@ impl RunArgs {
             relay_listen: if self.relay { self.listen } else { None },
             relay_cache_bytes: self.relay_cache_mib.saturating_mul(1 << 20),
             interval: Duration::from_secs(self.interval.max(1)),
+            relay_report_interval: Duration::from_secs(self.relay_report_every.max(1)),
             limits: TransportLimits {
                 min_bytes_per_sec: self.min_rate,
                 ..TransportLimits::default()
@@ -207,6 +212,7 @@ pub fn run_update_now(args: &UpdateNowArgs) -> anyhow::Result<ExitCode> {
         listen: None,
         relay_cache_mib: 0,
         interval: 1,
+        relay_report_every: 60,
         min_rate: 4096,
         upstream_root: None,
         site_root: None,

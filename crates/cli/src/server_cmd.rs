@@ -227,7 +227,8 @@ pub struct ClientsArgs {
 /// `cascade agents …`: registered update agents.
 #[derive(Debug, Subcommand)]
 pub enum AgentsCmd {
-    /// List agents, capabilities and the enrolled clients serving at each.
+    /// List agents, capabilities, the enrolled clients serving at each and what their relays
+    /// last reported serving (clients, bytes, upstream fetches).
     List(Conn),
     /// Register an update agent.
     Add {
@@ -649,7 +650,14 @@ pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
         if conn.json {
             print_json(&v);
         } else if let Some(agents) = v["agents"].as_array() {
-            let mut t = table(&["address", "capabilities", "enrolled as"]);
+            let mut t = table(&[
+                "address",
+                "capabilities",
+                "enrolled as",
+                "clients served",
+                "bytes served",
+                "upstream fetches",
+            ]);
             for a in agents {
                 let caps = a["capabilities"]
                     .as_array()
@@ -664,7 +672,18 @@ pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
                             .join(", ")
                     })
                     .unwrap_or_default();
-                t.add_row(vec![s(&a["address"]), caps, clients]);
+                let relay = &a["relay"];
+                let (served, sent, fetches) = if relay.is_object() {
+                    (
+                        s(&relay["client_count"]),
+                        indicatif::HumanBytes(relay["bytes_served"].as_u64().unwrap_or(0))
+                            .to_string(),
+                        s(&relay["upstream_fetches"]),
+                    )
+                } else {
+                    ("-".into(), "-".into(), "-".into())
+                };
+                t.add_row(vec![s(&a["address"]), caps, clients, served, sent, fetches]);
             }
             println!("{t}\nrevision {}", s(&v["revision"]));
         } else {

@@ -75,4 +75,49 @@ pub struct CheckIn {
     /// The last update's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update: Option<UpdateReport>,
+    /// What this client served to its neighbours, when it is an update agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayReport>,
+}
+
+/// At most this many clients are listed one by one in a [`RelayReport`]; the rest are only
+/// counted (a relay serving a whole campus must not send megabytes with each check-in).
+pub const MAX_REPORTED_CLIENTS: usize = 1000;
+
+/// What an update agent's relay served since it started. Counters only grow while the relay
+/// runs; the server keeps the latest report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayReport {
+    /// Unix seconds when the relay started (client clock).
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Requests answered.
+    pub requests: u64,
+    /// Response body bytes sent to clients.
+    pub bytes_served: u64,
+    /// Fetches the relay made from its own upstreams (cache misses).
+    pub upstream_fetches: u64,
+    /// Bytes received from its upstreams.
+    pub upstream_bytes: u64,
+    /// Upstream answers refused because their content did not match their name.
+    #[serde(default)]
+    pub refused: u64,
+    /// Distinct client addresses served.
+    pub client_count: u64,
+    /// The clients served the most bytes, at most [`MAX_REPORTED_CLIENTS`], most first.
+    #[serde(default)]
+    pub clients: Vec<ServedClient>,
+}
+
+/// One neighbour a relay served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServedClient {
+    /// The client's address as the relay saw it.
+    pub ip: String,
+    /// Requests answered for it.
+    pub requests: u64,
+    /// Response body bytes sent to it.
+    pub bytes: u64,
 }

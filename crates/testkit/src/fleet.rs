@@ -210,6 +210,7 @@ impl Fleet {
             relay_listen: relay,
             relay_cache_bytes: 1 << 30,
             interval: Duration::from_secs(3600),
+            relay_report_interval: Duration::from_millis(300),
             limits: TransportLimits {
                 connect_timeout: Duration::from_secs(2),
                 header_timeout: Duration::from_secs(5),

@@ -349,6 +349,40 @@ async fn relay_serves_then_falls_back_when_stopped() {
     let s = steps(&r, Category::Components);
     assert_eq!(s[0].0, format!("agent:{relay_addr}"));
     assert_eq!(s[0].1, Outcome::Ok, "{s:?}");
+    // The relay reports what it served, to whom, and what it took upstream; the server
+    // shows it on the agent.
+    let served_bytes: u64 = r
+        .attempts
+        .iter()
+        .filter(|a| a.step == 1)
+        .map(|a| a.bytes)
+        .sum();
+    let relay_seen = cascade_testkit::wait_until(Duration::from_secs(10), || async {
+        let agents = w
+            .fleet
+            .admin(reqwest::Method::GET, "api/agents", None)
+            .await
+            .unwrap();
+        // Reports go out while clients download: wait for the one that counts it all.
+        let r = &agents["agents"][0]["relay"];
+        r["clients"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["ip"] == "127.0.1.17" && c["bytes"].as_u64() >= Some(served_bytes))
+        })
+    })
+    .await;
+    assert!(
+        relay_seen.is_ok(),
+        "no relay report with the {served_bytes} bytes 127.0.1.17 received reached the server"
+    );
+    let agents = w
+        .fleet
+        .admin(reqwest::Method::GET, "api/agents", None)
+        .await
+        .unwrap();
+    let report = &agents["agents"][0]["relay"];
+    assert!(report["client_count"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["upstream_fetches"].as_u64().unwrap() > 0, "{report}");
     relay.stop().await.unwrap();
     release_v2(&w, &w.b).await;
     let r = client(&w, "c8", "127.0.1.17").await;

@@ -1,14 +1,15 @@
 //! The Update agents page: each registered agent with its address, capabilities, health (the
-//! check-ins of the enrolled client serving at that address), the clients it served and the
-//! bytes they received from it (from clients' last update reports), and forms to register and
-//! unregister agents through the API's own handlers.
+//! check-ins of the enrolled client serving at that address), what its relay reports serving
+//! (clients, bytes, upstream fetches and the share of bytes it saved the upstream; before its
+//! first report, the clients and bytes are counted from clients' last update reports), and
+//! forms to register and unregister agents through the API's own handlers.
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cascade_core::report::Outcome;
+use cascade_core::report::{Outcome, RelayReport};
 use cascade_core::{AgentDoc, Category};
 
 use super::clients::{load, ClientRow};
@@ -30,8 +31,11 @@ pub struct AgentRow {
     health: String,
     health_class: String,
     last_seen: String,
-    served: usize,
+    served: u64,
     bytes: String,
+    /// `reported` when the figures are the relay's own, `estimated` from clients' reports.
+    basis: &'static str,
+    upstream: String,
     installed: String,
 }
 
@@ -55,7 +59,9 @@ impl AgentsPage {
     }
 }
 
-fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) -> AgentRow {
+/// Clients served and bytes sent by the agent at `address`, counted from clients' last
+/// update reports (used until the agent's relay reports its own figures).
+fn estimate(address: &str, clients: &[ClientRow]) -> (u64, u64) {
     let source = format!("agent:{address}");
     let mut served = 0;
     let mut total = 0u64;
@@ -74,9 +80,36 @@ fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) 
             served += 1;
         }
     }
+    (served, total)
+}
+
+/// "N fetches, X (Y % saved)": what the relay took from its upstreams against what it sent.
+fn upstream(r: &RelayReport) -> String {
+    let saved = if r.bytes_served > 0 {
+        let share = u128::from(r.upstream_bytes) * 100 / u128::from(r.bytes_served);
+        format!(" ({} % saved)", 100 - share.min(100))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} fetches, {}{saved}",
+        r.upstream_fetches,
+        bytes(r.upstream_bytes)
+    )
+}
+
+fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) -> AgentRow {
+    // The most recently seen client enrolled at this address speaks for the agent.
     let own = clients
         .iter()
-        .find(|c| c.agent.as_deref() == Some(address.as_str()));
+        .filter(|c| c.agent.as_deref() == Some(address.as_str()))
+        .max_by_key(|c| c.last_seen);
+    let (served, total, basis, up) = if let Some(r) = own.and_then(|c| c.relay.as_ref()) {
+        (r.client_count, r.bytes_served, "reported", upstream(r))
+    } else {
+        let (n, b) = estimate(&address, clients);
+        (n, b, "estimated", String::new())
+    };
     let (health, health_class, last_seen, installed) = match own {
         Some(c) => (
             c.state.clone(),
@@ -109,6 +142,8 @@ fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) 
         last_seen,
         served,
         bytes: bytes(total),
+        basis,
+        upstream: up,
         installed,
     }
 }

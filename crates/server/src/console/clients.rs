@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cascade_core::report::{Outcome, UpdateReport};
+use cascade_core::report::{Outcome, RelayReport, UpdateReport};
 use cascade_core::Category;
 use serde_json::Value;
 
@@ -41,6 +41,8 @@ pub struct ClientRow {
     pub agent: Option<String>,
     /// The last update report, when it sent one.
     pub report: Option<UpdateReport>,
+    /// What its relay served, when it is an update agent that reported it.
+    pub relay: Option<RelayReport>,
 }
 
 impl ClientRow {
@@ -72,6 +74,7 @@ impl ClientRow {
                 .unwrap_or(false)
                 .then(|| s("agent_address")),
             report: serde_json::from_value(v["last_update"].clone()).ok(),
+            relay: serde_json::from_value(v["relay"].clone()).ok(),
         }
     }
 

@@ -54,6 +54,9 @@ pub struct ClientView {
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_update: Option<serde_json::Value>,
+    /// What its relay served, when it is an update agent that reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relay: Option<serde_json::Value>,
 }
 
 /// Reads one `clients` row (selected with [`CLIENT_COLUMNS`]).
@@ -71,6 +74,7 @@ pub fn client_view(
     let agent_address: Option<String> = r.try_get("agent_address")?;
     let installed: String = r.try_get("installed")?;
     let last_update: Option<String> = r.try_get("last_update")?;
+    let relay: Option<String> = r.try_get("relay_report")?;
     let stale = i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX);
     let is_agent = agent_address
         .as_deref()
@@ -95,12 +99,17 @@ pub fn client_view(
         } else {
             None
         },
+        relay: if detail {
+            relay.and_then(|t| serde_json::from_str(&t).ok())
+        } else {
+            None
+        },
     })
 }
 
 /// The columns [`client_view`] reads.
 pub const CLIENT_COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
-     last_seen, reported_ip, peer_ip, installed, last_outcome, last_update";
+     last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report";
 
 /// `GET /api/clients` query: `stale` alone (or `true`) uses the server's window; a number
 /// is a window in seconds.

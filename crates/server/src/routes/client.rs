@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::doc::parse_agent_address;
-use cascade_core::report::CheckIn;
+use cascade_core::report::{CheckIn, RelayReport, MAX_REPORTED_CLIENTS};
 use cascade_core::PolicyDoc;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
@@ -160,6 +160,7 @@ pub async fn checkin(
             })
         })
         .transpose()?;
+    let relay = body.relay.as_ref().map(check_relay).transpose()?;
     let installed =
         serde_json::to_string(&body.installed).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (report, outcome) = match &body.last_update {
@@ -173,8 +174,8 @@ pub async fn checkin(
     };
     sqlx::query(
         "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
-         last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome) \
-         WHERE id = $7",
+         last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
+         relay_report = COALESCE($7, relay_report) WHERE id = $8",
     )
     .bind(st.clock.now())
     .bind(ip.map(|i| i.to_string()))
@@ -182,11 +183,34 @@ pub async fn checkin(
     .bind(installed)
     .bind(report)
     .bind(outcome)
+    .bind(relay)
     .bind(&id)
     .execute(&st.db.pool)
     .await?;
     let cur = store::current(&st).await?;
     Ok(Json(json!({"policy_revision": cur.revision})).into_response())
+}
+
+/// Checks a relay report's client list (bounded, real addresses) and encodes it.
+fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
+    if r.clients.len() > MAX_REPORTED_CLIENTS {
+        return Err(ApiError::bad(
+            "request.relay.clients",
+            "relay.clients",
+            format!(
+                "relay.clients: {} entries, at most {MAX_REPORTED_CLIENTS} are accepted",
+                r.clients.len()
+            ),
+        ));
+    }
+    if let Some(c) = r.clients.iter().find(|c| c.ip.parse::<IpAddr>().is_err()) {
+        return Err(ApiError::bad(
+            "request.relay.ip",
+            "relay.clients.ip",
+            format!("relay.clients.ip: `{}` is not an IP address", c.ip),
+        ));
+    }
+    serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use cascade_core::doc::parse_agent_address;
+use cascade_core::report::RelayReport;
 use cascade_core::{
     ActiveUpdateFallback, Agent, AgentDoc, AgentSource, Domain, Mode, PolicyDoc, PolicyError,
     PrivilegeOverrides, Privileges,
@@ -224,31 +225,41 @@ pub async fn delete_domain(
     ))
 }
 
-/// `GET /api/agents`: registered agents, with the enrolled clients that serve at each.
+/// `GET /api/agents`: registered agents, with the enrolled clients that serve at each and
+/// what the relay there last reported serving (`relay`, null before its first report).
 pub async fn list_agents(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
     let cur = store::current(&st).await?;
     let rows = sqlx::query(
-        "SELECT id, name, agent_address, last_seen FROM clients WHERE agent_address IS NOT NULL",
+        "SELECT id, name, agent_address, last_seen, relay_report FROM clients \
+         WHERE agent_address IS NOT NULL ORDER BY COALESCE(last_seen, 0) DESC, id",
     )
     .fetch_all(&st.db.pool)
     .await?;
-    let mut enrolled: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    // Per address: the enrolled clients serving there, and the relay report of the one seen
+    // last (re-enrolling an agent leaves its old record behind).
+    let mut enrolled: BTreeMap<String, (Vec<serde_json::Value>, Option<RelayReport>)> =
+        BTreeMap::new();
     for r in rows {
         let addr: String = r.try_get("agent_address")?;
         let id: String = r.try_get("id")?;
         let name: String = r.try_get("name")?;
         let last_seen: Option<i64> = r.try_get("last_seen")?;
-        enrolled
-            .entry(addr)
-            .or_default()
+        let report: Option<String> = r.try_get("relay_report")?;
+        let entry = enrolled.entry(addr).or_default();
+        entry
+            .0
             .push(json!({"client_id": id, "name": name, "last_seen": last_seen}));
+        if entry.1.is_none() {
+            entry.1 = report.and_then(|t| serde_json::from_str(&t).ok());
+        }
     }
     let agents: Vec<serde_json::Value> = PolicyDoc::from_policy(&cur.policy)
         .agent
         .into_iter()
         .map(|a| {
-            let clients = enrolled.remove(&a.address).unwrap_or_default();
-            json!({"address": a.address, "capabilities": a.capabilities, "clients": clients})
+            let (clients, relay) = enrolled.remove(&a.address).unwrap_or_default();
+            json!({"address": a.address, "capabilities": a.capabilities, "clients": clients,
+                   "relay": relay})
         })
         .collect();
     Ok(with_revision(

@@ -271,3 +271,80 @@ async fn restart_keeps_everything() {
     s.enroll_client("pc-2", None).await;
     s.stop().await;
 }
+
+// An update agent's check-in carries what its relay served; the server keeps the latest
+// report, shows it on the agent (`/api/agents`) and the client record, keeps it through
+// check-ins without one, and refuses a malformed one without changing what is stored.
+#[tokio::test]
+async fn relay_report_is_stored_and_shown_on_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    s.admin(
+        Method::POST,
+        "/api/agents",
+        Some(&json!({"address": "10.0.0.5:8443"})),
+    )
+    .await
+    .expect(201);
+    let (id, cred) = s.enroll_client("relay-1", Some("10.0.0.5:8443")).await;
+    let checkin = |body: Value| {
+        let cred = cred.clone();
+        let s = &s;
+        async move {
+            s.call(
+                Method::POST,
+                "/api/client/checkin",
+                Some(&cred),
+                &[],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
+    assert_eq!(agents["agents"][0]["relay"], Value::Null);
+
+    let report = json!({
+        "since": 1_764_000_000, "requests": 12, "bytes_served": 81_920,
+        "upstream_fetches": 3, "upstream_bytes": 20_480, "refused": 0, "client_count": 2,
+        "clients": [
+            {"ip": "10.0.1.7", "requests": 8, "bytes": 61_440},
+            {"ip": "10.0.1.9", "requests": 4, "bytes": 20_480}
+        ]
+    });
+    checkin(json!({"ip": "10.0.0.5", "relay": report}))
+        .await
+        .expect(200);
+    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
+    assert_eq!(agents["agents"][0]["relay"], report);
+    let me = s
+        .admin(Method::GET, &format!("/api/clients/{id}"), None)
+        .await
+        .expect(200);
+    assert_eq!(me["relay"], report);
+
+    // A check-in without a relay report (after an update cycle that failed to reach the
+    // relay's counters, say) keeps the last one.
+    checkin(json!({"ip": "10.0.0.5"})).await.expect(200);
+    // Malformed reports are refused, naming the field; the stored one is unchanged.
+    let mut bad_ip = report.clone();
+    bad_ip["clients"][1]["ip"] = json!("10.0.1");
+    checkin(json!({"relay": bad_ip})).await.expect_error(
+        400,
+        "request.relay.ip",
+        "relay.clients.ip",
+    );
+    let mut too_many = report.clone();
+    too_many["clients"] = Value::Array(
+        (0..=cascade_core::report::MAX_REPORTED_CLIENTS)
+            .map(|i| json!({"ip": format!("10.1.{}.{}", i / 256, i % 256), "requests": 1, "bytes": 1}))
+            .collect(),
+    );
+    checkin(json!({"relay": too_many})).await.expect_error(
+        400,
+        "request.relay.clients",
+        "relay.clients",
+    );
+    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
+    assert_eq!(agents["agents"][0]["relay"], report);
+}

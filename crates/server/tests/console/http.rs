@@ -203,3 +203,46 @@ async fn empty_dashboard_and_bad_whatif_ip() {
     assert_eq!(status, 200);
     assert!(page.contains("mode is standard"), "{page}");
 }
+
+// The agents page shows what the agent's relay reported (clients, bytes, upstream share);
+// before its first report, the figures are marked as estimated from clients' reports.
+#[tokio::test]
+async fn agents_page_shows_the_relay_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let body = json!({"address": "10.0.0.5:8443"});
+    s.api(&s.admin, Method::POST, "/api/agents", Some(&body), 201)
+        .await;
+    let v = s
+        .api(
+            &s.enroll,
+            Method::POST,
+            "/api/client/enroll",
+            Some(&json!({"name": "relay-1", "agent_address": "10.0.0.5:8443"})),
+            201,
+        )
+        .await;
+    let cred = v["credential"].as_str().unwrap().to_owned();
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (status, page) = get(&s, &cookie, "/agents").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("(estimated)"), "{page}");
+
+    let report = json!({"relay": {
+        "requests": 30, "bytes_served": 4_194_304, "upstream_fetches": 5,
+        "upstream_bytes": 1_048_576, "client_count": 17, "clients": []}});
+    s.api(
+        &cred,
+        Method::POST,
+        "/api/client/checkin",
+        Some(&report),
+        200,
+    )
+    .await;
+    let (status, page) = get(&s, &cookie, "/agents").await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("(estimated)"), "{page}");
+    assert!(page.contains("<td class=\"reported\">17</td>"), "{page}");
+    assert!(page.contains("5 fetches"), "{page}");
+    assert!(page.contains("75 % saved"), "{page}");
+}
