@@ -79,6 +79,9 @@ pub enum AgentError {
     /// The relay could not start.
     #[error("relay: {0}")]
     Relay(String),
+    /// A local part could not be set up (the HTTP client).
+    #[error("set-up: {0}")]
+    Setup(String),
 }
 
 impl AgentError {
@@ -92,6 +95,7 @@ impl AgentError {
             AgentError::State(e) => e.code(),
             AgentError::Api(e) => e.code(),
             AgentError::Relay(_) => "agent.relay",
+            AgentError::Setup(_) => "agent.setup",
         }
     }
 }
@@ -161,7 +165,8 @@ impl Agent {
             id
         };
         let api = ServerClient::new(id.server.clone(), cfg.bind_ip)?;
-        let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip);
+        let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip)
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
         let relay = match cfg.relay_listen {
             Some(_) => {
                 let transport = SourceTransport::new_bound(cfg.limits, cfg.bind_ip)

@@ -13,7 +13,9 @@ use cascade_core::report::{Attempt, Outcome, UpdateReport};
 use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource};
 use cascade_repo::layout::TargetPath;
 use cascade_repo::publish::{target_meta, versions_of};
-use cascade_repo::{FailureReason, Installed, RepoClient, Source, TransportLimits};
+use cascade_repo::{
+    FailureReason, Installed, RepoClient, Source, SourceTransport, TransportLimits,
+};
 use url::Url;
 
 use crate::install::Installer;
@@ -35,8 +37,9 @@ pub struct Me {
 pub struct Updater {
     data: DataDir,
     server: Url,
-    limits: TransportLimits,
     bind: Option<IpAddr>,
+    /// One HTTP client for the agent's life; each step gets a sibling with its own counter.
+    transport: SourceTransport,
     installer: Installer,
     /// Per trust domain, the timestamp version the server announced: a source whose
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
@@ -86,17 +89,27 @@ enum Got {
 impl Updater {
     /// An updater for the data directory `data`, with the server at `server`; repository
     /// connections leave from `bind` when given.
-    pub fn new(data: DataDir, server: Url, limits: TransportLimits, bind: Option<IpAddr>) -> Self {
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (TLS set-up).
+    pub fn new(
+        data: DataDir,
+        server: Url,
+        limits: TransportLimits,
+        bind: Option<IpAddr>,
+    ) -> Result<Self, FailureReason> {
         let installer = Installer::new(data.installed());
-        Updater {
+        let transport = SourceTransport::new_bound(limits, bind)
+            .map_err(|e| FailureReason::Local(format!("HTTP client: {e}")))?;
+        Ok(Updater {
             data,
             server,
-            limits,
             bind,
+            transport,
             installer,
             floors: BTreeMap::new(),
             observer: None,
-        }
+        })
     }
 
     /// Reports each step to `observer` (e.g. a progress bar).
@@ -245,7 +258,7 @@ impl Updater {
                 dir.join("pinned-root.json").display()
             ))
         })?;
-        let client = RepoClient::new_bound(root, &dir, self.limits, self.bind)?;
+        let client = RepoClient::with_transport(root, &dir, self.transport.sibling(), self.bind)?;
         Ok(match self.floors.get(trust_domain(category)) {
             Some(v) => client.with_min_timestamp_version(*v),
             None => client,

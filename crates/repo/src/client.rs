@@ -122,9 +122,24 @@ impl RepoClient {
         limits: TransportLimits,
         bind: Option<IpAddr>,
     ) -> Result<Self, FailureReason> {
-        std::fs::create_dir_all(datastore).map_err(|e| FailureReason::Local(e.to_string()))?;
         let transport = SourceTransport::new_bound(limits, bind)
             .map_err(|e| FailureReason::Local(e.to_string()))?;
+        Self::with_transport(trusted_root, datastore, transport, bind)
+    }
+
+    /// Like [`RepoClient::new_bound`], fetching through `transport` (e.g. a
+    /// [`SourceTransport::sibling`] of a long-lived one, so clients share connections);
+    /// `bind` is used for sources given their own limits.
+    ///
+    /// # Errors
+    /// [`FailureReason::Local`] when the datastore cannot be created.
+    pub fn with_transport(
+        trusted_root: Vec<u8>,
+        datastore: &Path,
+        transport: SourceTransport,
+        bind: Option<IpAddr>,
+    ) -> Result<Self, FailureReason> {
+        std::fs::create_dir_all(datastore).map_err(|e| FailureReason::Local(e.to_string()))?;
         Ok(Self {
             trusted_root,
             datastore: datastore.to_owned(),

@@ -135,6 +135,18 @@ impl SourceTransport {
         })
     }
 
+    /// A transport sharing this one's HTTP client (connection pool, TLS set-up) and limits,
+    /// with a byte counter of its own: cheap, where building a client re-reads the
+    /// system's certificate store.
+    #[must_use]
+    pub fn sibling(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            limits: self.limits,
+            received: std::sync::Arc::default(),
+        }
+    }
+
     /// Body bytes received so far through this transport and its clones (for reports).
     pub fn bytes_received(&self) -> u64 {
         self.received.load(std::sync::atomic::Ordering::Relaxed)
