@@ -10,7 +10,7 @@ mod serve;
 mod upstream;
 
 pub use fleet::{update_once, wait_until, AgentHandle, Fleet, FleetError};
-pub use serve::StaticServer;
+pub use serve::{Lie, StaticServer};
 pub use upstream::Upstream;
 
 /// Any error of the kit, as text with its origin (the kit serves tests and the demo, which
