@@ -74,15 +74,15 @@ async fn world() -> World {
     }
 }
 
-/// One update cycle of the client `name` at `addr`, with a 500 ms throughput window so a
-/// trickle is given up within a second or two, and a 1 MiB cap per response so endless data
+/// One update cycle of the client `name` at `addr`, with a 1 s throughput window (2 s in
+/// `agent_config`) so a trickle is given up within about a second per file, and a 1 MiB cap per response so endless data
 /// cut only by that cap (not by the signed length) would show as `source.too_large`.
 async fn client(w: &World, name: &str, addr: &str) -> UpdateReport {
     let ip: IpAddr = addr.parse().unwrap();
     let mut cfg = w
         .fleet
         .agent_config(&w.tmp.path().join(name), ip, None, Some(&w.root));
-    cfg.limits.window = Duration::from_millis(500);
+    cfg.limits.window = Duration::from_secs(1);
     cfg.limits.max_response_bytes = 1 << 20;
     update_once(cfg).await.unwrap()
 }
@@ -228,7 +228,7 @@ async fn endless_blob_refused_server_installs() {
 }
 
 // A hostile source trickling v2's files one byte per 200 ms is given up as too slow after
-// the client's throughput window (lowered to 500 ms here); the server installs v2.
+// the client's throughput window (lowered to 1 s here); the server installs v2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_blob_refused_server_installs() {
     let w = world().await;
