@@ -2,15 +2,18 @@
 //! benchmarks and `cascade demo`. A signed upstream repository served over HTTP
 //! ([`Upstream`]), a static file server that can be stopped or made to lie
 //! ([`StaticServer`]), the cascade server with its first-start tokens captured
-//! ([`Fleet`]), and in-process agents bound to their own 127.x.y.z address ([`AgentHandle`]).
+//! ([`Fleet`]), in-process agents bound to their own 127.x.y.z address ([`AgentHandle`]),
+//! and a counting reverse proxy that can hold one path's answers ([`CountingProxy`]).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
 mod fleet;
+mod proxy;
 mod serve;
 mod upstream;
 
 pub use fleet::{update_once, wait_until, AgentHandle, Fleet, FleetError};
-pub use serve::StaticServer;
+pub use proxy::CountingProxy;
+pub use serve::{Lie, StaticServer};
 pub use upstream::Upstream;
 
 /// Any error of the kit, as text with its origin (the kit serves tests and the demo, which
@@ -29,6 +32,58 @@ impl KitError {
     pub fn code(&self) -> &'static str {
         "testkit.failed"
     }
+}
+
+/// A temporary directory on tmpfs (`/dev/shm`) when the machine has one, else in the usual
+/// temporary directory. Hundreds of agents create, fsync and delete thousands of small files
+/// (data directories, stages, installs, the server's database); on a virtual disk that costs
+/// more than the scenario itself, and nothing under test depends on it reaching a disk.
+///
+/// # Errors
+/// When no directory can be created.
+pub fn scratch_dir() -> Result<tempfile::TempDir, KitError> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::Builder::new().prefix("cascade-").tempdir_in(shm) {
+            return Ok(dir);
+        }
+    }
+    tempfile::tempdir().map_err(|e| kit("temporary directory")(&e))
+}
+
+/// A public root certificate (ISRG Root X2), never used to verify anything here.
+const ONE_ROOT: &str = "-----BEGIN CERTIFICATE-----
+MIICGzCCAaGgAwIBAgIQQdKd0XLq7qeAwSxs6S+HUjAKBggqhkjOPQQDAzBPMQsw
+CQYDVQQGEwJVUzEpMCcGA1UEChMgSW50ZXJuZXQgU2VjdXJpdHkgUmVzZWFyY2gg
+R3JvdXAxFTATBgNVBAMTDElTUkcgUm9vdCBYMjAeFw0yMDA5MDQwMDAwMDBaFw00
+MDA5MTcxNjAwMDBaME8xCzAJBgNVBAYTAlVTMSkwJwYDVQQKEyBJbnRlcm5ldCBT
+ZWN1cml0eSBSZXNlYXJjaCBHcm91cDEVMBMGA1UEAxMMSVNSRyBSb290IFgyMHYw
+EAYHKoZIzj0CAQYFK4EEACIDYgAEzZvVn4CDCuwJSvMWSj5cz3es3mcFDR0HttwW
++1qLFNvicWDEukWVEYmO6gbf9yoWHKS5xcUy4APgHoIYOIvXRdgKam7mAHf7AlF9
+ItgKbppbd9/w+kHsOdx1ymgHDB/qo0IwQDAOBgNVHQ8BAf8EBAMCAQYwDwYDVR0T
+AQH/BAUwAwEB/zAdBgNVHQ4EFgQUfEKWrt5LSDv6kviejM9ti6lyN5UwCgYIKoZI
+zj0EAwMDaAAwZQIwe3lORlCEwkSHRhtFcP9Ymd70/aTSVaYgLXTWNLxBo1BfASdW
+tL4ndQavEi51mI38AjEAi/V3bNTIZargCyzuFJ0nN6T5U6VR5CmD1/iQMVtCnwr1
+/q4AaOeMSQ+2b1tbFfLn
+-----END CERTIFICATE-----
+";
+
+/// Points this process's TLS trust store (`SSL_CERT_FILE`, `SSL_CERT_DIR`) at a single root
+/// written into `dir`. Every HTTP client the agents build (several per update cycle) loads
+/// the system's CA bundle otherwise, about 50 ms each in a debug build; a test that runs
+/// hundreds of agents over plain HTTP on loopback spends most of its time there.
+///
+/// Call it first thing in a test's own process (nextest runs each test in one), before any
+/// runtime or thread starts: it changes the process environment.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn one_tls_root(dir: &std::path::Path) -> Result<(), KitError> {
+    let file = dir.join("one-root.pem");
+    std::fs::write(&file, ONE_ROOT).map_err(|e| kit("write TLS root")(&e))?;
+    std::env::set_var("SSL_CERT_FILE", &file);
+    std::env::set_var("SSL_CERT_DIR", dir);
+    Ok(())
 }
 
 pub(crate) fn kit(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> KitError {

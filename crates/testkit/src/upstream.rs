@@ -84,6 +84,18 @@ impl Upstream {
         Ok(())
     }
 
+    /// Re-signs the timestamp as if the time were `now` (it then expires one timestamp
+    /// lifetime after `now`; a `now` in the past gives a correctly signed, expired one).
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub async fn refresh_timestamp(&self, now: jiff::Timestamp) -> Result<(), KitError> {
+        self.publisher
+            .refresh_timestamp(now)
+            .await
+            .map_err(|e| kit("refresh timestamp")(&e))
+    }
+
     /// The trusted root (`1.root.json`) clients pin.
     pub fn root(&self) -> &[u8] {
         &self.root

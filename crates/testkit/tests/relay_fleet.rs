@@ -1,0 +1,230 @@
+//! One update agent relaying for 200 full agents (issue 6): the relay is the agent in relay
+//! mode (`cascade_agent::daemon::run`), it reaches the server through a counting proxy, and
+//! each client is a real update cycle (`update_once`) with its own data directory and its own
+//! 127.0.2.x address.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use cascade_core::report::Outcome;
+use cascade_core::Category;
+use cascade_testkit::{update_once, wait_until, AgentHandle, CountingProxy, Fleet, Upstream};
+
+const CLIENTS: u8 = 200;
+
+fn any_port(host: &str) -> SocketAddr {
+    format!("{host}:0").parse().unwrap()
+}
+
+/// Deterministic content that does not compress away.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Whether the client in `dir` is inside its components install (a stage exists): it has
+/// loaded the metadata and is fetching the blob.
+fn staged(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("installed/components/patterns")).is_ok_and(|rd| {
+        rd.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(".stage-"))
+    })
+}
+
+/// The relay's `/relay/stats` counters.
+async fn relay_stats(http: &reqwest::Client, relay: SocketAddr) -> serde_json::Value {
+    let Ok(resp) = http.get(format!("http://{relay}/relay/stats")).send().await else {
+        return serde_json::Value::Null;
+    };
+    resp.json().await.unwrap_or_default()
+}
+
+/// Plain HTTP on loopback only, so one TLS root instead of the system bundle (see
+/// `one_tls_root`), and the agents' files on tmpfs when there is one (`scratch_dir`); the
+/// test runs on its own runtime, started after that.
+#[test]
+fn two_hundred_agents_one_upstream_fetch() {
+    let tmp = cascade_testkit::scratch_dir().unwrap();
+    cascade_testkit::one_tls_root(tmp.path()).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(two_hundred_agents(&tmp));
+}
+
+// 200 clients behind one relay all install a newly published and notified version through
+// it, and the relay fetches the new blob from upstream exactly once. The server holds the
+// blob until every client is waiting on the relay for it, so all 200 (and the relay's own
+// cache warming) meet the same cache miss.
+async fn two_hundred_agents(tmp: &tempfile::TempDir) {
+    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
+        .await
+        .unwrap();
+    let v2 = content(64 * 1024, 2);
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "1",
+            &[("patterns.db", b"one")],
+        )
+        .await
+        .unwrap();
+    let root = tmp.path().join("upstream-root.json");
+    upstream.write_root(&root).unwrap();
+    let fleet = Fleet::start(
+        &tmp.path().join("server"),
+        any_port("127.0.0.1"),
+        Some(root.clone()),
+    )
+    .await
+    .unwrap();
+    let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
+        .await
+        .unwrap();
+    let relay_addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // Clients: [relay, upstream]. The relay itself (`[agents] source = "customized"`, no
+    // entry for 127.0.0.2, components not from the server) installs components straight from
+    // the upstream, while its cache fetches from the server (its domain-settings and programs
+    // plans): so every request for the blob that reaches the server is a relay-cache fetch,
+    // not the agent's own install.
+    let policy = format!(
+        "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
+         [agents]\nsource = \"customized\"\n\
+         [fallback]\ncomponents_from_server = false\n\
+         [[agent]]\naddress = \"{relay_addr}\"\n\
+         [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
+        up = upstream.url().unwrap(),
+    );
+    fleet.apply_policy(&policy).await.unwrap();
+    fleet.mirror().await.unwrap();
+
+    // Patient limits: clients and the relay wait on the held blob, and connect on a busy
+    // machine, without giving up.
+    let patient = |mut cfg: cascade_agent::daemon::AgentConfig| {
+        cfg.limits.connect_timeout = Duration::from_secs(30);
+        cfg.limits.header_timeout = Duration::from_secs(300);
+        cfg
+    };
+    let mut cfg = patient(fleet.agent_config(
+        &tmp.path().join("relay"),
+        "127.0.0.2".parse().unwrap(),
+        Some(relay_addr),
+        Some(&root),
+    ));
+    // Everything the relay asks of the server, its upstream fetches included, passes the proxy.
+    cfg.server = Some(proxy.url());
+    let mut relay = AgentHandle::spawn(cfg);
+    let relay_v1 = tmp
+        .path()
+        .join("relay/installed/components/patterns/current");
+    wait_until(Duration::from_secs(30), || async {
+        std::net::TcpStream::connect(relay_addr).is_ok() && relay_v1.exists()
+    })
+    .await
+    .unwrap();
+
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "2",
+            &[("patterns.db", &v2)],
+        )
+        .await
+        .unwrap();
+    fleet.mirror().await.unwrap();
+    let blob_name = std::fs::read_dir(
+        fleet
+            .data_dir
+            .join("repo/upstream/targets/components/patterns/2"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .find(|n| n.ends_with(".patterns.db"))
+    .unwrap();
+    let blob = format!("/repo/upstream/targets/components/patterns/2/{blob_name}");
+    proxy.hold(&blob);
+    fleet.notify().await.unwrap();
+
+    let dirs: Vec<_> = (1..=CLIENTS)
+        .map(|i| tmp.path().join(format!("c{i}")))
+        .collect();
+    let clients: Vec<_> = dirs
+        .iter()
+        .zip(1..=CLIENTS)
+        .map(|(dir, i)| {
+            let ip = IpAddr::from([127, 0, 2, i]);
+            tokio::spawn(update_once(patient(fleet.agent_config(
+                dir,
+                ip,
+                None,
+                Some(&root),
+            ))))
+        })
+        .collect();
+
+    // Release the blob once every client is inside its install and the relay has answered no
+    // request for 300 ms: all of them are then waiting on it.
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let (mut seen, mut since) = (serde_json::Value::Null, tokio::time::Instant::now());
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients inside their install: {} of {CLIENTS}",
+            dirs.iter().filter(|d| staged(d)).count()
+        );
+        let now = relay_stats(&http, relay_addr).await["requests"].clone();
+        if now != seen {
+            (seen, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= Duration::from_millis(300) && dirs.iter().all(|d| staged(d)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = proxy.waiting();
+    proxy.release();
+
+    for (c, dir) in clients.into_iter().zip(&dirs) {
+        let r = c.await.unwrap().unwrap();
+        let steps: Vec<_> = r
+            .attempts
+            .iter()
+            .filter(|a| a.category == Some(Category::Components))
+            .map(|a| (a.source.clone(), a.outcome))
+            .collect();
+        assert_eq!(
+            steps,
+            [(format!("agent:{relay_addr}"), Outcome::Ok)],
+            "{}: {:?}",
+            dir.display(),
+            r.attempts
+        );
+        let installed = dir.join("installed/components/patterns");
+        assert_eq!(
+            std::fs::read_link(installed.join("current")).unwrap(),
+            Path::new("2")
+        );
+        assert_eq!(std::fs::read(installed.join("2/patterns.db")).unwrap(), v2);
+    }
+    assert_eq!(held, 1, "relay fetches of the blob waiting at the server");
+    assert_eq!(proxy.hits(&blob), 1, "relay fetches of {blob}");
+    let stats = relay_stats(&http, relay_addr).await;
+    assert_eq!(stats["refused"], 0, "{stats}");
+    relay.stop().await.unwrap();
+}
