@@ -297,8 +297,8 @@ impl Agent {
             }
         }
         let report = updater.run(&policy, &me, now_unix()).await;
-        if let Some(listen) = self.cfg.relay_listen {
-            self.updater.warm_relay(listen).await;
+        if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
+            self.updater.warm_relay(listen, relay).await;
         }
         self.data.write_json("last-report.json", &report)?;
         let checkin = CheckIn {

@@ -161,6 +161,57 @@ impl Relay {
         }
     }
 
+    /// Puts a local copy of the content-addressed blob `path` into the cache (the agent's own
+    /// verified install of it), so the relay need not fetch it again over the WAN. The bytes
+    /// are hashed while copied and refused unless they match the hash in the name. Returns
+    /// whether the cache now holds it from this copy (`false`: cached already, or `path` is
+    /// not a content-addressed blob).
+    ///
+    /// # Errors
+    /// A bad path, a mismatching file, or local I/O trouble.
+    pub fn seed(&self, path: &str, from: &Path) -> Result<bool, RelayError> {
+        check_path(path)?;
+        let Some(want) = expected_sha256(path) else {
+            return Ok(false);
+        };
+        let local = self.config.cache_dir.join(path);
+        if local.is_file() {
+            return Ok(false);
+        }
+        let io = |source| RelayError::Io {
+            path: local.clone(),
+            source,
+        };
+        let dir = local
+            .parent()
+            .ok_or_else(|| RelayError::BadPath(path.to_owned()))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".seed-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        let mut src = std::fs::File::open(from).map_err(io)?;
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut src, &mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io)?;
+        }
+        if hex::encode(hash.finish()) != want {
+            return Err(RelayError::BadPath(format!(
+                "{path}: the local copy does not match the hash in its name"
+            )));
+        }
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&local).map_err(|e| io(e.error))?;
+        self.evict();
+        Ok(true)
+    }
+
     /// What the relay served since it started, for the agent's check-in.
     pub fn report(&self) -> RelayReport {
         let s = &self.stats;

@@ -19,6 +19,7 @@ use cascade_repo::{
 use url::Url;
 
 use crate::install::Installer;
+use crate::relay::Relay;
 use crate::state::{trust_domain, DataDir};
 
 /// Who is updating: where it stands in the network and what it is.
@@ -369,8 +370,9 @@ impl Updater {
 
     /// Fills an update agent's relay cache through its own front door: the metadata of each
     /// trust domain and every file of the newest versions (full files and deltas), so that
-    /// its clients, told after it, find everything in the cache.
-    pub async fn warm_relay(&self, listen: SocketAddr) {
+    /// its clients, told after it, find everything in the cache. Files the agent has just
+    /// installed itself are copied into the cache instead of being fetched a second time.
+    pub async fn warm_relay(&self, listen: SocketAddr, relay: &Relay) {
         let http = reqwest::Client::new();
         for category in Category::ALL {
             let Ok(source) = self.source_for(&StepSource::Agent(listen), category) else {
@@ -388,7 +390,7 @@ impl Updater {
             };
             // Collect first: tough's target iterator is not `Send` and must not live across
             // an await.
-            let urls: Vec<Url> = targets
+            let wanted: Vec<(Url, TargetPath)> = targets
                 .targets_iter()
                 .filter_map(|(name, t)| {
                     let path = name.raw().parse::<TargetPath>().ok()?;
@@ -400,10 +402,14 @@ impl Updater {
                     if path.category() != category || newest != meta.version {
                         return None;
                     }
-                    cascade_repo::client::target_url(&base, &path, t).ok()
+                    let url = cascade_repo::client::target_url(&base, &path, t).ok()?;
+                    Some((url, path))
                 })
                 .collect();
-            for url in urls {
+            for (url, path) in wanted {
+                if self.seed_from_install(relay, &url, &path) {
+                    continue;
+                }
                 if let Ok(resp) = http.get(url).send().await {
                     let _ = resp.bytes().await;
                 }
@@ -442,6 +448,32 @@ fn with_slash(u: &Url) -> Url {
         u.set_path(&p);
     }
     u
+}
+
+impl Updater {
+    /// Seeds the relay's cache with the installed copy of `path`, when the current install
+    /// is that very version; `false` when there is none or it does not match.
+    fn seed_from_install(&self, relay: &Relay, url: &Url, path: &TargetPath) -> bool {
+        let Some(rel) = url.path().strip_prefix("/repo/") else {
+            return false;
+        };
+        let Ok(Some(current)) = self.installer.current(path.category(), path.name()) else {
+            return false;
+        };
+        let Ok(Some(dir)) = self.installer.current_dir(path.category(), path.name()) else {
+            return false;
+        };
+        if current != path.version() {
+            return false;
+        }
+        match relay.seed(rel, &dir.join(path.file())) {
+            Ok(seeded) => seeded,
+            Err(e) => {
+                tracing::debug!(error = %e, path = rel, "not seeded from the install");
+                false
+            }
+        }
+    }
 }
 
 fn local(e: impl std::fmt::Display) -> FailureReason {

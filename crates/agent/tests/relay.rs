@@ -284,3 +284,28 @@ async fn cache_budget_evicts_oldest() {
     let kept: Vec<bool> = rels.iter().map(|r| cache.path().join(r).exists()).collect();
     assert_eq!(kept, [false, false, true, true]);
 }
+
+// Seeding the cache from a local copy: a copy whose bytes do not match the hash in the name is
+// refused and not cached; the right one is cached and then served with no upstream fetch.
+#[tokio::test]
+async fn seed_checks_the_hash_and_saves_a_fetch() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let rel = blob(up_dir.path(), b"installed pattern file");
+    let (up, hits) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let local = tempfile::tempdir().unwrap();
+    let wrong = local.path().join("wrong");
+    std::fs::write(&wrong, b"something else").unwrap();
+    assert!(relay.seed(&rel, &wrong).is_err());
+    assert!(!cache.path().join(&rel).exists());
+    let right = local.path().join("right");
+    std::fs::write(&right, b"installed pattern file").unwrap();
+    assert!(relay.seed(&rel, &right).unwrap());
+    assert!(!relay.seed(&rel, &right).unwrap(), "already cached");
+    // Only content-addressed blobs can be seeded.
+    assert!(!relay.seed("metadata/timestamp.json", &right).unwrap());
+    let got = reqwest::get(base.join(&rel).unwrap()).await.unwrap();
+    assert_eq!(&got.bytes().await.unwrap()[..], b"installed pattern file");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}

@@ -98,12 +98,13 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         l.local_addr().unwrap()
     };
     // Clients: [relay, upstream]. The relay itself (`[agents] source = "customized"`, no
-    // entry for 127.0.0.2, components not from the server) installs components straight from
-    // the upstream, while its cache fetches from the server (its domain-settings and programs
-    // plans): so every request for the blob that reaches the server is a relay-cache fetch,
-    // not the agent's own install.
+    // entry for 127.0.0.2, components neither from the server nor from ActiveUpdate) does not
+    // install components, while its cache fetches from the server (its domain-settings and
+    // programs plans): so the blob reaches the relay only as a cache fetch. (An agent that
+    // installs the blob itself seeds its cache from that install instead; see the next test.)
     let policy = format!(
         "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
+         activeupdate_fallback = \"never\"\n\
          [agents]\nsource = \"customized\"\n\
          [fallback]\ncomponents_from_server = false\n\
          [[agent]]\naddress = \"{relay_addr}\"\n\
@@ -129,11 +130,11 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     // Everything the relay asks of the server, its upstream fetches included, passes the proxy.
     cfg.server = Some(proxy.url());
     let mut relay = AgentHandle::spawn(cfg);
-    let relay_v1 = tmp
+    let relay_cache = tmp
         .path()
-        .join("relay/installed/components/patterns/current");
+        .join("relay/relay-cache/upstream/metadata/timestamp.json");
     wait_until(Duration::from_secs(30), || async {
-        std::net::TcpStream::connect(relay_addr).is_ok() && relay_v1.exists()
+        std::net::TcpStream::connect(relay_addr).is_ok() && relay_cache.exists()
     })
     .await
     .unwrap();
@@ -226,5 +227,114 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     assert_eq!(proxy.hits(&blob), 1, "relay fetches of {blob}");
     let stats = relay_stats(&http, relay_addr).await;
     assert_eq!(stats["refused"], 0, "{stats}");
+    relay.stop().await.unwrap();
+}
+
+// An update agent with the default policy installs a new version from the server and then
+// fills its relay cache from that verified install: the blob crosses the server's link once,
+// not once for the install and again for the cache. A client then gets it from the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_caches_its_own_install_instead_of_fetching_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
+        .await
+        .unwrap();
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "1",
+            &[("patterns.db", b"one")],
+        )
+        .await
+        .unwrap();
+    let root = tmp.path().join("upstream-root.json");
+    upstream.write_root(&root).unwrap();
+    let fleet = Fleet::start(
+        &tmp.path().join("server"),
+        any_port("127.0.0.1"),
+        Some(root.clone()),
+    )
+    .await
+    .unwrap();
+    let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
+        .await
+        .unwrap();
+    let relay_addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // Default agent policy: the relay installs from the server, as its cache fetches.
+    let policy = format!(
+        "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
+         [[agent]]\naddress = \"{relay_addr}\"\n\
+         [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
+        up = upstream.url().unwrap(),
+    );
+    fleet.apply_policy(&policy).await.unwrap();
+    fleet.mirror().await.unwrap();
+    let relay_dir = tmp.path().join("relay");
+    let mut cfg = fleet.agent_config(
+        &relay_dir,
+        "127.0.0.2".parse().unwrap(),
+        Some(relay_addr),
+        Some(&root),
+    );
+    cfg.server = Some(proxy.url());
+    let mut relay = AgentHandle::spawn(cfg);
+    let current = relay_dir.join("installed/components/patterns/current");
+    wait_until(Duration::from_secs(30), || async {
+        std::net::TcpStream::connect(relay_addr).is_ok() && current.exists()
+    })
+    .await
+    .unwrap();
+
+    let v2 = content(256 * 1024, 7);
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "2",
+            &[("patterns.db", &v2)],
+        )
+        .await
+        .unwrap();
+    fleet.mirror().await.unwrap();
+    let dir = fleet
+        .data_dir
+        .join("repo/upstream/targets/components/patterns/2");
+    let blob_name = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".patterns.db"))
+        .unwrap();
+    let blob = format!("/repo/upstream/targets/components/patterns/2/{blob_name}");
+    fleet.notify().await.unwrap();
+    let cached = relay_dir.join(format!(
+        "relay-cache/upstream/targets/components/patterns/2/{blob_name}"
+    ));
+    wait_until(Duration::from_secs(30), || async {
+        std::fs::read_link(&current).is_ok_and(|v| v == Path::new("2")) && cached.is_file()
+    })
+    .await
+    .unwrap();
+
+    let c = tmp.path().join("c1");
+    let r = update_once(fleet.agent_config(&c, IpAddr::from([127, 0, 2, 1]), None, Some(&root)))
+        .await
+        .unwrap();
+    let steps: Vec<_> = r
+        .attempts
+        .iter()
+        .filter(|a| a.category == Some(Category::Components))
+        .map(|a| (a.source.clone(), a.outcome))
+        .collect();
+    assert_eq!(steps, [(format!("agent:{relay_addr}"), Outcome::Ok)]);
+    assert_eq!(
+        std::fs::read(c.join("installed/components/patterns/2/patterns.db")).unwrap(),
+        v2
+    );
+    assert_eq!(std::fs::read(&cached).unwrap(), v2);
+    assert_eq!(proxy.hits(&blob), 1, "fetches of {blob} from the server");
     relay.stop().await.unwrap();
 }
