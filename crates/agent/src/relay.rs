@@ -6,7 +6,8 @@
 //! blobs (`…/SHA256.FILE`) are hashed while they are fetched and refused on mismatch. Names
 //! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good; the
 //! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
-//! from cache only when every upstream fails. Concurrent requests for one path cause one
+//! from cache only when every upstream fails; "not found everywhere" for the next root
+//! (`N.root.json`, which clients probe on every update) is remembered for a few seconds. Concurrent requests for one path cause one
 //! upstream fetch; fetches are bounded by a semaphore and the cache by a byte budget, oldest
 //! files evicted first. What it served, and to which client address, is counted for the
 //! agent's check-ins ([`Relay::report`]).
@@ -39,6 +40,14 @@ use crate::served::Served;
 
 /// How a mutable file fetched this recently is reused by requests that queued behind it.
 const MUTABLE_REUSE: Duration = Duration::from_millis(500);
+
+/// How long "not found upstream" is remembered for a versioned root (`N.root.json`). Every
+/// client probes for the next root of each repository on every update; without this each
+/// probe is a WAN fetch. A root published meanwhile reaches clients at most this much later
+/// (they fall back to the next source in between, never accept anything unverified). Other
+/// paths are not remembered: a snapshot or blob missing for a moment (a mirror half-way
+/// through a sync) must be found as soon as it lands.
+const NOT_FOUND_REUSE: Duration = Duration::from_secs(5);
 
 /// Relay settings.
 #[derive(Debug, Clone)]
@@ -129,6 +138,8 @@ pub struct Relay {
     transport: SourceTransport,
     upstreams: RwLock<Vec<Url>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Paths every upstream said were not found, and when.
+    misses: Mutex<HashMap<String, tokio::time::Instant>>,
     fetch_slots: tokio::sync::Semaphore,
     /// Counters for reports and tests.
     pub stats: RelayStats,
@@ -146,6 +157,7 @@ impl Relay {
             transport,
             upstreams: RwLock::new(Vec::new()),
             flights: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(slots),
             stats: RelayStats::default(),
             served: Served::default(),
@@ -249,6 +261,9 @@ impl Relay {
         if !mutable && local.is_file() {
             return Ok(local);
         }
+        if self.missed_recently(path) {
+            return Err(RelayError::NotFound(path.to_owned()));
+        }
         let flight = {
             let mut map = self.flights.lock().map_err(|_| RelayError::NoUpstream)?;
             Arc::clone(map.entry(path.to_owned()).or_default())
@@ -256,6 +271,9 @@ impl Relay {
         let _guard = flight.lock().await;
         if local.is_file() && (!mutable || fresh(&local)) {
             return Ok(local);
+        }
+        if self.missed_recently(path) {
+            return Err(RelayError::NotFound(path.to_owned()));
         }
         let result = self.fetch_upstream(path, &local).await;
         if let Ok(mut map) = self.flights.lock() {
@@ -270,7 +288,28 @@ impl Relay {
             }
             // A stale timestamp is better than none: clients detect staleness themselves.
             Err(_) if mutable && local.is_file() => Ok(local),
+            Err(RelayError::NotFound(p)) => {
+                if is_root_probe(path) {
+                    self.remember_miss(path);
+                }
+                Err(RelayError::NotFound(p))
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    fn missed_recently(&self, path: &str) -> bool {
+        self.misses
+            .lock()
+            .is_ok_and(|m| m.get(path).is_some_and(|at| at.elapsed() < NOT_FOUND_REUSE))
+    }
+
+    fn remember_miss(&self, path: &str) {
+        if let Ok(mut m) = self.misses.lock() {
+            if m.len() >= 10_000 {
+                m.retain(|_, at| at.elapsed() < NOT_FOUND_REUSE);
+            }
+            m.insert(path.to_owned(), tokio::time::Instant::now());
         }
     }
 
@@ -442,6 +481,13 @@ fn check_path(path: &str) -> Result<(), RelayError> {
 fn is_mutable(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or(path);
     last == "timestamp.json" || last == "root.json"
+}
+
+/// A versioned root, `…/metadata/N.root.json`: what TUF clients probe for on every update.
+fn is_root_probe(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or(path);
+    last.strip_suffix(".root.json")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The SHA-256 a content-addressed target blob's name promises (`…/targets/…/HEX.FILE`).

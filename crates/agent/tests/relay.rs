@@ -189,11 +189,11 @@ async fn tampered_blob_refused_then_next_upstream() {
     assert_eq!(&got[..], b"the real pattern file");
 }
 
-// Not found everywhere gives 404; a dead upstream (nothing listening) gives 502; path tricks 400.
+// Not found everywhere gives 404 (remembered briefly for a root probe); a dead upstream (nothing listening) gives 502; path tricks 400.
 #[tokio::test]
 async fn not_found_dead_and_bad_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let (up, _) = upstream(dir.path()).await;
+    let (up, hits) = upstream(dir.path()).await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = l.local_addr().unwrap();
@@ -202,13 +202,22 @@ async fn not_found_dead_and_bad_paths() {
     };
     let cache = tempfile::tempdir().unwrap();
     let (_r, base) = relay(cache.path(), vec![up], u64::MAX).await;
-    assert_eq!(
-        reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
+    // "Not found" is remembered for a while: the next root probe costs no upstream fetch.
+    for _ in 0..3 {
+        let probe = reqwest::get(base.join("metadata/2.root.json").unwrap())
             .await
-            .unwrap()
-            .status(),
-        404
-    );
+            .unwrap();
+        assert_eq!(probe.status(), 404);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Other paths are asked afresh (a mirror may be half-way through a sync).
+    for _ in 0..2 {
+        let missing = reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
     let (_r, base) = relay(cache.path(), vec![dead], u64::MAX).await;
     assert_eq!(
         reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
