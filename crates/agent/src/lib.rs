@@ -10,3 +10,4 @@ pub mod served;
 pub mod server_api;
 pub mod state;
 pub mod update;
+pub mod warm;

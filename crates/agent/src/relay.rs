@@ -9,7 +9,8 @@
 //! from cache only when every upstream fails; "not found everywhere" for the next root
 //! (`N.root.json`, which clients probe on every update) is remembered for a few seconds. Concurrent requests for one path cause one
 //! upstream fetch; fetches are bounded by a semaphore and the cache by a byte budget, oldest
-//! files evicted first. What it served, and to which client address, is counted for the
+//! files evicted first; blobs the current metadata no longer names are removed after each
+//! cache warming ([`crate::warm`]). What it served, and to which client address, is counted for the
 //! agent's check-ins ([`Relay::report`]).
 
 use std::collections::HashMap;
@@ -222,6 +223,37 @@ impl Relay {
         tmp.persist(&local).map_err(|e| io(e.error))?;
         self.evict();
         Ok(true)
+    }
+
+    /// Removes the cached content-addressed blobs below `prefix` (e.g. `upstream/targets/`)
+    /// whose relay paths are not in `keep` (the blobs the current metadata names): no client
+    /// can verify them any more. Returns how many files were removed.
+    ///
+    /// # Errors
+    /// A bad prefix.
+    pub fn prune_unnamed(
+        &self,
+        prefix: &str,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> Result<usize, RelayError> {
+        check_path(prefix.trim_end_matches('/'))?;
+        let mut files = Vec::new();
+        collect_files(&self.config.cache_dir.join(prefix), &mut files);
+        let mut removed = 0;
+        for (file, _, _) in files {
+            let Ok(rel) = file.strip_prefix(&self.config.cache_dir) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let name = rel.rsplit('/').next().unwrap_or(&rel);
+            if name.starts_with('.') || expected_sha256(&rel).is_none() || keep.contains(&rel) {
+                continue;
+            }
+            if std::fs::remove_file(&file).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// What the relay served since it started, for the agent's check-in.

@@ -19,7 +19,6 @@ use cascade_repo::{
 use url::Url;
 
 use crate::install::Installer;
-use crate::relay::Relay;
 use crate::state::{trust_domain, DataDir};
 
 /// Who is updating: where it stands in the network and what it is.
@@ -250,7 +249,7 @@ impl Updater {
         })
     }
 
-    fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
+    pub(crate) fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
         let dir = self.data.trust(trust_domain(category));
         let root = std::fs::read(dir.join("pinned-root.json")).map_err(|_| {
             FailureReason::Local(format!(
@@ -368,55 +367,6 @@ impl Updater {
         })
     }
 
-    /// Fills an update agent's relay cache through its own front door: the metadata of each
-    /// trust domain and every file of the newest versions (full files and deltas), so that
-    /// its clients, told after it, find everything in the cache. Files the agent has just
-    /// installed itself are copied into the cache instead of being fetched a second time.
-    pub async fn warm_relay(&self, listen: SocketAddr, relay: &Relay) {
-        let http = reqwest::Client::new();
-        for category in Category::ALL {
-            let Ok(source) = self.source_for(&StepSource::Agent(listen), category) else {
-                continue;
-            };
-            let Ok(client) = self.client_for(category) else {
-                continue;
-            };
-            let Ok(repo) = client.load(&source).await else {
-                continue;
-            };
-            let targets = &repo.targets().signed;
-            let Ok(base) = source.base.join("targets/") else {
-                continue;
-            };
-            // Collect first: tough's target iterator is not `Send` and must not live across
-            // an await.
-            let wanted: Vec<(Url, TargetPath)> = targets
-                .targets_iter()
-                .filter_map(|(name, t)| {
-                    let path = name.raw().parse::<TargetPath>().ok()?;
-                    let meta = target_meta(t)?;
-                    let newest = versions_of(targets, category, path.name())
-                        .into_iter()
-                        .next()?
-                        .1;
-                    if path.category() != category || newest != meta.version {
-                        return None;
-                    }
-                    let url = cascade_repo::client::target_url(&base, &path, t).ok()?;
-                    Some((url, path))
-                })
-                .collect();
-            for (url, path) in wanted {
-                if self.seed_from_install(relay, &url, &path) {
-                    continue;
-                }
-                if let Ok(resp) = http.get(url).send().await {
-                    let _ = resp.bytes().await;
-                }
-            }
-        }
-    }
-
     /// Installed version per category, for the check-in (`NAME VERSION, …`).
     pub fn installed_summary(&self) -> BTreeMap<Category, String> {
         let mut out: BTreeMap<Category, Vec<String>> = BTreeMap::new();
@@ -448,32 +398,6 @@ fn with_slash(u: &Url) -> Url {
         u.set_path(&p);
     }
     u
-}
-
-impl Updater {
-    /// Seeds the relay's cache with the installed copy of `path`, when the current install
-    /// is that very version; `false` when there is none or it does not match.
-    fn seed_from_install(&self, relay: &Relay, url: &Url, path: &TargetPath) -> bool {
-        let Some(rel) = url.path().strip_prefix("/repo/") else {
-            return false;
-        };
-        let Ok(Some(current)) = self.installer.current(path.category(), path.name()) else {
-            return false;
-        };
-        let Ok(Some(dir)) = self.installer.current_dir(path.category(), path.name()) else {
-            return false;
-        };
-        if current != path.version() {
-            return false;
-        }
-        match relay.seed(rel, &dir.join(path.file())) {
-            Ok(seeded) => seeded,
-            Err(e) => {
-                tracing::debug!(error = %e, path = rel, "not seeded from the install");
-                false
-            }
-        }
-    }
 }
 
 fn local(e: impl std::fmt::Display) -> FailureReason {

@@ -318,3 +318,28 @@ async fn seed_checks_the_hash_and_saves_a_fetch() {
     assert_eq!(&got.bytes().await.unwrap()[..], b"installed pattern file");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
+
+// Pruning removes the cached blobs below a prefix that the current metadata no longer names,
+// and nothing else: named blobs, metadata and other prefixes stay.
+#[tokio::test]
+async fn prune_removes_only_unnamed_blobs() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let old = blob(up_dir.path(), b"version one");
+    let new = blob(up_dir.path(), b"version two");
+    let (up, _) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, _) = relay(cache.path(), vec![up], u64::MAX).await;
+    for rel in [&old, &new] {
+        relay.obtain(rel).await.unwrap();
+    }
+    let meta = cache.path().join("targets/components/p/1/notes.json");
+    std::fs::write(&meta, b"{}").unwrap();
+    let keep: std::collections::BTreeSet<String> = [new.clone()].into();
+    assert_eq!(relay.prune_unnamed("elsewhere/targets/", &keep).unwrap(), 0);
+    assert!(cache.path().join(&old).exists());
+    assert_eq!(relay.prune_unnamed("targets/", &keep).unwrap(), 1);
+    assert!(!cache.path().join(&old).exists());
+    assert!(cache.path().join(&new).exists());
+    assert!(meta.exists());
+    assert!(relay.prune_unnamed("../", &keep).is_err());
+}
