@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use cascade_agent::daemon::AgentConfig;
 use cascade_core::report::Outcome;
 use cascade_core::Category;
 use cascade_testkit::{update_once, wait_until, AgentHandle, CountingProxy, Fleet, Upstream};
@@ -48,6 +49,109 @@ async fn relay_stats(http: &reqwest::Client, relay: SocketAddr) -> serde_json::V
     resp.json().await.unwrap_or_default()
 }
 
+/// One office: an upstream with version 1 of `components/patterns`, the server mirroring it,
+/// a counting proxy in front of the server, and the address the update agent will serve at.
+struct Office {
+    upstream: Upstream,
+    root: std::path::PathBuf,
+    fleet: Fleet,
+    proxy: CountingProxy,
+    relay_addr: SocketAddr,
+}
+
+impl Office {
+    async fn open(dir: &Path) -> Office {
+        let upstream = Upstream::create(&dir.join("upstream"), Some(any_port("127.0.0.1")))
+            .await
+            .unwrap();
+        upstream
+            .publish(
+                Category::Components,
+                "patterns",
+                "1",
+                &[("patterns.db", b"one")],
+            )
+            .await
+            .unwrap();
+        let root = dir.join("upstream-root.json");
+        upstream.write_root(&root).unwrap();
+        let fleet = Fleet::start(
+            &dir.join("server"),
+            any_port("127.0.0.1"),
+            Some(root.clone()),
+        )
+        .await
+        .unwrap();
+        let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
+            .await
+            .unwrap();
+        let relay_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        Office {
+            upstream,
+            root,
+            fleet,
+            proxy,
+            relay_addr,
+        }
+    }
+
+    /// Applies `policy`, mirrors, and starts the update agent in `dir`, reaching the server
+    /// (its upstream fetches included) through the proxy; `tune` adjusts its config.
+    async fn start_relay(
+        &self,
+        dir: &Path,
+        policy: &str,
+        tune: impl FnOnce(AgentConfig) -> AgentConfig,
+    ) -> AgentHandle {
+        self.fleet.apply_policy(policy).await.unwrap();
+        self.fleet.mirror().await.unwrap();
+        let mut cfg = tune(self.fleet.agent_config(
+            dir,
+            "127.0.0.2".parse().unwrap(),
+            Some(self.relay_addr),
+            Some(&self.root),
+        ));
+        cfg.server = Some(self.proxy.url());
+        AgentHandle::spawn(cfg)
+    }
+
+    /// Publishes version 2 with `bytes`, mirrors it, and returns the blob's server path.
+    async fn publish_v2(&self, bytes: &[u8]) -> String {
+        self.upstream
+            .publish(
+                Category::Components,
+                "patterns",
+                "2",
+                &[("patterns.db", bytes)],
+            )
+            .await
+            .unwrap();
+        self.fleet.mirror().await.unwrap();
+        let dir = self
+            .fleet
+            .data_dir
+            .join("repo/upstream/targets/components/patterns/2");
+        let name = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(".patterns.db"))
+            .unwrap();
+        format!("/repo/upstream/targets/components/patterns/2/{name}")
+    }
+
+    /// The components attempts of a report, as (source, outcome).
+    fn steps(r: &cascade_core::report::UpdateReport) -> Vec<(String, Outcome)> {
+        r.attempts
+            .iter()
+            .filter(|a| a.category == Some(Category::Components))
+            .map(|a| (a.source.clone(), a.outcome))
+            .collect()
+    }
+}
+
 /// Plain HTTP on loopback only, so one TLS root instead of the system bundle (see
 /// `one_tls_root`), and the agents' files on tmpfs when there is one (`scratch_dir`); the
 /// test runs on its own runtime, started after that.
@@ -68,35 +172,8 @@ fn two_hundred_agents_one_upstream_fetch() {
 // blob until every client is waiting on the relay for it, so all 200 (and the relay's own
 // cache warming) meet the same cache miss.
 async fn two_hundred_agents(tmp: &tempfile::TempDir) {
-    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
-        .await
-        .unwrap();
-    let v2 = content(64 * 1024, 2);
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", b"one")],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        any_port("127.0.0.1"),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
-    let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
-        .await
-        .unwrap();
-    let relay_addr: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let o = Office::open(tmp.path()).await;
+    let relay_addr = o.relay_addr;
     // Clients: [relay, upstream]. The relay itself (`[agents] source = "customized"`, no
     // entry for 127.0.0.2, components neither from the server nor from ActiveUpdate) does not
     // install components, while its cache fetches from the server (its domain-settings and
@@ -109,27 +186,18 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
          [fallback]\ncomponents_from_server = false\n\
          [[agent]]\naddress = \"{relay_addr}\"\n\
          [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
-        up = upstream.url().unwrap(),
+        up = o.upstream.url().unwrap(),
     );
-    fleet.apply_policy(&policy).await.unwrap();
-    fleet.mirror().await.unwrap();
-
     // Patient limits: clients and the relay wait on the held blob, and connect on a busy
     // machine, without giving up.
-    let patient = |mut cfg: cascade_agent::daemon::AgentConfig| {
+    let patient = |mut cfg: AgentConfig| {
         cfg.limits.connect_timeout = Duration::from_secs(30);
         cfg.limits.header_timeout = Duration::from_secs(300);
         cfg
     };
-    let mut cfg = patient(fleet.agent_config(
-        &tmp.path().join("relay"),
-        "127.0.0.2".parse().unwrap(),
-        Some(relay_addr),
-        Some(&root),
-    ));
-    // Everything the relay asks of the server, its upstream fetches included, passes the proxy.
-    cfg.server = Some(proxy.url());
-    let mut relay = AgentHandle::spawn(cfg);
+    let mut relay = o
+        .start_relay(&tmp.path().join("relay"), &policy, patient)
+        .await;
     let relay_cache = tmp
         .path()
         .join("relay/relay-cache/upstream/metadata/timestamp.json");
@@ -139,28 +207,10 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     .await
     .unwrap();
 
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &v2)],
-        )
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
-    let blob_name = std::fs::read_dir(
-        fleet
-            .data_dir
-            .join("repo/upstream/targets/components/patterns/2"),
-    )
-    .unwrap()
-    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-    .find(|n| n.ends_with(".patterns.db"))
-    .unwrap();
-    let blob = format!("/repo/upstream/targets/components/patterns/2/{blob_name}");
-    proxy.hold(&blob);
-    fleet.notify().await.unwrap();
+    let v2 = content(64 * 1024, 2);
+    let blob = o.publish_v2(&v2).await;
+    o.proxy.hold(&blob);
+    o.fleet.notify().await.unwrap();
 
     let dirs: Vec<_> = (1..=CLIENTS)
         .map(|i| tmp.path().join(format!("c{i}")))
@@ -170,11 +220,11 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         .zip(1..=CLIENTS)
         .map(|(dir, i)| {
             let ip = IpAddr::from([127, 0, 2, i]);
-            tokio::spawn(update_once(patient(fleet.agent_config(
+            tokio::spawn(update_once(patient(o.fleet.agent_config(
                 dir,
                 ip,
                 None,
-                Some(&root),
+                Some(&o.root),
             ))))
         })
         .collect();
@@ -198,19 +248,13 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let held = proxy.waiting();
-    proxy.release();
+    let held = o.proxy.waiting();
+    o.proxy.release();
 
     for (c, dir) in clients.into_iter().zip(&dirs) {
         let r = c.await.unwrap().unwrap();
-        let steps: Vec<_> = r
-            .attempts
-            .iter()
-            .filter(|a| a.category == Some(Category::Components))
-            .map(|a| (a.source.clone(), a.outcome))
-            .collect();
         assert_eq!(
-            steps,
+            Office::steps(&r),
             [(format!("agent:{relay_addr}"), Outcome::Ok)],
             "{}: {:?}",
             dir.display(),
@@ -224,7 +268,7 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         assert_eq!(std::fs::read(installed.join("2/patterns.db")).unwrap(), v2);
     }
     assert_eq!(held, 1, "relay fetches of the blob waiting at the server");
-    assert_eq!(proxy.hits(&blob), 1, "relay fetches of {blob}");
+    assert_eq!(o.proxy.hits(&blob), 1, "relay fetches of {blob}");
     let stats = relay_stats(&http, relay_addr).await;
     assert_eq!(stats["refused"], 0, "{stats}");
     relay.stop().await.unwrap();
@@ -236,52 +280,17 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
-        .await
-        .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", b"one")],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        any_port("127.0.0.1"),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
-    let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
-        .await
-        .unwrap();
-    let relay_addr: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let o = Office::open(tmp.path()).await;
+    let relay_addr = o.relay_addr;
     // Default agent policy: the relay installs from the server, as its cache fetches.
     let policy = format!(
         "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
          [[agent]]\naddress = \"{relay_addr}\"\n\
          [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
-        up = upstream.url().unwrap(),
+        up = o.upstream.url().unwrap(),
     );
-    fleet.apply_policy(&policy).await.unwrap();
-    fleet.mirror().await.unwrap();
     let relay_dir = tmp.path().join("relay");
-    let mut cfg = fleet.agent_config(
-        &relay_dir,
-        "127.0.0.2".parse().unwrap(),
-        Some(relay_addr),
-        Some(&root),
-    );
-    cfg.server = Some(proxy.url());
-    let mut relay = AgentHandle::spawn(cfg);
+    let mut relay = o.start_relay(&relay_dir, &policy, |c| c).await;
     let current = relay_dir.join("installed/components/patterns/current");
     wait_until(Duration::from_secs(30), || async {
         std::net::TcpStream::connect(relay_addr).is_ok() && current.exists()
@@ -290,29 +299,9 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     .unwrap();
 
     let v2 = content(256 * 1024, 7);
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &v2)],
-        )
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
-    let dir = fleet
-        .data_dir
-        .join("repo/upstream/targets/components/patterns/2");
-    let blob_name = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.ends_with(".patterns.db"))
-        .unwrap();
-    let blob = format!("/repo/upstream/targets/components/patterns/2/{blob_name}");
-    fleet.notify().await.unwrap();
-    let cached = relay_dir.join(format!(
-        "relay-cache/upstream/targets/components/patterns/2/{blob_name}"
-    ));
+    let blob = o.publish_v2(&v2).await;
+    o.fleet.notify().await.unwrap();
+    let cached = relay_dir.join(format!("relay-cache{}", blob.trim_start_matches("/repo")));
     wait_until(Duration::from_secs(30), || async {
         std::fs::read_link(&current).is_ok_and(|v| v == Path::new("2")) && cached.is_file()
     })
@@ -320,21 +309,19 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     .unwrap();
 
     let c = tmp.path().join("c1");
-    let r = update_once(fleet.agent_config(&c, IpAddr::from([127, 0, 2, 1]), None, Some(&root)))
-        .await
-        .unwrap();
-    let steps: Vec<_> = r
-        .attempts
-        .iter()
-        .filter(|a| a.category == Some(Category::Components))
-        .map(|a| (a.source.clone(), a.outcome))
-        .collect();
-    assert_eq!(steps, [(format!("agent:{relay_addr}"), Outcome::Ok)]);
+    let cfg = o
+        .fleet
+        .agent_config(&c, IpAddr::from([127, 0, 2, 1]), None, Some(&o.root));
+    let r = update_once(cfg).await.unwrap();
+    assert_eq!(
+        Office::steps(&r),
+        [(format!("agent:{relay_addr}"), Outcome::Ok)]
+    );
     assert_eq!(
         std::fs::read(c.join("installed/components/patterns/2/patterns.db")).unwrap(),
         v2
     );
     assert_eq!(std::fs::read(&cached).unwrap(), v2);
-    assert_eq!(proxy.hits(&blob), 1, "fetches of {blob} from the server");
+    assert_eq!(o.proxy.hits(&blob), 1, "fetches of {blob} from the server");
     relay.stop().await.unwrap();
 }
