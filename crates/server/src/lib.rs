@@ -113,6 +113,7 @@ impl Server {
                 settings.notify_poll,
             ),
             metrics: metrics::Metrics::default(),
+            repo_cache: repo::Cache::default(),
             write_lock: tokio::sync::Mutex::new(()),
             auth_cache: Mutex::new(std::collections::HashMap::new()),
             shutdown: tokio::sync::watch::channel(false).0,

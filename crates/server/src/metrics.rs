@@ -1,34 +1,90 @@
 //! Prometheus text-format metrics, hand-written: request latency histograms per route,
 //! bytes served from the repository, notify fan-out, connected event streams and clients
 //! by state (counted from the database at scrape time).
+//!
+//! Recording a request takes no lock and allocates nothing: route labels are interned once
+//! into a fixed table of [`OnceLock`] slots, and each `(route, method, status)` series is a
+//! slot of atomic counters claimed with a compare-and-swap the first time it is seen.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_LENGTH;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::notify::Role;
 use crate::state::AppState;
 
+/// Upper bounds of the latency buckets, in seconds (for the exposition)…
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// …and the same bounds in nanoseconds (for recording).
+const BUCKETS_NS: [u64; 10] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+    5_000_000_000,
+];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// Route labels that can be told apart (the server has about 40 routes).
+const ROUTES: usize = 128;
+/// `(route, method, status)` series that can be recorded; later new ones are counted in
+/// [`Metrics::dropped`] only.
+const SERIES: usize = 1024;
+/// The route label of every `/repo/…` request; interned first.
+const REPO_ROUTE: &str = "/repo/*";
+/// The route label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+/// Method labels; a method not listed is counted as `OTHER`.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
+/// One latency histogram, updated with atomic adds. `buckets[i]` counts observations in
+/// `(BUCKETS[i-1], BUCKETS[i]]` (made cumulative when rendered).
+#[derive(Debug, Default)]
+struct Series {
+    /// 0 while free; else `1 + route << 16 | method << 12 | status` (see [`series_key`]).
+    key: AtomicU32,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+fn series_key(route: usize, method: usize, status: u16) -> u32 {
+    // route < ROUTES (7 bits), method < 8 (3 bits), status < 4096 (12 bits).
+    let route = u32::try_from(route).unwrap_or(0);
+    let method = u32::try_from(method).unwrap_or(0);
+    (1 << 31) | (route << 16) | (method << 12) | u32::from(status & 0x0fff)
+}
+
+/// A cheap string hash (FNV-1a) for the route table.
+fn fnv(s: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(h % (ROUTES as u64)).unwrap_or(0)
 }
 
 /// The counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    latency: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    /// The route index of [`REPO_ROUTE`].
+    repo: usize,
+    routes: Box<[OnceLock<Box<str>>]>,
+    series: Box<[Series]>,
+    dropped: AtomicU64,
     repo_bytes: AtomicU64,
     repo_responses: AtomicU64,
     notifies: AtomicU64,
@@ -36,6 +92,27 @@ pub struct Metrics {
     delivered_clients: AtomicU64,
     mirror_ok: AtomicU64,
     mirror_failed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            repo: 0,
+            routes: (0..ROUTES).map(|_| OnceLock::new()).collect(),
+            series: (0..SERIES).map(|_| Series::default()).collect(),
+            dropped: AtomicU64::new(0),
+            repo_bytes: AtomicU64::new(0),
+            repo_responses: AtomicU64::new(0),
+            notifies: AtomicU64::new(0),
+            delivered_agents: AtomicU64::new(0),
+            delivered_clients: AtomicU64::new(0),
+            mirror_ok: AtomicU64::new(0),
+            mirror_failed: AtomicU64::new(0),
+        };
+        // An empty table has room for the first label.
+        m.repo = m.route(REPO_ROUTE).unwrap_or(0);
+        m
+    }
 }
 
 impl Metrics {
@@ -63,20 +140,93 @@ impl Metrics {
         .fetch_add(1, Ordering::Relaxed);
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let Ok(mut map) = self.latency.lock() else {
-            return;
-        };
-        let h = map
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
+    /// The index of route label `label`, interning it on first sight (open addressing; a
+    /// slot, once set, never changes). `None` when the table is full.
+    fn route(&self, label: &str) -> Option<usize> {
+        let start = fnv(label);
+        for i in 0..ROUTES {
+            let at = (start + i) % ROUTES;
+            if &**self.routes[at].get_or_init(|| label.into()) == label {
+                return Some(at);
             }
         }
-        h.count += 1;
-        h.sum += secs;
+        None
+    }
+
+    /// Records one request of `method` on route index `route` answered with `status`.
+    fn observe(&self, route: usize, method: usize, status: u16, ns: u64) {
+        let key = series_key(route, method, status);
+        let start = usize::try_from(key.wrapping_mul(0x9e37_79b9) >> 8).unwrap_or(0);
+        for i in 0..SERIES {
+            let s = &self.series[(start + i) % SERIES];
+            let found = s.key.load(Ordering::Acquire);
+            let mine = found == key
+                || (found == 0
+                    && match s
+                        .key
+                        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => true,
+                        Err(other) => other == key,
+                    });
+            if mine {
+                let bucket = BUCKETS_NS.iter().position(|le| ns <= *le);
+                if let Some(b) = bucket {
+                    s.buckets[b].fetch_add(1, Ordering::Relaxed);
+                }
+                s.count.fetch_add(1, Ordering::Relaxed);
+                s.sum_ns.fetch_add(ns, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes sent from `/repo` so far (the sum of the responses' `Content-Length`).
+    pub fn repo_bytes(&self) -> u64 {
+        self.repo_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The latency histograms, sorted by route, method and status.
+    fn render_latency(&self, out: &mut String) {
+        let mut rows: Vec<(&str, &str, u32, &Series)> = self
+            .series
+            .iter()
+            .filter_map(|s| {
+                let key = s.key.load(Ordering::Acquire);
+                let route = usize::try_from((key >> 16) & 0x7f).ok()?;
+                let method = usize::try_from((key >> 12) & 0x7).ok()?;
+                let label = self.routes.get(route)?.get()?;
+                (key != 0).then(|| (&**label, METHODS[method], key & 0x0fff, s))
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        for (route, method, status, h) in rows {
+            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "cascade_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "cascade_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            #[allow(clippy::cast_precision_loss)] // nanoseconds to seconds for display
+            let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "cascade_http_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "cascade_http_request_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
     }
 
     /// The exposition text; `clients` is `(state, count)` from the database.
@@ -138,47 +288,38 @@ impl Metrics {
             self.repo_responses.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP cascade_http_request_duration_seconds Request latency by route.\n# TYPE cascade_http_request_duration_seconds histogram");
-        if let Ok(map) = self.latency.lock() {
-            for ((method, route, status), h) in map.iter() {
-                let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-                for (le, n) in BUCKETS.iter().zip(h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "cascade_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "cascade_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "cascade_http_request_duration_seconds_sum{{{labels}}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "cascade_http_request_duration_seconds_count{{{labels}}} {}",
-                    h.count
-                );
-            }
-        }
+        self.render_latency(&mut out);
+        let _ = writeln!(out, "# HELP cascade_http_series_dropped_total Requests not recorded in a latency series (series table full).\n# TYPE cascade_http_series_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "cascade_http_series_dropped_total {}",
+            self.dropped.load(Ordering::Relaxed)
+        );
         out
     }
+}
+
+fn method_index(m: &Method) -> usize {
+    let name = m.as_str();
+    METHODS[..METHODS.len() - 1]
+        .iter()
+        .position(|x| *x == name)
+        .unwrap_or(METHODS.len() - 1)
 }
 
 /// Middleware: times every request and counts repository bytes.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_index(req.method());
     let is_repo = req.uri().path().starts_with("/repo/");
     let route = if is_repo {
-        "/repo/*".to_owned()
+        Some(state.metrics.repo)
     } else {
-        req.extensions()
+        let label = req
+            .extensions()
             .get::<MatchedPath>()
-            .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned())
+            .map_or(UNMATCHED, MatchedPath::as_str);
+        state.metrics.route(label)
     };
     let resp = next.run(req).await;
     if is_repo {
@@ -191,11 +332,75 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         state.metrics.repo_bytes.fetch_add(len, Ordering::Relaxed);
         state.metrics.repo_responses.fetch_add(1, Ordering::Relaxed);
     }
-    state.metrics.observe(
-        &method,
-        &route,
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    match route {
+        Some(r) => state.metrics.observe(r, method, resp.status().as_u16(), ns),
+        None => {
+            state.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Series are keyed by route, method and exact status; buckets render cumulatively.
+    #[test]
+    fn series_render() {
+        let m = Metrics::default();
+        let enroll = m.route("/api/client/enroll").unwrap();
+        assert_eq!(m.route("/api/client/enroll"), Some(enroll));
+        assert_eq!(m.route(REPO_ROUTE), Some(m.repo));
+        m.observe(enroll, method_index(&Method::POST), 201, 2_000_000);
+        m.observe(enroll, method_index(&Method::POST), 201, 20_000_000);
+        m.observe(m.repo, method_index(&Method::GET), 304, 10);
+        m.observe(
+            m.repo,
+            method_index(&Method::from_bytes(b"BREW").unwrap()),
+            404,
+            10,
+        );
+        let text = m.render(&[], &[]);
+        let enroll = "method=\"POST\",route=\"/api/client/enroll\",status=\"201\"";
+        for line in [
+            format!("cascade_http_request_duration_seconds_bucket{{{enroll},le=\"0.001\"}} 0"),
+            format!("cascade_http_request_duration_seconds_bucket{{{enroll},le=\"0.0025\"}} 1"),
+            format!("cascade_http_request_duration_seconds_bucket{{{enroll},le=\"0.025\"}} 2"),
+            format!("cascade_http_request_duration_seconds_count{{{enroll}}} 2"),
+            format!("cascade_http_request_duration_seconds_sum{{{enroll}}} 0.022"),
+            "cascade_http_request_duration_seconds_count{method=\"GET\",route=\"/repo/*\",status=\"304\"} 1".to_owned(),
+            "cascade_http_request_duration_seconds_count{method=\"OTHER\",route=\"/repo/*\",status=\"404\"} 1".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+    }
+
+    // Many labels and series fill the tables without losing the ones already there.
+    #[test]
+    fn full_tables() {
+        let m = Metrics::default();
+        let labels: Vec<String> = (0..ROUTES + 5).map(|i| format!("/r/{i}")).collect();
+        let got: Vec<Option<usize>> = labels.iter().map(|l| m.route(l)).collect();
+        assert_eq!(got.iter().filter(|r| r.is_some()).count(), ROUTES - 1);
+        for (i, r) in got
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, r)))
+        {
+            assert_eq!(m.route(&labels[i]), Some(r));
+            for status in 100..110 {
+                m.observe(r, 0, status, 1);
+            }
+        }
+        assert_eq!(
+            m.series
+                .iter()
+                .filter(|s| s.key.load(Ordering::Relaxed) != 0)
+                .count(),
+            SERIES
+        );
+        assert!(m.dropped.load(Ordering::Relaxed) > 0);
+    }
 }

@@ -1,5 +1,6 @@
 //! The state every handler shares: the database, injected clock and randomness, notify
-//! channels, metrics, the policy write lock, verified-token cache and the shutdown signal.
+//! channels, metrics, the small-file cache of `/repo/`, the policy write lock,
+//! verified-token cache and the shutdown signal.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -41,6 +42,8 @@ pub struct Inner {
     pub notifier: Notifier,
     /// Prometheus counters.
     pub metrics: Metrics,
+    /// Small repository files in memory (validated against the file on every request).
+    pub repo_cache: crate::repo::Cache,
     /// Serializes policy writes within this process.
     pub write_lock: tokio::sync::Mutex<()>,
     /// Tokens already verified against their argon2 hash, with when (clock seconds).

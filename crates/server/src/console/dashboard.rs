@@ -161,15 +161,6 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
     svg
 }
 
-/// The `/repo` byte counter from the server's metrics.
-fn repo_bytes(st: &AppState) -> Option<u64> {
-    st.metrics
-        .render(&[], &[])
-        .lines()
-        .find_map(|l| l.strip_prefix("cascade_repo_bytes_total "))
-        .and_then(|n| n.trim().parse().ok())
-}
-
 fn failures(clients: &[ClientRow]) -> Vec<Failure> {
     let mut out: Vec<Failure> = clients
         .iter()
@@ -238,7 +229,7 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
             .collect(),
         reported_total: bytes(total),
         offload,
-        repo_bytes: repo_bytes(&st).map_or_else(|| "unknown".to_owned(), bytes),
+        repo_bytes: bytes(st.metrics.repo_bytes()),
         chart: chart(&hours),
         failures: failures(&clients),
     };

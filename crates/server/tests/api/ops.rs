@@ -105,6 +105,63 @@ async fn repository_files() {
     s.stop().await;
 }
 
+// A small file replaced by an atomic rename is served new at once, even when the new
+// version has the same length and modification time (the memory cache checks the inode).
+#[tokio::test]
+async fn repository_file_replaced_by_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let repo = dir.path().join("repo");
+    let path = repo.join("timestamp.json");
+    std::fs::write(&path, br#"{"version": 1}"#).unwrap();
+    let url = format!("{}/repo/timestamp.json", s.url);
+    for _ in 0..2 {
+        let r = s.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), br#"{"version": 1}"#);
+    }
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let tmp = repo.join(".timestamp.json.tmp");
+    std::fs::write(&tmp, br#"{"version": 2}"#).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let r = s.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "14");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), br#"{"version": 2}"#);
+    // Ranges and conditional requests still work on the cached file.
+    let r = s.http.get(&url).send().await.unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = s
+        .http
+        .get(&url)
+        .header("range", "bytes=-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"2}");
+    let r = s
+        .http
+        .head(&url)
+        .header("if-none-match", format!("\"other\", {etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // Removed: 404, not the cached bytes.
+    std::fs::remove_file(&path).unwrap();
+    let r = s.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    s.stop().await;
+}
+
 // /healthz answers with the revision; /metrics has clients by state and request latencies.
 #[tokio::test]
 async fn health_and_metrics() {

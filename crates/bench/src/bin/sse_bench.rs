@@ -1,0 +1,472 @@
+//! `sse-bench`: how many notification streams one cascade server holds, and how fast a
+//! notify reaches all of them. The bench starts the server as a child process (this binary,
+//! `serve` mode: the real server, SQLite, cheap credential hashing so enrolling thousands of
+//! clients takes seconds), enrolls `--clients` clients, opens one
+//! `GET /api/client/events` stream per client (each from its own `127.2.x.y` source
+//! address), waits for every stream's `hello`, samples the server's RSS, then sends
+//! `POST /api/notify` and times, for every stream, the arrival of its `notify` event.
+//!
+//! The figures: streams held, server RSS idle and while holding them, and the time from
+//! sending the notify to each stream receiving it (p50, p99, last). Client and server share
+//! the machine, so the times include the client side reading 10,000 sockets.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpSocket;
+use tokio::sync::Semaphore;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "SSE benchmark: N notification streams held by one server, notify latency")]
+struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Streams (enrolled clients) to hold.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Enrollments and stream openings in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds to wait for every stream to receive the notify.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// JSON result file.
+    #[arg(long, default_value = "target/bench/sse.json")]
+    out: PathBuf,
+}
+
+/// The child process's mode.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Run the server on `listen` with its data in `data_dir`; prints one JSON line
+    /// (`url`, `admin`, `enroll`) on stdout once it listens.
+    Serve {
+        /// Listen address (must be 127.x.y.z).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// A fresh data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// What the server child prints on start.
+#[derive(Debug, Serialize, Deserialize)]
+struct Started {
+    url: String,
+    admin: String,
+    enroll: String,
+}
+
+/// The result.
+#[derive(Debug, Serialize)]
+struct Report {
+    clients: usize,
+    streams_held: usize,
+    notified: usize,
+    enroll_seconds: f64,
+    connect_seconds: f64,
+    server_rss_idle_kib: u64,
+    server_rss_holding_kib: u64,
+    server_rss_peak_kib: u64,
+    notify_request_ms: f64,
+    notify_p50_ms: f64,
+    notify_p99_ms: f64,
+    notify_last_ms: f64,
+    /// CPU time the server used from the notify until the last stream had it (ms).
+    server_cpu_fan_out_ms: f64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    match args.mode {
+        Some(Mode::Serve { listen, data_dir }) => serve(listen, data_dir),
+        None => bench(&args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `serve` mode: the real server, with cheap hashing (tokens are random, the work factor
+/// buys nothing here) and no notify head start (no agents are connected anyway).
+fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<()> {
+    if !matches!(listen.ip(), IpAddr::V4(a) if a.is_loopback()) {
+        bail!("--listen must be a 127.x.y.z address");
+    }
+    let mut s = cascade_server::Settings::new(data_dir);
+    s.hash_cost = cascade_server::HashCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    s.on_first_start = Arc::new(|f: &cascade_server::FirstStart| {
+        let line = serde_json::to_string(&Started {
+            url: f.url.clone(),
+            admin: f.admin_token.clone(),
+            enroll: f.enrollment_token.clone(),
+        })
+        .unwrap_or_default();
+        println!("{line}");
+    });
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        // The parent kills this process when the bench ends.
+        cascade_server::launch(s, listener, std::future::pending())
+            .await
+            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))
+    })
+}
+
+/// Kills the server child when the bench ends, however it ends.
+struct ServerChild(Child);
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU time (user + system) used so far by process `pid`, ms; 0 when unknown.
+fn cpu_ms(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux); the
+    // command name (field 2) may hold spaces, so count from its closing parenthesis.
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unknown.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The `i`-th client's source address: 127.2.x.y, 250 per /24.
+fn source(i: usize) -> IpAddr {
+    let hi = u8::try_from(i / 250 % 256).unwrap_or(0);
+    let lo = u8::try_from(i % 250 + 1).unwrap_or(1);
+    IpAddr::V4(Ipv4Addr::new(127, 2, hi, lo))
+}
+
+fn bench(args: &Args) -> Result<()> {
+    let work = tempfile::tempdir().context("temporary directory")?;
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a port")?;
+        l.local_addr()?.port()
+    };
+    let mut child = Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(work.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the server child")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let child = ServerChild(child);
+    let pid = child.0.id();
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("reading the server's first-start line")?;
+    let started: Started = serde_json::from_str(line.trim())
+        .with_context(|| format!("server first-start line: {line:?}"))?;
+    let report = runtime()?.block_on(run(args, &started, pid))?;
+    drop(child);
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "streams held:            {}/{}\n\
+         notified:                {}/{}\n\
+         enroll {} clients:     {:.1} s\n\
+         open streams (hello):    {:.1} s\n\
+         server RSS idle:         {:.1} MiB\n\
+         server RSS holding:      {:.1} MiB ({:.1} KiB per stream)\n\
+         server RSS peak:         {:.1} MiB\n\
+         POST /api/notify:        {:.1} ms\n\
+         notify -> stream p50:    {:.1} ms\n\
+         notify -> stream p99:    {:.1} ms\n\
+         notify -> last stream:   {:.1} ms\n\
+         server CPU in fan-out:   {:.0} ms\n\
+         (JSON in {})",
+        report.streams_held,
+        report.clients,
+        report.notified,
+        report.clients,
+        report.clients,
+        report.enroll_seconds,
+        report.connect_seconds,
+        mib(report.server_rss_idle_kib),
+        mib(report.server_rss_holding_kib),
+        per_stream(&report),
+        mib(report.server_rss_peak_kib),
+        report.notify_request_ms,
+        report.notify_p50_ms,
+        report.notify_p99_ms,
+        report.notify_last_ms,
+        report.server_cpu_fan_out_ms,
+        args.out.display()
+    );
+    if report.notified < report.clients {
+        bail!(
+            "{} streams did not receive the notify",
+            report.clients - report.notified
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::cast_precision_loss)] // KiB counts for display
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[allow(clippy::cast_precision_loss)] // KiB counts for display
+fn per_stream(r: &Report) -> f64 {
+    r.server_rss_holding_kib
+        .saturating_sub(r.server_rss_idle_kib) as f64
+        / r.streams_held.max(1) as f64
+}
+
+#[derive(Debug, Deserialize)]
+struct Enrolled {
+    credential: String,
+}
+
+/// Enrolls `args.clients` clients, `args.concurrency` at a time; their credentials.
+async fn enroll(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    args: &Args,
+) -> Result<Vec<String>> {
+    futures::stream::iter(0..args.clients)
+        .map(|i| async move {
+            let r = http
+                .post(format!("{base}/api/client/enroll"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"name": format!("sse-{i}")}))
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok::<_, anyhow::Error>(r.json::<Enrolled>().await?.credential)
+        })
+        .buffer_unordered(args.concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Waits (up to `--timeout`) for every stream task; the time each one received the notify,
+/// counted from `sent`.
+async fn arrivals(
+    streams: &mut tokio::task::JoinSet<Result<Instant>>,
+    sent: Instant,
+    args: &Args,
+) -> Vec<Duration> {
+    let mut got: Vec<Duration> = Vec::with_capacity(args.clients);
+    let deadline = tokio::time::sleep(Duration::from_secs(args.timeout));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => {
+                eprintln!("timed out waiting for notifies");
+                break;
+            }
+            r = streams.join_next() => match r {
+                None => break,
+                Some(Ok(Ok(at))) => got.push(at.saturating_duration_since(sent)),
+                Some(Ok(Err(e))) => eprintln!("stream: {e:#}"),
+                Some(Err(e)) => eprintln!("stream task: {e}"),
+            },
+        }
+    }
+    streams.abort_all();
+    got
+}
+
+async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
+    let base = started.url.trim_end_matches('/').to_owned();
+    let addr: SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .with_context(|| format!("server address in {base}"))?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("http client")?;
+    let rss_idle = status_kib(pid, "VmRSS:");
+
+    let t = Instant::now();
+    let credentials = enroll(&http, &base, &started.enroll, args)
+        .await
+        .context("enrolling")?;
+    let enroll_seconds = t.elapsed().as_secs_f64();
+    eprintln!("enrolled {} clients in {enroll_seconds:.1} s", args.clients);
+
+    let t = Instant::now();
+    let opening = Arc::new(Semaphore::new(args.concurrency));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut streams = tokio::task::JoinSet::new();
+    for (i, cred) in credentials.into_iter().enumerate() {
+        let opening = Arc::clone(&opening);
+        let ready = ready_tx.clone();
+        streams.spawn(async move {
+            let permit = opening.acquire_owned().await?;
+            let mut conn = Stream::open(source(i), addr, &cred).await?;
+            conn.until(b"event: hello").await?;
+            drop(permit);
+            let _ = ready.send(());
+            conn.until(b"event: notify").await?;
+            Ok::<Instant, anyhow::Error>(Instant::now())
+        });
+    }
+    drop(ready_tx);
+    let mut held = 0;
+    while held < args.clients {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+        held += 1;
+        if held % 2000 == 0 {
+            eprintln!("{held} streams open");
+        }
+    }
+    let connect_seconds = t.elapsed().as_secs_f64();
+    if held < args.clients {
+        // A stream failed to open; its task holds the reason.
+        while let Some(r) = streams.join_next().await {
+            r??;
+        }
+    }
+    // Let the server settle (keep-alive timers, buffers) before sampling memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_holding = status_kib(pid, "VmRSS:");
+
+    let cpu_before = cpu_ms(pid);
+    let sent = Instant::now();
+    http.post(format!("{base}/api/notify"))
+        .bearer_auth(&started.admin)
+        .send()
+        .await?
+        .error_for_status()
+        .context("POST /api/notify")?;
+    let notify_request_ms = ms(sent.elapsed());
+    let mut got = arrivals(&mut streams, sent, args).await;
+    let server_cpu_fan_out_ms = cpu_ms(pid) - cpu_before;
+    got.sort_unstable();
+    let pick = |p: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((got.len().saturating_sub(1)) as f64 * p).round() as usize;
+        got.get(i).copied().map_or(0.0, ms)
+    };
+    Ok(Report {
+        clients: args.clients,
+        streams_held: held,
+        notified: got.len(),
+        enroll_seconds,
+        connect_seconds,
+        server_rss_idle_kib: rss_idle,
+        server_rss_holding_kib: rss_holding,
+        server_rss_peak_kib: status_kib(pid, "VmHWM:"),
+        notify_request_ms,
+        notify_p50_ms: pick(0.5),
+        notify_p99_ms: pick(0.99),
+        notify_last_ms: got.last().copied().map_or(0.0, ms),
+        server_cpu_fan_out_ms,
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One raw HTTP/1.1 event stream (no client library: 10,000 of them must stay cheap).
+struct Stream {
+    tcp: tokio::net::TcpStream,
+    seen: Vec<u8>,
+}
+
+impl Stream {
+    async fn open(from: IpAddr, to: SocketAddr, credential: &str) -> Result<Stream> {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::new(from, 0))
+            .with_context(|| format!("binding {from}"))?;
+        let mut tcp = sock.connect(to).await.context("connecting")?;
+        tcp.set_nodelay(true)?;
+        let req = format!(
+            "GET /api/client/events HTTP/1.1\r\nHost: {to}\r\nAuthorization: Bearer {credential}\r\n\
+             Accept: text/event-stream\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await?;
+        Ok(Stream {
+            tcp,
+            seen: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Reads until `needle` has arrived (SSE events are single chunks, so the chunked
+    /// framing never splits a line), then forgets what was read.
+    async fn until(&mut self, needle: &[u8]) -> Result<()> {
+        let mut buf = [0u8; 2048];
+        loop {
+            if self.seen.windows(needle.len()).any(|w| w == needle) {
+                self.seen.clear();
+                return Ok(());
+            }
+            let n = self.tcp.read(&mut buf).await?;
+            if n == 0 {
+                bail!(
+                    "stream closed before `{}`: {}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&self.seen)
+                );
+            }
+            self.seen.extend_from_slice(&buf[..n]);
+        }
+    }
+}
