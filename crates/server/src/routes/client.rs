@@ -253,8 +253,8 @@ pub async fn events(
                         let ev = Event::default()
                             .event("notify")
                             .id(n.id.to_string())
-                            .json_data(&n);
-                        return Some((ev, (rx, sd, st)));
+                            .data(&n.json);
+                        return Some((Ok(ev), (rx, sd, st)));
                     }
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return None,
