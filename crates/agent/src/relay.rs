@@ -141,6 +141,8 @@ pub struct Relay {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Paths every upstream said were not found, and when.
     misses: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Mutable files fetched before this are not reused (see [`Relay::revalidate`]).
+    not_before: Mutex<SystemTime>,
     fetch_slots: tokio::sync::Semaphore,
     /// Counters for reports and tests.
     pub stats: RelayStats,
@@ -159,6 +161,7 @@ impl Relay {
             upstreams: RwLock::new(Vec::new()),
             flights: Mutex::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(SystemTime::UNIX_EPOCH),
             fetch_slots: tokio::sync::Semaphore::new(slots),
             stats: RelayStats::default(),
             served: Served::default(),
@@ -223,6 +226,33 @@ impl Relay {
         tmp.persist(&local).map_err(|e| io(e.error))?;
         self.evict();
         Ok(true)
+    }
+
+    /// Makes the next request for each mutable file (`timestamp.json`) go upstream, however
+    /// recently it was fetched. The agent calls it before warming the cache after its own
+    /// update: a timestamp fetched a moment before a publish must not be reused then.
+    pub fn revalidate(&self) {
+        if let Ok(mut t) = self.not_before.lock() {
+            *t = SystemTime::now();
+        }
+    }
+
+    /// Whether a cached mutable file may be reused: fetched within [`MUTABLE_REUSE`], and not
+    /// before the last [`Relay::revalidate`].
+    fn fresh(&self, file: &Path) -> bool {
+        let not_before = self
+            .not_before
+            .lock()
+            .map_or(SystemTime::UNIX_EPOCH, |t| *t);
+        std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .ok()
+            .is_some_and(|t| {
+                t >= not_before
+                    && SystemTime::now()
+                        .duration_since(t)
+                        .is_ok_and(|age| age < MUTABLE_REUSE)
+            })
     }
 
     /// Removes the cached content-addressed blobs below `prefix` (e.g. `upstream/targets/`)
@@ -301,7 +331,7 @@ impl Relay {
             Arc::clone(map.entry(path.to_owned()).or_default())
         };
         let _guard = flight.lock().await;
-        if local.is_file() && (!mutable || fresh(&local)) {
+        if local.is_file() && (!mutable || self.fresh(&local)) {
             return Ok(local);
         }
         if self.missed_recently(path) {
@@ -530,14 +560,6 @@ fn expected_sha256(path: &str) -> Option<&str> {
     let last = path.rsplit('/').next()?;
     let (hex, _) = last.split_once('.')?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
-}
-
-fn fresh(file: &Path) -> bool {
-    std::fs::metadata(file)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age < MUTABLE_REUSE)
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64, SystemTime)>) {

@@ -28,6 +28,8 @@ impl Updater {
     /// trust domain whose metadata loaded.
     pub async fn warm_relay(&self, listen: SocketAddr, relay: &Relay) {
         let http = reqwest::Client::new();
+        // Metadata published since the relay last fetched it must be seen now.
+        relay.revalidate();
         // Per `DOMAIN/targets/` prefix: the blobs its current metadata names.
         let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for category in Category::ALL {

@@ -343,3 +343,34 @@ async fn prune_removes_only_unnamed_blobs() {
     assert!(meta.exists());
     assert!(relay.prune_unnamed("../", &keep).is_err());
 }
+
+// A timestamp fetched a moment ago is reused for a burst of requests, but not after
+// `revalidate` (the agent's warm-up after a publish must see the new one at once).
+#[tokio::test]
+async fn revalidate_skips_the_reuse_window() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
+    let (up, hits) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let url = base.join("metadata/timestamp.json").unwrap();
+    let get = || async {
+        reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await, "v1");
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
+    relay.revalidate();
+    assert_eq!(get().await, "v2");
+    assert_eq!(get().await, "v2");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the third request reused the second"
+    );
+}

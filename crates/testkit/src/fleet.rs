@@ -184,6 +184,29 @@ impl Fleet {
             .await
     }
 
+    /// Update agents holding the notification stream now (`/metrics`), so a test can notify
+    /// only once they will hear it.
+    ///
+    /// # Errors
+    /// The server does not answer.
+    pub async fn agent_streams(&self) -> Result<u64, KitError> {
+        let url = self
+            .url
+            .join("metrics")
+            .map_err(|e| kit("metrics URL")(&e))?;
+        let text = reqwest::get(url)
+            .await
+            .map_err(|e| kit("metrics")(&e))?
+            .text()
+            .await
+            .map_err(|e| kit("metrics")(&e))?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("cascade_event_streams{role=\"agent\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
     /// An agent configuration for this fleet: data in `data_dir`, connections from `ip`,
     /// relaying at `relay` when given, pinned to `upstream_root` when given.
     pub fn agent_config(

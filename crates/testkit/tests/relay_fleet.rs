@@ -292,8 +292,11 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     let relay_dir = tmp.path().join("relay");
     let mut relay = o.start_relay(&relay_dir, &policy, |c| c).await;
     let current = relay_dir.join("installed/components/patterns/current");
+    // Ready: serving, version 1 installed, and holding the event stream (to hear the notify).
     wait_until(Duration::from_secs(30), || async {
-        std::net::TcpStream::connect(relay_addr).is_ok() && current.exists()
+        std::net::TcpStream::connect(relay_addr).is_ok()
+            && current.exists()
+            && o.fleet.agent_streams().await.unwrap() == 1
     })
     .await
     .unwrap();
@@ -302,11 +305,17 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     let blob = o.publish_v2(&v2).await;
     o.fleet.notify().await.unwrap();
     let cached = relay_dir.join(format!("relay-cache{}", blob.trim_start_matches("/repo")));
-    wait_until(Duration::from_secs(30), || async {
+    let ready = wait_until(Duration::from_secs(30), || async {
         std::fs::read_link(&current).is_ok_and(|v| v == Path::new("2")) && cached.is_file()
     })
-    .await
-    .unwrap();
+    .await;
+    assert!(
+        ready.is_ok(),
+        "relay installed {:?}, blob cached: {}, its last report: {}",
+        std::fs::read_link(&current),
+        cached.is_file(),
+        std::fs::read_to_string(relay_dir.join("last-report.json")).unwrap_or_default()
+    );
 
     let c = tmp.path().join("c1");
     let cfg = o
