@@ -327,15 +327,16 @@ impl Agent {
             if report.requests == last {
                 continue;
             }
-            last = report.requests;
+            let requests = report.requests;
             let checkin = CheckIn {
                 ip: Some(self.my_ip().await.to_string()),
                 installed: self.updater.installed_summary(),
                 last_update: None,
                 relay: Some(report),
             };
-            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
-                tracing::debug!(error = %e, "relay report not delivered; retried later");
+            match self.api.checkin(&self.id.credential, &checkin).await {
+                Ok(_) => last = requests,
+                Err(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
             }
         }
     }
