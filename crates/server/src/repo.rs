@@ -9,8 +9,9 @@
 //! modification and change times are all unchanged, so a file replaced by an atomic rename
 //! or rewritten in place is read again. A miss opens the file, `fstat`s the descriptor and
 //! reads it whole from that descriptor, so the `ETag` and the bytes come from the same
-//! version. Large files, directories and `Range` requests go to `tower-http`'s `ServeDir`
-//! (streamed on the blocking pool, ranges, `Last-Modified`).
+//! version. Large whole files are streamed from the descriptor that was `fstat`ed, in 1 MiB
+//! chunks read on the blocking pool straight into the buffers sent. Directories and `Range`
+//! requests go to `tower-http`'s `ServeDir` (ranges, `Last-Modified`).
 //!
 //! The upstream's verified copy is written under `upstream/` by [`crate::mirror`].
 
@@ -54,6 +55,11 @@ const CACHE_BUDGET: usize = 64 * 1024 * 1024;
 /// `ServeDir` default, 64 KiB, makes 320 trips for 20 MiB). Memory in flight is a chunk or
 /// two per response being streamed.
 const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Whole large files are streamed by [`file_chunks`] in chunks of this size: each chunk is
+/// read straight into the buffer that goes to the socket (`tokio::fs` would read into its
+/// own buffer and copy), one blocking-pool trip per MiB.
+const WHOLE_CHUNK: u64 = 1024 * 1024;
 
 /// What identifies one version of a file: if any of it changed, the bytes may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +151,17 @@ impl Cache {
 /// A regular file's `ETag` and, when small and wanted, its bytes.
 struct Found {
     etag: HeaderValue,
-    bytes: Option<Bytes>,
+    content: Content,
+}
+
+/// Where the answer's bytes come from.
+enum Content {
+    /// A small file, whole, in memory.
+    Bytes(Bytes),
+    /// A large file, whole: this open descriptor, of this length.
+    File(File, u64),
+    /// A range (or anything else): `ServeDir` answers.
+    Elsewhere,
 }
 
 fn etag_of(meta: &Metadata) -> Option<HeaderValue> {
@@ -167,16 +183,16 @@ fn look(cache: &Cache, full: PathBuf, whole: bool) -> Option<Found> {
     if !meta.is_file() {
         return None;
     }
-    if !whole || meta.len() > CACHED_FILE {
+    if !whole {
         return Some(Found {
             etag: etag_of(&meta)?,
-            bytes: None,
+            content: Content::Elsewhere,
         });
     }
     if let Some(e) = cache.get(&full, Version::of(&meta)) {
         return Some(Found {
             etag: e.etag,
-            bytes: Some(e.bytes),
+            content: Content::Bytes(e.bytes),
         });
     }
     // Read from one descriptor and describe that descriptor: the path may have been
@@ -189,7 +205,7 @@ fn look(cache: &Cache, full: PathBuf, whole: bool) -> Option<Found> {
     if meta.len() > CACHED_FILE {
         return Some(Found {
             etag: etag_of(&meta)?,
-            bytes: None,
+            content: Content::File(file, meta.len()),
         });
     }
     let mut buf = vec![0; usize::try_from(meta.len()).ok()?];
@@ -202,7 +218,7 @@ fn look(cache: &Cache, full: PathBuf, whole: bool) -> Option<Found> {
     };
     let found = Found {
         etag: entry.etag.clone(),
-        bytes: Some(entry.bytes.clone()),
+        content: Content::Bytes(entry.bytes.clone()),
     };
     cache.put(full, entry);
     Some(found)
@@ -221,6 +237,39 @@ fn content_type(path: &str) -> &'static str {
         Some("txt") => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
+}
+
+/// The `len` bytes of `file`, in chunks read on the blocking pool straight into the buffers
+/// that are sent. A file that shrinks under us ends the body with an error (the client sees a
+/// short answer against its `Content-Length`, never other bytes).
+fn file_chunks(
+    file: File,
+    len: u64,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::try_unfold((file, len), |(file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = left.min(WHOLE_CHUNK);
+        let (file, chunk) = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+            let mut file = file;
+            file.by_ref()
+                .take(want)
+                .read_to_end(&mut buf)
+                .map(|_| (file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was sent",
+            ));
+        }
+        let left = left - chunk.len() as u64;
+        Ok(Some((Bytes::from(chunk), (file, left))))
+    })
 }
 
 /// `GET|HEAD /repo/{*path}`.
@@ -243,17 +292,46 @@ pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
             return resp;
         }
     }
-    if let Some(Found {
-        etag,
-        bytes: Some(bytes),
-    }) = found
-    {
-        let len = bytes.len();
-        let body = if req.method() == Method::HEAD {
-            Body::empty()
-        } else {
-            Body::from(bytes)
-        };
+    let head = req.method() == Method::HEAD;
+    let mut range_etag = None;
+    let whole = match found {
+        Some(Found {
+            etag,
+            content: Content::Bytes(bytes),
+        }) => {
+            let len = bytes.len() as u64;
+            Some((
+                etag,
+                len,
+                if head {
+                    Body::empty()
+                } else {
+                    Body::from(bytes)
+                },
+            ))
+        }
+        Some(Found {
+            etag,
+            content: Content::File(file, len),
+        }) => Some((
+            etag,
+            len,
+            if head {
+                Body::empty()
+            } else {
+                Body::from_stream(file_chunks(file, len))
+            },
+        )),
+        Some(Found {
+            etag,
+            content: Content::Elsewhere,
+        }) => {
+            range_etag = Some(etag);
+            None
+        }
+        None => None,
+    };
+    if let Some((etag, len, body)) = whole {
         let mut resp = Response::new(body);
         let h = resp.headers_mut();
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));
@@ -276,8 +354,8 @@ pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
         Err(never) => match never {},
     };
     let ok = matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT);
-    if let (Some(f), true) = (found, ok) {
-        resp.headers_mut().insert(ETAG, f.etag);
+    if let (Some(tag), true) = (range_etag, ok) {
+        resp.headers_mut().insert(ETAG, tag);
     }
     resp
 }

@@ -4,6 +4,9 @@ use reqwest::Method;
 
 use crate::harness::start;
 
+/// A file above the small-file limit and the 1 MiB streaming chunk.
+const BIG: u32 = 2 * 1024 * 1024 + 300 * 1024;
+
 // /repo serves files with Content-Length, Range, ETag and If-None-Match, and nothing outside.
 #[tokio::test]
 async fn repository_files() {
@@ -60,18 +63,29 @@ async fn repository_files() {
     assert_eq!(r.status(), 200);
     assert_ne!(r.headers()["etag"], etag.as_str());
 
-    // A file above the small-file limit streams through ServeDir with the same headers.
-    let big: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 241) as u8).collect();
+    // A file above the small-file limit is streamed (several chunks and a partial last one)
+    // with the same headers; a range of it is answered too.
+    let big: Vec<u8> = (0..BIG).map(|i| (i % 241) as u8).collect();
     std::fs::write(dir.path().join("repo/targets/big.bin"), &big).unwrap();
     let big_url = format!("{}/repo/targets/big.bin", s.url);
     let r = s.http.get(&big_url).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["content-length"],
-        (300 * 1024).to_string().as_str()
-    );
+    assert_eq!(r.headers()["content-length"], BIG.to_string().as_str());
     let big_tag = r.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(r.bytes().await.unwrap().as_ref(), big.as_slice());
+    let r = s
+        .http
+        .get(&big_url)
+        .header("range", "bytes=2097150-2097153")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["etag"], big_tag.as_str());
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &big[2_097_150..2_097_154]
+    );
     let r = s
         .http
         .get(&big_url)
@@ -94,11 +108,11 @@ async fn repository_files() {
         .await
         .expect(200);
     let text = metrics.as_str().unwrap();
-    // 4096 + 100 + 4096 (HEAD announces the length) + 3 bytes + the big file once.
+    // 4096 + 100 + 4096 (HEAD announces the length) + 3 bytes + the big file once + 4.
     assert!(
         text.contains(&format!(
             "cascade_repo_bytes_total {}",
-            4096 + 100 + 4096 + 3 + 300 * 1024
+            4096 + 100 + 4096 + 3 + BIG + 4
         )),
         "{text}"
     );
