@@ -7,19 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cascade_core::Category;
-use cascade_testkit::{Fleet, Upstream};
-
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+use cascade_testkit::{pseudo_random, Fleet, Upstream};
 
 fn agent(data: &std::path::Path, fleet: &Fleet, root: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
@@ -48,8 +36,8 @@ fn installed(data: &std::path::Path) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_never_tears_an_install() {
     let tmp = tempfile::tempdir().unwrap();
-    let v1 = content(1, 3 << 20);
-    let v2 = content(2, 3 << 20);
+    let v1 = pseudo_random(3 << 20, 1);
+    let v2 = pseudo_random(3 << 20, 2);
     let upstream = Upstream::create(&tmp.path().join("up"), Some("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();

@@ -92,3 +92,44 @@ pub(crate) fn kit(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> KitE
         detail: e.to_string(),
     }
 }
+
+/// The start most scenarios share: an upstream on 127.0.0.1 publishing `components/patterns`
+/// version 1 (one file, `patterns.db` = `v1`), its root written to `dir/upstream-root.json`,
+/// and a server in `dir/server` on 127.0.0.1 that pins that root. Returns the upstream, the
+/// root's path and the server.
+///
+/// # Errors
+/// Any part that cannot be created or started.
+pub async fn upstream_and_server(
+    dir: &std::path::Path,
+    v1: &[u8],
+) -> Result<(Upstream, std::path::PathBuf, Fleet), KitError> {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let upstream = Upstream::create(&dir.join("upstream"), Some(loopback)).await?;
+    upstream
+        .publish(
+            cascade_core::Category::Components,
+            "patterns",
+            "1",
+            &[("patterns.db", v1)],
+        )
+        .await?;
+    let root = dir.join("upstream-root.json");
+    upstream.write_root(&root)?;
+    let fleet = Fleet::start(&dir.join("server"), loopback, Some(root.clone())).await?;
+    Ok((upstream, root, fleet))
+}
+
+/// `len` deterministic bytes that do not compress away (xorshift from `seed`), for content
+/// whose size matters (interrupted downloads, single-flight of a large blob).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}

@@ -62,27 +62,10 @@ fn policy(w: &World, extra: &str) -> String {
 
 async fn world() -> World {
     let tmp = tempfile::tempdir().unwrap();
-    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
-        .await
-        .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", b"patterns version one")],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        any_port("127.0.0.1"),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
+    let (upstream, root, fleet) =
+        cascade_testkit::upstream_and_server(tmp.path(), b"patterns version one")
+            .await
+            .unwrap();
     fleet
         .site
         .publish(

@@ -33,27 +33,9 @@ fn any_port(host: &str) -> SocketAddr {
 /// server follows by `fallback.components_from_server` (on by default).
 async fn world() -> World {
     let tmp = tempfile::tempdir().unwrap();
-    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(any_port("127.0.0.1")))
+    let (upstream, root, fleet) = cascade_testkit::upstream_and_server(tmp.path(), V1)
         .await
         .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", V1)],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        any_port("127.0.0.1"),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
     let hostile = StaticServer::start(&fleet.data_dir.join("repo"), any_port("127.0.3.1"))
         .await
         .unwrap();

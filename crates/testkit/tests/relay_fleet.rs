@@ -11,25 +11,14 @@ use std::time::Duration;
 use cascade_agent::daemon::AgentConfig;
 use cascade_core::report::Outcome;
 use cascade_core::Category;
-use cascade_testkit::{update_once, wait_until, AgentHandle, CountingProxy, Fleet, Upstream};
+use cascade_testkit::{
+    pseudo_random, update_once, wait_until, AgentHandle, CountingProxy, Fleet, Upstream,
+};
 
 const CLIENTS: u8 = 200;
 
 fn any_port(host: &str) -> SocketAddr {
     format!("{host}:0").parse().unwrap()
-}
-
-/// Deterministic content that does not compress away.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 /// Whether the client in `dir` is inside its components install (a stage exists): it has
@@ -61,27 +50,9 @@ struct Office {
 
 impl Office {
     async fn open(dir: &Path) -> Office {
-        let upstream = Upstream::create(&dir.join("upstream"), Some(any_port("127.0.0.1")))
+        let (upstream, root, fleet) = cascade_testkit::upstream_and_server(dir, b"one")
             .await
             .unwrap();
-        upstream
-            .publish(
-                Category::Components,
-                "patterns",
-                "1",
-                &[("patterns.db", b"one")],
-            )
-            .await
-            .unwrap();
-        let root = dir.join("upstream-root.json");
-        upstream.write_root(&root).unwrap();
-        let fleet = Fleet::start(
-            &dir.join("server"),
-            any_port("127.0.0.1"),
-            Some(root.clone()),
-        )
-        .await
-        .unwrap();
         let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
             .await
             .unwrap();
@@ -207,7 +178,7 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     .await
     .unwrap();
 
-    let v2 = content(64 * 1024, 2);
+    let v2 = pseudo_random(64 * 1024, 2);
     let blob = o.publish_v2(&v2).await;
     o.proxy.hold(&blob);
     o.fleet.notify().await.unwrap();
@@ -301,7 +272,7 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     .await
     .unwrap();
 
-    let v2 = content(256 * 1024, 7);
+    let v2 = pseudo_random(256 * 1024, 7);
     let blob = o.publish_v2(&v2).await;
     o.fleet.notify().await.unwrap();
     let cached = relay_dir.join(format!("relay-cache{}", blob.trim_start_matches("/repo")));
