@@ -7,11 +7,12 @@
 //! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good; the
 //! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
 //! from cache only when every upstream fails; "not found everywhere" for the next root
-//! (`N.root.json`, which clients probe on every update) is remembered for a few seconds. Concurrent requests for one path cause one
-//! upstream fetch; fetches are bounded by a semaphore and the cache by a byte budget, oldest
-//! files evicted first; blobs the current metadata no longer names are removed after each
-//! cache warming ([`crate::warm`]). What it served, and to which client address, is counted for the
-//! agent's check-ins ([`Relay::report`]).
+//! (`N.root.json`, which clients probe on every update) is remembered for a few seconds.
+//! Concurrent requests for one path cause one upstream fetch; fetches are bounded by a
+//! semaphore and the cache by a byte budget, oldest files evicted first; blobs the current
+//! metadata no longer names are removed after each cache warming ([`crate::warm`]). What it
+//! served, and to which client address, is counted for the agent's check-ins
+//! ([`Relay::report`]).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -194,36 +195,25 @@ impl Relay {
         if local.is_file() {
             return Ok(false);
         }
-        let io = |source| RelayError::Io {
-            path: local.clone(),
-            source,
-        };
-        let dir = local
-            .parent()
-            .ok_or_else(|| RelayError::BadPath(path.to_owned()))?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".seed-")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        let mut src = std::fs::File::open(from).map_err(io)?;
-        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut landing = Landing::start(path, &local, ".seed-")?;
+        let mut src = std::fs::File::open(from).map_err(|e| landing.io(e))?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = std::io::Read::read(&mut src, &mut buf).map_err(io)?;
+            let n = std::io::Read::read(&mut src, &mut buf).map_err(|e| landing.io(e))?;
             if n == 0 {
                 break;
             }
-            hash.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io)?;
+            landing.write(&buf[..n])?;
         }
-        if hex::encode(hash.finish()) != want {
-            return Err(RelayError::BadPath(format!(
-                "{path}: the local copy does not match the hash in its name"
-            )));
+        match landing.finish(Some(want)) {
+            Ok(()) => {}
+            Err(Landed::Mismatch { .. }) => {
+                return Err(RelayError::BadPath(format!(
+                    "{path}: the local copy does not match the hash in its name"
+                )))
+            }
+            Err(Landed::Io(e)) => return Err(e),
         }
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&local).map_err(|e| io(e.error))?;
         self.evict();
         Ok(true)
     }
@@ -411,39 +401,24 @@ impl Relay {
     }
 
     async fn download(&self, url: Url, path: &str, local: &Path) -> Result<(), Failure> {
-        let dir = local
-            .parent()
-            .ok_or_else(|| Failure::Local(RelayError::BadPath(path.to_owned())))?;
-        let io = |source| {
-            Failure::Local(RelayError::Io {
-                path: local.to_owned(),
-                source,
-            })
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
         let mut stream = self.transport.fetch(url).await.map_err(|e| classify(&e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".fetch-")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut landing = Landing::start(path, local, ".fetch-").map_err(Failure::Local)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| classify(&e))?;
-            hash.update(&chunk);
-            tmp.write_all(&chunk).map_err(io)?;
+            landing.write(&chunk).map_err(Failure::Local)?;
         }
-        if let Some(want) = expected_sha256(path) {
-            let got = hex::encode(hash.finish());
-            if got != want {
+        let want = expected_sha256(path);
+        match landing.finish(want) {
+            Ok(()) => Ok(()),
+            Err(Landed::Mismatch { got }) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(Failure::Other(format!(
-                    "hash mismatch: name says {want}, content is {got}"
-                )));
+                Err(Failure::Other(format!(
+                    "hash mismatch: name says {}, content is {got}",
+                    want.unwrap_or_default()
+                )))
             }
+            Err(Landed::Io(e)) => Err(Failure::Local(e)),
         }
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(local).map_err(|e| io(e.error))?;
-        Ok(())
     }
 
     /// Removes the least recently written files until the cache fits its byte budget.
@@ -463,6 +438,79 @@ impl Relay {
                 total = total.saturating_sub(size);
             }
         }
+    }
+}
+
+/// A file being written into the cache: a temporary file beside its final name, hashed while
+/// written, put in place only whole, synced, and (for a content-addressed name) only when its
+/// SHA-256 matches. Dropped unfinished, the temporary file is removed.
+struct Landing<'a> {
+    local: &'a Path,
+    tmp: tempfile::NamedTempFile,
+    hash: aws_lc_rs::digest::Context,
+}
+
+/// Why a [`Landing`] was not put in place.
+enum Landed {
+    /// The content's SHA-256 (`got`) is not the one its name promises.
+    Mismatch { got: String },
+    /// Local disk trouble.
+    Io(RelayError),
+}
+
+impl<'a> Landing<'a> {
+    /// Starts writing the cache file `local` (for the repository path `path`); the temporary
+    /// file's name starts with `prefix`.
+    fn start(path: &str, local: &'a Path, prefix: &str) -> Result<Self, RelayError> {
+        let dir = local
+            .parent()
+            .ok_or_else(|| RelayError::BadPath(path.to_owned()))?;
+        let io = |source| RelayError::Io {
+            path: local.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(dir)
+            .map_err(io)?;
+        Ok(Landing {
+            local,
+            tmp,
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+        })
+    }
+
+    fn io(&self, source: std::io::Error) -> RelayError {
+        RelayError::Io {
+            path: self.local.to_owned(),
+            source,
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), RelayError> {
+        self.hash.update(chunk);
+        self.tmp.write_all(chunk).map_err(|e| self.io(e))
+    }
+
+    /// Checks the hash against `want` (when given), syncs and renames into place.
+    fn finish(self, want: Option<&str>) -> Result<(), Landed> {
+        let Landing { local, tmp, hash } = self;
+        if let Some(want) = want {
+            let got = hex::encode(hash.finish());
+            if got != want {
+                return Err(Landed::Mismatch { got });
+            }
+        }
+        let io = |source| {
+            Landed::Io(RelayError::Io {
+                path: local.to_owned(),
+                source,
+            })
+        };
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(local).map_err(|e| io(e.error))?;
+        Ok(())
     }
 }
 
