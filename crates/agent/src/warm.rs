@@ -17,8 +17,8 @@ use crate::update::Updater;
 
 /// What one category's metadata asks of the cache.
 struct Wanted {
-    /// The newest version's files (full and deltas), with their front-door URLs.
-    newest: Vec<(Url, TargetPath)>,
+    /// The newest version's files (full and deltas): front-door URL, relay path, target.
+    newest: Vec<(Url, String, TargetPath)>,
     /// Every blob the metadata names, as relay paths (below `/repo/`).
     named: BTreeSet<String>,
 }
@@ -37,8 +37,8 @@ impl Updater {
                 continue;
             };
             named.entry(prefix).or_default().extend(wanted.named);
-            for (url, path) in wanted.newest {
-                if self.seed_from_install(relay, &url, &path) {
+            for (url, rel, path) in wanted.newest {
+                if self.seed_from_install(relay, &rel, &path) {
                     continue;
                 }
                 if let Ok(resp) = http.get(url).send().await {
@@ -75,27 +75,28 @@ impl Updater {
             let Ok(url) = cascade_repo::client::target_url(&base, &path, t) else {
                 continue;
             };
-            if let Some(rel) = url.path().strip_prefix("/repo/") {
-                wanted.named.insert(rel.to_owned());
+            // `target_url` keeps every URL below `base`, itself below `/repo/`.
+            let Some(rel) = url.path().strip_prefix("/repo/").map(str::to_owned) else {
+                continue;
+            };
+            wanted.named.insert(rel.clone());
+            if path.category() != category {
+                continue;
             }
             let newest = versions_of(targets, category, path.name())
                 .into_iter()
                 .next()
                 .map(|(_, v)| v);
-            let is_newest = target_meta(t).is_some_and(|m| Some(&m.version) == newest.as_ref());
-            if path.category() == category && is_newest {
-                wanted.newest.push((url, path));
+            if target_meta(t).is_some_and(|m| Some(&m.version) == newest.as_ref()) {
+                wanted.newest.push((url, rel, path));
             }
         }
         Some((prefix, wanted))
     }
 
-    /// Seeds the relay's cache with the installed copy of `path`, when the current install
-    /// is that very version; `false` when there is none or it does not match.
-    fn seed_from_install(&self, relay: &Relay, url: &Url, path: &TargetPath) -> bool {
-        let Some(rel) = url.path().strip_prefix("/repo/") else {
-            return false;
-        };
+    /// Seeds the relay's cache at `rel` with the installed copy of `path`, when the current
+    /// install is that very version; `false` when there is none or it does not match.
+    fn seed_from_install(&self, relay: &Relay, rel: &str, path: &TargetPath) -> bool {
         let installer = self.installer();
         let Ok(Some(current)) = installer.current(path.category(), path.name()) else {
             return false;
