@@ -42,8 +42,8 @@ fn relative(path: &str) -> Option<PathBuf> {
         .then(|| p.to_path_buf())
 }
 
-/// Whole files up to this size are kept in the [`Cache`]; larger files and ranges go
-/// through `ServeDir` (streamed).
+/// Whole files up to this size are kept in the [`Cache`]; larger whole files are streamed
+/// by [`file_chunks`], ranges by `ServeDir`.
 pub const CACHED_FILE: u64 = 256 * 1024;
 
 /// The cache holds at most this many bytes of file contents; when a new file would exceed
@@ -51,9 +51,9 @@ pub const CACHED_FILE: u64 = 256 * 1024;
 /// small targets, is far smaller).
 const CACHE_BUDGET: usize = 64 * 1024 * 1024;
 
-/// Large files are read in chunks of this size, each one trip to the blocking pool (the
-/// `ServeDir` default, 64 KiB, makes 320 trips for 20 MiB). Memory in flight is a chunk or
-/// two per response being streamed.
+/// `ServeDir` (ranges) reads in chunks of this size, each one trip to the blocking pool (its
+/// default, 64 KiB, makes 320 trips for 20 MiB). Memory in flight is a chunk or two per
+/// response being streamed.
 const STREAM_CHUNK: usize = 256 * 1024;
 
 /// Whole large files are streamed by [`file_chunks`] in chunks of this size: each chunk is
@@ -176,8 +176,8 @@ fn etag_of(meta: &Metadata) -> Option<HeaderValue> {
 }
 
 /// Looks `full` up; `None` when it is missing or not a regular file (a directory goes to
-/// `ServeDir`, which may answer its `index.html`). Small files come from (or go into)
-/// `cache` when `whole` is asked for.
+/// `ServeDir`, which may answer its `index.html`). When `whole` is asked for, small files
+/// come from (or go into) `cache` and large ones are opened for [`file_chunks`].
 fn look(cache: &Cache, full: PathBuf, whole: bool) -> Option<Found> {
     let meta = std::fs::metadata(&full).ok()?;
     if !meta.is_file() {
@@ -294,7 +294,7 @@ pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
     }
     let head = req.method() == Method::HEAD;
     let mut range_etag = None;
-    let whole = match found {
+    let answer = match found {
         Some(Found {
             etag,
             content: Content::Bytes(bytes),
@@ -331,7 +331,7 @@ pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
         }
         None => None,
     };
-    if let Some((etag, len, body)) = whole {
+    if let Some((etag, len, body)) = answer {
         let mut resp = Response::new(body);
         let h = resp.headers_mut();
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));
