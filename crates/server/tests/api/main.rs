@@ -9,6 +9,7 @@
 
 mod auth;
 mod clients;
+mod durability;
 mod harness;
 mod mirror;
 mod notify;
