@@ -238,13 +238,14 @@ impl Relay {
             .is_ok_and(|f| f.get(path).is_some_and(|at| self.age(*at) < MUTABLE_REUSE))
     }
 
-    /// How long ago `at` was by the relay's clock (nothing, for a time ahead of it).
+    /// How long ago `at` was by the relay's clock; a time ahead of it (the clock was set
+    /// back) counts as long ago, so nothing is reused for longer than its window.
     fn age(&self, at: SystemTime) -> Duration {
         self.config
             .clock
             .now()
             .duration_since(at)
-            .unwrap_or(Duration::ZERO)
+            .unwrap_or(Duration::MAX)
     }
 
     /// Removes the cached content-addressed blobs below `prefix` (e.g. `upstream/targets/`)

@@ -377,3 +377,40 @@ async fn revalidate_skips_the_reuse_window() {
     assert_eq!(get().await, "v2");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
+
+// A timestamp is reused only within its window by the relay's clock: not after the window,
+// and not when the clock was set back (a time ahead of the clock counts as long ago).
+#[tokio::test]
+async fn reuse_window_follows_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
+    let (up, hits) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let (_relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
+    let url = base.join("metadata/timestamp.json").unwrap();
+    let get = || async {
+        reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await, "v1");
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
+    clock.advance_by(Duration::from_millis(400));
+    assert_eq!(get().await, "v1", "reused within the window");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    clock.advance_by(Duration::from_millis(200));
+    assert_eq!(get().await, "v2", "fetched again after the window");
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v3").unwrap();
+    clock.advance(-3600);
+    assert_eq!(
+        get().await,
+        "v3",
+        "fetched again after the clock was set back"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
