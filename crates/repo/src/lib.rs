@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod delta;
+mod error;
 pub mod failure;
 pub mod fsutil;
 pub mod keys;
@@ -19,9 +20,10 @@ pub mod transport;
 pub mod verify;
 
 pub use client::{FailureReason, Fetched, Installed, RepoClient, Source};
+pub use error::PublishError;
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
 pub use layout::{TargetMeta, TargetPath};
 pub use meta::Expiries;
-pub use publish::{init, PublishError, PublishOptions, Publisher};
+pub use publish::{init, PublishOptions, Publisher};
 pub use transport::{SourceFailure, SourceTransport, TransportLimits};
