@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cascade_core::Category;
 use cascade_repo::{
-    Expiries, FailureReason, Fetched, PublishOptions, Publisher, RepoClient, Source,
+    Expiries, FailureReason, Fetched, PublishOptions, Publisher, RepoClient, RepoSource,
     TransportLimits,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,8 +81,8 @@ impl Server {
         self.rules.lock().unwrap().insert(path.to_owned(), rule);
     }
 
-    pub fn source(&self, label: &str) -> Source {
-        Source {
+    pub fn source(&self, label: &str) -> RepoSource {
+        RepoSource {
             label: label.to_owned(),
             base: Url::parse(&format!("http://{}/", self.addr)).unwrap(),
         }
