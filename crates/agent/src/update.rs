@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cascade_core::report::{Attempt, Outcome, UpdateReport};
-use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource};
+use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource, TrustDomain};
 use cascade_repo::{
     first_success, FailureReason, Installed, Loaded, RepoClient, RepoSource, SourceTransport,
     TransportLimits,
@@ -18,7 +18,7 @@ use cascade_repo::{
 use url::Url;
 
 use crate::install::Installer;
-use crate::state::{trust_domain, DataDir};
+use crate::state::DataDir;
 
 /// Who is updating: where it stands in the network and what it is.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct Updater {
     installer: Installer,
     /// Per trust domain, the timestamp version the server announced: a source whose
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
-    floors: BTreeMap<&'static str, u64>,
+    floors: BTreeMap<TrustDomain, u64>,
     observer: Option<Observer>,
 }
 
@@ -118,9 +118,9 @@ impl Updater {
         self
     }
 
-    /// Sets the timestamp version the server announced for a trust domain (`upstream`,
-    /// `site`); sources serving older metadata then fail.
-    pub fn set_floor(&mut self, domain: &'static str, version: u64) {
+    /// Sets the timestamp version the server announced for a trust domain; sources serving
+    /// older metadata then fail.
+    pub fn set_floor(&mut self, domain: TrustDomain, version: u64) {
         self.floors.insert(domain, version);
     }
 
@@ -245,7 +245,7 @@ impl Updater {
         let bad = |e: url::ParseError| FailureReason::Local(e.to_string());
         let base = match repo_root(step, &self.server).map_err(bad)? {
             Some(root) => root
-                .join(&format!("{}/", trust_domain(category)))
+                .join(&format!("{}/", TrustDomain::of(category)))
                 .map_err(bad)?,
             // The upstream itself is the components repository.
             None => match step {
@@ -264,11 +264,11 @@ impl Updater {
     }
 
     pub(crate) fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
-        let dir = self.data.trust(trust_domain(category));
+        let dir = self.data.trust(TrustDomain::of(category));
         let root = std::fs::read(dir.join("pinned-root.json")).map_err(|_| {
             FailureReason::Local(format!(
                 "no trusted root for {} content ({} is missing)",
-                trust_domain(category),
+                TrustDomain::of(category),
                 dir.join("pinned-root.json").display()
             ))
         })?;
@@ -279,7 +279,7 @@ impl Updater {
     /// announced for `category`'s trust domain.
     fn floored_client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
         let client = self.client_for(category)?;
-        Ok(match self.floors.get(trust_domain(category)) {
+        Ok(match self.floors.get(&TrustDomain::of(category)) {
             Some(v) => client.with_min_timestamp_version(*v),
             None => client,
         })

@@ -124,10 +124,10 @@ impl RunArgs {
     fn config(&self) -> AgentConfig {
         let mut pinned = Vec::new();
         if let Some(p) = &self.upstream_root {
-            pinned.push(("upstream".to_owned(), p.clone()));
+            pinned.push((cascade_core::TrustDomain::Upstream, p.clone()));
         }
         if let Some(p) = &self.site_root {
-            pinned.push(("site".to_owned(), p.clone()));
+            pinned.push((cascade_core::TrustDomain::Site, p.clone()));
         }
         AgentConfig {
             server: self.server.clone(),
