@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cascade_core::report::{Attempt, Outcome, UpdateReport};
+use cascade_core::report::{Attempt, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource, TrustDomain};
 use cascade_repo::{
     first_success, FailureReason, Installed, Loaded, RepoClient, RepoSource, SourceTransport,
@@ -79,10 +79,23 @@ pub enum StepEvent<'a> {
 /// Receives [`StepEvent`]s (a progress bar on a terminal).
 pub type Observer = std::sync::Arc<dyn Fn(&StepEvent<'_>) + Send + Sync>;
 
-/// The result of one category from one source.
+/// What one source did for a category.
 enum Got {
+    /// These items (`NAME VERSION`) were installed.
     Installed(Vec<String>),
+    /// Nothing was newer than what is installed.
     Current,
+}
+
+/// How one category's update ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CategoryOutcome {
+    /// A source delivered and something was installed.
+    Installed,
+    /// A source delivered and nothing was newer.
+    Current,
+    /// Every step failed (or there was none): the client quit this category.
+    Quit,
 }
 
 impl Updater {
@@ -149,9 +162,9 @@ impl Updater {
         for category in Category::ALL {
             let plan = Self::plan(policy, me, category);
             match self.run_category(&plan, &mut attempts).await {
-                Some(true) => installed_any = true,
-                Some(false) => {}
-                None => quit = true,
+                CategoryOutcome::Installed => installed_any = true,
+                CategoryOutcome::Current => {}
+                CategoryOutcome::Quit => quit = true,
             }
         }
         let outcome = if quit {
@@ -168,8 +181,8 @@ impl Updater {
         }
     }
 
-    /// Tries the plan's steps in order. `Some(installed?)` on success, `None` when all failed.
-    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> Option<bool> {
+    /// Tries the plan's steps in order until one delivers, recording each attempt.
+    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> CategoryOutcome {
         let category = plan.category;
         let of = plan.steps.len();
         let tried = first_success(plan.steps.iter().enumerate(), |(i, step)| {
@@ -179,22 +192,25 @@ impl Updater {
         attempts.extend(tried.failed.into_iter().map(|(_, failed)| failed));
         if let Some((got, done)) = tried.success {
             attempts.push(done);
-            return Some(matches!(got, Got::Installed(_)));
+            return match got {
+                Got::Installed(_) => CategoryOutcome::Installed,
+                Got::Current => CategoryOutcome::Current,
+            };
         }
         attempts.push(Attempt {
             category: Some(category),
             step: u32::try_from(of + 1).unwrap_or(u32::MAX),
             source: "quit".into(),
             outcome: Outcome::Quit,
-            reason: Some(if plan.steps.is_empty() {
+            reason: Some(Reason::Note(if plan.steps.is_empty() {
                 "the plan has no source for this client".into()
             } else {
                 "every source failed".into()
-            }),
+            })),
             bytes: 0,
             millis: 0,
         });
-        None
+        CategoryOutcome::Quit
     }
 
     /// Step `n` of `of`, recorded as an [`Attempt`] (and shown to the observer): `Ok` with
@@ -209,11 +225,18 @@ impl Updater {
         let (result, bytes) = self.try_step(source, category, (n, of)).await;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (outcome, reason) = match &result {
-            Ok(Got::Installed(what)) => {
-                (Outcome::Ok, Some(format!("installed {}", what.join(", "))))
-            }
+            Ok(Got::Installed(what)) => (
+                Outcome::Ok,
+                Some(Reason::Note(format!("installed {}", what.join(", ")))),
+            ),
             Ok(Got::Current) => (Outcome::UpToDate, None),
-            Err(e) => (Outcome::Failed, Some(format!("{}: {e}", e.code()))),
+            Err(e) => (
+                Outcome::Failed,
+                Some(Reason::Failure(Failure {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                })),
+            ),
         };
         let attempt = Attempt {
             category: Some(category),

@@ -237,7 +237,11 @@ fn print_report(report: &UpdateReport, json: bool) -> ExitCode {
     } else {
         for a in &report.attempts {
             let cat = a.category.map_or("-", Category::as_str);
-            let reason = a.reason.as_deref().unwrap_or("");
+            let reason = a
+                .reason
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             println!(
                 "{cat:16} {}. {:40} {:?} {reason}",
                 a.step, a.source, a.outcome
