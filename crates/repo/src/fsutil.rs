@@ -292,3 +292,70 @@ impl Drop for DirLock {
         let _ = fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> Vec<u8> {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+            .as_ref()
+            .to_vec()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    // A landing with the right hash appears whole under its name; a wrong one leaves nothing,
+    // and the old file stays.
+    #[test]
+    fn lands_only_what_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/file");
+        let mut l = Landing::start(&dest, ".t-").unwrap();
+        l.write(b"hello ").unwrap();
+        l.write(b"world").unwrap();
+        assert_eq!(l.finish(Some(&sha(b"hello world"))).unwrap(), dest);
+        assert_eq!(fs::read(&dest).unwrap(), b"hello world");
+
+        let mut l = Landing::start(&dest, ".t-").unwrap();
+        l.write(b"evil").unwrap();
+        let err = l.finish(Some(&sha(b"good"))).unwrap_err();
+        assert!(matches!(err, LandError::Mismatch { len: 4, .. }), "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"hello world");
+        assert_eq!(names(&dir.path().join("sub")), vec!["file".to_owned()]);
+    }
+
+    // A partial file survives a landing dropped unfinished; the next one resumes it, hashing the
+    // kept bytes with the rest; a mismatch removes it.
+    #[test]
+    fn partial_files_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dest, partial) = (dir.path().join("f"), dir.path().join(".partial-f"));
+        let mut l = Landing::resume(&dest, &partial, 0).unwrap();
+        l.write(b"abc").unwrap();
+        l.sync().unwrap();
+        drop(l);
+        assert_eq!(fs::read(&partial).unwrap(), b"abc");
+        let mut l = Landing::resume(&dest, &partial, 3).unwrap();
+        assert_eq!(l.len(), 3);
+        l.write(b"def").unwrap();
+        l.finish(Some(&sha(b"abcdef"))).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"abcdef");
+        assert!(!partial.exists());
+
+        fs::write(&partial, b"xyz").unwrap();
+        let l = Landing::resume(&dest, &partial, 2).unwrap();
+        assert!(l.finish(Some(&sha(b"xy!"))).is_err());
+        assert!(!partial.exists());
+        assert_eq!(fs::read(&dest).unwrap(), b"abcdef");
+    }
+}
