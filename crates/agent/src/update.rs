@@ -12,8 +12,8 @@ use std::time::Instant;
 use cascade_core::report::{Attempt, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource, TrustDomain};
 use cascade_repo::{
-    first_success, FailureReason, Installed, Loaded, RepoClient, RepoSource, SourceTransport,
-    TransportLimits,
+    first_success, FailureReason, Installed, Loaded, Newest, RepoClient, RepoSource,
+    SourceTransport, TransportLimits,
 };
 use url::Url;
 
@@ -339,8 +339,8 @@ impl Updater {
         category: Category,
     ) -> Result<Got, FailureReason> {
         let source = self.source_for(step, category)?;
-        // The floor is checked here: a stale source must fail even when it offers nothing to
-        // fetch, or it would report "up to date" and stop the plan.
+        // `open` checks the floor: a stale source fails even when it offers nothing to fetch,
+        // rather than report "up to date" and stop the plan.
         let loaded = client.open(&source).await?;
         let mut installed = Vec::new();
         for newest in loaded.newest(category) {
@@ -356,11 +356,7 @@ impl Updater {
     }
 
     /// Installs `newest` from `loaded` unless it is installed already; whether it was.
-    async fn install(
-        &self,
-        loaded: &Loaded,
-        newest: &cascade_repo::Newest,
-    ) -> Result<bool, FailureReason> {
+    async fn install(&self, loaded: &Loaded, newest: &Newest) -> Result<bool, FailureReason> {
         let (category, name) = (newest.category, newest.name.as_str());
         let current = self.installer.current(category, name).map_err(local)?;
         if current.as_deref() == Some(newest.version.as_str()) {
