@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cascade_core::report::{CheckIn, UpdateReport};
-use cascade_core::{Category, Policy};
+use cascade_core::{Category, Policy, TrustDomain};
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -50,9 +50,9 @@ pub struct AgentConfig {
     pub relay_report_interval: Duration,
     /// Per-source transfer limits.
     pub limits: TransportLimits,
-    /// Trusted roots given out of band (`upstream`, `site`); otherwise they are taken from
-    /// the server at first contact (trust on first use).
-    pub pinned_roots: Vec<(String, PathBuf)>,
+    /// Trusted roots given out of band, per trust domain; otherwise they are taken from the
+    /// server at first contact (trust on first use).
+    pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
 }
 
 /// Why the agent cannot run.
@@ -194,7 +194,7 @@ impl Agent {
 
     /// Pins each trust domain's root: the given file, else the server's first root (TOFU).
     async fn pin_roots(&self) {
-        for domain in ["upstream", "site"] {
+        for domain in TrustDomain::ALL {
             let dir = self.data.trust(domain);
             let pinned = dir.join("pinned-root.json");
             if pinned.is_file() {
@@ -204,7 +204,7 @@ impl Agent {
                 .cfg
                 .pinned_roots
                 .iter()
-                .find(|(d, _)| d == domain)
+                .find(|(d, _)| *d == domain)
                 .map(|(_, p)| p.clone());
             let bytes = match given {
                 Some(path) => std::fs::read(path).ok(),
@@ -216,7 +216,7 @@ impl Agent {
             };
             if let Some(bytes) = bytes {
                 if cascade_repo::fsutil::write_atomic(&pinned, &bytes).is_err() {
-                    tracing::warn!(domain, "cannot store the trusted root");
+                    tracing::warn!(%domain, "cannot store the trusted root");
                 }
             }
         }
@@ -225,7 +225,7 @@ impl Agent {
     /// The timestamp version the server currently serves for `domain`: a floor, not trust
     /// (it can only make sources fail, never make content acceptable). `None` when the
     /// server is unreachable or has no such repository.
-    async fn announced_version(&self, domain: &str) -> Option<u64> {
+    async fn announced_version(&self, domain: TrustDomain) -> Option<u64> {
         let bytes = self
             .api
             .repo_file(&format!("repo/{domain}/metadata/timestamp.json"))
@@ -292,7 +292,7 @@ impl Agent {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
         let mut updater = self.updater.clone();
-        for domain in ["upstream", "site"] {
+        for domain in TrustDomain::ALL {
             if let Some(v) = self.announced_version(domain).await {
                 updater.set_floor(domain, v);
             }

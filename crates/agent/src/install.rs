@@ -13,8 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use cascade_core::Category;
+use cascade_repo::check_segment;
 use cascade_repo::fsutil::sync_dir;
-use cascade_repo::layout::check_segment;
 
 const CURRENT: &str = "current";
 const PREVIOUS: &str = "previous";

@@ -15,7 +15,6 @@
 //! ([`Relay::report`]).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cascade_core::report::RelayReport;
-use cascade_repo::transport::find_source_failure;
-use cascade_repo::{SourceFailure, SourceTransport};
+use cascade_repo::fsutil::{LandError, Landing};
+use cascade_repo::{find_source_failure, SourceFailure, SourceTransport};
 use futures::StreamExt as _;
 use tough::Transport as _;
 use tower::ServiceExt as _;
@@ -194,28 +193,33 @@ impl Relay {
         let Some(want) = expected_sha256(path) else {
             return Ok(false);
         };
+        let want = hex::decode(want).map_err(|_| RelayError::BadPath(path.to_owned()))?;
         let local = self.config.cache_dir.join(path);
         if local.is_file() {
             return Ok(false);
         }
-        let mut landing = Landing::start(path, &local, ".seed-")?;
-        let mut src = std::fs::File::open(from).map_err(|e| landing.io(e))?;
+        let io = |source| RelayError::Io {
+            path: local.clone(),
+            source,
+        };
+        let mut landing = Landing::start(&local, ".seed-").map_err(io)?;
+        let mut src = std::fs::File::open(from).map_err(io)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = std::io::Read::read(&mut src, &mut buf).map_err(|e| landing.io(e))?;
+            let n = std::io::Read::read(&mut src, &mut buf).map_err(io)?;
             if n == 0 {
                 break;
             }
-            landing.write(&buf[..n])?;
+            landing.write(&buf[..n]).map_err(io)?;
         }
-        match landing.finish(Some(want)) {
-            Ok(()) => {}
-            Err(Landed::Mismatch { .. }) => {
+        match landing.finish(Some(&want)) {
+            Ok(_) => {}
+            Err(LandError::Mismatch { .. }) => {
                 return Err(RelayError::BadPath(format!(
                     "{path}: the local copy does not match the hash in its name"
                 )))
             }
-            Err(Landed::Io(e)) => return Err(e),
+            Err(LandError::Io(e)) => return Err(io(e)),
         }
         self.evict();
         Ok(true)
@@ -410,23 +414,31 @@ impl Relay {
     }
 
     async fn download(&self, url: Url, path: &str, local: &Path) -> Result<(), Failure> {
+        let io = |source| {
+            Failure::Local(RelayError::Io {
+                path: local.to_owned(),
+                source,
+            })
+        };
         let mut stream = self.transport.fetch(url).await.map_err(|e| classify(&e))?;
-        let mut landing = Landing::start(path, local, ".fetch-").map_err(Failure::Local)?;
+        let mut landing = Landing::start(local, ".fetch-").map_err(io)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| classify(&e))?;
-            landing.write(&chunk).map_err(Failure::Local)?;
+            landing.write(&chunk).map_err(io)?;
         }
         let want = expected_sha256(path);
-        match landing.finish(want) {
-            Ok(()) => Ok(()),
-            Err(Landed::Mismatch { got }) => {
+        let want_bytes = want.and_then(|w| hex::decode(w).ok());
+        match landing.finish(want_bytes.as_deref()) {
+            Ok(_) => Ok(()),
+            Err(LandError::Mismatch { sha256, .. }) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 Err(Failure::Other(format!(
-                    "hash mismatch: name says {}, content is {got}",
-                    want.unwrap_or_default()
+                    "hash mismatch: name says {}, content is {}",
+                    want.unwrap_or_default(),
+                    hex::encode(sha256)
                 )))
             }
-            Err(Landed::Io(e)) => Err(Failure::Local(e)),
+            Err(LandError::Io(e)) => Err(io(e)),
         }
     }
 
@@ -447,79 +459,6 @@ impl Relay {
                 total = total.saturating_sub(size);
             }
         }
-    }
-}
-
-/// A file being written into the cache: a temporary file beside its final name, hashed while
-/// written, put in place only whole, synced, and (for a content-addressed name) only when its
-/// SHA-256 matches. Dropped unfinished, the temporary file is removed.
-struct Landing<'a> {
-    local: &'a Path,
-    tmp: tempfile::NamedTempFile,
-    hash: aws_lc_rs::digest::Context,
-}
-
-/// Why a [`Landing`] was not put in place.
-enum Landed {
-    /// The content's SHA-256 (`got`) is not the one its name promises.
-    Mismatch { got: String },
-    /// Local disk trouble.
-    Io(RelayError),
-}
-
-impl<'a> Landing<'a> {
-    /// Starts writing the cache file `local` (for the repository path `path`); the temporary
-    /// file's name starts with `prefix`.
-    fn start(path: &str, local: &'a Path, prefix: &str) -> Result<Self, RelayError> {
-        let dir = local
-            .parent()
-            .ok_or_else(|| RelayError::BadPath(path.to_owned()))?;
-        let io = |source| RelayError::Io {
-            path: local.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempfile_in(dir)
-            .map_err(io)?;
-        Ok(Landing {
-            local,
-            tmp,
-            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
-        })
-    }
-
-    fn io(&self, source: std::io::Error) -> RelayError {
-        RelayError::Io {
-            path: self.local.to_owned(),
-            source,
-        }
-    }
-
-    fn write(&mut self, chunk: &[u8]) -> Result<(), RelayError> {
-        self.hash.update(chunk);
-        self.tmp.write_all(chunk).map_err(|e| self.io(e))
-    }
-
-    /// Checks the hash against `want` (when given), syncs and renames into place.
-    fn finish(self, want: Option<&str>) -> Result<(), Landed> {
-        let Landing { local, tmp, hash } = self;
-        if let Some(want) = want {
-            let got = hex::encode(hash.finish());
-            if got != want {
-                return Err(Landed::Mismatch { got });
-            }
-        }
-        let io = |source| {
-            Landed::Io(RelayError::Io {
-                path: local.to_owned(),
-                source,
-            })
-        };
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(local).map_err(|e| io(e.error))?;
-        Ok(())
     }
 }
 

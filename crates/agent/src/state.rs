@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use cascade_core::{Category, PolicyDoc};
+use cascade_core::{PolicyDoc, TrustDomain};
 use serde::{Deserialize, Serialize};
 
 /// Errors reading or writing the data directory.
@@ -80,15 +80,6 @@ pub struct DataDir {
     root: PathBuf,
 }
 
-/// Which trust domain (TUF repository) serves a category: the upstream signs components,
-/// the server signs domain settings and programs (`docs/architecture.md#repositories`).
-pub fn trust_domain(category: Category) -> &'static str {
-    match category {
-        Category::Components => "upstream",
-        Category::DomainSettings | Category::Programs => "site",
-    }
-}
-
 impl DataDir {
     /// A data directory at `root` (created if missing).
     ///
@@ -124,9 +115,9 @@ impl DataDir {
         self.root.join("relay-cache")
     }
 
-    /// TUF state for one trust domain (`upstream` or `site`).
-    pub fn trust(&self, domain: &str) -> PathBuf {
-        self.root.join("trust").join(domain)
+    /// TUF state for one trust domain.
+    pub fn trust(&self, domain: TrustDomain) -> PathBuf {
+        self.root.join("trust").join(domain.as_str())
     }
 
     /// The enrolled identity, if any.

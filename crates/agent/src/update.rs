@@ -9,17 +9,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cascade_core::report::{Attempt, Outcome, UpdateReport};
-use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource};
-use cascade_repo::layout::TargetPath;
-use cascade_repo::publish::{target_meta, versions_of};
+use cascade_core::report::{Attempt, Failure, Outcome, Reason, UpdateReport};
+use cascade_core::{resolve, resolve_for_agent, Category, Plan, Policy, StepSource, TrustDomain};
 use cascade_repo::{
-    FailureReason, Installed, RepoClient, Source, SourceTransport, TransportLimits,
+    first_success, FailureReason, Installed, Loaded, Newest, RepoClient, RepoSource,
+    SourceTransport, TransportLimits,
 };
 use url::Url;
 
 use crate::install::Installer;
-use crate::state::{trust_domain, DataDir};
+use crate::state::DataDir;
 
 /// Who is updating: where it stands in the network and what it is.
 #[derive(Debug, Clone)]
@@ -43,7 +42,7 @@ pub struct Updater {
     installer: Installer,
     /// Per trust domain, the timestamp version the server announced: a source whose
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
-    floors: BTreeMap<&'static str, u64>,
+    floors: BTreeMap<TrustDomain, u64>,
     observer: Option<Observer>,
 }
 
@@ -80,10 +79,23 @@ pub enum StepEvent<'a> {
 /// Receives [`StepEvent`]s (a progress bar on a terminal).
 pub type Observer = std::sync::Arc<dyn Fn(&StepEvent<'_>) + Send + Sync>;
 
-/// The result of one category from one source.
+/// What one source did for a category.
 enum Got {
+    /// These items (`NAME VERSION`) were installed.
     Installed(Vec<String>),
+    /// Nothing was newer than what is installed.
     Current,
+}
+
+/// How one category's update ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CategoryOutcome {
+    /// A source delivered and something was installed.
+    Installed,
+    /// A source delivered and nothing was newer.
+    Current,
+    /// Every step failed (or there was none): the client quit this category.
+    Quit,
 }
 
 impl Updater {
@@ -119,9 +131,9 @@ impl Updater {
         self
     }
 
-    /// Sets the timestamp version the server announced for a trust domain (`upstream`,
-    /// `site`); sources serving older metadata then fail.
-    pub fn set_floor(&mut self, domain: &'static str, version: u64) {
+    /// Sets the timestamp version the server announced for a trust domain; sources serving
+    /// older metadata then fail.
+    pub fn set_floor(&mut self, domain: TrustDomain, version: u64) {
         self.floors.insert(domain, version);
     }
 
@@ -150,9 +162,9 @@ impl Updater {
         for category in Category::ALL {
             let plan = Self::plan(policy, me, category);
             match self.run_category(&plan, &mut attempts).await {
-                Some(true) => installed_any = true,
-                Some(false) => {}
-                None => quit = true,
+                CategoryOutcome::Installed => installed_any = true,
+                CategoryOutcome::Current => {}
+                CategoryOutcome::Quit => quit = true,
             }
         }
         let outcome = if quit {
@@ -169,54 +181,79 @@ impl Updater {
         }
     }
 
-    /// Tries the plan's steps in order. `Some(installed?)` on success, `None` when all failed.
-    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> Option<bool> {
+    /// Tries the plan's steps in order until one delivers, recording each attempt.
+    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> CategoryOutcome {
         let category = plan.category;
-        for (i, step) in plan.steps.iter().enumerate() {
-            let started = Instant::now();
-            let (result, bytes) = self
-                .try_step(&step.source, category, (i + 1, plan.steps.len()))
-                .await;
-            let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (outcome, reason, done) = match &result {
-                Ok(Got::Installed(what)) => (
-                    Outcome::Ok,
-                    Some(format!("installed {}", what.join(", "))),
-                    Some(true),
-                ),
-                Ok(Got::Current) => (Outcome::UpToDate, None, Some(false)),
-                Err(e) => (Outcome::Failed, Some(format!("{}: {e}", e.code())), None),
+        let of = plan.steps.len();
+        let tried = first_success(plan.steps.iter().enumerate(), |(i, step)| {
+            self.attempt(category, &step.source, (i + 1, of))
+        })
+        .await;
+        attempts.extend(tried.failed.into_iter().map(|(_, failed)| failed));
+        if let Some((got, done)) = tried.success {
+            attempts.push(done);
+            return match got {
+                Got::Installed(_) => CategoryOutcome::Installed,
+                Got::Current => CategoryOutcome::Current,
             };
-            attempts.push(Attempt {
-                category: Some(category),
-                step: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                source: step.source.to_string(),
-                outcome,
-                reason,
-                bytes,
-                millis,
-            });
-            if let (Some(obs), Some(a)) = (&self.observer, attempts.last()) {
-                obs(&StepEvent::Done(a));
-            }
-            if done.is_some() {
-                return done;
-            }
         }
         attempts.push(Attempt {
             category: Some(category),
-            step: u32::try_from(plan.steps.len() + 1).unwrap_or(u32::MAX),
+            step: u32::try_from(of + 1).unwrap_or(u32::MAX),
             source: "quit".into(),
             outcome: Outcome::Quit,
-            reason: Some(if plan.steps.is_empty() {
+            reason: Some(Reason::Note(if plan.steps.is_empty() {
                 "the plan has no source for this client".into()
             } else {
                 "every source failed".into()
-            }),
+            })),
             bytes: 0,
             millis: 0,
         });
-        None
+        CategoryOutcome::Quit
+    }
+
+    /// Step `n` of `of`, recorded as an [`Attempt`] (and shown to the observer): `Ok` with
+    /// what it did when it delivered verified metadata, `Err` when it failed.
+    async fn attempt(
+        &self,
+        category: Category,
+        source: &StepSource,
+        (n, of): (usize, usize),
+    ) -> Result<(Got, Attempt), Attempt> {
+        let started = Instant::now();
+        let (result, bytes) = self.try_step(source, category, (n, of)).await;
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (outcome, reason) = match &result {
+            Ok(Got::Installed(what)) => (
+                Outcome::Ok,
+                Some(Reason::Note(format!("installed {}", what.join(", ")))),
+            ),
+            Ok(Got::Current) => (Outcome::UpToDate, None),
+            Err(e) => (
+                Outcome::Failed,
+                Some(Reason::Failure(Failure {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                })),
+            ),
+        };
+        let attempt = Attempt {
+            category: Some(category),
+            step: u32::try_from(n).unwrap_or(u32::MAX),
+            source: source.to_string(),
+            outcome,
+            reason,
+            bytes,
+            millis,
+        };
+        if let Some(obs) = &self.observer {
+            obs(&StepEvent::Done(&attempt));
+        }
+        match result {
+            Ok(got) => Ok((got, attempt)),
+            Err(_) => Err(attempt),
+        }
     }
 
     /// The repository source a plan step stands for, for `category`'s trust domain.
@@ -227,11 +264,11 @@ impl Updater {
         &self,
         step: &StepSource,
         category: Category,
-    ) -> Result<Source, FailureReason> {
+    ) -> Result<RepoSource, FailureReason> {
         let bad = |e: url::ParseError| FailureReason::Local(e.to_string());
         let base = match repo_root(step, &self.server).map_err(bad)? {
             Some(root) => root
-                .join(&format!("{}/", trust_domain(category)))
+                .join(&format!("{}/", TrustDomain::of(category)))
                 .map_err(bad)?,
             // The upstream itself is the components repository.
             None => match step {
@@ -243,23 +280,29 @@ impl Updater {
                 }
             },
         };
-        Ok(Source {
+        Ok(RepoSource {
             label: step.to_string(),
             base,
         })
     }
 
     pub(crate) fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
-        let dir = self.data.trust(trust_domain(category));
+        let dir = self.data.trust(TrustDomain::of(category));
         let root = std::fs::read(dir.join("pinned-root.json")).map_err(|_| {
             FailureReason::Local(format!(
                 "no trusted root for {} content ({} is missing)",
-                trust_domain(category),
+                TrustDomain::of(category),
                 dir.join("pinned-root.json").display()
             ))
         })?;
-        let client = RepoClient::with_transport(root, &dir, self.transport.sibling(), self.bind)?;
-        Ok(match self.floors.get(trust_domain(category)) {
+        RepoClient::with_transport(root, &dir, self.transport.sibling(), self.bind)
+    }
+
+    /// Like [`Updater::client_for`], refusing sources older than the floor the server
+    /// announced for `category`'s trust domain.
+    fn floored_client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
+        let client = self.client_for(category)?;
+        Ok(match self.floors.get(&TrustDomain::of(category)) {
             Some(v) => client.with_min_timestamp_version(*v),
             None => client,
         })
@@ -272,7 +315,7 @@ impl Updater {
         category: Category,
         (n, of): (usize, usize),
     ) -> (Result<Got, FailureReason>, u64) {
-        let client = match self.client_for(category) {
+        let client = match self.floored_client_for(category) {
             Ok(c) => c,
             Err(e) => return (Err(e), 0),
         };
@@ -296,75 +339,42 @@ impl Updater {
         category: Category,
     ) -> Result<Got, FailureReason> {
         let source = self.source_for(step, category)?;
-        let repo = client.load(&source).await?;
-        // `fetch_latest` checks the floor too, but a stale source must fail even when it
-        // offers nothing to fetch, or it would report "up to date" and stop the plan.
-        let have = repo.timestamp().signed.version.get();
-        if let Some(min) = self
-            .floors
-            .get(trust_domain(category))
-            .filter(|min| have < **min)
-        {
-            return Err(FailureReason::Rollback(format!(
-                "timestamp version {have} is older than the {min} the server announced (stale source)"
-            )));
-        }
-        let targets = &repo.targets().signed;
-        let mut names: Vec<String> = targets
-            .targets_iter()
-            .filter(|(_, t)| target_meta(t).is_some_and(|m| !m.is_delta()))
-            .filter_map(|(n, _)| n.raw().parse::<TargetPath>().ok())
-            .filter(|p| p.category() == category)
-            .map(|p| p.name().to_owned())
-            .collect();
-        names.sort();
-        names.dedup();
+        // `open` checks the floor: a stale source fails even when it offers nothing to fetch,
+        // rather than report "up to date" and stop the plan.
+        let loaded = client.open(&source).await?;
         let mut installed = Vec::new();
-        for name in names {
-            let Some((_, newest)) = versions_of(targets, category, &name).into_iter().next() else {
-                continue;
-            };
-            let current = self.installer.current(category, &name).map_err(local)?;
-            if current.as_deref() == Some(newest.as_str()) {
-                continue;
+        for newest in loaded.newest(category) {
+            if self.install(&loaded, &newest).await? {
+                installed.push(format!("{} {}", newest.name, newest.version));
             }
-            let stage = self
-                .installer
-                .stage(category, &name, &newest)
-                .map_err(local)?;
-            let current_dir: Option<PathBuf> =
-                self.installer.current_dir(category, &name).map_err(local)?;
-            let inst = current
-                .as_deref()
-                .zip(current_dir.as_deref())
-                .map(|(version, dir)| Installed { version, dir });
-            let fetched = client
-                .fetch_latest(
-                    std::slice::from_ref(&source),
-                    category,
-                    &name,
-                    inst,
-                    stage.path(),
-                )
-                .await
-                .map_err(|mut f| {
-                    f.pop()
-                        .map_or(FailureReason::Other("no source".into()), |(_, r)| r)
-                })?;
-            if fetched.version != newest {
-                return Err(FailureReason::Other(format!(
-                    "{category}/{name}: the repository changed during the update ({newest} then {})",
-                    fetched.version
-                )));
-            }
-            stage.commit().map_err(local)?;
-            installed.push(format!("{name} {newest}"));
         }
         Ok(if installed.is_empty() {
             Got::Current
         } else {
             Got::Installed(installed)
         })
+    }
+
+    /// Installs `newest` from `loaded` unless it is installed already; whether it was.
+    async fn install(&self, loaded: &Loaded, newest: &Newest) -> Result<bool, FailureReason> {
+        let (category, name) = (newest.category, newest.name.as_str());
+        let current = self.installer.current(category, name).map_err(local)?;
+        if current.as_deref() == Some(newest.version.as_str()) {
+            return Ok(false);
+        }
+        let stage = self
+            .installer
+            .stage(category, name, &newest.version)
+            .map_err(local)?;
+        let current_dir: Option<PathBuf> =
+            self.installer.current_dir(category, name).map_err(local)?;
+        let inst = current
+            .as_deref()
+            .zip(current_dir.as_deref())
+            .map(|(version, dir)| Installed { version, dir });
+        loaded.save_into(newest, inst, stage.path()).await?;
+        stage.commit().map_err(local)?;
+        Ok(true)
     }
 
     /// Installed version per category, for the check-in (`NAME VERSION, …`).

@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use cascade_core::{Category, StepSource};
-use cascade_repo::layout::TargetPath;
-use cascade_repo::publish::{target_meta, versions_of};
+use cascade_repo::TargetPath;
 use url::Url;
 
 use crate::relay::Relay;
@@ -60,37 +59,20 @@ impl Updater {
     async fn wanted(&self, listen: SocketAddr, category: Category) -> Option<(String, Wanted)> {
         let source = self.source_for(&StepSource::Agent(listen), category).ok()?;
         let client = self.client_for(category).ok()?;
-        let repo = client.load(&source).await.ok()?;
-        let targets = &repo.targets().signed;
+        let loaded = client.open(&source).await.ok()?;
         let base = source.base.join("targets/").ok()?;
         let prefix = base.path().strip_prefix("/repo/")?.to_owned();
-        let mut wanted = Wanted {
-            newest: Vec::new(),
-            named: BTreeSet::new(),
-        };
-        for (name, t) in targets.targets_iter() {
-            let Ok(path) = name.raw().parse::<TargetPath>() else {
-                continue;
-            };
-            let Ok(url) = cascade_repo::client::target_url(&base, &path, t) else {
-                continue;
-            };
-            // `target_url` keeps every URL below `base`, itself below `/repo/`.
-            let Some(rel) = url.path().strip_prefix("/repo/").map(str::to_owned) else {
-                continue;
-            };
-            wanted.named.insert(rel.clone());
-            if path.category() != category {
-                continue;
-            }
-            let newest = versions_of(targets, category, path.name())
+        // Every URL a loaded repository names is below `base`, itself below `/repo/`.
+        let rel = |url: &Url| url.path().strip_prefix("/repo/").map(str::to_owned);
+        let wanted = Wanted {
+            named: loaded.files().iter().filter_map(|f| rel(&f.url)).collect(),
+            newest: loaded
+                .newest(category)
                 .into_iter()
-                .next()
-                .map(|(_, v)| v);
-            if target_meta(t).is_some_and(|m| Some(&m.version) == newest.as_ref()) {
-                wanted.newest.push((url, rel, path));
-            }
-        }
+                .flat_map(|newest| newest.files)
+                .filter_map(|f| Some((f.url.clone(), rel(&f.url)?, f.path)))
+                .collect(),
+        };
         Some((prefix, wanted))
     }
 

@@ -124,10 +124,10 @@ impl RunArgs {
     fn config(&self) -> AgentConfig {
         let mut pinned = Vec::new();
         if let Some(p) = &self.upstream_root {
-            pinned.push(("upstream".to_owned(), p.clone()));
+            pinned.push((cascade_core::TrustDomain::Upstream, p.clone()));
         }
         if let Some(p) = &self.site_root {
-            pinned.push(("site".to_owned(), p.clone()));
+            pinned.push((cascade_core::TrustDomain::Site, p.clone()));
         }
         AgentConfig {
             server: self.server.clone(),
@@ -237,7 +237,11 @@ fn print_report(report: &UpdateReport, json: bool) -> ExitCode {
     } else {
         for a in &report.attempts {
             let cat = a.category.map_or("-", Category::as_str);
-            let reason = a.reason.as_deref().unwrap_or("");
+            let reason = a
+                .reason
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             println!(
                 "{cat:16} {}. {:40} {:?} {reason}",
                 a.step, a.source, a.outcome

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cascade_core::{resolve, Category, Fallback, Plan, Policy, PolicyError, Source};
+use cascade_core::{resolve, Category, EntrySource, Fallback, Plan, Policy, PolicyError};
 use clap::{Args, Subcommand};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
@@ -158,8 +158,8 @@ fn show(p: &Policy) -> String {
         .set_header(["#", "id", "IP range", "source"]);
     for (i, e) in p.sources.iter().enumerate() {
         let source = match &e.source {
-            Source::Agent(a) => format!("update agent {a}"),
-            Source::Url(u) => format!("URL {u}"),
+            EntrySource::Agent(a) => format!("update agent {a}"),
+            EntrySource::Url(u) => format!("URL {u}"),
         };
         list.add_row([
             (i + 1).to_string(),

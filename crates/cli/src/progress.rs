@@ -72,7 +72,10 @@ impl CycleProgress {
                         } else {
                             "✗"
                         };
-                        let why = a.reason.as_deref().unwrap_or("up to date");
+                        let why = a
+                            .reason
+                            .as_ref()
+                            .map_or("up to date".into(), ToString::to_string);
                         bar.finish_with_message(format!(
                             "{mark} {} {} {}: {why}",
                             a.category.map_or("-", |c| c.as_str()),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cascade_core::Category;
 use cascade_repo::verify::{verify, VerifyReport};
-use cascade_repo::{Expiries, PublishOptions, Publisher, Source, TransportLimits};
+use cascade_repo::{Expiries, PublishOptions, Publisher, RepoSource, TransportLimits};
 use clap::{Args, Subcommand};
 use url::Url;
 
@@ -165,7 +165,7 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
             let report = rt
                 .block_on(verify(
                     &trusted,
-                    &Source::new(url.clone()),
+                    &RepoSource::new(url.clone()),
                     TransportLimits::default(),
                 ))
                 .map_err(|e| anyhow::anyhow!("{url}: {e} [{}]", e.code()))?;

@@ -11,10 +11,9 @@ use url::Url;
 
 use crate::category::Category;
 use crate::error::PolicyError;
-use crate::list::SourceList;
+use crate::list::{EntryId, EntrySource, SourceEntry, SourceList};
 use crate::policy::{
-    ActiveUpdateFallback, Agent, AgentsSettings, Domain, EntryId, Fallback, Mode, Policy,
-    Privileges, Source, SourceEntry,
+    ActiveUpdateFallback, Agent, AgentsSettings, Domain, Fallback, Mode, Policy, Privileges,
 };
 use crate::range::IpRange;
 
@@ -183,14 +182,16 @@ impl EntryDoc {
     ///
     /// # Errors
     /// A bad range, a bad URL or agent address, or not exactly one of `agent` and `url`.
-    pub fn parse(&self, field: &str) -> Result<(IpRange, Source), PolicyError> {
+    pub fn parse(&self, field: &str) -> Result<(IpRange, EntrySource), PolicyError> {
         let range = IpRange::parse(&self.range).map_err(|source| PolicyError::Range {
             field: format!("{field}.range"),
             source,
         })?;
         let source = match (&self.agent, &self.url) {
-            (Some(a), None) => Source::Agent(parse_agent_address(&format!("{field}.agent"), a)?),
-            (None, Some(u)) => Source::Url(parse_url(&format!("{field}.url"), u)?),
+            (Some(a), None) => {
+                EntrySource::Agent(parse_agent_address(&format!("{field}.agent"), a)?)
+            }
+            (None, Some(u)) => EntrySource::Url(parse_url(&format!("{field}.url"), u)?),
             (a, u) => {
                 return Err(PolicyError::Invalid {
                     field: field.to_owned(),
@@ -209,8 +210,8 @@ impl EntryDoc {
     /// The document form of one entry.
     pub fn from_entry(e: &SourceEntry) -> Self {
         let (agent, url) = match &e.source {
-            Source::Agent(a) => (Some(a.to_string()), None),
-            Source::Url(u) => (None, Some(u.to_string())),
+            EntrySource::Agent(a) => (Some(a.to_string()), None),
+            EntrySource::Url(u) => (None, Some(u.to_string())),
         };
         EntryDoc {
             id: Some(e.id.0),

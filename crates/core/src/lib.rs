@@ -13,14 +13,16 @@ pub mod policy;
 pub mod range;
 pub mod report;
 pub mod resolve;
+pub mod trust;
 
 pub use category::Category;
 pub use doc::{AgentDoc, EntryDoc, PolicyDoc};
 pub use error::PolicyError;
-pub use list::SourceList;
+pub use list::{EntryId, EntrySource, SourceEntry, SourceList};
 pub use policy::{
-    ActiveUpdateFallback, Agent, AgentSource, AgentsSettings, Domain, EntryId, Fallback, Mode,
-    Policy, PrivilegeOverrides, Privileges, Source, SourceEntry,
+    ActiveUpdateFallback, Agent, AgentSource, AgentsSettings, Domain, Fallback, Mode, Policy,
+    PrivilegeOverrides, Privileges,
 };
 pub use range::{IpRange, RangeError};
 pub use resolve::{resolve, resolve_for_agent, Plan, Step, StepSource};
+pub use trust::TrustDomain;

@@ -1,12 +1,57 @@
-//! The customized update source list and the console's operations on it: add (appended at
+//! The customized update source list, its entries (a range and where it sends its clients),
+//! and the console's operations on it: add (appended at
 //! the end), edit by id, delete the checked ids, move one entry up or down one place. Each
 //! returns a new list or an error; the list it was called on never changes.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::error::PolicyError;
-use crate::policy::{EntryId, Source, SourceEntry};
 use crate::range::IpRange;
+
+/// Where a source-list entry sends its clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntrySource {
+    /// A registered update agent.
+    Agent(SocketAddr),
+    /// Any HTTP(S) server holding a copy of the repository.
+    Url(Url),
+}
+
+impl fmt::Display for EntrySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntrySource::Agent(a) => write!(f, "agent:{a}"),
+            EntrySource::Url(u) => write!(f, "url:{u}"),
+        }
+    }
+}
+
+/// A stable identifier of a source-list entry; it survives edits and moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryId(pub u32);
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One row of the customized update source list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// Stable id (the checkbox value in the console).
+    pub id: EntryId,
+    /// The client addresses this entry applies to.
+    pub range: IpRange,
+    /// Where those clients update from.
+    pub source: EntrySource,
+}
 
 /// The ordered list. Order is meaning: the first matching entry is tried first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +108,7 @@ impl SourceList {
 
     /// Appends a new entry at the end ("Add", then "Save") and returns the list and its id.
     #[must_use]
-    pub fn add(&self, range: IpRange, source: Source) -> (SourceList, EntryId) {
+    pub fn add(&self, range: IpRange, source: EntrySource) -> (SourceList, EntryId) {
         let id = self.next_id();
         let mut next = self.0.clone();
         next.push(SourceEntry { id, range, source });
@@ -78,7 +123,7 @@ impl SourceList {
         &self,
         id: EntryId,
         range: IpRange,
-        source: Source,
+        source: EntrySource,
     ) -> Result<SourceList, PolicyError> {
         let i = self.position(id)?;
         let mut next = self.0.clone();

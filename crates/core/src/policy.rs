@@ -12,8 +12,7 @@ use url::Url;
 
 use crate::category::Category;
 use crate::error::PolicyError;
-use crate::list::SourceList;
-use crate::range::IpRange;
+use crate::list::{EntrySource, SourceList};
 
 /// Which update sources clients use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,46 +147,6 @@ pub struct Agent {
     pub capabilities: BTreeSet<Category>,
 }
 
-/// Where a source-list entry sends its clients.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// A registered update agent.
-    Agent(SocketAddr),
-    /// Any HTTP(S) server holding a copy of the repository.
-    Url(Url),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Agent(a) => write!(f, "agent:{a}"),
-            Source::Url(u) => write!(f, "url:{u}"),
-        }
-    }
-}
-
-/// A stable identifier of a source-list entry; it survives edits and moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EntryId(pub u32);
-
-impl fmt::Display for EntryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// One row of the customized update source list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceEntry {
-    /// Stable id (the checkbox value in the console).
-    pub id: EntryId,
-    /// The client addresses this entry applies to.
-    pub range: IpRange,
-    /// Where those clients update from.
-    pub source: Source,
-}
-
 /// The whole policy. Build it from TOML or JSON through [`crate::doc::PolicyDoc`]; change it
 /// through the methods here, each of which returns a new validated policy or an error.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -253,7 +212,7 @@ impl Policy {
                     value: e.id.to_string(),
                 });
             }
-            if let Source::Agent(addr) = e.source {
+            if let EntrySource::Agent(addr) = e.source {
                 if !seen.contains(&addr) {
                     return Err(PolicyError::UnknownAgent {
                         field: format!("sources[{i}].agent"),
@@ -274,7 +233,7 @@ impl Policy {
         };
         self.sources
             .iter()
-            .any(|e| matches!(&e.source, Source::Url(u) if same_location(u, up)))
+            .any(|e| matches!(&e.source, EntrySource::Url(u) if same_location(u, up)))
     }
 
     /// A copy with `sources` replaced, validated.
@@ -312,7 +271,7 @@ impl Policy {
         if let Some(i) = self
             .sources
             .iter()
-            .position(|e| e.source == Source::Agent(address))
+            .position(|e| e.source == EntrySource::Agent(address))
         {
             return Err(PolicyError::AgentInUse {
                 agent: address.to_string(),

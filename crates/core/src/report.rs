@@ -3,6 +3,7 @@
 //! it, the server that stores it and the console that shows it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,15 +38,94 @@ pub struct Attempt {
     pub source: String,
     /// How it ended.
     pub outcome: Outcome,
-    /// Why it failed: a stable code and a message (connect, timeout, 404, signature…).
+    /// Why it failed (a [`Failure`]: connect, timeout, 404, signature…), or what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Bytes received from this source.
     #[serde(default)]
     pub bytes: u64,
     /// Time spent on this source, milliseconds.
     #[serde(default)]
     pub millis: u64,
+}
+
+/// Why a step failed: a stable, machine-readable code (`tuf.expired`, `source.connect`) and a
+/// message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The stable code, dotted lowercase words.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// The `reason` of an [`Attempt`]: a [`Failure`], or a note (`installed engine 1.2`, `every
+/// source failed`). On the wire it is one string, `CODE: MESSAGE` for a failure; a string
+/// that does not start with a dotted code is a note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Reason {
+    /// Why the step failed.
+    Failure(Failure),
+    /// What the step did, or why the client quit.
+    Note(String),
+}
+
+impl Reason {
+    /// The failure, when the reason is one.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Reason::Failure(f) => Some(f),
+            Reason::Note(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Failure(failure) => failure.fmt(f),
+            Reason::Note(note) => f.write_str(note),
+        }
+    }
+}
+
+impl From<Failure> for Reason {
+    fn from(f: Failure) -> Self {
+        Reason::Failure(f)
+    }
+}
+
+impl From<Reason> for String {
+    fn from(r: Reason) -> Self {
+        r.to_string()
+    }
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Self {
+        let is_code = |c: &str| {
+            c.contains('.')
+                && c.split('.').all(|w| {
+                    !w.is_empty()
+                        && w.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+        };
+        match s.split_once(": ") {
+            Some((code, message)) if is_code(code) => Reason::Failure(Failure {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+            _ => Reason::Note(s),
+        }
+    }
 }
 
 /// A client's report of its last update.
@@ -120,4 +200,32 @@ pub struct ServedClient {
     pub requests: u64,
     /// Response body bytes sent to it.
     pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A reason is one string on the wire, read back as the same failure or note, byte for byte.
+    #[test]
+    fn reasons_round_trip() {
+        let failure = Reason::Failure(Failure {
+            code: "tuf.expired".into(),
+            message: "expired metadata: timestamp: 1: x".into(),
+        });
+        let json = serde_json::to_string(&failure).unwrap();
+        assert_eq!(json, r#""tuf.expired: expired metadata: timestamp: 1: x""#);
+        assert_eq!(serde_json::from_str::<Reason>(&json).unwrap(), failure);
+        for note in [
+            "installed engine 1.2",
+            "connect: refused",
+            "HTTP 404",
+            "a.B: c",
+            "",
+        ] {
+            let r: Reason = serde_json::from_str(&serde_json::to_string(note).unwrap()).unwrap();
+            assert_eq!(r, Reason::Note(note.to_owned()));
+            assert_eq!(r.to_string(), note);
+        }
+    }
 }

@@ -11,9 +11,8 @@ use url::Url;
 
 use crate::category::Category;
 use crate::error::PolicyError;
-use crate::policy::{
-    same_location, ActiveUpdateFallback, AgentSource, Fallback, Mode, Policy, Source,
-};
+use crate::list::EntrySource;
+use crate::policy::{same_location, ActiveUpdateFallback, AgentSource, Fallback, Mode, Policy};
 
 /// Where one step of a plan fetches from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,11 +39,11 @@ impl StepSource {
     }
 }
 
-impl From<&Source> for StepSource {
-    fn from(s: &Source) -> Self {
+impl From<&EntrySource> for StepSource {
+    fn from(s: &EntrySource) -> Self {
         match s {
-            Source::Agent(a) => StepSource::Agent(*a),
-            Source::Url(u) => StepSource::Url(u.clone()),
+            EntrySource::Agent(a) => StepSource::Agent(*a),
+            EntrySource::Url(u) => StepSource::Url(u.clone()),
         }
     }
 }
@@ -178,7 +177,7 @@ fn customized(policy: &Policy, ip: IpAddr, domain: Option<&str>, asker: Asker, p
             continue;
         }
         let why = format!("sources[{i}] {} contains {ip}", e.range);
-        if let Source::Agent(addr) = e.source {
+        if let EntrySource::Agent(addr) = e.source {
             let capable = policy
                 .find_agent(addr)
                 .is_some_and(|a| a.capabilities.contains(&category));
@@ -280,7 +279,7 @@ fn agent_edges(policy: &Policy, category: Category, a: SocketAddr) -> Vec<Socket
         .iter()
         .filter(|e| e.range.contains(a.ip()))
         .filter_map(|e| match e.source {
-            Source::Agent(b) if b != a => Some(b),
+            EntrySource::Agent(b) if b != a => Some(b),
             _ => None,
         })
         .filter(|b| {

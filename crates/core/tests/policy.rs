@@ -2,7 +2,7 @@
 //! kind of bad input is refused with an error naming the field and the value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cascade_core::{Category, EntryId, Mode, Policy, PolicyError, Source};
+use cascade_core::{Category, EntryId, EntrySource, Mode, Policy, PolicyError};
 
 const DESIGN_EXAMPLE: &str = r#"
 mode = "customized"                       # or "standard"
@@ -44,7 +44,10 @@ fn design_example_parses() {
     assert_eq!(p.sources.len(), 2);
     assert_eq!(p.sources.as_slice()[0].id, EntryId(1));
     assert_eq!(p.sources.as_slice()[1].id, EntryId(2));
-    assert!(matches!(p.sources.as_slice()[0].source, Source::Agent(_)));
+    assert!(matches!(
+        p.sources.as_slice()[0].source,
+        EntrySource::Agent(_)
+    ));
     assert!(p.privileges_for(Some("branch")).download_from_activeupdate);
     assert!(!p.privileges_for(None).download_from_activeupdate);
     assert_eq!(p.agent[0].capabilities.len(), 3);
@@ -144,7 +147,7 @@ fn with_sources_validates() {
     let p = Policy::from_toml(DESIGN_EXAMPLE).unwrap();
     let (list, _) = p.sources.add(
         "10.9.0.0/16".parse().unwrap(),
-        Source::Agent("10.9.9.9:8443".parse().unwrap()),
+        EntrySource::Agent("10.9.9.9:8443".parse().unwrap()),
     );
     let err = p.with_sources(list).unwrap_err();
     assert_eq!(err.code(), "policy.unknown_agent");

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use cascade_core::{EntryId, IpRange, Source, SourceList};
+use cascade_core::{EntryId, EntrySource, IpRange, SourceList};
 use proptest::prelude::*;
 
 fn v4(n: u32) -> IpAddr {
@@ -66,7 +66,7 @@ fn list_of(n: usize) -> SourceList {
     for i in 0..n {
         let range = IpRange::parse(&format!("10.0.{i}.0/24")).unwrap();
         let url = format!("http://mirror{i}.example/").parse().unwrap();
-        list = list.add(range, Source::Url(url)).0;
+        list = list.add(range, EntrySource::Url(url)).0;
     }
     list
 }
@@ -152,7 +152,7 @@ proptest! {
     fn add_appends_and_edit_keeps_place(n in 0usize..12, pick in any::<prop::sample::Index>()) {
         let list = list_of(n);
         let range = IpRange::parse("192.168.0.0/16").unwrap();
-        let src = Source::Url("http://new.example/".parse().unwrap());
+        let src = EntrySource::Url("http://new.example/".parse().unwrap());
         let (added, id) = list.add(range, src.clone());
         prop_assert_eq!(added.len(), n + 1);
         prop_assert_eq!(added.as_slice()[n].id, id);

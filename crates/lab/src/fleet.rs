@@ -197,11 +197,11 @@ impl Fleet {
         upstream_root: Option<&Path>,
     ) -> AgentConfig {
         let mut pinned = vec![(
-            "site".to_owned(),
+            cascade_core::TrustDomain::Site,
             self.site.public_dir().join("metadata/1.root.json"),
         )];
         if let Some(r) = upstream_root {
-            pinned.push(("upstream".to_owned(), r.to_owned()));
+            pinned.push((cascade_core::TrustDomain::Upstream, r.to_owned()));
         }
         AgentConfig {
             server: Some(self.url.clone()),

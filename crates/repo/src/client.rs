@@ -1,11 +1,13 @@
-//! The client side: load a repository through one source at a time, pick the newest version of
-//! `CATEGORY/NAME`, and save its files through verified paths, preferring a delta from the
-//! installed version and falling back to the full file.
+//! The client side: a [`RepoClient`] opens a repository through one source at a time: the
+//! metadata is loaded and checked once, giving a [`Loaded`] repository, which names the newest
+//! version of each `CATEGORY/NAME` and saves a version's files through verified paths,
+//! preferring a delta from the installed version and falling back to the full file. Trying
+//! ordered sources until one works is [`first_success`], the one fallback loop.
 //!
 //! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
 //! metadata older than what the client already knows (a stale relay) fails for that source.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,23 +16,22 @@ use tough::{Repository, RepositoryLoader};
 use url::Url;
 
 use crate::delta;
-use crate::layout::{target_meta, versions_of};
-use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
+use crate::failure::{classify, FailureReason};
+use crate::layout::{target_meta, TargetMeta, TargetPath, METADATA_DIR, TARGETS_DIR};
 use crate::save::{fetch_verified, save_resumable, write_verified};
 use crate::transport::{SourceTransport, TransportLimits};
 
-pub use crate::failure::{classify, FailureReason};
-
-/// One place a repository can be fetched from.
+/// One place a repository can be fetched from (a relay, a mirror, the server, the upstream),
+/// as the repository client sees it: a base URL and a label for reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
+pub struct RepoSource {
     /// A label for reports (e.g. `relay 10.0.0.5` or the URL).
     pub label: String,
     /// Base URL; metadata is under `metadata/`, targets under `targets/`.
     pub base: Url,
 }
 
-impl Source {
+impl RepoSource {
     /// A source labelled with its URL.
     pub fn new(base: Url) -> Self {
         Self {
@@ -39,7 +40,7 @@ impl Source {
         }
     }
 
-    fn join(&self, dir: &str) -> Result<Url, FailureReason> {
+    pub(crate) fn join(&self, dir: &str) -> Result<Url, FailureReason> {
         let mut s = self.base.to_string();
         if !s.ends_with('/') {
             s.push('/');
@@ -70,7 +71,7 @@ pub struct FetchedFile {
     pub via_delta: bool,
 }
 
-/// The result of a successful [`RepoClient::fetch_latest`].
+/// What [`Loaded::save_into`] (and so [`RepoClient::fetch_latest`]) saved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Fetched {
     /// Label of the source that served it.
@@ -183,15 +184,11 @@ impl RepoClient {
     }
 
     /// The transport for `source`: its own limits if it has any.
-    ///
-    /// # Errors
-    /// Never today; kept fallible for transports built on demand.
-    pub fn transport_for(&self, source: &Source) -> Result<SourceTransport, FailureReason> {
-        Ok(self
-            .per_source
+    pub(crate) fn transport_for(&self, source: &RepoSource) -> SourceTransport {
+        self.per_source
             .get(source.base.as_str())
             .unwrap_or(&self.transport)
-            .clone())
+            .clone()
     }
 
     /// Move aside trust-state files that no longer parse (tough writes them without
@@ -219,22 +216,16 @@ impl RepoClient {
             .unwrap_or_else(|_| self.trusted_root.clone())
     }
 
-    /// Load and verify the repository's metadata through `source` only.
-    ///
-    /// # Errors
-    /// The classified reason the source was refused.
-    pub async fn load(&self, source: &Source) -> Result<Repository, FailureReason> {
-        let transport = self.transport_for(source)?;
+    /// Load and verify the repository's metadata through `source` only, as tough gives it.
+    pub(crate) async fn load(&self, source: &RepoSource) -> Result<Repository, FailureReason> {
+        let transport = self.transport_for(source);
         self.load_with(source, transport).await
     }
 
     /// Load through `source` with a given transport (e.g. one that records what it fetched).
-    ///
-    /// # Errors
-    /// The classified reason the source was refused.
-    pub async fn load_with<T: tough::Transport + 'static>(
+    pub(crate) async fn load_with<T: tough::Transport + 'static>(
         &self,
-        source: &Source,
+        source: &RepoSource,
         transport: T,
     ) -> Result<Repository, FailureReason> {
         let _guard = self.load_lock.lock().await;
@@ -249,125 +240,340 @@ impl RepoClient {
             .map_err(|e| classify(&e))
     }
 
-    /// Try `sources` in order; the first that yields a verified newest version of
-    /// `category/name` wins and its files are saved in `out_dir`. Every failure is returned with
-    /// its source when none succeeds.
+    /// Load and check the metadata of `source` once: signatures, expiry, rollback, and the
+    /// floor set by [`RepoClient::with_min_timestamp_version`]. Metadata loads are serialised
+    /// per client.
     ///
-    /// `out_dir` is a staging directory: only verified files ever appear in it under their names
-    /// (each by atomic rename, never outside it), plus `.partial-SHA256` files of broken
-    /// transfers, which a later call with the same `out_dir` resumes (from any source) and
-    /// hash-checks before use. After an `Err` it may hold some files of a version whose other
-    /// files failed. Metadata loads are serialised per client.
+    /// # Errors
+    /// The classified reason the source was refused.
+    pub async fn open(&self, source: &RepoSource) -> Result<Loaded, FailureReason> {
+        let transport = self.transport_for(source);
+        let repo = self.load_with(source, transport.clone()).await?;
+        let have = repo.timestamp().signed.version.get();
+        if let Some(min) = self.min_timestamp.filter(|min| have < *min) {
+            return Err(FailureReason::Rollback(format!(
+                "timestamp version {have} is older than the announced {min} (stale source)"
+            )));
+        }
+        Loaded::new(source.clone(), transport, &repo)
+    }
+
+    /// Try `sources` in order; the first that yields a verified newest version of
+    /// `category/name` wins and its files are saved in `out_dir` (see [`Loaded::save_into`]).
+    /// Every failure is returned with its source's label when none succeeds.
     ///
     /// # Errors
     /// Each source's label with the reason it was given up.
     pub async fn fetch_latest(
         &self,
-        sources: &[Source],
+        sources: &[RepoSource],
         category: Category,
         name: &str,
         installed: Option<Installed<'_>>,
         out_dir: &Path,
     ) -> Result<Fetched, Vec<(String, FailureReason)>> {
-        let mut failures = Vec::new();
-        for source in sources {
-            match self
-                .fetch_from(source, category, name, installed, out_dir)
-                .await
-            {
-                Ok(f) => return Ok(f),
-                Err(reason) => failures.push((source.label.clone(), reason)),
-            }
-        }
-        Err(failures)
+        first_success(sources, |source| {
+            self.fetch_from(source, category, name, installed, out_dir)
+        })
+        .await
+        .into_result()
+        .map_err(|failures| {
+            failures
+                .into_iter()
+                .map(|(s, reason)| (s.label.clone(), reason))
+                .collect()
+        })
     }
 
     async fn fetch_from(
         &self,
-        source: &Source,
+        source: &RepoSource,
         category: Category,
         name: &str,
         installed: Option<Installed<'_>>,
         out_dir: &Path,
     ) -> Result<Fetched, FailureReason> {
-        let transport = self.transport_for(source)?;
-        let repo = self.load_with(source, transport.clone()).await?;
-        let have = repo.timestamp().signed.version.get();
-        if let Some(min) = self.min_timestamp.filter(|min| have < *min) {
-            return Err(FailureReason::Rollback(format!(
-                "timestamp version {have} is older than the announced {min}"
-            )));
+        let loaded = self.open(source).await?;
+        loaded.refuse_unsafe_names()?;
+        let newest = loaded
+            .newest_of(category, name)
+            .ok_or_else(|| FailureReason::NoSuchContent(format!("{category}/{name}")))?;
+        loaded.save_into(&newest, installed, out_dir).await
+    }
+}
+
+/// What [`first_success`] found: the sources that failed, in order, then the first success.
+#[derive(Debug)]
+pub struct Tried<S, T, E> {
+    /// Each source tried in vain, in order, with its failure.
+    pub failed: Vec<(S, E)>,
+    /// What the first source that worked gave, if one did.
+    pub success: Option<T>,
+}
+
+impl<S, T, E> Tried<S, T, E> {
+    /// The success, or every failure when no source worked.
+    ///
+    /// # Errors
+    /// Every source with its failure (empty when there was no source).
+    pub fn into_result(self) -> Result<T, Vec<(S, E)>> {
+        self.success.ok_or(self.failed)
+    }
+}
+
+/// The fallback rule, the one loop over ordered sources: try each in turn with `attempt` and
+/// stop at the first success.
+pub async fn first_success<S: Clone, T, E, Fut>(
+    sources: impl IntoIterator<Item = S>,
+    mut attempt: impl FnMut(S) -> Fut,
+) -> Tried<S, T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut failed = Vec::new();
+    for source in sources {
+        match attempt(source.clone()).await {
+            Ok(t) => {
+                return Tried {
+                    failed,
+                    success: Some(t),
+                }
+            }
+            Err(e) => failed.push((source, e)),
         }
-        let targets = &repo.targets().signed;
-        // Our publisher only signs CATEGORY/NAME/VERSION/FILE names; anything else in signed
-        // metadata means a hostile or broken publisher, and the whole source is refused.
-        if let Some((bad, _)) = targets
-            .targets_iter()
-            .find(|(tn, _)| tn.raw().parse::<TargetPath>().is_err())
-        {
-            return Err(FailureReason::UnsafeName(bad.raw().to_owned()));
-        }
-        let Some((_, version)) = versions_of(targets, category, name).into_iter().next() else {
-            return Err(FailureReason::NoSuchContent(format!("{category}/{name}")));
-        };
-        if installed.is_some_and(|i| i.version == version) {
-            return Ok(Fetched {
-                source: source.label.clone(),
-                version,
-                up_to_date: true,
-                files: Vec::new(),
-            });
-        }
+    }
+    Tried {
+        failed,
+        success: None,
+    }
+}
+
+/// One signed target of a [`Loaded`] repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFile {
+    /// Its name.
+    pub path: TargetPath,
+    /// Where its content-addressed copy is (below the source's `targets/`).
+    pub url: Url,
+    /// Its signed length.
+    pub length: u64,
+    /// Its signed SHA-256.
+    pub sha256: Vec<u8>,
+    /// cascade's metadata of it, when it has any.
+    pub meta: Option<TargetMeta>,
+}
+
+impl SignedFile {
+    /// Whether it is a delta rather than a full file.
+    pub fn is_delta(&self) -> bool {
+        self.meta.as_ref().is_some_and(TargetMeta::is_delta)
+    }
+}
+
+/// The newest version of one `CATEGORY/NAME` in a [`Loaded`] repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newest {
+    /// The category.
+    pub category: Category,
+    /// The content name.
+    pub name: String,
+    /// The newest version (highest publish sequence).
+    pub version: String,
+    /// Its signed files, full files and deltas.
+    pub files: Vec<SignedFile>,
+}
+
+/// A repository whose metadata one source delivered and the client verified: what it offers,
+/// and saving it, with no further metadata fetch.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    source: RepoSource,
+    transport: SourceTransport,
+    timestamp_version: u64,
+    files: Vec<SignedFile>,
+    /// The first signed name that is not `CATEGORY/NAME/VERSION/FILE`, if any.
+    unsafe_name: Option<String>,
+}
+
+impl Loaded {
+    fn new(
+        source: RepoSource,
+        transport: SourceTransport,
+        repo: &Repository,
+    ) -> Result<Self, FailureReason> {
         let base = source.join(TARGETS_DIR)?;
-        let ctx = TargetsAt {
-            transport: &transport,
-            base: &base,
-            targets,
-        };
         let mut files = Vec::new();
-        // Collected first: tough's iterator is not Send, and this future must be.
-        let all: Vec<_> = targets.targets_iter().collect();
-        for (tn, t) in all {
-            let Some(meta) = target_meta(t) else { continue };
+        let mut unsafe_name = None;
+        for (tn, t) in repo.targets().signed.targets_iter() {
             let Ok(path) = tn.raw().parse::<TargetPath>() else {
+                unsafe_name.get_or_insert_with(|| tn.raw().to_owned());
                 continue;
             };
-            if meta.is_delta()
-                || path.category() != category
-                || path.name() != name
-                || meta.version != version
-            {
+            let Ok(url) = target_url(&base, &path, t) else {
+                unsafe_name.get_or_insert_with(|| tn.raw().to_owned());
                 continue;
-            }
+            };
+            files.push(SignedFile {
+                path,
+                url,
+                length: t.length,
+                sha256: t.hashes.sha256.to_vec(),
+                meta: target_meta(t),
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Self {
+            source,
+            transport,
+            timestamp_version: repo.timestamp().signed.version.get(),
+            files,
+            unsafe_name,
+        })
+    }
+
+    /// The source it was loaded from.
+    pub fn source(&self) -> &RepoSource {
+        &self.source
+    }
+
+    /// The version of the timestamp it was loaded with.
+    pub fn timestamp_version(&self) -> u64 {
+        self.timestamp_version
+    }
+
+    /// Every signed target (those with a name cascade can use), in name order.
+    pub fn files(&self) -> &[SignedFile] {
+        &self.files
+    }
+
+    /// Our publisher only signs `CATEGORY/NAME/VERSION/FILE` names; anything else in signed
+    /// metadata means a hostile or broken publisher, and nothing is saved from this source.
+    fn refuse_unsafe_names(&self) -> Result<(), FailureReason> {
+        match &self.unsafe_name {
+            Some(bad) => Err(FailureReason::UnsafeName(bad.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The newest version of `category/name`, `None` when the repository lists none.
+    pub fn newest_of(&self, category: Category, name: &str) -> Option<Newest> {
+        let mine = |f: &&SignedFile| f.path.category() == category && f.path.name() == name;
+        let by_seq: BTreeMap<u64, &str> = self
+            .files
+            .iter()
+            .filter(mine)
+            .filter_map(|f| f.meta.as_ref().map(|m| (m.seq, m.version.as_str())))
+            .collect();
+        let (_, version) = by_seq.last_key_value()?;
+        let files = self
+            .files
+            .iter()
+            .filter(mine)
+            .filter(|f| f.meta.as_ref().is_some_and(|m| m.version == *version))
+            .cloned()
+            .collect();
+        Some(Newest {
+            category,
+            name: name.to_owned(),
+            version: (*version).to_owned(),
+            files,
+        })
+    }
+
+    /// The newest version of every name of `category` that has a full file, by name.
+    pub fn newest(&self, category: Category) -> Vec<Newest> {
+        let mut names: Vec<&str> = self
+            .files
+            .iter()
+            .filter(|f| f.path.category() == category && f.meta.is_some() && !f.is_delta())
+            .map(|f| f.path.name())
+            .collect();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| self.newest_of(category, name))
+            .collect()
+    }
+
+    /// Save the full files of `newest` in `stage`, each rebuilt from a signed delta against
+    /// `installed` when one fits, else fetched whole. Nothing is saved when `installed` is
+    /// that very version.
+    ///
+    /// `stage` is a staging directory: only verified files ever appear in it under their names
+    /// (each by atomic rename, never outside it), plus `.partial-SHA256` files of broken
+    /// transfers, which a later call with the same `stage` resumes (from any source) and
+    /// hash-checks before use. After an `Err` it may hold some files of the version whose other
+    /// files failed.
+    ///
+    /// # Errors
+    /// The reason the source failed: an unsafe signed name, a transfer or a hash.
+    pub async fn save_into(
+        &self,
+        newest: &Newest,
+        installed: Option<Installed<'_>>,
+        stage: &Path,
+    ) -> Result<Fetched, FailureReason> {
+        self.refuse_unsafe_names()?;
+        let mut fetched = Fetched {
+            source: self.source.label.clone(),
+            version: newest.version.clone(),
+            up_to_date: installed.is_some_and(|i| i.version == newest.version),
+            files: Vec::new(),
+        };
+        if fetched.up_to_date {
+            return Ok(fetched);
+        }
+        for full in newest.files.iter().filter(|f| !f.is_delta()) {
+            let file = full.path.file();
             let via_delta = match installed {
-                Some(i) => try_delta(&ctx, &path, t, i, out_dir).await,
+                Some(i) => self.try_delta(full, i, stage).await,
                 None => false,
             };
             if !via_delta {
-                let url = target_url(&base, &path, t)?;
                 save_resumable(
-                    &transport,
-                    url,
-                    t.length,
-                    &t.hashes.sha256,
-                    out_dir,
-                    path.file(),
+                    &self.transport,
+                    full.url.clone(),
+                    full.length,
+                    &full.sha256,
+                    stage,
+                    file,
                 )
                 .await?;
             }
-            files.push(FetchedFile {
-                file: path.file().to_owned(),
-                path: out_dir.join(path.file()),
+            fetched.files.push(FetchedFile {
+                file: file.to_owned(),
+                path: stage.join(file),
                 via_delta,
             });
         }
-        files.sort_by(|a, b| a.file.cmp(&b.file));
-        Ok(Fetched {
-            source: source.label.clone(),
-            version,
-            up_to_date: false,
-            files,
-        })
+        fetched.files.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(fetched)
+    }
+
+    /// Rebuild `full` from the installed copy and a signed delta; false when no delta fits or
+    /// anything about it fails (the caller then fetches the full file).
+    async fn try_delta(&self, full: &SignedFile, installed: Installed<'_>, stage: &Path) -> bool {
+        let Ok(dpath) = full.path.delta_from(installed.version) else {
+            return false;
+        };
+        let Some(d) = self.files.iter().find(|f| f.path == dpath) else {
+            return false;
+        };
+        let Ok(old) = std::fs::read(installed.dir.join(full.path.file())) else {
+            return false;
+        };
+        let Ok(patch) = fetch_verified(&self.transport, d.url.clone(), d.length, &d.sha256).await
+        else {
+            return false;
+        };
+        let Ok(new) = delta::apply(&old, &patch, full.length) else {
+            return false;
+        };
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new);
+        if new.len() as u64 != full.length || digest.as_ref() != full.sha256.as_slice() {
+            return false;
+        }
+        write_verified(&new, stage, full.path.file()).is_ok()
     }
 }
 
@@ -375,7 +581,7 @@ impl RepoClient {
 ///
 /// # Errors
 /// [`FailureReason::UnsafeName`] if the URL would leave `base`.
-pub fn target_url(
+pub(crate) fn target_url(
     base: &Url,
     path: &TargetPath,
     t: &tough::schema::Target,
@@ -388,49 +594,4 @@ pub fn target_url(
         return Err(FailureReason::UnsafeName(rel));
     }
     Ok(url)
-}
-
-/// Where the targets of one loaded repository come from.
-struct TargetsAt<'a> {
-    transport: &'a SourceTransport,
-    base: &'a Url,
-    targets: &'a tough::schema::Targets,
-}
-
-/// Rebuild `full` from the installed copy and a signed delta; false when no delta fits or
-/// anything about it fails (the caller then fetches the full file).
-async fn try_delta(
-    ctx: &TargetsAt<'_>,
-    full: &TargetPath,
-    full_target: &tough::schema::Target,
-    installed: Installed<'_>,
-    out_dir: &Path,
-) -> bool {
-    let Ok(dpath) = full.delta_from(installed.version) else {
-        return false;
-    };
-    let Some((_, dt)) = ctx
-        .targets
-        .targets_iter()
-        .find(|(n, _)| n.raw() == dpath.to_string())
-    else {
-        return false;
-    };
-    let Ok(old) = std::fs::read(installed.dir.join(full.file())) else {
-        return false;
-    };
-    let Ok(url) = target_url(ctx.base, &dpath, dt) else {
-        return false;
-    };
-    let Ok(d) = fetch_verified(ctx.transport, url, dt.length, &dt.hashes.sha256).await else {
-        return false;
-    };
-    let Ok(new) = delta::apply(&old, &d, full_target.length) else {
-        return false;
-    };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new);
-    if new.len() as u64 != full_target.length || digest.as_ref() != &*full_target.hashes.sha256 {
-        return false;
-    }
-    write_verified(&new, out_dir, full.file()).is_ok()
 }

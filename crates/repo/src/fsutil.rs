@@ -1,24 +1,222 @@
-//! Durable file writes: temp file in the same directory, `sync_all`, rename, then sync the
-//! directory, so a crash leaves either the old file or the complete new one.
+//! Durable file writes. Every file that lands goes through [`Landing`]: written to a temporary
+//! (or resumable partial) file in the destination's directory, hashed while written, checked
+//! against the SHA-256 it must have, `sync_all`, renamed into place, then the directory synced,
+//! so a crash leaves either the old file or the complete new one, and a file that fails its
+//! check never appears under its name.
 
 use std::fs;
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, Read as _, Seek as _, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a [`Landing`] was not put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum LandError {
+    /// The content is not what it must be; nothing was put in place.
+    #[error("content has SHA-256 {} ({len} bytes), not the one expected", hex::encode(.sha256))]
+    Mismatch {
+        /// SHA-256 of what was written.
+        sha256: Vec<u8>,
+        /// Bytes written.
+        len: u64,
+    },
+    /// Local I/O failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Where a [`Landing`]'s bytes wait until they are put in place.
+#[derive(Debug)]
+enum Pending {
+    /// A temporary file, removed when the landing is dropped unfinished.
+    Temp(tempfile::NamedTempFile),
+    /// A named partial file, kept when the landing is dropped unfinished so that a later
+    /// landing can resume it.
+    Partial { path: PathBuf, file: fs::File },
+}
+
+/// One file being landed atomically at `dest`: see the module docs.
+pub struct Landing {
+    dest: PathBuf,
+    pending: Pending,
+    hash: aws_lc_rs::digest::Context,
+    len: u64,
+}
+
+impl std::fmt::Debug for Landing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Landing")
+            .field("dest", &self.dest)
+            .field("pending", &self.pending)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Landing {
+    /// Start landing `dest` through a new temporary file beside it whose name starts with
+    /// `prefix` (the directory is created if missing).
+    ///
+    /// # Errors
+    /// Any I/O error; `dest` without a parent directory is refused.
+    pub fn start(dest: &Path, prefix: &str) -> io::Result<Self> {
+        let dir = parent(dest)?;
+        fs::create_dir_all(dir)?;
+        let tmp = tempfile::Builder::new().prefix(prefix).tempfile_in(dir)?;
+        Ok(Self::new(dest, Pending::Temp(tmp)))
+    }
+
+    /// Start or resume landing `dest` through the named partial file `partial` (in the same
+    /// directory): its first `keep` bytes are kept and hashed, anything after them is cut. A
+    /// landing dropped unfinished keeps the partial file for the next one.
+    ///
+    /// # Errors
+    /// Any I/O error, including `partial` being shorter than `keep`.
+    pub fn resume(dest: &Path, partial: &Path, keep: u64) -> io::Result<Self> {
+        fs::create_dir_all(parent(dest)?)?;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(partial)?;
+        file.set_len(keep)?;
+        let mut landing = Self::new(
+            dest,
+            Pending::Partial {
+                path: partial.to_owned(),
+                file: file.try_clone()?,
+            },
+        );
+        let mut buf = vec![0u8; 1 << 16];
+        let mut left = keep;
+        while left > 0 {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "partial file shorter than its kept length",
+                ));
+            }
+            landing.hash.update(&buf[..n]);
+            left = left.saturating_sub(n as u64);
+        }
+        landing.len = keep;
+        file.seek(io::SeekFrom::End(0))?;
+        Ok(landing)
+    }
+
+    fn new(dest: &Path, pending: Pending) -> Self {
+        Self {
+            dest: dest.to_owned(),
+            pending,
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            len: 0,
+        }
+    }
+
+    /// Where the file lands.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Bytes written so far (with a resumed partial file's kept bytes).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn file(&self) -> &fs::File {
+        match &self.pending {
+            Pending::Temp(t) => t.as_file(),
+            Pending::Partial { file, .. } => file,
+        }
+    }
+
+    /// Append `chunk`, hashing it.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.hash.update(chunk);
+        self.len = self.len.saturating_add(chunk.len() as u64);
+        let mut f = self.file();
+        f.write_all(chunk)
+    }
+
+    /// Make what was written so far durable (a partial file kept for a later resume).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file().sync_all()
+    }
+
+    /// Give up: the pending file is removed, even a partial one.
+    pub fn discard(self) {
+        if let Pending::Partial { path, .. } = &self.pending {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Put the file in place when its SHA-256 is `want` (any content when `None`): sync it,
+    /// rename it to its destination, sync the directory. Returns the destination.
+    ///
+    /// # Errors
+    /// [`LandError::Mismatch`] (the pending file is then removed) or [`LandError::Io`].
+    pub fn finish(self, want: Option<&[u8]>) -> Result<PathBuf, LandError> {
+        let Landing {
+            dest,
+            pending,
+            hash,
+            len,
+        } = self;
+        let sha256 = hash.finish();
+        if want.is_some_and(|w| w != sha256.as_ref()) {
+            if let Pending::Partial { path, .. } = &pending {
+                let _ = fs::remove_file(path);
+            }
+            return Err(LandError::Mismatch {
+                sha256: sha256.as_ref().to_vec(),
+                len,
+            });
+        }
+        match pending {
+            Pending::Temp(tmp) => {
+                tmp.as_file().sync_all()?;
+                tmp.persist(&dest).map_err(|e| e.error)?;
+            }
+            Pending::Partial { path, file } => {
+                file.sync_all()?;
+                drop(file);
+                fs::rename(&path, &dest)?;
+            }
+        }
+        sync_dir(parent(&dest)?)?;
+        Ok(dest)
+    }
+}
+
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))
+}
 
 /// Write `bytes` to `path` atomically and durably.
 ///
 /// # Errors
 /// Any I/O error; the old content of `path`, if any, is then untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    let mut landing = Landing::start(path, ".tmp-")?;
+    landing.write(bytes)?;
+    match landing.finish(None) {
+        Ok(_) => Ok(()),
+        Err(LandError::Io(e)) => Err(e),
+        Err(e @ LandError::Mismatch { .. }) => Err(io::Error::other(e)),
+    }
 }
 
 /// Write `bytes` to `path` only when no file is there yet (content-addressed files never change).
@@ -38,27 +236,6 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Any I/O error from opening or syncing the directory.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
-}
-
-/// Length and SHA-256 of the file at `path`, read in chunks (files may be large).
-///
-/// # Errors
-/// Any I/O error.
-pub fn sha256_file(path: &Path) -> io::Result<(u64, Vec<u8>)> {
-    use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((len, ctx.finish().as_ref().to_vec()))
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -113,5 +290,72 @@ impl DirLock {
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> Vec<u8> {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+            .as_ref()
+            .to_vec()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    // A landing with the right hash appears whole under its name; a wrong one leaves nothing,
+    // and the old file stays.
+    #[test]
+    fn lands_only_what_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/file");
+        let mut l = Landing::start(&dest, ".t-").unwrap();
+        l.write(b"hello ").unwrap();
+        l.write(b"world").unwrap();
+        assert_eq!(l.finish(Some(&sha(b"hello world"))).unwrap(), dest);
+        assert_eq!(fs::read(&dest).unwrap(), b"hello world");
+
+        let mut l = Landing::start(&dest, ".t-").unwrap();
+        l.write(b"evil").unwrap();
+        let err = l.finish(Some(&sha(b"good"))).unwrap_err();
+        assert!(matches!(err, LandError::Mismatch { len: 4, .. }), "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"hello world");
+        assert_eq!(names(&dir.path().join("sub")), vec!["file".to_owned()]);
+    }
+
+    // A partial file survives a landing dropped unfinished; the next one resumes it, hashing the
+    // kept bytes with the rest; a mismatch removes it.
+    #[test]
+    fn partial_files_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dest, partial) = (dir.path().join("f"), dir.path().join(".partial-f"));
+        let mut l = Landing::resume(&dest, &partial, 0).unwrap();
+        l.write(b"abc").unwrap();
+        l.sync().unwrap();
+        drop(l);
+        assert_eq!(fs::read(&partial).unwrap(), b"abc");
+        let mut l = Landing::resume(&dest, &partial, 3).unwrap();
+        assert_eq!(l.len(), 3);
+        l.write(b"def").unwrap();
+        l.finish(Some(&sha(b"abcdef"))).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"abcdef");
+        assert!(!partial.exists());
+
+        fs::write(&partial, b"xyz").unwrap();
+        let l = Landing::resume(&dest, &partial, 2).unwrap();
+        assert!(l.finish(Some(&sha(b"xy!"))).is_err());
+        assert!(!partial.exists());
+        assert_eq!(fs::read(&dest).unwrap(), b"abcdef");
     }
 }

@@ -4,24 +4,32 @@
 //! whole-repository verification, and the client side: a transport over ordered sources with
 //! timeouts, a throughput floor and size caps, and verified, atomic saving of targets.
 
-pub mod client;
+mod client;
 pub mod delta;
-pub mod failure;
+mod error;
+mod failure;
 pub mod fsutil;
-pub mod keys;
-pub mod layout;
-pub mod meta;
+mod keys;
+mod layout;
+mod meta;
 pub mod mirror;
-pub mod publish;
-pub mod renew;
-pub mod save;
-pub mod transport;
+mod publish;
+mod renew;
+mod save;
+mod transport;
 pub mod verify;
 
-pub use client::{FailureReason, Fetched, Installed, RepoClient, Source};
+pub use client::{
+    first_success, Fetched, FetchedFile, Installed, Loaded, Newest, RepoClient, RepoSource,
+    SignedFile, Tried,
+};
+pub use error::PublishError;
+pub use failure::{classify, FailureReason};
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
-pub use layout::{TargetMeta, TargetPath};
+pub use keys::KeyError;
+pub use layout::{check_segment, LayoutError, TargetMeta, TargetPath};
 pub use meta::Expiries;
-pub use publish::{init, PublishError, PublishOptions, Publisher};
-pub use transport::{SourceFailure, SourceTransport, TransportLimits};
+pub use publish::{init, PublishOptions, PublishedTarget, Publisher};
+pub use save::{is_safe_file_name, save_verified, SaveError};
+pub use transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};

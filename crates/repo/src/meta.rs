@@ -1,8 +1,6 @@
-//! Reading the current signed metadata of a repository directory and committing a new set.
-//!
-//! Commit order is what makes publishing crash-safe: new versioned files
-//! (`N.targets.json`, `N.snapshot.json`) never overwrite anything, and `timestamp.json`, the
-//! only file clients start from, is replaced last with a durable atomic rename.
+//! The signed metadata files of a repository directory: where they live, reading the current
+//! set, signing a role, and writing the first set of a new repository. Committing a new set
+//! is [`crate::Publisher`]'s (it holds the keys and expiries).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -14,10 +12,10 @@ use tough::editor::signed::SignedRole;
 use tough::schema::decoded::Decoded;
 use tough::schema::{Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot, Targets};
 
+use crate::error::PublishError;
 use crate::fsutil::write_atomic;
 use crate::keys::KeyPaths;
 use crate::layout::{METADATA_DIR, TARGETS_DIR};
-use crate::publish::PublishError;
 
 /// TUF specification version written into every role.
 pub const SPEC_VERSION: &str = "1.0.0";
@@ -146,7 +144,7 @@ impl State {
     }
 }
 
-fn bump(v: NonZeroU64) -> NonZeroU64 {
+pub(crate) fn bump(v: NonZeroU64) -> NonZeroU64 {
     v.checked_add(1).unwrap_or(v)
 }
 
@@ -162,7 +160,7 @@ pub fn expiry(now: Timestamp, d: SignedDuration) -> Result<Timestamp, PublishErr
     Timestamp::from_second(t.as_second()).map_err(|e| PublishError::Time(e.to_string()))
 }
 
-fn metafile(version: NonZeroU64, bytes_len: u64, sha256: &[u8]) -> Metafile {
+pub(crate) fn metafile(version: NonZeroU64, bytes_len: u64, sha256: &[u8]) -> Metafile {
     Metafile {
         length: Some(bytes_len),
         hashes: Some(Hashes {
@@ -197,56 +195,15 @@ pub(crate) fn write(path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
     write_atomic(&path, bytes).map_err(|source| PublishError::Io { path, source })
 }
 
-/// Sign and write new metadata. With `targets` given, a new targets version is signed with the
-/// offline targets key; a new snapshot is signed when `targets` is given or `new_snapshot` is
-/// set; a new timestamp always. `timestamp.json` is written last.
-///
-/// # Errors
-/// Signing or I/O errors; on error the previously served metadata is still intact.
-pub async fn commit(
-    dirs: &RepoDirs,
-    keys: &KeyPaths,
-    state: &State,
-    targets: Option<Targets>,
-    new_snapshot: bool,
-    expiries: &Expiries,
-    now: Timestamp,
-) -> Result<(), PublishError> {
-    let md = dirs.metadata();
-    let root = &state.root.signed;
-    let snapshot_meta = if targets.is_some() || new_snapshot {
-        let mut snapshot = state.snapshot.signed.clone();
-        if let Some(mut t) = targets {
-            let prev = state.targets.signed.version;
-            t.version = bump(prev);
-            t.expires = expiry(now, expiries.targets)?;
-            let signed_t = sign(t, root, keys).await?;
-            let v = signed_t.signed().signed.version;
-            write(md.join(format!("{v}.targets.json")), signed_t.buffer())?;
-            snapshot.meta.insert(
-                "targets.json".to_owned(),
-                metafile(v, *signed_t.length(), signed_t.sha256()),
-            );
-        }
-        snapshot.version = bump(snapshot.version);
-        snapshot.expires = expiry(now, expiries.snapshot)?;
-        let signed_s = sign(snapshot, root, keys).await?;
-        let v = signed_s.signed().signed.version;
-        write(md.join(format!("{v}.snapshot.json")), signed_s.buffer())?;
-        metafile(v, *signed_s.length(), signed_s.sha256())
-    } else {
-        let bytes = &state.snapshot_bytes;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-        let v = state.snapshot.signed.version;
-        metafile(v, bytes.len() as u64, digest.as_ref())
-    };
-    let mut ts = state.timestamp.signed.clone();
-    ts.version = bump(ts.version);
-    ts.expires = expiry(now, expiries.timestamp)?;
-    ts.meta.clear();
-    ts.meta.insert("snapshot.json".to_owned(), snapshot_meta);
-    let signed_ts = sign(ts, root, keys).await?;
-    write(md.join("timestamp.json"), signed_ts.buffer())
+/// What a commit signs anew besides the timestamp, which it always re-signs.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A new targets list (with the offline targets key), hence a new snapshot too.
+    Targets(Box<Targets>),
+    /// A new snapshot of the same targets (its expiry is renewed).
+    Snapshot,
+    /// Nothing but a new timestamp.
+    TimestampOnly,
 }
 
 /// Build, sign and write the first metadata of a new repository (root version 1).

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use tough::{Bytes, Transport, TransportError, TransportStream};
 use url::Url;
 
-use crate::client::{target_url, FailureReason, RepoClient, Source};
+use crate::client::{target_url, RepoClient, RepoSource};
+use crate::failure::FailureReason;
 use crate::fsutil::write_atomic;
 use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
 use crate::save::save_verified;
@@ -91,10 +92,10 @@ fn local(e: impl std::fmt::Display) -> FailureReason {
 /// Why the source was refused, or a local I/O failure; `dest` keeps serving what it had.
 pub async fn mirror(
     client: &RepoClient,
-    source: &Source,
+    source: &RepoSource,
     dest: &Path,
 ) -> Result<MirrorReport, FailureReason> {
-    let transport = RecordingTransport::new(client.transport_for(source)?);
+    let transport = RecordingTransport::new(client.transport_for(source));
     let repo = client.load_with(source, transport.clone()).await?;
     let targets_base =
         Url::parse(&format!("{}/{TARGETS_DIR}/", trimmed(&source.base))).map_err(local)?;

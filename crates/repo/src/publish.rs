@@ -14,98 +14,17 @@ use tough::schema::decoded::Decoded;
 use tough::schema::{Hashes, RoleKeys, RoleType, Root, Target};
 use tough::TargetName;
 
+use tough::schema::Targets;
+
 use crate::delta;
+use crate::error::PublishError;
 use crate::fsutil::{sha256_hex, write_new, DirLock};
 use crate::keys::{self, KeyError, KeyPaths};
-use crate::layout::{LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
-
-// Kept here too (they lived here first; the agent imports them from this path).
-pub use crate::layout::{target_meta, versions_of};
-use crate::meta::{commit, write_initial, Expiries, RepoDirs, State, SPEC_VERSION};
-
-/// Errors from publishing operations.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// A file could not be read or written.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Served metadata could not be parsed.
-    #[error("repository file {path} is corrupt: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The directory already holds a repository.
-    #[error("{0} already holds a repository")]
-    AlreadyInitialized(PathBuf),
-    /// A key problem.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// A name, version or file name broke the naming rules.
-    #[error(transparent)]
-    Layout(#[from] LayoutError),
-    /// Signing a role failed (missing key, key not in root).
-    #[error("signing {role} failed: {reason}")]
-    Sign {
-        /// The role.
-        role: String,
-        /// Why.
-        reason: String,
-    },
-    /// This version was already published.
-    #[error("{0} is already published")]
-    VersionExists(String),
-    /// Nothing to publish.
-    #[error("no files given")]
-    NoFiles,
-    /// Two files with the same name in one version.
-    #[error("file name `{0}` given twice")]
-    DuplicateFile(String),
-    /// Expiry arithmetic overflowed.
-    #[error("bad expiry time: {0}")]
-    Time(String),
-    /// A stored file did not match its signed hash.
-    #[error("stored file {0} does not match its signed hash")]
-    StoredMismatch(PathBuf),
-    /// Delta generation failed.
-    #[error(transparent)]
-    Delta(#[from] delta::DeltaError),
-    /// `prune` was asked to keep no version at all.
-    #[error("refusing to prune every version: keep at least 1")]
-    KeepZero,
-    /// Another process is publishing to this repository right now.
-    #[error("{0} is locked by another publisher")]
-    Busy(PathBuf),
-}
-
-impl PublishError {
-    /// A stable, machine-readable code for this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PublishError::Io { .. } => "publish.io",
-            PublishError::Corrupt { .. } => "publish.corrupt",
-            PublishError::AlreadyInitialized(_) => "publish.already_initialized",
-            PublishError::Key(e) => e.code(),
-            PublishError::Layout(e) => e.code(),
-            PublishError::Sign { .. } => "publish.sign",
-            PublishError::VersionExists(_) => "publish.version_exists",
-            PublishError::NoFiles => "publish.no_files",
-            PublishError::DuplicateFile(_) => "publish.duplicate_file",
-            PublishError::Time(_) => "publish.time",
-            PublishError::StoredMismatch(_) => "publish.stored_mismatch",
-            PublishError::Delta(e) => e.code(),
-            PublishError::Busy(_) => "publish.busy",
-            PublishError::KeepZero => "publish.keep_zero",
-        }
-    }
-}
+use crate::layout::{versions_of, LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
+use crate::meta::{
+    bump, expiry, metafile, sign, write, write_initial, Change, Expiries, RepoDirs, State,
+    SPEC_VERSION,
+};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |source| PublishError::Io {
@@ -184,7 +103,7 @@ pub async fn init(
         spec_version: SPEC_VERSION.to_owned(),
         consistent_snapshot: true,
         version: std::num::NonZeroU64::MIN,
-        expires: crate::meta::expiry(now, expiries.root)?,
+        expires: expiry(now, expiries.root)?,
         keys: HashMap::new(),
         roles: HashMap::new(),
         _extra: HashMap::new(),
@@ -265,63 +184,53 @@ impl Publisher {
         if files.is_empty() {
             return Err(PublishError::NoFiles);
         }
-        let _lock = self.lock()?;
-        let state = State::load(&self.dirs)?;
-        let mut targets = state.targets.signed.clone();
-        let previous = versions_of(&targets, category, name);
-        if previous.iter().any(|(_, v)| v == version) {
-            return Err(PublishError::VersionExists(format!(
-                "{category}/{name}/{version}"
-            )));
-        }
-        let seq = previous.first().map_or(1, |(s, _)| s + 1);
-        let mut added = Vec::new();
-        let mut names = HashSet::new();
-        for file in files {
-            let fname = file
-                .file_name()
-                .and_then(|f| f.to_str())
-                .unwrap_or_default();
-            let path = TargetPath::new(category, name, version, fname)?;
-            if !names.insert(fname.to_owned()) {
-                return Err(PublishError::DuplicateFile(fname.to_owned()));
+        self.edit_targets(now, |targets| {
+            let previous = versions_of(targets, category, name);
+            if previous.iter().any(|(_, v)| v == version) {
+                return Err(PublishError::VersionExists(format!(
+                    "{category}/{name}/{version}"
+                )));
             }
-            let bytes = std::fs::read(file).map_err(io(file))?;
-            let meta = TargetMeta {
-                version: version.to_owned(),
-                seq,
-                delta_from: None,
-                delta_of: None,
-            };
-            added.push(self.store(&mut targets, &path, &bytes, &meta)?);
-            for (_, prev) in previous.iter().take(opts.delta_depth) {
-                let old_path = TargetPath::new(category, name, prev, fname)?;
-                let Some(old) = self.read_stored(&targets, &old_path)? else {
-                    continue;
-                };
-                let d = delta::make(&old, &bytes)?;
-                if d.len() >= bytes.len() {
-                    continue;
+            let seq = previous.first().map_or(1, |(s, _)| s + 1);
+            let mut added = Vec::new();
+            let mut names = HashSet::new();
+            for file in files {
+                let fname = file
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or_default();
+                let path = TargetPath::new(category, name, version, fname)?;
+                if !names.insert(fname.to_owned()) {
+                    return Err(PublishError::DuplicateFile(fname.to_owned()));
                 }
+                let bytes = std::fs::read(file).map_err(io(file))?;
                 let meta = TargetMeta {
-                    delta_from: Some(prev.clone()),
-                    delta_of: Some(fname.to_owned()),
-                    ..meta.clone()
+                    version: version.to_owned(),
+                    seq,
+                    delta_from: None,
+                    delta_of: None,
                 };
-                added.push(self.store(&mut targets, &path.delta_from(prev)?, &d, &meta)?);
+                added.push(self.store(targets, &path, &bytes, &meta)?);
+                for (_, prev) in previous.iter().take(opts.delta_depth) {
+                    let old_path = TargetPath::new(category, name, prev, fname)?;
+                    let Some(old) = self.read_stored(targets, &old_path)? else {
+                        continue;
+                    };
+                    let d = delta::make(&old, &bytes)?;
+                    if d.len() >= bytes.len() {
+                        continue;
+                    }
+                    let meta = TargetMeta {
+                        delta_from: Some(prev.clone()),
+                        delta_of: Some(fname.to_owned()),
+                        ..meta.clone()
+                    };
+                    added.push(self.store(targets, &path.delta_from(prev)?, &d, &meta)?);
+                }
             }
-        }
-        commit(
-            &self.dirs,
-            &self.keys,
-            &state,
-            Some(targets),
-            true,
-            &self.expiries,
-            now,
-        )
-        .await?;
-        Ok(added)
+            Ok(added)
+        })
+        .await
     }
 
     fn store(
@@ -387,6 +296,80 @@ impl Publisher {
         Ok(Some(bytes))
     }
 
+    /// Sign a new targets list made by `edit` from the current one, then a new snapshot and
+    /// timestamp, under the repository lock; returns what `edit` returned. `publish` and
+    /// `prune` are made of it; it also lets a repair (or a test playing a compromised
+    /// publisher) sign any list.
+    ///
+    /// # Errors
+    /// What `edit` returned, or signing and I/O errors; the served repository is then
+    /// unchanged.
+    pub async fn edit_targets<R>(
+        &self,
+        now: Timestamp,
+        edit: impl FnOnce(&mut Targets) -> Result<R, PublishError>,
+    ) -> Result<R, PublishError> {
+        let _lock = self.lock()?;
+        let state = State::load(&self.dirs)?;
+        let mut targets = state.targets.signed.clone();
+        let out = edit(&mut targets)?;
+        self.commit(&state, Change::Targets(Box::new(targets)), now)
+            .await?;
+        Ok(out)
+    }
+
+    /// Sign and write new metadata over `state`: what `change` asks for, then a new timestamp.
+    /// New versioned files (`N.targets.json`, `N.snapshot.json`) never overwrite anything and
+    /// `timestamp.json`, the only file clients start from, is replaced last with a durable
+    /// atomic rename, so a crash at any point leaves the served metadata intact.
+    ///
+    /// # Errors
+    /// Signing or I/O errors; on error the previously served metadata is still intact.
+    pub(crate) async fn commit(
+        &self,
+        state: &State,
+        change: Change,
+        now: Timestamp,
+    ) -> Result<(), PublishError> {
+        let (keys, expiries) = (&self.keys, &self.expiries);
+        let md = self.dirs.metadata();
+        let root = &state.root.signed;
+        let snapshot_meta = if let Change::TimestampOnly = change {
+            let bytes = &state.snapshot_bytes;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+            let v = state.snapshot.signed.version;
+            metafile(v, bytes.len() as u64, digest.as_ref())
+        } else {
+            let mut snapshot = state.snapshot.signed.clone();
+            if let Change::Targets(t) = change {
+                let mut t = *t;
+                let prev = state.targets.signed.version;
+                t.version = bump(prev);
+                t.expires = expiry(now, expiries.targets)?;
+                let signed_t = sign(t, root, keys).await?;
+                let v = signed_t.signed().signed.version;
+                write(md.join(format!("{v}.targets.json")), signed_t.buffer())?;
+                snapshot.meta.insert(
+                    "targets.json".to_owned(),
+                    metafile(v, *signed_t.length(), signed_t.sha256()),
+                );
+            }
+            snapshot.version = bump(snapshot.version);
+            snapshot.expires = expiry(now, expiries.snapshot)?;
+            let signed_s = sign(snapshot, root, keys).await?;
+            let v = signed_s.signed().signed.version;
+            write(md.join(format!("{v}.snapshot.json")), signed_s.buffer())?;
+            metafile(v, *signed_s.length(), signed_s.sha256())
+        };
+        let mut ts = state.timestamp.signed.clone();
+        ts.version = bump(ts.version);
+        ts.expires = expiry(now, expiries.timestamp)?;
+        ts.meta.clear();
+        ts.meta.insert("snapshot.json".to_owned(), snapshot_meta);
+        let signed_ts = sign(ts, root, keys).await?;
+        write(md.join("timestamp.json"), signed_ts.buffer())
+    }
+
     /// Re-sign the timestamp (and the snapshot once half its lifetime has passed) with the
     /// online keys only.
     ///
@@ -402,16 +385,12 @@ impl Publisher {
             .expires
             .checked_sub(half)
             .map_or(true, |t| t <= now);
-        commit(
-            &self.dirs,
-            &self.keys,
-            &state,
-            None,
-            snapshot_due,
-            &self.expiries,
-            now,
-        )
-        .await
+        let change = if snapshot_due {
+            Change::Snapshot
+        } else {
+            Change::TimestampOnly
+        };
+        self.commit(&state, change, now).await
     }
 
     /// Keep the newest `keep` versions of every `CATEGORY/NAME`; remove older versions, their
@@ -454,16 +433,8 @@ impl Publisher {
         for (tn, _) in &removed {
             targets.targets.remove(tn);
         }
-        commit(
-            &self.dirs,
-            &self.keys,
-            &state,
-            Some(targets),
-            true,
-            &self.expiries,
-            now,
-        )
-        .await?;
+        self.commit(&state, Change::Targets(Box::new(targets)), now)
+            .await?;
         let mut names = Vec::new();
         for (tn, t) in removed {
             if let Ok(p) = tn.raw().parse::<TargetPath>() {

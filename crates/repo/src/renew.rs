@@ -6,8 +6,9 @@
 
 use jiff::Timestamp;
 
-use crate::meta::{commit, expiry, sign, write, State};
-use crate::publish::{PublishError, Publisher};
+use crate::error::PublishError;
+use crate::meta::{expiry, sign, write, Change, State};
+use crate::publish::Publisher;
 
 impl Publisher {
     /// Re-sign root (version + 1) and targets with fresh expiries; returns the new root version.
@@ -31,16 +32,8 @@ impl Publisher {
         write(md.join("root.json"), signed.buffer())?;
         state.root = signed.signed().clone();
         let targets = state.targets.signed.clone();
-        commit(
-            &self.dirs,
-            &self.keys,
-            &state,
-            Some(targets),
-            true,
-            &self.expiries,
-            now,
-        )
-        .await?;
+        self.commit(&state, Change::Targets(Box::new(targets)), now)
+            .await?;
         Ok(v)
     }
 }

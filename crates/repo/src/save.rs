@@ -1,16 +1,16 @@
-//! Saving a target: stream it from one source into a temp file inside the destination directory,
-//! refuse it past its signed length, check its SHA-256, `sync_all`, then rename into place.
+//! Saving a target: stream it from one source into a [`Landing`] inside the destination
+//! directory, refuse it past its signed length, and put it in place only when its SHA-256
+//! matches.
 //! Nothing is ever written outside the destination directory: the final name is a single
 //! checked path segment.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use tough::Transport;
 use url::Url;
 
-use crate::fsutil::sync_dir;
+use crate::fsutil::{LandError, Landing};
 use crate::transport::{find_source_failure, SourceFailure, SourceTransport};
 
 /// Why saving a target failed.
@@ -90,11 +90,16 @@ pub async fn fetch_verified(
     sha256: &[u8],
 ) -> Result<Vec<u8>, SaveError> {
     let mut out = Vec::new();
-    fetch_into(transport, url, length, sha256, |chunk| {
+    let url_s = url.to_string();
+    fetch_into(transport, url, length, |chunk| {
         out.extend_from_slice(chunk);
         Ok(())
     })
     .await?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &out);
+    if out.len() as u64 != length || digest.as_ref() != sha256 {
+        return Err(SaveError::HashMismatch { url: url_s });
+    }
     Ok(out)
 }
 
@@ -108,19 +113,28 @@ pub async fn check_remote(
     length: u64,
     sha256: &[u8],
 ) -> Result<(), SaveError> {
-    fetch_into(transport, url, length, sha256, |_| Ok(())).await
+    let url_s = url.to_string();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let got = fetch_into(transport, url, length, |chunk| {
+        ctx.update(chunk);
+        Ok(())
+    })
+    .await?;
+    if got != length || ctx.finish().as_ref() != sha256 {
+        return Err(SaveError::HashMismatch { url: url_s });
+    }
+    Ok(())
 }
 
+/// Stream `url` into `sink`, refusing more than `length` bytes; returns the bytes received.
 async fn fetch_into(
     transport: &dyn Transport,
     url: Url,
     length: u64,
-    sha256: &[u8],
     mut sink: impl FnMut(&[u8]) -> Result<(), SaveError>,
-) -> Result<(), SaveError> {
+) -> Result<u64, SaveError> {
     let url_s = url.to_string();
     let mut stream = transport.fetch(url).await.map_err(|e| transport_err(&e))?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut got: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| transport_err(&e))?;
@@ -128,13 +142,33 @@ async fn fetch_into(
         if got > length {
             return Err(SaveError::TooLong { url: url_s, length });
         }
-        ctx.update(&chunk);
         sink(&chunk)?;
     }
-    if got != length || ctx.finish().as_ref() != sha256 {
-        return Err(SaveError::HashMismatch { url: url_s });
+    Ok(got)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SaveError + '_ {
+    move |source| SaveError::Io {
+        path: path.to_owned(),
+        source,
     }
-    Ok(())
+}
+
+/// Put a [`Landing`] in place when it holds exactly `length` bytes hashing to `sha256`.
+fn land(landing: Landing, url: &Url, length: u64, sha256: &[u8]) -> Result<PathBuf, SaveError> {
+    if landing.len() != length {
+        landing.discard();
+        return Err(SaveError::HashMismatch {
+            url: url.to_string(),
+        });
+    }
+    let dest = landing.dest().to_owned();
+    landing.finish(Some(sha256)).map_err(|e| match e {
+        LandError::Mismatch { .. } => SaveError::HashMismatch {
+            url: url.to_string(),
+        },
+        LandError::Io(source) => SaveError::Io { path: dest, source },
+    })
 }
 
 /// Fetch `url` and save it as `dir/file_name` once its length and hash are verified; the file
@@ -153,27 +187,13 @@ pub async fn save_verified(
     if !is_safe_file_name(file_name) {
         return Err(SaveError::UnsafeName(file_name.to_owned()));
     }
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SaveError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    fetch_into(transport, url, length, sha256, |chunk| {
-        tmp.write_all(chunk).map_err(io(dir))
+    let dest = dir.join(file_name);
+    let mut landing = Landing::start(&dest, ".partial-").map_err(io(dir))?;
+    fetch_into(transport, url.clone(), length, |chunk| {
+        landing.write(chunk).map_err(io(dir))
     })
     .await?;
-    let dest = dir.join(file_name);
-    tmp.as_file().sync_all().map_err(io(&dest))?;
-    tmp.persist(&dest).map_err(|e| SaveError::Io {
-        path: dest.clone(),
-        source: e.error,
-    })?;
-    sync_dir(dir).map_err(io(dir))?;
-    Ok(dest)
+    land(landing, &url, length, sha256)
 }
 
 /// Like [`save_verified`], but resumable: bytes are kept in `dir/.partial-SHA256` when the
@@ -195,26 +215,15 @@ pub async fn save_resumable(
     if !is_safe_file_name(file_name) {
         return Err(SaveError::UnsafeName(file_name.to_owned()));
     }
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SaveError::Io { path, source }
-    };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let partial = dir.join(format!(".partial-{}", hex::encode(sha256)));
     let dest = dir.join(file_name);
     for _ in 0..2 {
-        let resumed = resume_into(transport, url.clone(), length, &partial).await?;
-        let (len, digest) = crate::fsutil::sha256_file(&partial).map_err(io(&partial))?;
-        if len == length && digest == sha256 {
-            std::fs::rename(&partial, &dest).map_err(io(&dest))?;
-            sync_dir(dir).map_err(io(dir))?;
-            return Ok(dest);
-        }
-        let _ = std::fs::remove_file(&partial);
-        if !resumed {
-            return Err(SaveError::HashMismatch {
-                url: url.to_string(),
-            });
+        let (landing, resumed) =
+            resume_into(transport, url.clone(), length, &dest, &partial).await?;
+        match land(landing, &url, length, sha256) {
+            Err(SaveError::HashMismatch { .. }) if resumed => {}
+            done => return done,
         }
     }
     Err(SaveError::HashMismatch {
@@ -222,17 +231,15 @@ pub async fn save_resumable(
     })
 }
 
-/// Append the rest of `url` to `partial`; returns whether an existing prefix was kept.
+/// Append the rest of `url` to `partial`; returns the landing and whether an existing prefix
+/// was kept.
 async fn resume_into(
     transport: &SourceTransport,
     url: Url,
     length: u64,
+    dest: &Path,
     partial: &Path,
-) -> Result<bool, SaveError> {
-    let io = |source| SaveError::Io {
-        path: partial.to_owned(),
-        source,
-    };
+) -> Result<(Landing, bool), SaveError> {
     let mut have = std::fs::metadata(partial).map_or(0, |m| m.len());
     if have >= length {
         let _ = std::fs::remove_file(partial);
@@ -243,33 +250,24 @@ async fn resume_into(
         .fetch_from(url, have)
         .await
         .map_err(|e| transport_err(&e))?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(resumed)
-        .write(true)
-        .truncate(!resumed)
-        .open(partial)
-        .map_err(io)?;
-    let mut got = if resumed { have } else { 0 };
+    let keep = if resumed { have } else { 0 };
+    let mut landing = Landing::resume(dest, partial, keep).map_err(io(partial))?;
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
                 // Keep what arrived for the next attempt; it is hash-checked before use.
-                file.sync_all().map_err(io)?;
+                landing.sync().map_err(io(partial))?;
                 return Err(transport_err(&e));
             }
         };
-        got = got.saturating_add(chunk.len() as u64);
-        if got > length {
-            drop(file);
-            let _ = std::fs::remove_file(partial);
+        if landing.len().saturating_add(chunk.len() as u64) > length {
+            landing.discard();
             return Err(SaveError::TooLong { url: url_s, length });
         }
-        file.write_all(&chunk).map_err(io)?;
+        landing.write(&chunk).map_err(io(partial))?;
     }
-    file.sync_all().map_err(io)?;
-    Ok(resumed)
+    Ok((landing, resumed))
 }
 
 /// Write verified bytes as `dir/file_name` atomically.
@@ -281,9 +279,6 @@ pub fn write_verified(bytes: &[u8], dir: &Path, file_name: &str) -> Result<PathB
         return Err(SaveError::UnsafeName(file_name.to_owned()));
     }
     let dest = dir.join(file_name);
-    crate::fsutil::write_atomic(&dest, bytes).map_err(|source| SaveError::Io {
-        path: dest.clone(),
-        source,
-    })?;
+    crate::fsutil::write_atomic(&dest, bytes).map_err(io(&dest))?;
     Ok(dest)
 }

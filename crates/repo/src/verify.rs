@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::client::{target_url, FailureReason, RepoClient, Source};
+use crate::client::{target_url, RepoClient, RepoSource};
+use crate::failure::FailureReason;
 use crate::layout::target_meta;
 use crate::layout::{TargetPath, TARGETS_DIR};
 use crate::save::{check_remote, fetch_verified};
@@ -59,7 +60,7 @@ impl VerifyReport {
 /// [`VerifyReport::problems`].
 pub async fn verify(
     trusted_root: &[u8],
-    source: &Source,
+    source: &RepoSource,
     limits: TransportLimits,
 ) -> Result<VerifyReport, FailureReason> {
     let state = tempfile::tempdir().map_err(|e| FailureReason::Local(e.to_string()))?;

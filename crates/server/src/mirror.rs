@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cascade_repo::mirror::{mirror, MirrorReport};
-use cascade_repo::{RepoClient, Source, TransportLimits};
+use cascade_repo::{RepoClient, RepoSource, TransportLimits};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -81,7 +81,7 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
     let datastore = st.data_dir.join("mirror-state");
     let dest = st.repo_dir.join("upstream");
     let result = match RepoClient::new(root, &datastore, cfg.limits) {
-        Ok(client) => mirror(&client, &Source::new(url.clone()), &dest).await,
+        Ok(client) => mirror(&client, &RepoSource::new(url.clone()), &dest).await,
         Err(e) => Err(e),
     };
     let status = match result {

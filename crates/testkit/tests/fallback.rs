@@ -112,7 +112,10 @@ fn steps(r: &UpdateReport, c: Category) -> Vec<(String, Outcome, String)> {
             (
                 a.source.clone(),
                 a.outcome,
-                a.reason.clone().unwrap_or_default(),
+                a.reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             )
         })
         .collect()

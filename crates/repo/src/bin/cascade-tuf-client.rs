@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cascade_repo::mirror::RecordingTransport;
-use cascade_repo::save::{is_safe_file_name, save_verified};
+use cascade_repo::{is_safe_file_name, save_verified};
 use cascade_repo::{SourceTransport, TransportLimits};
 use clap::{Parser, Subcommand};
 use tough::schema::{Signed, Targets};
@@ -105,7 +105,7 @@ impl Client {
         result.map_err(|e| {
             anyhow::anyhow!(
                 "refresh failed ({}): {e}",
-                cascade_repo::client::classify(&e).code()
+                cascade_repo::classify(&e).code()
             )
         })
     }

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use cascade_core::Category;
-use cascade_repo::meta::{commit, RepoDirs, State};
-use cascade_repo::{Expiries, PublishOptions};
+use cascade_repo::{PublishOptions, Publisher};
 use tough::schema::Target;
 use tough::TargetName;
 
@@ -284,25 +283,15 @@ async fn poisoned_partial_discarded() {
 
 /// Sign a targets list holding one extra target called `name` (a compromised publisher).
 async fn sign_extra_target(fx: &Fixture, name: &str) {
-    let dirs = RepoDirs {
-        dir: fx.tmp.path().join("repo"),
-    };
-    let keys = dirs.key_paths(&fx.tmp.path().join("keys"));
-    let state = State::load(&dirs).unwrap();
-    let mut targets = state.targets.signed.clone();
-    let any: Target = targets.targets.values().next().unwrap().clone();
-    targets.targets.insert(TargetName::new(name).unwrap(), any);
-    commit(
-        &dirs,
-        &keys,
-        &state,
-        Some(targets),
-        true,
-        &Expiries::default(),
-        jiff::Timestamp::now(),
-    )
-    .await
-    .unwrap();
+    let publisher = Publisher::open(&fx.tmp.path().join("repo"), &fx.tmp.path().join("keys"));
+    publisher
+        .edit_targets(jiff::Timestamp::now(), |targets| {
+            let any: Target = targets.targets.values().next().unwrap().clone();
+            targets.targets.insert(TargetName::new(name).unwrap(), any);
+            Ok(())
+        })
+        .await
+        .unwrap();
 }
 
 // Signed metadata naming a target `../../etc/x` or `/etc/x` is refused and nothing is written anywhere.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cascade_core::Category;
 use cascade_repo::{
-    Expiries, FailureReason, Fetched, Installed, PublishOptions, Publisher, RepoClient, Source,
+    Expiries, FailureReason, Fetched, Installed, PublishOptions, Publisher, RepoClient, RepoSource,
     TransportLimits,
 };
 
@@ -30,12 +30,12 @@ pub async fn serve(root: &Path) -> HostileServer {
 
 /// A served tree as a source the repository client fetches from.
 pub trait SourceOf {
-    fn source(&self, label: &str) -> Source;
+    fn source(&self, label: &str) -> RepoSource;
 }
 
 impl SourceOf for HostileServer {
-    fn source(&self, label: &str) -> Source {
-        Source {
+    fn source(&self, label: &str) -> RepoSource {
+        RepoSource {
             label: label.to_owned(),
             base: self.url(),
         }
@@ -46,7 +46,7 @@ impl SourceOf for HostileServer {
 /// the staging directory `out`, with `installed` (if any) for a delta.
 pub async fn fetch_engine(
     client: &RepoClient,
-    sources: &[Source],
+    sources: &[RepoSource],
     installed: Option<Installed<'_>>,
     out: &Path,
 ) -> Result<Fetched, Vec<(String, FailureReason)>> {

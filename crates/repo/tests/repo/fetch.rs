@@ -1,5 +1,6 @@
 //! Fetching the newest version: full files, deltas, fallback, up to date.
 
+use cascade_core::Category;
 use cascade_repo::{Installed, TransportLimits};
 
 use crate::common::{
@@ -134,4 +135,57 @@ async fn truncated_trust_state_recovers() {
         .unwrap();
     assert_eq!(got.version, "2");
     assert!(state.join("timestamp.json.unreadable").exists());
+}
+
+// One open loads the metadata once; the newest version of every name then comes from it, and
+// saving them fetches only their files (no second timestamp, snapshot or targets request).
+#[tokio::test]
+async fn open_loads_metadata_once_for_every_name() {
+    let fx = Fixture::new().await;
+    fx.publish("1.0.0", b"engine one").await;
+    fx.publish("1.0.1", b"engine two").await;
+    let src = fx.tmp.path().join("src/scanner");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("rules.txt"), b"scanner rules").unwrap();
+    fx.publisher
+        .publish(
+            Category::Components,
+            "scanner",
+            "7",
+            &[src.join("rules.txt")],
+            cascade_repo::PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let server = serve(&fx.public()).await;
+    let loaded = fx
+        .client(fast_limits())
+        .open(&server.source("origin"))
+        .await
+        .unwrap();
+    let newest = loaded.newest(Category::Components);
+    let found: Vec<(&str, &str)> = newest
+        .iter()
+        .map(|n| (n.name.as_str(), n.version.as_str()))
+        .collect();
+    assert_eq!(found, vec![("engine", "1.0.1"), ("scanner", "7")]);
+    assert!(loaded.newest(Category::Programs).is_empty());
+    for n in &newest {
+        let out = fx.staging(&n.name);
+        let got = loaded.save_into(n, None, &out).await.unwrap();
+        assert_eq!((got.source.as_str(), got.up_to_date), ("origin", false));
+        assert_eq!(files_under(&out).len(), 1);
+    }
+    assert_eq!(
+        std::fs::read(fx.tmp.path().join("staging/scanner/rules.txt")).unwrap(),
+        b"scanner rules"
+    );
+    let metadata_requests: Vec<String> = server
+        .requests()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with("/metadata/") && !p.ends_with(".root.json"))
+        .collect();
+    assert_eq!(metadata_requests.len(), 3, "{metadata_requests:?}");
 }

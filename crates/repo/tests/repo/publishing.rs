@@ -187,7 +187,7 @@ fn assert_send<T: Send>(_: &T) {}
 async fn async_api_is_send() {
     let fx = Fixture::new().await;
     let client = fx.client(fast_limits());
-    let src = cascade_repo::Source::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
+    let src = cascade_repo::RepoSource::new(url::Url::parse("http://127.0.0.1:9/").unwrap());
     let out = fx.staging("out");
     let now = jiff::Timestamp::now();
     assert_send(&client.fetch_latest(
@@ -197,7 +197,7 @@ async fn async_api_is_send() {
         None,
         &out,
     ));
-    assert_send(&client.load(&src));
+    assert_send(&client.open(&src));
     assert_send(&mirror(&client, &src, &out));
     assert_send(&verify(&fx.root, &src, fast_limits()));
     assert_send(&fx.publisher.publish(

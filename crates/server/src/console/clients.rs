@@ -225,7 +225,11 @@ pub async fn detail(
                 .unwrap_or_default(),
             source: a.source.clone(),
             outcome: outcome_text(a.outcome),
-            reason: a.reason.clone().unwrap_or_default(),
+            reason: a
+                .reason
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             bytes: bytes(a.bytes),
             millis: a.millis,
         })

@@ -178,7 +178,10 @@ fn failures(clients: &[ClientRow]) -> Vec<Failure> {
                             .map(|k| k.as_str().to_owned())
                             .unwrap_or_default(),
                         source: a.source.clone(),
-                        reason: a.reason.clone().unwrap_or_else(|| outcome_text(a.outcome)),
+                        reason: a
+                            .reason
+                            .as_ref()
+                            .map_or_else(|| outcome_text(a.outcome), ToString::to_string),
                         sort: r.finished_at.unwrap_or(0),
                     })
             })

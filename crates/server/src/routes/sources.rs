@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use cascade_core::{
-    resolve as core_resolve, resolve_for_agent, Category, EntryDoc, EntryId, IpRange, Plan,
-    PolicyError, Source,
+    resolve as core_resolve, resolve_for_agent, Category, EntryDoc, EntryId, EntrySource, IpRange,
+    Plan, PolicyError,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -34,7 +34,7 @@ pub struct EntryBody {
 
 impl EntryBody {
     /// Parses with error fields named as in the body (`range`, `url`, `agent`).
-    fn parse(self) -> Result<(IpRange, Source), PolicyError> {
+    fn parse(self) -> Result<(IpRange, EntrySource), PolicyError> {
         let doc = EntryDoc {
             id: None,
             range: self.range,
