@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::category::Category;
 
 /// How one update, or one attempt of it, ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Verified content was installed.
@@ -25,7 +25,7 @@ pub enum Outcome {
 }
 
 /// One step the client tried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attempt {
     /// The category the step was for.
@@ -49,7 +49,7 @@ pub struct Attempt {
 }
 
 /// A client's report of its last update.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateReport {
     /// Unix seconds when it finished (client clock).
@@ -63,7 +63,7 @@ pub struct UpdateReport {
 }
 
 /// The body of a client's check-in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckIn {
     /// The IP address the client resolved its plan for.
@@ -86,7 +86,7 @@ pub const MAX_REPORTED_CLIENTS: usize = 1000;
 
 /// What an update agent's relay served since it started. Counters only grow while the relay
 /// runs; the server keeps the latest report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayReport {
     /// Unix seconds when the relay started (client clock).
@@ -107,11 +107,12 @@ pub struct RelayReport {
     pub client_count: u64,
     /// The clients served the most bytes, at most [`MAX_REPORTED_CLIENTS`], most first.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub clients: Vec<ServedClient>,
 }
 
 /// One neighbour a relay served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServedClient {
     /// The client's address as the relay saw it.
