@@ -119,6 +119,16 @@ pub enum PolicyRefusals {
     Invalid(ErrorBody),
 }
 
+/// A request whose values are well-formed but refused (an agent address that is not
+/// `IP:PORT`, an agent the policy does not know).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum Unprocessable {
+    /// The value is refused; `field` names it.
+    #[response(status = 422, description = "A value is refused; `field` names it")]
+    Invalid(ErrorBody),
+}
+
 /// Nothing at this id.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // a description for the document, never built

@@ -27,7 +27,7 @@ use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
-use crate::openapi::Refusals;
+use crate::openapi::{Refusals, Unprocessable};
 use crate::state::AppState;
 use crate::store;
 
@@ -38,7 +38,7 @@ use crate::store;
     security(("enrollment" = [])),
     request_body = EnrollRequest,
     responses((status = 201, description = "Enrolled; the credential is shown once", body = Enrolled),
-        Refusals))]
+        Refusals, Unprocessable))]
 pub async fn enroll(
     _: Enroller,
     State(st): State<AppState>,
@@ -91,6 +91,7 @@ pub async fn enroll(
 #[utoipa::path(get, path = "/api/client/policy", tag = "client",
     summary = "The policy and its revision, to resolve locally; If-None-Match: revision gives 304",
     security(("client" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "A revision the caller holds (`\"7\"`); 304 while it is current")),
     responses((status = 200, description = "The policy; ETag is the revision", body = ClientPolicy),
         (status = 304, description = "Unchanged since the revision named in If-None-Match"),
         Refusals))]

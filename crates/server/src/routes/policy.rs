@@ -46,6 +46,7 @@ pub async fn get_policy(
 #[utoipa::path(put, path = "/api/policy", tag = "policy",
     summary = "Replace the whole policy; If-Match: revision",
     security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
     request_body = PolicyDoc,
     responses((status = 200, description = "The policy as stored", body = PolicyResponse),
         Refusals, PolicyRefusals))]
@@ -97,6 +98,7 @@ pub async fn get_settings(
 #[utoipa::path(patch, path = "/api/policy/settings", tag = "policy",
     summary = "Change any of the settings (absent = unchanged, activeupdate_url null clears)",
     security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
     request_body = SettingsPatch,
     responses((status = 200, description = "The settings as stored", body = Settings),
         Refusals, PolicyRefusals))]
@@ -175,7 +177,8 @@ pub async fn list_domains(
 #[utoipa::path(put, path = "/api/policy/domains/{name}", tag = "policy",
     summary = "Set a domain's privilege overrides",
     security(("admin" = [])),
-    params(("name" = String, Path, description = "The domain's name")),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("name" = String, Path, description = "The domain's name")),
     request_body = PrivilegeOverrides,
     responses((status = 200, description = "The domain as stored", body = DomainUpdated),
         Refusals, PolicyRefusals))]
@@ -209,7 +212,8 @@ pub async fn put_domain(
 #[utoipa::path(delete, path = "/api/policy/domains/{name}", tag = "policy",
     summary = "Remove a domain",
     security(("admin" = [])),
-    params(("name" = String, Path, description = "The domain's name")),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("name" = String, Path, description = "The domain's name")),
     responses((status = 200, description = "The domain was removed", body = DomainDeleted),
         Refusals, PolicyRefusals))]
 pub async fn delete_domain(
@@ -296,6 +300,7 @@ pub async fn list_agents(
 #[utoipa::path(post, path = "/api/agents", tag = "agents",
     summary = "Register an update agent",
     security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
     request_body = AgentDoc,
     responses((status = 201, description = "The agent as registered", body = AgentAdded),
         Refusals, PolicyRefusals))]
@@ -337,7 +342,8 @@ pub async fn add_agent(
 #[utoipa::path(delete, path = "/api/agents/{address}", tag = "agents",
     summary = "Unregister an agent (refused while a source entry uses it)",
     security(("admin" = [])),
-    params(("address" = String, Path, description = "The agent's IP:PORT")),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("address" = String, Path, description = "The agent's IP:PORT")),
     responses((status = 200, description = "The agent was unregistered", body = AgentRemoved),
         Refusals, PolicyRefusals))]
 pub async fn remove_agent(

@@ -19,7 +19,7 @@ use cascade_proto::{
 use super::{expected_revision, Revisioned};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::openapi::{PolicyRefusals, Refusals};
+use crate::openapi::{PolicyRefusals, Refusals, Unprocessable};
 use crate::state::AppState;
 use crate::store::{self, Stored};
 
@@ -110,6 +110,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/sources", tag = "sources",
     summary = "Append an entry {range, agent|url}; answers with its id",
     security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
     request_body = SourceBody,
     responses((status = 201, description = "The list with the new entry", body = SourcesResponse),
         Refusals, PolicyRefusals))]
@@ -135,7 +136,8 @@ pub async fn add(
 #[utoipa::path(put, path = "/api/sources/{id}", tag = "sources",
     summary = "Edit an entry {range, agent|url} in place",
     security(("admin" = [])),
-    params(("id" = u32, Path, description = "The entry's id")),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("id" = u32, Path, description = "The entry's id")),
     request_body = SourceBody,
     responses((status = 200, description = "The list after the edit", body = SourcesResponse),
         Refusals, PolicyRefusals))]
@@ -160,6 +162,7 @@ pub async fn edit(
 #[utoipa::path(post, path = "/api/sources/delete", tag = "sources",
     summary = "Delete a set of entries (all or nothing)",
     security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
     request_body = DeleteSources,
     responses((status = 200, description = "The list after the deletion", body = SourcesResponse),
         Refusals, PolicyRefusals))]
@@ -182,7 +185,8 @@ pub async fn delete_set(
 #[utoipa::path(post, path = "/api/sources/{id}/move", tag = "sources",
     summary = "Move an entry one place up or down",
     security(("admin" = [])),
-    params(("id" = u32, Path, description = "The entry's id")),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("id" = u32, Path, description = "The entry's id")),
     request_body = MoveSource,
     responses((status = 200, description = "The list after the move", body = SourcesResponse),
         Refusals, PolicyRefusals))]
@@ -213,7 +217,7 @@ pub async fn move_one(
     security(("admin" = [])),
     params(ResolveQuery),
     responses((status = 200, description = "One plan per category", body = ResolveResponse),
-        Refusals, PolicyRefusals))]
+        Refusals, Unprocessable))]
 pub async fn resolve(
     _: Admin,
     State(st): State<AppState>,

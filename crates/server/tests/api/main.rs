@@ -9,6 +9,7 @@
 
 mod auth;
 mod clients;
+mod contract;
 mod harness;
 mod mirror;
 mod notify;
