@@ -80,7 +80,7 @@ pub fn operations() -> Vec<(String, String)> {
 }
 
 /// What an authenticated JSON route may answer besides its success (`400` bad request,
-/// `401` no credential, `403` the wrong kind, `500`).
+/// `401` no credential, `403` the wrong kind, `500`, `503` storage unavailable).
 #[derive(IntoResponses)]
 #[allow(dead_code)] // a description for the document, never built
 pub enum Refusals {
@@ -99,6 +99,12 @@ pub enum Refusals {
     /// The server failed.
     #[response(status = 500, description = "The server failed (database)")]
     Internal(ErrorBody),
+    /// The storage cannot take the request now; nothing was changed.
+    #[response(
+        status = 503,
+        description = "`storage.unavailable`: disk full or database unreachable; nothing was changed, retry later"
+    )]
+    Unavailable(ErrorBody),
 }
 
 /// What a policy write may answer besides [`Refusals`].

@@ -10,6 +10,7 @@
 mod auth;
 mod clients;
 mod contract;
+mod durability;
 mod harness;
 mod mirror;
 mod notify;
