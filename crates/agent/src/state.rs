@@ -81,7 +81,7 @@ pub struct DataDir {
 }
 
 /// Which trust domain (TUF repository) serves a category: the upstream signs components,
-/// the server signs domain settings and programs (DESIGN.md §4).
+/// the server signs domain settings and programs (`docs/architecture.md#repositories`).
 pub fn trust_domain(category: Category) -> &'static str {
     match category {
         Category::Components => "upstream",

@@ -1,4 +1,4 @@
-//! One update cycle, DESIGN.md §2 at run time: for each category, resolve the plan for this
+//! One update cycle, `docs/architecture.md#run-time`: for each category, resolve the plan for this
 //! client (or, for an update agent, its own plan), try the steps in order through the
 //! verifying repository client, install what is newer atomically, and record every attempt.
 //! The first step that delivers verified metadata wins; when every step fails the client

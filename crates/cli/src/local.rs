@@ -33,7 +33,7 @@ pub enum PolicyCmd {
 /// `cascade sources …`
 #[derive(Debug, Subcommand)]
 pub enum SourcesCmd {
-    /// Which sources a client at IP tries, in which order, and why (DESIGN.md §2).
+    /// Which sources a client at IP tries, in order, and why (`docs/architecture.md#resolution`).
     Resolve(ResolveArgs),
     #[command(flatten)]
     Remote(crate::server_cmd::SourcesRemote),

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the whole system on this machine: upstream, server, update agents, a client fleet.
     Demo(demo::DemoArgs),
-    /// Check and show policy files (DESIGN.md §3).
+    /// Check and show policy files (`docs/architecture.md#policy`).
     #[command(subcommand)]
     Policy(local::PolicyCmd),
     /// Work with the customized update source list.

@@ -140,7 +140,8 @@ fn resolve_json_contract() {
 }
 
 // `--domain` applies that domain's privileges, and `--category` narrows to one plan; the
-// upstream is reached through the article's rule when the server option is off.
+// upstream is reached through the `any` rule (`docs/architecture.md#fallback-chain`) when the
+// server option is off.
 #[test]
 fn resolve_domain_and_category() {
     let (_dir, path) = write_policy(

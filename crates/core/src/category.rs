@@ -1,4 +1,5 @@
-//! The three kinds of content a client updates, each resolved on its own (DESIGN.md §1).
+//! The three kinds of content a client updates, each resolved on its own
+//! (`docs/architecture.md#vocabulary`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
-    /// Patterns and engines: versioned content packages (the article's "components").
+    /// Patterns and engines: versioned content packages ("components").
     Components,
     /// The per-domain configuration clients apply.
     DomainSettings,

@@ -1,7 +1,8 @@
 //! cascade's core: the pure model every other crate shares. It owns IP ranges, the policy
-//! (DESIGN.md §3) with its TOML form and validation, the customized source-list operations
-//! of the article (add, edit, delete, move one place), and `resolve`, the function that turns
-//! a policy, a client IP and a category into the ordered plan of sources (DESIGN.md §2).
+//! (`docs/architecture.md#policy`) with its TOML form and validation, the customized
+//! source-list operations (add, edit, delete, move one place), and `resolve`, the function
+//! that turns a policy, a client IP and a category into the ordered plan of sources
+//! (`docs/architecture.md#resolution`).
 //! Nothing here does I/O or is async.
 
 pub mod category;

@@ -1,4 +1,4 @@
-//! The customized update source list and the article's operations on it: add (appended at
+//! The customized update source list and the console's operations on it: add (appended at
 //! the end), edit by id, delete the checked ids, move one entry up or down one place. Each
 //! returns a new list or an error; the list it was called on never changes.
 

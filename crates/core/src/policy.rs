@@ -1,7 +1,7 @@
-//! The validated policy model of DESIGN.md §3. Its types make bad states hard to write
-//! (a range is always a range, a URL always http(s)); [`Policy::validate`] checks what
-//! types cannot: agent references, unique agents and entry ids. Its TOML/JSON form is in
-//! [`crate::doc`].
+//! The validated policy model (`docs/architecture.md#policy`). Its types make bad states hard
+//! to write (a range is always a range, a URL always http(s)); [`Policy::validate`] checks
+//! what types cannot: agent references, unique agents and entry ids. Its TOML/JSON form is
+//! in [`crate::doc`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -31,7 +31,7 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveUpdateFallback {
-    /// The article's rule: the privilege is on, **or** the upstream is not in the list.
+    /// The default rule: the privilege is on, **or** the upstream is not in the list.
     #[default]
     Any,
     /// Both conditions must hold.
@@ -50,7 +50,7 @@ impl fmt::Display for ActiveUpdateFallback {
     }
 }
 
-/// Where update agents themselves update from (DESIGN.md §2 rule 4).
+/// Where update agents themselves update from (`docs/architecture.md#agent-plans`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSource {
@@ -277,8 +277,9 @@ impl Policy {
         Ok(())
     }
 
-    /// Whether the upstream URL is itself an entry of the source list (the article's second
-    /// condition for going to ActiveUpdate directly). Trailing slashes do not matter.
+    /// Whether the upstream URL is itself an entry of the source list (the second condition
+    /// for going to ActiveUpdate directly, `docs/architecture.md#fallback-chain`). Trailing
+    /// slashes do not matter.
     pub fn upstream_in_list(&self) -> bool {
         let Some(up) = &self.activeupdate_url else {
             return false;

@@ -1,6 +1,6 @@
-//! Resolution, DESIGN.md §2: policy + client IP + category → the ordered plan of sources,
-//! each step with its reason. This is the function the server, the agents, the console's
-//! what-if page and the CLI all call; its rules are normative and each has a test.
+//! Resolution (`docs/architecture.md#resolution`): policy + client IP + category → the ordered plan
+//! of sources, each step with its reason. This is the function the server, the agents, the
+//! console's what-if page and the CLI all call; its rules are normative and each has a test.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -119,7 +119,7 @@ enum Asker {
 }
 
 /// The plan for a client at `ip` of `domain` (default privileges when `None` or when the
-/// domain has no overrides), DESIGN.md §2 rules 1–3.
+/// domain has no overrides), `docs/architecture.md#standard-mode` and `#customized-mode`.
 pub fn resolve(policy: &Policy, ip: IpAddr, domain: Option<&str>, category: Category) -> Plan {
     let mut plan = Plan::new(category);
     match policy.mode {
@@ -146,9 +146,9 @@ pub fn resolve(policy: &Policy, ip: IpAddr, domain: Option<&str>, category: Cate
     plan
 }
 
-/// The plan of the update agent at `address` for itself, DESIGN.md §2 rule 4: `[server]`
-/// when `[agents] source = "server"`; otherwise the list (never itself, never an agent that
-/// would form a cycle of agents fetching from each other), then the fallback chain.
+/// The plan of the update agent at `address` for itself (`docs/architecture.md#agent-plans`):
+/// `[server]` when `[agents] source = "server"`; otherwise the list (never itself, never an agent
+/// that would form a cycle of agents fetching from each other), then the fallback chain.
 ///
 /// # Errors
 /// [`PolicyError::NoSuchAgent`] when no agent is registered at `address`.

@@ -1,5 +1,5 @@
-//! The policy file of DESIGN.md §3: it round-trips through TOML, and every kind of bad input
-//! is refused with an error naming the field and the value.
+//! The policy file (`docs/architecture.md#policy`): it round-trips through TOML, and every
+//! kind of bad input is refused with an error naming the field and the value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cascade_core::{Category, EntryId, Mode, Policy, PolicyError, Source};

@@ -1,5 +1,5 @@
-//! Every rule of DESIGN.md §2, one table row or test each: a row names the policy, the client,
-//! the category and the exact sources expected in order.
+//! Every rule of `docs/architecture.md#resolution`, one table row or test each: a row names
+//! the policy, the client, the category and the exact sources expected in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cascade_core::{resolve, resolve_for_agent, Category, Policy};
@@ -79,7 +79,7 @@ const CASES: &[Case] = &[
     Case { name: "programs from server on", head: "", extra: FALLBACK_ON, ip: "10.0.0.7", domain: None, category: Category::Programs, expect: &[AGENT1, MIRROR, "server"] },
     Case { name: "programs from server off", head: "", extra: FALLBACK_OFF, ip: "10.0.0.7", domain: None, category: Category::Programs, expect: &[AGENT1, MIRROR] },
     Case { name: "components from server on: no activeupdate even with privilege", head: "", extra: "[privileges]\ndownload_from_activeupdate = true\n[fallback]\ncomponents_from_server = true", ip: "10.0.0.7", domain: None, category: Category::Components, expect: &[AGENT1, MIRROR, "server"] },
-    // Components, server option off: the article's "any" rule and its variants.
+    // Components, server option off: the "any" rule and its variants.
     Case { name: "any: privilege off, upstream unlisted -> activeupdate", head: "", extra: FALLBACK_OFF, ip: "10.0.0.7", domain: None, category: Category::Components, expect: &[AGENT1, MIRROR, ACTIVE] },
     Case { name: "any: privilege on, upstream listed -> activeupdate", head: "", extra: "[privileges]\ndownload_from_activeupdate = true\n[fallback]\ncomponents_from_server = false\n[[sources]]\nrange = \"192.168.9.0/24\"\nurl = \"https://updates.example.net/repo/\"", ip: "10.0.0.7", domain: None, category: Category::Components, expect: &[AGENT1, MIRROR, ACTIVE] },
     Case { name: "any: privilege off, upstream listed -> quit", head: "", extra: "[fallback]\ncomponents_from_server = false\n[[sources]]\nrange = \"192.168.9.0/24\"\nurl = \"https://updates.example.net/repo/\"", ip: "10.0.0.7", domain: None, category: Category::Components, expect: &[AGENT1, MIRROR] },

@@ -61,3 +61,13 @@ pub struct Notice {
     /// Unix seconds when the admin asked.
     pub issued_at: i64,
 }
+
+/// Any event of the stream, by its `event:` name: `hello` then `notify`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StreamEvent {
+    /// `event: hello`.
+    Hello(Hello),
+    /// `event: notify`.
+    Notify(Notice),
+}

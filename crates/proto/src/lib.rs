@@ -29,7 +29,7 @@ pub use clients::{
 };
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use error::{ErrorBody, ErrorDetail};
-pub use events::{Hello, Notice, Role, Stage};
+pub use events::{Hello, Notice, Role, Stage, StreamEvent};
 pub use ops::{Health, HealthStatus, MirrorOutcome, MirrorReport, MirrorState, MirrorStatus};
 pub use policy::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,

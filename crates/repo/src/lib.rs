@@ -1,8 +1,8 @@
-//! cascade's signed repository, the one place that knows the repository format (DESIGN.md §4):
-//! The Update Framework metadata (via `tough`) with consistent snapshots, target names
-//! `CATEGORY/NAME/VERSION/FILE`, publishing with zstd deltas, whole-repository verification, and
-//! the client side: a transport over ordered sources with timeouts, a throughput floor and size
-//! caps, and verified, atomic saving of targets.
+//! cascade's signed repository, the one place that knows the repository format
+//! (`docs/architecture.md#repositories`): The Update Framework metadata (via `tough`) with
+//! consistent snapshots, target names `CATEGORY/NAME/VERSION/FILE`, publishing with zstd deltas,
+//! whole-repository verification, and the client side: a transport over ordered sources with
+//! timeouts, a throughput floor and size caps, and verified, atomic saving of targets.
 
 pub mod client;
 pub mod delta;

@@ -4,8 +4,9 @@
 //! memory for a minute so the hash is not paid on every request. Rotating or revoking clears
 //! it on this replica; other replicas sharing the database notice within that minute.
 //!
-//! Console sessions (issue 7) plug in at [`authenticate`]: a session cookie plus a CSRF
-//! header on unsafe methods yields [`Principal::Admin`] the same way a bearer token does.
+//! Console sessions (`docs/architecture.md#credentials`) plug in at [`authenticate`]: a
+//! session cookie plus a CSRF header on unsafe methods yields [`Principal::Admin`] the same
+//! way a bearer token does.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};

@@ -1,11 +1,20 @@
 //! The SQL store: SQLite in the data directory by default (WAL mode), PostgreSQL for a
 //! `postgres://` URL. One `sqlx::AnyPool` over either, runtime queries only, `$n`
 //! placeholders (both backends accept them) and the same checked-in migrations.
+//!
+//! Durability (docs/operating.md#durability): a write the server acknowledged is committed.
+//! SQLite runs in WAL mode with `synchronous = FULL` (every commit is synced to disk before it
+//! returns), and a connection that comes back to the pool still inside a transaction is closed
+//! rather than reused. That last rule matters on a full disk: SQLite may roll a transaction
+//! back by itself on `SQLITE_FULL`, the pool's own `ROLLBACK` then fails, and a reused
+//! connection would run every later "transaction" as a savepoint inside one that never
+//! commits (acknowledged writes lost at the next restart, other writers "database is locked").
+//! Errors that mean "the storage cannot take this now" are told apart by [`is_unavailable`].
 
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool, Connection as _, Database, TransactionManager as _};
 
 use crate::ServerError;
 
@@ -58,6 +67,32 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
     let max = if backend == Backend::Sqlite { 4 } else { 10 };
     let pool = AnyPoolOptions::new()
         .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Per connection: sync the WAL on every commit (NORMAL may lose the last
+                    // commits on power loss), and wait for a busy writer instead of failing.
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .after_release(move |conn, _| {
+            Box::pin(async move {
+                // SQLite runs a dropped transaction's ROLLBACK on its worker thread: let it
+                // run first (PostgreSQL counts it as done when queued). Then keep the
+                // connection only if it is really out of every transaction.
+                if backend == Backend::Sqlite {
+                    conn.ping().await?;
+                }
+                Ok(<Any as Database>::TransactionManager::get_transaction_depth(conn) == 0)
+            })
+        })
         .connect(&url)
         .await?;
     if backend == Backend::Sqlite {
@@ -67,4 +102,67 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
     }
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(Db { pool, backend })
+}
+
+/// Whether `e` means the storage cannot take the request now (disk full, I/O error, the
+/// database busy past its timeout or unreachable), as opposed to a bug or bad data. Such
+/// errors answer 503 and change nothing.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let backend = if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                Backend::Postgres
+            } else {
+                Backend::Sqlite
+            };
+            db.code().is_some_and(|c| unavailable_code(backend, &c))
+        }
+        _ => false,
+    }
+}
+
+/// SQLite result codes (extended codes carry the primary code in the low byte) and
+/// PostgreSQL SQLSTATEs that mean "storage unavailable".
+fn unavailable_code(backend: Backend, code: &str) -> bool {
+    if backend == Backend::Sqlite {
+        // SQLITE_BUSY 5, SQLITE_LOCKED 6, SQLITE_NOMEM 7, SQLITE_IOERR 10, SQLITE_FULL 13,
+        // SQLITE_CANTOPEN 14.
+        return code
+            .parse::<u32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 7 | 10 | 13 | 14));
+    }
+    // 53xxx insufficient resources (53100 disk full), 58xxx system errors (58030 I/O),
+    // 08xxx connection exceptions, 57P0x operator intervention (shutdown).
+    code.starts_with("53")
+        || code.starts_with("58")
+        || code.starts_with("08")
+        || code.starts_with("57P0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{unavailable_code, Backend};
+
+    #[test]
+    fn storage_codes() {
+        for c in ["13", "5", "778", "3338", "14"] {
+            assert!(unavailable_code(Backend::Sqlite, c), "sqlite {c}");
+        }
+        for c in ["19", "2067", "1", "11", "53100"] {
+            assert!(!unavailable_code(Backend::Sqlite, c), "sqlite {c}");
+        }
+        for c in ["53100", "58030", "08006", "57P01"] {
+            assert!(unavailable_code(Backend::Postgres, c), "postgres {c}");
+        }
+        for c in ["23505", "42P01", "22001", "13"] {
+            assert!(!unavailable_code(Backend::Postgres, c), "postgres {c}");
+        }
+    }
 }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::PolicyError;
+use cascade_proto::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +60,28 @@ pub enum ApiError {
         /// What failed.
         message: String,
     },
+    /// The storage cannot take the write now: disk full, an I/O error, the database
+    /// unreachable or busy past its timeout (503 with `Retry-After`). Nothing was changed.
+    #[error(
+        "storage unavailable, nothing was changed; retry when the server has disk space again: {0}"
+    )]
+    Storage(sqlx::Error),
     /// The database failed (500).
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// A server-side invariant failed (500).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            ApiError::Storage(e)
+        } else {
+            ApiError::Db(e)
+        }
+    }
 }
 
 impl ApiError {
@@ -90,6 +106,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::StaleRevision { .. } => StatusCode::CONFLICT,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +121,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::StaleRevision { .. } => "policy.stale_revision",
             ApiError::Upstream { .. } => "mirror.upstream_failed",
+            ApiError::Storage(_) => "storage.unavailable",
             ApiError::Db(_) => "internal.database",
             ApiError::Internal(_) => "internal",
         }
@@ -118,7 +136,7 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
-            ApiError::Db(_) | ApiError::Internal(_) => None,
+            ApiError::Storage(_) | ApiError::Db(_) | ApiError::Internal(_) => None,
         }
     }
 }
@@ -129,14 +147,28 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut body = json!({"error": {"code": self.code(), "field": self.field(), "message": self.to_string()}});
-        if let ApiError::StaleRevision { current, .. } = &self {
-            body["error"]["current_revision"] = json!(current);
-        }
-        if let ApiError::Upstream { code, .. } = &self {
-            body["error"]["reason"] = json!(code);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                field: self.field().map(str::to_owned),
+                message: self.to_string(),
+                current_revision: match &self {
+                    ApiError::StaleRevision { current, .. } => Some(*current),
+                    _ => None,
+                },
+                reason: match &self {
+                    ApiError::Upstream { code, .. } => Some(code.clone()),
+                    _ => None,
+                },
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

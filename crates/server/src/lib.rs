@@ -1,9 +1,9 @@
-//! The cascade server (DESIGN.md §4): it keeps the policy in SQL under a revision number,
-//! serves the admin API and the client API (enroll, fetch policy, check in, notification
-//! stream), fans out Notify All Clients to update agents first, serves the repository
-//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`. Start it with [`launch`]
-//! (or [`Server::open`] then [`Server::serve`]) on a listener you bound, so tests can use
-//! `127.0.0.1:0`.
+//! The cascade server (`docs/architecture.md#data-flow`): it keeps the policy in SQL under a
+//! revision number, serves the admin API and the client API (enroll, fetch policy, check in,
+//! notification stream), fans out Notify All Clients to update agents first, serves the repository
+//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`.
+//! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
+//! so tests can use `127.0.0.1:0`.
 
 pub mod auth;
 pub mod console;

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cascade_repo::mirror::{mirror, MirrorReport};
+use cascade_proto::{MirrorOutcome, MirrorReport, MirrorStatus};
+use cascade_repo::mirror::mirror;
 use cascade_repo::{RepoClient, Source, TransportLimits};
-use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,21 +25,6 @@ pub struct MirrorSettings {
     pub interval: Option<Duration>,
     /// Transport limits for the upstream.
     pub limits: TransportLimits,
-}
-
-/// The last mirror run, as `GET /api/repo/mirror` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MirrorStatus {
-    /// Unix seconds when it finished.
-    pub finished_at: i64,
-    /// The upstream URL used.
-    pub upstream: String,
-    /// `ok` or `failed`.
-    pub outcome: &'static str,
-    /// What was fetched (on success).
-    pub report: Option<MirrorReport>,
-    /// Stable code and message (on failure).
-    pub error: Option<(String, String)>,
 }
 
 /// Mirror state kept in [`AppState`].
@@ -90,8 +75,13 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
             MirrorStatus {
                 finished_at: st.clock.now(),
                 upstream: url.to_string(),
-                outcome: "ok",
-                report: Some(report),
+                outcome: MirrorOutcome::Ok,
+                report: Some(MirrorReport {
+                    fetched: report.fetched,
+                    present: report.present,
+                    bytes: report.bytes,
+                    snapshot_version: report.snapshot_version,
+                }),
                 error: None,
             }
         }
@@ -100,13 +90,13 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
             MirrorStatus {
                 finished_at: st.clock.now(),
                 upstream: url.to_string(),
-                outcome: "failed",
+                outcome: MirrorOutcome::Failed,
                 report: None,
                 error: Some((e.code().to_owned(), e.to_string())),
             }
         }
     };
-    st.metrics.mirrored(status.outcome == "ok");
+    st.metrics.mirrored(status.outcome == MirrorOutcome::Ok);
     if let Ok(mut last) = st.mirror.last.lock() {
         *last = Some(status.clone());
     }

@@ -12,27 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_core::Category;
-use serde::Serialize;
+use cascade_proto::Stage;
+pub use cascade_proto::{FanOut, Notice, Role};
 use sqlx::Row;
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// One notification as sent on the event stream (`event: notify`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Notice {
-    /// Notification id (increasing).
-    pub id: i64,
-    /// What to update; every category when the admin did not narrow it.
-    pub categories: Vec<Category>,
-    /// `agents` or `clients`: which stage of the fan-out this is.
-    pub stage: &'static str,
-    /// Start within a random delay in `[0, jitter_ms)`.
-    pub jitter_ms: u64,
-    /// Unix seconds when the admin asked.
-    pub issued_at: i64,
-}
 
 /// A notice as the streams receive it: rendered to JSON once, shared by every stream (a
 /// fan-out to 10,000 streams would otherwise clone and serialize it 10,000 times).
@@ -54,25 +40,6 @@ impl Rendered {
     }
 }
 
-/// Who listens on a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A registered update agent.
-    Agent,
-    /// An ordinary client.
-    Client,
-}
-
-impl Role {
-    /// `agent` or `client`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Client => "client",
-        }
-    }
-}
-
 /// The two channels.
 #[derive(Debug)]
 pub struct Notifier {
@@ -90,19 +57,6 @@ pub struct Notifier {
 struct Seen {
     polled: i64,
     local: BTreeSet<i64>,
-}
-
-/// What a notify reached at once.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct FanOut {
-    /// Connected agents notified now.
-    pub agents: usize,
-    /// Connected clients, notified after the head start.
-    pub clients: usize,
-    /// The jitter hint given to clients.
-    pub jitter_ms: u64,
-    /// Delay before clients are told.
-    pub clients_after_ms: u64,
 }
 
 impl Notifier {
@@ -155,14 +109,14 @@ impl Notifier {
         let notice = Notice {
             id,
             categories,
-            stage: "agents",
+            stage: Stage::Agents,
             jitter_ms: 0,
             issued_at,
         };
         // A send with no receiver is not an error worth reporting.
         let _ = self.agents.send(Rendered::of(&notice));
         let to_clients = Rendered::of(&Notice {
-            stage: "clients",
+            stage: Stage::Clients,
             jitter_ms,
             ..notice
         });

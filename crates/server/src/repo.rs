@@ -273,6 +273,14 @@ fn file_chunks(
 }
 
 /// `GET|HEAD /repo/{*path}`.
+#[utoipa::path(get, path = "/repo/{path}", tag = "repository",
+    summary = "Repository files (TUF metadata and targets) with Range, ETag/If-None-Match, Content-Length",
+    params(("path" = String, Path, description = "The file's path under the repository directory")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = String),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 404, description = "No such file"),
+        (status = 416, description = "The range is not satisfiable")))]
 pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
     let path = req.uri().path().strip_prefix("/repo").unwrap_or("/");
     let Some(rel) = relative(path) else {

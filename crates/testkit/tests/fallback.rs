@@ -1,6 +1,6 @@
-//! The fallback chain of DESIGN.md §2 at run time, with every piece real: a signed upstream
-//! on 127.0.0.1, the server mirroring it, static URL mirrors that go down or lie, update
-//! agents relaying, and clients bound to their own 127.0.x.y address.
+//! The fallback chain (`docs/architecture.md#fallback-chain`) at run time, with every piece real: a
+//! signed upstream on 127.0.0.1, the server mirroring it, static URL mirrors that go down or lie,
+//! update agents relaying, and clients bound to their own 127.0.x.y address.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::net::{IpAddr, SocketAddr};

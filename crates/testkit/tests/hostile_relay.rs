@@ -1,4 +1,5 @@
-//! A hostile source in front of full agents (issue 6): a URL entry, first in the client's
+//! A hostile source in front of full agents (`docs/architecture.md#trust-model`): a URL
+//! entry, first in the client's
 //! plan, that serves the server's real repository tree from 127.0.3.1 but lies about one
 //! path — a correctly signed but expired `timestamp.json`, endless data, or a trickle. The
 //! agent's update cycle must refuse it with a reason naming the cause, move on to the next

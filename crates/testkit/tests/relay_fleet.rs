@@ -1,7 +1,7 @@
-//! One update agent relaying for 200 full agents (issue 6): the relay is the agent in relay
-//! mode (`cascade_agent::daemon::run`), it reaches the server through a counting proxy, and
-//! each client is a real update cycle (`update_once`) with its own data directory and its own
-//! 127.0.2.x address.
+//! One update agent relaying for 200 full agents (`docs/architecture.md#data-flow`): the relay is
+//! the agent in relay mode (`cascade_agent::daemon::run`), it reaches the server through a counting
+//! proxy, and each client is a real update cycle (`update_once`) with its own data directory and
+//! its own 127.0.2.x address.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::net::{IpAddr, SocketAddr};

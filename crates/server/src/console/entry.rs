@@ -1,4 +1,4 @@
-//! The Add and Edit pages of one customized-source entry (the article's "Add" page and the
+//! The Add and Edit pages of one customized-source entry (the console's "Add" page and the
 //! page behind each IP-range link): the IP range and a choice of update agent (from the
 //! registered agents) or URL. Save calls the API's add or edit handler; a refusal re-shows
 //! the form with the message beside the field and everything typed kept.

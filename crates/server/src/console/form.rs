@@ -7,7 +7,7 @@ use std::future::Future;
 
 use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -131,10 +131,10 @@ pub fn body<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
 ///
 /// # Errors
 /// The handler's error, or an internal error when the body is not JSON.
-pub async fn call(
-    handler: impl Future<Output = Result<Response, ApiError>>,
+pub async fn call<R: IntoResponse>(
+    handler: impl Future<Output = Result<R, ApiError>>,
 ) -> Result<Value, ApiError> {
-    let resp = handler.await?;
+    let resp = handler.await?.into_response();
     let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
         .await
         .map_err(|e| ApiError::Internal(format!("reading the API answer: {e}")))?;

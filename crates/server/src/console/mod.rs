@@ -1,8 +1,8 @@
-//! The web console (issue 7): server-rendered pages (askama, one template per page under
-//! `templates/`) at the server's root URL, for administrators. Every page is a view over the
-//! same model and code paths as the admin API: reads come from `store::current` and the
-//! client registry, and every write calls the API's own handler (with the page's policy
-//! revision as `If-Match`), so a stale form is refused exactly like a stale API call.
+//! The web console (`docs/operating.md`): server-rendered pages (askama, one template per page
+//! under `templates/`) at the server's root URL, for administrators. Every page is a view over the
+//! same model and code paths as the admin API: reads come from `store::current` and the client
+//! registry, and every write calls the API's own handler (with the page's policy revision as
+//! `If-Match`), so a stale form is refused exactly like a stale API call.
 //!
 //! Login takes the admin token once and opens an in-memory session: an `HttpOnly`,
 //! `SameSite=Strict` cookie plus a per-session CSRF token carried by every form.

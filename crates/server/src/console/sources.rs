@@ -1,4 +1,4 @@
-//! The Update sources page, as the article describes it: standard or customized mode, the
+//! The Update sources page (`docs/architecture.md#policy`): standard or customized mode, the
 //! ActiveUpdate URL and its fallback rule, the three "… from the server if all customized
 //! sources are not available or not found" options, the customized list (one row per entry:
 //! checkbox, IP range linking to its edit page, source, up/down arrows), Add/Edit pages,

@@ -14,40 +14,37 @@ use axum::Json;
 use cascade_core::doc::parse_agent_address;
 use cascade_core::report::{CheckIn, RelayReport, MAX_REPORTED_CLIENTS};
 use cascade_core::PolicyDoc;
+use cascade_proto::{
+    CheckInResponse, ClientIdentity, ClientPolicy, ClientView, EnrollRequest, Enrolled, Hello,
+    StreamEvent,
+};
 use futures::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::admin::{client_view, CLIENT_COLUMNS};
-use super::with_revision;
+use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
+use crate::openapi::{Refusals, Unprocessable};
 use crate::state::AppState;
 use crate::store;
 
-/// `POST /api/client/enroll` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollBody {
-    name: String,
-    #[serde(default)]
-    domain: Option<String>,
-    /// Set by an update agent: the `IP:PORT` it serves at.
-    #[serde(default)]
-    agent_address: Option<String>,
-}
-
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
+#[utoipa::path(post, path = "/api/client/enroll", tag = "client",
+    summary = "Enroll with the enrollment token; answers with the client's id and credential",
+    security(("enrollment" = [])),
+    request_body = EnrollRequest,
+    responses((status = 201, description = "Enrolled; the credential is shown once", body = Enrolled),
+        Refusals, Unprocessable))]
 pub async fn enroll(
     _: Enroller,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<EnrollBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::bad(
@@ -83,12 +80,21 @@ pub async fn enroll(
     tracing::info!(client = %id, %name, "client enrolled");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"client_id": id, "credential": credential})),
-    )
-        .into_response())
+        Json(Enrolled {
+            client_id: id,
+            credential,
+        }),
+    ))
 }
 
 /// `GET /api/client/policy`: `{revision, policy, client}`; `If-None-Match: "REV"` gives 304.
+#[utoipa::path(get, path = "/api/client/policy", tag = "client",
+    summary = "The policy and its revision, to resolve locally; If-None-Match: revision gives 304",
+    security(("client" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "A revision the caller holds (`\"7\"`); 304 while it is current")),
+    responses((status = 200, description = "The policy; ETag is the revision", body = ClientPolicy),
+        (status = 304, description = "Unchanged since the revision named in If-None-Match"),
+        Refusals))]
 pub async fn policy(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
@@ -113,22 +119,30 @@ pub async fn policy(
         .await?;
     let domain: Option<String> = row.try_get("domain")?;
     let agent: Option<String> = row.try_get("agent_address")?;
-    Ok(with_revision(
-        StatusCode::OK,
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({
-            "revision": cur.revision,
-            "policy": PolicyDoc::from_policy(&cur.policy),
-            "client": {"id": id, "domain": domain, "agent_address": agent},
-        }),
-    ))
+        ClientPolicy {
+            revision: cur.revision,
+            policy: PolicyDoc::from_policy(&cur.policy),
+            client: ClientIdentity {
+                id,
+                domain,
+                agent_address: agent,
+            },
+        },
+    )
+    .into_response())
 }
 
 /// `GET /api/client/status`: the caller's own record.
+#[utoipa::path(get, path = "/api/client/status", tag = "client",
+    summary = "The caller's own record",
+    security(("client" = [])),
+    responses((status = 200, description = "The caller's record", body = ClientView), Refusals))]
 pub async fn status(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ClientView>, ApiError> {
     let cur = store::current(&st).await?;
     let row = sqlx::query(&format!(
         "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
@@ -136,17 +150,23 @@ pub async fn status(
     .bind(&id)
     .fetch_one(&st.db.pool)
     .await?;
-    Ok(Json(client_view(&st, &cur.policy, &row, true)?).into_response())
+    Ok(Json(client_view(&st, &cur.policy, &row, true)?))
 }
 
 /// `POST /api/client/checkin`: record the report; answers with the current policy revision
 /// so the client knows whether to refetch.
+#[utoipa::path(post, path = "/api/client/checkin", tag = "client",
+    summary = "Report installed versions, the IP used, the last update's attempts and relay counters",
+    security(("client" = [])),
+    request_body = CheckIn,
+    responses((status = 200, description = "Recorded; the current policy revision", body = CheckInResponse),
+        Refusals))]
 pub async fn checkin(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<CheckIn>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CheckInResponse>, ApiError> {
     let ip = body
         .ip
         .as_deref()
@@ -188,7 +208,9 @@ pub async fn checkin(
     .execute(&st.db.pool)
     .await?;
     let cur = store::current(&st).await?;
-    Ok(Json(json!({"policy_revision": cur.revision})).into_response())
+    Ok(Json(CheckInResponse {
+        policy_revision: cur.revision,
+    }))
 }
 
 /// Checks a relay report's client list (bounded, real addresses) and encodes it.
@@ -215,6 +237,11 @@ fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
 
 /// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's
 /// role, then `event: notify` for each Notify All Clients. Ends when the server stops.
+#[utoipa::path(get, path = "/api/client/events", tag = "client",
+    summary = "Server-sent events: `hello` (Hello), then `notify` (Notice) for each Notify All Clients",
+    security(("client" = [])),
+    responses((status = 200, description = "The event stream; each event's data is one of these",
+        content_type = "text/event-stream", body = StreamEvent), Refusals))]
 pub async fn events(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
@@ -236,9 +263,11 @@ pub async fn events(
     };
     let rx = st.notifier.subscribe(role);
     let shutdown = st.shutdown.subscribe();
-    let hello = Event::default()
-        .event("hello")
-        .json_data(json!({"client_id": id, "role": role.as_str(), "revision": cur.revision}));
+    let hello = Event::default().event("hello").json_data(Hello {
+        client_id: id,
+        role,
+        revision: cur.revision,
+    });
     let notices = stream::unfold(
         (rx, shutdown, st.clone()),
         move |(mut rx, mut sd, st)| async move {

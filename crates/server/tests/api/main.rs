@@ -9,6 +9,8 @@
 
 mod auth;
 mod clients;
+mod contract;
+mod durability;
 mod harness;
 mod mirror;
 mod notify;

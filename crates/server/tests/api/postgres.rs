@@ -1,5 +1,8 @@
-//! The same store on PostgreSQL: a throwaway cluster from Debian's postgresql package in a
-//! temporary directory on a 127.0.0.1 port. Skipped, with a note, when it is not installed.
+//! The same store on PostgreSQL. The database comes from `CASCADE_TEST_POSTGRES_URL` (a
+//! cluster `scripts/test` starts with `scripts/postgres`): the test creates a fresh database
+//! there and drops it afterwards. Without the variable it starts a throwaway cluster of its
+//! own from Debian's postgresql package (in a temporary directory, on a 127.0.0.1 port). It
+//! never skips: with neither, or a cluster it cannot reach, it fails and says why.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +10,7 @@ use std::process::Command;
 use cascade_client::proto::{CheckIn, Mode, SettingsPatch, SourceBody};
 use cascade_core::Category;
 use reqwest::Method;
+use sqlx::Connection as _;
 
 use crate::harness::{json, start_with};
 
@@ -16,6 +20,84 @@ fn mirror_entry(range: &str) -> SourceBody {
         agent: None,
         url: Some("http://m.example/".into()),
     }
+}
+
+/// The variable that names the cluster to test against.
+const URL_VAR: &str = "CASCADE_TEST_POSTGRES_URL";
+
+/// A database for one test run: a fresh one in the given cluster (dropped on [`Self::drop_db`])
+/// or a throwaway cluster of its own (stopped on drop).
+struct Database {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+    _cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// A fresh, empty database: in `CASCADE_TEST_POSTGRES_URL`'s cluster when set, else in a
+    /// throwaway cluster. Panics, saying why, when neither can be had.
+    async fn new() -> Database {
+        let name = format!(
+            "cascade_test_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        if let Ok(admin_url) = std::env::var(URL_VAR) {
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{URL_VAR}={admin_url}: cannot connect to PostgreSQL: {e}")
+                });
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{URL_VAR}={admin_url}: CREATE DATABASE {name}: {e}"));
+            conn.close().await.unwrap();
+            let url = with_database(&admin_url, &name);
+            return Database {
+                url,
+                admin_url: Some(admin_url),
+                name,
+                _cluster: None,
+            };
+        }
+        let Some(cluster) = cluster() else {
+            panic!(
+                "PostgreSQL is needed and there is none: set {URL_VAR} to a cluster's URL \
+                 (scripts/test starts one with scripts/postgres), or install Debian's \
+                 postgresql package so the test can start its own"
+            );
+        };
+        Database {
+            url: cluster.url.clone(),
+            admin_url: None,
+            name,
+            _cluster: Some(cluster),
+        }
+    }
+
+    /// Drops the database made in the given cluster (a throwaway cluster goes as a whole).
+    async fn drop_db(self) {
+        if let Some(admin_url) = &self.admin_url {
+            let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// `url` with its database (the path) replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("{URL_VAR}={url}: {e}"));
+    u.set_path(&format!("/{name}"));
+    u.to_string()
 }
 
 struct Cluster {
@@ -116,12 +198,7 @@ fn cluster() -> Option<Cluster> {
 // On PostgreSQL: writes, 409 on a stale revision, 422 on bad input, clients, and a restart.
 #[tokio::test]
 async fn postgres_store_round_trip() {
-    let Some(pg) = cluster() else {
-        println!(
-            "note: PostgreSQL (Debian postgresql package) not installed; postgres test skipped"
-        );
-        return;
-    };
+    let pg = Database::new().await;
     let dir = tempfile::tempdir().unwrap();
     let s = start_with(dir.path(), Some(pg.url.clone()), None).await;
     assert!(s.first_start_seen);
@@ -190,4 +267,5 @@ async fn postgres_store_round_trip() {
         clients
     );
     s.stop().await;
+    pg.drop_db().await;
 }

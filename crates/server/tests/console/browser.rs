@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use cascade_client::proto::{Attempt, Category, CheckIn, Outcome, UpdateReport};
+use cascade_client::proto::{AgentsResponse, Attempt, Category, CheckIn, Outcome, UpdateReport};
 use reqwest::Method;
-use serde_json::json;
 
 use crate::harness::{json, start, Sse};
 use crate::webdriver::Browser;
@@ -274,10 +273,10 @@ async fn admin_journey_in_chromium() {
     b.click("#agents button.danger").await;
     b.wait_text("#flash", "Removed update agent 10.0.0.5:8443")
         .await;
-    assert_eq!(
-        s.api(&s.admin, Method::GET, "/api/agents", None, 200).await["agents"],
-        json!([])
-    );
+    let agents: AgentsResponse =
+        serde_json::from_value(s.api(&s.admin, Method::GET, "/api/agents", None, 200).await)
+            .unwrap();
+    assert_eq!(agents.agents, vec![]);
 
     // A phone-sized window.
     b.resize(390, 844).await;
