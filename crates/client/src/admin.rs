@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{at_revision, call, with_body, Client, ClientError};
+use crate::{at_revision, call, Client, ClientError};
 
 /// The admin API of one server.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl AdminClient {
     ) -> Result<T, ClientError> {
         let mut req = at_revision(self.client.request(method, path, Some(&self.token))?, at);
         if let Some(b) = body {
-            req = with_body(req, b);
+            req = req.json(b);
         }
         call(req).await
     }

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt as _};
 use reqwest::header::IF_NONE_MATCH;
 use reqwest::{Method, StatusCode};
 
-use crate::{call, send, with_body, Client, ClientError};
+use crate::{call, send, Client, ClientError};
 
 /// What the notification stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Client {
     /// Unreachable server, a refused token or a refused body.
     pub async fn enroll(&self, token: &str, body: &EnrollRequest) -> Result<Enrolled, ClientError> {
         let req = self.request(Method::POST, "api/client/enroll", Some(token))?;
-        call(with_body(req, body)).await
+        call(req.json(body)).await
     }
 
     /// The policy for the client with `credential`, unless the server's revision is still
@@ -79,7 +79,7 @@ impl Client {
         body: &CheckIn,
     ) -> Result<CheckInResponse, ClientError> {
         let req = self.request(Method::POST, "api/client/checkin", Some(credential))?;
-        call(with_body(req, body)).await
+        call(req.json(body)).await
     }
 
     /// A public file of the server's repository tree, by its path below the base URL

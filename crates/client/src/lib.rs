@@ -20,7 +20,6 @@ use std::time::Duration;
 use reqwest::header::IF_MATCH;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use url::Url;
 
 pub use admin::AdminClient;
@@ -202,11 +201,6 @@ async fn call<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError
         .await
         .map_err(|e| ClientError::unreachable(&e))?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::protocol(&e))
-}
-
-/// `req` with a JSON body.
-fn with_body<B: Serialize + ?Sized>(req: RequestBuilder, body: &B) -> RequestBuilder {
-    req.json(body)
 }
 
 /// `req` with `If-Match: "REV"` when a revision is given (optimistic concurrency: the
