@@ -190,6 +190,7 @@ impl Agent {
                     cache_dir: data.relay_cache(),
                     max_concurrent_fetches: 8,
                     max_cache_bytes: cfg.relay_cache_bytes,
+                    clock: Arc::new(crate::clock::SystemClock),
                 };
                 Some(Relay::new(config, transport, now_unix()))
             }

@@ -3,6 +3,7 @@
 //! the verifying repository client, installs atomically with the previous version kept for
 //! rollback, reports every attempt, and, as a relay, serves the repository to its neighbours.
 
+pub mod clock;
 pub mod daemon;
 pub mod install;
 pub mod relay;

@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 use url::Url;
 
+use crate::clock::Clock;
 use crate::served::Served;
 
 /// How a mutable file fetched this recently is reused by requests that queued behind it.
@@ -60,6 +61,8 @@ pub struct RelayConfig {
     pub max_concurrent_fetches: usize,
     /// Evict the oldest cached files beyond this many bytes.
     pub max_cache_bytes: u64,
+    /// What the reuse windows are measured with.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Counters the relay reports to the server.
@@ -141,9 +144,9 @@ pub struct Relay {
     upstreams: RwLock<Vec<Url>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Paths every upstream said were not found, and when.
-    misses: Mutex<HashMap<String, tokio::time::Instant>>,
-    /// Mutable files fetched before this are not reused (see [`Relay::revalidate`]).
-    not_before: Mutex<SystemTime>,
+    misses: Mutex<HashMap<String, SystemTime>>,
+    /// Mutable files fetched since the last [`Relay::revalidate`], and when.
+    fetched: Mutex<HashMap<String, SystemTime>>,
     fetch_slots: tokio::sync::Semaphore,
     /// Counters for reports and tests.
     pub stats: RelayStats,
@@ -162,7 +165,7 @@ impl Relay {
             upstreams: RwLock::new(Vec::new()),
             flights: Mutex::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
-            not_before: Mutex::new(SystemTime::UNIX_EPOCH),
+            fetched: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(slots),
             stats: RelayStats::default(),
             served: Served::default(),
@@ -222,27 +225,27 @@ impl Relay {
     /// recently it was fetched. The agent calls it before warming the cache after its own
     /// update: a timestamp fetched a moment before a publish must not be reused then.
     pub fn revalidate(&self) {
-        if let Ok(mut t) = self.not_before.lock() {
-            *t = SystemTime::now();
+        if let Ok(mut f) = self.fetched.lock() {
+            f.clear();
         }
     }
 
-    /// Whether a cached mutable file may be reused: fetched within [`MUTABLE_REUSE`], and not
-    /// before the last [`Relay::revalidate`].
-    fn fresh(&self, file: &Path) -> bool {
-        let not_before = self
-            .not_before
+    /// Whether the cached mutable file `path` may be reused: fetched within
+    /// [`MUTABLE_REUSE`], and not before the last [`Relay::revalidate`].
+    fn fresh(&self, path: &str) -> bool {
+        self.fetched
             .lock()
-            .map_or(SystemTime::UNIX_EPOCH, |t| *t);
-        std::fs::metadata(file)
-            .and_then(|m| m.modified())
-            .ok()
-            .is_some_and(|t| {
-                t >= not_before
-                    && SystemTime::now()
-                        .duration_since(t)
-                        .is_ok_and(|age| age < MUTABLE_REUSE)
-            })
+            .is_ok_and(|f| f.get(path).is_some_and(|at| self.age(*at) < MUTABLE_REUSE))
+    }
+
+    /// How long ago `at` was by the relay's clock; a time ahead of it (the clock was set
+    /// back) counts as long ago, so nothing is reused for longer than its window.
+    fn age(&self, at: SystemTime) -> Duration {
+        self.config
+            .clock
+            .now()
+            .duration_since(at)
+            .unwrap_or(Duration::MAX)
     }
 
     /// Removes the cached content-addressed blobs below `prefix` (e.g. `upstream/targets/`)
@@ -321,7 +324,7 @@ impl Relay {
             Arc::clone(map.entry(path.to_owned()).or_default())
         };
         let _guard = flight.lock().await;
-        if local.is_file() && (!mutable || self.fresh(&local)) {
+        if local.is_file() && (!mutable || self.fresh(path)) {
             return Ok(local);
         }
         if self.missed_recently(path) {
@@ -335,6 +338,11 @@ impl Relay {
         }
         match result {
             Ok(()) => {
+                if mutable {
+                    if let Ok(mut f) = self.fetched.lock() {
+                        f.insert(path.to_owned(), self.config.clock.now());
+                    }
+                }
                 self.evict();
                 Ok(local)
             }
@@ -351,17 +359,18 @@ impl Relay {
     }
 
     fn missed_recently(&self, path: &str) -> bool {
-        self.misses
-            .lock()
-            .is_ok_and(|m| m.get(path).is_some_and(|at| at.elapsed() < NOT_FOUND_REUSE))
+        self.misses.lock().is_ok_and(|m| {
+            m.get(path)
+                .is_some_and(|at| self.age(*at) < NOT_FOUND_REUSE)
+        })
     }
 
     fn remember_miss(&self, path: &str) {
         if let Ok(mut m) = self.misses.lock() {
             if m.len() >= 10_000 {
-                m.retain(|_, at| at.elapsed() < NOT_FOUND_REUSE);
+                m.retain(|_, at| self.age(*at) < NOT_FOUND_REUSE);
             }
-            m.insert(path.to_owned(), tokio::time::Instant::now());
+            m.insert(path.to_owned(), self.config.clock.now());
         }
     }
 

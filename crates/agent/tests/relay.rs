@@ -7,42 +7,41 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::Router;
+use std::time::Duration;
+
 use cascade_agent::relay::{Relay, RelayConfig};
 use cascade_repo::{SourceTransport, TransportLimits};
-use tower_http::services::ServeDir;
+use cascade_testkit::{ManualClock, StaticServer};
 use url::Url;
 
-async fn count(
-    State(hits): State<Arc<AtomicU64>>,
-    req: Request,
-    next: Next,
-) -> axum::response::Response {
-    hits.fetch_add(1, Ordering::SeqCst);
-    next.run(req).await
-}
-
-/// A static upstream serving `dir`, counting requests.
-async fn upstream(dir: &Path) -> (Url, Arc<AtomicU64>) {
-    let hits = Arc::new(AtomicU64::new(0));
-    let app = Router::new()
-        .nest_service("/repo", ServeDir::new(dir))
-        .layer(middleware::from_fn_with_state(Arc::clone(&hits), count));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/repo/").parse().unwrap(), hits)
+/// A static upstream serving `dir`, and its count of requests.
+async fn upstream(dir: &Path) -> (StaticServer, Arc<AtomicU64>) {
+    let server = StaticServer::start(dir, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let hits = Arc::clone(&server.requests);
+    (server, hits)
 }
 
 async fn relay(cache: &Path, upstreams: Vec<Url>, max_cache_bytes: u64) -> (Arc<Relay>, Url) {
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    relay_timed(cache, upstreams, max_cache_bytes, clock).await
+}
+
+/// [`relay`], its reuse windows measured by `clock`.
+async fn relay_timed(
+    cache: &Path,
+    upstreams: Vec<Url>,
+    max_cache_bytes: u64,
+    clock: Arc<ManualClock>,
+) -> (Arc<Relay>, Url) {
     let transport = SourceTransport::new(TransportLimits::default()).unwrap();
     let relay = Relay::new(
         RelayConfig {
             cache_dir: cache.to_owned(),
             max_concurrent_fetches: 4,
             max_cache_bytes,
+            clock,
         },
         transport,
         1_700_000_000,
@@ -78,7 +77,7 @@ async fn single_flight_for_200_clients() {
     let rel = blob(up_dir.path(), &body);
     let (up, hits) = upstream(up_dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     let client = reqwest::Client::new();
     let url = base.join(&rel).unwrap();
     let tasks: Vec<_> = (0..200)
@@ -114,7 +113,7 @@ async fn report_counts_clients_and_bytes() {
     let rel = blob(up_dir.path(), &body);
     let (up, _) = upstream(up_dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     let url = base.join(&rel).unwrap();
 
     let a = client_at("127.0.3.1");
@@ -172,14 +171,14 @@ async fn tampered_blob_refused_then_next_upstream() {
     let (good, _) = upstream(good_dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
 
-    let (relay_only_bad, base) = relay(cache.path(), vec![bad.clone()], u64::MAX).await;
+    let (relay_only_bad, base) = relay(cache.path(), vec![bad.url()], u64::MAX).await;
     let resp = reqwest::get(base.join(&rel).unwrap()).await.unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.text().await.unwrap().contains("hash mismatch"));
     assert!(!cache.path().join(&rel).exists());
     assert_eq!(relay_only_bad.stats.refused.load(Ordering::SeqCst), 1);
 
-    let (_relay, base) = relay(cache.path(), vec![bad, good], u64::MAX).await;
+    let (_relay, base) = relay(cache.path(), vec![bad.url(), good.url()], u64::MAX).await;
     let got = reqwest::get(base.join(&rel).unwrap())
         .await
         .unwrap()
@@ -201,7 +200,8 @@ async fn not_found_dead_and_bad_paths() {
         Url::parse(&format!("http://{a}/repo/")).unwrap()
     };
     let cache = tempfile::tempdir().unwrap();
-    let (_r, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let (_r, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
     // "Not found" is remembered for a while: the next root probe costs no upstream fetch.
     for _ in 0..3 {
         let probe = reqwest::get(base.join("metadata/2.root.json").unwrap())
@@ -218,6 +218,13 @@ async fn not_found_dead_and_bad_paths() {
         assert_eq!(missing.status(), 404);
     }
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // The root probe's "not found" lasts five seconds: then it goes upstream again.
+    clock.advance(5);
+    let probe = reqwest::get(base.join("metadata/2.root.json").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 404);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
     let (_r, base) = relay(cache.path(), vec![dead], u64::MAX).await;
     assert_eq!(
         reqwest::get(base.join("metadata/9.snapshot.json").unwrap())
@@ -245,7 +252,8 @@ async fn timestamp_is_refreshed_and_survives_upstream_loss() {
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
     let (up, _) = upstream(dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let (relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
     let url = base.join("metadata/timestamp.json").unwrap();
     assert_eq!(
         reqwest::get(url.clone())
@@ -257,7 +265,7 @@ async fn timestamp_is_refreshed_and_survives_upstream_loss() {
         "v1"
     );
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    clock.advance_by(Duration::from_millis(600));
     assert_eq!(
         reqwest::get(url.clone())
             .await
@@ -268,7 +276,7 @@ async fn timestamp_is_refreshed_and_survives_upstream_loss() {
         "v2"
     );
     relay.set_upstreams(vec![Url::parse("http://127.0.0.1:9/repo/").unwrap()]);
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    clock.advance_by(Duration::from_millis(600));
     assert_eq!(reqwest::get(url).await.unwrap().text().await.unwrap(), "v2");
 }
 
@@ -279,7 +287,7 @@ async fn cache_budget_evicts_oldest() {
     let rels: Vec<String> = (0..4u8).map(|i| blob(dir.path(), &vec![i; 1000])).collect();
     let (up, _) = upstream(dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (_relay, base) = relay(cache.path(), vec![up], 2500).await;
+    let (_relay, base) = relay(cache.path(), vec![up.url()], 2500).await;
     for rel in &rels {
         assert_eq!(
             reqwest::get(base.join(rel).unwrap())
@@ -302,7 +310,7 @@ async fn seed_checks_the_hash_and_saves_a_fetch() {
     let rel = blob(up_dir.path(), b"installed pattern file");
     let (up, hits) = upstream(up_dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     let local = tempfile::tempdir().unwrap();
     let wrong = local.path().join("wrong");
     std::fs::write(&wrong, b"something else").unwrap();
@@ -328,7 +336,7 @@ async fn prune_removes_only_unnamed_blobs() {
     let new = blob(up_dir.path(), b"version two");
     let (up, _) = upstream(up_dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, _) = relay(cache.path(), vec![up], u64::MAX).await;
+    let (relay, _) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     for rel in [&old, &new] {
         relay.obtain(rel).await.unwrap();
     }
@@ -353,7 +361,7 @@ async fn revalidate_skips_the_reuse_window() {
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
     let (up, hits) = upstream(dir.path()).await;
     let cache = tempfile::tempdir().unwrap();
-    let (relay, base) = relay(cache.path(), vec![up], u64::MAX).await;
+    let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     let url = base.join("metadata/timestamp.json").unwrap();
     let get = || async {
         reqwest::get(url.clone())
@@ -368,4 +376,41 @@ async fn revalidate_skips_the_reuse_window() {
     relay.revalidate();
     assert_eq!(get().await, "v2");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+// A timestamp is reused only within its window by the relay's clock: not after the window,
+// and not when the clock was set back (a time ahead of the clock counts as long ago).
+#[tokio::test]
+async fn reuse_window_follows_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v1").unwrap();
+    let (up, hits) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let (_relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
+    let url = base.join("metadata/timestamp.json").unwrap();
+    let get = || async {
+        reqwest::get(url.clone())
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await, "v1");
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
+    clock.advance_by(Duration::from_millis(400));
+    assert_eq!(get().await, "v1", "reused within the window");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    clock.advance_by(Duration::from_millis(200));
+    assert_eq!(get().await, "v2", "fetched again after the window");
+    std::fs::write(dir.path().join("metadata/timestamp.json"), "v3").unwrap();
+    clock.advance(-3600);
+    assert_eq!(
+        get().await,
+        "v3",
+        "fetched again after the clock was set back"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
 }

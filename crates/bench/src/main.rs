@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use cascade_core::report::{Outcome, UpdateReport};
 use cascade_core::Category;
-use cascade_testkit::{update_once, wait_until, AgentHandle, Fleet, Upstream};
+use cascade_testkit::{start_fleet, update_once, wait_until, AgentHandle, Fleet, Upstream};
 use clap::Parser;
 use futures::StreamExt as _;
 use serde::Serialize;
@@ -525,7 +525,7 @@ async fn start(args: Args, work: PathBuf) -> Result<World> {
         .await?;
     let root = work.join("upstream-root.json");
     upstream.write_root(&root)?;
-    let fleet = Fleet::start(
+    let fleet = start_fleet(
         &work.join("server"),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Some(root.clone()),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cascade_core::Category;
-use cascade_testkit::{AgentHandle, Fleet, StaticServer, Upstream};
+use cascade_lab::{wait_until, AgentHandle, Fleet, StaticServer, Upstream};
 use clap::Args;
 
 use crate::demo_view::{self, Client, Group, Totals};
@@ -234,7 +234,9 @@ async fn setup(args: &DemoArgs) -> anyhow::Result<Demo> {
     sync_mirror(&fleet, &mirror)?;
     println!("  source list: office 1 -> agent 1, office 2 -> agent 2, then the URL mirror; then the server");
 
-    let (relays, clients, handles) = start_agents(&fleet, &dir, &root, relay_addrs, args.clients);
+    let timeout = Duration::from_secs(args.timeout);
+    let (relays, clients, handles) =
+        start_agents(&fleet, &dir, &root, relay_addrs, args.clients, timeout).await?;
     Ok(Demo {
         _tmp: tmp,
         dir,
@@ -244,7 +246,7 @@ async fn setup(args: &DemoArgs) -> anyhow::Result<Demo> {
         relays,
         clients,
         handles,
-        timeout: Duration::from_secs(args.timeout),
+        timeout,
     })
 }
 
@@ -254,14 +256,17 @@ type Started = (
     Vec<AgentHandle>,
 );
 
-/// Starts the two update agents and the client fleet, each a real agent on its own address.
-fn start_agents(
+/// Starts the two update agents, waits until each has finished its first cycle (enrolled,
+/// relaying, policy known), then starts the client fleet, each a real agent on its own
+/// address.
+async fn start_agents(
     fleet: &Fleet,
     dir: &Path,
     root: &Path,
     relay_addrs: [SocketAddr; 2],
     n: usize,
-) -> Started {
+    timeout: Duration,
+) -> anyhow::Result<Started> {
     let relays = relay_addrs
         .iter()
         .enumerate()
@@ -275,6 +280,15 @@ fn start_agents(
             (*addr, Some(AgentHandle::spawn(cfg)))
         })
         .collect();
+    let first_cycles = (1..=relay_addrs.len())
+        .map(|i| dir.join(format!("agent-{i}/last-report.json")))
+        .collect::<Vec<_>>();
+    wait_until(timeout, || {
+        let done = first_cycles.iter().all(|f| f.is_file());
+        async move { done }
+    })
+    .await
+    .context("the update agents did not finish their first cycle")?;
     let clients = plan_clients(n);
     let handles = clients
         .iter()
@@ -288,7 +302,7 @@ fn start_agents(
             AgentHandle::spawn(cfg)
         })
         .collect();
-    (relays, clients, handles)
+    Ok((relays, clients, handles))
 }
 
 /// Office 1 and office 2 share the clients; a few (one in ten, at most four) are outside

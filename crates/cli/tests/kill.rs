@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cascade_core::Category;
-use cascade_testkit::{pseudo_random, Fleet, Upstream};
+use cascade_testkit::{pseudo_random, start_fleet, Fleet, Upstream};
 
 fn agent(data: &std::path::Path, fleet: &Fleet, root: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
@@ -52,7 +52,7 @@ async fn kill_nine_never_tears_an_install() {
         .unwrap();
     let root = tmp.path().join("root.json");
     upstream.write_root(&root).unwrap();
-    let fleet = Fleet::start(
+    let fleet = start_fleet(
         &tmp.path().join("server"),
         "127.0.0.1:0".parse().unwrap(),
         Some(root.clone()),

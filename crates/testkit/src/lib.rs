@@ -1,37 +1,49 @@
-//! cascade's test kit: the real pieces, started on loopback addresses for integration tests,
-//! benchmarks and `cascade demo`. A signed upstream repository served over HTTP
-//! ([`Upstream`]), a static file server that can be stopped or made to lie
-//! ([`StaticServer`]), the cascade server with its first-start tokens captured
-//! ([`Fleet`]), in-process agents bound to their own 127.x.y.z address ([`AgentHandle`]),
-//! and a counting reverse proxy that can hold one path's answers ([`CountingProxy`]).
+//! cascade's test kit, for tests and benchmarks only (never linked into the `cascade`
+//! binary). It re-exports the lab (`cascade-lab`: the real pieces started on loopback
+//! addresses) and adds what only tests want: the one server starter of the tests with cheap
+//! credential hashing ([`start_fleet`], over [`RunningServer`]), a static server that can be
+//! made to lie ([`HostileServer`]), a counting reverse proxy that can hold one path's answers
+//! ([`CountingProxy`]), a reader of the notification stream ([`Sse`]), a clock tests move by
+//! hand ([`ManualClock`]), and a swap of the process's TLS trust store ([`one_tls_root`]).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
-mod fleet;
+mod clock;
+mod hostile;
 mod proxy;
-mod serve;
-mod upstream;
+mod sse;
 
-pub use fleet::{update_once, wait_until, AgentHandle, Fleet, FleetError};
+pub use cascade_lab::{
+    update_once, wait_until, AgentHandle, Fleet, RunningServer, StaticServer, Upstream,
+};
+pub use clock::ManualClock;
+pub use hostile::{HostileServer, Lie, RequestLog};
 pub use proxy::CountingProxy;
-pub use serve::{Lie, StaticServer};
-pub use upstream::Upstream;
+pub use sse::Sse;
 
-/// Any error of the kit, as text with its origin (the kit serves tests and the demo, which
-/// report and stop).
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {detail}")]
-pub struct KitError {
-    /// What the kit was doing.
-    pub what: &'static str,
-    /// What went wrong.
-    pub detail: String,
-}
+/// Any error of the kit: the lab's (text with its origin; tests report and stop).
+pub type KitError = cascade_lab::LabError;
 
-impl KitError {
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        "testkit.failed"
-    }
+use cascade_lab::lab_error as kit;
+
+/// Cheap credential hashing: tokens are random, so the work factor buys nothing in a test.
+pub const CHEAP_HASHING: cascade_server::HashCost = cascade_server::HashCost {
+    memory_kib: 64,
+    iterations: 1,
+};
+
+/// The lab's fleet ([`Fleet::start`]) with [`CHEAP_HASHING`]: the server on `listen` with
+/// its data in `data_dir`, mirroring the policy's upstream pinned to `upstream_root`.
+///
+/// # Errors
+/// When the server cannot open its store or bind.
+pub async fn start_fleet(
+    data_dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    upstream_root: Option<std::path::PathBuf>,
+) -> Result<Fleet, KitError> {
+    let mut settings = Fleet::settings(data_dir, upstream_root);
+    settings.hash_cost = CHEAP_HASHING;
+    Fleet::start_with(settings, listen).await
 }
 
 /// A temporary directory on tmpfs (`/dev/shm`) when the machine has one, else in the usual
@@ -86,13 +98,6 @@ pub fn one_tls_root(dir: &std::path::Path) -> Result<(), KitError> {
     Ok(())
 }
 
-pub(crate) fn kit(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> KitError {
-    move |e| KitError {
-        what,
-        detail: e.to_string(),
-    }
-}
-
 /// The start most scenarios share: an upstream on 127.0.0.1 publishing `components/patterns`
 /// version 1 (one file, `patterns.db` = `v1`), its root written to `dir/upstream-root.json`,
 /// and a server in `dir/server` on 127.0.0.1 that pins that root. Returns the upstream, the
@@ -116,7 +121,7 @@ pub async fn upstream_and_server(
         .await?;
     let root = dir.join("upstream-root.json");
     upstream.write_root(&root)?;
-    let fleet = Fleet::start(&dir.join("server"), loopback, Some(root.clone())).await?;
+    let fleet = start_fleet(&dir.join("server"), loopback, Some(root.clone())).await?;
     Ok((upstream, root, fleet))
 }
 

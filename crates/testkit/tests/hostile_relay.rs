@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cascade_core::report::{Outcome, UpdateReport};
 use cascade_core::Category;
-use cascade_testkit::{update_once, Fleet, Lie, StaticServer, Upstream};
+use cascade_testkit::{update_once, Fleet, HostileServer, Lie, Upstream};
 
 const V1: &[u8] = b"patterns version one";
 const V2: &[u8] = b"patterns version two";
@@ -22,7 +22,7 @@ struct World {
     upstream: Upstream,
     root: PathBuf,
     fleet: Fleet,
-    hostile: StaticServer,
+    hostile: HostileServer,
 }
 
 fn any_port(host: &str) -> SocketAddr {
@@ -37,7 +37,7 @@ async fn world() -> World {
     let (upstream, root, fleet) = cascade_testkit::upstream_and_server(tmp.path(), V1)
         .await
         .unwrap();
-    let hostile = StaticServer::start(&fleet.data_dir.join("repo"), any_port("127.0.3.1"))
+    let hostile = HostileServer::start(&fleet.data_dir.join("repo"), any_port("127.0.3.1"))
         .await
         .unwrap();
     let policy = format!(
@@ -217,8 +217,13 @@ async fn trickled_blob_refused_server_installs() {
     let w = world().await;
     v1_through_hostile(&w, "c3", "127.0.1.12").await;
     release_v2(&w).await;
-    w.hostile
-        .lie(V2_TARGETS, Lie::Trickle(Duration::from_millis(200)));
+    w.hostile.lie(
+        V2_TARGETS,
+        Lie::Trickle {
+            chunk: 1,
+            every: Duration::from_millis(200),
+        },
+    );
     let full = full_blob_path(&w);
     refused_then_server(&w, "c3", "127.0.1.12", &full, "source.too_slow").await;
 }

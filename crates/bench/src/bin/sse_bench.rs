@@ -111,10 +111,7 @@ fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<()> {
         bail!("--listen must be a 127.x.y.z address");
     }
     let mut s = cascade_server::Settings::new(data_dir);
-    s.hash_cost = cascade_server::HashCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
+    s.hash_cost = cascade_testkit::CHEAP_HASHING;
     s.on_first_start = Arc::new(|f: &cascade_server::FirstStart| {
         let line = serde_json::to_string(&Started {
             url: f.url.clone(),

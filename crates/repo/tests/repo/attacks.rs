@@ -9,29 +9,28 @@ use cascade_repo::{Expiries, PublishOptions};
 use tough::schema::Target;
 use tough::TargetName;
 
-use crate::common::{content, fast_limits, files_under, only_code, Fixture, Rule, Server};
+use crate::common::{
+    content, fast_limits, fetch_engine, files_under, only_code, serve, Fixture, Lie, SourceOf,
+};
 
 // A mirror serving a tampered blob is refused with a hash mismatch and leaves no file behind.
 #[tokio::test]
 async fn tampered_blob_refused() {
     let fx = Fixture::new().await;
     fx.publish("1", &content(50_000, 4)).await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let path = fx.blob_path("1");
     let mut bad = fx.served(path.trim_start_matches('/'));
     bad[100] ^= 0x55;
-    server.rule(&path, Rule::Bytes(bad));
+    server.lie(&path, Lie::Bytes(bad));
     let out = fx.staging("out");
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("mirror")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("mirror")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(
         only_code(&r),
         vec![("mirror".to_owned(), "tuf.hash_mismatch")]
@@ -44,25 +43,22 @@ async fn tampered_blob_refused() {
 async fn tampered_metadata_refused() {
     let fx = Fixture::new().await;
     fx.publish("1", b"one").await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let mut ts: serde_json::Value =
         serde_json::from_slice(&fx.served("metadata/timestamp.json")).unwrap();
     ts["signed"]["version"] = serde_json::json!(999);
-    server.rule(
+    server.lie(
         "/metadata/timestamp.json",
-        Rule::Bytes(serde_json::to_vec(&ts).unwrap()),
+        Lie::Bytes(serde_json::to_vec(&ts).unwrap()),
     );
     let out = fx.staging("out");
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("relay")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("relay")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(
         only_code(&r),
         vec![("relay".to_owned(), "tuf.bad_signature")]
@@ -77,42 +73,25 @@ async fn rolled_back_relay_refused_next_source_wins() {
     fx.publish("1", b"one").await;
     let old = fx.snapshot_public("old-relay");
     fx.publish("2", b"two").await;
-    let live = Server::start(&fx.public()).await;
-    let stale = Server::start(&old).await;
+    let live = serve(&fx.public()).await;
+    let stale = serve(&old).await;
     let client = fx.client(fast_limits());
     let out = fx.staging("a");
-    client
-        .fetch_latest(
-            &[live.source("live")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
+    fetch_engine(&client, &[live.source("live")], None, &out)
         .await
         .unwrap();
     let out = fx.staging("b");
-    let r = client
-        .fetch_latest(
-            &[stale.source("stale")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(&client, &[stale.source("stale")], None, &out).await;
     assert_eq!(only_code(&r), vec![("stale".to_owned(), "tuf.rollback")]);
     assert!(files_under(&out).is_empty());
-    let got = client
-        .fetch_latest(
-            &[stale.source("stale"), live.source("live")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await
-        .unwrap();
+    let got = fetch_engine(
+        &client,
+        &[stale.source("stale"), live.source("live")],
+        None,
+        &out,
+    )
+    .await
+    .unwrap();
     assert_eq!((got.source.as_str(), got.version.as_str()), ("live", "2"));
 }
 
@@ -123,18 +102,15 @@ async fn expired_timestamp_refused() {
     fx.publish("1", b"one").await;
     let two_days_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48);
     fx.publisher.refresh_timestamp(two_days_ago).await.unwrap();
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let out = fx.staging("out");
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("origin")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("origin")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(only_code(&r), vec![("origin".to_owned(), "tuf.expired")]);
 }
 
@@ -157,34 +133,24 @@ async fn frozen_relay_refused() {
         )
         .await
         .unwrap();
-    let frozen = Server::start(&fx.snapshot_public("frozen")).await;
+    let frozen = serve(&fx.snapshot_public("frozen")).await;
     fx.publisher
         .refresh_timestamp(jiff::Timestamp::now())
         .await
         .unwrap();
-    let live = Server::start(&fx.public()).await;
+    let live = serve(&fx.public()).await;
     let out = fx.staging("out");
     let client = fx.client(fast_limits());
-    let r = client
-        .fetch_latest(
-            &[frozen.source("frozen")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(&client, &[frozen.source("frozen")], None, &out).await;
     assert_eq!(only_code(&r), vec![("frozen".to_owned(), "tuf.expired")]);
-    let got = client
-        .fetch_latest(
-            &[frozen.source("frozen"), live.source("live")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await
-        .unwrap();
+    let got = fetch_engine(
+        &client,
+        &[frozen.source("frozen"), live.source("live")],
+        None,
+        &out,
+    )
+    .await
+    .unwrap();
     assert_eq!(got.source, "live");
 }
 
@@ -197,22 +163,19 @@ async fn mix_and_match_refused() {
     let older_bytes = fx.served(&format!("metadata/{older}.snapshot.json"));
     fx.publish("2", b"two").await;
     let current = fx.snapshot_version();
-    let server = Server::start(&fx.public()).await;
-    server.rule(
+    let server = serve(&fx.public()).await;
+    server.lie(
         &format!("/metadata/{current}.snapshot.json"),
-        Rule::Bytes(older_bytes),
+        Lie::Bytes(older_bytes),
     );
     let out = fx.staging("out");
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("relay")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("relay")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(
         only_code(&r),
         vec![("relay".to_owned(), "tuf.hash_mismatch")]
@@ -224,33 +187,27 @@ async fn mix_and_match_refused() {
 async fn endless_responses_refused() {
     let fx = Fixture::new().await;
     fx.publish("1", &content(10_000, 5)).await;
-    let server = Server::start(&fx.public()).await;
-    server.rule("/metadata/timestamp.json", Rule::Endless);
+    let server = serve(&fx.public()).await;
+    server.lie("/metadata/timestamp.json", Lie::Endless);
     let out = fx.staging("out");
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("relay")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("relay")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(only_code(&r), vec![("relay".to_owned(), "tuf.too_large")]);
 
-    let server = Server::start(&fx.public()).await;
-    server.rule(&fx.blob_path("1"), Rule::Endless);
-    let r = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("mirror")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let server = serve(&fx.public()).await;
+    server.lie(&fx.blob_path("1"), Lie::Endless);
+    let r = fetch_engine(
+        &fx.client(fast_limits()),
+        &[server.source("mirror")],
+        None,
+        &out,
+    )
+    .await;
     assert_eq!(only_code(&r), vec![("mirror".to_owned(), "tuf.too_large")]);
     assert!(files_under(&out).is_empty());
 }
@@ -261,22 +218,14 @@ async fn trickle_below_floor_refused_then_resumed() {
     let fx = Fixture::new().await;
     let data = content(200_000, 6);
     fx.publish("1", &data).await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let every = Duration::from_millis(100);
     let blob = fx.blob_path("1");
-    server.rule(&blob, Rule::Trickle { chunk: 500, every });
+    server.lie(&blob, Lie::Trickle { chunk: 500, every });
     let out = fx.staging("out");
     let started = std::time::Instant::now();
     let client = fx.client(fast_limits());
-    let r = client
-        .fetch_latest(
-            &[server.source("slow")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(&client, &[server.source("slow")], None, &out).await;
     assert_eq!(only_code(&r), vec![("slow".to_owned(), "source.too_slow")]);
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -291,24 +240,15 @@ async fn trickle_below_floor_refused_then_resumed() {
     let kept = std::fs::metadata(out.join(&left[0])).unwrap().len();
     assert!(kept > 0 && kept < 200_000, "{kept}");
 
-    let good = Server::start(&fx.public()).await;
-    let got = client
-        .fetch_latest(
-            &[good.source("good")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
+    let good = serve(&fx.public()).await;
+    let got = fetch_engine(&client, &[good.source("good")], None, &out)
         .await
         .unwrap();
     assert_eq!(got.version, "1");
     assert_eq!(std::fs::read(out.join("data.bin")).unwrap(), data);
     assert_eq!(files_under(&out), vec!["data.bin".to_owned()]);
     let asked: Vec<_> = good
-        .requests
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
         .filter(|(p, _)| *p == blob)
         .cloned()
@@ -322,7 +262,7 @@ async fn poisoned_partial_discarded() {
     let fx = Fixture::new().await;
     let data = content(50_000, 13);
     fx.publish("1", &data).await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let out = fx.staging("out");
     let sha = fx
         .blob_path("1")
@@ -334,15 +274,7 @@ async fn poisoned_partial_discarded() {
         .unwrap()
         .to_owned();
     std::fs::write(out.join(format!(".partial-{sha}")), vec![0u8; 10_000]).unwrap();
-    let got = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[server.source("o")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
+    let got = fetch_engine(&fx.client(fast_limits()), &[server.source("o")], None, &out)
         .await
         .unwrap();
     assert_eq!(got.source, "o");
@@ -380,18 +312,15 @@ async fn traversal_target_names_refused() {
         let fx = Fixture::new().await;
         fx.publish("1", b"one").await;
         sign_extra_target(&fx, name).await;
-        let server = Server::start(&fx.public()).await;
+        let server = serve(&fx.public()).await;
         let out = fx.staging("deep/out");
-        let r = fx
-            .client(fast_limits())
-            .fetch_latest(
-                &[server.source("evil")],
-                Category::Components,
-                "engine",
-                None,
-                &out,
-            )
-            .await;
+        let r = fetch_engine(
+            &fx.client(fast_limits()),
+            &[server.source("evil")],
+            None,
+            &out,
+        )
+        .await;
         assert_eq!(
             only_code(&r),
             vec![("evil".to_owned(), "repo.unsafe_name")],
@@ -407,35 +336,25 @@ async fn traversal_target_names_refused() {
 async fn stale_relay_refused_below_announced_version() {
     let fx = Fixture::new().await;
     fx.publish("1", b"one").await;
-    let stale = Server::start(&fx.snapshot_public("stale")).await;
+    let stale = serve(&fx.snapshot_public("stale")).await;
     fx.publish("2", b"two").await;
     let announced: serde_json::Value =
         serde_json::from_slice(&fx.served("metadata/timestamp.json")).unwrap();
     let announced = announced["signed"]["version"].as_u64().unwrap();
-    let live = Server::start(&fx.public()).await;
+    let live = serve(&fx.public()).await;
     let out = fx.staging("out");
     let client = fx
         .client(fast_limits())
         .with_min_timestamp_version(announced);
-    let r = client
-        .fetch_latest(
-            &[stale.source("stale")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await;
+    let r = fetch_engine(&client, &[stale.source("stale")], None, &out).await;
     assert_eq!(only_code(&r), vec![("stale".to_owned(), "tuf.rollback")]);
-    let got = client
-        .fetch_latest(
-            &[stale.source("stale"), live.source("live")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await
-        .unwrap();
+    let got = fetch_engine(
+        &client,
+        &[stale.source("stale"), live.source("live")],
+        None,
+        &out,
+    )
+    .await
+    .unwrap();
     assert_eq!((got.source.as_str(), got.version.as_str()), ("live", "2"));
 }

@@ -1,5 +1,6 @@
-//! Test harness: a tiny HTTP/1.1 server on 127.0.0.1:0 serving a repository directory, with
-//! per-path misbehaviour rules, and a fixture that creates and publishes a real repository.
+//! Test harness: the kit's hostile server serving a repository directory on 127.0.0.1:0
+//! (lies per path), the fetch most tests make, and a fixture that creates and publishes a
+//! real repository.
 
 #![allow(
     dead_code,
@@ -9,183 +10,49 @@
     clippy::cast_possible_truncation
 )]
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_core::Category;
 use cascade_repo::{
-    Expiries, FailureReason, Fetched, PublishOptions, Publisher, RepoClient, Source,
+    Expiries, FailureReason, Fetched, Installed, PublishOptions, Publisher, RepoClient, Source,
     TransportLimits,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use url::Url;
 
-/// Every request a [`Server`] saw: path and the `Range` start it asked for, if any.
-pub type RequestLog = Arc<Mutex<Vec<(String, Option<u64>)>>>;
+pub use cascade_testkit::{pseudo_random as content, HostileServer, Lie};
 
-/// How the server answers one path.
-#[derive(Clone)]
-pub enum Rule {
-    /// Serve these bytes.
-    Bytes(Vec<u8>),
-    /// Answer 200 without a length and never stop sending.
-    Endless,
-    /// Send the real file `chunk` bytes at a time, pausing `every` between chunks.
-    Trickle { chunk: usize, every: Duration },
-    /// Answer 404.
-    NotFound,
+/// The kit's hostile server, serving `root` on 127.0.0.1 with an OS-chosen port.
+pub async fn serve(root: &Path) -> HostileServer {
+    HostileServer::start(root, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
-/// A misbehaving static server.
-pub struct Server {
-    pub addr: SocketAddr,
-    rules: Arc<Mutex<HashMap<String, Rule>>>,
-    /// Every request: path and the `Range` start it asked for, if any.
-    pub requests: RequestLog,
-    task: tokio::task::JoinHandle<()>,
+/// A served tree as a source the repository client fetches from.
+pub trait SourceOf {
+    fn source(&self, label: &str) -> Source;
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Server {
-    /// Serve `root` on 127.0.0.1 with an OS-chosen port.
-    pub async fn start(root: &Path) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let rules: Arc<Mutex<HashMap<String, Rule>>> = Arc::default();
-        let requests: RequestLog = Arc::default();
-        let (root, r, log) = (root.to_owned(), rules.clone(), requests.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(handle(sock, root.clone(), r.clone(), log.clone()));
-            }
-        });
-        Server {
-            addr,
-            rules,
-            requests,
-            task,
-        }
-    }
-
-    /// Misbehave on `path` (e.g. `/metadata/timestamp.json`).
-    pub fn rule(&self, path: &str, rule: Rule) {
-        self.rules.lock().unwrap().insert(path.to_owned(), rule);
-    }
-
-    pub fn source(&self, label: &str) -> Source {
+impl SourceOf for HostileServer {
+    fn source(&self, label: &str) -> Source {
         Source {
             label: label.to_owned(),
-            base: Url::parse(&format!("http://{}/", self.addr)).unwrap(),
+            base: self.url(),
         }
     }
 }
 
-async fn handle(
-    mut sock: TcpStream,
-    root: PathBuf,
-    rules: Arc<Mutex<HashMap<String, Rule>>>,
-    log: RequestLog,
-) {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut tmp).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let range: Option<u64> = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        let v = v.trim().strip_prefix("bytes=")?.strip_suffix('-')?;
-        k.eq_ignore_ascii_case("range").then(|| v.parse().ok())?
-    });
-    log.lock().unwrap().push((path.clone(), range));
-    let rule = rules.lock().unwrap().get(&path).cloned();
-    let file = || {
-        if path.split('/').any(|s| s == "..") {
-            return None;
-        }
-        std::fs::read(root.join(path.trim_start_matches('/'))).ok()
-    };
-    match rule {
-        Some(Rule::Bytes(b)) => respond(&mut sock, Some(b)).await,
-        Some(Rule::NotFound) => respond(&mut sock, None).await,
-        None => match (range, file()) {
-            (Some(start), Some(body)) if (start as usize) < body.len() => {
-                let head = format!(
-                    "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-                    body.len() - start as usize,
-                    body.len() - 1,
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(&body[start as usize..]).await;
-                let _ = sock.shutdown().await;
-            }
-            (_, body) => respond(&mut sock, body).await,
-        },
-        Some(Rule::Endless) => {
-            let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
-                .await;
-            let chunk = vec![b'x'; 64 * 1024];
-            while sock.write_all(&chunk).await.is_ok() {}
-        }
-        Some(Rule::Trickle { chunk, every }) => {
-            let Some(body) = file() else {
-                return respond(&mut sock, None).await;
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            for part in body.chunks(chunk) {
-                if sock.write_all(part).await.is_err() || sock.flush().await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(every).await;
-            }
-        }
-    }
-}
-
-async fn respond(sock: &mut TcpStream, body: Option<Vec<u8>>) {
-    let (status, body) = match body {
-        Some(b) => ("200 OK", b),
-        None => ("404 Not Found", b"not found".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(&body).await;
-    let _ = sock.shutdown().await;
-}
-
-/// Deterministic pseudo-random content that compresses poorly.
-pub fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
+/// The fetch most tests make: the newest `components/engine` from `sources`, in order, into
+/// the staging directory `out`, with `installed` (if any) for a delta.
+pub async fn fetch_engine(
+    client: &RepoClient,
+    sources: &[Source],
+    installed: Option<Installed<'_>>,
+    out: &Path,
+) -> Result<Fetched, Vec<(String, FailureReason)>> {
+    client
+        .fetch_latest(sources, Category::Components, "engine", installed, out)
+        .await
 }
 
 /// A repository in a temp dir with `components/engine` versions published.

@@ -5,7 +5,7 @@ use cascade_repo::mirror::mirror;
 use cascade_repo::verify::verify;
 use cascade_repo::{Expiries, PublishOptions, Publisher, RepoClient};
 
-use crate::common::{content, fast_limits, v2_of, Fixture, Rule, Server};
+use crate::common::{content, fast_limits, fetch_engine, serve, v2_of, Fixture, Lie, SourceOf};
 
 // verify() reports versions per category and role expiry, and finds a blob corrupted on disk.
 #[tokio::test]
@@ -13,7 +13,7 @@ async fn verify_reports_and_detects_corruption() {
     let fx = Fixture::new().await;
     fx.publish("1", &content(20_000, 7)).await;
     fx.publish("2", &content(20_000, 8)).await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let src = server.source("origin");
     let report = verify(&fx.root, &src, fast_limits()).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
@@ -46,7 +46,7 @@ async fn failed_publish_leaves_repository_intact() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "publish.sign");
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let report = verify(&fx.root, &server.source("o"), fast_limits())
         .await
         .unwrap();
@@ -62,7 +62,7 @@ async fn prune_and_duplicate_version() {
     fx.publish("1", &v1).await;
     fx.publish("2", &v2_of(&v1)).await;
     fx.publish("3", &v2_of(&v2_of(&v1))).await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let before = verify(&fx.root, &server.source("o"), fast_limits())
         .await
         .unwrap();
@@ -130,7 +130,7 @@ async fn relay_mirror_serves_clients() {
     let v1 = content(40_000, 12);
     fx.publish("1", &v1).await;
     fx.publish("2", &v2_of(&v1)).await;
-    let origin = Server::start(&fx.public()).await;
+    let origin = serve(&fx.public()).await;
     let relay_dir = fx.tmp.path().join("relay");
     let relay_client = RepoClient::new(
         fx.root.clone(),
@@ -142,7 +142,7 @@ async fn relay_mirror_serves_clients() {
         .await
         .unwrap();
     assert_eq!((first.fetched, first.present), (3, 0), "{first:?}");
-    let relay = Server::start(&relay_dir).await;
+    let relay = serve(&relay_dir).await;
     let report = verify(&fx.root, &relay.source("relay"), fast_limits())
         .await
         .unwrap();
@@ -156,23 +156,20 @@ async fn relay_mirror_serves_clients() {
     assert_eq!(second.present, 3);
     assert!(second.fetched >= 2, "{second:?}");
     let out = fx.staging("via-relay");
-    let got = fx
-        .client(fast_limits())
-        .fetch_latest(
-            &[relay.source("relay")],
-            Category::Components,
-            "engine",
-            None,
-            &out,
-        )
-        .await
-        .unwrap();
+    let got = fetch_engine(
+        &fx.client(fast_limits()),
+        &[relay.source("relay")],
+        None,
+        &out,
+    )
+    .await
+    .unwrap();
     assert_eq!(got.version, "3");
 
     let before = std::fs::read(relay_dir.join("metadata/timestamp.json")).unwrap();
     fx.publish("4", b"four").await;
     let blob = fx.blob_path("4");
-    origin.rule(&blob, Rule::Bytes(b"evil".to_vec()));
+    origin.lie(&blob, Lie::Bytes(b"evil".to_vec()));
     let err = mirror(&relay_client, &origin.source("origin"), &relay_dir)
         .await
         .unwrap_err();
@@ -220,7 +217,7 @@ async fn async_api_is_send() {
 async fn renew_extends_root_and_targets() {
     let fx = Fixture::new().await;
     fx.publish("1", b"one").await;
-    let server = Server::start(&fx.public()).await;
+    let server = serve(&fx.public()).await;
     let before = verify(&fx.root, &server.source("o"), fast_limits())
         .await
         .unwrap();

@@ -178,10 +178,7 @@ async fn checkin_and_registry() {
     assert_eq!(g["reported_ip"], "10.0.0.7");
     assert_eq!(g["peer_ip"], "127.0.0.1");
     assert_eq!(g["installed"]["components"], "2026.11.25.1");
-    assert_eq!(
-        g["last_seen"],
-        s.clock.0.load(std::sync::atomic::Ordering::SeqCst)
-    );
+    assert_eq!(g["last_seen"], s.clock.unix_secs());
     assert_eq!(by_id(&bad_id)["state"], "failed");
     assert_eq!(by_id(&never_id)["state"], "never");
     let detail: ClientView = s

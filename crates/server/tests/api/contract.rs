@@ -639,7 +639,9 @@ async fn drive(s: &TestServer, r: &Row, client: &mut Option<(String, String)>) {
     };
     let what = format!("{} {path}", r.method);
     if r.path == "/api/client/events" {
-        let mut sse = Sse::connect(s, token.as_deref().unwrap()).await;
+        let mut sse = Sse::connect(&s.http, &s.url, token.as_deref().unwrap())
+            .await
+            .unwrap();
         let (event, data) = sse.next().await.unwrap();
         assert_eq!(event, "hello");
         let Answer::Json(_, round_trip) = &r.answer else {

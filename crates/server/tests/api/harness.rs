@@ -1,41 +1,24 @@
-//! Test harness: a real cascade server on 127.0.0.1:0 with a real SQLite file (or a given
-//! database URL), the first-start tokens captured, the typed client (`cascade-client`) for
-//! it, helpers for calls whose bodies are `cascade-proto` types (or raw text, for tests of
-//! malformed input) that print the request and response when an expectation fails, and a
-//! tiny SSE reader.
+//! Test harness: a real cascade server on 127.0.0.1:0 (the test kit's starter) with a real
+//! SQLite file (or a given database URL), the first-start tokens captured, the typed client
+//! (`cascade-client`) for it, helpers for calls whose bodies are `cascade-proto` types (or raw
+//! text, for tests of malformed input) that print the request and response when an
+//! expectation fails, and the kit's SSE reader.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_client::proto::{EnrollRequest, Enrolled};
 use cascade_client::{AdminClient, Client};
-use cascade_server::{Clock, FirstStart, HashCost, Server, Settings};
-use futures::StreamExt;
+use cascade_server::Settings;
+pub use cascade_testkit::{ManualClock, Sse};
+use cascade_testkit::{RunningServer, CHEAP_HASHING};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::oneshot;
-
-/// A clock tests move by hand.
-#[derive(Debug, Default)]
-pub struct ManualClock(pub AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl ManualClock {
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-}
 
 pub struct TestServer {
     pub url: String,
@@ -48,18 +31,14 @@ pub struct TestServer {
     /// The typed client of this server.
     pub client: Client,
     pub first_start_seen: bool,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), cascade_server::ServerError>>>,
+    server: RunningServer,
 }
 
 fn settings(data_dir: &Path, database_url: Option<String>, clock: Arc<ManualClock>) -> Settings {
     let mut s = Settings::new(data_dir);
     s.database_url = database_url;
     s.clock = clock;
-    s.hash_cost = HashCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
+    s.hash_cost = CHEAP_HASHING;
     s.agent_head_start = Duration::from_secs(1);
     s.notify_poll = Duration::from_millis(100);
     s.stale_after = Duration::from_secs(3600);
@@ -82,31 +61,17 @@ pub async fn start_tuned(
     previous: Option<(String, String, Arc<ManualClock>)>,
     tune: impl FnOnce(&mut Settings),
 ) -> TestServer {
-    let clock = previous.as_ref().map_or_else(
-        || Arc::new(ManualClock(AtomicI64::new(1_700_000_000))),
-        |p| p.2.clone(),
-    );
+    let clock = previous
+        .as_ref()
+        .map_or_else(|| Arc::new(ManualClock::at(1_700_000_000)), |p| p.2.clone());
     let mut s = settings(data_dir, database_url.clone(), clock.clone());
-    let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
-    let slot = seen.clone();
-    s.on_first_start = Arc::new(move |f: &FirstStart| *slot.lock().unwrap() = Some(f.clone()));
     tune(&mut s);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = Server::open(s).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        let up = http.get(format!("{url}/healthz")).send().await;
-        if up.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let first = seen.lock().unwrap().clone();
+    let first = server.first_start.clone();
     if let Some(f) = &first {
         assert_eq!(f.url, url, "first-start message names the listening URL");
     }
@@ -126,8 +91,7 @@ pub async fn start_tuned(
         clock,
         http,
         first_start_seen: first.is_some(),
-        stop: Some(tx),
-        task: Some(task),
+        server,
     }
 }
 
@@ -289,65 +253,10 @@ impl TestServer {
 
     /// Stops the server and waits for it; returns what a restart needs.
     pub async fn stop(mut self) -> (String, String, Arc<ManualClock>) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .expect("server stopped within 10 s")
-                .unwrap()
-                .unwrap();
-        }
-        (self.admin.clone(), self.enroll.clone(), self.clock.clone())
-    }
-}
-
-/// A minimal SSE reader over a streaming response.
-pub struct Sse {
-    stream: futures::stream::BoxStream<'static, Option<Vec<u8>>>,
-    buf: String,
-}
-
-impl Sse {
-    pub async fn connect(server: &TestServer, credential: &str) -> Sse {
-        let resp = server
-            .http
-            .get(format!("{}/api/client/events", server.url))
-            .bearer_auth(credential)
-            .send()
+        tokio::time::timeout(Duration::from_secs(10), self.server.stop())
             .await
+            .expect("server stopped within 10 s")
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        Sse {
-            stream: resp
-                .bytes_stream()
-                .map(|r| r.ok().map(|b| b.to_vec()))
-                .boxed(),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event that is not a keep-alive comment: (event name, data JSON).
-    pub async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            while let Some(i) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..i + 2).collect();
-                let mut event = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        v.trim().clone_into(&mut event);
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if !data.is_empty() {
-                    return Some((event, serde_json::from_str(&data).unwrap()));
-                }
-            }
-            let chunk = self.stream.next().await??;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        (self.admin.clone(), self.enroll.clone(), self.clock.clone())
     }
 }

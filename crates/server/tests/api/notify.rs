@@ -24,10 +24,13 @@ async fn notify_reaches_everyone_agents_first() {
     .await
     .expect(201);
     let (_, agent) = s.enroll_client("relay", Some("10.0.0.5:8443")).await;
-    let mut streams = vec![("agent", Sse::connect(&s, &agent).await)];
+    let mut streams = vec![(
+        "agent",
+        Sse::connect(&s.http, &s.url, &agent).await.unwrap(),
+    )];
     for i in 0..4 {
         let (_, c) = s.enroll_client(&format!("pc-{i}"), None).await;
-        streams.push(("client", Sse::connect(&s, &c).await));
+        streams.push(("client", Sse::connect(&s.http, &s.url, &c).await.unwrap()));
     }
     for (role, sse) in &mut streams {
         let (event, data) = sse.next().await.unwrap();
@@ -116,7 +119,7 @@ async fn notify_without_agents_is_immediate() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let (_, c) = s.enroll_client("pc", None).await;
-    let mut sse = Sse::connect(&s, &c).await;
+    let mut sse = Sse::connect(&s.http, &s.url, &c).await.unwrap();
     assert_eq!(sse.next().await.unwrap().0, "hello");
     let v = s.admin(Method::POST, "/api/notify", None).await.expect(200);
     assert_eq!(v["fan_out"]["clients_after_ms"], 0);
@@ -143,7 +146,7 @@ async fn notify_crosses_replicas() {
     let b = start_with(dir.path(), None, Some(tokens)).await;
     assert!(!b.first_start_seen, "the second replica reuses the store");
     let (_, c) = a.enroll_client("pc", None).await;
-    let mut sse = Sse::connect(&b, &c).await;
+    let mut sse = Sse::connect(&b.http, &b.url, &c).await.unwrap();
     assert_eq!(sse.next().await.unwrap().0, "hello");
 
     let v = a.admin(Method::POST, "/api/notify", None).await.expect(200);

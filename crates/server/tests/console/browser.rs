@@ -160,7 +160,7 @@ async fn admin_journey_in_chromium() {
 
     // Notify All Clients reaches a connected client, and the page says how many.
     let (_, credential) = s.enroll_client("pc-7").await;
-    let mut sse = Sse::connect(&s, &credential).await;
+    let mut sse = Sse::connect(&s.http, &s.url, &credential).await.unwrap();
     assert_eq!(sse.next().await.unwrap().0, "hello");
     b.goto(&at("/sources")).await;
     b.click("#notify").await;

@@ -1,82 +1,47 @@
-//! The console tests' harness: the real server on 127.0.0.1:0 (the minimum of the API
-//! tests' harness), an HTTP client that keeps the console's cookies by hand, and a tiny SSE
-//! reader for the notify check.
+//! The console tests' harness: the real server on 127.0.0.1:0 (the test kit's starter, a
+//! clock that stands still), an HTTP client that keeps the console's cookies by hand, and
+//! the kit's SSE reader for the notify check.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_client::proto::EnrollRequest;
-use cascade_server::{Clock, FirstStart, HashCost, Server, Settings};
-use futures::StreamExt;
+use cascade_server::Settings;
+pub use cascade_testkit::Sse;
+use cascade_testkit::{ManualClock, RunningServer, CHEAP_HASHING};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::oneshot;
-
-/// A fixed clock.
-#[derive(Debug, Default)]
-pub struct FixedClock(pub AtomicI64);
-
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 pub struct TestServer {
     pub url: String,
     pub admin: String,
     pub enroll: String,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
+    _server: RunningServer,
 }
 
 pub async fn start(data_dir: &Path) -> TestServer {
     let mut s = Settings::new(data_dir);
-    s.clock = Arc::new(FixedClock(AtomicI64::new(1_700_000_000)));
-    s.hash_cost = HashCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
+    s.clock = Arc::new(ManualClock::at(1_700_000_000));
+    s.hash_cost = CHEAP_HASHING;
     s.agent_head_start = Duration::from_millis(100);
-    let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
-    let slot = seen.clone();
-    s.on_first_start = Arc::new(move |f: &FirstStart| *slot.lock().unwrap() = Some(f.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = Server::open(s).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.addr);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for _ in 0..200 {
-        let up = http.get(format!("{url}/healthz")).send().await;
-        if up.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let first = seen.lock().unwrap().clone().expect("first-start tokens");
+    let first = server.first_start.clone().expect("first-start tokens");
     TestServer {
         url,
         admin: first.admin_token,
         enroll: first.enrollment_token,
         http,
-        stop: Some(tx),
+        _server: server,
     }
 }
 
@@ -164,53 +129,4 @@ pub fn revision_in(html: &str) -> String {
         .expect("a revision field")
         + 23;
     html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// A minimal SSE reader over a streaming response.
-pub struct Sse {
-    stream: futures::stream::BoxStream<'static, Option<Vec<u8>>>,
-    buf: String,
-}
-
-impl Sse {
-    pub async fn connect(server: &TestServer, credential: &str) -> Sse {
-        let resp = server
-            .http
-            .get(format!("{}/api/client/events", server.url))
-            .bearer_auth(credential)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        Sse {
-            stream: resp
-                .bytes_stream()
-                .map(|r| r.ok().map(|b| b.to_vec()))
-                .boxed(),
-            buf: String::new(),
-        }
-    }
-
-    /// The next event: (event name, data JSON).
-    pub async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            while let Some(i) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..i + 2).collect();
-                let mut event = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        v.trim().clone_into(&mut event);
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if !data.is_empty() {
-                    return Some((event, serde_json::from_str(&data).unwrap()));
-                }
-            }
-            let chunk = self.stream.next().await??;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }

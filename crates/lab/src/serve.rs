@@ -1,52 +1,37 @@
 //! A static file server on a chosen loopback address, the stand-in for nginx, a CDN or the
-//! vendor's upstream. It counts bytes served and requests per path, can be stopped and
-//! restarted on the same address, so tests can take a source down and bring it back, and can
-//! be told to lie about some paths (other bytes, endless data, a trickle) while it serves the
-//! rest truthfully: a hostile mirror or relay.
+//! vendor's upstream. It counts bytes served and requests per path, and can be stopped and
+//! restarted on the same address, so a source can be taken down and brought back. A caller
+//! may wrap its router in layers of its own ([`RouterWrap`]); the counters see what those
+//! layers answer.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use axum::Router;
-use futures::StreamExt as _;
 use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 use url::Url;
 
 use crate::{kit, KitError};
 
-/// How a [`StaticServer`] answers the paths under a prefix instead of serving its files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lie {
-    /// These bytes (with their length) instead of the file.
-    Bytes(Vec<u8>),
-    /// 200 without a length, then `x` bytes for ever.
-    Endless,
-    /// The real file with its real length, one byte after each `Duration`.
-    Trickle(Duration),
-}
+/// Wraps the router of a [`StaticServer`] (each time it starts) in the caller's own layers.
+pub type RouterWrap = Arc<dyn Fn(Router) -> Router + Send + Sync>;
 
-/// Counters and lies shared with the serving task.
+/// Counters shared with the serving task.
 #[derive(Debug, Default)]
 struct Shared {
     bytes: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
     hits: Mutex<HashMap<String, u64>>,
-    lies: Mutex<Vec<(String, Lie)>>,
 }
 
 /// A running (or stopped) static server of one directory.
-#[derive(Debug)]
 pub struct StaticServer {
     dir: PathBuf,
     addr: SocketAddr,
@@ -56,27 +41,26 @@ pub struct StaticServer {
     /// Requests answered.
     pub requests: Arc<AtomicU64>,
     shared: Arc<Shared>,
+    wrap: Option<RouterWrap>,
     stop: Option<oneshot::Sender<()>>,
 }
 
-async fn count(
-    State((dir, shared)): State<(PathBuf, Arc<Shared>)>,
-    req: Request,
-    next: Next,
-) -> Response {
+impl std::fmt::Debug for StaticServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticServer")
+            .field("dir", &self.dir)
+            .field("url", &self.url)
+            .field("running", &self.stop.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn count(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if let Ok(mut hits) = shared.hits.lock() {
-        *hits.entry(path.clone()).or_default() += 1;
+        *hits.entry(path).or_default() += 1;
     }
-    let lie = shared.lies.lock().ok().and_then(|lies| {
-        lies.iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .map(|(_, lie)| lie.clone())
-    });
-    let resp = match lie {
-        Some(lie) => tell(&dir, &path, lie),
-        None => next.run(req).await,
-    };
+    let resp = next.run(req).await;
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let len = resp
         .headers()
@@ -88,39 +72,24 @@ async fn count(
     resp
 }
 
-/// The answer a lie gives for `path` (a URL path below `dir`).
-fn tell(dir: &Path, path: &str, lie: Lie) -> Response {
-    match lie {
-        Lie::Bytes(b) => b.into_response(),
-        Lie::Endless => {
-            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            Body::from_stream(futures::stream::repeat(chunk).map(Ok::<_, Infallible>))
-                .into_response()
-        }
-        Lie::Trickle(every) => {
-            let rel = path.trim_start_matches('/');
-            let file = (!rel.split('/').any(|s| s == ".."))
-                .then(|| std::fs::read(dir.join(rel)).ok())
-                .flatten();
-            let Some(file) = file else {
-                return StatusCode::NOT_FOUND.into_response();
-            };
-            let len = file.len();
-            let bytes = futures::stream::iter(file).then(move |b| async move {
-                tokio::time::sleep(every).await;
-                Ok::<_, Infallible>(Bytes::copy_from_slice(&[b]))
-            });
-            ([(header::CONTENT_LENGTH, len)], Body::from_stream(bytes)).into_response()
-        }
-    }
-}
-
 impl StaticServer {
     /// Serves `dir` at `http://ADDR/` (`addr` with port 0 picks a free port).
     ///
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(dir: &Path, addr: SocketAddr) -> Result<Self, KitError> {
+        Self::start_wrapped(dir, addr, None).await
+    }
+
+    /// [`StaticServer::start`], with the router wrapped by `wrap` (inside the counters).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start_wrapped(
+        dir: &Path,
+        addr: SocketAddr,
+        wrap: Option<RouterWrap>,
+    ) -> Result<Self, KitError> {
         let shared = Arc::new(Shared::default());
         let mut s = StaticServer {
             dir: dir.to_owned(),
@@ -129,6 +98,7 @@ impl StaticServer {
             bytes: Arc::clone(&shared.bytes),
             requests: Arc::clone(&shared.requests),
             shared,
+            wrap,
             stop: None,
         };
         s.restart().await?;
@@ -149,10 +119,14 @@ impl StaticServer {
             .map_err(|e| kit("bind static server")(&e))?;
         self.url = Url::parse(&format!("http://{}/", self.addr))
             .map_err(|e| kit("static server URL")(&e))?;
-        let state = (self.dir.clone(), Arc::clone(&self.shared));
-        let app = Router::new()
-            .fallback_service(ServeDir::new(&self.dir))
-            .layer(middleware::from_fn_with_state(state, count));
+        let mut app = Router::new().fallback_service(ServeDir::new(&self.dir));
+        if let Some(wrap) = &self.wrap {
+            app = wrap(app);
+        }
+        let app = app.layer(middleware::from_fn_with_state(
+            Arc::clone(&self.shared),
+            count,
+        ));
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -163,21 +137,6 @@ impl StaticServer {
         });
         self.stop = Some(tx);
         Ok(())
-    }
-
-    /// From now on answers every path starting with `prefix` (e.g.
-    /// `/upstream/metadata/timestamp.json`) with `lie`; the first matching prefix wins.
-    pub fn lie(&self, prefix: &str, lie: Lie) {
-        if let Ok(mut lies) = self.shared.lies.lock() {
-            lies.push((prefix.to_owned(), lie));
-        }
-    }
-
-    /// Serves every path truthfully again.
-    pub fn tell_truth(&self) {
-        if let Ok(mut lies) = self.shared.lies.lock() {
-            lies.clear();
-        }
     }
 
     /// Requests seen for exactly `path` (e.g. `/upstream/metadata/timestamp.json`).

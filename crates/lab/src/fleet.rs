@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_agent::daemon::{self, AgentConfig};
@@ -14,15 +13,13 @@ use cascade_client::{AdminClient, Client};
 use cascade_core::report::UpdateReport;
 use cascade_core::Policy;
 use cascade_repo::TransportLimits;
-use cascade_server::{FirstStart, HashCost, Server, Settings};
+use cascade_server::Settings;
 use tokio::sync::oneshot;
 use url::Url;
 
+use crate::server::RunningServer;
 use crate::upstream::Upstream;
 use crate::{kit, KitError};
-
-/// Errors of fleet operations.
-pub type FleetError = KitError;
 
 /// A running server with its tokens and site repository.
 #[derive(Debug)]
@@ -38,8 +35,7 @@ pub struct Fleet {
     /// The server's own repository (domain settings, programs), served at `/repo/site/`.
     pub site: Upstream,
     api: AdminClient,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: RunningServer,
 }
 
 impl Fleet {
@@ -53,12 +49,14 @@ impl Fleet {
         listen: SocketAddr,
         upstream_root: Option<PathBuf>,
     ) -> Result<Fleet, KitError> {
+        Self::start_with(Self::settings(data_dir, upstream_root), listen).await
+    }
+
+    /// The settings [`Fleet::start`] uses: data in `data_dir`, update agents hear a notify
+    /// 300 ms before clients, clients spread over at most 500 ms, and mirroring of the
+    /// policy's `activeupdate_url` pinned to `upstream_root` when given.
+    pub fn settings(data_dir: &Path, upstream_root: Option<PathBuf>) -> Settings {
         let mut s = Settings::new(data_dir);
-        // Cheap hashing: tokens are random, so the work factor buys nothing in a test fleet.
-        s.hash_cost = HashCost {
-            memory_kib: 64,
-            iterations: 1,
-        };
         s.agent_head_start = Duration::from_millis(300);
         s.max_jitter = Duration::from_millis(500);
         s.mirror = upstream_root.map(|root| cascade_server::mirror::MirrorSettings {
@@ -66,51 +64,33 @@ impl Fleet {
             interval: None,
             limits: TransportLimits::default(),
         });
-        let seen: Arc<Mutex<Option<FirstStart>>> = Arc::default();
-        let slot = Arc::clone(&seen);
-        s.on_first_start = Arc::new(move |f: &FirstStart| {
-            if let Ok(mut g) = slot.lock() {
-                *g = Some(f.clone());
-            }
-        });
-        let repo_dir = s.repo_dir();
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| kit("bind server")(&e))?;
-        let addr = listener.local_addr().map_err(|e| kit("bind server")(&e))?;
-        let server = Server::open(s).await.map_err(|e| kit("open server")(&e))?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Err(e) = server
-                .serve(listener, async move {
-                    let _ = rx.await;
-                })
-                .await
-            {
-                eprintln!("cascade server stopped: {e}");
-            }
-        });
-        let site = Self::site_repo(data_dir, &repo_dir).await?;
-        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| kit("server URL")(&e))?;
+        s
+    }
+
+    /// Starts the server with `settings` (on a fresh data directory) on `listen`.
+    ///
+    /// # Errors
+    /// When the server cannot open its store or bind, or the data directory was used before.
+    pub async fn start_with(settings: Settings, listen: SocketAddr) -> Result<Fleet, KitError> {
+        let data_dir = settings.data_dir.clone();
+        let repo_dir = settings.repo_dir();
+        let server = RunningServer::start(settings, listen).await?;
+        let site = Self::site_repo(&data_dir, &repo_dir).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
             .map_err(|e| kit("http client")(&e))?;
-        wait_healthy(&http, &url).await?;
-        // The first-start hook runs while the server starts serving: read it once healthy.
-        let first = seen.lock().map_err(|e| kit("first start")(&e))?.clone();
-        let first = first.ok_or_else(|| {
+        let first = server.first_start.clone().ok_or_else(|| {
             kit("first start")(&"the data directory was used before; start a fleet on a fresh one")
         })?;
         Ok(Fleet {
-            api: Client::with_http(url.clone(), http).admin(first.admin_token.as_str()),
-            url,
+            api: Client::with_http(server.url.clone(), http).admin(first.admin_token.as_str()),
+            url: server.url.clone(),
             admin: first.admin_token,
             enroll: first.enrollment_token,
-            data_dir: data_dir.to_owned(),
+            data_dir,
             site,
-            stop: Some(tx),
-            task: Some(task),
+            server,
         })
     }
 
@@ -226,37 +206,10 @@ impl Fleet {
 
     /// Stops the server and waits for it.
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
+        if let Err(e) = self.server.stop().await {
+            eprintln!("cascade server stopped: {e}");
         }
     }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &Url) -> Result<(), KitError> {
-    let url = base.join("healthz").map_err(|e| kit("health")(&e))?;
-    for _ in 0..250 {
-        if http
-            .get(url.clone())
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(kit("health")(&"the server did not become healthy"))
 }
 
 /// An agent running in this process until stopped.
