@@ -13,11 +13,11 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use sqlx::Row;
 
 use crate::error::ApiError;
 use crate::settings::{HashCost, RandomFill};
 use crate::state::AppState;
+use crate::store::TokenKind;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,29 +121,17 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
     let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
     let (hash, principal) = match kind {
         "adm" | "enr" => {
-            let want = if kind == "adm" { "admin" } else { "enroll" };
-            let row = sqlx::query(
-                "SELECT hash FROM tokens WHERE id = $1 AND kind = $2 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .bind(want)
-            .fetch_optional(&state.db.pool)
-            .await?;
-            let hash: String = row.ok_or_else(invalid)?.try_get("hash")?;
-            let p = if kind == "adm" {
-                Principal::Admin(id.to_owned())
+            let (want, p) = if kind == "adm" {
+                (TokenKind::Admin, Principal::Admin(id.to_owned()))
             } else {
-                Principal::Enroll(id.to_owned())
+                (TokenKind::Enroll, Principal::Enroll(id.to_owned()))
             };
-            (hash, p)
+            let hash = state.store.token_hash(id, want).await?;
+            (hash.ok_or_else(invalid)?, p)
         }
         "cli" => {
-            let row = sqlx::query("SELECT credential_hash FROM clients WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&state.db.pool)
-                .await?;
-            let hash: String = row.ok_or_else(invalid)?.try_get("credential_hash")?;
-            (hash, Principal::Client(id.to_owned()))
+            let hash = state.store.credential_hash(id).await?;
+            (hash.ok_or_else(invalid)?, Principal::Client(id.to_owned()))
         }
         _ => return Err(invalid()),
     };

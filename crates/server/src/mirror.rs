@@ -14,7 +14,6 @@ use cascade_repo::{RepoClient, Source, TransportLimits};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store;
 
 /// How the server mirrors its upstream.
 #[derive(Debug, Clone)]
@@ -51,7 +50,7 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
             "mirroring is off: start the server with --upstream-root ROOT.json",
         ));
     };
-    let policy = store::current(st).await?.policy;
+    let policy = st.store.current().await?.policy;
     let Some(url) = policy.activeupdate_url else {
         return Err(ApiError::bad(
             "mirror.no_upstream",

@@ -14,7 +14,6 @@ use std::time::Duration;
 use cascade_core::Category;
 use cascade_proto::Stage;
 pub use cascade_proto::{FanOut, Notice, Role};
-use sqlx::Row;
 use tokio::sync::broadcast;
 
 use crate::error::ApiError;
@@ -149,24 +148,16 @@ pub async fn issue(
 ) -> Result<(i64, FanOut), ApiError> {
     let now = st.clock.now();
     let mut seen = st.notifier.seen.lock().await;
-    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
-        .fetch_one(&st.db.pool)
-        .await?;
-    let id: i64 = row.try_get::<i64, _>("n")? + 1;
     let count = |role| i64::try_from(st.notifier.connected(role)).unwrap_or(0);
-    let cats = serde_json::to_string(&categories).map_err(|e| ApiError::Internal(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(actor)
-    .bind(cats)
-    .bind(count(Role::Agent))
-    .bind(count(Role::Client))
-    .execute(&st.db.pool)
-    .await?;
+    let id = st
+        .store
+        .record_notice(
+            actor,
+            &categories,
+            now,
+            (count(Role::Agent), count(Role::Client)),
+        )
+        .await?;
     seen.local.insert(id);
     Ok((id, st.notifier.send(id, categories, now)))
 }
@@ -176,10 +167,7 @@ pub async fn issue(
 /// # Errors
 /// Database errors.
 pub async fn start_following(st: &AppState) -> Result<(), ApiError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
-        .fetch_one(&st.db.pool)
-        .await?;
-    st.notifier.seen.lock().await.polled = row.try_get("n")?;
+    st.notifier.seen.lock().await.polled = st.store.last_notice().await?;
     Ok(())
 }
 
@@ -199,22 +187,13 @@ pub async fn follow(st: AppState) {
 
 async fn follow_once(st: &AppState) -> Result<(), ApiError> {
     let mut seen = st.notifier.seen.lock().await;
-    let rows = sqlx::query(
-        "SELECT id, issued_at, categories FROM notifications WHERE id > $1 ORDER BY id",
-    )
-    .bind(seen.polled)
-    .fetch_all(&st.db.pool)
-    .await?;
-    for r in rows {
-        let id: i64 = r.try_get("id")?;
+    for n in st.store.notices_after(seen.polled).await? {
+        let id = n.id;
         seen.polled = seen.polled.max(id);
         if seen.local.remove(&id) {
             continue;
         }
-        let issued_at: i64 = r.try_get("issued_at")?;
-        let text: String = r.try_get("categories")?;
-        let categories: Vec<Category> = serde_json::from_str(&text).unwrap_or_default();
-        let fan = st.notifier.send(id, categories, issued_at);
+        let fan = st.notifier.send(id, n.categories, n.issued_at);
         tracing::info!(
             id,
             agents = fan.agents,

@@ -1,6 +1,6 @@
 //! The state every handler shares: the database, injected clock and randomness, notify
-//! channels, metrics, the small-file cache of `/repo/`, the policy write lock,
-//! verified-token cache and the shutdown signal.
+//! channels, metrics, the small-file cache of `/repo/`, the verified-token cache and the
+//! shutdown signal. Handlers that need only the store take `State<Store>` ([`FromRef`]).
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use tokio::sync::watch;
 
 use crate::auth::Principal;
@@ -15,6 +16,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::settings::{Clock, HashCost, RandomFill};
+use crate::store::Store;
 
 /// Shared, cheap to clone.
 #[derive(Clone)]
@@ -22,8 +24,10 @@ pub struct AppState(Arc<Inner>);
 
 /// What [`AppState`] holds.
 pub struct Inner {
-    /// The database.
+    /// The database (pool and backend).
     pub db: Db,
+    /// Every SQL statement and policy write.
+    pub store: Store,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// The random source.
@@ -44,8 +48,6 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Small repository files in memory (validated against the file on every request).
     pub repo_cache: crate::repo::Cache,
-    /// Serializes policy writes within this process.
-    pub write_lock: tokio::sync::Mutex<()>,
     /// Tokens already verified against their argon2 hash, with when (clock seconds).
     pub auth_cache: Mutex<HashMap<String, (Principal, i64)>>,
     /// Flips to `true` when the server shuts down (ends event streams).
@@ -64,5 +66,11 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(st: &AppState) -> Store {
+        st.store.clone()
     }
 }
