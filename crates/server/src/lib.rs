@@ -21,7 +21,7 @@ pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
@@ -94,6 +94,7 @@ impl Server {
             source: e,
         })?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
+        let auth = auth::Verifier::new(store.clone(), settings.clock.clone());
         let state = AppState::new(Inner {
             db,
             store,
@@ -107,19 +108,21 @@ impl Server {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
             },
-            notifier: notify::Notifier::new(
+            notifier: Arc::new(notify::Notifier::new(
                 settings.agent_head_start,
                 settings.jitter_per_client,
                 settings.max_jitter,
                 settings.notify_poll,
-            ),
-            metrics: metrics::Metrics::default(),
-            repo_cache: repo::Cache::default(),
-            auth_cache: Mutex::new(std::collections::HashMap::new()),
+            )),
+            metrics: Arc::default(),
+            repo_cache: Arc::default(),
+            auth,
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
-        notify::start_following(&state).await?;
+        notify::start_following(&state.notifier, &state.store)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Server {
             state,
             first_start,
@@ -152,8 +155,12 @@ impl Server {
                 url,
             });
         }
-        tokio::spawn(mirror::schedule(self.state.clone()));
-        tokio::spawn(notify::follow(self.state.clone()));
+        tokio::spawn(mirror_on_schedule(self.state.clone()));
+        tokio::spawn(notify::follow(
+            self.state.notifier.clone(),
+            self.state.store.clone(),
+            self.state.shutdown.subscribe(),
+        ));
         let app = self.router();
         let state = self.state.clone();
         let signal = async move {
@@ -192,6 +199,23 @@ pub async fn launch(
         .await?
         .serve(listener, shutdown)
         .await
+}
+
+/// Mirrors the upstream every configured interval until the server shuts down.
+async fn mirror_on_schedule(st: AppState) {
+    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
+        return;
+    };
+    let mut stop = st.shutdown.subscribe();
+    loop {
+        if let Err(e) = mirror::run_once(&st.mirror_job()).await {
+            tracing::warn!(error = %e, "scheduled mirror skipped");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// On an empty store: default policy at revision 1 and the two first tokens, in one

@@ -4,29 +4,20 @@
 //! first, metadata exactly as signed and `timestamp.json` last, so what `/repo/upstream/`
 //! serves is always a consistent, verified copy; a failed run leaves it unchanged.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use cascade_proto::{MirrorOutcome, MirrorReport, MirrorStatus};
 use cascade_repo::mirror::mirror;
-use cascade_repo::{RepoClient, Source, TransportLimits};
+use cascade_repo::{RepoClient, Source};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::settings::Clock;
+pub use crate::settings::MirrorSettings;
+use crate::store::Store;
 
-/// How the server mirrors its upstream.
-#[derive(Debug, Clone)]
-pub struct MirrorSettings {
-    /// The upstream's `root.json`, trusted out of band (the anchor of verification).
-    pub trusted_root: PathBuf,
-    /// Mirror this often; `None` mirrors only on demand.
-    pub interval: Option<Duration>,
-    /// Transport limits for the upstream.
-    pub limits: TransportLimits,
-}
-
-/// Mirror state kept in [`AppState`].
+/// Mirror state kept in the server state.
 #[derive(Debug, Default)]
 pub struct Mirror {
     /// Configuration; `None` when no upstream root was given.
@@ -37,12 +28,28 @@ pub struct Mirror {
     pub last: Mutex<Option<MirrorStatus>>,
 }
 
+/// What one mirror run uses.
+pub struct Job<'a> {
+    /// Configuration, the run lock and the last result.
+    pub mirror: &'a Mirror,
+    /// Where the policy (its `activeupdate_url`) is read.
+    pub store: &'a Store,
+    /// Stamps the result.
+    pub clock: &'a dyn Clock,
+    /// Counts runs.
+    pub metrics: &'a Metrics,
+    /// Holds the mirror's trust state (`mirror-state/`).
+    pub data_dir: &'a Path,
+    /// The repository directory (the copy lands in `upstream/`).
+    pub repo_dir: &'a Path,
+}
+
 /// Mirrors once now.
 ///
 /// # Errors
 /// 400 when mirroring is not configured or the policy has no `activeupdate_url`; 502 with the
 /// upstream's failure reason (the served copy is unchanged).
-pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
+pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, ApiError> {
     let Some(cfg) = st.mirror.settings.clone() else {
         return Err(ApiError::bad(
             "mirror.not_configured",
@@ -100,21 +107,4 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
         *last = Some(status.clone());
     }
     Ok(status)
-}
-
-/// Mirrors every `interval` until the server shuts down.
-pub async fn schedule(st: AppState) {
-    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
-        return;
-    };
-    let mut stop = st.shutdown.subscribe();
-    loop {
-        if let Err(e) = run_once(&st).await {
-            tracing::warn!(error = %e, "scheduled mirror skipped");
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }

@@ -2,16 +2,15 @@
 //! channels, metrics, the small-file cache of `/repo/`, the verified-token cache and the
 //! shutdown signal. Handlers that need only the store take `State<Store>` ([`FromRef`]).
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
+use crate::auth::Verifier;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -43,13 +42,13 @@ pub struct Inner {
     /// Upstream mirroring.
     pub mirror: crate::mirror::Mirror,
     /// Notify fan-out.
-    pub notifier: Notifier,
+    pub notifier: Arc<Notifier>,
     /// Prometheus counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Small repository files in memory (validated against the file on every request).
-    pub repo_cache: crate::repo::Cache,
-    /// Tokens already verified against their argon2 hash, with when (clock seconds).
-    pub auth_cache: Mutex<HashMap<String, (Principal, i64)>>,
+    pub repo_cache: Arc<crate::repo::Cache>,
+    /// Credential checks, with the tokens already verified.
+    pub auth: Verifier,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }
@@ -58,6 +57,20 @@ impl AppState {
     /// Wraps the parts.
     pub fn new(inner: Inner) -> Self {
         AppState(Arc::new(inner))
+    }
+}
+
+impl AppState {
+    /// What a mirror run uses, from this state.
+    pub fn mirror_job(&self) -> crate::mirror::Job<'_> {
+        crate::mirror::Job {
+            mirror: &self.mirror,
+            store: &self.store,
+            clock: self.clock.as_ref(),
+            metrics: &self.metrics,
+            data_dir: &self.data_dir,
+            repo_dir: &self.repo_dir,
+        }
     }
 }
 
@@ -72,5 +85,26 @@ impl Deref for AppState {
 impl FromRef<AppState> for Store {
     fn from_ref(st: &AppState) -> Store {
         st.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(st: &AppState) -> Verifier {
+        st.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(st: &AppState) -> Arc<Metrics> {
+        st.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::repo::Served {
+    fn from_ref(st: &AppState) -> crate::repo::Served {
+        crate::repo::Served {
+            dir: st.repo_dir.clone(),
+            cache: st.repo_cache.clone(),
+        }
     }
 }

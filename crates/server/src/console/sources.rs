@@ -295,7 +295,14 @@ pub async fn notify(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     session.form(&body)?;
-    let (id, fan) = crate::notify::issue(&st, &session.actor, Category::ALL.to_vec()).await?;
+    let (id, fan) = crate::notify::issue(
+        &st.notifier,
+        &st.store,
+        &session.actor,
+        Category::ALL.to_vec(),
+        st.clock.now(),
+    )
+    .await?;
     st.metrics.notified();
     session.flash(
         "ok",

@@ -148,7 +148,7 @@ pub async fn delete_client(
     if !st.store.delete_client(&id).await? {
         return Err(ApiError::NotFound { what: "client", id });
     }
-    auth::forget_verified(&st);
+    st.auth.forget();
     tracing::info!(client = %id, "client deleted");
     Ok(Json(ClientDeleted { deleted: id }))
 }
@@ -176,7 +176,8 @@ pub async fn notify(
     } else {
         body.categories
     };
-    let (id, fan_out) = crate::notify::issue(&st, &actor, categories).await?;
+    let (id, fan_out) =
+        crate::notify::issue(&st.notifier, &st.store, &actor, categories, st.clock.now()).await?;
     st.metrics.notified();
     tracing::info!(
         id,
@@ -224,6 +225,6 @@ pub async fn rotate_enrollment_token(
     let id = auth::random_hex(&st.random, 8)?;
     let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
     st.store.rotate_enrollment_token(&id, &hash).await?;
-    auth::forget_verified(&st);
+    st.auth.forget();
     Ok((StatusCode::CREATED, Json(EnrollmentToken { id, token })))
 }

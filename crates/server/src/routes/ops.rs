@@ -92,7 +92,7 @@ pub async fn mirror_now(
     _: Admin,
     State(st): State<AppState>,
 ) -> Result<Json<MirrorStatus>, ApiError> {
-    let status = crate::mirror::run_once(&st).await?;
+    let status = crate::mirror::run_once(&st.mirror_job()).await?;
     match status.error {
         Some((code, message)) => Err(ApiError::Upstream { code, message }),
         None => Ok(Json(status)),
