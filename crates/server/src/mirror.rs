@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Clock;
 pub use crate::settings::MirrorSettings;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Mirror state kept in the server state.
 #[derive(Debug, Default)]
@@ -44,31 +44,64 @@ pub struct Job<'a> {
     pub repo_dir: &'a Path,
 }
 
+/// Why a mirror run could not start. (An upstream that fails is not an error of the run:
+/// it is the run's result, [`MirrorOutcome::Failed`].)
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The server was started without an upstream root to verify against.
+    #[error("mirroring is off: start the server with --upstream-root ROOT.json")]
+    NotConfigured,
+    /// The policy has no `activeupdate_url`.
+    #[error("activeupdate_url: the policy names no upstream to mirror")]
+    NoUpstream,
+    /// The trusted root file could not be read.
+    #[error("{path}: {source}")]
+    TrustedRoot {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The policy could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<MirrorError> for ApiError {
+    fn from(e: MirrorError) -> Self {
+        match e {
+            MirrorError::NotConfigured => {
+                ApiError::bad("mirror.not_configured", "upstream_root", e.to_string())
+            }
+            MirrorError::NoUpstream => {
+                ApiError::bad("mirror.no_upstream", "activeupdate_url", e.to_string())
+            }
+            MirrorError::TrustedRoot { .. } => ApiError::Internal(e.to_string()),
+            MirrorError::Store(s) => s.into(),
+        }
+    }
+}
+
 /// Mirrors once now.
 ///
 /// # Errors
-/// 400 when mirroring is not configured or the policy has no `activeupdate_url`; 502 with the
-/// upstream's failure reason (the served copy is unchanged).
-pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, ApiError> {
+/// [`MirrorError`] when the run cannot start; an upstream failure is the result's
+/// `outcome` (the served copy is unchanged then).
+pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
     let Some(cfg) = st.mirror.settings.clone() else {
-        return Err(ApiError::bad(
-            "mirror.not_configured",
-            "upstream_root",
-            "mirroring is off: start the server with --upstream-root ROOT.json",
-        ));
+        return Err(MirrorError::NotConfigured);
     };
     let policy = st.store.current().await?.policy;
     let Some(url) = policy.activeupdate_url else {
-        return Err(ApiError::bad(
-            "mirror.no_upstream",
-            "activeupdate_url",
-            "activeupdate_url: the policy names no upstream to mirror",
-        ));
+        return Err(MirrorError::NoUpstream);
     };
     let _one = st.mirror.running.lock().await;
     let root = tokio::fs::read(&cfg.trusted_root)
         .await
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", cfg.trusted_root.display())))?;
+        .map_err(|e| MirrorError::TrustedRoot {
+            path: cfg.trusted_root.display().to_string(),
+            source: e,
+        })?;
     let datastore = st.data_dir.join("mirror-state");
     let dest = st.repo_dir.join("upstream");
     let result = match RepoClient::new(root, &datastore, cfg.limits) {
