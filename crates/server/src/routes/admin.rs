@@ -11,14 +11,12 @@ use cascade_proto::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, NotifyRequest, NotifyResponse,
 };
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
 use crate::auth::{self, Admin};
 use crate::error::{ApiError, ApiQuery};
 use crate::openapi::{NotFound, Refusals};
 use crate::state::AppState;
-use crate::store;
+use crate::store::{ClientRecord, Store};
 
 /// A client's state from its last check-in.
 pub fn client_state(
@@ -40,62 +38,43 @@ pub fn client_state(
 /// The states' names, in the order metrics print them.
 pub const STATES: [&str; 4] = ["ok", "failed", "stale", "never"];
 
-/// A stored outcome (its wire name) as the enum; `None` for a name this server does not know.
-pub fn outcome(text: Option<&str>) -> Option<Outcome> {
-    text.and_then(|t| serde_json::from_value(serde_json::Value::String(t.to_owned())).ok())
+/// The stale window of `st`, in seconds.
+pub fn stale_secs(st: &AppState) -> i64 {
+    i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Reads one `clients` row (selected with [`CLIENT_COLUMNS`]).
-///
-/// # Errors
-/// Database decode errors.
+/// A client as the admin sees it: its record, whether its agent address is registered in
+/// `policy`, and its state at `now`. `detail` adds the last update and relay reports.
 pub fn client_view(
-    st: &AppState,
+    rec: ClientRecord,
     policy: &Policy,
-    r: &AnyRow,
+    now: i64,
+    stale_after_secs: i64,
     detail: bool,
-) -> Result<ClientView, ApiError> {
-    let last_seen: Option<i64> = r.try_get("last_seen")?;
-    let last_outcome = outcome(r.try_get::<Option<String>, _>("last_outcome")?.as_deref());
-    let agent_address: Option<String> = r.try_get("agent_address")?;
-    let installed: String = r.try_get("installed")?;
-    let last_update: Option<String> = r.try_get("last_update")?;
-    let relay: Option<String> = r.try_get("relay_report")?;
-    let stale = i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX);
-    let is_agent = agent_address
+) -> ClientView {
+    let is_agent = rec
+        .agent_address
         .as_deref()
         .and_then(|a| a.parse().ok())
         .is_some_and(|a| policy.find_agent(a).is_some());
-    Ok(ClientView {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        domain: r.try_get("domain")?,
+    ClientView {
+        state: client_state(rec.last_seen, rec.last_outcome, now, stale_after_secs),
+        id: rec.id,
+        name: rec.name,
+        domain: rec.domain,
         is_agent,
-        agent_address,
-        enrolled_at: r.try_get("enrolled_at")?,
-        enrolled_from: r.try_get("enrolled_from")?,
-        state: client_state(last_seen, last_outcome, st.clock.now(), stale),
-        last_seen,
-        reported_ip: r.try_get("reported_ip")?,
-        peer_ip: r.try_get("peer_ip")?,
-        installed: serde_json::from_str(&installed).unwrap_or_default(),
-        last_outcome,
-        last_update: if detail {
-            last_update.and_then(|t| serde_json::from_str(&t).ok())
-        } else {
-            None
-        },
-        relay: if detail {
-            relay.and_then(|t| serde_json::from_str(&t).ok())
-        } else {
-            None
-        },
-    })
+        agent_address: rec.agent_address,
+        enrolled_at: rec.enrolled_at,
+        enrolled_from: rec.enrolled_from,
+        last_seen: rec.last_seen,
+        reported_ip: rec.reported_ip,
+        peer_ip: rec.peer_ip,
+        installed: rec.installed,
+        last_outcome: rec.last_outcome,
+        last_update: if detail { rec.last_update } else { None },
+        relay: if detail { rec.relay } else { None },
+    }
 }
-
-/// The columns [`client_view`] reads.
-pub const CLIENT_COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
-     last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report";
 
 /// `GET /api/clients[?stale[=SECONDS]]`.
 #[utoipa::path(get, path = "/api/clients", tag = "clients",
@@ -110,7 +89,7 @@ pub async fn list_clients(
 ) -> Result<Json<ClientsResponse>, ApiError> {
     let window = match q.stale.as_deref() {
         None => None,
-        Some("" | "true") => Some(i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX)),
+        Some("" | "true") => Some(stale_secs(&st)),
         Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
             ApiError::bad(
                 "request.stale",
@@ -119,16 +98,12 @@ pub async fn list_clients(
             )
         })?),
     };
-    let cur = store::current(&st).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id"
-    ))
-    .fetch_all(&st.db.pool)
-    .await?;
+    let cur = st.store.current().await?;
     let now = st.clock.now();
-    let mut clients = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let v = client_view(&st, &cur.policy, r, false)?;
+    let records = st.store.clients().await?;
+    let mut clients = Vec::with_capacity(records.len());
+    for r in records {
+        let v = client_view(r, &cur.policy, now, stale_secs(&st), false);
         let keep = window.is_none_or(|w| v.last_seen.is_none_or(|t| now.saturating_sub(t) > w));
         if keep {
             clients.push(v);
@@ -148,15 +123,14 @@ pub async fn get_client(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let cur = store::current(&st).await?;
-    let row = sqlx::query(&format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-    ))
-    .bind(&id)
-    .fetch_optional(&st.db.pool)
-    .await?
-    .ok_or(ApiError::NotFound { what: "client", id })?;
-    Ok(Json(client_view(&st, &cur.policy, &row, true)?))
+    let cur = st.store.current().await?;
+    let rec = st
+        .store
+        .client(&id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "client", id })?;
+    let view = client_view(rec, &cur.policy, st.clock.now(), stale_secs(&st), true);
+    Ok(Json(view))
 }
 
 /// `DELETE /api/clients/{id}`: forget a client; its credential stops working at once.
@@ -171,14 +145,10 @@ pub async fn delete_client(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientDeleted>, ApiError> {
-    let done = sqlx::query("DELETE FROM clients WHERE id = $1")
-        .bind(&id)
-        .execute(&st.db.pool)
-        .await?;
-    if done.rows_affected() == 0 {
+    if !st.store.delete_client(&id).await? {
         return Err(ApiError::NotFound { what: "client", id });
     }
-    auth::forget_verified(&st);
+    st.auth.forget();
     tracing::info!(client = %id, "client deleted");
     Ok(Json(ClientDeleted { deleted: id }))
 }
@@ -206,7 +176,8 @@ pub async fn notify(
     } else {
         body.categories
     };
-    let (id, fan_out) = crate::notify::issue(&st, &actor, categories).await?;
+    let (id, fan_out) =
+        crate::notify::issue(&st.notifier, &st.store, &actor, categories, st.clock.now()).await?;
     st.metrics.notified();
     tracing::info!(
         id,
@@ -226,17 +197,12 @@ pub async fn notify(
         Refusals))]
 pub async fn enrollment_token(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Json<EnrollmentTokenInfo>, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, created_at FROM tokens WHERE kind = 'enroll' AND revoked_at IS NULL",
-    )
-    .fetch_optional(&st.db.pool)
-    .await?;
-    let info = match row {
-        Some(r) => EnrollmentTokenInfo {
-            id: Some(r.try_get("id")?),
-            created_at: Some(r.try_get("created_at")?),
+    let info = match store.enrollment_token().await? {
+        Some((id, created_at)) => EnrollmentTokenInfo {
+            id: Some(id),
+            created_at: Some(created_at),
         },
         None => EnrollmentTokenInfo {
             id: None,
@@ -258,21 +224,7 @@ pub async fn rotate_enrollment_token(
 ) -> Result<(StatusCode, Json<EnrollmentToken>), ApiError> {
     let id = auth::random_hex(&st.random, 8)?;
     let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
-    let now = st.clock.now();
-    let mut tx = st.db.pool.begin().await?;
-    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE kind = 'enroll' AND revoked_at IS NULL")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO tokens (id, kind, hash, label, created_at) VALUES ($1, 'enroll', $2, 'enrollment', $3)",
-    )
-    .bind(&id)
-    .bind(&hash)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    auth::forget_verified(&st);
+    st.store.rotate_enrollment_token(&id, &hash).await?;
+    st.auth.forget();
     Ok((StatusCode::CREATED, Json(EnrollmentToken { id, token })))
 }

@@ -19,17 +19,16 @@ use cascade_proto::{
     StreamEvent,
 };
 use futures::stream::{self, Stream, StreamExt};
-use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::admin::{client_view, CLIENT_COLUMNS};
+use super::admin::{client_view, stale_secs};
 use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
 use crate::openapi::{Refusals, Unprocessable};
 use crate::state::AppState;
-use crate::store;
+use crate::store::{CheckInRecord, ClientRecord, NewClient, Store};
 
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
@@ -64,19 +63,16 @@ pub async fn enroll(
         .transpose()?;
     let id = auth::random_hex(&st.random, 8)?;
     let (credential, hash) = auth::new_token(&st.random, st.hash_cost, "cli", &id).await?;
-    sqlx::query(
-        "INSERT INTO clients (id, name, domain, agent_address, credential_hash, enrolled_at, \
-         enrolled_from, installed) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}')",
-    )
-    .bind(&id)
-    .bind(&name)
-    .bind(&domain)
-    .bind(&agent)
-    .bind(&hash)
-    .bind(st.clock.now())
-    .bind(peer.ip().to_string())
-    .execute(&st.db.pool)
-    .await?;
+    st.store
+        .enroll(&NewClient {
+            id: &id,
+            name: &name,
+            domain: domain.as_deref(),
+            agent_address: agent.as_deref(),
+            credential_hash: &hash,
+            enrolled_from: &peer.ip().to_string(),
+        })
+        .await?;
     tracing::info!(client = %id, %name, "client enrolled");
     Ok((
         StatusCode::CREATED,
@@ -100,7 +96,7 @@ pub async fn policy(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = st.store.current().await?;
     let etag = format!("\"{}\"", cur.revision);
     if headers
         .get(IF_NONE_MATCH)
@@ -113,12 +109,7 @@ pub async fn policy(
         }
         return Ok(resp);
     }
-    let row = sqlx::query("SELECT domain, agent_address FROM clients WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&st.db.pool)
-        .await?;
-    let domain: Option<String> = row.try_get("domain")?;
-    let agent: Option<String> = row.try_get("agent_address")?;
+    let me = own_record(&st.store, &id).await?;
     Ok(Revisioned::ok(
         cur.revision,
         ClientPolicy {
@@ -126,8 +117,8 @@ pub async fn policy(
             policy: PolicyDoc::from_policy(&cur.policy),
             client: ClientIdentity {
                 id,
-                domain,
-                agent_address: agent,
+                domain: me.domain,
+                agent_address: me.agent_address,
             },
         },
     )
@@ -143,14 +134,10 @@ pub async fn status(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let cur = store::current(&st).await?;
-    let row = sqlx::query(&format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-    ))
-    .bind(&id)
-    .fetch_one(&st.db.pool)
-    .await?;
-    Ok(Json(client_view(&st, &cur.policy, &row, true)?))
+    let cur = st.store.current().await?;
+    let me = own_record(&st.store, &id).await?;
+    let view = client_view(me, &cur.policy, st.clock.now(), stale_secs(&st), true);
+    Ok(Json(view))
 }
 
 /// `POST /api/client/checkin`: record the report; answers with the current policy revision
@@ -180,41 +167,29 @@ pub async fn checkin(
             })
         })
         .transpose()?;
-    let relay = body.relay.as_ref().map(check_relay).transpose()?;
-    let installed =
-        serde_json::to_string(&body.installed).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (report, outcome) = match &body.last_update {
-        Some(r) => (
-            Some(serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))?),
-            serde_json::to_value(r.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned)),
-        ),
-        None => (None, None),
-    };
-    sqlx::query(
-        "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
-         last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
-         relay_report = COALESCE($7, relay_report) WHERE id = $8",
-    )
-    .bind(st.clock.now())
-    .bind(ip.map(|i| i.to_string()))
-    .bind(peer.ip().to_string())
-    .bind(installed)
-    .bind(report)
-    .bind(outcome)
-    .bind(relay)
-    .bind(&id)
-    .execute(&st.db.pool)
-    .await?;
-    let cur = store::current(&st).await?;
+    if let Some(r) = &body.relay {
+        check_relay(r)?;
+    }
+    st.store
+        .check_in(
+            &id,
+            &CheckInRecord {
+                reported_ip: ip.map(|i| i.to_string()),
+                peer_ip: peer.ip().to_string(),
+                installed: &body.installed,
+                last_update: body.last_update.as_ref(),
+                relay: body.relay.as_ref(),
+            },
+        )
+        .await?;
+    let cur = st.store.current().await?;
     Ok(Json(CheckInResponse {
         policy_revision: cur.revision,
     }))
 }
 
-/// Checks a relay report's client list (bounded, real addresses) and encodes it.
-fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
+/// Checks a relay report's client list (bounded, real addresses).
+fn check_relay(r: &RelayReport) -> Result<(), ApiError> {
     if r.clients.len() > MAX_REPORTED_CLIENTS {
         return Err(ApiError::bad(
             "request.relay.clients",
@@ -232,7 +207,15 @@ fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
             format!("relay.clients.ip: `{}` is not an IP address", c.ip),
         ));
     }
-    serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(())
+}
+
+/// The caller's own record (it authenticated, so it exists unless deleted meanwhile).
+async fn own_record(store: &Store, id: &str) -> Result<ClientRecord, ApiError> {
+    store.client(id).await?.ok_or_else(|| ApiError::NotFound {
+        what: "client",
+        id: id.to_owned(),
+    })
 }
 
 /// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's
@@ -246,12 +229,8 @@ pub async fn events(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
-    let cur = store::current(&st).await?;
-    let row = sqlx::query("SELECT agent_address FROM clients WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&st.db.pool)
-        .await?;
-    let agent: Option<String> = row.try_get("agent_address")?;
+    let cur = st.store.current().await?;
+    let agent = own_record(&st.store, &id).await?.agent_address;
     let role = if agent
         .as_deref()
         .and_then(|a| a.parse().ok())

@@ -7,26 +7,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_proto::{ClientState, Health, HealthStatus, MirrorState, MirrorStatus};
-use sqlx::Row;
 
-use super::admin::{client_state, outcome};
+use super::admin::{client_state, stale_secs};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::notify::Role;
 use crate::openapi::{Refusals, UpstreamFailed};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// `GET /healthz`: 200 `{status: ok, revision}` when the database answers, else 503.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     summary = "Liveness: 200 with the policy revision when the database answers",
     responses((status = 200, description = "The database answers", body = Health),
         (status = 503, description = "The database does not answer", body = Health)))]
-pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
-    match sqlx::query("SELECT revision FROM policy WHERE id = 1")
-        .fetch_one(&st.db.pool)
-        .await
-        .and_then(|r| r.try_get::<i64, _>("revision"))
-    {
+pub async fn healthz(State(store): State<Store>) -> (StatusCode, Json<Health>) {
+    match store.revision().await {
         Ok(rev) => (
             StatusCode::OK,
             Json(Health {
@@ -52,16 +48,11 @@ pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
         (status = 500, description = "The database failed", body = cascade_proto::ErrorBody)))]
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let rows = sqlx::query("SELECT last_seen, last_outcome FROM clients")
-        .fetch_all(&st.db.pool)
-        .await?;
     let now = st.clock.now();
-    let stale = i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX);
+    let stale = stale_secs(&st);
     let mut counts = [0u64; ClientState::ALL.len()];
-    for r in rows {
-        let seen: Option<i64> = r.try_get("last_seen")?;
-        let last: Option<String> = r.try_get("last_outcome")?;
-        let s = client_state(seen, outcome(last.as_deref()), now, stale);
+    for (seen, last) in st.store.client_activity().await? {
+        let s = client_state(seen, last, now, stale);
         if let Some(i) = ClientState::ALL.iter().position(|x| *x == s) {
             counts[i] += 1;
         }
@@ -101,7 +92,7 @@ pub async fn mirror_now(
     _: Admin,
     State(st): State<AppState>,
 ) -> Result<Json<MirrorStatus>, ApiError> {
-    let status = crate::mirror::run_once(&st).await?;
+    let status = crate::mirror::run_once(&st.mirror_job()).await?;
     match status.error {
         Some((code, message)) => Err(ApiError::Upstream { code, message }),
         None => Ok(Json(status)),

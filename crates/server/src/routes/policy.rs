@@ -8,19 +8,17 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use cascade_core::doc::parse_agent_address;
 use cascade_core::report::RelayReport;
-use cascade_core::{Agent, AgentDoc, Domain, PolicyDoc, PolicyError, PrivilegeOverrides};
+use cascade_core::{Agent, AgentDoc, PolicyDoc, PrivilegeOverrides};
 use cascade_proto::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
     DomainView, DomainsResponse, PolicyResponse, Settings, SettingsPatch,
 };
-use sqlx::Row;
 
 use super::{expected_revision, Revisioned};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson};
 use crate::openapi::{PolicyRefusals, Refusals};
-use crate::state::AppState;
-use crate::store;
+use crate::store::Store;
 
 /// `GET /api/policy`: `{revision, policy}`.
 #[utoipa::path(get, path = "/api/policy", tag = "policy",
@@ -29,9 +27,9 @@ use crate::store;
     responses((status = 200, description = "The policy", body = PolicyResponse), Refusals))]
 pub async fn get_policy(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     let policy = PolicyDoc::from_policy(&cur.policy);
     Ok(Revisioned::ok(
         cur.revision,
@@ -52,12 +50,12 @@ pub async fn get_policy(
         Refusals, PolicyRefusals))]
 pub async fn put_policy(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(doc): ApiJson<PolicyDoc>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |_| doc.into_policy()).await?;
+    let stored = store.replace_policy(expected, &actor, doc).await?;
     let policy = PolicyDoc::from_policy(&stored.policy);
     Ok(Revisioned::ok(
         stored.revision,
@@ -87,9 +85,9 @@ fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {
     responses((status = 200, description = "The settings", body = Settings), Refusals))]
 pub async fn get_settings(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Revisioned<Settings>, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     let view = settings_view(cur.revision, PolicyDoc::from_policy(&cur.policy));
     Ok(Revisioned::ok(cur.revision, view))
 }
@@ -104,39 +102,12 @@ pub async fn get_settings(
         Refusals, PolicyRefusals))]
 pub async fn patch_settings(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(patch): ApiJson<SettingsPatch>,
 ) -> Result<Revisioned<Settings>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let mut doc = PolicyDoc::from_policy(p);
-        if let Some(m) = patch.mode {
-            doc.mode = m;
-        }
-        if let Some(u) = patch.activeupdate_url {
-            doc.activeupdate_url = u;
-        }
-        if let Some(r) = patch.activeupdate_fallback {
-            doc.activeupdate_fallback = r;
-        }
-        if let Some(f) = patch.fallback {
-            let d = &mut doc.fallback;
-            d.components_from_server = f.components_from_server.unwrap_or(d.components_from_server);
-            d.domain_settings_from_server = f
-                .domain_settings_from_server
-                .unwrap_or(d.domain_settings_from_server);
-            d.programs_from_server = f.programs_from_server.unwrap_or(d.programs_from_server);
-        }
-        if let Some(v) = patch.privileges.and_then(|p| p.download_from_activeupdate) {
-            doc.privileges.download_from_activeupdate = v;
-        }
-        if let Some(s) = patch.agents_source {
-            doc.agents.source = s;
-        }
-        doc.into_policy()
-    })
-    .await?;
+    let stored = store.patch_settings(expected, &actor, patch).await?;
     let view = settings_view(stored.revision, PolicyDoc::from_policy(&stored.policy));
     Ok(Revisioned::ok(stored.revision, view))
 }
@@ -148,9 +119,9 @@ pub async fn patch_settings(
     responses((status = 200, description = "The domains", body = DomainsResponse), Refusals))]
 pub async fn list_domains(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Revisioned<DomainsResponse>, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     let domains: BTreeMap<String, DomainView> = cur
         .policy
         .domains
@@ -184,18 +155,15 @@ pub async fn list_domains(
         Refusals, PolicyRefusals))]
 pub async fn put_domain(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(name): Path<String>,
     headers: HeaderMap,
     ApiJson(privileges): ApiJson<PrivilegeOverrides>,
 ) -> Result<Revisioned<DomainUpdated>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let mut doc = PolicyDoc::from_policy(p);
-        doc.domains.insert(name.clone(), Domain { privileges });
-        doc.into_policy()
-    })
-    .await?;
+    let stored = store
+        .set_domain(expected, &actor, &name, privileges)
+        .await?;
     let effective = stored.policy.privileges_for(Some(&name));
     Ok(Revisioned::ok(
         stored.revision,
@@ -218,20 +186,12 @@ pub async fn put_domain(
         Refusals, PolicyRefusals))]
 pub async fn delete_domain(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Revisioned<DomainDeleted>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        if !p.domains.contains_key(&name) {
-            return Err(PolicyError::UnknownDomain(name.clone()));
-        }
-        let mut next = p.clone();
-        next.domains.remove(&name);
-        Ok(next)
-    })
-    .await?;
+    let stored = store.delete_domain(expected, &actor, &name).await?;
     Ok(Revisioned::ok(
         stored.revision,
         DomainDeleted {
@@ -249,29 +209,21 @@ pub async fn delete_domain(
     responses((status = 200, description = "The agents", body = AgentsResponse), Refusals))]
 pub async fn list_agents(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Revisioned<AgentsResponse>, ApiError> {
-    let cur = store::current(&st).await?;
-    let rows = sqlx::query(
-        "SELECT id, name, agent_address, last_seen, relay_report FROM clients \
-         WHERE agent_address IS NOT NULL ORDER BY COALESCE(last_seen, 0) DESC, id",
-    )
-    .fetch_all(&st.db.pool)
-    .await?;
+    let cur = store.current().await?;
     // Per address: the enrolled clients serving there, and the relay report of the one seen
     // last (re-enrolling an agent leaves its old record behind).
     let mut enrolled: BTreeMap<String, (Vec<AgentClient>, Option<RelayReport>)> = BTreeMap::new();
-    for r in rows {
-        let addr: String = r.try_get("agent_address")?;
-        let report: Option<String> = r.try_get("relay_report")?;
-        let entry = enrolled.entry(addr).or_default();
+    for r in store.agent_clients().await? {
+        let entry = enrolled.entry(r.agent_address).or_default();
         entry.0.push(AgentClient {
-            client_id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            last_seen: r.try_get("last_seen")?,
+            client_id: r.id,
+            name: r.name,
+            last_seen: r.last_seen,
         });
         if entry.1.is_none() {
-            entry.1 = report.and_then(|t| serde_json::from_str(&t).ok());
+            entry.1 = r.relay;
         }
     }
     let agents = PolicyDoc::from_policy(&cur.policy)
@@ -306,26 +258,23 @@ pub async fn list_agents(
         Refusals, PolicyRefusals))]
 pub async fn add_agent(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(agent): ApiJson<AgentDoc>,
 ) -> Result<Revisioned<AgentAdded>, ApiError> {
     let expected = expected_revision(&headers)?;
     let address = parse_agent_address("address", &agent.address)?;
     let capabilities = agent.capabilities.iter().copied().collect();
-    let stored = store::write(&st, expected, &actor, |p| {
-        if p.find_agent(address).is_some() {
-            return Err(PolicyError::Duplicate {
-                field: "address".into(),
-                value: address.to_string(),
-            });
-        }
-        p.with_agent_added(Agent {
-            address,
-            capabilities,
-        })
-    })
-    .await?;
+    let stored = store
+        .add_agent(
+            expected,
+            &actor,
+            Agent {
+                address,
+                capabilities,
+            },
+        )
+        .await?;
     Ok(Revisioned::created(
         stored.revision,
         AgentAdded {
@@ -348,13 +297,13 @@ pub async fn add_agent(
         Refusals, PolicyRefusals))]
 pub async fn remove_agent(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(address): Path<String>,
     headers: HeaderMap,
 ) -> Result<Revisioned<AgentRemoved>, ApiError> {
     let expected = expected_revision(&headers)?;
     let addr = parse_agent_address("address", &address)?;
-    let stored = store::write(&st, expected, &actor, |p| p.with_agent_removed(addr)).await?;
+    let stored = store.remove_agent(expected, &actor, addr).await?;
     Ok(Revisioned::ok(
         stored.revision,
         AgentRemoved {

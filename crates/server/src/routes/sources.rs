@@ -12,20 +12,18 @@ use cascade_core::{
     Source,
 };
 use cascade_proto::{
-    DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
-    SourcesResponse,
+    DeleteSources, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody, SourcesResponse,
 };
 
 use super::{expected_revision, Revisioned};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::openapi::{PolicyRefusals, Refusals, Unprocessable};
-use crate::state::AppState;
-use crate::store::{self, Stored};
+use crate::store::{Store, Stored};
 
 /// Parses a source-list entry as sent, with error fields named as in the body (`range`,
 /// `url`, `agent`).
-fn parse_entry(body: SourceBody) -> Result<(IpRange, Source), PolicyError> {
+pub fn parse_entry(body: SourceBody) -> Result<(IpRange, Source), PolicyError> {
     let doc = EntryDoc {
         id: None,
         range: body.range,
@@ -58,7 +56,11 @@ fn top_level(field: &str) -> String {
     }
 }
 
-fn entry_id(text: &str) -> Result<EntryId, ApiError> {
+/// A source-list entry id from a path segment or form value.
+///
+/// # Errors
+/// 400 naming `id` when it is not a positive integer.
+pub fn entry_id(text: &str) -> Result<EntryId, ApiError> {
     text.parse::<u32>().map(EntryId).map_err(|_| {
         ApiError::bad(
             "request.id",
@@ -69,7 +71,7 @@ fn entry_id(text: &str) -> Result<EntryId, ApiError> {
 }
 
 /// The list after a change, with what the change touched.
-fn list_body(
+pub fn list_body(
     status: StatusCode,
     stored: &Stored,
     id: Option<EntryId>,
@@ -100,9 +102,9 @@ fn list_body(
     responses((status = 200, description = "The list", body = SourcesResponse), Refusals))]
 pub async fn list(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
 ) -> Result<Revisioned<SourcesResponse>, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     Ok(list_body(StatusCode::OK, &cur, None, None))
 }
 
@@ -116,19 +118,13 @@ pub async fn list(
         Refusals, PolicyRefusals))]
 pub async fn add(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SourceBody>,
 ) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let (range, source) = parse_entry(body)?;
-    let mut new_id = None;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let (list, id) = p.sources.add(range, source);
-        new_id = Some(id);
-        p.with_sources(list)
-    })
-    .await?;
+    let (stored, new_id) = store.add_source(expected, &actor, range, source).await?;
     Ok(list_body(StatusCode::CREATED, &stored, new_id, None))
 }
 
@@ -143,7 +139,7 @@ pub async fn add(
         Refusals, PolicyRefusals))]
 pub async fn edit(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SourceBody>,
@@ -151,10 +147,9 @@ pub async fn edit(
     let expected = expected_revision(&headers)?;
     let id = entry_id(&id)?;
     let (range, source) = parse_entry(body)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        p.with_sources(p.sources.edit(id, range, source)?)
-    })
-    .await?;
+    let stored = store
+        .edit_source(expected, &actor, id, range, source)
+        .await?;
     Ok(list_body(StatusCode::OK, &stored, Some(id), None))
 }
 
@@ -168,16 +163,13 @@ pub async fn edit(
         Refusals, PolicyRefusals))]
 pub async fn delete_set(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<DeleteSources>,
 ) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let ids: BTreeSet<EntryId> = body.ids.into_iter().map(EntryId).collect();
-    let stored = store::write(&st, expected, &actor, |p| {
-        p.with_sources(p.sources.delete(&ids)?)
-    })
-    .await?;
+    let stored = store.delete_sources(expected, &actor, &ids).await?;
     Ok(list_body(StatusCode::OK, &stored, None, Some(ids)))
 }
 
@@ -192,21 +184,16 @@ pub async fn delete_set(
         Refusals, PolicyRefusals))]
 pub async fn move_one(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<MoveSource>,
 ) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let id = entry_id(&id)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let list = match body.direction {
-            Direction::Up => p.sources.move_up(id)?,
-            Direction::Down => p.sources.move_down(id)?,
-        };
-        p.with_sources(list)
-    })
-    .await?;
+    let stored = store
+        .move_source(expected, &actor, id, body.direction)
+        .await?;
     Ok(list_body(StatusCode::OK, &stored, Some(id), None))
 }
 
@@ -220,7 +207,7 @@ pub async fn move_one(
         Refusals, Unprocessable))]
 pub async fn resolve(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> Result<Revisioned<ResolveResponse>, ApiError> {
     let categories = match q.category.as_deref() {
@@ -229,7 +216,7 @@ pub async fn resolve(
             .parse::<Category>()
             .map_err(|e| ApiError::bad("request.category", "category", e.to_string()))?],
     };
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     let plans = if let Some(agent) = q.agent.as_deref() {
         let addr = cascade_core::doc::parse_agent_address("agent", agent)?;
         categories
