@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cascade_client::proto::{EnrollRequest, Notice};
+use cascade_client::{Client, Event};
 use cascade_core::report::{CheckIn, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
 use cascade_repo::{SourceTransport, TransportLimits};
@@ -20,7 +22,6 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
-use crate::server_api::{Event, Notice, ServerClient};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -75,7 +76,7 @@ pub enum AgentError {
     State(#[from] crate::state::StateError),
     /// Server API trouble that stops start-up (enrollment refused…).
     #[error(transparent)]
-    Api(#[from] crate::server_api::ApiError),
+    Api(#[from] cascade_client::ClientError),
     /// The relay could not start.
     #[error("relay: {0}")]
     Relay(String),
@@ -100,12 +101,24 @@ impl AgentError {
     }
 }
 
+/// The part of a signed TUF metadata file the announced version is read from.
+#[derive(serde::Deserialize)]
+struct SignedVersion {
+    signed: Version,
+}
+
+/// `signed.version`.
+#[derive(serde::Deserialize)]
+struct Version {
+    version: u64,
+}
+
 /// A running agent's parts.
 struct Agent {
     cfg: AgentConfig,
     data: DataDir,
     id: Identity,
-    api: ServerClient,
+    api: Client,
     updater: Updater,
     relay: Option<Arc<Relay>>,
     _lock: std::fs::File,
@@ -151,20 +164,22 @@ impl Agent {
             let (Some(server), Some(token)) = (&cfg.server, &cfg.enroll_token) else {
                 return Err(AgentError::NotEnrolled);
             };
-            let api = ServerClient::new(server.clone(), cfg.bind_ip)?;
-            let agent = cfg.relay_listen.map(|a| a.to_string());
-            let (client_id, credential) = api
-                .enroll(token, &cfg.name, cfg.domain.as_deref(), agent.as_deref())
-                .await?;
+            let api = Client::new(server.clone(), cfg.bind_ip)?;
+            let body = EnrollRequest {
+                name: cfg.name.clone(),
+                domain: cfg.domain.clone(),
+                agent_address: cfg.relay_listen.map(|a| a.to_string()),
+            };
+            let enrolled = api.enroll(token, &body).await?;
             let id = Identity {
                 server: server.clone(),
-                client_id,
-                credential,
+                client_id: enrolled.client_id,
+                credential: enrolled.credential,
             };
             data.save_identity(&id)?;
             id
         };
-        let api = ServerClient::new(id.server.clone(), cfg.bind_ip)?;
+        let api = Client::new(id.server.clone(), cfg.bind_ip)?;
         let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip)
             .map_err(|e| AgentError::Setup(e.to_string()))?;
         let relay = match cfg.relay_listen {
@@ -231,8 +246,8 @@ impl Agent {
             .repo_file(&format!("repo/{domain}/metadata/timestamp.json"))
             .await
             .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        v.pointer("/signed/version")?.as_u64()
+        let meta: SignedVersion = serde_json::from_slice(&bytes).ok()?;
+        Some(meta.signed.version)
     }
 
     /// The freshest policy: the server's, else the cached one.
@@ -243,7 +258,12 @@ impl Agent {
             .policy(&self.id.credential, cached.as_ref().map(|c| c.revision))
             .await
         {
-            Ok(Some(p)) => {
+            Ok(Some(answer)) => {
+                let p = CachedPolicy {
+                    revision: answer.revision,
+                    policy: answer.policy,
+                    domain: answer.client.domain,
+                };
                 self.data.save_policy(&p)?;
                 Some(p)
             }
@@ -447,7 +467,7 @@ pub async fn run(
 }
 
 /// Holds the notification stream, reconnecting with a growing pause when it drops.
-async fn listen(api: ServerClient, credential: String, tx: mpsc::Sender<Notice>) {
+async fn listen(api: Client, credential: String, tx: mpsc::Sender<Notice>) {
     let mut pause = Duration::from_millis(500);
     loop {
         if let Ok(stream) = api.events(&credential).await {

@@ -8,7 +8,6 @@ pub mod daemon;
 pub mod install;
 pub mod relay;
 pub mod served;
-pub mod server_api;
 pub mod state;
 pub mod update;
 pub mod warm;

@@ -277,11 +277,10 @@ async fn relay_stats(w: &World, addr: SocketAddr) -> (u64, u64) {
     else {
         return (0, 0);
     };
-    let Ok(v) = resp.json::<serde_json::Value>().await else {
+    let Ok(r) = resp.json::<cascade_core::report::RelayReport>().await else {
         return (0, 0);
     };
-    let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    (get("bytes_served"), get("upstream_fetches"))
+    (r.bytes_served, r.upstream_fetches)
 }
 
 async fn all_relay_stats(w: &World) -> Vec<(u64, u64)> {

@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use cascade_core::report::{Outcome, UpdateReport};
+use cascade_client::proto::NotifyResponse;
+use cascade_core::report::{Outcome, RelayReport, UpdateReport};
 use cascade_core::Category;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -217,7 +218,7 @@ pub async fn relay_bytes(addr: SocketAddr) -> Option<u64> {
         .no_proxy()
         .build()
         .ok()?;
-    let v: serde_json::Value = client
+    let report: RelayReport = client
         .get(format!("http://{addr}/relay/stats"))
         .send()
         .await
@@ -225,21 +226,18 @@ pub async fn relay_bytes(addr: SocketAddr) -> Option<u64> {
         .json()
         .await
         .ok()?;
-    v.get("bytes_served")?.as_u64()
+    Some(report.bytes_served)
 }
 
 /// "N clients" from the notify answer.
-pub fn notified(answer: &serde_json::Value) -> String {
-    let fan = answer.get("fan_out").unwrap_or(answer);
-    let agents = fan.get("agents").and_then(serde_json::Value::as_u64);
-    let clients = fan.get("clients").and_then(serde_json::Value::as_u64);
-    match (agents, clients) {
-        (Some(a), Some(c)) => format!(
-            "{} connected ({a} update agents first, then {c} clients)",
-            a + c
-        ),
-        _ => answer.to_string(),
-    }
+pub fn notified(answer: &NotifyResponse) -> String {
+    let fan = &answer.fan_out;
+    format!(
+        "{} connected ({} update agents first, then {} clients)",
+        fan.agents + fan.clients,
+        fan.agents,
+        fan.clients
+    )
 }
 
 #[allow(clippy::cast_precision_loss)] // for display only

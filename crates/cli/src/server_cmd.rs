@@ -12,12 +12,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use cascade_client::proto::{
+    AgentDoc, ClientsQuery, DeleteSources, MoveSource, NotifyRequest, SourceBody, SourcesResponse,
+};
+use cascade_client::{AdminClient, Client, ClientError};
 use cascade_core::{Category, Policy, PolicyDoc};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use reqwest::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::BadInput;
 
@@ -281,88 +283,69 @@ fn config_file() -> anyhow::Result<ConfigFile> {
     toml::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
 }
 
-/// An admin API client.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn new(conn: &Conn) -> anyhow::Result<Api> {
-        let file = config_file()?;
-        let base = conn.server.clone().or(file.server).ok_or_else(|| {
-            BadInput(
-                "no server: give --server URL, CASCADE_SERVER or `server` in the config file"
-                    .into(),
-            )
+/// The admin API client for `conn`: the server from `--server`, `CASCADE_SERVER` or the
+/// config file; the token from `CASCADE_TOKEN` or the config file.
+fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
+    let file = config_file()?;
+    let base = conn.server.clone().or(file.server).ok_or_else(|| {
+        BadInput(
+            "no server: give --server URL, CASCADE_SERVER or `server` in the config file".into(),
+        )
+    })?;
+    let token = std::env::var("CASCADE_TOKEN")
+        .ok()
+        .or(file.token)
+        .ok_or_else(|| {
+            BadInput("no admin token: set CASCADE_TOKEN or `token` in the config file".into())
         })?;
-        let token = std::env::var("CASCADE_TOKEN")
-            .ok()
-            .or(file.token)
-            .ok_or_else(|| {
-                BadInput("no admin token: set CASCADE_TOKEN or `token` in the config file".into())
-            })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Api {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
+    let url = url::Url::parse(&base)
+        .map_err(|e| BadInput(format!("server: `{base}` is not a URL: {e}")))?;
+    let client = Client::builder(url)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot build the HTTP client")?;
+    Ok(client.admin(token))
+}
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        at: Option<i64>,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
-        if let Some(rev) = at {
-            req = req.header("if-match", format!("\"{rev}\""));
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await.context("reading the server's answer")?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
-        }
-        let e = &value["error"];
-        let msg = format!(
-            "{method} {path}: HTTP {} [{}] {}",
-            status.as_u16(),
-            e["code"].as_str().unwrap_or("?"),
-            e["message"]
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_owned)
-        );
-        match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(anyhow!("{msg} (check CASCADE_TOKEN)"))
+/// What a failed call means for the person at the terminal: the request, the HTTP status,
+/// the server's code and message; refusals of bad input (4xx) exit with status 2.
+fn failed(what: &str, server: &AdminClient, e: ClientError) -> anyhow::Error {
+    let base = server
+        .client()
+        .base()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    match (e.status(), e.server_error()) {
+        (Some(status), Some(err)) => {
+            let msg = format!("{what}: HTTP {status} [{}] {}", err.code, err.message);
+            match status {
+                401 | 403 => anyhow!("{msg} (check CASCADE_TOKEN)"),
+                400..=499 => BadInput(msg).into(),
+                _ => anyhow!(msg),
             }
-            s if s.is_client_error() => Err(BadInput(msg).into()),
-            _ => Err(anyhow!(msg)),
         }
+        _ => match e {
+            ClientError::Unreachable(m) => anyhow!("cannot reach the server at {base}: {m}"),
+            other => anyhow!("{what}: {other}"),
+        },
     }
 }
 
-fn print_json(v: &Value) {
+/// Runs one admin call, naming the request when it fails.
+async fn ask<T, F>(
+    conn: &Conn,
+    what: &str,
+    call: impl FnOnce(AdminClient) -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let api = admin(conn)?;
+    call(api.clone()).await.map_err(|e| failed(what, &api, e))
+}
+
+fn print_json<T: Serialize>(v: &T) {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = writeln!(
         std::io::stdout().lock(),
@@ -378,29 +361,34 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(x) => x.clone(),
-        other => other.to_string(),
-    }
+/// An optional value for a table cell (`-` when absent).
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-fn print_sources(v: &Value) {
+fn print_sources(v: &SourcesResponse) {
     let mut t = table(&["#", "id", "range", "source"]);
-    for (i, e) in v["sources"].as_array().into_iter().flatten().enumerate() {
-        let src = if e["agent"].is_string() {
-            format!("agent:{}", s(&e["agent"]))
-        } else {
-            format!("url:{}", s(&e["url"]))
+    for (i, e) in v.sources.iter().enumerate() {
+        let src = match (&e.agent, &e.url) {
+            (Some(agent), _) => format!("agent:{agent}"),
+            (None, url) => format!("url:{}", or_dash(url.as_deref())),
         };
-        t.add_row(vec![(i + 1).to_string(), s(&e["id"]), s(&e["range"]), src]);
+        t.add_row(vec![
+            (i + 1).to_string(),
+            or_dash(e.id),
+            e.range.clone(),
+            src,
+        ]);
     }
-    println!("{t}\nrevision {}", s(&v["revision"]));
+    println!("{t}\nrevision {}", v.revision);
 }
 
-fn entry_body(e: &EntryArgs) -> Value {
-    json!({"range": e.range, "agent": e.agent, "url": e.url})
+fn entry_body(e: &EntryArgs) -> SourceBody {
+    SourceBody {
+        range: e.range.clone(),
+        agent: e.agent.clone(),
+        url: e.url.clone(),
+    }
 }
 
 /// Runs `cascade sources list|add|edit|rm|move`.
@@ -408,20 +396,18 @@ pub fn run_sources_remote(cmd: SourcesRemote) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (conn, v) = match cmd {
             SourcesRemote::List(conn) => {
-                let v = Api::new(&conn)?
-                    .call(Method::GET, "/api/sources", None, None)
-                    .await?;
+                let v = ask(&conn, "GET /api/sources", |api| async move {
+                    api.sources().await
+                })
+                .await?;
                 (conn, v)
             }
             SourcesRemote::Add { entry, at, conn } => {
-                let v = Api::new(&conn)?
-                    .call(
-                        Method::POST,
-                        "/api/sources",
-                        at.revision,
-                        Some(&entry_body(&entry)),
-                    )
-                    .await?;
+                let body = entry_body(&entry);
+                let v = ask(&conn, "POST /api/sources", |api| async move {
+                    api.add_source(&body, at.revision).await
+                })
+                .await?;
                 (conn, v)
             }
             SourcesRemote::Edit {
@@ -430,21 +416,20 @@ pub fn run_sources_remote(cmd: SourcesRemote) -> anyhow::Result<()> {
                 at,
                 conn,
             } => {
-                let path = format!("/api/sources/{id}");
-                let v = Api::new(&conn)?
-                    .call(Method::PUT, &path, at.revision, Some(&entry_body(&entry)))
-                    .await?;
+                let body = entry_body(&entry);
+                let what = format!("PUT /api/sources/{id}");
+                let v = ask(&conn, &what, |api| async move {
+                    api.edit_source(id, &body, at.revision).await
+                })
+                .await?;
                 (conn, v)
             }
             SourcesRemote::Rm { ids, at, conn } => {
-                let v = Api::new(&conn)?
-                    .call(
-                        Method::POST,
-                        "/api/sources/delete",
-                        at.revision,
-                        Some(&json!({"ids": ids})),
-                    )
-                    .await?;
+                let body = DeleteSources { ids };
+                let v = ask(&conn, "POST /api/sources/delete", |api| async move {
+                    api.delete_sources(&body, at.revision).await
+                })
+                .await?;
                 (conn, v)
             }
             SourcesRemote::Move {
@@ -453,19 +438,17 @@ pub fn run_sources_remote(cmd: SourcesRemote) -> anyhow::Result<()> {
                 at,
                 conn,
             } => {
-                let dir = match direction {
-                    Direction::Up => "up",
-                    Direction::Down => "down",
+                let body = MoveSource {
+                    direction: match direction {
+                        Direction::Up => cascade_client::proto::Direction::Up,
+                        Direction::Down => cascade_client::proto::Direction::Down,
+                    },
                 };
-                let path = format!("/api/sources/{id}/move");
-                let v = Api::new(&conn)?
-                    .call(
-                        Method::POST,
-                        &path,
-                        at.revision,
-                        Some(&json!({"direction": dir})),
-                    )
-                    .await?;
+                let what = format!("POST /api/sources/{id}/move");
+                let v = ask(&conn, &what, |api| async move {
+                    api.move_source(id, &body, at.revision).await
+                })
+                .await?;
                 (conn, v)
             }
         };
@@ -483,22 +466,20 @@ pub fn run_policy_remote(cmd: PolicyRemote) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match cmd {
             PolicyRemote::Export { output, conn } => {
-                let v = Api::new(&conn)?
-                    .call(Method::GET, "/api/policy", None, None)
+                let v = ask(&conn, "GET /api/policy", |api| async move { api.policy().await })
                     .await?;
                 if conn.json {
                     print_json(&v);
                     return Ok(());
                 }
-                let doc: PolicyDoc = serde_json::from_value(v["policy"].clone())
-                    .context("the server sent a policy this cascade does not understand")?;
-                let policy = doc
+                let policy = v
+                    .policy
                     .into_policy()
                     .map_err(|e| anyhow!("the server's policy does not validate: {e}"))?;
                 let text = format!(
                     "# cascade policy, server revision {} (apply with --revision {} to refuse if it changed since)\n{}",
-                    s(&v["revision"]),
-                    s(&v["revision"]),
+                    v.revision,
+                    v.revision,
                     policy.to_toml().map_err(|e| anyhow!("{e}"))?
                 );
                 match output {
@@ -513,14 +494,15 @@ pub fn run_policy_remote(cmd: PolicyRemote) -> anyhow::Result<()> {
                 let policy = Policy::from_toml(&text).map_err(|e| {
                     BadInput(format!("{}: [{}] {e}", file.display(), e.code()))
                 })?;
-                let doc = serde_json::to_value(PolicyDoc::from_policy(&policy))?;
-                let v = Api::new(&conn)?
-                    .call(Method::PUT, "/api/policy", at.revision, Some(&doc))
-                    .await?;
+                let doc = PolicyDoc::from_policy(&policy);
+                let v = ask(&conn, "PUT /api/policy", |api| async move {
+                    api.put_policy(&doc, at.revision).await
+                })
+                .await?;
                 if conn.json {
                     print_json(&v);
                 } else {
-                    println!("applied {}: server policy revision {}", file.display(), s(&v["revision"]));
+                    println!("applied {}: server policy revision {}", file.display(), v.revision);
                 }
             }
         }
@@ -531,21 +513,20 @@ pub fn run_policy_remote(cmd: PolicyRemote) -> anyhow::Result<()> {
 /// Runs `cascade notify`.
 pub fn run_notify(args: NotifyArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let body = json!({"categories": args.categories});
-        let v = Api::new(&args.conn)?
-            .call(Method::POST, "/api/notify", None, Some(&body))
-            .await?;
+        let body = NotifyRequest {
+            categories: args.categories,
+        };
+        let v = ask(&args.conn, "POST /api/notify", |api| async move {
+            api.notify(&body).await
+        })
+        .await?;
         if args.conn.json {
             print_json(&v);
         } else {
-            let f = &v["fan_out"];
+            let f = &v.fan_out;
             println!(
                 "notify {}: {} update agents now, {} clients after {} ms (jitter hint {} ms); others at their next poll",
-                s(&v["id"]),
-                s(&f["agents"]),
-                s(&f["clients"]),
-                s(&f["clients_after_ms"]),
-                s(&f["jitter_ms"])
+                v.id, f.agents, f.clients, f.clients_after_ms, f.jitter_ms
             );
         }
         Ok(())
@@ -555,14 +536,11 @@ pub fn run_notify(args: NotifyArgs) -> anyhow::Result<()> {
 /// Runs `cascade clients [--stale[=SECS]]`.
 pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let path = match &args.stale {
-            None => "/api/clients".to_owned(),
-            Some(w) if w.is_empty() => "/api/clients?stale".to_owned(),
-            Some(w) => format!("/api/clients?stale={w}"),
-        };
-        let v = Api::new(&args.conn)?
-            .call(Method::GET, &path, None, None)
-            .await?;
+        let query = ClientsQuery { stale: args.stale };
+        let v = ask(&args.conn, "GET /api/clients", |api| async move {
+            api.clients(&query).await
+        })
+        .await?;
         if args.conn.json {
             print_json(&v);
             return Ok(());
@@ -577,34 +555,30 @@ pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
             "installed",
             "agent",
         ]);
-        let list = v["clients"].as_array().cloned().unwrap_or_default();
-        for c in &list {
-            let installed = c["installed"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", s(v)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            let agent = if c["is_agent"] == true {
-                s(&c["agent_address"])
+        for c in &v.clients {
+            let installed = c
+                .installed
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let agent = if c.is_agent {
+                or_dash(c.agent_address.as_deref())
             } else {
                 "-".into()
             };
             t.add_row(vec![
-                s(&c["name"]),
-                s(&c["id"]),
-                s(&c["state"]),
-                s(&c["last_seen"]),
-                s(&c["reported_ip"]),
-                s(&c["peer_ip"]),
+                c.name.clone(),
+                c.id.clone(),
+                c.state.as_str().to_owned(),
+                or_dash(c.last_seen),
+                or_dash(c.reported_ip.as_deref()),
+                or_dash(c.peer_ip.as_deref()),
                 installed,
                 agent,
             ]);
         }
-        println!("{t}\n{} clients", list.len());
+        println!("{t}\n{} clients", v.clients.len());
         Ok(())
     })
 }
@@ -612,12 +586,57 @@ pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
 /// Runs `cascade agents list|add|rm`.
 pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let (conn, v) = match cmd {
+        match cmd {
             AgentsCmd::List(conn) => {
-                let v = Api::new(&conn)?
-                    .call(Method::GET, "/api/agents", None, None)
-                    .await?;
-                (conn, v)
+                let v = ask(
+                    &conn,
+                    "GET /api/agents",
+                    |api| async move { api.agents().await },
+                )
+                .await?;
+                if conn.json {
+                    print_json(&v);
+                    return Ok(());
+                }
+                let mut t = table(&[
+                    "address",
+                    "capabilities",
+                    "enrolled as",
+                    "clients served",
+                    "bytes served",
+                    "upstream fetches",
+                ]);
+                for a in &v.agents {
+                    let caps = a
+                        .capabilities
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let clients = a
+                        .clients
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let (served, sent, fetches) = match &a.relay {
+                        Some(relay) => (
+                            relay.client_count.to_string(),
+                            indicatif::HumanBytes(relay.bytes_served).to_string(),
+                            relay.upstream_fetches.to_string(),
+                        ),
+                        None => ("-".into(), "-".into(), "-".into()),
+                    };
+                    t.add_row(vec![
+                        a.address.clone(),
+                        caps,
+                        clients,
+                        served,
+                        sent,
+                        fetches,
+                    ]);
+                }
+                println!("{t}\nrevision {}", v.revision);
             }
             AgentsCmd::Add {
                 address,
@@ -625,69 +644,36 @@ pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
                 at,
                 conn,
             } => {
-                let caps = if capabilities.is_empty() {
-                    Category::ALL.to_vec()
-                } else {
-                    capabilities
+                let body = AgentDoc {
+                    address,
+                    capabilities: if capabilities.is_empty() {
+                        Category::ALL.to_vec()
+                    } else {
+                        capabilities
+                    },
                 };
-                let body = json!({"address": address, "capabilities": caps});
-                let v = Api::new(&conn)?
-                    .call(Method::POST, "/api/agents", at.revision, Some(&body))
-                    .await?;
-                (conn, v)
+                let v = ask(&conn, "POST /api/agents", |api| async move {
+                    api.add_agent(&body, at.revision).await
+                })
+                .await?;
+                if conn.json {
+                    print_json(&v);
+                } else {
+                    println!("ok: policy revision {}", v.revision);
+                }
             }
             AgentsCmd::Rm { address, at, conn } => {
-                let path = format!(
-                    "/api/agents/{}",
-                    address.replace('[', "%5B").replace(']', "%5D")
-                );
-                let v = Api::new(&conn)?
-                    .call(Method::DELETE, &path, at.revision, None)
-                    .await?;
-                (conn, v)
-            }
-        };
-        if conn.json {
-            print_json(&v);
-        } else if let Some(agents) = v["agents"].as_array() {
-            let mut t = table(&[
-                "address",
-                "capabilities",
-                "enrolled as",
-                "clients served",
-                "bytes served",
-                "upstream fetches",
-            ]);
-            for a in agents {
-                let caps = a["capabilities"]
-                    .as_array()
-                    .map(|c| c.iter().map(s).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default();
-                let clients = a["clients"]
-                    .as_array()
-                    .map(|c| {
-                        c.iter()
-                            .map(|c| s(&c["name"]))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                let relay = &a["relay"];
-                let (served, sent, fetches) = if relay.is_object() {
-                    (
-                        s(&relay["client_count"]),
-                        indicatif::HumanBytes(relay["bytes_served"].as_u64().unwrap_or(0))
-                            .to_string(),
-                        s(&relay["upstream_fetches"]),
-                    )
+                let what = format!("DELETE /api/agents/{address}");
+                let v = ask(&conn, &what, |api| async move {
+                    api.remove_agent(&address, at.revision).await
+                })
+                .await?;
+                if conn.json {
+                    print_json(&v);
                 } else {
-                    ("-".into(), "-".into(), "-".into())
-                };
-                t.add_row(vec![s(&a["address"]), caps, clients, served, sent, fetches]);
+                    println!("ok: policy revision {}", v.revision);
+                }
             }
-            println!("{t}\nrevision {}", s(&v["revision"]));
-        } else {
-            println!("ok: policy revision {}", s(&v["revision"]));
         }
         Ok(())
     })

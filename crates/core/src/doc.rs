@@ -18,7 +18,7 @@ use crate::policy::{
 use crate::range::IpRange;
 
 /// The policy as a document (TOML file, JSON body).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDoc {
     /// `standard` or `customized`.
@@ -51,7 +51,7 @@ pub struct PolicyDoc {
 }
 
 /// An `[[agent]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDoc {
     /// `IP:PORT` where the agent serves.
@@ -66,7 +66,7 @@ fn all_categories() -> Vec<Category> {
 }
 
 /// A `[[sources]]` table: a range and exactly one of `agent` or `url`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryDoc {
     /// Stable id; assigned on load when absent.

@@ -15,7 +15,7 @@ use crate::error::PolicyError;
 use crate::list::{EntrySource, SourceList};
 
 /// Which update sources clients use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Clients update from the server only (plus ActiveUpdate for components when allowed).
@@ -27,7 +27,7 @@ pub enum Mode {
 
 /// When a client whose customized sources all failed may go to ActiveUpdate directly
 /// (components only, and only when `fallback.components_from_server` is off).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveUpdateFallback {
     /// The default rule: the privilege is on, **or** the upstream is not in the list.
@@ -50,7 +50,7 @@ impl fmt::Display for ActiveUpdateFallback {
 }
 
 /// Where update agents themselves update from (`docs/architecture.md#agent-plans`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentSource {
     /// From the server only.
@@ -61,7 +61,7 @@ pub enum AgentSource {
 }
 
 /// `[agents]`: settings for update agents as clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentsSettings {
     /// Where agents update from.
@@ -72,7 +72,7 @@ pub struct AgentsSettings {
 /// `[fallback]`: "update … from the server if all customized sources are not available or
 /// not found", one option per category. All on by default, so a client never quits while the
 /// server could serve it unless the admin says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fallback {
     /// Components from the server.
@@ -114,7 +114,7 @@ impl Fallback {
 }
 
 /// `[privileges]`: the default client privileges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Privileges {
     /// "Clients download updates from the ActiveUpdate server".
@@ -122,7 +122,7 @@ pub struct Privileges {
 }
 
 /// `[domains.NAME.privileges]`: per-domain overrides; an absent field keeps the default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivilegeOverrides {
     /// Overrides `privileges.download_from_activeupdate` when set.
@@ -131,7 +131,7 @@ pub struct PrivilegeOverrides {
 }
 
 /// `[domains.NAME]`: a client domain.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Domain {
     /// Privilege overrides for clients of this domain.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::category::Category;
 
 /// How one update, or one attempt of it, ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Verified content was installed.
@@ -26,7 +26,7 @@ pub enum Outcome {
 }
 
 /// One step the client tried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attempt {
     /// The category the step was for.
@@ -40,6 +40,7 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Why it failed (a [`Failure`]: connect, timeout, 404, signature…), or what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reason: Option<Reason>,
     /// Bytes received from this source.
     #[serde(default)]
@@ -102,6 +103,12 @@ impl From<Failure> for Reason {
     }
 }
 
+impl From<&str> for Reason {
+    fn from(s: &str) -> Self {
+        Reason::from(s.to_owned())
+    }
+}
+
 impl From<Reason> for String {
     fn from(r: Reason) -> Self {
         r.to_string()
@@ -129,7 +136,7 @@ impl From<String> for Reason {
 }
 
 /// A client's report of its last update.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateReport {
     /// Unix seconds when it finished (client clock).
@@ -143,7 +150,7 @@ pub struct UpdateReport {
 }
 
 /// The body of a client's check-in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckIn {
     /// The IP address the client resolved its plan for.
@@ -166,7 +173,7 @@ pub const MAX_REPORTED_CLIENTS: usize = 1000;
 
 /// What an update agent's relay served since it started. Counters only grow while the relay
 /// runs; the server keeps the latest report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayReport {
     /// Unix seconds when the relay started (client clock).
@@ -187,11 +194,12 @@ pub struct RelayReport {
     pub client_count: u64,
     /// The clients served the most bytes, at most [`MAX_REPORTED_CLIENTS`], most first.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub clients: Vec<ServedClient>,
 }
 
 /// One neighbour a relay served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServedClient {
     /// The client's address as the relay saw it.

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cascade_agent::daemon::{self, AgentConfig};
+use cascade_client::proto::{MirrorStatus, NotifyRequest};
+use cascade_client::{AdminClient, Client};
 use cascade_core::report::UpdateReport;
 use cascade_core::Policy;
 use cascade_repo::TransportLimits;
 use cascade_server::Settings;
-use reqwest::Method;
-use serde_json::Value;
 use tokio::sync::oneshot;
 use url::Url;
 
@@ -34,7 +34,7 @@ pub struct Fleet {
     pub data_dir: PathBuf,
     /// The server's own repository (domain settings, programs), served at `/repo/site/`.
     pub site: Upstream,
-    http: reqwest::Client,
+    api: AdminClient,
     server: RunningServer,
 }
 
@@ -84,12 +84,12 @@ impl Fleet {
             kit("first start")(&"the data directory was used before; start a fleet on a fresh one")
         })?;
         Ok(Fleet {
+            api: Client::with_http(server.url.clone(), http).admin(first.admin_token.as_str()),
             url: server.url.clone(),
             admin: first.admin_token,
             enroll: first.enrollment_token,
             data_dir,
             site,
-            http,
             server,
         })
     }
@@ -107,31 +107,9 @@ impl Fleet {
         Ok(site)
     }
 
-    /// An admin API call; returns the JSON body, or the status and body as the error.
-    ///
-    /// # Errors
-    /// Transport failure or a non-success status.
-    pub async fn admin(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, KitError> {
-        let url = self.url.join(path).map_err(|e| kit("admin URL")(&e))?;
-        let mut req = self.http.request(method, url).bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| kit("admin call")(&e))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| kit("admin call")(&e))?;
-        if !status.is_success() {
-            return Err(KitError {
-                what: "admin call",
-                detail: format!("{path}: HTTP {status}: {text}"),
-            });
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    /// The admin API of this server (typed requests and answers).
+    pub fn api(&self) -> &AdminClient {
+        &self.api
     }
 
     /// Replaces the whole policy with `toml` (validated locally first).
@@ -140,28 +118,34 @@ impl Fleet {
     /// A bad policy or a refused call.
     pub async fn apply_policy(&self, toml: &str) -> Result<(), KitError> {
         let policy = Policy::from_toml(toml).map_err(|e| kit("policy")(&e))?;
-        let doc = serde_json::to_value(cascade_core::PolicyDoc::from_policy(&policy))
-            .map_err(|e| kit("policy")(&e))?;
-        self.admin(Method::PUT, "api/policy", Some(&doc))
+        let doc = cascade_core::PolicyDoc::from_policy(&policy);
+        self.api
+            .put_policy(&doc, None)
             .await
             .map(|_| ())
+            .map_err(|e| kit("admin call")(&e))
     }
 
     /// Mirrors the upstream now.
     ///
     /// # Errors
     /// When mirroring fails.
-    pub async fn mirror(&self) -> Result<Value, KitError> {
-        self.admin(Method::POST, "api/repo/mirror", None).await
+    pub async fn mirror(&self) -> Result<MirrorStatus, KitError> {
+        self.api
+            .mirror_now()
+            .await
+            .map_err(|e| kit("admin call")(&e))
     }
 
     /// Notify All Clients.
     ///
     /// # Errors
     /// When the call is refused.
-    pub async fn notify(&self) -> Result<Value, KitError> {
-        self.admin(Method::POST, "api/notify", Some(&serde_json::json!({})))
+    pub async fn notify(&self) -> Result<cascade_client::proto::NotifyResponse, KitError> {
+        self.api
+            .notify(&NotifyRequest::default())
             .await
+            .map_err(|e| kit("admin call")(&e))
     }
 
     /// Update agents holding the notification stream now (`/metrics`), so a test can notify
@@ -170,14 +154,10 @@ impl Fleet {
     /// # Errors
     /// The server does not answer.
     pub async fn agent_streams(&self) -> Result<u64, KitError> {
-        let url = self
-            .url
-            .join("metrics")
-            .map_err(|e| kit("metrics URL")(&e))?;
-        let text = reqwest::get(url)
-            .await
-            .map_err(|e| kit("metrics")(&e))?
-            .text()
+        let text = self
+            .api
+            .client()
+            .metrics()
             .await
             .map_err(|e| kit("metrics")(&e))?;
         Ok(text

@@ -8,16 +8,18 @@
 //! session cookie plus a CSRF header on unsafe methods yields [`Principal::Admin`] the same
 //! way a bearer token does.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use sqlx::Row;
 
 use crate::error::ApiError;
-use crate::settings::{HashCost, RandomFill};
-use crate::state::AppState;
+use crate::settings::{Clock, HashCost, RandomFill};
+use crate::store::{Store, TokenKind};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +92,38 @@ fn parse_token(token: &str) -> Option<(&str, &str, &str)> {
     (ok(id) && ok(secret)).then_some((kind, id, secret))
 }
 
+/// Checks credentials against the store, remembering verified tokens for a minute. Cheap to
+/// clone; extractors take it from the router state ([`FromRef`]).
+#[derive(Clone)]
+pub struct Verifier {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    verified: Arc<Mutex<HashMap<String, (Principal, i64)>>>,
+}
+
+impl Verifier {
+    /// A verifier over `store`, aging its memory by `clock`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Verifier {
+            store,
+            clock,
+            verified: Arc::default(),
+        }
+    }
+
+    /// Forgets every verified token (after a rotation or revocation).
+    pub fn forget(&self) {
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.clear();
+        }
+    }
+}
+
 /// Who the request's credential belongs to.
 ///
 /// # Errors
 /// 401 when there is no bearer token or it does not verify.
-pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
+pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -110,7 +139,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
             "the Authorization header is not `Bearer <token>`",
         ))?;
     let now = state.clock.now();
-    let cached = state.auth_cache.lock().ok().and_then(|c| {
+    let cached = state.verified.lock().ok().and_then(|c| {
         c.get(token)
             .filter(|(_, at)| now.saturating_sub(*at) < CACHE_SECS)
             .map(|(p, _)| p.clone())
@@ -121,29 +150,17 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
     let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
     let (hash, principal) = match kind {
         "adm" | "enr" => {
-            let want = if kind == "adm" { "admin" } else { "enroll" };
-            let row = sqlx::query(
-                "SELECT hash FROM tokens WHERE id = $1 AND kind = $2 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .bind(want)
-            .fetch_optional(&state.db.pool)
-            .await?;
-            let hash: String = row.ok_or_else(invalid)?.try_get("hash")?;
-            let p = if kind == "adm" {
-                Principal::Admin(id.to_owned())
+            let (want, p) = if kind == "adm" {
+                (TokenKind::Admin, Principal::Admin(id.to_owned()))
             } else {
-                Principal::Enroll(id.to_owned())
+                (TokenKind::Enroll, Principal::Enroll(id.to_owned()))
             };
-            (hash, p)
+            let hash = state.store.token_hash(id, want).await?;
+            (hash.ok_or_else(invalid)?, p)
         }
         "cli" => {
-            let row = sqlx::query("SELECT credential_hash FROM clients WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&state.db.pool)
-                .await?;
-            let hash: String = row.ok_or_else(invalid)?.try_get("credential_hash")?;
-            (hash, Principal::Client(id.to_owned()))
+            let hash = state.store.credential_hash(id).await?;
+            (hash.ok_or_else(invalid)?, Principal::Client(id.to_owned()))
         }
         _ => return Err(invalid()),
     };
@@ -154,7 +171,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
     if !ok {
         return Err(invalid());
     }
-    if let Ok(mut cache) = state.auth_cache.lock() {
+    if let Ok(mut cache) = state.verified.lock() {
         cache.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_SECS);
         cache.insert(token.to_owned(), (principal.clone(), now));
     }
@@ -169,22 +186,19 @@ fn invalid() -> ApiError {
     ApiError::Unauthorized("the token is not valid (unknown, revoked or mistyped)")
 }
 
-/// Forgets every verified token (after a rotation or revocation).
-pub fn forget_verified(state: &AppState) {
-    if let Ok(mut cache) = state.auth_cache.lock() {
-        cache.clear();
-    }
-}
-
 /// Extractor: the caller is an administrator; holds the admin token id (the actor).
 #[derive(Debug, Clone)]
 pub struct Admin(pub String);
 
-impl FromRequestParts<AppState> for Admin {
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Verifier: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(state, parts).await? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match authenticate(&Verifier::from_ref(state), parts).await? {
             Principal::Admin(id) => Ok(Admin(format!("admin:{id}"))),
             _ => Err(ApiError::Forbidden("this call needs an admin token")),
         }
@@ -195,11 +209,15 @@ impl FromRequestParts<AppState> for Admin {
 #[derive(Debug, Clone)]
 pub struct ClientAuth(pub String);
 
-impl FromRequestParts<AppState> for ClientAuth {
+impl<S> FromRequestParts<S> for ClientAuth
+where
+    S: Send + Sync,
+    Verifier: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(state, parts).await? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match authenticate(&Verifier::from_ref(state), parts).await? {
             Principal::Client(id) => Ok(ClientAuth(id)),
             _ => Err(ApiError::Forbidden("this call needs a client credential")),
         }
@@ -210,11 +228,15 @@ impl FromRequestParts<AppState> for ClientAuth {
 #[derive(Debug, Clone)]
 pub struct Enroller;
 
-impl FromRequestParts<AppState> for Enroller {
+impl<S> FromRequestParts<S> for Enroller
+where
+    S: Send + Sync,
+    Verifier: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(state, parts).await? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match authenticate(&Verifier::from_ref(state), parts).await? {
             Principal::Enroll(_) => Ok(Enroller),
             _ => Err(ApiError::Forbidden("enrollment needs the enrollment token")),
         }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::PolicyError;
+use cascade_proto::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -147,13 +147,21 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut body = json!({"error": {"code": self.code(), "field": self.field(), "message": self.to_string()}});
-        if let ApiError::StaleRevision { current, .. } = &self {
-            body["error"]["current_revision"] = json!(current);
-        }
-        if let ApiError::Upstream { code, .. } = &self {
-            body["error"]["reason"] = json!(code);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                field: self.field().map(str::to_owned),
+                message: self.to_string(),
+                current_revision: match &self {
+                    ApiError::StaleRevision { current, .. } => Some(*current),
+                    _ => None,
+                },
+                reason: match &self {
+                    ApiError::Upstream { code, .. } => Some(code.clone()),
+                    _ => None,
+                },
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(

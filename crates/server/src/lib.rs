@@ -21,16 +21,15 @@ pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use axum::serve::ListenerExt as _;
-use cascade_core::Policy;
-use sqlx::Row;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use settings::{Clock, FirstStart, HashCost, Settings, SystemClock};
 use state::{AppState, Inner};
+use store::TokenKind;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +93,11 @@ impl Server {
             path: repo_dir.display().to_string(),
             source: e,
         })?;
+        let store = store::Store::new(db.pool.clone(), settings.clock.clone());
+        let auth = auth::Verifier::new(store.clone(), settings.clock.clone());
         let state = AppState::new(Inner {
             db,
+            store,
             clock: settings.clock.clone(),
             random: settings.random.clone(),
             hash_cost: settings.hash_cost,
@@ -106,20 +108,21 @@ impl Server {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
             },
-            notifier: notify::Notifier::new(
+            notifier: Arc::new(notify::Notifier::new(
                 settings.agent_head_start,
                 settings.jitter_per_client,
                 settings.max_jitter,
                 settings.notify_poll,
-            ),
-            metrics: metrics::Metrics::default(),
-            repo_cache: repo::Cache::default(),
-            write_lock: tokio::sync::Mutex::new(()),
-            auth_cache: Mutex::new(std::collections::HashMap::new()),
+            )),
+            metrics: Arc::default(),
+            repo_cache: Arc::default(),
+            auth,
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
-        notify::start_following(&state).await?;
+        notify::start_following(&state.notifier, &state.store)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Server {
             state,
             first_start,
@@ -152,8 +155,12 @@ impl Server {
                 url,
             });
         }
-        tokio::spawn(mirror::schedule(self.state.clone()));
-        tokio::spawn(notify::follow(self.state.clone()));
+        tokio::spawn(mirror_on_schedule(self.state.clone()));
+        tokio::spawn(notify::follow(
+            self.state.notifier.clone(),
+            self.state.store.clone(),
+            self.state.shutdown.subscribe(),
+        ));
         let app = self.router();
         let state = self.state.clone();
         let signal = async move {
@@ -194,47 +201,45 @@ pub async fn launch(
         .await
 }
 
+/// Mirrors the upstream every configured interval until the server shuts down.
+async fn mirror_on_schedule(st: AppState) {
+    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
+        return;
+    };
+    let mut stop = st.shutdown.subscribe();
+    loop {
+        if let Err(e) = mirror::run_once(&st.mirror_job()).await {
+            tracing::warn!(error = %e, "scheduled mirror skipped");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// On an empty store: default policy at revision 1 and the two first tokens, in one
 /// transaction. Returns the token texts to show once.
 async fn bootstrap(state: &AppState) -> Result<Option<(String, String)>, ApiError> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM policy")
-        .fetch_one(&state.db.pool)
-        .await?;
-    let n: i64 = row.try_get("n")?;
-    if n > 0 {
+    if state.store.current().await.is_ok() {
         return Ok(None);
     }
-    let now = state.clock.now();
     let admin_id = auth::random_hex(&state.random, 8)?;
     let enroll_id = auth::random_hex(&state.random, 8)?;
     let (admin, admin_hash) =
         auth::new_token(&state.random, state.hash_cost, "adm", &admin_id).await?;
     let (enroll, enroll_hash) =
         auth::new_token(&state.random, state.hash_cost, "enr", &enroll_id).await?;
-    let doc = store::encode(&Policy::default())?;
-    let mut tx = state.db.pool.begin().await?;
-    for sql in [
-        "INSERT INTO policy (id, revision, doc, updated_at, updated_by) VALUES (1, 1, $1, $2, 'first-start')",
-        "INSERT INTO policy_history (revision, doc, updated_at, updated_by) VALUES (1, $1, $2, 'first-start')",
-    ] {
-        sqlx::query(sql).bind(&doc).bind(now).execute(&mut *tx).await?;
-    }
-    for (id, kind, hash, label) in [
-        (&admin_id, "admin", &admin_hash, "bootstrap admin"),
-        (&enroll_id, "enroll", &enroll_hash, "enrollment"),
-    ] {
-        sqlx::query(
-            "INSERT INTO tokens (id, kind, hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(kind)
-        .bind(hash)
-        .bind(label)
-        .bind(now)
-        .execute(&mut *tx)
+    let created = state
+        .store
+        .initialize(&[
+            (&admin_id, TokenKind::Admin, &admin_hash, "bootstrap admin"),
+            (&enroll_id, TokenKind::Enroll, &enroll_hash, "enrollment"),
+        ])
         .await?;
+    if !created {
+        return Ok(None);
     }
-    tx.commit().await?;
     tracing::info!("first start: default policy and bootstrap tokens created");
     Ok(Some((admin, enroll)))
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -18,7 +18,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::notify::Role;
-use crate::state::AppState;
 
 /// Upper bounds of the latency buckets, in seconds (for the exposition)…
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -308,18 +307,18 @@ fn method_index(m: &Method) -> usize {
 }
 
 /// Middleware: times every request and counts repository bytes.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_index(req.method());
     let is_repo = req.uri().path().starts_with("/repo/");
     let route = if is_repo {
-        Some(state.metrics.repo)
+        Some(metrics.repo)
     } else {
         let label = req
             .extensions()
             .get::<MatchedPath>()
             .map_or(UNMATCHED, MatchedPath::as_str);
-        state.metrics.route(label)
+        metrics.route(label)
     };
     let resp = next.run(req).await;
     if is_repo {
@@ -329,14 +328,14 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        state.metrics.repo_bytes.fetch_add(len, Ordering::Relaxed);
-        state.metrics.repo_responses.fetch_add(1, Ordering::Relaxed);
+        metrics.repo_bytes.fetch_add(len, Ordering::Relaxed);
+        metrics.repo_responses.fetch_add(1, Ordering::Relaxed);
     }
     let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     match route {
-        Some(r) => state.metrics.observe(r, method, resp.status().as_u16(), ns),
+        Some(r) => metrics.observe(r, method, resp.status().as_u16(), ns),
         None => {
-            state.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
     resp

@@ -4,45 +4,20 @@
 //! first, metadata exactly as signed and `timestamp.json` last, so what `/repo/upstream/`
 //! serves is always a consistent, verified copy; a failed run leaves it unchanged.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use cascade_repo::mirror::{mirror, MirrorReport};
-use cascade_repo::{RepoClient, RepoSource, TransportLimits};
-use serde::Serialize;
+use cascade_proto::{MirrorOutcome, MirrorReport, MirrorStatus};
+use cascade_repo::mirror::mirror;
+use cascade_repo::{RepoClient, RepoSource};
 
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::store;
+use crate::metrics::Metrics;
+use crate::settings::Clock;
+pub use crate::settings::MirrorSettings;
+use crate::store::{Store, StoreError};
 
-/// How the server mirrors its upstream.
-#[derive(Debug, Clone)]
-pub struct MirrorSettings {
-    /// The upstream's `root.json`, trusted out of band (the anchor of verification).
-    pub trusted_root: PathBuf,
-    /// Mirror this often; `None` mirrors only on demand.
-    pub interval: Option<Duration>,
-    /// Transport limits for the upstream.
-    pub limits: TransportLimits,
-}
-
-/// The last mirror run, as `GET /api/repo/mirror` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MirrorStatus {
-    /// Unix seconds when it finished.
-    pub finished_at: i64,
-    /// The upstream URL used.
-    pub upstream: String,
-    /// `ok` or `failed`.
-    pub outcome: &'static str,
-    /// What was fetched (on success).
-    pub report: Option<MirrorReport>,
-    /// Stable code and message (on failure).
-    pub error: Option<(String, String)>,
-}
-
-/// Mirror state kept in [`AppState`].
+/// Mirror state kept in the server state.
 #[derive(Debug, Default)]
 pub struct Mirror {
     /// Configuration; `None` when no upstream root was given.
@@ -53,31 +28,80 @@ pub struct Mirror {
     pub last: Mutex<Option<MirrorStatus>>,
 }
 
+/// What one mirror run uses.
+pub struct Job<'a> {
+    /// Configuration, the run lock and the last result.
+    pub mirror: &'a Mirror,
+    /// Where the policy (its `activeupdate_url`) is read.
+    pub store: &'a Store,
+    /// Stamps the result.
+    pub clock: &'a dyn Clock,
+    /// Counts runs.
+    pub metrics: &'a Metrics,
+    /// Holds the mirror's trust state (`mirror-state/`).
+    pub data_dir: &'a Path,
+    /// The repository directory (the copy lands in `upstream/`).
+    pub repo_dir: &'a Path,
+}
+
+/// Why a mirror run could not start. (An upstream that fails is not an error of the run:
+/// it is the run's result, [`MirrorOutcome::Failed`].)
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The server was started without an upstream root to verify against.
+    #[error("mirroring is off: start the server with --upstream-root ROOT.json")]
+    NotConfigured,
+    /// The policy has no `activeupdate_url`.
+    #[error("activeupdate_url: the policy names no upstream to mirror")]
+    NoUpstream,
+    /// The trusted root file could not be read.
+    #[error("{path}: {source}")]
+    TrustedRoot {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The policy could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<MirrorError> for ApiError {
+    fn from(e: MirrorError) -> Self {
+        match e {
+            MirrorError::NotConfigured => {
+                ApiError::bad("mirror.not_configured", "upstream_root", e.to_string())
+            }
+            MirrorError::NoUpstream => {
+                ApiError::bad("mirror.no_upstream", "activeupdate_url", e.to_string())
+            }
+            MirrorError::TrustedRoot { .. } => ApiError::Internal(e.to_string()),
+            MirrorError::Store(s) => s.into(),
+        }
+    }
+}
+
 /// Mirrors once now.
 ///
 /// # Errors
-/// 400 when mirroring is not configured or the policy has no `activeupdate_url`; 502 with the
-/// upstream's failure reason (the served copy is unchanged).
-pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
+/// [`MirrorError`] when the run cannot start; an upstream failure is the result's
+/// `outcome` (the served copy is unchanged then).
+pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
     let Some(cfg) = st.mirror.settings.clone() else {
-        return Err(ApiError::bad(
-            "mirror.not_configured",
-            "upstream_root",
-            "mirroring is off: start the server with --upstream-root ROOT.json",
-        ));
+        return Err(MirrorError::NotConfigured);
     };
-    let policy = store::current(st).await?.policy;
+    let policy = st.store.current().await?.policy;
     let Some(url) = policy.activeupdate_url else {
-        return Err(ApiError::bad(
-            "mirror.no_upstream",
-            "activeupdate_url",
-            "activeupdate_url: the policy names no upstream to mirror",
-        ));
+        return Err(MirrorError::NoUpstream);
     };
     let _one = st.mirror.running.lock().await;
     let root = tokio::fs::read(&cfg.trusted_root)
         .await
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", cfg.trusted_root.display())))?;
+        .map_err(|e| MirrorError::TrustedRoot {
+            path: cfg.trusted_root.display().to_string(),
+            source: e,
+        })?;
     let datastore = st.data_dir.join("mirror-state");
     let dest = st.repo_dir.join("upstream");
     let result = match RepoClient::new(root, &datastore, cfg.limits) {
@@ -90,8 +114,13 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
             MirrorStatus {
                 finished_at: st.clock.now(),
                 upstream: url.to_string(),
-                outcome: "ok",
-                report: Some(report),
+                outcome: MirrorOutcome::Ok,
+                report: Some(MirrorReport {
+                    fetched: report.fetched,
+                    present: report.present,
+                    bytes: report.bytes,
+                    snapshot_version: report.snapshot_version,
+                }),
                 error: None,
             }
         }
@@ -100,32 +129,15 @@ pub async fn run_once(st: &AppState) -> Result<MirrorStatus, ApiError> {
             MirrorStatus {
                 finished_at: st.clock.now(),
                 upstream: url.to_string(),
-                outcome: "failed",
+                outcome: MirrorOutcome::Failed,
                 report: None,
                 error: Some((e.code().to_owned(), e.to_string())),
             }
         }
     };
-    st.metrics.mirrored(status.outcome == "ok");
+    st.metrics.mirrored(status.outcome == MirrorOutcome::Ok);
     if let Ok(mut last) = st.mirror.last.lock() {
         *last = Some(status.clone());
     }
     Ok(status)
-}
-
-/// Mirrors every `interval` until the server shuts down.
-pub async fn schedule(st: AppState) {
-    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
-        return;
-    };
-    let mut stop = st.shutdown.subscribe();
-    loop {
-        if let Err(e) = run_once(&st).await {
-            tracing::warn!(error = %e, "scheduled mirror skipped");
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }

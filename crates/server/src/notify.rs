@@ -12,27 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_core::Category;
-use serde::Serialize;
-use sqlx::Row;
-use tokio::sync::broadcast;
+use cascade_proto::Stage;
+pub use cascade_proto::{FanOut, Notice, Role};
+use tokio::sync::{broadcast, watch};
 
-use crate::error::ApiError;
-use crate::state::AppState;
-
-/// One notification as sent on the event stream (`event: notify`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Notice {
-    /// Notification id (increasing).
-    pub id: i64,
-    /// What to update; every category when the admin did not narrow it.
-    pub categories: Vec<Category>,
-    /// `agents` or `clients`: which stage of the fan-out this is.
-    pub stage: &'static str,
-    /// Start within a random delay in `[0, jitter_ms)`.
-    pub jitter_ms: u64,
-    /// Unix seconds when the admin asked.
-    pub issued_at: i64,
-}
+use crate::store::{Store, StoreError};
 
 /// A notice as the streams receive it: rendered to JSON once, shared by every stream (a
 /// fan-out to 10,000 streams would otherwise clone and serialize it 10,000 times).
@@ -54,25 +38,6 @@ impl Rendered {
     }
 }
 
-/// Who listens on a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A registered update agent.
-    Agent,
-    /// An ordinary client.
-    Client,
-}
-
-impl Role {
-    /// `agent` or `client`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Client => "client",
-        }
-    }
-}
-
 /// The two channels.
 #[derive(Debug)]
 pub struct Notifier {
@@ -90,19 +55,6 @@ pub struct Notifier {
 struct Seen {
     polled: i64,
     local: BTreeSet<i64>,
-}
-
-/// What a notify reached at once.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct FanOut {
-    /// Connected agents notified now.
-    pub agents: usize,
-    /// Connected clients, notified after the head start.
-    pub clients: usize,
-    /// The jitter hint given to clients.
-    pub jitter_ms: u64,
-    /// Delay before clients are told.
-    pub clients_after_ms: u64,
 }
 
 impl Notifier {
@@ -155,14 +107,14 @@ impl Notifier {
         let notice = Notice {
             id,
             categories,
-            stage: "agents",
+            stage: Stage::Agents,
             jitter_ms: 0,
             issued_at,
         };
         // A send with no receiver is not an error worth reporting.
         let _ = self.agents.send(Rendered::of(&notice));
         let to_clients = Rendered::of(&Notice {
-            stage: "clients",
+            stage: Stage::Clients,
             jitter_ms,
             ..notice
         });
@@ -184,83 +136,63 @@ impl Notifier {
     }
 }
 
-/// Records notify `id` (by `actor`) and sends it to this replica's streams.
+/// Records a notify (by `actor`, at `now`) and sends it to this replica's streams; returns
+/// its id and whom it reached.
 ///
 /// # Errors
 /// Database errors; nothing is sent then.
 pub async fn issue(
-    st: &AppState,
+    notifier: &Notifier,
+    store: &Store,
     actor: &str,
     categories: Vec<Category>,
-) -> Result<(i64, FanOut), ApiError> {
-    let now = st.clock.now();
-    let mut seen = st.notifier.seen.lock().await;
-    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
-        .fetch_one(&st.db.pool)
+    now: i64,
+) -> Result<(i64, FanOut), StoreError> {
+    let mut seen = notifier.seen.lock().await;
+    let count = |role| i64::try_from(notifier.connected(role)).unwrap_or(0);
+    let id = store
+        .record_notice(
+            actor,
+            &categories,
+            now,
+            (count(Role::Agent), count(Role::Client)),
+        )
         .await?;
-    let id: i64 = row.try_get::<i64, _>("n")? + 1;
-    let count = |role| i64::try_from(st.notifier.connected(role)).unwrap_or(0);
-    let cats = serde_json::to_string(&categories).map_err(|e| ApiError::Internal(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(actor)
-    .bind(cats)
-    .bind(count(Role::Agent))
-    .bind(count(Role::Client))
-    .execute(&st.db.pool)
-    .await?;
     seen.local.insert(id);
-    Ok((id, st.notifier.send(id, categories, now)))
+    Ok((id, notifier.send(id, categories, now)))
 }
 
 /// Starts following the table from its current end (nothing old is replayed).
 ///
 /// # Errors
 /// Database errors.
-pub async fn start_following(st: &AppState) -> Result<(), ApiError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
-        .fetch_one(&st.db.pool)
-        .await?;
-    st.notifier.seen.lock().await.polled = row.try_get("n")?;
+pub async fn start_following(notifier: &Notifier, store: &Store) -> Result<(), StoreError> {
+    notifier.seen.lock().await.polled = store.last_notice().await?;
     Ok(())
 }
 
-/// Sends notifications that other replicas recorded, every `poll`, until shutdown.
-pub async fn follow(st: AppState) {
-    let mut stop = st.shutdown.subscribe();
+/// Sends notifications that other replicas recorded, every `poll`, until `stop` turns true.
+pub async fn follow(notifier: Arc<Notifier>, store: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(st.notifier.poll) => {}
+            () = tokio::time::sleep(notifier.poll) => {}
         }
-        if let Err(e) = follow_once(&st).await {
+        if let Err(e) = follow_once(&notifier, &store).await {
             tracing::warn!(error = %e, "reading notifications from other replicas failed");
         }
     }
 }
 
-async fn follow_once(st: &AppState) -> Result<(), ApiError> {
-    let mut seen = st.notifier.seen.lock().await;
-    let rows = sqlx::query(
-        "SELECT id, issued_at, categories FROM notifications WHERE id > $1 ORDER BY id",
-    )
-    .bind(seen.polled)
-    .fetch_all(&st.db.pool)
-    .await?;
-    for r in rows {
-        let id: i64 = r.try_get("id")?;
+async fn follow_once(notifier: &Notifier, store: &Store) -> Result<(), StoreError> {
+    let mut seen = notifier.seen.lock().await;
+    for n in store.notices_after(seen.polled).await? {
+        let id = n.id;
         seen.polled = seen.polled.max(id);
         if seen.local.remove(&id) {
             continue;
         }
-        let issued_at: i64 = r.try_get("issued_at")?;
-        let text: String = r.try_get("categories")?;
-        let categories: Vec<Category> = serde_json::from_str(&text).unwrap_or_default();
-        let fan = st.notifier.send(id, categories, issued_at);
+        let fan = notifier.send(id, n.categories, n.issued_at);
         tracing::info!(
             id,
             agents = fan.agents,

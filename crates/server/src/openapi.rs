@@ -1,117 +1,157 @@
-//! The OpenAPI 3.1 document served at `/api/openapi.json`. Hand-written from one table of
-//! operations that mirrors `routes::router`; request and response bodies are described in
-//! words (with the shared error schema) rather than full JSON schemas.
+//! The OpenAPI 3.1 document served at `/api/openapi.json`, generated with `utoipa` from the
+//! `cascade-proto` types and each handler's `#[utoipa::path]`: [`base`] holds what is not
+//! per route (security schemes, the repository path, the event-stream payloads), the routes
+//! add their operations as they are registered (`routes::api`), and the error sets below
+//! are the 4xx/5xx answers operations list.
 
-use serde_json::{json, Map, Value};
+use std::sync::LazyLock;
 
-/// Who may call an operation.
-#[derive(Clone, Copy)]
-enum Auth {
-    None,
-    Admin,
-    Enroll,
-    Client,
-}
+use cascade_proto::{ErrorBody, Hello, Notice, StreamEvent};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{IntoResponses, Modify, OpenApi};
 
-/// (method, path, auth, summary)
-const OPERATIONS: &[(&str, &str, Auth, &str)] = &[
-    ("get", "/healthz", Auth::None, "Liveness: 200 with the policy revision when the database answers"),
-    ("get", "/metrics", Auth::None, "Prometheus text metrics"),
-    ("get", "/api/openapi.json", Auth::None, "This document"),
-    ("get", "/api/policy", Auth::Admin, "The whole policy: {revision, policy}; ETag is the revision"),
-    ("put", "/api/policy", Auth::Admin, "Replace the whole policy (body: policy document); If-Match: revision"),
-    ("get", "/api/policy/settings", Auth::Admin, "Mode, activeupdate_url, activeupdate_fallback, fallback options, default privileges, agents_source"),
-    ("patch", "/api/policy/settings", Auth::Admin, "Change any of the settings (absent = unchanged, activeupdate_url null clears)"),
-    ("get", "/api/policy/domains", Auth::Admin, "Default privileges and per-domain overrides with effective values"),
-    ("put", "/api/policy/domains/{name}", Auth::Admin, "Set a domain's privilege overrides {download_from_activeupdate: bool|null}"),
-    ("delete", "/api/policy/domains/{name}", Auth::Admin, "Remove a domain"),
-    ("get", "/api/agents", Auth::Admin, "Registered update agents, their capabilities and enrolled clients"),
-    ("post", "/api/agents", Auth::Admin, "Register an update agent {address, capabilities}"),
-    ("delete", "/api/agents/{address}", Auth::Admin, "Unregister an agent (refused while a source entry uses it)"),
-    ("get", "/api/sources", Auth::Admin, "The customized source list in order"),
-    ("post", "/api/sources", Auth::Admin, "Append an entry {range, agent|url}; returns its id"),
-    ("post", "/api/sources/delete", Auth::Admin, "Delete a set of entries {ids} (all or nothing)"),
-    ("put", "/api/sources/{id}", Auth::Admin, "Edit an entry {range, agent|url} in place"),
-    ("post", "/api/sources/{id}/move", Auth::Admin, "Move an entry one place {direction: up|down}"),
-    ("get", "/api/resolve", Auth::Admin, "What-if: plans for ?ip=&category=&domain= or ?agent=IP:PORT"),
-    ("get", "/api/repo/mirror", Auth::Admin, "Whether mirroring is configured and the last run's result"),
-    ("post", "/api/repo/mirror", Auth::Admin, "Mirror the upstream (activeupdate_url) into /repo/upstream/ now; 502 with the reason on failure"),
-    ("post", "/api/notify", Auth::Admin, "Notify All Clients {categories?}: agents first, then clients with a jitter hint"),
-    ("get", "/api/clients", Auth::Admin, "Enrolled clients with state; ?stale[=SECONDS] keeps only stale/never-seen ones"),
-    ("get", "/api/clients/{id}", Auth::Admin, "One client with its last update report"),
-    ("delete", "/api/clients/{id}", Auth::Admin, "Forget a client; its credential stops working at once"),
-    ("get", "/api/enrollment-token", Auth::Admin, "Metadata of the current enrollment token"),
-    ("post", "/api/enrollment-token/rotate", Auth::Admin, "Revoke the enrollment token and return a new one (shown once)"),
-    ("post", "/api/client/enroll", Auth::Enroll, "Enroll {name, domain?, agent_address?}: returns {client_id, credential}"),
-    ("get", "/api/client/policy", Auth::Client, "The policy document and revision for local resolution; If-None-Match gives 304"),
-    ("get", "/api/client/status", Auth::Client, "The caller's own record"),
-    ("post", "/api/client/checkin", Auth::Client, "Report {ip, installed, last_update: {outcome, attempts[{step, source, outcome, reason}]}}"),
-    ("get", "/api/client/events", Auth::Client, "Server-sent events: hello, then notify {id, categories, stage, jitter_ms}"),
-    ("get", "/repo/{path}", Auth::None, "Repository files with Range, ETag/If-None-Match, Content-Length"),
-];
+/// The parts of the document that are not one JSON route.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cascade server", description = "Admin and client API of the cascade server"),
+    paths(crate::repo::serve),
+    components(schemas(ErrorBody, StreamEvent, Hello, Notice)),
+    modifiers(&Security)
+)]
+struct Base;
 
-/// The document.
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (method, path, auth, summary) in OPERATIONS {
-        let mut op = json!({
-            "summary": summary,
-            "responses": {
-                "200": {"description": "success"},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        let scheme = match auth {
-            Auth::None => None,
-            Auth::Admin => Some("admin"),
-            Auth::Enroll => Some("enrollment"),
-            Auth::Client => Some("client"),
-        };
-        if let Some(s) = scheme {
-            op["security"] = json!([{ s: [] }]);
-        }
-        if path.contains('{') {
-            let params: Vec<Value> = path
-                .split('/')
-                .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-                .collect();
-            op["parameters"] = Value::Array(params);
-        }
-        if let Some(entry) = paths
-            .entry((*path).to_owned())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
-            entry.insert((*method).to_owned(), op);
+/// The three bearer credentials: admin token, enrollment token, client credential.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, what) in [
+            ("admin", "admin token cascade_adm_…"),
+            ("enrollment", "enrollment token cascade_enr_…"),
+            ("client", "client credential cascade_cli_…"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(what))
+                        .build(),
+                ),
+            );
         }
     }
-    let bearer = |what: &str| json!({"type": "http", "scheme": "bearer", "description": what});
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "cascade server", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "admin": bearer("admin token cascade_adm_…"),
-                "enrollment": bearer("enrollment token cascade_enr_…"),
-                "client": bearer("client credential cascade_cli_…"),
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "object", "properties": {
-                        "code": {"type": "string"},
-                        "field": {"type": ["string", "null"]},
-                        "message": {"type": "string"}
-                    }}}
+}
+
+/// The document before the routes add their operations.
+pub fn base() -> Document {
+    Base::openapi()
+}
+
+static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
+    let (_, doc) = crate::routes::api().split_for_parts();
+    serde_json::to_value(doc).unwrap_or_default()
+});
+
+/// The whole document, as served.
+pub fn document() -> serde_json::Value {
+    DOCUMENT.clone()
+}
+
+/// Every `(method, path)` the document lists, methods lowercase (tests compare it with the
+/// router).
+pub fn operations() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(paths) = DOCUMENT["paths"].as_object() {
+        for (path, ops) in paths {
+            for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
+                if matches!(
+                    method.as_str(),
+                    "get" | "put" | "post" | "patch" | "delete" | "head"
+                ) {
+                    out.push((method.clone(), path.clone()));
                 }
             }
         }
-    })
+    }
+    out
 }
 
-/// Every `(method, path)` the document lists (tests compare it with the router).
-pub fn operations() -> impl Iterator<Item = (&'static str, &'static str)> {
-    OPERATIONS.iter().map(|(m, p, _, _)| (*m, *p))
+/// What an authenticated JSON route may answer besides its success (`400` bad request,
+/// `401` no credential, `403` the wrong kind, `500`, `503` storage unavailable).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum Refusals {
+    /// A malformed request: bad JSON, query parameter, path segment or header.
+    #[response(
+        status = 400,
+        description = "Malformed request; `field` names the part at fault"
+    )]
+    BadRequest(ErrorBody),
+    /// No credential, or one that is not valid.
+    #[response(status = 401, description = "No credential, or one that is not valid")]
+    Unauthorized(ErrorBody),
+    /// A valid credential of the wrong kind.
+    #[response(status = 403, description = "A valid credential that may not do this")]
+    Forbidden(ErrorBody),
+    /// The server failed.
+    #[response(status = 500, description = "The server failed (database)")]
+    Internal(ErrorBody),
+    /// The storage cannot take the request now; nothing was changed.
+    #[response(
+        status = 503,
+        description = "`storage.unavailable`: disk full or database unreachable; nothing was changed, retry later"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// What a policy write may answer besides [`Refusals`].
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum PolicyRefusals {
+    /// `If-Match` named a revision that is no longer current.
+    #[response(
+        status = 409,
+        description = "If-Match names a stale revision; `current_revision` is the stored one"
+    )]
+    Stale(ErrorBody),
+    /// The change would make the policy invalid.
+    #[response(
+        status = 422,
+        description = "The policy or the change is invalid; `field` names it (1-based where a person counts)"
+    )]
+    Invalid(ErrorBody),
+}
+
+/// A request whose values are well-formed but refused (an agent address that is not
+/// `IP:PORT`, an agent the policy does not know).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum Unprocessable {
+    /// The value is refused; `field` names it.
+    #[response(status = 422, description = "A value is refused; `field` names it")]
+    Invalid(ErrorBody),
+}
+
+/// Nothing at this id.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum NotFound {
+    /// Nothing at this id.
+    #[response(status = 404, description = "Nothing at this id")]
+    Missing(ErrorBody),
+}
+
+/// The upstream failed while mirroring.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum UpstreamFailed {
+    /// The upstream failed; `reason` is its stable code.
+    #[response(
+        status = 502,
+        description = "The upstream failed; `reason` is its code and the served copy is unchanged"
+    )]
+    Upstream(ErrorBody),
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
 use axum::body::{Body, Bytes};
@@ -30,8 +30,6 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
-
-use crate::state::AppState;
 
 /// The relative file path for a `/repo/…` request path, if it is a plain path.
 fn relative(path: &str) -> Option<PathBuf> {
@@ -272,14 +270,31 @@ fn file_chunks(
     })
 }
 
+/// What `/repo/` serves from: the repository directory and the small-file cache.
+#[derive(Clone)]
+pub struct Served {
+    /// The repository directory.
+    pub dir: PathBuf,
+    /// Small files in memory, checked against the file on every request.
+    pub cache: Arc<Cache>,
+}
+
 /// `GET|HEAD /repo/{*path}`.
-pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
+#[utoipa::path(get, path = "/repo/{path}", tag = "repository",
+    summary = "Repository files (TUF metadata and targets) with Range, ETag/If-None-Match, Content-Length",
+    params(("path" = String, Path, description = "The file's path under the repository directory")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = String),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = String),
+        (status = 304, description = "Unchanged (If-None-Match)"),
+        (status = 404, description = "No such file"),
+        (status = 416, description = "The range is not satisfiable")))]
+pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
     let path = req.uri().path().strip_prefix("/repo").unwrap_or("/");
     let Some(rel) = relative(path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let whole = !req.headers().contains_key(RANGE);
-    let found = look(&st.repo_cache, st.repo_dir.join(rel), whole);
+    let found = look(&st.cache, st.dir.join(rel), whole);
     if let Some(f) = &found {
         let hit = req
             .headers()
@@ -348,7 +363,7 @@ pub async fn serve(State(st): State<AppState>, mut req: Request) -> Response {
         Ok(uri) => *req.uri_mut() = uri,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     }
-    let dir = ServeDir::new(&st.repo_dir).with_buf_chunk_size(STREAM_CHUNK);
+    let dir = ServeDir::new(&st.dir).with_buf_chunk_size(STREAM_CHUNK);
     let mut resp = match dir.oneshot(req).await {
         Ok(r) => r.into_response(),
         Err(never) => match never {},

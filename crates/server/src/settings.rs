@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cascade_repo::TransportLimits;
+
 /// The current time in whole seconds since the Unix epoch.
 pub trait Clock: Send + Sync {
     /// Now, as Unix seconds.
@@ -93,7 +95,7 @@ pub struct Settings {
     /// Told the first-start secrets; the default prints them to stdout.
     pub on_first_start: FirstStartHook,
     /// Mirroring of the upstream; `None` serves `/repo/upstream/` as it is on disk.
-    pub mirror: Option<crate::mirror::MirrorSettings>,
+    pub mirror: Option<MirrorSettings>,
 }
 
 impl Settings {
@@ -144,4 +146,15 @@ fn print_first_start(f: &FirstStart) {
         admin = f.admin_token,
         enroll = f.enrollment_token
     );
+}
+
+/// How the server mirrors its upstream.
+#[derive(Debug, Clone)]
+pub struct MirrorSettings {
+    /// The upstream's `root.json`, trusted out of band (the anchor of verification).
+    pub trusted_root: PathBuf,
+    /// Mirror this often; `None` mirrors only on demand.
+    pub interval: Option<Duration>,
+    /// Transport limits for the upstream.
+    pub limits: TransportLimits,
 }

@@ -1,20 +1,21 @@
 //! The state every handler shares: the database, injected clock and randomness, notify
-//! channels, metrics, the small-file cache of `/repo/`, the policy write lock,
-//! verified-token cache and the shutdown signal.
+//! channels, metrics, the small-file cache of `/repo/`, the verified-token cache and the
+//! shutdown signal. Handlers that need only the store take `State<Store>` ([`FromRef`]).
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use tokio::sync::watch;
 
-use crate::auth::Principal;
+use crate::auth::Verifier;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::settings::{Clock, HashCost, RandomFill};
+use crate::store::Store;
 
 /// Shared, cheap to clone.
 #[derive(Clone)]
@@ -22,8 +23,10 @@ pub struct AppState(Arc<Inner>);
 
 /// What [`AppState`] holds.
 pub struct Inner {
-    /// The database.
+    /// The database (pool and backend).
     pub db: Db,
+    /// Every SQL statement and policy write.
+    pub store: Store,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// The random source.
@@ -39,15 +42,13 @@ pub struct Inner {
     /// Upstream mirroring.
     pub mirror: crate::mirror::Mirror,
     /// Notify fan-out.
-    pub notifier: Notifier,
+    pub notifier: Arc<Notifier>,
     /// Prometheus counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Small repository files in memory (validated against the file on every request).
-    pub repo_cache: crate::repo::Cache,
-    /// Serializes policy writes within this process.
-    pub write_lock: tokio::sync::Mutex<()>,
-    /// Tokens already verified against their argon2 hash, with when (clock seconds).
-    pub auth_cache: Mutex<HashMap<String, (Principal, i64)>>,
+    pub repo_cache: Arc<crate::repo::Cache>,
+    /// Credential checks, with the tokens already verified.
+    pub auth: Verifier,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }
@@ -59,10 +60,51 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// What a mirror run uses, from this state.
+    pub fn mirror_job(&self) -> crate::mirror::Job<'_> {
+        crate::mirror::Job {
+            mirror: &self.mirror,
+            store: &self.store,
+            clock: self.clock.as_ref(),
+            metrics: &self.metrics,
+            data_dir: &self.data_dir,
+            repo_dir: &self.repo_dir,
+        }
+    }
+}
+
 impl Deref for AppState {
     type Target = Inner;
 
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(st: &AppState) -> Store {
+        st.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(st: &AppState) -> Verifier {
+        st.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(st: &AppState) -> Arc<Metrics> {
+        st.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::repo::Served {
+    fn from_ref(st: &AppState) -> crate::repo::Served {
+        crate::repo::Served {
+            dir: st.repo_dir.clone(),
+            cache: st.repo_cache.clone(),
+        }
     }
 }

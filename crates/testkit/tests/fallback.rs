@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cascade_client::proto::ClientsQuery;
 use cascade_core::report::{Outcome, UpdateReport};
 use cascade_core::Category;
 use cascade_testkit::{update_once, AgentHandle, Fleet, StaticServer, Upstream};
@@ -344,16 +345,12 @@ async fn relay_serves_then_falls_back_when_stopped() {
         .map(|a| a.bytes)
         .sum();
     let relay_seen = cascade_testkit::wait_until(Duration::from_secs(10), || async {
-        let agents = w
-            .fleet
-            .admin(reqwest::Method::GET, "api/agents", None)
-            .await
-            .unwrap();
+        let agents = w.fleet.api().agents().await.unwrap();
         // Reports go out while clients download: wait for the one that counts it all.
-        let r = &agents["agents"][0]["relay"];
-        r["clients"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["ip"] == "127.0.1.17" && c["bytes"].as_u64() >= Some(served_bytes))
+        agents.agents[0].relay.as_ref().is_some_and(|r| {
+            r.clients
+                .iter()
+                .any(|c| c.ip == "127.0.1.17" && c.bytes >= served_bytes)
         })
     })
     .await;
@@ -361,14 +358,10 @@ async fn relay_serves_then_falls_back_when_stopped() {
         relay_seen.is_ok(),
         "no relay report with the {served_bytes} bytes 127.0.1.17 received reached the server"
     );
-    let agents = w
-        .fleet
-        .admin(reqwest::Method::GET, "api/agents", None)
-        .await
-        .unwrap();
-    let report = &agents["agents"][0]["relay"];
-    assert!(report["client_count"].as_u64().unwrap() >= 1, "{report}");
-    assert!(report["upstream_fetches"].as_u64().unwrap() > 0, "{report}");
+    let agents = w.fleet.api().agents().await.unwrap();
+    let report = agents.agents[0].relay.as_ref().unwrap();
+    assert!(report.client_count >= 1, "{report:?}");
+    assert!(report.upstream_fetches > 0, "{report:?}");
     relay.stop().await.unwrap();
     release_v2(&w, &w.b).await;
     let r = client(&w, "c8", "127.0.1.17").await;
@@ -381,8 +374,10 @@ async fn relay_serves_then_falls_back_when_stopped() {
     );
     let clients = w
         .fleet
-        .admin(reqwest::Method::GET, "api/clients", None)
+        .api()
+        .clients(&ClientsQuery::default())
         .await
         .unwrap();
-    assert!(clients.to_string().contains("127.0.1.17"), "{clients}");
+    let text = serde_json::to_string(&clients).unwrap();
+    assert!(text.contains("127.0.1.17"), "{text}");
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cascade_agent::daemon::AgentConfig;
-use cascade_core::report::Outcome;
+use cascade_core::report::{Outcome, RelayReport};
 use cascade_core::Category;
 use cascade_testkit::{
     pseudo_random, update_once, wait_until, AgentHandle, CountingProxy, Fleet, Upstream,
@@ -31,11 +31,13 @@ fn staged(dir: &Path) -> bool {
 }
 
 /// The relay's `/relay/stats` counters.
-async fn relay_stats(http: &reqwest::Client, relay: SocketAddr) -> serde_json::Value {
-    let Ok(resp) = http.get(format!("http://{relay}/relay/stats")).send().await else {
-        return serde_json::Value::Null;
-    };
-    resp.json().await.unwrap_or_default()
+async fn relay_stats(http: &reqwest::Client, relay: SocketAddr) -> Option<RelayReport> {
+    let resp = http
+        .get(format!("http://{relay}/relay/stats"))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
 }
 
 /// One office: an upstream with version 1 of `components/patterns`, the server mirroring it,
@@ -204,14 +206,14 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     // request for 300 ms: all of them are then waiting on it.
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    let (mut seen, mut since) = (serde_json::Value::Null, tokio::time::Instant::now());
+    let (mut seen, mut since) = (None, tokio::time::Instant::now());
     loop {
         assert!(
             tokio::time::Instant::now() < deadline,
             "clients inside their install: {} of {CLIENTS}",
             dirs.iter().filter(|d| staged(d)).count()
         );
-        let now = relay_stats(&http, relay_addr).await["requests"].clone();
+        let now = relay_stats(&http, relay_addr).await.map(|r| r.requests);
         if now != seen {
             (seen, since) = (now, tokio::time::Instant::now());
         } else if since.elapsed() >= Duration::from_millis(300) && dirs.iter().all(|d| staged(d)) {
@@ -241,7 +243,7 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     assert_eq!(held, 1, "relay fetches of the blob waiting at the server");
     assert_eq!(o.proxy.hits(&blob), 1, "relay fetches of {blob}");
     let stats = relay_stats(&http, relay_addr).await;
-    assert_eq!(stats["refused"], 0, "{stats}");
+    assert_eq!(stats.as_ref().map(|r| r.refused), Some(0), "{stats:?}");
     relay.stop().await.unwrap();
 }
 

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use cascade_client::proto::{EnrollRequest, NotifyRequest};
+use cascade_client::Client;
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -264,28 +266,15 @@ fn per_stream(r: &Report) -> f64 {
         / r.streams_held.max(1) as f64
 }
 
-#[derive(Debug, Deserialize)]
-struct Enrolled {
-    credential: String,
-}
-
 /// Enrolls `args.clients` clients, `args.concurrency` at a time; their credentials.
-async fn enroll(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    args: &Args,
-) -> Result<Vec<String>> {
+async fn enroll(api: &Client, token: &str, args: &Args) -> Result<Vec<String>> {
     futures::stream::iter(0..args.clients)
         .map(|i| async move {
-            let r = http
-                .post(format!("{base}/api/client/enroll"))
-                .bearer_auth(token)
-                .json(&serde_json::json!({"name": format!("sse-{i}")}))
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok::<_, anyhow::Error>(r.json::<Enrolled>().await?.credential)
+            let body = EnrollRequest {
+                name: format!("sse-{i}"),
+                ..EnrollRequest::default()
+            };
+            Ok::<_, anyhow::Error>(api.enroll(token, &body).await?.credential)
         })
         .buffer_unordered(args.concurrency)
         .collect::<Vec<_>>()
@@ -335,7 +324,8 @@ async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
     let rss_idle = status_kib(pid, "VmRSS:");
 
     let t = Instant::now();
-    let credentials = enroll(&http, &base, &started.enroll, args)
+    let api = Client::with_http(url::Url::parse(&started.url).context("server URL")?, http);
+    let credentials = enroll(&api, &started.enroll, args)
         .await
         .context("enrolling")?;
     let enroll_seconds = t.elapsed().as_secs_f64();
@@ -382,11 +372,9 @@ async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
 
     let cpu_before = cpu_ms(pid);
     let sent = Instant::now();
-    http.post(format!("{base}/api/notify"))
-        .bearer_auth(&started.admin)
-        .send()
-        .await?
-        .error_for_status()
+    api.admin(started.admin.as_str())
+        .notify(&NotifyRequest::default())
+        .await
         .context("POST /api/notify")?;
     let notify_request_ms = ms(sent.elapsed());
     let mut got = arrivals(&mut streams, sent, args).await;

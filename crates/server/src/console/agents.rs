@@ -6,22 +6,20 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use cascade_core::doc::parse_agent_address;
 use cascade_core::report::{Outcome, RelayReport};
-use cascade_core::{AgentDoc, Category};
+use cascade_core::{Agent, AgentDoc, Category};
 
 use super::clients::{load, ClientRow};
 use super::form::{self, FieldErrors};
 use super::session::{see_other, Session};
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiJson};
-use crate::routes::policy;
+use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store;
 
 /// One agent.
 #[derive(Debug, Clone)]
@@ -156,7 +154,7 @@ async fn render(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
-    let cur = store::current(st).await?;
+    let cur = st.store.current().await?;
     let clients = load(st).await?;
     let agents = cur
         .policy
@@ -209,24 +207,21 @@ pub async fn add(
         capabilities: capabilities.clone(),
     };
     let result = async {
-        let headers = form::if_match(&f)?;
-        form::call(policy::add_agent(
-            Admin(session.actor.clone()),
-            State(st.clone()),
-            headers,
-            ApiJson(doc),
-        ))
-        .await
+        let expected = form::expected(&f)?;
+        let address = parse_agent_address("address", &doc.address)?;
+        let agent = Agent {
+            address,
+            capabilities: doc.capabilities.iter().copied().collect(),
+        };
+        let stored = st.store.add_agent(expected, &session.actor, agent).await?;
+        Ok::<_, ApiError>((address, stored.revision))
     }
     .await;
     match result {
-        Ok(v) => {
+        Ok((address, revision)) => {
             session.flash(
                 "ok",
-                format!(
-                    "Registered update agent {} (policy revision {}).",
-                    v["agent"]["address"], v["revision"]
-                ),
+                format!("Registered update agent {address} (policy revision {revision})."),
             );
             Ok(see_other("/agents"))
         }
@@ -256,22 +251,20 @@ pub async fn remove(
     let f = session.form(&body)?;
     let address = f.get("address").to_owned();
     let done: Result<_, ApiError> = async {
-        let headers = form::if_match(&f)?;
-        form::call(policy::remove_agent(
-            Admin(session.actor.clone()),
-            State(st.clone()),
-            Path(address.clone()),
-            headers,
-        ))
-        .await
+        let expected = form::expected(&f)?;
+        let addr = parse_agent_address("address", &address)?;
+        Ok(st
+            .store
+            .remove_agent(expected, &session.actor, addr)
+            .await?)
     }
     .await;
     match done {
-        Ok(v) => session.flash(
+        Ok(stored) => session.flash(
             "ok",
             format!(
                 "Removed update agent {address} (policy revision {}).",
-                v["revision"]
+                stored.revision
             ),
         ),
         Err(e) if form::is_refusal(&e) => session.flash("error", form::refusal(&e)),

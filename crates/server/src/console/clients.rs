@@ -9,16 +9,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::report::{Outcome, RelayReport, UpdateReport};
 use cascade_core::Category;
-use serde_json::Value;
+use cascade_proto::ClientView;
 
 use super::form::Form;
 use super::session::Session;
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
 use crate::error::ApiError;
-use crate::routes::admin::{client_view, CLIENT_COLUMNS};
+use crate::routes::admin::{client_view, stale_secs};
 use crate::state::AppState;
-use crate::store;
 
 /// A client as the console shows it.
 #[derive(Debug, Clone)]
@@ -46,35 +45,26 @@ pub struct ClientRow {
 }
 
 impl ClientRow {
-    fn from_view(v: &Value) -> ClientRow {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        let ip = v["reported_ip"]
-            .as_str()
-            .or_else(|| v["peer_ip"].as_str())
-            .unwrap_or_default()
-            .to_owned();
+    fn from_view(v: ClientView) -> ClientRow {
+        let ip = v.reported_ip.or(v.peer_ip).unwrap_or_default();
         ClientRow {
-            id: s("id"),
-            name: s("name"),
-            domain: s("domain"),
-            ip,
             versions: Category::ALL
                 .iter()
-                .map(|c| {
-                    v["installed"][c.as_str()]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned()
-                })
+                .map(|c| v.installed.get(c).cloned().unwrap_or_default())
                 .collect(),
-            last_seen: v["last_seen"].as_i64(),
-            state: s("state"),
-            agent: v["is_agent"]
-                .as_bool()
-                .unwrap_or(false)
-                .then(|| s("agent_address")),
-            report: serde_json::from_value(v["last_update"].clone()).ok(),
-            relay: serde_json::from_value(v["relay"].clone()).ok(),
+            id: v.id,
+            name: v.name,
+            domain: v.domain.unwrap_or_default(),
+            ip,
+            last_seen: v.last_seen,
+            state: v.state.as_str().to_owned(),
+            agent: if v.is_agent {
+                Some(v.agent_address.unwrap_or_default())
+            } else {
+                None
+            },
+            report: v.last_update,
+            relay: v.relay,
         }
     }
 
@@ -111,19 +101,15 @@ impl ClientRow {
 /// # Errors
 /// Database errors.
 pub async fn load(st: &AppState) -> Result<Vec<ClientRow>, ApiError> {
-    let cur = store::current(st).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, id"
-    ))
-    .fetch_all(&st.db.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let v = client_view(st, &cur.policy, r, true)?;
-            let v = serde_json::to_value(&v).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(ClientRow::from_view(&v))
-        })
-        .collect()
+    let cur = st.store.current().await?;
+    let now = st.clock.now();
+    Ok(st
+        .store
+        .clients()
+        .await?
+        .into_iter()
+        .map(|r| ClientRow::from_view(client_view(r, &cur.policy, now, stale_secs(st), true)))
+        .collect())
 }
 
 /// `GET /clients`.

@@ -9,17 +9,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::{EntryDoc, Policy};
-use serde_json::json;
+use cascade_proto::SourceBody;
 
 use super::form::{self, FieldErrors, Form};
 use super::session::{see_other, Session};
 use super::view::{html, Chrome};
 use super::ConsoleError;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiJson};
+use crate::error::ApiError;
 use crate::routes::sources as api;
 use crate::state::AppState;
-use crate::store;
 
 /// The Add / Edit page of one entry.
 #[derive(Template)]
@@ -75,7 +73,7 @@ pub async fn add_page(
     session: Session,
     State(st): State<AppState>,
 ) -> Result<Response, ConsoleError> {
-    let cur = store::current(&st).await?;
+    let cur = st.store.current().await?;
     let doc = EntryDoc {
         id: None,
         range: String::new(),
@@ -99,7 +97,7 @@ pub async fn edit_page(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let cur = store::current(&st).await?;
+    let cur = st.store.current().await?;
     let entry = id
         .parse::<u32>()
         .ok()
@@ -144,46 +142,45 @@ async fn save_entry(
 ) -> Result<Response, ConsoleError> {
     let f = session.form(body)?;
     let doc = typed_entry(&f);
-    let mut json = json!({ "range": doc.range });
-    if let Some(a) = &doc.agent {
-        json["agent"] = json!(a);
-    }
-    if let Some(u) = &doc.url {
-        json["url"] = json!(u);
-    }
+    let body = SourceBody {
+        range: doc.range,
+        agent: doc.agent,
+        url: doc.url,
+    };
     let result = async {
-        let headers = form::if_match(&f)?;
-        let body = form::body(json)?;
-        let admin = Admin(session.actor.clone());
+        let expected = form::expected(&f)?;
+        let (range, source) = api::parse_entry(body)?;
         match &id {
-            None => form::call(api::add(admin, State(st.clone()), headers, ApiJson(body))).await,
-            Some(id) => {
-                form::call(api::edit(
-                    admin,
-                    State(st.clone()),
-                    Path(id.clone()),
-                    headers,
-                    ApiJson(body),
-                ))
-                .await
+            None => {
+                let (stored, new_id) = st
+                    .store
+                    .add_source(expected, &session.actor, range, source)
+                    .await?;
+                Ok::<_, ApiError>((stored.revision, new_id))
+            }
+            Some(text) => {
+                let n = api::entry_id(text)?;
+                let stored = st
+                    .store
+                    .edit_source(expected, &session.actor, n, range, source)
+                    .await?;
+                Ok((stored.revision, Some(n)))
             }
         }
     }
     .await;
     match result {
-        Ok(v) => {
+        Ok((revision, n)) => {
             let verb = if id.is_some() { "Saved" } else { "Added" };
+            let n = n.map_or_else(|| "null".to_owned(), |n| n.to_string());
             session.flash(
                 "ok",
-                format!(
-                    "{verb} entry {} (policy revision {}).",
-                    v["id"], v["revision"]
-                ),
+                format!("{verb} entry {n} (policy revision {revision})."),
             );
             Ok(see_other("/sources"))
         }
         Err(e) if form::is_refusal(&e) => {
-            let cur = store::current(&st).await?;
+            let cur = st.store.current().await?;
             let fields = ["range", "agent", "url", "agent|url", "form"];
             let errors = FieldErrors::from_api(&e, &fields);
             // Keep what was typed, including the field of the kind not chosen.

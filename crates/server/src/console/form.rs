@@ -1,13 +1,9 @@
-//! Form bodies (`application/x-www-form-urlencoded`, parsed with `url`'s decoder) and the
-//! bridge to the admin API: call an API handler with the form's revision as `If-Match` and
-//! read its JSON answer, so console writes take exactly the API's code path.
+//! Form bodies (`application/x-www-form-urlencoded`, parsed with `url`'s decoder), the
+//! revision a form was rendered at, and how a refusal is shown beside its field. Console
+//! writes call the same `Store` methods as the admin API, with the same typed bodies.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
-use axum::http::header::IF_MATCH;
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -99,11 +95,12 @@ pub fn is_refusal(err: &ApiError) -> bool {
     err.status().is_client_error()
 }
 
-/// `If-Match: "REV"` from the form's hidden `revision` field.
+/// The policy revision the form was rendered at (its hidden `revision` field): the
+/// expected revision of the write it asks for.
 ///
 /// # Errors
 /// 400 when the form carries no revision number.
-pub fn if_match(form: &Form) -> Result<HeaderMap, ApiError> {
+pub fn expected(form: &Form) -> Result<Option<i64>, ApiError> {
     let text = form.get("revision");
     let rev: i64 = text.parse().map_err(|_| {
         ApiError::bad(
@@ -112,11 +109,7 @@ pub fn if_match(form: &Form) -> Result<HeaderMap, ApiError> {
             format!("revision: `{text}` is not a policy revision; reload the page"),
         )
     })?;
-    let mut h = HeaderMap::new();
-    let v = HeaderValue::from_str(&format!("\"{rev}\""))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    h.insert(IF_MATCH, v);
-    Ok(h)
+    Ok(Some(rev))
 }
 
 /// An API request body built from JSON (the API's own body types, private fields and all).
@@ -125,19 +118,4 @@ pub fn if_match(form: &Form) -> Result<HeaderMap, ApiError> {
 /// 400 when the JSON does not fit the body type.
 pub fn body<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::bad("request.json", "body", e.to_string()))
-}
-
-/// Awaits an API handler and reads its JSON answer.
-///
-/// # Errors
-/// The handler's error, or an internal error when the body is not JSON.
-pub async fn call(
-    handler: impl Future<Output = Result<Response, ApiError>>,
-) -> Result<Value, ApiError> {
-    let resp = handler.await?;
-    let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the API answer: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::Internal(format!("the API answer is not JSON: {e}")))
 }

@@ -100,6 +100,12 @@ pub enum ConsoleError {
     Csrf,
 }
 
+impl From<crate::store::StoreError> for ConsoleError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ConsoleError::Api(e.into())
+    }
+}
+
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let status = match &self {

@@ -205,7 +205,7 @@ pub async fn login(
         .body(())
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .into_parts();
-    let admin = match auth::authenticate(&st, &parts).await {
+    let admin = match auth::authenticate(&st.auth, &parts).await {
         Ok(Principal::Admin(id)) => id,
         Ok(_) => {
             return login_form(

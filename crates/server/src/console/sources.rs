@@ -5,23 +5,24 @@
 //! Delete for the checked rows and Notify All Clients. Each write calls the admin API's
 //! handler with the revision the page was rendered at.
 
+use std::collections::BTreeSet;
+
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cascade_core::{EntryDoc, Mode, Policy};
+use cascade_core::{Category, EntryDoc, EntryId, Mode, Policy};
+use cascade_proto::{Direction, SettingsPatch};
 use serde_json::{json, Value};
 
 use super::form::{self, FieldErrors, Form};
 use super::session::{see_other, Session};
 use super::view::{html, Chrome};
 use super::ConsoleError;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiJson};
-use crate::routes::{admin, policy, sources as api};
+use crate::error::ApiError;
+use crate::routes::sources as api;
 use crate::state::AppState;
-use crate::store;
 
 /// The settings form's values (as stored, or as typed when re-shown).
 #[allow(clippy::struct_excessive_bools)] // one per checkbox of the form
@@ -124,7 +125,7 @@ async fn render(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
-    let cur = store::current(st).await?;
+    let cur = st.store.current().await?;
     let page = SourcesPage {
         chrome: Chrome::new(session, "sources"),
         revision: cur.revision,
@@ -164,29 +165,27 @@ pub async fn save_settings(
         })
     };
     let result = async {
-        let headers = form::if_match(&f)?;
-        let patch = form::body(patch)?;
-        form::call(policy::patch_settings(
-            Admin(session.actor.clone()),
-            State(st.clone()),
-            headers,
-            ApiJson(patch),
-        ))
-        .await
+        let expected = form::expected(&f)?;
+        let patch: SettingsPatch = form::body(patch)?;
+        Ok::<_, ApiError>(
+            st.store
+                .patch_settings(expected, &session.actor, patch)
+                .await?,
+        )
     }
     .await;
     match result {
-        Ok(v) => {
+        Ok(stored) => {
             session.flash(
                 "ok",
-                format!("Settings saved (policy revision {}).", v["revision"]),
+                format!("Settings saved (policy revision {}).", stored.revision),
             );
             Ok(see_other("/sources"))
         }
         Err(e) if form::is_refusal(&e) => {
             let fields = ["mode", "activeupdate_url", "activeupdate_fallback", "form"];
             let errors = FieldErrors::from_api(&e, &fields);
-            let mut shown = SettingsForm::of(&store::current(&st).await?.policy);
+            let mut shown = SettingsForm::of(&st.store.current().await?.policy);
             shown.overlay(&f, part);
             render(&st, &session, Some(shown), errors, e.status()).await
         }
@@ -195,10 +194,10 @@ pub async fn save_settings(
 }
 
 /// Runs a list operation and comes back to the list with its outcome as a message.
-fn list_op(
+fn list_op<T>(
     session: &Session,
-    done: Result<Value, ApiError>,
-    ok: impl FnOnce(&Value) -> String,
+    done: Result<T, ApiError>,
+    ok: impl FnOnce(&T) -> String,
 ) -> Result<Response, ConsoleError> {
     match done {
         Ok(v) => session.flash("ok", ok(&v)),
@@ -220,7 +219,7 @@ pub async fn delete(
             .all("ids")
             .iter()
             .map(|t| {
-                t.parse::<u32>().map_err(|_| {
+                t.parse::<u32>().map(EntryId).map_err(|_| {
                     ApiError::bad(
                         "request.id",
                         "ids",
@@ -228,24 +227,17 @@ pub async fn delete(
                     )
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let headers = form::if_match(&f)?;
-        let body = form::body(json!({ "ids": ids }))?;
-        form::call(api::delete_set(
-            Admin(session.actor.clone()),
-            State(st.clone()),
-            headers,
-            ApiJson(body),
-        ))
-        .await
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let expected = form::expected(&f)?;
+        let stored = st
+            .store
+            .delete_sources(expected, &session.actor, &ids)
+            .await?;
+        Ok((ids.len(), stored.revision))
     }
     .await;
-    list_op(&session, done, |v| {
-        format!(
-            "Deleted {} entr(ies) (policy revision {}).",
-            v["deleted"].as_array().map_or(0, Vec::len),
-            v["revision"]
-        )
+    list_op(&session, done, |(n, revision)| {
+        format!("Deleted {n} entr(ies) (policy revision {revision}).")
     })
 }
 
@@ -253,28 +245,26 @@ async fn move_one(
     session: Session,
     st: AppState,
     id: String,
-    direction: &'static str,
+    direction: Direction,
     body: &[u8],
 ) -> Result<Response, ConsoleError> {
     let f = session.form(body)?;
     let done = async {
-        let headers = form::if_match(&f)?;
-        let body = form::body(json!({ "direction": direction }))?;
-        form::call(api::move_one(
-            Admin(session.actor.clone()),
-            State(st.clone()),
-            Path(id.clone()),
-            headers,
-            ApiJson(body),
-        ))
-        .await
+        let expected = form::expected(&f)?;
+        let n = api::entry_id(&id)?;
+        let stored = st
+            .store
+            .move_source(expected, &session.actor, n, direction)
+            .await?;
+        Ok(stored.revision)
     }
     .await;
-    list_op(&session, done, |v| {
-        format!(
-            "Moved entry {id} {direction} (policy revision {}).",
-            v["revision"]
-        )
+    let word = match direction {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    };
+    list_op(&session, done, |revision| {
+        format!("Moved entry {id} {word} (policy revision {revision}).")
     })
 }
 
@@ -285,7 +275,7 @@ pub async fn move_up(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    move_one(session, st, id, "up", &body).await
+    move_one(session, st, id, Direction::Up, &body).await
 }
 
 /// `POST /sources/{id}/down`.
@@ -295,7 +285,7 @@ pub async fn move_down(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    move_one(session, st, id, "down", &body).await
+    move_one(session, st, id, Direction::Down, &body).await
 }
 
 /// `POST /notify`: Notify All Clients, then say how many were reached.
@@ -305,22 +295,22 @@ pub async fn notify(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     session.form(&body)?;
-    let v = form::call(admin::notify(
-        Admin(session.actor.clone()),
-        State(st.clone()),
-        Bytes::new(),
-    ))
+    let (id, fan) = crate::notify::issue(
+        &st.notifier,
+        &st.store,
+        &session.actor,
+        Category::ALL.to_vec(),
+        st.clock.now(),
+    )
     .await?;
-    let fan = &v["fan_out"];
-    let clients = fan["clients"].as_u64().unwrap_or(0);
-    let agents = fan["agents"].as_u64().unwrap_or(0);
+    st.metrics.notified();
     session.flash(
         "ok",
         format!(
-            "Notify All Clients #{}: {clients} connected client(s) and {agents} update agent(s) \
+            "Notify All Clients #{id}: {} connected client(s) and {} update agent(s) \
              notified (agents first; clients after {} ms). Clients not connected now update at \
              their next poll.",
-            v["id"], fan["clients_after_ms"]
+            fan.clients, fan.agents, fan.clients_after_ms
         ),
     );
     Ok(see_other("/sources"))

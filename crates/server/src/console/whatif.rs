@@ -15,7 +15,6 @@ use super::session::Session;
 use super::view::{html, Chrome};
 use super::ConsoleError;
 use crate::state::AppState;
-use crate::store;
 
 /// One category's plan.
 #[derive(Debug, Clone)]
@@ -48,7 +47,7 @@ pub async fn page(
     let q = Form::parse(q.unwrap_or_default().as_bytes());
     let ip_text = q.get("ip").trim().to_owned();
     let domain = q.get("domain").trim().to_owned();
-    let cur = store::current(&st).await?;
+    let cur = st.store.current().await?;
     let mut page = WhatIfPage {
         chrome: Chrome::new(&session, "whatif"),
         ip: ip_text.clone(),

@@ -14,40 +14,36 @@ use axum::Json;
 use cascade_core::doc::parse_agent_address;
 use cascade_core::report::{CheckIn, RelayReport, MAX_REPORTED_CLIENTS};
 use cascade_core::PolicyDoc;
+use cascade_proto::{
+    CheckInResponse, ClientIdentity, ClientPolicy, ClientView, EnrollRequest, Enrolled, Hello,
+    StreamEvent,
+};
 use futures::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
-use serde_json::json;
-use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::admin::{client_view, CLIENT_COLUMNS};
-use super::with_revision;
+use super::admin::{client_view, stale_secs};
+use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
+use crate::openapi::{Refusals, Unprocessable};
 use crate::state::AppState;
-use crate::store;
-
-/// `POST /api/client/enroll` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnrollBody {
-    name: String,
-    #[serde(default)]
-    domain: Option<String>,
-    /// Set by an update agent: the `IP:PORT` it serves at.
-    #[serde(default)]
-    agent_address: Option<String>,
-}
+use crate::store::{CheckInRecord, ClientRecord, NewClient, Store};
 
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
+#[utoipa::path(post, path = "/api/client/enroll", tag = "client",
+    summary = "Enroll with the enrollment token; answers with the client's id and credential",
+    security(("enrollment" = [])),
+    request_body = EnrollRequest,
+    responses((status = 201, description = "Enrolled; the credential is shown once", body = Enrolled),
+        Refusals, Unprocessable))]
 pub async fn enroll(
     _: Enroller,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<EnrollBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::bad(
@@ -67,34 +63,40 @@ pub async fn enroll(
         .transpose()?;
     let id = auth::random_hex(&st.random, 8)?;
     let (credential, hash) = auth::new_token(&st.random, st.hash_cost, "cli", &id).await?;
-    sqlx::query(
-        "INSERT INTO clients (id, name, domain, agent_address, credential_hash, enrolled_at, \
-         enrolled_from, installed) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}')",
-    )
-    .bind(&id)
-    .bind(&name)
-    .bind(&domain)
-    .bind(&agent)
-    .bind(&hash)
-    .bind(st.clock.now())
-    .bind(peer.ip().to_string())
-    .execute(&st.db.pool)
-    .await?;
+    st.store
+        .enroll(&NewClient {
+            id: &id,
+            name: &name,
+            domain: domain.as_deref(),
+            agent_address: agent.as_deref(),
+            credential_hash: &hash,
+            enrolled_from: &peer.ip().to_string(),
+        })
+        .await?;
     tracing::info!(client = %id, %name, "client enrolled");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"client_id": id, "credential": credential})),
-    )
-        .into_response())
+        Json(Enrolled {
+            client_id: id,
+            credential,
+        }),
+    ))
 }
 
 /// `GET /api/client/policy`: `{revision, policy, client}`; `If-None-Match: "REV"` gives 304.
+#[utoipa::path(get, path = "/api/client/policy", tag = "client",
+    summary = "The policy and its revision, to resolve locally; If-None-Match: revision gives 304",
+    security(("client" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "A revision the caller holds (`\"7\"`); 304 while it is current")),
+    responses((status = 200, description = "The policy; ETag is the revision", body = ClientPolicy),
+        (status = 304, description = "Unchanged since the revision named in If-None-Match"),
+        Refusals))]
 pub async fn policy(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
+    let cur = st.store.current().await?;
     let etag = format!("\"{}\"", cur.revision);
     if headers
         .get(IF_NONE_MATCH)
@@ -107,46 +109,51 @@ pub async fn policy(
         }
         return Ok(resp);
     }
-    let row = sqlx::query("SELECT domain, agent_address FROM clients WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&st.db.pool)
-        .await?;
-    let domain: Option<String> = row.try_get("domain")?;
-    let agent: Option<String> = row.try_get("agent_address")?;
-    Ok(with_revision(
-        StatusCode::OK,
+    let me = own_record(&st.store, &id).await?;
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({
-            "revision": cur.revision,
-            "policy": PolicyDoc::from_policy(&cur.policy),
-            "client": {"id": id, "domain": domain, "agent_address": agent},
-        }),
-    ))
+        ClientPolicy {
+            revision: cur.revision,
+            policy: PolicyDoc::from_policy(&cur.policy),
+            client: ClientIdentity {
+                id,
+                domain: me.domain,
+                agent_address: me.agent_address,
+            },
+        },
+    )
+    .into_response())
 }
 
 /// `GET /api/client/status`: the caller's own record.
+#[utoipa::path(get, path = "/api/client/status", tag = "client",
+    summary = "The caller's own record",
+    security(("client" = [])),
+    responses((status = 200, description = "The caller's record", body = ClientView), Refusals))]
 pub async fn status(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
-) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
-    let row = sqlx::query(&format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-    ))
-    .bind(&id)
-    .fetch_one(&st.db.pool)
-    .await?;
-    Ok(Json(client_view(&st, &cur.policy, &row, true)?).into_response())
+) -> Result<Json<ClientView>, ApiError> {
+    let cur = st.store.current().await?;
+    let me = own_record(&st.store, &id).await?;
+    let view = client_view(me, &cur.policy, st.clock.now(), stale_secs(&st), true);
+    Ok(Json(view))
 }
 
 /// `POST /api/client/checkin`: record the report; answers with the current policy revision
 /// so the client knows whether to refetch.
+#[utoipa::path(post, path = "/api/client/checkin", tag = "client",
+    summary = "Report installed versions, the IP used, the last update's attempts and relay counters",
+    security(("client" = [])),
+    request_body = CheckIn,
+    responses((status = 200, description = "Recorded; the current policy revision", body = CheckInResponse),
+        Refusals))]
 pub async fn checkin(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<CheckIn>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CheckInResponse>, ApiError> {
     let ip = body
         .ip
         .as_deref()
@@ -160,39 +167,29 @@ pub async fn checkin(
             })
         })
         .transpose()?;
-    let relay = body.relay.as_ref().map(check_relay).transpose()?;
-    let installed =
-        serde_json::to_string(&body.installed).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (report, outcome) = match &body.last_update {
-        Some(r) => (
-            Some(serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))?),
-            serde_json::to_value(r.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned)),
-        ),
-        None => (None, None),
-    };
-    sqlx::query(
-        "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
-         last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
-         relay_report = COALESCE($7, relay_report) WHERE id = $8",
-    )
-    .bind(st.clock.now())
-    .bind(ip.map(|i| i.to_string()))
-    .bind(peer.ip().to_string())
-    .bind(installed)
-    .bind(report)
-    .bind(outcome)
-    .bind(relay)
-    .bind(&id)
-    .execute(&st.db.pool)
-    .await?;
-    let cur = store::current(&st).await?;
-    Ok(Json(json!({"policy_revision": cur.revision})).into_response())
+    if let Some(r) = &body.relay {
+        check_relay(r)?;
+    }
+    st.store
+        .check_in(
+            &id,
+            &CheckInRecord {
+                reported_ip: ip.map(|i| i.to_string()),
+                peer_ip: peer.ip().to_string(),
+                installed: &body.installed,
+                last_update: body.last_update.as_ref(),
+                relay: body.relay.as_ref(),
+            },
+        )
+        .await?;
+    let cur = st.store.current().await?;
+    Ok(Json(CheckInResponse {
+        policy_revision: cur.revision,
+    }))
 }
 
-/// Checks a relay report's client list (bounded, real addresses) and encodes it.
-fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
+/// Checks a relay report's client list (bounded, real addresses).
+fn check_relay(r: &RelayReport) -> Result<(), ApiError> {
     if r.clients.len() > MAX_REPORTED_CLIENTS {
         return Err(ApiError::bad(
             "request.relay.clients",
@@ -210,21 +207,30 @@ fn check_relay(r: &RelayReport) -> Result<String, ApiError> {
             format!("relay.clients.ip: `{}` is not an IP address", c.ip),
         ));
     }
-    serde_json::to_string(r).map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(())
+}
+
+/// The caller's own record (it authenticated, so it exists unless deleted meanwhile).
+async fn own_record(store: &Store, id: &str) -> Result<ClientRecord, ApiError> {
+    store.client(id).await?.ok_or_else(|| ApiError::NotFound {
+        what: "client",
+        id: id.to_owned(),
+    })
 }
 
 /// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's
 /// role, then `event: notify` for each Notify All Clients. Ends when the server stops.
+#[utoipa::path(get, path = "/api/client/events", tag = "client",
+    summary = "Server-sent events: `hello` (Hello), then `notify` (Notice) for each Notify All Clients",
+    security(("client" = [])),
+    responses((status = 200, description = "The event stream; each event's data is one of these",
+        content_type = "text/event-stream", body = StreamEvent), Refusals))]
 pub async fn events(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
-    let cur = store::current(&st).await?;
-    let row = sqlx::query("SELECT agent_address FROM clients WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&st.db.pool)
-        .await?;
-    let agent: Option<String> = row.try_get("agent_address")?;
+    let cur = st.store.current().await?;
+    let agent = own_record(&st.store, &id).await?.agent_address;
     let role = if agent
         .as_deref()
         .and_then(|a| a.parse().ok())
@@ -236,9 +242,11 @@ pub async fn events(
     };
     let rx = st.notifier.subscribe(role);
     let shutdown = st.shutdown.subscribe();
-    let hello = Event::default()
-        .event("hello")
-        .json_data(json!({"client_id": id, "role": role.as_str(), "revision": cur.revision}));
+    let hello = Event::default().event("hello").json_data(Hello {
+        client_id: id,
+        role,
+        revision: cur.revision,
+    });
     let notices = stream::unfold(
         (rx, shutdown, st.clone()),
         move |(mut rx, mut sd, st)| async move {

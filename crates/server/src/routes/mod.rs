@@ -1,4 +1,7 @@
 //! The HTTP routes and the small helpers they share (revision headers, JSON with `ETag`).
+//! Every JSON API route is registered through [`api`], which takes each handler's
+//! `#[utoipa::path]` description with it, so the router and `/api/openapi.json` cannot
+//! drift apart. Handlers take and return `cascade-proto` types.
 //! Handlers' errors are the API's error responses (`crate::error`), listed per route in the
 //! OpenAPI document, so they carry no `# Errors` sections.
 #![allow(clippy::missing_errors_doc)]
@@ -13,69 +16,55 @@ use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every route of the server.
+/// Every JSON API route with its OpenAPI description (the document's `paths`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(policy::get_policy, policy::put_policy))
+        .routes(routes!(policy::get_settings, policy::patch_settings))
+        .routes(routes!(policy::list_domains))
+        .routes(routes!(policy::put_domain, policy::delete_domain))
+        .routes(routes!(policy::list_agents, policy::add_agent))
+        .routes(routes!(policy::remove_agent))
+        .routes(routes!(sources::list, sources::add))
+        .routes(routes!(sources::delete_set))
+        .routes(routes!(sources::edit))
+        .routes(routes!(sources::move_one))
+        .routes(routes!(sources::resolve))
+        .routes(routes!(ops::mirror_status, ops::mirror_now))
+        .routes(routes!(admin::notify))
+        .routes(routes!(admin::list_clients))
+        .routes(routes!(admin::get_client, admin::delete_client))
+        .routes(routes!(admin::enrollment_token))
+        .routes(routes!(admin::rotate_enrollment_token))
+        .routes(routes!(client::enroll))
+        .routes(routes!(client::policy))
+        .routes(routes!(client::status))
+        .routes(routes!(client::checkin))
+        .routes(routes!(client::events))
+}
+
+/// Every route of the server: the JSON API, the repository and the console.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi))
-        .route(
-            "/api/policy",
-            get(policy::get_policy).put(policy::put_policy),
-        )
-        .route(
-            "/api/policy/settings",
-            get(policy::get_settings).patch(policy::patch_settings),
-        )
-        .route("/api/policy/domains", get(policy::list_domains))
-        .route(
-            "/api/policy/domains/{name}",
-            put(policy::put_domain).delete(policy::delete_domain),
-        )
-        .route(
-            "/api/agents",
-            get(policy::list_agents).post(policy::add_agent),
-        )
-        .route("/api/agents/{address}", delete(policy::remove_agent))
-        .route("/api/sources", get(sources::list).post(sources::add))
-        .route("/api/sources/delete", post(sources::delete_set))
-        .route("/api/sources/{id}", put(sources::edit))
-        .route("/api/sources/{id}/move", post(sources::move_one))
-        .route("/api/resolve", get(sources::resolve))
-        .route(
-            "/api/repo/mirror",
-            get(ops::mirror_status).post(ops::mirror_now),
-        )
-        .route("/api/notify", post(admin::notify))
-        .route("/api/clients", get(admin::list_clients))
-        .route(
-            "/api/clients/{id}",
-            get(admin::get_client).delete(admin::delete_client),
-        )
-        .route("/api/enrollment-token", get(admin::enrollment_token))
-        .route(
-            "/api/enrollment-token/rotate",
-            post(admin::rotate_enrollment_token),
-        )
-        .route("/api/client/enroll", post(client::enroll))
-        .route("/api/client/policy", get(client::policy))
-        .route("/api/client/status", get(client::status))
-        .route("/api/client/checkin", post(client::checkin))
-        .route("/api/client/events", get(client::events))
-        .route(
-            "/repo/{*path}",
-            get(crate::repo::serve).head(crate::repo::serve),
-        )
-        .merge(crate::console::router())
-        .layer(from_fn_with_state(state.clone(), crate::metrics::track))
-        .with_state(state)
+    let (api, _) = api().split_for_parts();
+    api.route(
+        "/repo/{*path}",
+        get(crate::repo::serve).head(crate::repo::serve),
+    )
+    .merge(crate::console::router())
+    .layer(from_fn_with_state(state.clone(), crate::metrics::track))
+    .with_state(state)
 }
 
 /// The revision named by `If-Match` (`"7"`, `7` or `*`), if any.
@@ -100,11 +89,43 @@ pub fn expected_revision(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     })
 }
 
-/// JSON with the policy revision as `ETag`.
-pub fn with_revision<T: Serialize>(status: StatusCode, revision: i64, body: &T) -> Response {
-    let mut resp = (status, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
-        resp.headers_mut().insert(ETAG, v);
+/// A JSON answer carrying the policy revision it was read at or written as, sent as `ETag`.
+#[derive(Debug)]
+pub struct Revisioned<T> {
+    /// The HTTP status (200, or 201 for a creation).
+    pub status: StatusCode,
+    /// The policy revision.
+    pub revision: i64,
+    /// The body.
+    pub body: T,
+}
+
+impl<T> Revisioned<T> {
+    /// A 200 answer.
+    pub fn ok(revision: i64, body: T) -> Self {
+        Revisioned {
+            status: StatusCode::OK,
+            revision,
+            body,
+        }
     }
-    resp
+
+    /// A 201 answer.
+    pub fn created(revision: i64, body: T) -> Self {
+        Revisioned {
+            status: StatusCode::CREATED,
+            revision,
+            body,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Revisioned<T> {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", self.revision)) {
+            resp.headers_mut().insert(ETAG, v);
+        }
+        resp
+    }
 }

@@ -1,53 +1,67 @@
-//! Operations: `/healthz` (the database answers), `/metrics` (Prometheus text) and the
-//! OpenAPI document.
+//! Operations: `/healthz` (the database answers), `/metrics` (Prometheus text), the
+//! OpenAPI document and mirroring the upstream.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
-use sqlx::Row;
+use cascade_proto::{ClientState, Health, HealthStatus, MirrorState, MirrorStatus};
 
-use super::admin::{client_state, STATES};
+use super::admin::{client_state, stale_secs};
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::notify::Role;
+use crate::openapi::{Refusals, UpstreamFailed};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// `GET /healthz`: 200 `{status: ok, revision}` when the database answers, else 503.
-pub async fn healthz(State(st): State<AppState>) -> Response {
-    match sqlx::query("SELECT revision FROM policy WHERE id = 1")
-        .fetch_one(&st.db.pool)
-        .await
-        .and_then(|r| r.try_get::<i64, _>("revision"))
-    {
-        Ok(rev) => Json(json!({"status": "ok", "revision": rev})).into_response(),
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    summary = "Liveness: 200 with the policy revision when the database answers",
+    responses((status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Health)))]
+pub async fn healthz(State(store): State<Store>) -> (StatusCode, Json<Health>) {
+    match store.revision().await {
+        Ok(rev) => (
+            StatusCode::OK,
+            Json(Health {
+                status: HealthStatus::Ok,
+                revision: Some(rev),
+                error: None,
+            }),
+        ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
-        )
-            .into_response(),
+            Json(Health {
+                status: HealthStatus::Unavailable,
+                revision: None,
+                error: Some(e.to_string()),
+            }),
+        ),
     }
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    summary = "Prometheus text metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 500, description = "The database failed", body = cascade_proto::ErrorBody)))]
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let rows = sqlx::query("SELECT last_seen, last_outcome FROM clients")
-        .fetch_all(&st.db.pool)
-        .await?;
     let now = st.clock.now();
-    let stale = i64::try_from(st.stale_after.as_secs()).unwrap_or(i64::MAX);
-    let mut counts = [0u64; STATES.len()];
-    for r in rows {
-        let seen: Option<i64> = r.try_get("last_seen")?;
-        let outcome: Option<String> = r.try_get("last_outcome")?;
-        let s = client_state(seen, outcome.as_deref(), now, stale);
-        if let Some(i) = STATES.iter().position(|x| *x == s) {
+    let stale = stale_secs(&st);
+    let mut counts = [0u64; ClientState::ALL.len()];
+    for (seen, last) in st.store.client_activity().await? {
+        let s = client_state(seen, last, now, stale);
+        if let Some(i) = ClientState::ALL.iter().position(|x| *x == s) {
             counts[i] += 1;
         }
     }
-    let clients: Vec<(&str, u64)> = STATES.iter().copied().zip(counts).collect();
+    let clients: Vec<(&str, u64)> = ClientState::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .zip(counts)
+        .collect();
     let streams = [
         (Role::Agent, st.notifier.connected(Role::Agent)),
         (Role::Client, st.notifier.connected(Role::Client)),
@@ -57,21 +71,38 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/repo/mirror`: the last mirror run (`null` before the first).
-pub async fn mirror_status(_: Admin, State(st): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/api/repo/mirror", tag = "ops",
+    summary = "Whether mirroring is configured and the last run's result",
+    security(("admin" = [])),
+    responses((status = 200, description = "Mirroring's state", body = MirrorState), Refusals))]
+pub async fn mirror_status(_: Admin, State(st): State<AppState>) -> Json<MirrorState> {
     let last = st.mirror.last.lock().ok().and_then(|l| l.clone());
-    Json(json!({"configured": st.mirror.settings.is_some(), "last": last})).into_response()
+    Json(MirrorState {
+        configured: st.mirror.settings.is_some(),
+        last,
+    })
 }
 
 /// `POST /api/repo/mirror`: mirror the upstream now; 502 naming the reason when it fails.
-pub async fn mirror_now(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let status = crate::mirror::run_once(&st).await?;
+#[utoipa::path(post, path = "/api/repo/mirror", tag = "ops",
+    summary = "Mirror the upstream (activeupdate_url) into /repo/upstream/ now",
+    security(("admin" = [])),
+    responses((status = 200, description = "The run", body = MirrorStatus), Refusals, UpstreamFailed))]
+pub async fn mirror_now(
+    _: Admin,
+    State(st): State<AppState>,
+) -> Result<Json<MirrorStatus>, ApiError> {
+    let status = crate::mirror::run_once(&st.mirror_job()).await?;
     match status.error {
         Some((code, message)) => Err(ApiError::Upstream { code, message }),
-        None => Ok(Json(status).into_response()),
+        None => Ok(Json(status)),
     }
 }
 
 /// `GET /api/openapi.json`.
-pub async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+#[utoipa::path(get, path = "/api/openapi.json", tag = "ops",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
 }

@@ -5,66 +5,69 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::HeaderMap;
 use cascade_core::doc::parse_agent_address;
 use cascade_core::report::RelayReport;
-use cascade_core::{
-    ActiveUpdateFallback, Agent, AgentDoc, AgentSource, Domain, Mode, PolicyDoc, PolicyError,
-    PrivilegeOverrides, Privileges,
+use cascade_core::{Agent, AgentDoc, PolicyDoc, PrivilegeOverrides};
+use cascade_proto::{
+    AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
+    DomainView, DomainsResponse, PolicyResponse, Settings, SettingsPatch,
 };
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
-use sqlx::Row;
 
-use super::{expected_revision, with_revision};
+use super::{expected_revision, Revisioned};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson};
-use crate::state::AppState;
-use crate::store;
+use crate::openapi::{PolicyRefusals, Refusals};
+use crate::store::Store;
 
 /// `GET /api/policy`: `{revision, policy}`.
-pub async fn get_policy(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
-    let doc = PolicyDoc::from_policy(&cur.policy);
-    Ok(with_revision(
-        StatusCode::OK,
+#[utoipa::path(get, path = "/api/policy", tag = "policy",
+    summary = "The whole policy; ETag is the revision",
+    security(("admin" = [])),
+    responses((status = 200, description = "The policy", body = PolicyResponse), Refusals))]
+pub async fn get_policy(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Revisioned<PolicyResponse>, ApiError> {
+    let cur = store.current().await?;
+    let policy = PolicyDoc::from_policy(&cur.policy);
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({"revision": cur.revision, "policy": doc}),
+        PolicyResponse {
+            revision: cur.revision,
+            policy,
+        },
     ))
 }
 
 /// `PUT /api/policy`: replace the whole policy (body: the policy document).
+#[utoipa::path(put, path = "/api/policy", tag = "policy",
+    summary = "Replace the whole policy; If-Match: revision",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = PolicyDoc,
+    responses((status = 200, description = "The policy as stored", body = PolicyResponse),
+        Refusals, PolicyRefusals))]
 pub async fn put_policy(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(doc): ApiJson<PolicyDoc>,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |_| doc.into_policy()).await?;
-    let doc = PolicyDoc::from_policy(&stored.policy);
-    Ok(with_revision(
-        StatusCode::OK,
+    let stored = store.replace_policy(expected, &actor, doc).await?;
+    let policy = PolicyDoc::from_policy(&stored.policy);
+    Ok(Revisioned::ok(
         stored.revision,
-        &json!({"revision": stored.revision, "policy": doc}),
+        PolicyResponse {
+            revision: stored.revision,
+            policy,
+        },
     ))
 }
 
-/// The settings part of the policy (everything but agents, domains and the list).
-#[derive(Debug, Serialize)]
-struct SettingsView {
-    revision: i64,
-    mode: Mode,
-    activeupdate_url: Option<String>,
-    activeupdate_fallback: ActiveUpdateFallback,
-    fallback: cascade_core::Fallback,
-    privileges: Privileges,
-    agents_source: AgentSource,
-}
-
-fn settings_view(revision: i64, doc: PolicyDoc) -> SettingsView {
-    SettingsView {
+fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {
+    Settings {
         revision,
         mode: doc.mode,
         activeupdate_url: doc.activeupdate_url,
@@ -75,243 +78,237 @@ fn settings_view(revision: i64, doc: PolicyDoc) -> SettingsView {
     }
 }
 
-/// `PATCH /api/policy/settings` body: every field optional; `activeupdate_url: null` clears.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsPatch {
-    mode: Option<Mode>,
-    #[allow(clippy::option_option)] // absent (keep) vs null (clear) vs a value
-    #[serde(default, deserialize_with = "present")]
-    activeupdate_url: Option<Option<String>>,
-    activeupdate_fallback: Option<ActiveUpdateFallback>,
-    fallback: Option<FallbackPatch>,
-    privileges: Option<PrivilegeOverrides>,
-    agents_source: Option<AgentSource>,
-}
-
-/// The three fallback options, each optional (named as in the policy file).
-#[allow(clippy::struct_field_names)]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FallbackPatch {
-    components_from_server: Option<bool>,
-    domain_settings_from_server: Option<bool>,
-    programs_from_server: Option<bool>,
-}
-
-/// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
-#[allow(clippy::option_option)]
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// `GET /api/policy/settings`.
-pub async fn get_settings(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
+#[utoipa::path(get, path = "/api/policy/settings", tag = "policy",
+    summary = "Mode, upstream URL and rule, fallback options, default privileges, agents' source",
+    security(("admin" = [])),
+    responses((status = 200, description = "The settings", body = Settings), Refusals))]
+pub async fn get_settings(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Revisioned<Settings>, ApiError> {
+    let cur = store.current().await?;
     let view = settings_view(cur.revision, PolicyDoc::from_policy(&cur.policy));
-    Ok(with_revision(StatusCode::OK, cur.revision, &view))
+    Ok(Revisioned::ok(cur.revision, view))
 }
 
 /// `PATCH /api/policy/settings`: mode, upstream, fallback options, default privileges.
+#[utoipa::path(patch, path = "/api/policy/settings", tag = "policy",
+    summary = "Change any of the settings (absent = unchanged, activeupdate_url null clears)",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = SettingsPatch,
+    responses((status = 200, description = "The settings as stored", body = Settings),
+        Refusals, PolicyRefusals))]
 pub async fn patch_settings(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(patch): ApiJson<SettingsPatch>,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<Settings>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let mut doc = PolicyDoc::from_policy(p);
-        if let Some(m) = patch.mode {
-            doc.mode = m;
-        }
-        if let Some(u) = patch.activeupdate_url {
-            doc.activeupdate_url = u;
-        }
-        if let Some(r) = patch.activeupdate_fallback {
-            doc.activeupdate_fallback = r;
-        }
-        if let Some(f) = patch.fallback {
-            let d = &mut doc.fallback;
-            d.components_from_server = f.components_from_server.unwrap_or(d.components_from_server);
-            d.domain_settings_from_server = f
-                .domain_settings_from_server
-                .unwrap_or(d.domain_settings_from_server);
-            d.programs_from_server = f.programs_from_server.unwrap_or(d.programs_from_server);
-        }
-        if let Some(v) = patch.privileges.and_then(|p| p.download_from_activeupdate) {
-            doc.privileges.download_from_activeupdate = v;
-        }
-        if let Some(s) = patch.agents_source {
-            doc.agents.source = s;
-        }
-        doc.into_policy()
-    })
-    .await?;
+    let stored = store.patch_settings(expected, &actor, patch).await?;
     let view = settings_view(stored.revision, PolicyDoc::from_policy(&stored.policy));
-    Ok(with_revision(StatusCode::OK, stored.revision, &view))
+    Ok(Revisioned::ok(stored.revision, view))
 }
 
 /// `GET /api/policy/domains`: defaults, overrides and the effective privileges per domain.
-pub async fn list_domains(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
-    let domains: BTreeMap<&String, serde_json::Value> = cur
+#[utoipa::path(get, path = "/api/policy/domains", tag = "policy",
+    summary = "Default privileges and per-domain overrides with effective values",
+    security(("admin" = [])),
+    responses((status = 200, description = "The domains", body = DomainsResponse), Refusals))]
+pub async fn list_domains(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Revisioned<DomainsResponse>, ApiError> {
+    let cur = store.current().await?;
+    let domains: BTreeMap<String, DomainView> = cur
         .policy
         .domains
         .iter()
         .map(|(name, d)| {
-            let effective = cur.policy.privileges_for(Some(name));
-            (
-                name,
-                json!({"privileges": d.privileges, "effective": effective}),
-            )
+            let view = DomainView {
+                privileges: d.privileges,
+                effective: cur.policy.privileges_for(Some(name)),
+            };
+            (name.clone(), view)
         })
         .collect();
-    Ok(with_revision(
-        StatusCode::OK,
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({"revision": cur.revision, "privileges": cur.policy.privileges, "domains": domains}),
+        DomainsResponse {
+            revision: cur.revision,
+            privileges: cur.policy.privileges,
+            domains,
+        },
     ))
 }
 
 /// `PUT /api/policy/domains/{name}` body: the privilege overrides (absent field = default).
+#[utoipa::path(put, path = "/api/policy/domains/{name}", tag = "policy",
+    summary = "Set a domain's privilege overrides",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("name" = String, Path, description = "The domain's name")),
+    request_body = PrivilegeOverrides,
+    responses((status = 200, description = "The domain as stored", body = DomainUpdated),
+        Refusals, PolicyRefusals))]
 pub async fn put_domain(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(name): Path<String>,
     headers: HeaderMap,
     ApiJson(privileges): ApiJson<PrivilegeOverrides>,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<DomainUpdated>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let mut doc = PolicyDoc::from_policy(p);
-        doc.domains.insert(name.clone(), Domain { privileges });
-        doc.into_policy()
-    })
-    .await?;
+    let stored = store
+        .set_domain(expected, &actor, &name, privileges)
+        .await?;
     let effective = stored.policy.privileges_for(Some(&name));
-    Ok(with_revision(
-        StatusCode::OK,
+    Ok(Revisioned::ok(
         stored.revision,
-        &json!({"revision": stored.revision, "domain": name, "privileges": privileges, "effective": effective}),
+        DomainUpdated {
+            revision: stored.revision,
+            domain: name,
+            privileges,
+            effective,
+        },
     ))
 }
 
 /// `DELETE /api/policy/domains/{name}`.
+#[utoipa::path(delete, path = "/api/policy/domains/{name}", tag = "policy",
+    summary = "Remove a domain",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("name" = String, Path, description = "The domain's name")),
+    responses((status = 200, description = "The domain was removed", body = DomainDeleted),
+        Refusals, PolicyRefusals))]
 pub async fn delete_domain(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<DomainDeleted>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        if !p.domains.contains_key(&name) {
-            return Err(PolicyError::UnknownDomain(name.clone()));
-        }
-        let mut next = p.clone();
-        next.domains.remove(&name);
-        Ok(next)
-    })
-    .await?;
-    Ok(with_revision(
-        StatusCode::OK,
+    let stored = store.delete_domain(expected, &actor, &name).await?;
+    Ok(Revisioned::ok(
         stored.revision,
-        &json!({"revision": stored.revision, "deleted": name}),
+        DomainDeleted {
+            revision: stored.revision,
+            deleted: name,
+        },
     ))
 }
 
 /// `GET /api/agents`: registered agents, with the enrolled clients that serve at each and
 /// what the relay there last reported serving (`relay`, null before its first report).
-pub async fn list_agents(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
-    let rows = sqlx::query(
-        "SELECT id, name, agent_address, last_seen, relay_report FROM clients \
-         WHERE agent_address IS NOT NULL ORDER BY COALESCE(last_seen, 0) DESC, id",
-    )
-    .fetch_all(&st.db.pool)
-    .await?;
+#[utoipa::path(get, path = "/api/agents", tag = "agents",
+    summary = "Registered update agents, their capabilities, enrolled clients and relay reports",
+    security(("admin" = [])),
+    responses((status = 200, description = "The agents", body = AgentsResponse), Refusals))]
+pub async fn list_agents(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Revisioned<AgentsResponse>, ApiError> {
+    let cur = store.current().await?;
     // Per address: the enrolled clients serving there, and the relay report of the one seen
     // last (re-enrolling an agent leaves its old record behind).
-    let mut enrolled: BTreeMap<String, (Vec<serde_json::Value>, Option<RelayReport>)> =
-        BTreeMap::new();
-    for r in rows {
-        let addr: String = r.try_get("agent_address")?;
-        let id: String = r.try_get("id")?;
-        let name: String = r.try_get("name")?;
-        let last_seen: Option<i64> = r.try_get("last_seen")?;
-        let report: Option<String> = r.try_get("relay_report")?;
-        let entry = enrolled.entry(addr).or_default();
-        entry
-            .0
-            .push(json!({"client_id": id, "name": name, "last_seen": last_seen}));
+    let mut enrolled: BTreeMap<String, (Vec<AgentClient>, Option<RelayReport>)> = BTreeMap::new();
+    for r in store.agent_clients().await? {
+        let entry = enrolled.entry(r.agent_address).or_default();
+        entry.0.push(AgentClient {
+            client_id: r.id,
+            name: r.name,
+            last_seen: r.last_seen,
+        });
         if entry.1.is_none() {
-            entry.1 = report.and_then(|t| serde_json::from_str(&t).ok());
+            entry.1 = r.relay;
         }
     }
-    let agents: Vec<serde_json::Value> = PolicyDoc::from_policy(&cur.policy)
+    let agents = PolicyDoc::from_policy(&cur.policy)
         .agent
         .into_iter()
         .map(|a| {
             let (clients, relay) = enrolled.remove(&a.address).unwrap_or_default();
-            json!({"address": a.address, "capabilities": a.capabilities, "clients": clients,
-                   "relay": relay})
+            AgentView {
+                address: a.address,
+                capabilities: a.capabilities,
+                clients,
+                relay,
+            }
         })
         .collect();
-    Ok(with_revision(
-        StatusCode::OK,
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({"revision": cur.revision, "agents": agents}),
+        AgentsResponse {
+            revision: cur.revision,
+            agents,
+        },
     ))
 }
 
 /// `POST /api/agents` body `{address, capabilities?}`: register an update agent.
+#[utoipa::path(post, path = "/api/agents", tag = "agents",
+    summary = "Register an update agent",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = AgentDoc,
+    responses((status = 201, description = "The agent as registered", body = AgentAdded),
+        Refusals, PolicyRefusals))]
 pub async fn add_agent(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
     ApiJson(agent): ApiJson<AgentDoc>,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<AgentAdded>, ApiError> {
     let expected = expected_revision(&headers)?;
     let address = parse_agent_address("address", &agent.address)?;
     let capabilities = agent.capabilities.iter().copied().collect();
-    let stored = store::write(&st, expected, &actor, |p| {
-        if p.find_agent(address).is_some() {
-            return Err(PolicyError::Duplicate {
-                field: "address".into(),
-                value: address.to_string(),
-            });
-        }
-        p.with_agent_added(Agent {
-            address,
-            capabilities,
-        })
-    })
-    .await?;
-    Ok(with_revision(
-        StatusCode::CREATED,
+    let stored = store
+        .add_agent(
+            expected,
+            &actor,
+            Agent {
+                address,
+                capabilities,
+            },
+        )
+        .await?;
+    Ok(Revisioned::created(
         stored.revision,
-        &json!({"revision": stored.revision, "agent": {"address": address.to_string(), "capabilities": agent.capabilities}}),
+        AgentAdded {
+            revision: stored.revision,
+            agent: AgentDoc {
+                address: address.to_string(),
+                capabilities: agent.capabilities,
+            },
+        },
     ))
 }
 
 /// `DELETE /api/agents/{address}`: unregister (refused while an entry points to it).
+#[utoipa::path(delete, path = "/api/agents/{address}", tag = "agents",
+    summary = "Unregister an agent (refused while a source entry uses it)",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("address" = String, Path, description = "The agent's IP:PORT")),
+    responses((status = 200, description = "The agent was unregistered", body = AgentRemoved),
+        Refusals, PolicyRefusals))]
 pub async fn remove_agent(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(address): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<AgentRemoved>, ApiError> {
     let expected = expected_revision(&headers)?;
     let addr = parse_agent_address("address", &address)?;
-    let stored = store::write(&st, expected, &actor, |p| p.with_agent_removed(addr)).await?;
-    Ok(with_revision(
-        StatusCode::OK,
+    let stored = store.remove_agent(expected, &actor, addr).await?;
+    Ok(Revisioned::ok(
         stored.revision,
-        &json!({"revision": stored.revision, "removed": addr.to_string()}),
+        AgentRemoved {
+            revision: stored.revision,
+            removed: addr.to_string(),
+        },
     ))
 }

@@ -7,57 +7,45 @@ use std::net::IpAddr;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use cascade_core::{
     resolve as core_resolve, resolve_for_agent, Category, EntryDoc, EntryId, EntrySource, IpRange,
-    Plan, PolicyError,
+    PolicyError,
 };
-use serde::Deserialize;
-use serde_json::json;
+use cascade_proto::{
+    DeleteSources, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody, SourcesResponse,
+};
 
-use super::{expected_revision, with_revision};
+use super::{expected_revision, Revisioned};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::state::AppState;
-use crate::store::{self, Stored};
+use crate::openapi::{PolicyRefusals, Refusals, Unprocessable};
+use crate::store::{Store, Stored};
 
-/// A source-list entry as sent: a range and exactly one of `agent` or `url`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntryBody {
-    range: String,
-    #[serde(default)]
-    agent: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-}
-
-impl EntryBody {
-    /// Parses with error fields named as in the body (`range`, `url`, `agent`).
-    fn parse(self) -> Result<(IpRange, EntrySource), PolicyError> {
-        let doc = EntryDoc {
-            id: None,
-            range: self.range,
-            agent: self.agent,
-            url: self.url,
-        };
-        doc.parse("entry").map_err(|e| match e {
-            PolicyError::Range { field, source } => PolicyError::Range {
-                field: top_level(&field),
-                source,
-            },
-            PolicyError::Invalid {
-                field,
-                value,
-                reason,
-            } => PolicyError::Invalid {
-                field: top_level(&field),
-                value,
-                reason,
-            },
-            other => other,
-        })
-    }
+/// Parses a source-list entry as sent, with error fields named as in the body (`range`,
+/// `url`, `agent`).
+pub fn parse_entry(body: SourceBody) -> Result<(IpRange, EntrySource), PolicyError> {
+    let doc = EntryDoc {
+        id: None,
+        range: body.range,
+        agent: body.agent,
+        url: body.url,
+    };
+    doc.parse("entry").map_err(|e| match e {
+        PolicyError::Range { field, source } => PolicyError::Range {
+            field: top_level(&field),
+            source,
+        },
+        PolicyError::Invalid {
+            field,
+            value,
+            reason,
+        } => PolicyError::Invalid {
+            field: top_level(&field),
+            value,
+            reason,
+        },
+        other => other,
+    })
 }
 
 fn top_level(field: &str) -> String {
@@ -68,7 +56,11 @@ fn top_level(field: &str) -> String {
     }
 }
 
-fn entry_id(text: &str) -> Result<EntryId, ApiError> {
+/// A source-list entry id from a path segment or form value.
+///
+/// # Errors
+/// 400 naming `id` when it is not a positive integer.
+pub fn entry_id(text: &str) -> Result<EntryId, ApiError> {
     text.parse::<u32>().map(EntryId).map_err(|_| {
         ApiError::bad(
             "request.id",
@@ -78,161 +70,158 @@ fn entry_id(text: &str) -> Result<EntryId, ApiError> {
     })
 }
 
-fn list_body(status: StatusCode, stored: &Stored, extra: serde_json::Value) -> Response {
-    let sources: Vec<EntryDoc> = stored
+/// The list after a change, with what the change touched.
+pub fn list_body(
+    status: StatusCode,
+    stored: &Stored,
+    id: Option<EntryId>,
+    deleted: Option<BTreeSet<EntryId>>,
+) -> Revisioned<SourcesResponse> {
+    let sources = stored
         .policy
         .sources
         .iter()
         .map(EntryDoc::from_entry)
         .collect();
-    let mut body = json!({"revision": stored.revision, "sources": sources});
-    if let (Some(b), serde_json::Value::Object(e)) = (body.as_object_mut(), extra) {
-        b.extend(e);
+    Revisioned {
+        status,
+        revision: stored.revision,
+        body: SourcesResponse {
+            revision: stored.revision,
+            sources,
+            id,
+            deleted,
+        },
     }
-    with_revision(status, stored.revision, &body)
 }
 
 /// `GET /api/sources`: `{revision, sources: [{id, range, agent|url}]}` in order.
-pub async fn list(_: Admin, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cur = store::current(&st).await?;
-    Ok(list_body(StatusCode::OK, &cur, json!({})))
+#[utoipa::path(get, path = "/api/sources", tag = "sources",
+    summary = "The customized source list in order",
+    security(("admin" = [])),
+    responses((status = 200, description = "The list", body = SourcesResponse), Refusals))]
+pub async fn list(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Revisioned<SourcesResponse>, ApiError> {
+    let cur = store.current().await?;
+    Ok(list_body(StatusCode::OK, &cur, None, None))
 }
 
 /// `POST /api/sources`: append an entry; returns its id.
+#[utoipa::path(post, path = "/api/sources", tag = "sources",
+    summary = "Append an entry {range, agent|url}; answers with its id",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = SourceBody,
+    responses((status = 201, description = "The list with the new entry", body = SourcesResponse),
+        Refusals, PolicyRefusals))]
 pub async fn add(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<EntryBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<SourceBody>,
+) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let (range, source) = body.parse()?;
-    let mut new_id = None;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let (list, id) = p.sources.add(range, source);
-        new_id = Some(id);
-        p.with_sources(list)
-    })
-    .await?;
-    Ok(list_body(
-        StatusCode::CREATED,
-        &stored,
-        json!({"id": new_id}),
-    ))
+    let (range, source) = parse_entry(body)?;
+    let (stored, new_id) = store.add_source(expected, &actor, range, source).await?;
+    Ok(list_body(StatusCode::CREATED, &stored, new_id, None))
 }
 
 /// `PUT /api/sources/{id}`: replace an entry's range and source, keeping its place.
+#[utoipa::path(put, path = "/api/sources/{id}", tag = "sources",
+    summary = "Edit an entry {range, agent|url} in place",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("id" = u32, Path, description = "The entry's id")),
+    request_body = SourceBody,
+    responses((status = 200, description = "The list after the edit", body = SourcesResponse),
+        Refusals, PolicyRefusals))]
 pub async fn edit(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<EntryBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<SourceBody>,
+) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let id = entry_id(&id)?;
-    let (range, source) = body.parse()?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        p.with_sources(p.sources.edit(id, range, source)?)
-    })
-    .await?;
-    Ok(list_body(StatusCode::OK, &stored, json!({"id": id})))
-}
-
-/// `POST /api/sources/delete` body `{ids: [..]}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteBody {
-    ids: Vec<u32>,
+    let (range, source) = parse_entry(body)?;
+    let stored = store
+        .edit_source(expected, &actor, id, range, source)
+        .await?;
+    Ok(list_body(StatusCode::OK, &stored, Some(id), None))
 }
 
 /// `POST /api/sources/delete`: delete the selected entries (all or nothing).
+#[utoipa::path(post, path = "/api/sources/delete", tag = "sources",
+    summary = "Delete a set of entries (all or nothing)",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = DeleteSources,
+    responses((status = 200, description = "The list after the deletion", body = SourcesResponse),
+        Refusals, PolicyRefusals))]
 pub async fn delete_set(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<DeleteBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<DeleteSources>,
+) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let ids: BTreeSet<EntryId> = body.ids.into_iter().map(EntryId).collect();
-    let stored = store::write(&st, expected, &actor, |p| {
-        p.with_sources(p.sources.delete(&ids)?)
-    })
-    .await?;
-    Ok(list_body(StatusCode::OK, &stored, json!({"deleted": ids})))
-}
-
-/// Which way to move an entry.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// One place towards the top.
-    Up,
-    /// One place towards the bottom.
-    Down,
-}
-
-/// `POST /api/sources/{id}/move` body `{direction}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MoveBody {
-    direction: Direction,
+    let stored = store.delete_sources(expected, &actor, &ids).await?;
+    Ok(list_body(StatusCode::OK, &stored, None, Some(ids)))
 }
 
 /// `POST /api/sources/{id}/move`: move one place up or down.
+#[utoipa::path(post, path = "/api/sources/{id}/move", tag = "sources",
+    summary = "Move an entry one place up or down",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current"),
+        ("id" = u32, Path, description = "The entry's id")),
+    request_body = MoveSource,
+    responses((status = 200, description = "The list after the move", body = SourcesResponse),
+        Refusals, PolicyRefusals))]
 pub async fn move_one(
     Admin(actor): Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<MoveBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<MoveSource>,
+) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let id = entry_id(&id)?;
-    let stored = store::write(&st, expected, &actor, |p| {
-        let list = match body.direction {
-            Direction::Up => p.sources.move_up(id)?,
-            Direction::Down => p.sources.move_down(id)?,
-        };
-        p.with_sources(list)
-    })
-    .await?;
-    Ok(list_body(StatusCode::OK, &stored, json!({"id": id})))
-}
-
-/// `GET /api/resolve` query.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveQuery {
-    ip: Option<String>,
-    category: Option<String>,
-    domain: Option<String>,
-    agent: Option<String>,
-}
-
-fn plan_json(plan: &Plan) -> serde_json::Value {
-    json!({"category": plan.category, "steps": plan.steps, "skipped": plan.skipped})
+    let stored = store
+        .move_source(expected, &actor, id, body.direction)
+        .await?;
+    Ok(list_body(StatusCode::OK, &stored, Some(id), None))
 }
 
 /// `GET /api/resolve?ip=…[&category=…][&domain=…]` or `?agent=IP:PORT`: the plan(s) a
 /// client (or an update agent, for itself) would follow now.
+#[utoipa::path(get, path = "/api/resolve", tag = "sources",
+    summary = "What-if: the plans for ?ip=&category=&domain= or ?agent=IP:PORT",
+    security(("admin" = [])),
+    params(ResolveQuery),
+    responses((status = 200, description = "One plan per category", body = ResolveResponse),
+        Refusals, Unprocessable))]
 pub async fn resolve(
     _: Admin,
-    State(st): State<AppState>,
+    State(store): State<Store>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Revisioned<ResolveResponse>, ApiError> {
     let categories = match q.category.as_deref() {
         None | Some("") => Category::ALL.to_vec(),
         Some(c) => vec![c
             .parse::<Category>()
             .map_err(|e| ApiError::bad("request.category", "category", e.to_string()))?],
     };
-    let cur = store::current(&st).await?;
+    let cur = store.current().await?;
     let plans = if let Some(agent) = q.agent.as_deref() {
         let addr = cascade_core::doc::parse_agent_address("agent", agent)?;
         categories
             .iter()
-            .map(|c| resolve_for_agent(&cur.policy, addr, *c).map(|p| plan_json(&p)))
+            .map(|c| resolve_for_agent(&cur.policy, addr, *c).map(|p| PlanView::from(&p)))
             .collect::<Result<Vec<_>, _>>()?
     } else {
         let text = q.ip.ok_or_else(|| {
@@ -251,12 +240,14 @@ pub async fn resolve(
         })?;
         categories
             .iter()
-            .map(|c| plan_json(&core_resolve(&cur.policy, ip, q.domain.as_deref(), *c)))
+            .map(|c| PlanView::from(&core_resolve(&cur.policy, ip, q.domain.as_deref(), *c)))
             .collect()
     };
-    Ok(with_revision(
-        StatusCode::OK,
+    Ok(Revisioned::ok(
         cur.revision,
-        &json!({"revision": cur.revision, "plans": plans}),
+        ResolveResponse {
+            revision: cur.revision,
+            plans,
+        },
     ))
 }

@@ -1,9 +1,9 @@
 //! Authentication and authorization refusals.
 
+use cascade_client::proto::EnrollRequest;
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::start;
+use crate::harness::{json, raw, start};
 
 fn admin_operations() -> Vec<(Method, String)> {
     let doc = cascade_server::openapi::document();
@@ -35,18 +35,17 @@ async fn admin_routes_need_an_admin_token() {
     let (head, last) = s.admin.split_at(s.admin.len() - 1);
     let forged = format!("{head}{}", if last == "0" { "1" } else { "0" });
     assert_ne!(forged, s.admin);
-    let body = json!({});
     for (method, path) in ops {
-        s.call(method.clone(), &path, None, &[], Some(&body))
+        s.call(method.clone(), &path, None, &[], raw("{}"))
             .await
             .expect_error(401, "auth.unauthorized", "Authorization");
-        s.call(method.clone(), &path, Some(&forged), &[], Some(&body))
+        s.call(method.clone(), &path, Some(&forged), &[], raw("{}"))
             .await
             .expect_error(401, "auth.unauthorized", "Authorization");
-        s.call(method.clone(), &path, Some(&client), &[], Some(&body))
+        s.call(method.clone(), &path, Some(&client), &[], raw("{}"))
             .await
             .expect_error(403, "auth.forbidden", "Authorization");
-        s.call(method, &path, Some(&s.enroll), &[], Some(&body))
+        s.call(method, &path, Some(&s.enroll), &[], raw("{}"))
             .await
             .expect_error(403, "auth.forbidden", "Authorization");
     }
@@ -99,17 +98,20 @@ async fn a_client_cannot_read_another() {
 async fn enrollment_token_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let body = json!({"name": "pc"});
+    let body = EnrollRequest {
+        name: "pc".into(),
+        ..EnrollRequest::default()
+    };
     s.call(
         Method::POST,
         "/api/client/enroll",
         Some(&s.admin),
         &[],
-        Some(&body),
+        json(&body),
     )
     .await
     .expect_error(403, "auth.forbidden", "Authorization");
-    s.call(Method::POST, "/api/client/enroll", None, &[], Some(&body))
+    s.call(Method::POST, "/api/client/enroll", None, &[], json(&body))
         .await
         .expect_error(401, "auth.unauthorized", "Authorization");
     let (_, old_client) = s.enroll_client("before", None).await;
@@ -128,7 +130,7 @@ async fn enrollment_token_rotation() {
         "/api/client/enroll",
         Some(&s.enroll),
         &[],
-        Some(&body),
+        json(&body),
     )
     .await
     .expect_error(401, "auth.unauthorized", "Authorization");
@@ -137,7 +139,7 @@ async fn enrollment_token_rotation() {
         "/api/client/enroll",
         Some(&new),
         &[],
-        Some(&body),
+        json(&body),
     )
     .await
     .expect(201);

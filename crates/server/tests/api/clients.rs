@@ -1,10 +1,36 @@
 //! Enrollment, policy fetch, check-in and the admin's client registry; restart persistence.
 
-use cascade_core::report::UpdateReport;
+use cascade_client::proto::{
+    ActiveUpdateFallback, AgentDoc, AgentsResponse, Attempt, Category, CheckIn, ClientView,
+    ClientsResponse, EnrollRequest, FallbackPatch, Mode, Outcome, PrivilegeOverrides, RelayReport,
+    ServedClient, SettingsPatch, SourceBody, UpdateReport,
+};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::harness::{start, start_with};
+use crate::harness::{json, start, start_with};
+
+fn customized() -> SettingsPatch {
+    SettingsPatch {
+        mode: Some(Mode::Customized),
+        ..SettingsPatch::default()
+    }
+}
+
+fn agent(address: &str) -> AgentDoc {
+    AgentDoc {
+        address: address.to_owned(),
+        capabilities: Category::ALL.to_vec(),
+    }
+}
+
+fn source(range: &str, agent: Option<&str>, url: Option<&str>) -> SourceBody {
+    SourceBody {
+        range: range.to_owned(),
+        agent: agent.map(str::to_owned),
+        url: url.map(str::to_owned),
+    }
+}
 
 // A client fetches the policy with its revision; If-None-Match on the same revision gives 304.
 #[tokio::test]
@@ -28,13 +54,9 @@ async fn client_fetches_policy() {
     )
     .await
     .expect(304);
-    s.admin(
-        Method::PATCH,
-        "/api/policy/settings",
-        Some(&json!({"mode": "customized"})),
-    )
-    .await
-    .expect(200);
+    s.admin(Method::PATCH, "/api/policy/settings", json(&customized()))
+        .await
+        .expect(200);
     let v = s
         .call(
             Method::GET,
@@ -58,33 +80,73 @@ async fn checkin_and_registry() {
     let (good_id, good) = s.enroll_client("pc-good", None).await;
     let (bad_id, bad) = s.enroll_client("pc-bad", None).await;
     let (never_id, _) = s.enroll_client("pc-never", None).await;
-    let report = json!({
-        "ip": "10.0.0.7",
-        "installed": {"components": "2026.11.25.1", "programs": "1.4.0"},
-        "last_update": {"outcome": "ok", "attempts": [
-            {"category": "components", "step": 1, "source": "agent:10.0.0.5:8443", "outcome": "failed", "reason": "connect: refused", "bytes": 0, "millis": 5000},
-            {"category": "components", "step": 2, "source": "server", "outcome": "ok"}
-        ]}
-    });
+    let report = CheckIn {
+        ip: Some("10.0.0.7".into()),
+        installed: [
+            (Category::Components, "2026.11.25.1".to_owned()),
+            (Category::Programs, "1.4.0".to_owned()),
+        ]
+        .into(),
+        last_update: Some(UpdateReport {
+            finished_at: None,
+            outcome: Outcome::Ok,
+            attempts: vec![
+                Attempt {
+                    category: Some(Category::Components),
+                    step: 1,
+                    source: "agent:10.0.0.5:8443".into(),
+                    outcome: Outcome::Failed,
+                    reason: Some("connect: refused".into()),
+                    bytes: 0,
+                    millis: 5000,
+                },
+                Attempt {
+                    category: Some(Category::Components),
+                    step: 2,
+                    source: "server".into(),
+                    outcome: Outcome::Ok,
+                    reason: None,
+                    bytes: 0,
+                    millis: 0,
+                },
+            ],
+        }),
+        relay: None,
+    };
     let v = s
         .call(
             Method::POST,
             "/api/client/checkin",
             Some(&good),
             &[],
-            Some(&report),
+            json(&report),
         )
         .await
         .expect(200);
     assert_eq!(v["policy_revision"], 1);
-    let failed = json!({"ip": "10.0.3.9", "last_update": {"outcome": "quit", "attempts": [
-        {"step": 1, "source": "url:http://m.example/", "outcome": "failed", "reason": "HTTP 404"}]}});
+    let failed = CheckIn {
+        ip: Some("10.0.3.9".into()),
+        last_update: Some(UpdateReport {
+            finished_at: None,
+            outcome: Outcome::Quit,
+            attempts: vec![Attempt {
+                category: None,
+                step: 1,
+                source: "url:http://m.example/".into(),
+                outcome: Outcome::Failed,
+                reason: Some("HTTP 404".into()),
+                bytes: 0,
+                millis: 0,
+            }],
+        }),
+        ..CheckIn::default()
+    };
     s.call(
         Method::POST,
         "/api/client/checkin",
         Some(&bad),
         &[],
-        Some(&failed),
+        json(&failed),
     )
     .await
     .expect(200);
@@ -93,7 +155,10 @@ async fn checkin_and_registry() {
         "/api/client/checkin",
         Some(&bad),
         &[],
-        Some(&json!({"ip": "10.0.3"})),
+        json(&CheckIn {
+            ip: Some("10.0.3".into()),
+            ..CheckIn::default()
+        }),
     )
     .await
     .expect_error(400, "request.ip", "ip");
@@ -116,12 +181,11 @@ async fn checkin_and_registry() {
     assert_eq!(g["last_seen"], s.clock.unix_secs());
     assert_eq!(by_id(&bad_id)["state"], "failed");
     assert_eq!(by_id(&never_id)["state"], "never");
-    let detail = s
+    let detail: ClientView = s
         .admin(Method::GET, &format!("/api/clients/{good_id}"), None)
         .await
-        .expect(200);
-    let parse = |v: &Value| serde_json::from_value::<UpdateReport>(v.clone()).unwrap();
-    assert_eq!(parse(&detail["last_update"]), parse(&report["last_update"]));
+        .typed(200);
+    assert_eq!(detail.last_update, report.last_update);
     s.admin(Method::GET, "/api/clients/nope", None)
         .await
         .expect_error(404, "not_found", "id");
@@ -172,7 +236,10 @@ async fn enroll_bad_input() {
         "/api/client/enroll",
         Some(&s.enroll),
         &[],
-        Some(&json!({"name": "  "})),
+        json(&EnrollRequest {
+            name: "  ".into(),
+            ..EnrollRequest::default()
+        }),
     )
     .await
     .expect_error(400, "request.name", "name");
@@ -182,13 +249,17 @@ async fn enroll_bad_input() {
             "/api/client/enroll",
             Some(&s.enroll),
             &[],
-            Some(&json!({"name": "relay", "agent_address": "10.0.0.5"})),
+            json(&EnrollRequest {
+                name: "relay".into(),
+                domain: None,
+                agent_address: Some("10.0.0.5".into()),
+            }),
         )
         .await
         .expect_error(422, "policy.invalid", "agent_address");
     assert!(msg.contains("10.0.0.5"), "{msg}");
-    let list = s.admin(Method::GET, "/api/clients", None).await.expect(200);
-    assert_eq!(list["clients"], json!([]));
+    let list: ClientsResponse = s.admin(Method::GET, "/api/clients", None).await.typed(200);
+    assert_eq!(list.clients, vec![]);
     s.stop().await;
 }
 
@@ -201,37 +272,45 @@ async fn restart_keeps_everything() {
     s.admin(
         Method::PATCH,
         "/api/policy/settings",
-        Some(&json!({"mode": "customized", "activeupdate_url": "https://up.example/",
-                     "activeupdate_fallback": "all", "fallback": {"domain_settings_from_server": false},
-                     "privileges": {"download_from_activeupdate": true}})),
+        json(&SettingsPatch {
+            mode: Some(Mode::Customized),
+            activeupdate_url: Some(Some("https://up.example/".into())),
+            activeupdate_fallback: Some(ActiveUpdateFallback::All),
+            fallback: Some(FallbackPatch {
+                domain_settings_from_server: Some(false),
+                ..FallbackPatch::default()
+            }),
+            privileges: Some(PrivilegeOverrides {
+                download_from_activeupdate: Some(true),
+            }),
+            agents_source: None,
+        }),
     )
     .await
     .expect(200);
     s.admin(
         Method::PUT,
         "/api/policy/domains/eng",
-        Some(&json!({"download_from_activeupdate": false})),
+        json(&PrivilegeOverrides {
+            download_from_activeupdate: Some(false),
+        }),
     )
     .await
     .expect(200);
+    s.admin(Method::POST, "/api/agents", json(&agent("10.0.0.5:8443")))
+        .await
+        .expect(201);
     s.admin(
         Method::POST,
-        "/api/agents",
-        Some(&json!({"address": "10.0.0.5:8443"})),
+        "/api/sources",
+        json(&source("10.0.0.0/24", Some("10.0.0.5:8443"), None)),
     )
     .await
     .expect(201);
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.0/24", "agent": "10.0.0.5:8443"})),
-    )
-    .await
-    .expect(201);
-    s.admin(
-        Method::POST,
-        "/api/sources",
-        Some(&json!({"range": "10.0.0.0/16", "url": "http://m.example/"})),
+        json(&source("10.0.0.0/16", None, Some("http://m.example/"))),
     )
     .await
     .expect(201);
@@ -241,7 +320,11 @@ async fn restart_keeps_everything() {
         "/api/client/checkin",
         Some(&cred),
         &[],
-        Some(&json!({"ip": "10.0.0.5", "installed": {"components": "7"}})),
+        json(&CheckIn {
+            ip: Some("10.0.0.5".into()),
+            installed: [(Category::Components, "7".to_owned())].into(),
+            ..CheckIn::default()
+        }),
     )
     .await
     .expect(200);
@@ -276,15 +359,11 @@ async fn restart_keeps_everything() {
 async fn relay_report_is_stored_and_shown_on_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    s.admin(
-        Method::POST,
-        "/api/agents",
-        Some(&json!({"address": "10.0.0.5:8443"})),
-    )
-    .await
-    .expect(201);
+    s.admin(Method::POST, "/api/agents", json(&agent("10.0.0.5:8443")))
+        .await
+        .expect(201);
     let (id, cred) = s.enroll_client("relay-1", Some("10.0.0.5:8443")).await;
-    let checkin = |body: Value| {
+    let checkin = |body: CheckIn| {
         let cred = cred.clone();
         let s = &s;
         async move {
@@ -293,55 +372,71 @@ async fn relay_report_is_stored_and_shown_on_the_agent() {
                 "/api/client/checkin",
                 Some(&cred),
                 &[],
-                Some(&body),
+                json(&body),
             )
             .await
         }
     };
-    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
-    assert_eq!(agents["agents"][0]["relay"], Value::Null);
+    let agents = |v: Value| serde_json::from_value::<AgentsResponse>(v).unwrap();
+    let list = agents(s.admin(Method::GET, "/api/agents", None).await.expect(200));
+    assert_eq!(list.agents[0].relay, None);
 
-    let report = json!({
-        "since": 1_764_000_000, "requests": 12, "bytes_served": 81_920,
-        "upstream_fetches": 3, "upstream_bytes": 20_480, "refused": 0, "client_count": 2,
-        "clients": [
-            {"ip": "10.0.1.7", "requests": 8, "bytes": 61_440},
-            {"ip": "10.0.1.9", "requests": 4, "bytes": 20_480}
-        ]
-    });
-    checkin(json!({"ip": "10.0.0.5", "relay": report}))
+    let served = |ip: &str, requests: u64, bytes: u64| ServedClient {
+        ip: ip.to_owned(),
+        requests,
+        bytes,
+    };
+    let report = RelayReport {
+        since: Some(1_764_000_000),
+        requests: 12,
+        bytes_served: 81_920,
+        upstream_fetches: 3,
+        upstream_bytes: 20_480,
+        refused: 0,
+        client_count: 2,
+        clients: vec![served("10.0.1.7", 8, 61_440), served("10.0.1.9", 4, 20_480)],
+    };
+    let with_relay = |ip: Option<&str>, relay: RelayReport| CheckIn {
+        ip: ip.map(str::to_owned),
+        relay: Some(relay),
+        ..CheckIn::default()
+    };
+    checkin(with_relay(Some("10.0.0.5"), report.clone()))
         .await
         .expect(200);
-    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
-    assert_eq!(agents["agents"][0]["relay"], report);
-    let me = s
+    let list = agents(s.admin(Method::GET, "/api/agents", None).await.expect(200));
+    assert_eq!(list.agents[0].relay.as_ref(), Some(&report));
+    let me: ClientView = s
         .admin(Method::GET, &format!("/api/clients/{id}"), None)
         .await
-        .expect(200);
-    assert_eq!(me["relay"], report);
+        .typed(200);
+    assert_eq!(me.relay.as_ref(), Some(&report));
 
     // A check-in without a relay report (after an update cycle that failed to reach the
     // relay's counters, say) keeps the last one.
-    checkin(json!({"ip": "10.0.0.5"})).await.expect(200);
+    checkin(CheckIn {
+        ip: Some("10.0.0.5".into()),
+        ..CheckIn::default()
+    })
+    .await
+    .expect(200);
     // Malformed reports are refused, naming the field; the stored one is unchanged.
     let mut bad_ip = report.clone();
-    bad_ip["clients"][1]["ip"] = json!("10.0.1");
-    checkin(json!({"relay": bad_ip})).await.expect_error(
+    bad_ip.clients[1].ip = "10.0.1".into();
+    checkin(with_relay(None, bad_ip)).await.expect_error(
         400,
         "request.relay.ip",
         "relay.clients.ip",
     );
     let mut too_many = report.clone();
-    too_many["clients"] = Value::Array(
-        (0..=cascade_core::report::MAX_REPORTED_CLIENTS)
-            .map(|i| json!({"ip": format!("10.1.{}.{}", i / 256, i % 256), "requests": 1, "bytes": 1}))
-            .collect(),
-    );
-    checkin(json!({"relay": too_many})).await.expect_error(
+    too_many.clients = (0..=cascade_core::report::MAX_REPORTED_CLIENTS)
+        .map(|i| served(&format!("10.1.{}.{}", i / 256, i % 256), 1, 1))
+        .collect();
+    checkin(with_relay(None, too_many)).await.expect_error(
         400,
         "request.relay.clients",
         "relay.clients",
     );
-    let agents = s.admin(Method::GET, "/api/agents", None).await.expect(200);
-    assert_eq!(agents["agents"][0]["relay"], report);
+    let list = agents(s.admin(Method::GET, "/api/agents", None).await.expect(200));
+    assert_eq!(list.agents[0].relay, Some(report));
 }

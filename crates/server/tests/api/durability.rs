@@ -11,10 +11,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cascade_client::proto::SourceBody;
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::start_with;
+use crate::harness::{json, start_with};
 
 /// A small tmpfs: mounted for this test (and unmounted after), or given by the environment.
 struct SmallDisk {
@@ -76,8 +76,12 @@ impl Drop for SmallDisk {
     }
 }
 
-fn source(i: usize) -> serde_json::Value {
-    json!({"range": format!("10.9.{i}.0/24"), "url": format!("http://mirror{i}.example/")})
+fn source(i: usize) -> SourceBody {
+    SourceBody {
+        range: format!("10.9.{i}.0/24"),
+        agent: None,
+        url: Some(format!("http://mirror{i}.example/")),
+    }
 }
 
 async fn listed_ranges(s: &crate::harness::TestServer) -> Vec<String> {
@@ -101,7 +105,7 @@ async fn full_disk_loses_no_acknowledged_write() {
     let disk = SmallDisk::new();
     let dir = data_dir(&disk.path);
     let s = start_with(&dir, None, None).await;
-    s.admin(Method::POST, "/api/sources", Some(&source(0)))
+    s.admin(Method::POST, "/api/sources", json(&source(0)))
         .await
         .expect(201);
 
@@ -110,7 +114,7 @@ async fn full_disk_loses_no_acknowledged_write() {
     let mut refused = 0;
     for i in 1..=20 {
         let r = s
-            .admin(Method::POST, "/api/sources", Some(&source(i)))
+            .admin(Method::POST, "/api/sources", json(&source(i)))
             .await;
         match r.status.as_u16() {
             201 => acknowledged.push(format!("10.9.{i}.0/24")),
@@ -136,7 +140,7 @@ async fn full_disk_loses_no_acknowledged_write() {
 
     // Space returns: the same server takes writes and enrolments again, without a restart.
     std::fs::remove_file(filler).unwrap();
-    s.admin(Method::POST, "/api/sources", Some(&source(21)))
+    s.admin(Method::POST, "/api/sources", json(&source(21)))
         .await
         .expect(201);
     acknowledged.push("10.9.21.0/24".to_owned());

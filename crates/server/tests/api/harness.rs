@@ -1,7 +1,8 @@
 //! Test harness: a real cascade server on 127.0.0.1:0 (the test kit's starter) with a real
-//! SQLite file (or a given database URL), the first-start tokens captured, helpers for JSON
-//! calls that print the request and response when an expectation fails, and the kit's SSE
-//! reader.
+//! SQLite file (or a given database URL), the first-start tokens captured, the typed client
+//! (`cascade-client`) for it, helpers for calls whose bodies are `cascade-proto` types (or raw
+//! text, for tests of malformed input) that print the request and response when an
+//! expectation fails, and the kit's SSE reader.
 
 #![allow(dead_code)]
 
@@ -9,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cascade_client::proto::{EnrollRequest, Enrolled};
+use cascade_client::{AdminClient, Client};
 use cascade_server::Settings;
 pub use cascade_testkit::{ManualClock, Sse};
 use cascade_testkit::{RunningServer, CHEAP_HASHING};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 pub struct TestServer {
@@ -23,6 +28,8 @@ pub struct TestServer {
     pub database_url: Option<String>,
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
+    /// The typed client of this server.
+    pub client: Client,
     pub first_start_seen: bool,
     server: RunningServer,
 }
@@ -73,7 +80,9 @@ pub async fn start_tuned(
         (None, Some((a, e, _))) => (a, e),
         (None, None) => panic!("a fresh server did not report its first-start tokens"),
     };
+    let client = Client::with_http(url.parse().unwrap(), http.clone());
     TestServer {
+        client,
         url,
         admin,
         enroll,
@@ -88,6 +97,27 @@ pub async fn start_tuned(
 
 pub async fn start(data_dir: &Path) -> TestServer {
     start_with(data_dir, None, None).await
+}
+
+/// A request body: the JSON of an API type, or raw text (malformed or invalid on purpose).
+pub struct Body {
+    text: String,
+}
+
+/// `value` (a `cascade-proto` type) as the JSON body.
+#[allow(clippy::unnecessary_wraps)] // it fills the `body: Option<…>` argument
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Option<Body> {
+    Some(Body {
+        text: serde_json::to_string(value).unwrap(),
+    })
+}
+
+/// `text` sent as it is, with `Content-Type: application/json`.
+#[allow(clippy::unnecessary_wraps)] // it fills the `body: Option<…>` argument
+pub fn raw(text: &str) -> Option<Body> {
+    Some(Body {
+        text: text.to_owned(),
+    })
 }
 
 pub struct Reply {
@@ -121,6 +151,15 @@ impl Reply {
         assert_eq!(body["error"]["field"], field, "{what}: {body}");
         body["error"]["message"].as_str().unwrap().to_owned()
     }
+
+    /// Asserts the status and reads the body as the API type `T`.
+    #[track_caller]
+    pub fn typed<T: DeserializeOwned>(self, status: u16) -> T {
+        let what = self.what.clone();
+        let body = self.expect(status);
+        serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("{what}: answer is not the API type: {e}: {body}"))
+    }
 }
 
 impl TestServer {
@@ -130,7 +169,7 @@ impl TestServer {
         path: &str,
         token: Option<&str>,
         headers: &[(&str, &str)],
-        body: Option<&Value>,
+        body: Option<Body>,
     ) -> Reply {
         let mut req = self
             .http
@@ -142,7 +181,9 @@ impl TestServer {
             req = req.header(*k, *v);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.text);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
@@ -158,21 +199,21 @@ impl TestServer {
     }
 
     /// An admin call.
-    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Body>) -> Reply {
         self.call(method, path, Some(&self.admin), &[], body).await
     }
 
     /// An admin call with `If-Match: "rev"`.
-    pub async fn admin_at(&self, rev: i64, method: Method, path: &str, body: &Value) -> Reply {
+    pub async fn admin_at(
+        &self,
+        rev: i64,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Reply {
         let tag = format!("\"{rev}\"");
-        self.call(
-            method,
-            path,
-            Some(&self.admin),
-            &[("if-match", &tag)],
-            Some(body),
-        )
-        .await
+        self.call(method, path, Some(&self.admin), &[("if-match", &tag)], body)
+            .await
     }
 
     pub async fn policy(&self) -> Value {
@@ -185,23 +226,29 @@ impl TestServer {
         self.policy().await["revision"].as_i64().unwrap()
     }
 
+    /// The typed admin API.
+    pub fn api(&self) -> AdminClient {
+        self.client.admin(self.admin.as_str())
+    }
+
     /// Enrolls a client; returns (id, credential).
     pub async fn enroll_client(&self, name: &str, agent: Option<&str>) -> (String, String) {
-        let body = serde_json::json!({"name": name, "agent_address": agent});
-        let v = self
+        let body = EnrollRequest {
+            name: name.to_owned(),
+            domain: None,
+            agent_address: agent.map(str::to_owned),
+        };
+        let e: Enrolled = self
             .call(
                 Method::POST,
                 "/api/client/enroll",
                 Some(&self.enroll),
                 &[],
-                Some(&body),
+                json(&body),
             )
             .await
-            .expect(201);
-        (
-            v["client_id"].as_str().unwrap().to_owned(),
-            v["credential"].as_str().unwrap().to_owned(),
-        )
+            .typed(201);
+        (e.client_id, e.credential)
     }
 
     /// Stops the server and waits for it; returns what a restart needs.

@@ -9,6 +9,7 @@
 
 mod auth;
 mod clients;
+mod contract;
 mod durability;
 mod harness;
 mod mirror;

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cascade_client::proto::SettingsPatch;
 use cascade_core::Category;
 use cascade_repo::{Expiries, PublishOptions, Publisher, TransportLimits};
 use cascade_server::mirror::MirrorSettings;
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::{start_tuned, TestServer};
+use crate::harness::{json, start_tuned, TestServer};
 
 /// A signed upstream with `components/engine/1.0.0` published; returns it and its root path.
 async fn upstream(dir: &Path, tag: &str) -> (Publisher, PathBuf) {
@@ -50,7 +50,10 @@ async fn set_upstream(s: &TestServer, url: &str) {
     s.admin(
         Method::PATCH,
         "/api/policy/settings",
-        Some(&json!({"activeupdate_url": url})),
+        json(&SettingsPatch {
+            activeupdate_url: Some(Some(url.to_owned())),
+            ..SettingsPatch::default()
+        }),
     )
     .await
     .expect(200);

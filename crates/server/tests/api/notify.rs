@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use cascade_client::proto::{AgentDoc, Category, NotifyRequest};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{start, start_with, Sse};
+use crate::harness::{json, raw, start, start_with, Sse};
 
 // Notify reaches every connected stream; the update agent hears it before any client.
 #[tokio::test]
@@ -15,7 +16,10 @@ async fn notify_reaches_everyone_agents_first() {
     s.admin(
         Method::POST,
         "/api/agents",
-        Some(&json!({"address": "10.0.0.5:8443"})),
+        json(&AgentDoc {
+            address: "10.0.0.5:8443".into(),
+            capabilities: Category::ALL.to_vec(),
+        }),
     )
     .await
     .expect(201);
@@ -38,7 +42,9 @@ async fn notify_reaches_everyone_agents_first() {
         .admin(
             Method::POST,
             "/api/notify",
-            Some(&json!({"categories": ["components"]})),
+            json(&NotifyRequest {
+                categories: vec![Category::Components],
+            }),
         )
         .await
         .expect(200);
@@ -124,7 +130,7 @@ async fn notify_without_agents_is_immediate() {
     s.admin(
         Method::POST,
         "/api/notify",
-        Some(&json!({"categories": ["patterns"]})),
+        raw(r#"{"categories": ["patterns"]}"#),
     )
     .await
     .expect_error(400, "request.json", "body");

@@ -1,10 +1,14 @@
 //! The whole policy, its settings, domains and agents over the admin API; revisions.
 
+use cascade_client::proto::{
+    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsResponse, Category, DeleteSources,
+    FallbackPatch, Mode, PrivilegeOverrides, SettingsPatch, SourceBody,
+};
 use cascade_core::{Policy, PolicyDoc};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::harness::start;
+use crate::harness::{json, raw, start};
 
 const POLICY: &str = r#"
 mode = "customized"
@@ -29,9 +33,16 @@ range = "10.0.0.0-10.0.255.255"
 url = "http://mirror.branch.example/cascade"
 "#;
 
-fn doc_json(toml: &str) -> Value {
-    let p = Policy::from_toml(toml).unwrap();
-    serde_json::to_value(PolicyDoc::from_policy(&p)).unwrap()
+fn doc(toml: &str) -> PolicyDoc {
+    PolicyDoc::from_policy(&Policy::from_toml(toml).unwrap())
+}
+
+fn mirror_entry() -> SourceBody {
+    SourceBody {
+        range: "10.0.0.0/8".into(),
+        agent: None,
+        url: Some("http://m.example/".into()),
+    }
 }
 
 // A fresh server holds the default policy at revision 1; PUT of a whole policy round-trips.
@@ -44,13 +55,13 @@ async fn whole_policy_round_trip() {
     let default = serde_json::to_value(PolicyDoc::from_policy(&Policy::default())).unwrap();
     assert_eq!(first["policy"], default);
 
-    let doc = doc_json(POLICY);
-    let put = s.admin(Method::PUT, "/api/policy", Some(&doc)).await;
+    let doc = doc(POLICY);
+    let put = s.admin(Method::PUT, "/api/policy", json(&doc)).await;
     assert_eq!(put.headers["etag"], "\"2\"");
     let put = put.expect(200);
     assert_eq!(put["revision"], 2);
     let got = s.policy().await;
-    assert_eq!(got["policy"], doc);
+    assert_eq!(got["policy"], serde_json::to_value(&doc).unwrap());
     let back: PolicyDoc = serde_json::from_value(got["policy"].clone()).unwrap();
     assert_eq!(
         back.into_policy().unwrap(),
@@ -59,7 +70,7 @@ async fn whole_policy_round_trip() {
 
     // Writing the same policy again changes nothing, not even the revision.
     let again = s
-        .admin(Method::PUT, "/api/policy", Some(&doc))
+        .admin(Method::PUT, "/api/policy", json(&doc))
         .await
         .expect(200);
     assert_eq!(again["revision"], 2);
@@ -71,20 +82,20 @@ async fn whole_policy_round_trip() {
 async fn bad_whole_policy_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let mut doc = doc_json(POLICY);
-    doc["sources"][1]["range"] = json!("10.0.9.0-10.0.1.0");
+    let mut bad = doc(POLICY);
+    bad.sources[1].range = "10.0.9.0-10.0.1.0".into();
     let msg = s
-        .admin(Method::PUT, "/api/policy", Some(&doc))
+        .admin(Method::PUT, "/api/policy", json(&bad))
         .await
         .expect_error(422, "range.reversed", "sources[1].range");
     assert!(msg.contains("10.0.9.0"), "{msg}");
-    let mut doc = doc_json(POLICY);
-    doc["sources"][0]["agent"] = json!("10.0.0.99:8443");
-    s.admin(Method::PUT, "/api/policy", Some(&doc))
+    let mut bad = doc(POLICY);
+    bad.sources[0].agent = Some("10.0.0.99:8443".into());
+    s.admin(Method::PUT, "/api/policy", json(&bad))
         .await
         .expect_error(422, "policy.unknown_agent", "sources[0].agent");
-    let unknown_key = json!({"mode": "standard", "colour": "blue"});
-    s.admin(Method::PUT, "/api/policy", Some(&unknown_key))
+    let unknown_key = r#"{"mode": "standard", "colour": "blue"}"#;
+    s.admin(Method::PUT, "/api/policy", raw(unknown_key))
         .await
         .expect_error(400, "request.json", "body");
     assert_eq!(s.revision().await, 1);
@@ -96,16 +107,21 @@ async fn bad_whole_policy_changes_nothing() {
 async fn settings_patch() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let patch = json!({
-        "mode": "customized",
-        "activeupdate_url": "https://up.example/repo",
-        "activeupdate_fallback": "never",
-        "fallback": {"programs_from_server": false},
-        "privileges": {"download_from_activeupdate": true},
-        "agents_source": "customized"
-    });
+    let patch = SettingsPatch {
+        mode: Some(Mode::Customized),
+        activeupdate_url: Some(Some("https://up.example/repo".into())),
+        activeupdate_fallback: Some(ActiveUpdateFallback::Never),
+        fallback: Some(FallbackPatch {
+            programs_from_server: Some(false),
+            ..FallbackPatch::default()
+        }),
+        privileges: Some(PrivilegeOverrides {
+            download_from_activeupdate: Some(true),
+        }),
+        agents_source: Some(AgentSource::Customized),
+    };
     let v = s
-        .admin(Method::PATCH, "/api/policy/settings", Some(&patch))
+        .admin(Method::PATCH, "/api/policy/settings", json(&patch))
         .await
         .expect(200);
     assert_eq!(v["revision"], 2);
@@ -121,9 +137,12 @@ async fn settings_patch() {
     assert_eq!(got["privileges"]["download_from_activeupdate"], true);
     assert_eq!(got["agents_source"], "customized");
 
-    let clear = json!({"activeupdate_url": null});
+    let clear = SettingsPatch {
+        activeupdate_url: Some(None),
+        ..SettingsPatch::default()
+    };
     let v = s
-        .admin(Method::PATCH, "/api/policy/settings", Some(&clear))
+        .admin(Method::PATCH, "/api/policy/settings", json(&clear))
         .await
         .expect(200);
     assert_eq!(v["activeupdate_url"], Value::Null);
@@ -141,7 +160,11 @@ async fn settings_bad_input() {
         .admin(
             Method::PATCH,
             "/api/policy/settings",
-            Some(&json!({"mode": "customized", "activeupdate_url": "ftp://up.example/repo"})),
+            json(&SettingsPatch {
+                mode: Some(Mode::Customized),
+                activeupdate_url: Some(Some("ftp://up.example/repo".into())),
+                ..SettingsPatch::default()
+            }),
         )
         .await
         .expect_error(422, "policy.invalid", "activeupdate_url");
@@ -149,7 +172,7 @@ async fn settings_bad_input() {
     s.admin(
         Method::PATCH,
         "/api/policy/settings",
-        Some(&json!({"mode": "sometimes"})),
+        raw(r#"{"mode": "sometimes"}"#),
     )
     .await
     .expect_error(400, "request.json", "body");
@@ -172,17 +195,15 @@ async fn stale_revision_conflicts() {
         rev,
         Method::PATCH,
         "/api/policy/settings",
-        &json!({"mode": "customized"}),
+        json(&SettingsPatch {
+            mode: Some(Mode::Customized),
+            ..SettingsPatch::default()
+        }),
     )
     .await
     .expect(200);
     let body = s
-        .admin_at(
-            rev,
-            Method::POST,
-            "/api/sources",
-            &json!({"range": "10.0.0.0/8", "url": "http://m.example/"}),
-        )
+        .admin_at(rev, Method::POST, "/api/sources", json(&mirror_entry()))
         .await
         .expect(409);
     assert_eq!(body["error"]["code"], "policy.stale_revision");
@@ -192,20 +213,15 @@ async fn stale_revision_conflicts() {
     assert_eq!(p["policy"]["mode"], "customized");
     assert!(p["policy"].get("sources").is_none(), "{p}");
     // The right revision goes through; a malformed If-Match is a 400.
-    s.admin_at(
-        rev + 1,
-        Method::POST,
-        "/api/sources",
-        &json!({"range": "10.0.0.0/8", "url": "http://m.example/"}),
-    )
-    .await
-    .expect(201);
+    s.admin_at(rev + 1, Method::POST, "/api/sources", json(&mirror_entry()))
+        .await
+        .expect(201);
     s.call(
         Method::PATCH,
         "/api/policy/settings",
         Some(&s.admin),
         &[("if-match", "yesterday")],
-        Some(&json!({})),
+        json(&SettingsPatch::default()),
     )
     .await
     .expect_error(400, "request.if_match", "If-Match");
@@ -220,13 +236,19 @@ async fn domain_privileges() {
     s.admin(
         Method::PUT,
         "/api/policy/domains/eng",
-        Some(&json!({"download_from_activeupdate": true})),
+        json(&PrivilegeOverrides {
+            download_from_activeupdate: Some(true),
+        }),
     )
     .await
     .expect(200);
-    s.admin(Method::PUT, "/api/policy/domains/ops", Some(&json!({})))
-        .await
-        .expect(200);
+    s.admin(
+        Method::PUT,
+        "/api/policy/domains/ops",
+        json(&PrivilegeOverrides::default()),
+    )
+    .await
+    .expect(200);
     let v = s
         .admin(Method::GET, "/api/policy/domains", None)
         .await
@@ -246,9 +268,13 @@ async fn domain_privileges() {
     s.admin(Method::DELETE, "/api/policy/domains/eng", None)
         .await
         .expect_error(422, "domain.unknown", "domain");
-    s.admin(Method::PUT, "/api/policy/domains/%20eng", Some(&json!({})))
-        .await
-        .expect_error(422, "policy.invalid", "domains");
+    s.admin(
+        Method::PUT,
+        "/api/policy/domains/%20eng",
+        json(&PrivilegeOverrides::default()),
+    )
+    .await
+    .expect_error(422, "policy.invalid", "domains");
     let v = s
         .admin(Method::GET, "/api/policy/domains", None)
         .await
@@ -262,18 +288,24 @@ async fn domain_privileges() {
 async fn agents_add_list_remove() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let a = json!({"address": "10.0.0.5:8443", "capabilities": ["components", "programs"]});
-    s.admin(Method::POST, "/api/agents", Some(&a))
+    let a = AgentDoc {
+        address: "10.0.0.5:8443".into(),
+        capabilities: vec![Category::Components, Category::Programs],
+    };
+    s.admin(Method::POST, "/api/agents", json(&a))
         .await
         .expect(201);
-    s.admin(Method::POST, "/api/agents", Some(&a))
+    s.admin(Method::POST, "/api/agents", json(&a))
         .await
         .expect_error(422, "policy.duplicate", "address");
     let msg = s
         .admin(
             Method::POST,
             "/api/agents",
-            Some(&json!({"address": "10.0.0.5"})),
+            json(&AgentDoc {
+                address: "10.0.0.5".into(),
+                capabilities: Category::ALL.to_vec(),
+            }),
         )
         .await
         .expect_error(422, "policy.invalid", "address");
@@ -281,15 +313,19 @@ async fn agents_add_list_remove() {
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.0/24", "agent": "10.0.0.5:8443"})),
+        json(&SourceBody {
+            range: "10.0.0.0/24".into(),
+            agent: Some("10.0.0.5:8443".into()),
+            url: None,
+        }),
     )
     .await
     .expect(201);
-    let v = s.admin(Method::GET, "/api/agents", None).await.expect(200);
-    assert_eq!(v["agents"][0]["address"], "10.0.0.5:8443");
+    let v: AgentsResponse = s.admin(Method::GET, "/api/agents", None).await.typed(200);
+    assert_eq!(v.agents[0].address, "10.0.0.5:8443");
     assert_eq!(
-        v["agents"][0]["capabilities"],
-        json!(["components", "programs"])
+        v.agents[0].capabilities,
+        vec![Category::Components, Category::Programs]
     );
     s.admin(Method::DELETE, "/api/agents/10.0.0.5:8443", None)
         .await
@@ -297,7 +333,7 @@ async fn agents_add_list_remove() {
     s.admin(
         Method::POST,
         "/api/sources/delete",
-        Some(&json!({"ids": [1]})),
+        json(&DeleteSources { ids: vec![1] }),
     )
     .await
     .expect(200);
@@ -307,7 +343,7 @@ async fn agents_add_list_remove() {
     s.admin(Method::DELETE, "/api/agents/10.0.0.5:8443", None)
         .await
         .expect_error(422, "agent.unknown", "agent");
-    let v = s.admin(Method::GET, "/api/agents", None).await.expect(200);
-    assert_eq!(v["agents"], json!([]));
+    let v: AgentsResponse = s.admin(Method::GET, "/api/agents", None).await.typed(200);
+    assert_eq!(v.agents, vec![]);
     s.stop().await;
 }

@@ -7,11 +7,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cascade_client::proto::{CheckIn, Mode, SettingsPatch, SourceBody};
+use cascade_core::Category;
 use reqwest::Method;
-use serde_json::json;
 use sqlx::Connection as _;
 
-use crate::harness::start_with;
+use crate::harness::{json, start_with};
+
+fn mirror_entry(range: &str) -> SourceBody {
+    SourceBody {
+        range: range.to_owned(),
+        agent: None,
+        url: Some("http://m.example/".into()),
+    }
+}
 
 /// The variable that names the cluster to test against.
 const URL_VAR: &str = "CASCADE_TEST_POSTGRES_URL";
@@ -202,7 +211,10 @@ async fn postgres_store_round_trip() {
         rev,
         Method::PATCH,
         "/api/policy/settings",
-        &json!({"mode": "customized"}),
+        json(&SettingsPatch {
+            mode: Some(Mode::Customized),
+            ..SettingsPatch::default()
+        }),
     )
     .await
     .expect(200);
@@ -210,21 +222,21 @@ async fn postgres_store_round_trip() {
         rev,
         Method::POST,
         "/api/sources",
-        &json!({"range": "10.0.0.0/8", "url": "http://m.example/"}),
+        json(&mirror_entry("10.0.0.0/8")),
     )
     .await
     .expect_error(409, "policy.stale_revision", "If-Match");
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.0/8", "url": "http://m.example/"})),
+        json(&mirror_entry("10.0.0.0/8")),
     )
     .await
     .expect(201);
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.9.0.0-10.1.0.0", "url": "http://m.example/"})),
+        json(&mirror_entry("10.9.0.0-10.1.0.0")),
     )
     .await
     .expect_error(422, "range.reversed", "range");
@@ -234,7 +246,11 @@ async fn postgres_store_round_trip() {
         "/api/client/checkin",
         Some(&cred),
         &[],
-        Some(&json!({"ip": "10.0.0.1", "installed": {"programs": "2"}})),
+        json(&CheckIn {
+            ip: Some("10.0.0.1".into()),
+            installed: [(Category::Programs, "2".to_owned())].into(),
+            ..CheckIn::default()
+        }),
     )
     .await
     .expect(200);

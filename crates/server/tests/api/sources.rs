@@ -2,11 +2,26 @@
 
 use std::net::IpAddr;
 
+use cascade_client::proto::{
+    AgentDoc, DeleteSources, Direction, FallbackPatch, Mode, MoveSource, SettingsPatch, SourceBody,
+};
 use cascade_core::{resolve, Category, PolicyDoc};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::harness::{start, TestServer};
+use crate::harness::{json, start, TestServer};
+
+fn entry(range: &str, agent: Option<&str>, url: Option<&str>) -> SourceBody {
+    SourceBody {
+        range: range.to_owned(),
+        agent: agent.map(str::to_owned),
+        url: url.map(str::to_owned),
+    }
+}
+
+fn move_to(direction: Direction) -> Option<crate::harness::Body> {
+    json(&MoveSource { direction })
+}
 
 fn ids(v: &Value) -> Vec<u64> {
     v["sources"]
@@ -17,8 +32,8 @@ fn ids(v: &Value) -> Vec<u64> {
         .collect()
 }
 
-async fn add(s: &TestServer, body: Value) -> Value {
-    s.admin(Method::POST, "/api/sources", Some(&body))
+async fn add(s: &TestServer, body: SourceBody) -> Value {
+    s.admin(Method::POST, "/api/sources", json(&body))
         .await
         .expect(201)
 }
@@ -28,25 +43,21 @@ async fn add(s: &TestServer, body: Value) -> Value {
 async fn list_operations_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let a = add(
-        &s,
-        json!({"range": "10.0.0.0/24", "url": "http://a.example/"}),
-    )
-    .await;
+    let a = add(&s, entry("10.0.0.0/24", None, Some("http://a.example/"))).await;
     assert_eq!(a["id"], 1);
-    add(
-        &s,
-        json!({"range": "10.0.1.0/24", "url": "http://b.example/"}),
-    )
-    .await;
-    let c = add(&s, json!({"range": "10.0.2.1", "url": "http://c.example/"})).await;
+    add(&s, entry("10.0.1.0/24", None, Some("http://b.example/"))).await;
+    let c = add(&s, entry("10.0.2.1", None, Some("http://c.example/"))).await;
     assert_eq!(ids(&c), vec![1, 2, 3]);
 
     let e = s
         .admin(
             Method::PUT,
             "/api/sources/2",
-            Some(&json!({"range": "192.168.0.0-192.168.0.255", "url": "https://b2.example/x"})),
+            json(&entry(
+                "192.168.0.0-192.168.0.255",
+                None,
+                Some("https://b2.example/x"),
+            )),
         )
         .await
         .expect(200);
@@ -55,11 +66,7 @@ async fn list_operations_round_trip() {
     assert_eq!(e["sources"][1]["range"], "192.168.0.0-192.168.0.255");
 
     let m = s
-        .admin(
-            Method::POST,
-            "/api/sources/3/move",
-            Some(&json!({"direction": "up"})),
-        )
+        .admin(Method::POST, "/api/sources/3/move", move_to(Direction::Up))
         .await
         .expect(200);
     assert_eq!(ids(&m), vec![1, 3, 2]);
@@ -67,7 +74,7 @@ async fn list_operations_round_trip() {
         .admin(
             Method::POST,
             "/api/sources/1/move",
-            Some(&json!({"direction": "down"})),
+            move_to(Direction::Down),
         )
         .await
         .expect(200);
@@ -77,7 +84,7 @@ async fn list_operations_round_trip() {
         .admin(
             Method::POST,
             "/api/sources/delete",
-            Some(&json!({"ids": [3, 2]})),
+            json(&DeleteSources { ids: vec![3, 2] }),
         )
         .await
         .expect(200);
@@ -93,18 +100,14 @@ async fn list_operations_round_trip() {
 async fn bad_entries_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    add(
-        &s,
-        json!({"range": "10.0.0.0/24", "url": "http://a.example/"}),
-    )
-    .await;
+    add(&s, entry("10.0.0.0/24", None, Some("http://a.example/"))).await;
     let before = s.admin(Method::GET, "/api/sources", None).await.expect(200);
 
     let msg = s
         .admin(
             Method::POST,
             "/api/sources",
-            Some(&json!({"range": "10.0.0.9-10.0.0.1", "url": "http://a.example/"})),
+            json(&entry("10.0.0.9-10.0.0.1", None, Some("http://a.example/"))),
         )
         .await
         .expect_error(422, "range.reversed", "range");
@@ -112,7 +115,7 @@ async fn bad_entries_are_refused() {
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.1-fd00::1", "url": "http://a.example/"})),
+        json(&entry("10.0.0.1-fd00::1", None, Some("http://a.example/"))),
     )
     .await
     .expect_error(422, "range.mixed_families", "range");
@@ -120,7 +123,7 @@ async fn bad_entries_are_refused() {
         .admin(
             Method::POST,
             "/api/sources",
-            Some(&json!({"range": "10.0.0.0/8", "url": "mirror.example/repo"})),
+            json(&entry("10.0.0.0/8", None, Some("mirror.example/repo"))),
         )
         .await
         .expect_error(422, "policy.invalid", "url");
@@ -128,49 +131,45 @@ async fn bad_entries_are_refused() {
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.0/8", "url": "http://a/", "agent": "10.0.0.5:1"})),
+        json(&entry("10.0.0.0/8", Some("10.0.0.5:1"), Some("http://a/"))),
     )
     .await
     .expect_error(422, "policy.invalid", "agent|url");
     s.admin(
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "10.0.0.0/8", "agent": "10.0.0.5:8443"})),
+        json(&entry("10.0.0.0/8", Some("10.0.0.5:8443"), None)),
     )
     .await
     .expect_error(422, "policy.unknown_agent", "sources[1].agent");
     s.admin(
         Method::PUT,
         "/api/sources/abc",
-        Some(&json!({"range": "10.0.0.0/8", "url": "http://a/"})),
+        json(&entry("10.0.0.0/8", None, Some("http://a/"))),
     )
     .await
     .expect_error(400, "request.id", "id");
     s.admin(
         Method::PUT,
         "/api/sources/42",
-        Some(&json!({"range": "10.0.0.0/8", "url": "http://a/"})),
+        json(&entry("10.0.0.0/8", None, Some("http://a/"))),
     )
     .await
     .expect_error(422, "list.unknown_id", "sources");
-    s.admin(
-        Method::POST,
-        "/api/sources/1/move",
-        Some(&json!({"direction": "up"})),
-    )
-    .await
-    .expect_error(422, "list.cannot_move", "sources");
+    s.admin(Method::POST, "/api/sources/1/move", move_to(Direction::Up))
+        .await
+        .expect_error(422, "list.cannot_move", "sources");
     s.admin(
         Method::POST,
         "/api/sources/delete",
-        Some(&json!({"ids": [1, 42]})),
+        json(&DeleteSources { ids: vec![1, 42] }),
     )
     .await
     .expect_error(422, "list.unknown_id", "sources");
     s.admin(
         Method::POST,
         "/api/sources/delete",
-        Some(&json!({"ids": []})),
+        json(&DeleteSources { ids: vec![] }),
     )
     .await
     .expect_error(422, "list.nothing_selected", "sources");
@@ -187,28 +186,33 @@ async fn resolve_matches_core() {
     s.admin(
         Method::PATCH,
         "/api/policy/settings",
-        Some(
-            &json!({"mode": "customized", "activeupdate_url": "https://up.example/repo",
-                     "fallback": {"components_from_server": false, "programs_from_server": false}}),
-        ),
+        json(&SettingsPatch {
+            mode: Some(Mode::Customized),
+            activeupdate_url: Some(Some("https://up.example/repo".into())),
+            fallback: Some(FallbackPatch {
+                components_from_server: Some(false),
+                domain_settings_from_server: None,
+                programs_from_server: Some(false),
+            }),
+            ..SettingsPatch::default()
+        }),
     )
     .await
     .expect(200);
     s.admin(
         Method::POST,
         "/api/agents",
-        Some(&json!({"address": "10.0.0.5:8443", "capabilities": ["components"]})),
+        json(&AgentDoc {
+            address: "10.0.0.5:8443".into(),
+            capabilities: vec![Category::Components],
+        }),
     )
     .await
     .expect(201);
+    add(&s, entry("10.0.0.0/24", Some("10.0.0.5:8443"), None)).await;
     add(
         &s,
-        json!({"range": "10.0.0.0/24", "agent": "10.0.0.5:8443"}),
-    )
-    .await;
-    add(
-        &s,
-        json!({"range": "10.0.0.0-10.0.255.255", "url": "http://m.example/c"}),
+        entry("10.0.0.0-10.0.255.255", None, Some("http://m.example/c")),
     )
     .await;
 
@@ -232,7 +236,10 @@ async fn resolve_matches_core() {
                 v["plans"][0]["steps"],
                 serde_json::to_value(&want.steps).unwrap()
             );
-            assert_eq!(v["plans"][0]["skipped"], json!(want.skipped));
+            assert_eq!(
+                v["plans"][0]["skipped"],
+                serde_json::to_value(&want.skipped).unwrap()
+            );
         }
     }
     let all = s

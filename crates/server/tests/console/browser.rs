@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use cascade_client::proto::{AgentsResponse, Attempt, Category, CheckIn, Outcome, UpdateReport};
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::{start, Sse};
+use crate::harness::{json, start, Sse};
 use crate::webdriver::Browser;
 
 // Log in, register an agent, add two entries, edit one via its IP-range link, move one up,
@@ -173,23 +173,63 @@ async fn admin_journey_in_chromium() {
     assert_eq!(data["stage"], "clients");
 
     // The client reports an update: one failed step, then the URL mirror delivered.
-    let report = json!({
-        "ip": "10.0.0.7",
-        "installed": {"components": "8.1.9", "domain-settings": "42"},
-        "last_update": {"finished_at": 1_700_000_000, "outcome": "ok", "attempts": [
-            {"category": "components", "step": 1, "source": "agent:10.0.0.5:8443",
-             "outcome": "failed", "reason": "connect: connection refused", "bytes": 0, "millis": 12},
-            {"category": "components", "step": 2, "source": "url:http://mirror.branch.example/cascade",
-             "outcome": "ok", "bytes": 16405, "millis": 80},
-            {"category": "domain-settings", "step": 1, "source": "server",
-             "outcome": "up-to-date", "bytes": 512, "millis": 5}
-        ]}
-    });
+    let attempt =
+        |category, step, source: &str, outcome, reason: Option<&str>, bytes, millis| Attempt {
+            category: Some(category),
+            step,
+            source: source.to_owned(),
+            outcome,
+            reason: reason.map(Into::into),
+            bytes,
+            millis,
+        };
+    let report = CheckIn {
+        ip: Some("10.0.0.7".into()),
+        installed: [
+            (Category::Components, "8.1.9".to_owned()),
+            (Category::DomainSettings, "42".to_owned()),
+        ]
+        .into(),
+        last_update: Some(UpdateReport {
+            finished_at: Some(1_700_000_000),
+            outcome: Outcome::Ok,
+            attempts: vec![
+                attempt(
+                    Category::Components,
+                    1,
+                    "agent:10.0.0.5:8443",
+                    Outcome::Failed,
+                    Some("connect: connection refused"),
+                    0,
+                    12,
+                ),
+                attempt(
+                    Category::Components,
+                    2,
+                    "url:http://mirror.branch.example/cascade",
+                    Outcome::Ok,
+                    None,
+                    16405,
+                    80,
+                ),
+                attempt(
+                    Category::DomainSettings,
+                    1,
+                    "server",
+                    Outcome::UpToDate,
+                    None,
+                    512,
+                    5,
+                ),
+            ],
+        }),
+        relay: None,
+    };
     s.api(
         &credential,
         Method::POST,
         "/api/client/checkin",
-        Some(&report),
+        json(&report),
         200,
     )
     .await;
@@ -233,10 +273,10 @@ async fn admin_journey_in_chromium() {
     b.click("#agents button.danger").await;
     b.wait_text("#flash", "Removed update agent 10.0.0.5:8443")
         .await;
-    assert_eq!(
-        s.api(&s.admin, Method::GET, "/api/agents", None, 200).await["agents"],
-        json!([])
-    );
+    let agents: AgentsResponse =
+        serde_json::from_value(s.api(&s.admin, Method::GET, "/api/agents", None, 200).await)
+            .unwrap();
+    assert_eq!(agents.agents, vec![]);
 
     // A phone-sized window.
     b.resize(390, 844).await;

@@ -6,10 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cascade_client::proto::EnrollRequest;
 use cascade_server::Settings;
 pub use cascade_testkit::Sse;
 use cascade_testkit::{ManualClock, RunningServer, CHEAP_HASHING};
 use reqwest::Method;
+use serde::Serialize;
 use serde_json::Value;
 
 pub struct TestServer {
@@ -50,7 +52,7 @@ impl TestServer {
         token: &str,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<String>,
         status: u16,
     ) -> Value {
         let mut req = self
@@ -58,7 +60,9 @@ impl TestServer {
             .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(token);
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
         let resp = req.send().await.unwrap();
         let got = resp.status().as_u16();
@@ -92,7 +96,10 @@ impl TestServer {
                 &self.enroll,
                 Method::POST,
                 "/api/client/enroll",
-                Some(&serde_json::json!({"name": name})),
+                json(&EnrollRequest {
+                    name: name.to_owned(),
+                    ..EnrollRequest::default()
+                }),
                 201,
             )
             .await;
@@ -101,6 +108,12 @@ impl TestServer {
             v["credential"].as_str().unwrap().to_owned(),
         )
     }
+}
+
+/// `value` (a `cascade-proto` type) as a JSON request body.
+#[allow(clippy::unnecessary_wraps)] // it fills the `body: Option<…>` argument
+pub fn json<T: Serialize>(value: &T) -> Option<String> {
+    Some(serde_json::to_string(value).unwrap())
 }
 
 /// The value of `name="csrf"` in a page.

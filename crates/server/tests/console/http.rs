@@ -1,10 +1,10 @@
 //! Console sessions, CSRF and revision checks, spoken over plain HTTP (no browser needed).
 
+use cascade_client::proto::{AgentDoc, Category, CheckIn, EnrollRequest, RelayReport, SourceBody};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, Response};
-use serde_json::json;
 
-use crate::harness::{csrf_in, revision_in, start, TestServer};
+use crate::harness::{csrf_in, json, revision_in, start, TestServer};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -155,7 +155,11 @@ async fn stale_form_is_refused_not_overwritten() {
         &s.admin,
         Method::POST,
         "/api/sources",
-        Some(&json!({"range": "192.168.0.0/16", "url": "http://other.example/"})),
+        json(&SourceBody {
+            range: "192.168.0.0/16".into(),
+            agent: None,
+            url: Some("http://other.example/".into()),
+        }),
         201,
     )
     .await;
@@ -210,15 +214,22 @@ async fn empty_dashboard_and_bad_whatif_ip() {
 async fn agents_page_shows_the_relay_report() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let body = json!({"address": "10.0.0.5:8443"});
-    s.api(&s.admin, Method::POST, "/api/agents", Some(&body), 201)
+    let body = AgentDoc {
+        address: "10.0.0.5:8443".into(),
+        capabilities: Category::ALL.to_vec(),
+    };
+    s.api(&s.admin, Method::POST, "/api/agents", json(&body), 201)
         .await;
     let v = s
         .api(
             &s.enroll,
             Method::POST,
             "/api/client/enroll",
-            Some(&json!({"name": "relay-1", "agent_address": "10.0.0.5:8443"})),
+            json(&EnrollRequest {
+                name: "relay-1".into(),
+                domain: None,
+                agent_address: Some("10.0.0.5:8443".into()),
+            }),
             201,
         )
         .await;
@@ -228,14 +239,24 @@ async fn agents_page_shows_the_relay_report() {
     assert_eq!(status, 200);
     assert!(page.contains("(estimated)"), "{page}");
 
-    let report = json!({"relay": {
-        "requests": 30, "bytes_served": 4_194_304, "upstream_fetches": 5,
-        "upstream_bytes": 1_048_576, "client_count": 17, "clients": []}});
+    let report = CheckIn {
+        relay: Some(RelayReport {
+            since: None,
+            requests: 30,
+            bytes_served: 4_194_304,
+            upstream_fetches: 5,
+            upstream_bytes: 1_048_576,
+            refused: 0,
+            client_count: 17,
+            clients: vec![],
+        }),
+        ..CheckIn::default()
+    };
     s.api(
         &cred,
         Method::POST,
         "/api/client/checkin",
-        Some(&report),
+        json(&report),
         200,
     )
     .await;

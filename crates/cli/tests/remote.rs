@@ -1,0 +1,141 @@
+//! The admin subcommands against a real server: `agents`, `sources`, `notify`, `clients` and
+//! `policy export` speak the typed API, print tables or the server's JSON, and turn refusals
+//! into exit status 2 with the server's code and message (1 for a refused token).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use cascade_client::proto::{ClientsResponse, SourcesResponse};
+use cascade_testkit::Fleet;
+
+/// Runs `cascade ARGS --server URL` with `token` as the admin token and no config file.
+async fn cascade(fleet: &Fleet, token: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
+    cmd.args(args)
+        .arg("--server")
+        .arg(fleet.url.as_str())
+        .env("CASCADE_TOKEN", token)
+        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env_remove("CASCADE_SERVER");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_over_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(
+        &tmp.path().join("server"),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let admin = fleet.admin.clone();
+
+    let out = cascade(
+        &fleet,
+        &admin,
+        &[
+            "agents",
+            "add",
+            "127.0.0.5:8443",
+            "--capability",
+            "components",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: policy revision 2");
+
+    let out = cascade(
+        &fleet,
+        &admin,
+        &[
+            "sources",
+            "add",
+            "--range",
+            "10.0.0.0/24",
+            "--agent",
+            "127.0.0.5:8443",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: SourcesResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.revision, 3);
+    assert_eq!(list.sources[0].agent.as_deref(), Some("127.0.0.5:8443"));
+
+    // Bad input: exit 2, naming the server's code and the value.
+    let out = cascade(
+        &fleet,
+        &admin,
+        &[
+            "sources",
+            "add",
+            "--range",
+            "10.0.0.9-10.0.0.1",
+            "--url",
+            "http://m.example/",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("HTTP 422 [range.reversed]"), "{err}");
+    assert!(err.contains("10.0.0.9-10.0.0.1"), "{err}");
+    let out = cascade(&fleet, &admin, &["agents", "rm", "127.0.0.5:8443"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("[policy.agent_in_use]"));
+    // A stale revision is refused too (409), and nothing changes.
+    let out = cascade(&fleet, &admin, &["sources", "rm", "1", "--revision", "2"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("[policy.stale_revision]"));
+
+    let out = cascade(&fleet, &admin, &["sources", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("agent:127.0.0.5:8443"), "{table}");
+    assert!(table.contains("revision 3"), "{table}");
+
+    let out = cascade(&fleet, &admin, &["agents", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("127.0.0.5:8443") && table.contains("components"),
+        "{table}"
+    );
+
+    let out = cascade(&fleet, &admin, &["notify", "--category", "components"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("notify 1: 0 update agents now"));
+
+    let out = cascade(&fleet, &admin, &["clients", "--stale", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let clients: ClientsResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(clients.clients.is_empty());
+
+    let out = cascade(&fleet, &admin, &["policy", "export"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let toml = text(&out.stdout);
+    assert!(
+        toml.starts_with("# cascade policy, server revision 3"),
+        "{toml}"
+    );
+    assert!(toml.contains("127.0.0.5:8443"), "{toml}");
+
+    // A refused token: status 1 and a hint.
+    let out = cascade(&fleet, "cascade_adm_wrong", &["sources", "list"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("HTTP 401") && err.contains("check CASCADE_TOKEN"),
+        "{err}"
+    );
+}

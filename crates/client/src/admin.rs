@@ -1,0 +1,353 @@
+//! The admin API behind the admin token: the whole policy and its settings, domains, update
+//! agents, the customized source list and the what-if resolution, mirroring, Notify All
+//! Clients, the client registry and the enrollment token. Each write takes the policy
+//! revision it expects (`If-Match`; `None` writes whatever the current revision is).
+
+use cascade_core::PolicyDoc;
+use cascade_proto as p;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{at_revision, call, Client, ClientError};
+
+/// The admin API of one server.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    client: Client,
+    token: String,
+}
+
+/// What must be escaped in one path segment (`[fd00::1]:8443` keeps its colons).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// `text` as one path segment.
+fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+impl AdminClient {
+    pub(crate) fn new(client: Client, token: String) -> Self {
+        AdminClient { client, token }
+    }
+
+    /// The underlying client (base URL, client API).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        call(self.client.request(Method::GET, path, Some(&self.token))?).await
+    }
+
+    async fn write<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        at: Option<i64>,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut req = at_revision(self.client.request(method, path, Some(&self.token))?, at);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        call(req).await
+    }
+
+    /// `GET /api/policy`: the whole policy and its revision.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn policy(&self) -> Result<p::PolicyResponse, ClientError> {
+        self.get("api/policy").await
+    }
+
+    /// `PUT /api/policy`: replaces the whole policy.
+    ///
+    /// # Errors
+    /// Refused token, an invalid policy (422 naming the field), a stale revision (409).
+    pub async fn put_policy(
+        &self,
+        doc: &PolicyDoc,
+        at: Option<i64>,
+    ) -> Result<p::PolicyResponse, ClientError> {
+        self.write(Method::PUT, "api/policy", at, Some(doc)).await
+    }
+
+    /// `GET /api/policy/settings`.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn settings(&self) -> Result<p::Settings, ClientError> {
+        self.get("api/policy/settings").await
+    }
+
+    /// `PATCH /api/policy/settings`: changes the given settings only.
+    ///
+    /// # Errors
+    /// Refused token, an invalid result (422), a stale revision (409).
+    pub async fn patch_settings(
+        &self,
+        patch: &p::SettingsPatch,
+        at: Option<i64>,
+    ) -> Result<p::Settings, ClientError> {
+        self.write(Method::PATCH, "api/policy/settings", at, Some(patch))
+            .await
+    }
+
+    /// `GET /api/policy/domains`: default, overridden and effective privileges per domain.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn domains(&self) -> Result<p::DomainsResponse, ClientError> {
+        self.get("api/policy/domains").await
+    }
+
+    /// `PUT /api/policy/domains/{name}`: sets a domain's privilege overrides.
+    ///
+    /// # Errors
+    /// Refused token, a bad name (422), a stale revision (409).
+    pub async fn put_domain(
+        &self,
+        name: &str,
+        privileges: &cascade_core::PrivilegeOverrides,
+        at: Option<i64>,
+    ) -> Result<p::DomainUpdated, ClientError> {
+        let path = format!("api/policy/domains/{}", segment(name));
+        self.write(Method::PUT, &path, at, Some(privileges)).await
+    }
+
+    /// `DELETE /api/policy/domains/{name}`.
+    ///
+    /// # Errors
+    /// Refused token, an unknown domain (422), a stale revision (409).
+    pub async fn delete_domain(
+        &self,
+        name: &str,
+        at: Option<i64>,
+    ) -> Result<p::DomainDeleted, ClientError> {
+        let path = format!("api/policy/domains/{}", segment(name));
+        self.write::<(), _>(Method::DELETE, &path, at, None).await
+    }
+
+    /// `GET /api/agents`: registered update agents, who serves at each, what they relayed.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn agents(&self) -> Result<p::AgentsResponse, ClientError> {
+        self.get("api/agents").await
+    }
+
+    /// `POST /api/agents`: registers an update agent.
+    ///
+    /// # Errors
+    /// Refused token, a bad or duplicate address (422), a stale revision (409).
+    pub async fn add_agent(
+        &self,
+        agent: &cascade_core::AgentDoc,
+        at: Option<i64>,
+    ) -> Result<p::AgentAdded, ClientError> {
+        self.write(Method::POST, "api/agents", at, Some(agent))
+            .await
+    }
+
+    /// `DELETE /api/agents/{address}`: unregisters an update agent.
+    ///
+    /// # Errors
+    /// Refused token, an agent still in use (422), a stale revision (409).
+    pub async fn remove_agent(
+        &self,
+        address: &str,
+        at: Option<i64>,
+    ) -> Result<p::AgentRemoved, ClientError> {
+        let path = format!("api/agents/{}", segment(address));
+        self.write::<(), _>(Method::DELETE, &path, at, None).await
+    }
+
+    /// `GET /api/sources`: the customized source list, in order.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn sources(&self) -> Result<p::SourcesResponse, ClientError> {
+        self.get("api/sources").await
+    }
+
+    /// `POST /api/sources`: appends an entry.
+    ///
+    /// # Errors
+    /// Refused token, a bad entry (422 naming the field), a stale revision (409).
+    pub async fn add_source(
+        &self,
+        entry: &p::SourceBody,
+        at: Option<i64>,
+    ) -> Result<p::SourcesResponse, ClientError> {
+        self.write(Method::POST, "api/sources", at, Some(entry))
+            .await
+    }
+
+    /// `PUT /api/sources/{id}`: replaces an entry, keeping its place.
+    ///
+    /// # Errors
+    /// Refused token, a bad entry or unknown id (422), a stale revision (409).
+    pub async fn edit_source(
+        &self,
+        id: u32,
+        entry: &p::SourceBody,
+        at: Option<i64>,
+    ) -> Result<p::SourcesResponse, ClientError> {
+        self.write(Method::PUT, &format!("api/sources/{id}"), at, Some(entry))
+            .await
+    }
+
+    /// `POST /api/sources/delete`: deletes a set of entries (all or nothing).
+    ///
+    /// # Errors
+    /// Refused token, an unknown id or an empty set (422), a stale revision (409).
+    pub async fn delete_sources(
+        &self,
+        body: &p::DeleteSources,
+        at: Option<i64>,
+    ) -> Result<p::SourcesResponse, ClientError> {
+        self.write(Method::POST, "api/sources/delete", at, Some(body))
+            .await
+    }
+
+    /// `POST /api/sources/{id}/move`: moves an entry one place.
+    ///
+    /// # Errors
+    /// Refused token, an entry that cannot move (422), a stale revision (409).
+    pub async fn move_source(
+        &self,
+        id: u32,
+        body: &p::MoveSource,
+        at: Option<i64>,
+    ) -> Result<p::SourcesResponse, ClientError> {
+        self.write(
+            Method::POST,
+            &format!("api/sources/{id}/move"),
+            at,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /api/resolve`: the plans a client (or an update agent) would follow now.
+    ///
+    /// # Errors
+    /// Refused token, a bad query (400) or unknown agent (422).
+    pub async fn resolve(
+        &self,
+        query: &p::ResolveQuery,
+    ) -> Result<p::ResolveResponse, ClientError> {
+        let req = self
+            .client
+            .request(Method::GET, "api/resolve", Some(&self.token))?
+            .query(query);
+        call(req).await
+    }
+
+    /// `GET /api/repo/mirror`: the last mirror run.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn mirror_status(&self) -> Result<p::MirrorState, ClientError> {
+        self.get("api/repo/mirror").await
+    }
+
+    /// `POST /api/repo/mirror`: mirrors the upstream now.
+    ///
+    /// # Errors
+    /// Refused token, an upstream failure (502 naming the reason).
+    pub async fn mirror_now(&self) -> Result<p::MirrorStatus, ClientError> {
+        self.write::<(), _>(Method::POST, "api/repo/mirror", None, None)
+            .await
+    }
+
+    /// `POST /api/notify`: Notify All Clients (update agents first).
+    ///
+    /// # Errors
+    /// Refused token, a bad body (400).
+    pub async fn notify(&self, body: &p::NotifyRequest) -> Result<p::NotifyResponse, ClientError> {
+        self.write(Method::POST, "api/notify", None, Some(body))
+            .await
+    }
+
+    /// `GET /api/clients`: the client registry, optionally only the stale ones.
+    ///
+    /// # Errors
+    /// Refused token, a bad query (400).
+    pub async fn clients(
+        &self,
+        query: &p::ClientsQuery,
+    ) -> Result<p::ClientsResponse, ClientError> {
+        let req = self
+            .client
+            .request(Method::GET, "api/clients", Some(&self.token))?
+            .query(query);
+        call(req).await
+    }
+
+    /// `GET /api/clients/{id}`: one client with its last update report.
+    ///
+    /// # Errors
+    /// Refused token, an unknown id (404).
+    pub async fn client_record(&self, id: &str) -> Result<p::ClientView, ClientError> {
+        self.get(&format!("api/clients/{}", segment(id))).await
+    }
+
+    /// `DELETE /api/clients/{id}`: forgets a client; its credential stops working.
+    ///
+    /// # Errors
+    /// Refused token, an unknown id (404).
+    pub async fn delete_client(&self, id: &str) -> Result<p::ClientDeleted, ClientError> {
+        let path = format!("api/clients/{}", segment(id));
+        self.write::<(), _>(Method::DELETE, &path, None, None).await
+    }
+
+    /// `GET /api/enrollment-token`: when the current enrollment token was made.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn enrollment_token(&self) -> Result<p::EnrollmentTokenInfo, ClientError> {
+        self.get("api/enrollment-token").await
+    }
+
+    /// `POST /api/enrollment-token/rotate`: a new enrollment token (shown this once).
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn rotate_enrollment_token(&self) -> Result<p::EnrollmentToken, ClientError> {
+        self.write::<(), _>(Method::POST, "api/enrollment-token/rotate", None, None)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    // Path segments keep addresses readable and escape what would change the path.
+    #[test]
+    fn segments_escape_only_what_they_must() {
+        assert_eq!(segment("10.0.0.5:8443"), "10.0.0.5:8443");
+        assert_eq!(segment("[fd00::1]:8443"), "%5Bfd00::1%5D:8443");
+        assert_eq!(segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+    }
+}

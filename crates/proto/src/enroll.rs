@@ -1,0 +1,61 @@
+//! Bodies of the client API (`/api/client/…`): enrollment, the policy a client resolves
+//! locally, and check-in (whose body, [`cascade_core::report::CheckIn`], is shared with
+//! the agent that builds it).
+
+use cascade_core::PolicyDoc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/client/enroll` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The client's name, 1 to 200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Its domain (empty means none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Set by an update agent: the `IP:PORT` it serves at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<String>,
+}
+
+/// `POST /api/client/enroll` answer: the credential is shown once; only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    /// The new client's id.
+    pub client_id: String,
+    /// Its credential (`cascade_cli_…`).
+    pub credential: String,
+}
+
+/// `GET /api/client/policy` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientPolicy {
+    /// The policy revision (also the `ETag`).
+    pub revision: i64,
+    /// The policy, to resolve locally.
+    pub policy: PolicyDoc,
+    /// Who the server knows the caller as.
+    pub client: ClientIdentity,
+}
+
+/// The caller as enrolled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientIdentity {
+    /// Its id.
+    pub id: String,
+    /// Its domain.
+    pub domain: Option<String>,
+    /// The `IP:PORT` it serves at, when it enrolled as an update agent.
+    pub agent_address: Option<String>,
+}
+
+/// `POST /api/client/checkin` answer: the current policy revision, so the client knows
+/// whether to refetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckInResponse {
+    /// The policy revision now.
+    pub policy_revision: i64,
+}

@@ -1,0 +1,41 @@
+//! cascade's HTTP API as types: every request body, response body, query and event payload
+//! the server's admin and client APIs send or accept, plus the one error body. The server
+//! takes and returns these; the CLI, the agent, the console and the tests build and read
+//! them instead of hand-written JSON. Each derives `utoipa::ToSchema`, so
+//! `/api/openapi.json` is generated from the same definitions that are on the wire.
+//!
+//! Types the policy file and the wire share (the policy document, a source-list entry, a
+//! check-in report) live in `cascade-core` and are re-exported here.
+
+pub mod clients;
+pub mod enroll;
+pub mod error;
+pub mod events;
+pub mod ops;
+pub mod policy;
+pub mod sources;
+
+pub use cascade_core::report::{
+    Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
+};
+pub use cascade_core::{
+    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, EntryDoc,
+    EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+};
+
+pub use clients::{
+    ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
+    EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
+};
+pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
+pub use error::{ErrorBody, ErrorDetail};
+pub use events::{Hello, Notice, Role, Stage, StreamEvent};
+pub use ops::{Health, HealthStatus, MirrorOutcome, MirrorReport, MirrorState, MirrorStatus};
+pub use policy::{
+    AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
+    DomainView, DomainsResponse, FallbackPatch, PolicyResponse, Settings, SettingsPatch,
+};
+pub use sources::{
+    DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
+    SourcesResponse, StepView,
+};

@@ -1,0 +1,81 @@
+//! Rows of `notifications`: every Notify All Clients, so replicas sharing the database
+//! relay each other's.
+
+use cascade_core::Category;
+use sqlx::Row;
+
+use super::{to_json, Store, StoreError};
+
+/// A recorded notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRecord {
+    /// Its id (increasing).
+    pub id: i64,
+    /// Unix seconds when the admin asked.
+    pub issued_at: i64,
+    /// What to update.
+    pub categories: Vec<Category>,
+}
+
+impl Store {
+    /// The highest notification id (0 when none).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_notice(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM notifications")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Records a notification with the next id; `reached` is (agents, clients) connected.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn record_notice(
+        &self,
+        actor: &str,
+        categories: &[Category],
+        issued_at: i64,
+        reached: (i64, i64),
+    ) -> Result<i64, StoreError> {
+        let id = self.last_notice().await? + 1;
+        sqlx::query(
+            "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(issued_at)
+        .bind(actor)
+        .bind(to_json("categories", &categories)?)
+        .bind(reached.0)
+        .bind(reached.1)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Notifications after `id`, oldest first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn notices_after(&self, id: i64) -> Result<Vec<NoticeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, issued_at, categories FROM notifications WHERE id > $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("categories")?;
+                Ok(NoticeRecord {
+                    id: r.try_get("id")?,
+                    issued_at: r.try_get("issued_at")?,
+                    categories: serde_json::from_str(&text).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
