@@ -221,7 +221,7 @@ async fn mirror_on_schedule(st: AppState) {
 /// On an empty store: default policy at revision 1 and the two first tokens, in one
 /// transaction. Returns the token texts to show once.
 async fn bootstrap(state: &AppState) -> Result<Option<(String, String)>, ApiError> {
-    if state.store.current().await.is_ok() {
+    if !state.store.is_empty().await? {
         return Ok(None);
     }
     let admin_id = auth::random_hex(&state.random, 8)?;

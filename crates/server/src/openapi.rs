@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use cascade_proto::{ErrorBody, Hello, Notice, StreamEvent};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::{OpenApi as Document, RefOr, Required};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// The parts of the document that are not one JSON route.
@@ -51,7 +51,17 @@ pub fn base() -> Document {
 }
 
 static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
-    let (_, doc) = crate::routes::api().split_for_parts();
+    let (_, mut doc) = crate::routes::api().split_for_parts();
+    // `POST /api/notify` takes its body or none at all (every category).
+    if let Some(RefOr::T(body)) = doc
+        .paths
+        .paths
+        .get_mut("/api/notify")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.request_body.as_mut())
+    {
+        body.required = Some(Required::False);
+    }
     serde_json::to_value(doc).unwrap_or_default()
 });
 

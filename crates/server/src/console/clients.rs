@@ -4,7 +4,7 @@
 //! from the registry through the API's own `client_view`, so states match `GET /api/clients`.
 
 use askama::Template;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::report::{Outcome, RelayReport, UpdateReport};
@@ -16,7 +16,7 @@ use super::session::Session;
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
 use crate::error::ApiError;
-use crate::routes::admin::{client_view, stale_secs};
+use crate::routes::admin::Registry;
 use crate::state::AppState;
 
 /// A client as the console shows it.
@@ -101,15 +101,8 @@ impl ClientRow {
 /// # Errors
 /// Database errors.
 pub async fn load(st: &AppState) -> Result<Vec<ClientRow>, ApiError> {
-    let cur = st.store.current().await?;
-    let now = st.clock.now();
-    Ok(st
-        .store
-        .clients()
-        .await?
-        .into_iter()
-        .map(|r| ClientRow::from_view(client_view(r, &cur.policy, now, stale_secs(st), true)))
-        .collect())
+    let all = Registry::from_ref(st).all(true).await?;
+    Ok(all.into_iter().map(ClientRow::from_view).collect())
 }
 
 /// `GET /clients`.

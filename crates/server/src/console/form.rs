@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::de::IntoDeserializer;
 
 use crate::error::ApiError;
 
@@ -112,10 +112,13 @@ pub fn expected(form: &Form) -> Result<Option<i64>, ApiError> {
     Ok(Some(rev))
 }
 
-/// An API request body built from JSON (the API's own body types, private fields and all).
+/// A form value that names one of an enum's variants (`standard`, `any`, …), as the API's
+/// JSON spells it.
 ///
 /// # Errors
-/// 400 when the JSON does not fit the body type.
-pub fn body<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::bad("request.json", "body", e.to_string()))
+/// 400 naming `field` and the value when it is none of them.
+pub fn choice<T: DeserializeOwned>(field: &str, text: &str) -> Result<T, ApiError> {
+    T::deserialize(text.into_deserializer()).map_err(|e: serde::de::value::Error| {
+        ApiError::bad("request.value", field, format!("{field}: `{text}`: {e}"))
+    })
 }

@@ -13,8 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::{Category, EntryDoc, EntryId, Mode, Policy};
-use cascade_proto::{Direction, SettingsPatch};
-use serde_json::{json, Value};
+use cascade_proto::{Direction, FallbackPatch, SettingsPatch};
 
 use super::form::{self, FieldErrors, Form};
 use super::session::{see_other, Session};
@@ -151,22 +150,28 @@ pub async fn save_settings(
     let f = session.form(&body)?;
     let part = f.get("part");
     let url = f.get("activeupdate_url").trim();
-    let patch = if part == "mode" {
-        json!({ "mode": f.get("mode") })
-    } else {
-        json!({
-            "activeupdate_url": if url.is_empty() { Value::Null } else { json!(url) },
-            "activeupdate_fallback": f.get("activeupdate_fallback"),
-            "fallback": {
-                "components_from_server": f.checked("components_from_server"),
-                "domain_settings_from_server": f.checked("domain_settings_from_server"),
-                "programs_from_server": f.checked("programs_from_server"),
-            },
-        })
-    };
     let result = async {
+        let patch = if part == "mode" {
+            SettingsPatch {
+                mode: Some(form::choice("mode", f.get("mode"))?),
+                ..SettingsPatch::default()
+            }
+        } else {
+            SettingsPatch {
+                activeupdate_url: Some((!url.is_empty()).then(|| url.to_owned())),
+                activeupdate_fallback: Some(form::choice(
+                    "activeupdate_fallback",
+                    f.get("activeupdate_fallback"),
+                )?),
+                fallback: Some(FallbackPatch {
+                    components_from_server: Some(f.checked("components_from_server")),
+                    domain_settings_from_server: Some(f.checked("domain_settings_from_server")),
+                    programs_from_server: Some(f.checked("programs_from_server")),
+                }),
+                ..SettingsPatch::default()
+            }
+        };
         let expected = form::expected(&f)?;
-        let patch: SettingsPatch = form::body(patch)?;
         Ok::<_, ApiError>(
             st.store
                 .patch_settings(expected, &session.actor, patch)

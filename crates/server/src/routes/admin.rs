@@ -2,7 +2,9 @@
 //! states and the stale filter), and the enrollment token (metadata and rotation).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use cascade_core::report::Outcome;
@@ -15,8 +17,9 @@ use cascade_proto::{
 use crate::auth::{self, Admin};
 use crate::error::{ApiError, ApiQuery};
 use crate::openapi::{NotFound, Refusals};
+use crate::settings::Clock;
 use crate::state::AppState;
-use crate::store::{ClientRecord, Store};
+use crate::store::{ClientRecord, Store, StoreError};
 
 /// A client's state from its last check-in.
 pub fn client_state(
@@ -76,6 +79,67 @@ pub fn client_view(
     }
 }
 
+/// The client registry as the admin sees it: each record with its state now. The narrow
+/// state of the routes that show clients (taken from the router state, [`FromRef`]).
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    stale_after_secs: i64,
+}
+
+impl FromRef<AppState> for Registry {
+    fn from_ref(st: &AppState) -> Registry {
+        Registry {
+            store: st.store.clone(),
+            clock: st.clock.clone(),
+            stale_after_secs: stale_secs(st),
+        }
+    }
+}
+
+impl Registry {
+    /// Now, by the server's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The server's stale window, in seconds.
+    pub fn stale_after_secs(&self) -> i64 {
+        self.stale_after_secs
+    }
+
+    /// Every client by name; `detail` adds the last update and relay reports.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn all(&self, detail: bool) -> Result<Vec<ClientView>, StoreError> {
+        let cur = self.store.current().await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .clients()
+            .await?
+            .into_iter()
+            .map(|r| client_view(r, &cur.policy, now, self.stale_after_secs, detail))
+            .collect())
+    }
+
+    /// One client with its last update and relay reports.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn one(&self, id: &str) -> Result<Option<ClientView>, StoreError> {
+        let cur = self.store.current().await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .client(id)
+            .await?
+            .map(|r| client_view(r, &cur.policy, now, self.stale_after_secs, true)))
+    }
+}
+
 /// `GET /api/clients[?stale[=SECONDS]]`.
 #[utoipa::path(get, path = "/api/clients", tag = "clients",
     summary = "Enrolled clients with state; ?stale[=SECONDS] keeps only stale/never-seen ones",
@@ -84,12 +148,12 @@ pub fn client_view(
     responses((status = 200, description = "The clients", body = ClientsResponse), Refusals))]
 pub async fn list_clients(
     _: Admin,
-    State(st): State<AppState>,
+    State(reg): State<Registry>,
     ApiQuery(q): ApiQuery<ClientsQuery>,
 ) -> Result<Json<ClientsResponse>, ApiError> {
     let window = match q.stale.as_deref() {
         None => None,
-        Some("" | "true") => Some(stale_secs(&st)),
+        Some("" | "true") => Some(reg.stale_after_secs()),
         Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
             ApiError::bad(
                 "request.stale",
@@ -98,17 +162,10 @@ pub async fn list_clients(
             )
         })?),
     };
-    let cur = st.store.current().await?;
-    let now = st.clock.now();
-    let records = st.store.clients().await?;
-    let mut clients = Vec::with_capacity(records.len());
-    for r in records {
-        let v = client_view(r, &cur.policy, now, stale_secs(&st), false);
-        let keep = window.is_none_or(|w| v.last_seen.is_none_or(|t| now.saturating_sub(t) > w));
-        if keep {
-            clients.push(v);
-        }
-    }
+    let now = reg.now();
+    let mut clients = reg.all(false).await?;
+    clients
+        .retain(|v| window.is_none_or(|w| v.last_seen.is_none_or(|t| now.saturating_sub(t) > w)));
     Ok(Json(ClientsResponse { clients }))
 }
 
@@ -120,16 +177,13 @@ pub async fn list_clients(
     responses((status = 200, description = "The client", body = ClientView), Refusals, NotFound))]
 pub async fn get_client(
     _: Admin,
-    State(st): State<AppState>,
+    State(reg): State<Registry>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let cur = st.store.current().await?;
-    let rec = st
-        .store
-        .client(&id)
+    let view = reg
+        .one(&id)
         .await?
         .ok_or(ApiError::NotFound { what: "client", id })?;
-    let view = client_view(rec, &cur.policy, st.clock.now(), stale_secs(&st), true);
     Ok(Json(view))
 }
 

@@ -21,7 +21,7 @@ use cascade_proto::{
 use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::admin::{client_view, stale_secs};
+use super::admin::Registry;
 use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
@@ -132,11 +132,12 @@ pub async fn policy(
     responses((status = 200, description = "The caller's record", body = ClientView), Refusals))]
 pub async fn status(
     ClientAuth(id): ClientAuth,
-    State(st): State<AppState>,
+    State(reg): State<Registry>,
 ) -> Result<Json<ClientView>, ApiError> {
-    let cur = st.store.current().await?;
-    let me = own_record(&st.store, &id).await?;
-    let view = client_view(me, &cur.policy, st.clock.now(), stale_secs(&st), true);
+    let view = reg
+        .one(&id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "client", id })?;
     Ok(Json(view))
 }
 

@@ -213,6 +213,17 @@ impl Store {
         })
     }
 
+    /// Whether the store holds no policy yet (a first start).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM policy")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? == 0)
+    }
+
     /// On an empty store: the default policy at revision 1 and the first tokens (`(id,
     /// kind, hash, label)`), in one transaction. `false` when the store was not empty.
     ///
@@ -222,11 +233,7 @@ impl Store {
         &self,
         tokens: &[(&str, TokenKind, &str, &str)],
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM policy")
-            .fetch_one(&self.pool)
-            .await?;
-        let n: i64 = row.try_get("n")?;
-        if n > 0 {
+        if !self.is_empty().await? {
             return Ok(false);
         }
         let now = self.clock.now();
