@@ -78,7 +78,13 @@ pub async fn shutdown_signal() {
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "warn,cascade=info" };
+    // Quiet (the demo): its one process runs the server and every client on a small machine,
+    // where sqlx's "slow acquire" warnings only say the CPU is busy.
+    let default = if quiet {
+        "warn,sqlx::pool::acquire=error"
+    } else {
+        "warn,cascade=info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

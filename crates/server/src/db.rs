@@ -4,8 +4,10 @@
 //!
 //! Durability (docs/operating.md#durability): a write the server acknowledged is committed.
 //! SQLite runs in WAL mode with `synchronous = FULL` (every commit is synced to disk before it
-//! returns), and a connection that comes back to the pool still inside a transaction is closed
-//! rather than reused. That last rule matters on a full disk: SQLite may roll a transaction
+//! returns); the one high-rate write, a client's check-in, is telemetry the client sends again
+//! at its next cycle, and runs with `NORMAL` ([`relaxed_sync`]): it survives a crash or kill of
+//! the server, and at most the last moments of check-ins are lost on a power cut. A connection
+//! that comes back to the pool still inside a transaction is closed rather than reused. That last rule matters on a full disk: SQLite may roll a transaction
 //! back by itself on `SQLITE_FULL`, the pool's own `ROLLBACK` then fails, and a reused
 //! connection would run every later "transaction" as a savepoint inside one that never
 //! commits (acknowledged writes lost at the next restart, other writers "database is locked").
@@ -14,7 +16,8 @@
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyPool, Connection as _, Database, TransactionManager as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Database, TransactionManager as _};
 
 use crate::ServerError;
 
@@ -87,8 +90,11 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
                 // SQLite runs a dropped transaction's ROLLBACK on its worker thread: let it
                 // run first (PostgreSQL counts it as done when queued). Then keep the
                 // connection only if it is really out of every transaction.
+                // The same statement puts a check-in's relaxed sync level back.
                 if backend == Backend::Sqlite {
-                    conn.ping().await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(<Any as Database>::TransactionManager::get_transaction_depth(conn) == 0)
             })
@@ -102,6 +108,22 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
     }
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(Db { pool, backend })
+}
+
+/// A connection for a write that may use SQLite's `synchronous = NORMAL` (WAL still makes it
+/// atomic and crash-safe; a power cut may lose it). The pool puts `FULL` back when the
+/// connection is released. On PostgreSQL it is a plain connection.
+///
+/// # Errors
+/// The pool's errors.
+pub async fn relaxed_sync(pool: &AnyPool) -> Result<PoolConnection<Any>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if conn.backend_name() == "SQLite" {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(conn)
 }
 
 /// Whether `e` means the storage cannot take the request now (disk full, I/O error, the
@@ -148,7 +170,35 @@ fn unavailable_code(backend: Backend, code: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{unavailable_code, Backend};
+    use super::{open, relaxed_sync, unavailable_code, Backend};
+
+    async fn sync_level(conn: &mut sqlx::AnyConnection) -> i64 {
+        use sqlx::Row as _;
+        let row = sqlx::query("PRAGMA synchronous")
+            .fetch_one(conn)
+            .await
+            .unwrap();
+        // The Any driver reads SQLite's integer column as i64.
+        row.try_get::<i64, _>(0).unwrap()
+    }
+
+    // A check-in's relaxed sync level ends with its connection: every pooled connection is
+    // FULL (2) again afterwards, while the relaxed one was NORMAL (1).
+    #[tokio::test]
+    async fn relaxed_sync_is_put_back_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path(), None).await.unwrap();
+        let mut relaxed = relaxed_sync(&db.pool).await.unwrap();
+        assert_eq!(sync_level(&mut relaxed).await, 1);
+        drop(relaxed);
+        let mut all = Vec::new();
+        for _ in 0..4 {
+            all.push(db.pool.acquire().await.unwrap());
+        }
+        for conn in &mut all {
+            assert_eq!(sync_level(conn).await, 2);
+        }
+    }
 
     #[test]
     fn storage_codes() {

@@ -203,7 +203,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records a check-in of `id`.
+    /// Records a check-in of `id`, with SQLite's relaxed sync (docs/operating.md#durability):
+    /// check-ins are the high-rate write, and the client sends the same facts again.
     ///
     /// # Errors
     /// Database errors.
@@ -231,7 +232,7 @@ impl Store {
         .bind(outcome)
         .bind(relay)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *crate::db::relaxed_sync(&self.pool).await?)
         .await?;
         Ok(())
     }
