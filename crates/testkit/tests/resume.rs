@@ -30,9 +30,9 @@ fn any_port(host: &str) -> SocketAddr {
 }
 
 /// Upstream with a 1 MiB `patterns` 1, the server mirroring it, and two sources serving the
-/// server's tree, `a` then `b`, for 127.0.1.0/24, without the server's fallback (so a cycle
-/// whose two sources fail ends there).
-async fn world() -> World {
+/// server's tree, `a` then `b`, for 127.0.1.0/24, then the server when `server_fallback` (else
+/// a cycle whose two sources fail ends there).
+async fn world_with(server_fallback: bool) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = cascade_testkit::pseudo_random(LEN, 7);
     let (upstream, root, fleet) = cascade_testkit::upstream_and_server(tmp.path(), &v1)
@@ -47,7 +47,7 @@ async fn world() -> World {
         .unwrap();
     let policy = format!(
         "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
-         [fallback]\ncomponents_from_server = false\n\
+         [fallback]\ncomponents_from_server = {server_fallback}\n\
          [[sources]]\nrange = \"127.0.1.0/24\"\nurl = \"{a}\"\n\
          [[sources]]\nrange = \"127.0.1.0/24\"\nurl = \"{b}\"\n",
         up = upstream.url().unwrap(),
@@ -64,6 +64,10 @@ async fn world() -> World {
         b,
         v1,
     }
+}
+
+async fn world() -> World {
+    world_with(false).await
 }
 
 async fn cycle(w: &World, name: &str, ip: &str) -> UpdateReport {
@@ -175,4 +179,28 @@ async fn partial_download_survives_a_failed_cycle_and_a_restart() {
     assert_eq!(blob_requests(&w.b), vec![Some(400_000), Some(400_000)]);
     assert_eq!(installed(&w, "c2"), w.v1);
     assert!(files(&partial).is_empty(), "{:?}", files(&partial));
+}
+
+// A relay (here `a`) dying mid-transfer does not make the client fetch the whole file from the
+// server: the server, the last step, sends only the rest (a range), as its byte count shows.
+#[tokio::test]
+async fn server_sends_only_the_rest_after_a_relay_died() {
+    let w = world_with(true).await;
+    w.a.lie(V1_TARGETS, Lie::Cut { after: 700_000 });
+    w.b.lie(V1_TARGETS, Lie::NotFound);
+    let r = cycle(&w, "c3", "127.0.1.7").await;
+    let server = r
+        .attempts
+        .iter()
+        .find(|a| a.category == Some(Category::Components) && a.source == "server")
+        .unwrap();
+    assert_eq!(server.outcome, Outcome::Ok, "{:?}", components(&r));
+    assert_eq!(installed(&w, "c3"), w.v1);
+    // The metadata is a few KiB; the blob's first 700,000 bytes are not fetched again.
+    let rest = (LEN - 700_000) as u64;
+    assert!(
+        server.bytes >= rest && server.bytes < rest + 100_000,
+        "the server sent {} bytes",
+        server.bytes
+    );
 }
