@@ -158,6 +158,7 @@ impl Agent {
         if lock.try_lock().is_err() {
             return Err(AgentError::Locked(cfg.data_dir.clone()));
         }
+        crate::update::clean_debris(&data, SystemTime::now());
         let id = if let Some(id) = data.identity()? {
             id
         } else {

@@ -3,7 +3,11 @@
 //!
 //! The relay is untrusted by design (clients verify every byte through TUF), yet it does what
 //! it can so that one bad upstream answer does not poison its cache: content-addressed target
-//! blobs (`…/SHA256.FILE`) are hashed while they are fetched and refused on mismatch. Names
+//! blobs (`…/SHA256.FILE`) are hashed while they are fetched and refused on mismatch, and a
+//! cached blob is hashed again before it is served whenever its file changed since it was last
+//! checked (and for all blobs after each cache warming): a truncated or altered copy is
+//! dropped, counted as refused, and fetched again (`docs/operating.md#relay-self-healing`).
+//! Temporary files of fetches a kill interrupted are removed at start-up. Names
 //! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good; the
 //! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
 //! from cache only when every upstream fails; "not found everywhere" for the next root
@@ -29,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cascade_core::report::RelayReport;
-use cascade_repo::fsutil::{LandError, Landing};
+use cascade_repo::fsutil::{remove_debris, sha256_file_hex, LandError, Landing};
 use cascade_repo::{find_source_failure, SourceFailure, SourceTransport};
 use futures::StreamExt as _;
 use tough::Transport as _;
@@ -73,7 +77,8 @@ pub struct RelayStats {
     pub requests: AtomicU64,
     /// Bytes of response bodies sent (a range counts its length; HEAD and 304 count 0).
     pub bytes_served: AtomicU64,
-    /// Upstream answers refused because their hash did not match their name.
+    /// Blobs refused because their hash did not match their name: upstream answers, and cached
+    /// copies found altered or truncated (dropped and fetched again).
     pub refused: AtomicU64,
 }
 
@@ -147,6 +152,8 @@ pub struct Relay {
     /// Mutable files fetched since the last [`Relay::revalidate`], and when.
     fetched: Mutex<HashMap<String, SystemTime>>,
     fetch_slots: tokio::sync::Semaphore,
+    /// Cached blobs whose content matched their name, with the file's stamp at that check.
+    checked: Mutex<HashMap<PathBuf, FileStamp>>,
     /// Counters for reports and tests.
     pub stats: RelayStats,
     served: Served,
@@ -156,7 +163,17 @@ pub struct Relay {
 impl Relay {
     /// A relay caching in `config.cache_dir`, fetching through `transport`; `started` is
     /// the Unix time its report counts from.
+    ///
+    /// Temporary files a killed relay left in the cache (`.fetch-*`, `.seed-*`) are removed
+    /// first: no other relay uses this cache.
     pub fn new(config: RelayConfig, transport: SourceTransport, started: i64) -> Arc<Self> {
+        let removed = remove_debris(&config.cache_dir, &[FETCH_PREFIX, SEED_PREFIX]);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "relay cache: temporary files of a killed relay removed"
+            );
+        }
         let slots = config.max_concurrent_fetches.max(1);
         Arc::new(Relay {
             config,
@@ -166,6 +183,7 @@ impl Relay {
             misses: Mutex::new(HashMap::new()),
             fetched: Mutex::new(HashMap::new()),
             fetch_slots: tokio::sync::Semaphore::new(slots),
+            checked: Mutex::new(HashMap::new()),
             stats: RelayStats::default(),
             served: Served::default(),
             started,
@@ -202,7 +220,7 @@ impl Relay {
             path: local.clone(),
             source,
         };
-        let mut landing = Landing::start(&local, ".seed-").map_err(io)?;
+        let mut landing = Landing::start(&local, SEED_PREFIX).map_err(io)?;
         let mut src = std::fs::File::open(from).map_err(io)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -317,7 +335,7 @@ impl Relay {
         check_path(path)?;
         let local = self.config.cache_dir.join(path);
         let mutable = is_mutable(path);
-        if !mutable && local.is_file() {
+        if !mutable && local.is_file() && self.intact(path, &local, false) {
             return Ok(local);
         }
         if self.missed_recently(path) {
@@ -328,7 +346,8 @@ impl Relay {
             Arc::clone(map.entry(path.to_owned()).or_default())
         };
         let _guard = flight.lock().await;
-        if local.is_file() && (!mutable || self.fresh(path)) {
+        let cached = local.is_file() && (mutable || self.intact(path, &local, false));
+        if cached && (!mutable || self.fresh(path)) {
             return Ok(local);
         }
         if self.missed_recently(path) {
@@ -360,6 +379,64 @@ impl Relay {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the cached file `local` (relay path `path`) may be served: anything without a
+    /// hash in its name is; a content-addressed blob is when its content hashes to its name.
+    /// The check is skipped while the file is unchanged since it last passed (same inode,
+    /// length, modification and change times) unless `again`. A blob that fails is removed
+    /// and counted as refused.
+    fn intact(&self, path: &str, local: &Path, again: bool) -> bool {
+        let Some(want) = expected_sha256(path) else {
+            return true;
+        };
+        let Some(stamp) = FileStamp::of(local) else {
+            return false;
+        };
+        if !again
+            && self
+                .checked
+                .lock()
+                .is_ok_and(|c| c.get(local) == Some(&stamp))
+        {
+            return true;
+        }
+        let ok = sha256_file_hex(local).is_ok_and(|h| h == want);
+        if let Ok(mut c) = self.checked.lock() {
+            if ok {
+                if c.len() >= 100_000 {
+                    c.clear();
+                }
+                c.insert(local.to_owned(), stamp);
+            } else {
+                c.remove(local);
+            }
+        }
+        if !ok {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(path, "relay cache: blob does not match its name; dropped");
+            let _ = std::fs::remove_file(local);
+        }
+        ok
+    }
+
+    /// Hashes every cached blob again, whether or not its file changed, and drops those that
+    /// do not match their names (the agent calls it after warming the cache, so a blob altered
+    /// in place is repaired by the next warming at the latest). Returns how many were dropped.
+    pub fn check_cache(&self) -> usize {
+        let mut files = Vec::new();
+        collect_files(&self.config.cache_dir, &mut files);
+        let mut dropped = 0;
+        for (file, _, _) in files {
+            let Ok(rel) = file.strip_prefix(&self.config.cache_dir) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if !self.intact(&rel, &file, true) {
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     fn missed_recently(&self, path: &str) -> bool {
@@ -421,7 +498,7 @@ impl Relay {
             })
         };
         let mut stream = self.transport.fetch(url).await.map_err(|e| classify(&e))?;
-        let mut landing = Landing::start(local, ".fetch-").map_err(io)?;
+        let mut landing = Landing::start(local, FETCH_PREFIX).map_err(io)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| classify(&e))?;
             landing.write(&chunk).map_err(io)?;
@@ -459,6 +536,33 @@ impl Relay {
                 total = total.saturating_sub(size);
             }
         }
+    }
+}
+
+/// The prefix of a fetch's temporary file in the cache.
+const FETCH_PREFIX: &str = ".fetch-";
+/// The prefix of a seed's temporary file in the cache.
+const SEED_PREFIX: &str = ".seed-";
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
     }
 }
 

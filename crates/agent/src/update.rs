@@ -87,6 +87,22 @@ enum Got {
     Current,
 }
 
+/// The sources (by [`Updater::source_key`]) that failed to answer in this cycle.
+#[derive(Debug, Default)]
+struct Unanswered(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl Unanswered {
+    fn has(&self, key: &str) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains(key))
+    }
+
+    fn add(&self, key: String) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(key);
+        }
+    }
+}
+
 /// How one category's update ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CategoryOutcome {
@@ -154,14 +170,41 @@ impl Updater {
     }
 
     /// Runs one cycle over every category and returns the report.
+    ///
+    /// The cycle is bounded by [`TransportLimits::cycle_deadline`]: a category still running
+    /// then, and those after it, quit with a reason that says so. A source that failed to
+    /// answer for one category is only probed (with [`TransportLimits::probe_timeout`]) by the
+    /// next ones (`docs/operating.md#deadlines`).
     pub async fn run(&self, policy: &Policy, me: &Me, now_unix: i64) -> UpdateReport {
         let _ = self.installer.clean();
         let mut attempts = Vec::new();
         let mut installed_any = false;
         let mut quit = false;
+        let limit = self.transport.limits().cycle_deadline;
+        let deadline = tokio::time::Instant::now() + limit;
+        let unanswered = Unanswered::default();
         for category in Category::ALL {
             let plan = Self::plan(policy, me, category);
-            match self.run_category(&plan, &mut attempts).await {
+            let mut tried = Vec::new();
+            let run = self.run_category(&plan, &mut tried, &unanswered);
+            let outcome = if let Ok(outcome) = tokio::time::timeout_at(deadline, run).await {
+                outcome
+            } else {
+                tried.push(Attempt {
+                    category: Some(category),
+                    step: u32::try_from(plan.steps.len() + 1).unwrap_or(u32::MAX),
+                    source: "quit".into(),
+                    outcome: Outcome::Quit,
+                    reason: Some(Reason::Note(format!(
+                        "the update cycle's deadline of {limit:?} passed"
+                    ))),
+                    bytes: 0,
+                    millis: 0,
+                });
+                CategoryOutcome::Quit
+            };
+            attempts.append(&mut tried);
+            match outcome {
                 CategoryOutcome::Installed => installed_any = true,
                 CategoryOutcome::Current => {}
                 CategoryOutcome::Quit => quit = true,
@@ -182,11 +225,16 @@ impl Updater {
     }
 
     /// Tries the plan's steps in order until one delivers, recording each attempt.
-    async fn run_category(&self, plan: &Plan, attempts: &mut Vec<Attempt>) -> CategoryOutcome {
+    async fn run_category(
+        &self,
+        plan: &Plan,
+        attempts: &mut Vec<Attempt>,
+        unanswered: &Unanswered,
+    ) -> CategoryOutcome {
         let category = plan.category;
         let of = plan.steps.len();
         let tried = first_success(plan.steps.iter().enumerate(), |(i, step)| {
-            self.attempt(category, &step.source, (i + 1, of))
+            self.attempt(category, &step.source, (i + 1, of), unanswered)
         })
         .await;
         attempts.extend(tried.failed.into_iter().map(|(_, failed)| failed));
@@ -220,9 +268,20 @@ impl Updater {
         category: Category,
         source: &StepSource,
         (n, of): (usize, usize),
+        unanswered: &Unanswered,
     ) -> Result<(Got, Attempt), Attempt> {
         let started = Instant::now();
-        let (result, bytes) = self.try_step(source, category, (n, of)).await;
+        let key = self.source_key(source);
+        let probe = unanswered.has(&key);
+        let (result, bytes) = self.try_step(source, category, (n, of), probe).await;
+        if let Err(e) = &result {
+            if matches!(
+                e.code(),
+                "source.timeout" | "source.connect" | "source.too_slow"
+            ) {
+                unanswered.add(key);
+            }
+        }
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (outcome, reason) = match &result {
             Ok(Got::Installed(what)) => (
@@ -286,7 +345,30 @@ impl Updater {
         })
     }
 
+    /// What identifies a step's source across categories: the host and port it is reached at.
+    fn source_key(&self, step: &StepSource) -> String {
+        let url = match (repo_root(step, &self.server), step) {
+            (Ok(Some(root)), _) => root,
+            (_, StepSource::ActiveUpdate(u)) => u.clone(),
+            _ => return step.to_string(),
+        };
+        format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        )
+    }
+
     pub(crate) fn client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
+        self.client_with(category, self.transport.sibling())
+    }
+
+    /// [`Updater::client_for`] through `transport`.
+    fn client_with(
+        &self,
+        category: Category,
+        transport: SourceTransport,
+    ) -> Result<RepoClient, FailureReason> {
         let dir = self.data.trust(TrustDomain::of(category));
         let root = std::fs::read(dir.join("pinned-root.json")).map_err(|_| {
             FailureReason::Local(format!(
@@ -295,13 +377,25 @@ impl Updater {
                 dir.join("pinned-root.json").display()
             ))
         })?;
-        RepoClient::with_transport(root, &dir, self.transport.sibling(), self.bind)
+        RepoClient::with_transport(root, &dir, transport, self.bind)
+            .map(|c| c.with_partial_dir(&partial_dir(&self.data)))
     }
 
     /// Like [`Updater::client_for`], refusing sources older than the floor the server
     /// announced for `category`'s trust domain.
-    fn floored_client_for(&self, category: Category) -> Result<RepoClient, FailureReason> {
-        let client = self.client_for(category)?;
+    /// `probe`: the source failed to answer earlier in this cycle; its header timeout is the
+    /// short probe timeout.
+    fn floored_client_for(
+        &self,
+        category: Category,
+        probe: bool,
+    ) -> Result<RepoClient, FailureReason> {
+        let transport = if probe {
+            self.transport.probe_sibling()
+        } else {
+            self.transport.sibling()
+        };
+        let client = self.client_with(category, transport)?;
         Ok(match self.floors.get(&TrustDomain::of(category)) {
             Some(v) => client.with_min_timestamp_version(*v),
             None => client,
@@ -314,8 +408,9 @@ impl Updater {
         step: &StepSource,
         category: Category,
         (n, of): (usize, usize),
+        probe: bool,
     ) -> (Result<Got, FailureReason>, u64) {
-        let client = match self.floored_client_for(category) {
+        let client = match self.floored_client_for(category, probe) {
             Ok(c) => c,
             Err(e) => return (Err(e), 0),
         };
@@ -408,6 +503,30 @@ fn with_slash(u: &Url) -> Url {
         u.set_path(&p);
     }
     u
+}
+
+/// Where broken downloads wait to be resumed, by SHA-256 (`DATA/partial/.partial-SHA256`):
+/// outside the stages, which a failed step or a restart removes, so the next source (any
+/// source: the hash decides) is asked only for the rest (`docs/operating.md#resumable-downloads`).
+pub fn partial_dir(data: &DataDir) -> PathBuf {
+    data.root().join("partial")
+}
+
+/// A partial download untouched this long is given up (removed at start-up).
+pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Start-up clean-up of what a killed agent left (`docs/operating.md#crash-debris`): the
+/// temporary files of atomic writes (`.tmp-*`) anywhere in the data directory, and partial
+/// downloads older than [`PARTIAL_MAX_AGE`]. Call it holding the data directory's lock. Stages
+/// of interrupted installs are removed by each cycle, the relay's temporary files by the relay.
+/// Returns how many files were removed.
+pub fn clean_debris(data: &DataDir, now: std::time::SystemTime) -> usize {
+    let removed = cascade_repo::fsutil::remove_debris(data.root(), &[".tmp-"])
+        + cascade_repo::fsutil::remove_older_than(&partial_dir(data), PARTIAL_MAX_AGE, now);
+    if removed > 0 {
+        tracing::info!(removed, "removed the temporary files of a killed agent");
+    }
+    removed
 }
 
 fn local(e: impl std::fmt::Display) -> FailureReason {

@@ -29,6 +29,14 @@ impl Updater {
         let http = reqwest::Client::new();
         // Metadata published since the relay last fetched it must be seen now.
         relay.revalidate();
+        // A blob altered in place since it was cached is dropped here and fetched again below.
+        let dropped = relay.check_cache();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "relay cache: blobs not matching their names dropped"
+            );
+        }
         // Per `DOMAIN/targets/` prefix: the blobs its current metadata names.
         let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for category in Category::ALL {

@@ -414,3 +414,94 @@ async fn reuse_window_follows_the_clock() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
+
+// A cached blob altered after it was cached (bytes flipped, or cut short) is never served: the
+// relay checks it against the hash in its name, drops it, counts it as refused and fetches
+// it again (`docs/operating.md#relay-self-healing`); the client gets the genuine bytes.
+#[tokio::test]
+async fn corrupted_cached_blob_is_dropped_and_fetched_again() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let rel = blob(up_dir.path(), &body);
+    let (up, hits) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
+    let url = base.join(&rel).unwrap();
+    let get = || async {
+        let resp = reqwest::get(url.clone()).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap().to_vec()
+    };
+    assert_eq!(get().await, body);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let cached = cache.path().join(&rel);
+
+    // 16 flipped bytes, written as a new file (as an editor or a copy would).
+    let mut bad = std::fs::read(&cached).unwrap();
+    for b in &mut bad[1000..1016] {
+        *b ^= 0xff;
+    }
+    let tmp = cache.path().join("flipped");
+    std::fs::write(&tmp, &bad).unwrap();
+    std::fs::rename(&tmp, &cached).unwrap();
+    assert_eq!(get().await, body, "flipped bytes were served");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the bad copy was not fetched again"
+    );
+    assert_eq!(relay.report().refused, 1);
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        body,
+        "the cache was not repaired"
+    );
+
+    // Cut short in place.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    assert_eq!(get().await, body, "a truncated copy was served");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert_eq!(relay.report().refused, 2);
+
+    // Bytes flipped in place, however the file's times look: the check after warming finds it.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(5)).unwrap();
+    std::io::Write::write_all(&mut f, b"garbage").unwrap();
+    drop(f);
+    assert_eq!(relay.check_cache(), 1);
+    assert!(!cached.exists());
+    assert_eq!(relay.report().refused, 3);
+    assert_eq!(get().await, body);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+}
+
+// The temporary files of fetches a killed relay left in its cache are removed when a relay
+// starts on that cache; cached blobs stay.
+#[tokio::test]
+async fn killed_fetch_debris_removed_at_start() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body = b"blob body".to_vec();
+    let rel = blob(up_dir.path(), &body);
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("targets/components/p/1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(cache.path().join(&rel), &body).unwrap();
+    std::fs::write(dir.join(".fetch-abc123"), b"half a blob").unwrap();
+    std::fs::write(dir.join(".seed-def456"), b"half a copy").unwrap();
+    let (up, _) = upstream(up_dir.path()).await;
+    let (_relay, _) = relay(cache.path(), vec![up.url()], u64::MAX).await;
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![rel.rsplit('/').next().unwrap().to_owned()]);
+}

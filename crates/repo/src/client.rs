@@ -95,6 +95,8 @@ pub struct RepoClient {
     bind: Option<IpAddr>,
     min_timestamp: Option<u64>,
     tuf_limits: tough::Limits,
+    /// Where partial downloads are kept (see [`RepoClient::with_partial_dir`]).
+    partial_dir: Option<PathBuf>,
     /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -149,8 +151,24 @@ impl RepoClient {
             bind,
             min_timestamp: None,
             tuf_limits: tough::Limits::default(),
+            partial_dir: None,
             load_lock: std::sync::Arc::default(),
         })
+    }
+
+    /// Keeps the partial files of broken downloads in `dir` (content-addressed, outside any
+    /// stage, best on the stage's file system) rather than in the stage directory, so that a
+    /// download broken by a kill, a failed source or a fallback is resumed from whichever
+    /// source comes next (`docs/operating.md#resumable-downloads`).
+    #[must_use]
+    pub fn with_partial_dir(mut self, dir: &Path) -> Self {
+        self.partial_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Where this client keeps its trust state (private to it).
+    pub(crate) fn datastore(&self) -> &Path {
+        &self.datastore
     }
 
     /// The transport used for sources without their own limits.
@@ -255,7 +273,9 @@ impl RepoClient {
                 "timestamp version {have} is older than the announced {min} (stale source)"
             )));
         }
-        Loaded::new(source.clone(), transport, &repo)
+        let mut loaded = Loaded::new(source.clone(), transport, &repo)?;
+        loaded.partial_dir.clone_from(&self.partial_dir);
+        Ok(loaded)
     }
 
     /// Try `sources` in order; the first that yields a verified newest version of
@@ -393,6 +413,8 @@ pub struct Loaded {
     files: Vec<SignedFile>,
     /// The first signed name that is not `CATEGORY/NAME/VERSION/FILE`, if any.
     unsafe_name: Option<String>,
+    /// Where partial downloads are kept; the stage itself when `None`.
+    partial_dir: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -428,6 +450,7 @@ impl Loaded {
             timestamp_version: repo.timestamp().signed.version.get(),
             files,
             unsafe_name,
+            partial_dir: None,
         })
     }
 
@@ -500,9 +523,9 @@ impl Loaded {
     /// that very version.
     ///
     /// `stage` is a staging directory: only verified files ever appear in it under their names
-    /// (each by atomic rename, never outside it), plus `.partial-SHA256` files of broken
-    /// transfers, which a later call with the same `stage` resumes (from any source) and
-    /// hash-checks before use. After an `Err` it may hold some files of the version whose other
+    /// (each by atomic rename, never outside it), plus, unless the client has a
+    /// [`RepoClient::with_partial_dir`], `.partial-SHA256` files of broken transfers, which a
+    /// later call with the same `stage` resumes (from any source) and hash-checks before use. After an `Err` it may hold some files of the version whose other
     /// files failed.
     ///
     /// # Errors
@@ -535,8 +558,8 @@ impl Loaded {
                     full.url.clone(),
                     full.length,
                     &full.sha256,
-                    stage,
-                    file,
+                    (stage, file),
+                    self.partial_dir.as_deref().unwrap_or(stage),
                 )
                 .await?;
             }

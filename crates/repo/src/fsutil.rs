@@ -65,14 +65,30 @@ impl Landing {
         Ok(Self::new(dest, Pending::Temp(tmp)))
     }
 
-    /// Start or resume landing `dest` through the named partial file `partial` (in the same
-    /// directory): its first `keep` bytes are kept and hashed, anything after them is cut. A
+    /// Start landing `dest` through a new temporary file in `tmp_dir` (a private directory,
+    /// best on the same file system as `dest`), so that a crash leaves its debris there rather
+    /// than beside `dest` (in a served tree, say). Both directories are created if missing.
+    ///
+    /// # Errors
+    /// Any I/O error; `dest` without a parent directory is refused.
+    pub fn start_in(dest: &Path, tmp_dir: &Path, prefix: &str) -> io::Result<Self> {
+        fs::create_dir_all(parent(dest)?)?;
+        fs::create_dir_all(tmp_dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(tmp_dir)?;
+        Ok(Self::new(dest, Pending::Temp(tmp)))
+    }
+
+    /// Start or resume landing `dest` through the named partial file `partial` (beside it or
+    /// in a private directory; both are created if missing): its first `keep` bytes are kept and hashed, anything after them is cut. A
     /// landing dropped unfinished keeps the partial file for the next one.
     ///
     /// # Errors
     /// Any I/O error, including `partial` being shorter than `keep`.
     pub fn resume(dest: &Path, partial: &Path, keep: u64) -> io::Result<Self> {
         fs::create_dir_all(parent(dest)?)?;
+        fs::create_dir_all(parent(partial)?)?;
         let mut file = fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -187,17 +203,47 @@ impl Landing {
         match pending {
             Pending::Temp(tmp) => {
                 tmp.as_file().sync_all()?;
-                tmp.persist(&dest).map_err(|e| e.error)?;
+                if let Err(e) = tmp.persist(&dest) {
+                    if !crosses_devices(&e.error) {
+                        return Err(LandError::Io(e.error));
+                    }
+                    // `e.file` is removed when dropped, after the copy.
+                    copy_into(e.file.path(), &dest)?;
+                }
             }
             Pending::Partial { path, file } => {
                 file.sync_all()?;
                 drop(file);
-                fs::rename(&path, &dest)?;
+                match fs::rename(&path, &dest) {
+                    Ok(()) => {}
+                    Err(e) if crosses_devices(&e) => {
+                        copy_into(&path, &dest)?;
+                        let _ = fs::remove_file(&path);
+                    }
+                    Err(e) => return Err(LandError::Io(e)),
+                }
             }
         }
         sync_dir(parent(&dest)?)?;
         Ok(dest)
     }
+}
+
+/// Whether a rename failed because its two paths are on different file systems (`EXDEV`).
+fn crosses_devices(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(18)
+}
+
+/// Copy `from` to `dest` atomically through a temporary file beside `dest` (the fallback when
+/// a private temporary directory is on another file system than `dest`).
+fn copy_into(from: &Path, dest: &Path) -> io::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(parent(dest)?)?;
+    fs::copy(from, tmp.path())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn parent(path: &Path) -> io::Result<&Path> {
@@ -217,6 +263,71 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Err(LandError::Io(e)) => Err(e),
         Err(e @ LandError::Mismatch { .. }) => Err(io::Error::other(e)),
     }
+}
+
+/// Write `bytes` to `path` atomically and durably through a temporary file in the private
+/// directory `tmp_dir` (see [`Landing::start_in`]).
+///
+/// # Errors
+/// Any I/O error; the old content of `path`, if any, is then untouched.
+pub fn write_atomic_in(path: &Path, bytes: &[u8], tmp_dir: &Path) -> io::Result<()> {
+    let mut landing = Landing::start_in(path, tmp_dir, ".tmp-")?;
+    landing.write(bytes)?;
+    match landing.finish(None) {
+        Ok(_) => Ok(()),
+        Err(LandError::Io(e)) => Err(e),
+        Err(e @ LandError::Mismatch { .. }) => Err(io::Error::other(e)),
+    }
+}
+
+/// Remove, below `dir` (recursively, not following symbolic links), every file whose name
+/// starts with one of `prefixes`: the temporary files a killed process left behind. Only call
+/// it where no other process may be writing such files (at start-up, under a lock). Returns
+/// how many were removed; a directory that cannot be read is skipped.
+pub fn remove_debris(dir: &Path, prefixes: &[&str]) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let Ok(kind) = e.file_type() else { continue };
+        let path = e.path();
+        if kind.is_dir() {
+            removed += remove_debris(&path, prefixes);
+        } else if prefixes
+            .iter()
+            .any(|p| e.file_name().to_string_lossy().starts_with(p))
+            && fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Remove the files directly in `dir` last written more than `max_age` before `now` (stale
+/// partial downloads nobody resumed). Returns how many were removed.
+pub fn remove_older_than(
+    dir: &Path,
+    max_age: std::time::Duration,
+    now: std::time::SystemTime,
+) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let Ok(meta) = e.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > max_age);
+        if meta.is_file() && old && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Write `bytes` to `path` only when no file is there yet (content-addressed files never change).
@@ -241,6 +352,24 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+/// Lowercase hex SHA-256 of the file at `path`, read in blocks.
+///
+/// # Errors
+/// Any I/O error.
+pub fn sha256_file_hex(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(hex::encode(ctx.finish()))
 }
 
 /// An exclusive lock on a repository directory: a `.lock` file created with `O_EXCL` holding

@@ -13,7 +13,7 @@ use tough::schema::decoded::Decoded;
 use tough::schema::{Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot, Targets};
 
 use crate::error::PublishError;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_in;
 use crate::keys::KeyPaths;
 use crate::layout::{METADATA_DIR, TARGETS_DIR};
 
@@ -65,6 +65,13 @@ impl RepoDirs {
     /// Content-addressed targets.
     pub fn targets(&self) -> PathBuf {
         self.public().join(TARGETS_DIR)
+    }
+    /// Private temporary files of a publish (a sibling of the served tree, on the same file
+    /// system): a killed publish leaves its debris here, never in [`RepoDirs::public`], and the
+    /// next operation that takes the repository lock removes it
+    /// (`docs/operating.md#crash-debris`).
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
     }
     /// Online (snapshot, timestamp) keys.
     pub fn online_keys(&self) -> PathBuf {
@@ -191,8 +198,10 @@ pub async fn sign<T: Role + serde::Serialize>(
         })
 }
 
-pub(crate) fn write(path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
-    write_atomic(&path, bytes).map_err(|source| PublishError::Io { path, source })
+/// Write one metadata file atomically, its temporary file in the private [`RepoDirs::tmp`]
+/// (never in the served tree).
+pub(crate) fn write(dirs: &RepoDirs, path: PathBuf, bytes: &[u8]) -> Result<(), PublishError> {
+    write_atomic_in(&path, bytes, &dirs.tmp()).map_err(|source| PublishError::Io { path, source })
 }
 
 /// What a commit signs anew besides the timestamp, which it always re-signs.
@@ -219,13 +228,13 @@ pub async fn write_initial(
 ) -> Result<(), PublishError> {
     let md = dirs.metadata();
     let signed_root = sign(root.clone(), &root, keys).await?;
-    write(md.join("1.root.json"), signed_root.buffer())?;
-    write(md.join("root.json"), signed_root.buffer())?;
+    write(dirs, md.join("1.root.json"), signed_root.buffer())?;
+    write(dirs, md.join("root.json"), signed_root.buffer())?;
     let one = NonZeroU64::MIN;
     let mut targets = Targets::new(SPEC_VERSION.to_owned(), one, expiry(now, expiries.targets)?);
     targets.delegations = None;
     let signed_t = sign(targets, &root, keys).await?;
-    write(md.join("1.targets.json"), signed_t.buffer())?;
+    write(dirs, md.join("1.targets.json"), signed_t.buffer())?;
     let mut snapshot = Snapshot::new(
         SPEC_VERSION.to_owned(),
         one,
@@ -236,7 +245,7 @@ pub async fn write_initial(
         metafile(one, *signed_t.length(), signed_t.sha256()),
     );
     let signed_s = sign(snapshot, &root, keys).await?;
-    write(md.join("1.snapshot.json"), signed_s.buffer())?;
+    write(dirs, md.join("1.snapshot.json"), signed_s.buffer())?;
     let mut ts = tough::schema::Timestamp::new(
         SPEC_VERSION.to_owned(),
         one,
@@ -247,5 +256,5 @@ pub async fn write_initial(
         metafile(one, *signed_s.length(), signed_s.sha256()),
     );
     let signed_time = sign(ts, &root, keys).await?;
-    write(md.join("timestamp.json"), signed_time.buffer())
+    write(dirs, md.join("timestamp.json"), signed_time.buffer())
 }

@@ -3,6 +3,9 @@
 //!
 //! Targets are fetched first (hash-checked, content-addressed, never overwritten), then the
 //! metadata exactly as signed, `timestamp.json` last, so the local tree is always serveable.
+//! Temporary and partial files live in the client's private datastore (`mirror-tmp/`), never
+//! in the served tree; a broken target download is resumed by the next run, and what a killed
+//! run left is removed by the next (`docs/operating.md#crash-debris`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,9 +17,9 @@ use url::Url;
 
 use crate::client::{target_url, RepoClient, RepoSource};
 use crate::failure::FailureReason;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{remove_debris, write_atomic_in};
 use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
-use crate::save::save_verified;
+use crate::save::save_resumable;
 
 /// A transport that keeps the complete body of every successful fetch, so metadata can be
 /// stored byte for byte as it was signed.
@@ -95,6 +98,11 @@ pub async fn mirror(
     source: &RepoSource,
     dest: &Path,
 ) -> Result<MirrorReport, FailureReason> {
+    let tmp = client.datastore().join("mirror-tmp");
+    // Leftovers of a killed run: temporary files (partial targets are kept for resuming).
+    remove_debris(&tmp, &[".tmp-"]);
+    // Debris an older version left in the served tree.
+    remove_debris(dest, &[".tmp-", ".partial-"]);
     let transport = RecordingTransport::new(client.transport_for(source));
     let repo = client.load_with(source, transport.clone()).await?;
     let targets_base =
@@ -124,20 +132,21 @@ pub async fn mirror(
             .map_or_else(|| dest.to_owned(), Path::to_path_buf);
         let name = format!("{}.{}", hex::encode(&*t.hashes.sha256), path.file());
         let url = target_url(&targets_base, &path, t)?;
-        save_verified(
+        save_resumable(
             transport.inner(),
             url,
             t.length,
             &t.hashes.sha256,
-            &dir,
-            &name,
+            (&dir, &name),
+            &tmp,
         )
         .await?;
         report.fetched += 1;
         report.bytes += t.length;
     }
     let md = dest.join(METADATA_DIR);
-    let write = |name: &str, bytes: &[u8]| write_atomic(&md.join(name), bytes).map_err(local);
+    let write =
+        |name: &str, bytes: &[u8]| write_atomic_in(&md.join(name), bytes, &tmp).map_err(local);
     let root_version = repo.root().signed.version.get();
     for v in 1..=root_version {
         let name = format!("{v}.root.json");

@@ -18,7 +18,7 @@ use tough::schema::Targets;
 
 use crate::delta;
 use crate::error::PublishError;
-use crate::fsutil::{sha256_hex, write_new, DirLock};
+use crate::fsutil::{remove_debris, sha256_hex, write_atomic_in, DirLock};
 use crate::keys::{self, KeyError, KeyPaths};
 use crate::layout::{versions_of, LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
 use crate::meta::{
@@ -162,10 +162,16 @@ impl Publisher {
     }
 
     /// Exclusive use of the repository for one operation (publish, refresh, prune).
+    /// Whoever holds the lock is the only writer, so the temporary files of an operation that
+    /// was killed are removed here: the private [`RepoDirs::tmp`] is emptied, and `.tmp-` files
+    /// an older version left in the served tree go too.
     pub(crate) fn lock(&self) -> Result<DirLock, PublishError> {
-        DirLock::try_acquire(&self.dirs.dir)
+        let lock = DirLock::try_acquire(&self.dirs.dir)
             .map_err(io(&self.dirs.dir))?
-            .ok_or_else(|| PublishError::Busy(self.dirs.dir.clone()))
+            .ok_or_else(|| PublishError::Busy(self.dirs.dir.clone()))?;
+        remove_debris(&self.dirs.tmp(), &[""]);
+        remove_debris(&self.dirs.public(), &[".tmp-"]);
+        Ok(lock)
     }
 
     /// Add `version` of `category/name` made of `files`, with deltas from earlier versions.
@@ -242,7 +248,10 @@ impl Publisher {
     ) -> Result<PublishedTarget, PublishError> {
         let sha = sha256_hex(bytes);
         let disk = self.dirs.targets().join(path.stored_path(&sha));
-        write_new(&disk, bytes).map_err(io(&disk))?;
+        if !disk.is_file() {
+            // Content-addressed: never rewritten once there.
+            write_atomic_in(&disk, bytes, &self.dirs.tmp()).map_err(io(&disk))?;
+        }
         let custom = HashMap::from([(
             CUSTOM_KEY.to_owned(),
             serde_json::to_value(meta).map_err(|e| PublishError::Corrupt {
@@ -348,7 +357,11 @@ impl Publisher {
                 t.expires = expiry(now, expiries.targets)?;
                 let signed_t = sign(t, root, keys).await?;
                 let v = signed_t.signed().signed.version;
-                write(md.join(format!("{v}.targets.json")), signed_t.buffer())?;
+                write(
+                    &self.dirs,
+                    md.join(format!("{v}.targets.json")),
+                    signed_t.buffer(),
+                )?;
                 snapshot.meta.insert(
                     "targets.json".to_owned(),
                     metafile(v, *signed_t.length(), signed_t.sha256()),
@@ -358,7 +371,11 @@ impl Publisher {
             snapshot.expires = expiry(now, expiries.snapshot)?;
             let signed_s = sign(snapshot, root, keys).await?;
             let v = signed_s.signed().signed.version;
-            write(md.join(format!("{v}.snapshot.json")), signed_s.buffer())?;
+            write(
+                &self.dirs,
+                md.join(format!("{v}.snapshot.json")),
+                signed_s.buffer(),
+            )?;
             metafile(v, *signed_s.length(), signed_s.sha256())
         };
         let mut ts = state.timestamp.signed.clone();
@@ -367,7 +384,7 @@ impl Publisher {
         ts.meta.clear();
         ts.meta.insert("snapshot.json".to_owned(), snapshot_meta);
         let signed_ts = sign(ts, root, keys).await?;
-        write(md.join("timestamp.json"), signed_ts.buffer())
+        write(&self.dirs, md.join("timestamp.json"), signed_ts.buffer())
     }
 
     /// Re-sign the timestamp (and the snapshot once half its lifetime has passed) with the

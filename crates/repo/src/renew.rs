@@ -28,8 +28,12 @@ impl Publisher {
         let signed = sign(root.clone(), &root, &self.keys).await?;
         let md = self.dirs.metadata();
         let v = root.version.get();
-        write(md.join(format!("{v}.root.json")), signed.buffer())?;
-        write(md.join("root.json"), signed.buffer())?;
+        write(
+            &self.dirs,
+            md.join(format!("{v}.root.json")),
+            signed.buffer(),
+        )?;
+        write(&self.dirs, md.join("root.json"), signed.buffer())?;
         state.root = signed.signed().clone();
         let targets = state.targets.signed.clone();
         self.commit(&state, Change::Targets(Box::new(targets)), now)

@@ -196,27 +196,30 @@ pub async fn save_verified(
     land(landing, &url, length, sha256)
 }
 
-/// Like [`save_verified`], but resumable: bytes are kept in `dir/.partial-SHA256` when the
-/// transfer breaks, and the next call (from any source) asks only for the rest with an HTTP range
-/// request. The partial file is hashed with the rest before anything is renamed into place; if a
-/// resumed file fails its hash it is discarded and fetched once more from the start, so a bad
-/// partial file is never blamed on the source.
+/// Like [`save_verified`], but resumable: bytes are kept in `partial_dir/.partial-SHA256` when the
+/// transfer breaks (content-addressed: the signed hash names it, whichever source sent the
+/// bytes), and the next call (from any source, in this process or after a restart) asks only
+/// for the rest with an HTTP range request (`docs/operating.md#resumable-downloads`). The
+/// partial file is hashed with the rest before anything is renamed into place; if a resumed
+/// file fails its hash it is discarded and fetched once more from the start, so a bad partial
+/// file is never blamed on the source. `partial_dir` is best a private directory on the same
+/// file system as `dir` (the file is renamed from it).
 ///
 /// # Errors
-/// [`SaveError`]; a broken transfer leaves only the `.partial-` file behind.
+/// [`SaveError`]; a broken transfer leaves only the partial file behind.
 pub async fn save_resumable(
     transport: &SourceTransport,
     url: Url,
     length: u64,
     sha256: &[u8],
-    dir: &Path,
-    file_name: &str,
+    (dir, file_name): (&Path, &str),
+    partial_dir: &Path,
 ) -> Result<PathBuf, SaveError> {
     if !is_safe_file_name(file_name) {
         return Err(SaveError::UnsafeName(file_name.to_owned()));
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let partial = dir.join(format!(".partial-{}", hex::encode(sha256)));
+    let partial = partial_path(partial_dir, sha256);
     let dest = dir.join(file_name);
     for _ in 0..2 {
         let (landing, resumed) =
@@ -229,6 +232,11 @@ pub async fn save_resumable(
     Err(SaveError::HashMismatch {
         url: url.to_string(),
     })
+}
+
+/// The partial file of the content with this SHA-256 in `partial_dir`.
+pub fn partial_path(partial_dir: &Path, sha256: &[u8]) -> PathBuf {
+    partial_dir.join(format!(".partial-{}", hex::encode(sha256)))
 }
 
 /// Append the rest of `url` to `partial`; returns the landing and whether an existing prefix

@@ -29,6 +29,13 @@ pub struct TransportLimits {
     pub min_bytes_per_sec: u64,
     /// No single response may be longer than this.
     pub max_response_bytes: u64,
+    /// Time allowed for response headers from a source that already failed to answer (timed
+    /// out, could not be reached, too slow) earlier in the same update cycle: it is probed
+    /// briefly rather than waited on again (`docs/operating.md#deadlines`).
+    pub probe_timeout: Duration,
+    /// A whole update cycle (every category, every source) ends after this long; the
+    /// categories not done by then quit with a reason that says so.
+    pub cycle_deadline: Duration,
 }
 
 impl Default for TransportLimits {
@@ -39,6 +46,8 @@ impl Default for TransportLimits {
             window: Duration::from_secs(10),
             min_bytes_per_sec: 4096,
             max_response_bytes: 4 << 30,
+            probe_timeout: Duration::from_secs(3),
+            cycle_deadline: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -102,6 +111,11 @@ pub struct SourceTransport {
     limits: TransportLimits,
     /// Body bytes received through this transport and its clones.
     received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// For a transport of one attempt ([`SourceTransport::sibling`]): set once a request
+    /// got no response within the header timeout, after which every request fails at once
+    /// with that same reason, so one attempt waits on an unresponsive source once, not once
+    /// per file it asks for.
+    unanswered: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl SourceTransport {
@@ -132,19 +146,32 @@ impl SourceTransport {
             client,
             limits,
             received: std::sync::Arc::default(),
+            unanswered: None,
         })
     }
 
-    /// A transport sharing this one's HTTP client (connection pool, TLS set-up) and limits,
-    /// with a byte counter of its own: cheap, where building a client re-reads the
-    /// system's certificate store.
+    /// A transport for one attempt at one source, sharing this one's HTTP client (connection
+    /// pool, TLS set-up) and limits, with a byte counter of its own: cheap, where building a
+    /// client re-reads the system's certificate store. Once a request through it (or its
+    /// clones) gets no response within the header timeout, later ones fail at once with the
+    /// same reason: one deadline per source per attempt (`docs/operating.md#deadlines`).
     #[must_use]
     pub fn sibling(&self) -> Self {
         Self {
             client: self.client.clone(),
             limits: self.limits,
             received: std::sync::Arc::default(),
+            unanswered: Some(std::sync::Arc::default()),
         }
+    }
+
+    /// Like [`SourceTransport::sibling`], for a source that already failed to answer in this
+    /// cycle: its header timeout is the short [`TransportLimits::probe_timeout`].
+    #[must_use]
+    pub fn probe_sibling(&self) -> Self {
+        let mut t = self.sibling();
+        t.limits.header_timeout = self.limits.probe_timeout.min(self.limits.header_timeout);
+        t
     }
 
     /// Body bytes received so far through this transport and its clones (for reports).
@@ -198,6 +225,14 @@ impl SourceTransport {
                 SourceFailure::Scheme(url.scheme().to_owned()),
             ));
         }
+        let timeout = SourceFailure::Timeout(self.limits.header_timeout);
+        let unanswered = self
+            .unanswered
+            .as_ref()
+            .is_some_and(|u| u.load(std::sync::atomic::Ordering::Relaxed));
+        if unanswered {
+            return Err(fail(&url, timeout));
+        }
         let mut request = self.client.get(url.clone());
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
@@ -205,10 +240,10 @@ impl SourceTransport {
         let send = request.send();
         let response = match tokio::time::timeout(self.limits.header_timeout, send).await {
             Err(_) => {
-                return Err(fail(
-                    &url,
-                    SourceFailure::Timeout(self.limits.header_timeout),
-                ))
+                if let Some(u) = &self.unanswered {
+                    u.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Err(fail(&url, timeout));
             }
             Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
                 return Err(fail(&url, SourceFailure::Connect(e.to_string())))

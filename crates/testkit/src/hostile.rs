@@ -36,6 +36,13 @@ pub enum Lie {
     },
     /// 404, whether the file exists or not.
     NotFound,
+    /// The real file with its real length, cut after its first `after` bytes (the connection
+    /// breaks, as when the server or a relay dies mid-transfer). A `Range` is ignored: the
+    /// answer always starts at byte 0.
+    Cut {
+        /// Bytes sent before the cut.
+        after: usize,
+    },
 }
 
 /// Every request a [`HostileServer`] saw: the path and the `Range` start it asked for, if any.
@@ -145,12 +152,25 @@ fn tell(dir: &Path, path: &str, lie: Lie) -> Response {
             Body::from_stream(futures::stream::repeat(chunk).map(Ok::<_, Infallible>))
                 .into_response()
         }
+        Lie::Cut { after } => {
+            let Some(file) = read_below(dir, path) else {
+                return StatusCode::NOT_FOUND.into_response();
+            };
+            let len = file.len();
+            let head = Bytes::copy_from_slice(&file[..after.min(len)]);
+            // The cut comes a moment after the bytes, so that they are sent first.
+            let cut = futures::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "cut",
+                ))
+            });
+            let parts = futures::stream::iter([Ok(head)]).chain(cut);
+            ([(header::CONTENT_LENGTH, len)], Body::from_stream(parts)).into_response()
+        }
         Lie::Trickle { chunk, every } => {
-            let rel = path.trim_start_matches('/');
-            let file = (!rel.split('/').any(|s| s == ".."))
-                .then(|| std::fs::read(dir.join(rel)).ok())
-                .flatten();
-            let Some(file) = file else {
+            let Some(file) = read_below(dir, path) else {
                 return StatusCode::NOT_FOUND.into_response();
             };
             let len = file.len();
@@ -165,4 +185,12 @@ fn tell(dir: &Path, path: &str, lie: Lie) -> Response {
             ([(header::CONTENT_LENGTH, len)], Body::from_stream(bytes)).into_response()
         }
     }
+}
+
+/// The file at the URL path `path` below `dir`, `None` when missing or the path climbs out.
+fn read_below(dir: &Path, path: &str) -> Option<Vec<u8>> {
+    let rel = path.trim_start_matches('/');
+    (!rel.split('/').any(|s| s == ".."))
+        .then(|| std::fs::read(dir.join(rel)).ok())
+        .flatten()
 }

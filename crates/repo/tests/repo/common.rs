@@ -191,6 +191,7 @@ pub fn fast_limits() -> TransportLimits {
         window: Duration::from_millis(500),
         min_bytes_per_sec: 20_000,
         max_response_bytes: 8 << 20,
+        ..TransportLimits::default()
     }
 }
 

@@ -255,3 +255,121 @@ async fn init_refuses_existing_repository_or_keys() {
     assert_eq!(err.code(), "key.create");
     assert!(!other.exists());
 }
+
+/// Every file below `dir` whose name starts with `prefix`.
+fn named_like(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(named_like(&e.path(), prefix));
+        } else if e.file_name().to_string_lossy().starts_with(prefix) {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+// A publish writes its temporary files in the repository's private `tmp/`, never in the served
+// tree (`docs/operating.md#crash-debris`): a tree watched while a large file is published never
+// shows a `.tmp-` file, so a publish killed at any moment leaves none there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_never_writes_temporary_files_in_the_served_tree() {
+    let fx = Fixture::new().await;
+    let public = fx.public();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (stop, public) = (std::sync::Arc::clone(&stop), public.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.extend(named_like(&public, ".tmp-"));
+            }
+            seen
+        })
+    };
+    fx.publish("1", &content(32 << 20, 1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = watch.join().unwrap();
+    assert!(
+        seen.is_empty(),
+        "temporary files in the served tree: {seen:?}"
+    );
+}
+
+// The debris a killed publish left — in the private `tmp/`, and `.tmp-` files an older
+// version left in the served tree — is removed by the next operation that takes the lock.
+#[tokio::test]
+async fn next_publish_removes_a_killed_publishs_debris() {
+    let fx = Fixture::new().await;
+    fx.publish("1", &content(1000, 1)).await;
+    let public = fx.public();
+    let private = public.parent().unwrap().join("tmp");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::write(private.join(".tmp-killed"), b"half").unwrap();
+    std::fs::write(public.join("targets/.tmp-old"), b"half").unwrap();
+    std::fs::write(public.join("metadata/.tmp-old"), b"half").unwrap();
+    fx.publish("2", &content(1000, 2)).await;
+    assert!(
+        named_like(&public, ".tmp-").is_empty(),
+        "{:?}",
+        named_like(&public, ".tmp-")
+    );
+    assert!(
+        named_like(&private, "").is_empty(),
+        "{:?}",
+        named_like(&private, "")
+    );
+}
+
+// A mirror keeps its partial and temporary files in its client's private datastore, not in the
+// served copy: a target cut mid-way stays out of the served tree and the next run resumes it
+// with a range request; debris an older version left in the served tree is removed.
+#[tokio::test]
+async fn mirror_keeps_partial_files_out_of_the_served_tree() {
+    let fx = Fixture::new().await;
+    let data = content(200_000, 21);
+    fx.publish("1", &data).await;
+    let origin = serve(&fx.public()).await;
+    let blob = fx.blob_path("1");
+    origin.lie(&blob, Lie::Cut { after: 50_000 });
+    let served = fx.tmp.path().join("mirror");
+    let state = fx.tmp.path().join("mirror-state");
+    let client = RepoClient::new(fx.root.clone(), &state, fast_limits()).unwrap();
+    assert!(mirror(&client, &origin.source("origin"), &served)
+        .await
+        .is_err());
+    assert!(
+        named_like(&served, "").is_empty(),
+        "{:?}",
+        named_like(&served, "")
+    );
+    let kept = named_like(&state.join("mirror-tmp"), ".partial-");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::metadata(&kept[0]).unwrap().len(), 50_000);
+
+    std::fs::create_dir_all(served.join("targets")).unwrap();
+    std::fs::write(served.join("targets/.partial-old"), b"x").unwrap();
+    std::fs::write(served.join("targets/.tmp-old"), b"x").unwrap();
+    origin.tell_truth();
+    let report = mirror(&client, &origin.source("origin"), &served)
+        .await
+        .unwrap();
+    assert_eq!(report.fetched, 1);
+    let asked: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .filter(|(p, _)| *p == blob)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(asked, vec![None, Some(50_000)]);
+    let debris: Vec<_> = named_like(&served, ".")
+        .into_iter()
+        .filter(|p| !p.ends_with(".lock"))
+        .collect();
+    assert!(debris.is_empty(), "{debris:?}");
+    assert!(named_like(&state.join("mirror-tmp"), "").is_empty());
+}
