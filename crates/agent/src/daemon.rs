@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub relay_report_interval: Duration,
     /// Per-source transfer limits.
     pub limits: TransportLimits,
+    /// How often the daemon re-checks installed files against verified metadata and repairs
+    /// them (`None`: never; `cascade agent verify` does it on demand).
+    pub verify_interval: Option<Duration>,
     /// Trusted roots given out of band, per trust domain; otherwise they are taken from the
     /// server at first contact (trust on first use).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
@@ -374,6 +377,41 @@ impl Agent {
         Ok(report)
     }
 
+    /// Re-checks installed files and repairs them; a damaged file is reported to the server
+    /// with a check-in (source `verify` in the last update's attempts).
+    async fn verify(&self) -> Result<crate::verify::Verified, AgentError> {
+        self.pin_roots().await;
+        let (policy, domain) = self.policy().await?;
+        let me = Me {
+            ip: self.my_ip().await,
+            domain,
+            agent: self.cfg.relay_listen,
+        };
+        let found = crate::verify::verify_installed(&self.updater, &policy, &me).await;
+        if !found.damaged.is_empty() || !found.unchecked.is_empty() {
+            let attempts = found.attempts();
+            let report = UpdateReport {
+                finished_at: Some(now_unix()),
+                outcome: if found.is_intact() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                },
+                attempts,
+            };
+            let checkin = CheckIn {
+                ip: Some(me.ip.to_string()),
+                installed: self.updater.installed_summary(),
+                last_update: Some(report),
+                relay: self.relay.as_ref().map(|r| r.report()),
+            };
+            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+                tracing::warn!(error = %e, "check-in after verification failed");
+            }
+        }
+        Ok(found)
+    }
+
     /// Between cycles: checks in with the relay's report whenever it served more requests
     /// since the last look (the installed versions go along; the last update report stays).
     async fn report_relay(self: Arc<Self>) {
@@ -459,6 +497,16 @@ pub async fn once_observed(
     agent.cycle().await
 }
 
+/// `cascade agent verify`: re-checks every installed file against verified metadata and
+/// repairs what is damaged from the plan's sources.
+///
+/// # Errors
+/// Start-up failures (not enrolled, locked, no policy).
+pub async fn verify(cfg: AgentConfig) -> Result<crate::verify::Verified, AgentError> {
+    let agent = Agent::start(cfg).await?;
+    agent.verify().await
+}
+
 /// Runs until `shutdown` resolves: a cycle at start, on each notification (after its
 /// jitter) and every `interval` (± 10 %).
 ///
@@ -493,7 +541,24 @@ pub async fn run(
     let reports = tokio::spawn(Arc::clone(&agent).report_relay());
     tokio::pin!(shutdown);
     let mut n: i64 = 0;
+    let mut next_verify = agent
+        .cfg
+        .verify_interval
+        .map(|_| tokio::time::Instant::now());
     loop {
+        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
+            if tokio::time::Instant::now() >= due {
+                match agent.verify().await {
+                    Ok(v) => tracing::info!(
+                        checked = v.checked,
+                        damaged = v.damaged.len(),
+                        "installed files verified"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+                }
+                next_verify = Some(tokio::time::Instant::now() + every);
+            }
+        }
         match agent.cycle().await {
             Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
             Err(e) => tracing::warn!(error = %e, "update cycle failed"),

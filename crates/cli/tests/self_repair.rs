@@ -155,3 +155,78 @@ async fn an_unwritable_report_still_checks_in_with_the_reason() {
     assert_eq!(why.code, "state.io", "{why}");
     assert!(why.message.contains("last-report.json"), "{why}");
 }
+
+fn installed(data: &Path) -> Vec<u8> {
+    std::fs::read(data.join("installed/components/patterns/current/patterns.db")).unwrap()
+}
+
+// A garbled, then an emptied installed file: `cascade agent verify` reports it and puts the
+// signed content back; a later check finds everything intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_repairs_damaged_installed_files() {
+    let w = World::new().await;
+    let out = w.agent();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let file = w
+        .data
+        .join("installed/components/patterns/current/patterns.db");
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .args(["agent", "verify", "--bind-ip", "127.0.1.52", "--data-dir"])
+            .arg(&w.data)
+            .env("CASCADE_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    for damage in [&b"oNe"[..], &b""[..]] {
+        std::fs::write(&file, damage).unwrap();
+        let out = verify();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(text.contains("patterns 1 patterns.db damaged"), "{text}");
+        assert!(text.contains("repaired"), "{text}");
+        assert_eq!(installed(&w.data), b"one");
+    }
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains("1 files checked, 0 damaged"), "{text}");
+}
+
+// The daemon re-checks installed files on its own schedule (`--verify-every`) and repairs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_repairs_damaged_files_periodically() {
+    let w = World::new().await;
+    let out = w.agent();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let file = w
+        .data
+        .join("installed/components/patterns/current/patterns.db");
+    std::fs::write(&file, b"garbage").unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args([
+            "agent",
+            "--verify-every",
+            "1",
+            "--bind-ip",
+            "127.0.1.52",
+            "--data-dir",
+        ])
+        .arg(&w.data)
+        .env("CASCADE_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut repaired = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if installed(&w.data) == b"one" {
+            repaired = true;
+            break;
+        }
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(repaired, "the daemon did not repair the file");
+}
