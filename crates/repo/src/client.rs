@@ -326,11 +326,19 @@ impl RepoClient {
     /// A scratch datastore for one load, seeded with the role files that still parse. Files
     /// that no longer parse (torn by a crash of an older version, or damaged) are moved aside
     /// as `ROLE.json.unreadable`; the trust floor keeps their versions, so rollback protection
-    /// holds without them. Scratch directories left by a crash are removed first.
+    /// holds without them. Scratch directories left by a crash are removed first once they are
+    /// an hour old (a younger one may belong to a load running in another process).
     fn seed_scratch(&self) -> Result<tempfile::TempDir, FailureReason> {
+        let stale = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
         if let Ok(entries) = std::fs::read_dir(&self.datastore) {
             for e in entries.filter_map(Result::ok) {
-                if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+                if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) && stale(&e) {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
