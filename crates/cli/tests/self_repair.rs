@@ -230,3 +230,43 @@ async fn the_daemon_repairs_damaged_files_periodically() {
     let _ = daemon.wait();
     assert!(repaired, "the daemon did not repair the file");
 }
+
+// A full disk (a tmpfs filled with `dd`): the cycle still checks in, failed, with
+// `agent.disk_full`. Needs root to mount the tmpfs in a private mount namespace: run it with
+// `cargo nextest run -p cascade-cli --test self_repair --run-ignored all full_disk`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root: mounts a tmpfs (unshare -m)"]
+async fn a_full_disk_still_checks_in_with_disk_full() {
+    let w = World::new().await;
+    let out = w.agent();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.data.join("identity.json")).unwrap()).unwrap();
+    let id = id["client_id"].as_str().unwrap().to_owned();
+    let mnt = w.data.with_file_name("full");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = r#"set -e
+mount -t tmpfs -o size=8m tmpfs "$MNT"
+cp -a "$SRC/." "$MNT/"
+dd if=/dev/zero of="$MNT/fill" bs=4k 2>/dev/null || true
+exec "$CASCADE" agent --once --bind-ip 127.0.1.52 --data-dir "$MNT""#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .env("MNT", &mnt)
+        .env("SRC", &w.data)
+        .env("CASCADE", env!("CARGO_BIN_EXE_cascade"))
+        .env("CASCADE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let record = w.fleet.api().client_record(&id).await.unwrap();
+    assert_eq!(record.last_outcome, Some(Outcome::Failed));
+    let codes: Vec<String> = record
+        .last_update
+        .unwrap()
+        .attempts
+        .iter()
+        .filter_map(|a| Some(a.reason.as_ref()?.failure()?.code.clone()))
+        .collect();
+    assert!(codes.iter().any(|c| c == "agent.disk_full"), "{codes:?}");
+}
