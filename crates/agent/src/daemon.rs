@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cascade_client::proto::{EnrollRequest, Notice};
 use cascade_client::{Client, Event};
-use cascade_core::report::{CheckIn, UpdateReport};
+use cascade_core::report::{Attempt, CheckIn, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub relay_report_interval: Duration,
     /// Per-source transfer limits.
     pub limits: TransportLimits,
+    /// How often the daemon re-checks installed files against verified metadata and repairs
+    /// them (`None`: never; `cascade agent verify` does it on demand).
+    pub verify_interval: Option<Duration>,
     /// Trusted roots given out of band, per trust domain; otherwise they are taken from the
     /// server at first contact (trust on first use).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
@@ -159,7 +162,17 @@ impl Agent {
             return Err(AgentError::Locked(cfg.data_dir.clone()));
         }
         crate::update::clean_debris(&data, SystemTime::now());
-        let id = if let Some(id) = data.identity()? {
+        let existing = match data.identity() {
+            // Both copies lost and a token given: enrol again, as the error would ask.
+            Err(crate::state::StateError::IdentityLost { path })
+                if cfg.server.is_some() && cfg.enroll_token.is_some() =>
+            {
+                tracing::warn!(path = %path.display(), "identity lost; enrolling again");
+                None
+            }
+            other => other?,
+        };
+        let id = if let Some(id) = existing {
             id
         } else {
             let (Some(server), Some(token)) = (&cfg.server, &cfg.enroll_token) else {
@@ -208,30 +221,52 @@ impl Agent {
         })
     }
 
-    /// Pins each trust domain's root: the given file, else the server's first root (TOFU).
+    /// Pins each trust domain's root, kept twice (`pinned-root.json` and
+    /// `pinned-root.copy.json`): a damaged copy is repaired from the other; with both damaged
+    /// or missing the root is pinned again as at enrollment: the given file, else the server's
+    /// first root (TOFU).
     async fn pin_roots(&self) {
         for domain in TrustDomain::ALL {
             let dir = self.data.trust(domain);
-            let pinned = dir.join("pinned-root.json");
-            if pinned.is_file() {
-                continue;
-            }
-            let given = self
-                .cfg
-                .pinned_roots
+            let places = [
+                dir.join("pinned-root.json"),
+                dir.join("pinned-root.copy.json"),
+            ];
+            let read: Vec<Option<Vec<u8>>> = places
                 .iter()
-                .find(|(d, _)| *d == domain)
-                .map(|(_, p)| p.clone());
-            let bytes = match given {
-                Some(path) => std::fs::read(path).ok(),
-                None => self
-                    .api
-                    .repo_file(&format!("repo/{domain}/metadata/1.root.json"))
-                    .await
-                    .ok(),
+                .map(|p| {
+                    std::fs::read(p)
+                        .ok()
+                        .filter(|b| cascade_repo::valid_root(b))
+                })
+                .collect();
+            let good = read.iter().flatten().next().cloned();
+            let bytes = if let Some(b) = good {
+                b
+            } else {
+                let given = self
+                    .cfg
+                    .pinned_roots
+                    .iter()
+                    .find(|(d, _)| *d == domain)
+                    .map(|(_, p)| p.clone());
+                let fetched = match given {
+                    Some(path) => std::fs::read(path).ok(),
+                    None => self
+                        .api
+                        .repo_file(&format!("repo/{domain}/metadata/1.root.json"))
+                        .await
+                        .ok(),
+                };
+                let Some(b) = fetched.filter(|b| cascade_repo::valid_root(b)) else {
+                    continue;
+                };
+                b
             };
-            if let Some(bytes) = bytes {
-                if cascade_repo::fsutil::write_atomic(&pinned, &bytes).is_err() {
+            for (place, had) in places.iter().zip(&read) {
+                if had.as_ref() != Some(&bytes)
+                    && cascade_repo::fsutil::write_atomic(place, &bytes).is_err()
+                {
                     tracing::warn!(%domain, "cannot store the trusted root");
                 }
             }
@@ -265,7 +300,10 @@ impl Agent {
                     policy: answer.policy,
                     domain: answer.client.domain,
                 };
-                self.data.save_policy(&p)?;
+                if let Err(e) = self.data.save_policy(&p) {
+                    // A full disk must not stop the cycle; the policy is used from memory.
+                    tracing::warn!(error = %e, "cannot cache the policy");
+                }
                 Some(p)
             }
             Ok(None) => cached,
@@ -318,11 +356,16 @@ impl Agent {
                 updater.set_floor(domain, v);
             }
         }
-        let report = updater.run(&policy, &me, now_unix()).await;
+        let mut report = updater.run(&policy, &me, now_unix()).await;
         if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
             self.updater.warm_relay(listen, relay).await;
         }
-        self.data.write_json("last-report.json", &report)?;
+        if let Err(e) = self.data.write_json("last-report.json", &report) {
+            // Check in anyway, saying why (`docs/operating.md#agent-self-repair`).
+            tracing::warn!(error = %e, "cannot store the report; checking in anyway");
+            report.attempts.push(state_failure(&e));
+            report.outcome = Outcome::Failed;
+        }
         let checkin = CheckIn {
             ip: Some(me.ip.to_string()),
             installed: self.updater.installed_summary(),
@@ -333,6 +376,41 @@ impl Agent {
             tracing::warn!(error = %e, "check-in failed; the report is kept for the next one");
         }
         Ok(report)
+    }
+
+    /// Re-checks installed files and repairs them; a damaged file is reported to the server
+    /// with a check-in (source `verify` in the last update's attempts).
+    async fn verify(&self) -> Result<crate::verify::Verified, AgentError> {
+        self.pin_roots().await;
+        let (policy, domain) = self.policy().await?;
+        let me = Me {
+            ip: self.my_ip().await,
+            domain,
+            agent: self.cfg.relay_listen,
+        };
+        let found = crate::verify::verify_installed(&self.updater, &policy, &me).await;
+        if !found.damaged.is_empty() || !found.unchecked.is_empty() {
+            let attempts = found.attempts();
+            let report = UpdateReport {
+                finished_at: Some(now_unix()),
+                outcome: if found.is_intact() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
+                },
+                attempts,
+            };
+            let checkin = CheckIn {
+                ip: Some(me.ip.to_string()),
+                installed: self.updater.installed_summary(),
+                last_update: Some(report),
+                relay: self.relay.as_ref().map(|r| r.report()),
+            };
+            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+                tracing::warn!(error = %e, "check-in after verification failed");
+            }
+        }
+        Ok(found)
     }
 
     /// Between cycles: checks in with the relay's report whenever it served more requests
@@ -361,6 +439,23 @@ impl Agent {
                 Err(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
             }
         }
+    }
+}
+
+/// The attempt that tells the server the agent could not write its own state (a full disk:
+/// `agent.disk_full`).
+fn state_failure(e: &crate::state::StateError) -> Attempt {
+    Attempt {
+        category: None,
+        step: 0,
+        source: "agent".into(),
+        outcome: Outcome::Failed,
+        reason: Some(Reason::Failure(Failure {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        })),
+        bytes: 0,
+        millis: 0,
     }
 }
 
@@ -403,6 +498,16 @@ pub async fn once_observed(
     agent.cycle().await
 }
 
+/// `cascade agent verify`: re-checks every installed file against verified metadata and
+/// repairs what is damaged from the plan's sources.
+///
+/// # Errors
+/// Start-up failures (not enrolled, locked, no policy).
+pub async fn verify(cfg: AgentConfig) -> Result<crate::verify::Verified, AgentError> {
+    let agent = Agent::start(cfg).await?;
+    agent.verify().await
+}
+
 /// Runs until `shutdown` resolves: a cycle at start, on each notification (after its
 /// jitter) and every `interval` (± 10 %).
 ///
@@ -437,7 +542,24 @@ pub async fn run(
     let reports = tokio::spawn(Arc::clone(&agent).report_relay());
     tokio::pin!(shutdown);
     let mut n: i64 = 0;
+    let mut next_verify = agent
+        .cfg
+        .verify_interval
+        .map(|_| tokio::time::Instant::now());
     loop {
+        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
+            if tokio::time::Instant::now() >= due {
+                match agent.verify().await {
+                    Ok(v) => tracing::info!(
+                        checked = v.checked,
+                        damaged = v.damaged.len(),
+                        "installed files verified"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+                }
+                next_verify = Some(tokio::time::Instant::now() + every);
+            }
+        }
         match agent.cycle().await {
             Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
             Err(e) => tracing::warn!(error = %e, "update cycle failed"),

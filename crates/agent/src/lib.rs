@@ -10,4 +10,5 @@ pub mod relay;
 pub mod served;
 pub mod state;
 pub mod update;
+pub mod verify;
 pub mod warm;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! DATA/identity.json      server URL, client id and credential (0600)
+//! DATA/identity.copy.json a second copy of it, which repairs the first (0600)
 //! DATA/policy.json        the last policy fetched, with its revision (drives offline updates)
 //! DATA/trust/upstream/    TUF state for components (trusted root, last timestamp…)
 //! DATA/trust/site/        TUF state for domain settings and programs
@@ -12,6 +13,10 @@
 //! DATA/relay-cache/       the relay's cache (update agents only)
 //! DATA/last-report.json   the last update's report, kept until the server has it
 //! ```
+//!
+//! Damaged state repairs itself (`docs/operating.md#agent-self-repair`): a corrupt cached
+//! policy is set aside and fetched again, a corrupt identity is restored from its copy, and
+//! when both copies are lost the agent says how to enrol again.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
@@ -31,6 +36,16 @@ pub enum StateError {
         /// The error.
         source: io::Error,
     },
+    /// Both copies of the identity are corrupt or missing: the agent must enrol again.
+    #[error(
+        "{path} and its copy are corrupt (moved aside as *.corrupt): this data directory must \
+         enrol again: run with --server URL --enroll-token TOKEN, then delete its old record \
+         in the console"
+    )]
+    IdentityLost {
+        /// The identity file.
+        path: PathBuf,
+    },
     /// A file is there but is not what the agent wrote.
     #[error("{path} is corrupt: {reason}")]
     Corrupt {
@@ -45,11 +60,21 @@ impl StateError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            StateError::Io { source, .. } if is_disk_full(source) => "agent.disk_full",
             StateError::Io { .. } => "state.io",
+            StateError::IdentityLost { .. } => "state.identity_lost",
             StateError::Corrupt { .. } => "state.corrupt",
         }
     }
 }
+
+/// Whether `e` says the disk (or the user's quota) is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 | 122)) // ENOSPC, EDQUOT
+}
+
+const IDENTITY: &str = "identity.json";
+const IDENTITY_COPY: &str = "identity.copy.json";
 
 /// Who this agent is to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,31 +145,72 @@ impl DataDir {
         self.root.join("trust").join(domain.as_str())
     }
 
-    /// The enrolled identity, if any.
+    /// The enrolled identity, if any. A missing or corrupt `identity.json` is restored from
+    /// its copy (and a missing or corrupt copy from it).
     ///
     /// # Errors
-    /// An unreadable or corrupt file.
+    /// An unreadable file, or [`StateError::IdentityLost`] when both copies are corrupt (they
+    /// are then moved aside, so the next start with a token enrols again).
     pub fn identity(&self) -> Result<Option<Identity>, StateError> {
-        self.read_json("identity.json")
+        let main = self.read_json::<Identity>(IDENTITY);
+        let copy = self.read_json::<Identity>(IDENTITY_COPY);
+        match (main, copy) {
+            (Ok(Some(id)), Ok(Some(c))) if id == c => Ok(Some(id)),
+            (Ok(Some(id)), Ok(_) | Err(StateError::Corrupt { .. })) => {
+                self.write_identity(IDENTITY_COPY, &id)?;
+                Ok(Some(id))
+            }
+            (Ok(None) | Err(StateError::Corrupt { .. }), Ok(Some(id))) => {
+                tracing::warn!("identity.json is missing or corrupt; restored from its copy");
+                self.write_identity(IDENTITY, &id)?;
+                Ok(Some(id))
+            }
+            (Ok(None), Ok(None)) => Ok(None),
+            (Err(e @ StateError::Io { .. }), _) | (_, Err(e @ StateError::Io { .. })) => Err(e),
+            _ => {
+                for name in [IDENTITY, IDENTITY_COPY] {
+                    let path = self.root.join(name);
+                    if path.exists() {
+                        let _ = std::fs::rename(&path, path.with_extension("json.corrupt"));
+                    }
+                }
+                Err(StateError::IdentityLost {
+                    path: self.root.join(IDENTITY),
+                })
+            }
+        }
     }
 
-    /// Stores the identity (readable by the owner only).
+    /// Stores the identity in both of its places (readable by the owner only).
     ///
     /// # Errors
     /// When it cannot be written.
     pub fn save_identity(&self, id: &Identity) -> Result<(), StateError> {
-        self.write_json("identity.json", id)?;
-        let path = self.root.join("identity.json");
+        self.write_identity(IDENTITY_COPY, id)?;
+        self.write_identity(IDENTITY, id)
+    }
+
+    fn write_identity(&self, name: &str, id: &Identity) -> Result<(), StateError> {
+        self.write_json(name, id)?;
+        let path = self.root.join(name);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|source| StateError::Io { path, source })
     }
 
-    /// The cached policy, if any.
+    /// The cached policy, if any. A corrupt one is moved aside (`policy.json.corrupt`) and
+    /// counts as none, so the agent fetches it again.
     ///
     /// # Errors
-    /// An unreadable or corrupt file.
+    /// An unreadable file.
     pub fn policy(&self) -> Result<Option<CachedPolicy>, StateError> {
-        self.read_json("policy.json")
+        match self.read_json("policy.json") {
+            Err(StateError::Corrupt { path, reason }) => {
+                tracing::warn!(path = %path.display(), %reason, "corrupt cached policy set aside; fetching it again");
+                let _ = std::fs::rename(&path, path.with_extension("json.corrupt"));
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Replaces the cached policy.
@@ -190,5 +256,66 @@ impl DataDir {
         })?;
         cascade_repo::fsutil::write_atomic(&path, &bytes)
             .map_err(|source| StateError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            server: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+            client_id: "c-1".into(),
+            credential: "secret".into(),
+        }
+    }
+
+    // A garbled identity is restored from its copy (and the copy from it); with both garbled
+    // they are moved aside and the error says to enrol again.
+    #[test]
+    fn identity_repairs_from_its_copy_or_says_to_enrol_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        data.save_identity(&id()).unwrap();
+        std::fs::write(dir.path().join(IDENTITY), b"{\"server\": \"ht").unwrap();
+        assert_eq!(data.identity().unwrap(), Some(id()));
+        assert_eq!(data.read_json::<Identity>(IDENTITY).unwrap(), Some(id()));
+        std::fs::write(dir.path().join(IDENTITY_COPY), b"").unwrap();
+        assert_eq!(data.identity().unwrap(), Some(id()));
+        assert_eq!(
+            data.read_json::<Identity>(IDENTITY_COPY).unwrap(),
+            Some(id())
+        );
+
+        std::fs::write(dir.path().join(IDENTITY), b"x").unwrap();
+        std::fs::write(dir.path().join(IDENTITY_COPY), b"y").unwrap();
+        let err = data.identity().unwrap_err();
+        assert_eq!(err.code(), "state.identity_lost");
+        assert!(err.to_string().contains("--enroll-token"), "{err}");
+        assert!(dir.path().join("identity.json.corrupt").exists());
+        assert_eq!(data.identity().unwrap(), None);
+    }
+
+    // A garbled cached policy counts as none (it is fetched again) and is set aside.
+    #[test]
+    fn corrupt_policy_counts_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("policy.json"), b"{\"revision\": 3, \"pol").unwrap();
+        assert!(data.policy().unwrap().is_none());
+        assert!(dir.path().join("policy.json.corrupt").exists());
+    }
+
+    // Out of space is its own stable code.
+    #[test]
+    fn disk_full_has_its_code() {
+        let full = StateError::Io {
+            path: "last-report.json".into(),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(full.code(), "agent.disk_full");
     }
 }

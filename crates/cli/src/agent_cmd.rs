@@ -50,6 +50,16 @@ pub enum AgentAction {
         #[arg(long)]
         name: String,
     },
+    /// Re-hash every installed file against verified metadata and repair damaged ones from
+    /// the plan's sources: 0 all intact (or repaired), 4 something could not be repaired.
+    Verify {
+        /// The agent's data directory.
+        #[arg(long, default_value = "cascade-agent")]
+        data_dir: PathBuf,
+        /// Make every outgoing connection from this address.
+        #[arg(long)]
+        bind_ip: Option<IpAddr>,
+    },
 }
 
 /// How to run the agent.
@@ -98,6 +108,9 @@ pub struct RunArgs {
     /// Trusted root of the server's own repository; default: the server's, on first contact.
     #[arg(long)]
     site_root: Option<PathBuf>,
+    /// Seconds between re-checks of the installed files (and repairs) by the daemon; 0: never.
+    #[arg(long, default_value_t = 86_400)]
+    verify_every: u64,
     /// Run one update cycle and exit: 0 updated, 3 already current, 4 every source failed.
     #[arg(long)]
     once: bool,
@@ -147,6 +160,8 @@ impl RunArgs {
                 min_bytes_per_sec: self.min_rate,
                 ..TransportLimits::default()
             },
+            verify_interval: (self.verify_every > 0)
+                .then(|| Duration::from_secs(self.verify_every)),
             pinned_roots: pinned,
         }
     }
@@ -173,6 +188,33 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| BadInput(format!("[{}] {e}", e.code())))?;
         println!("{category}/{name}: now at version {version}");
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(AgentAction::Verify { data_dir, bind_ip }) = args.action {
+        let cfg = RunArgs::enrolled(data_dir, bind_ip, false).config();
+        let found = runtime()?
+            .block_on(daemon::verify(cfg))
+            .map_err(agent_error)?;
+        for d in &found.damaged {
+            let state = if d.repaired {
+                "repaired"
+            } else {
+                "NOT repaired"
+            };
+            println!("{:16} {} damaged ({}): {state}", d.category, d.what, d.why);
+        }
+        for (c, why) in &found.unchecked {
+            println!("{c:16} not checked: {why}");
+        }
+        println!(
+            "{} files checked, {} damaged",
+            found.checked,
+            found.damaged.len()
+        );
+        return Ok(ExitCode::from(if found.is_intact() {
+            0
+        } else {
+            EXIT_FAILED
+        }));
     }
     let cfg = args.run.config();
     let rt = runtime()?;
@@ -201,25 +243,33 @@ fn once(rt: &tokio::runtime::Runtime, cfg: AgentConfig, json: bool) -> anyhow::R
 
 /// Runs `cascade update-now`.
 pub fn run_update_now(args: &UpdateNowArgs) -> anyhow::Result<ExitCode> {
-    let run = RunArgs {
-        server: None,
-        enroll_token: None,
-        data_dir: args.data_dir.clone(),
-        bind_ip: args.bind_ip,
-        name: None,
-        domain: None,
-        relay: false,
-        listen: None,
-        relay_cache_mib: 0,
-        interval: 1,
-        relay_report_every: 60,
-        min_rate: 4096,
-        upstream_root: None,
-        site_root: None,
-        once: true,
-        json: args.json,
-    };
+    let run = RunArgs::enrolled(args.data_dir.clone(), args.bind_ip, args.json);
     once(&runtime()?, run.config(), args.json)
+}
+
+impl RunArgs {
+    /// The arguments of one run of an enrolled agent (everything else from its data directory).
+    fn enrolled(data_dir: PathBuf, bind_ip: Option<IpAddr>, json: bool) -> RunArgs {
+        RunArgs {
+            server: None,
+            enroll_token: None,
+            data_dir,
+            bind_ip,
+            name: None,
+            domain: None,
+            relay: false,
+            listen: None,
+            relay_cache_mib: 0,
+            interval: 1,
+            relay_report_every: 60,
+            min_rate: 4096,
+            upstream_root: None,
+            site_root: None,
+            verify_every: 0,
+            once: true,
+            json,
+        }
+    }
 }
 
 fn agent_error(e: daemon::AgentError) -> anyhow::Error {

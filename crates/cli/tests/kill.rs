@@ -27,6 +27,29 @@ fn agent(data: &std::path::Path, fleet: &Fleet, root: &std::path::Path) -> Comma
     cmd
 }
 
+/// Every TUF role file the agent keeps is whole: absent, or signed metadata with a version.
+fn trust_files_whole(data: &std::path::Path) -> Result<(), String> {
+    for domain in ["upstream", "site"] {
+        for role in ["root", "timestamp", "snapshot", "targets"] {
+            let path = data.join(format!("trust/{domain}/{role}.json"));
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let v: Option<u64> = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("signed")?.get("version")?.as_u64());
+            if v.is_none() {
+                return Err(format!(
+                    "{} is torn ({} bytes)",
+                    path.display(),
+                    bytes.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn installed(data: &std::path::Path) -> Option<Vec<u8>> {
     std::fs::read(data.join("installed/components/patterns/current/patterns.db")).ok()
 }
@@ -94,6 +117,9 @@ async fn kill_nine_never_tears_an_install() {
             "run {i}: torn install ({} bytes)",
             now.len()
         );
+        if let Err(torn) = trust_files_whole(&data) {
+            panic!("run {i}: {torn}");
+        }
         if now == v1 {
             saw_old_after_kill += 1;
         }

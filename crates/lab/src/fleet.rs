@@ -200,6 +200,7 @@ impl Fleet {
                 window: Duration::from_secs(2),
                 ..TransportLimits::default()
             },
+            verify_interval: None,
             pinned_roots: pinned,
         }
     }

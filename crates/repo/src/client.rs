@@ -6,6 +6,10 @@
 //!
 //! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
 //! metadata older than what the client already knows (a stale relay) fails for that source.
+//! They are written atomically and only after a load verified completely, with a trust floor
+//! (`trust-floor.json`: each role's version and the last good update's start time) that keeps
+//! rollback protection when a role file is unreadable and moves expiry checks' time forward
+//! only (`docs/operating.md#agent-self-repair`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -15,11 +19,121 @@ use cascade_core::Category;
 use tough::{Repository, RepositoryLoader};
 use url::Url;
 
+use tough::schema::{Role as _, Root, Signed};
+
 use crate::delta;
 use crate::failure::{classify, FailureReason};
+use crate::fsutil::write_atomic;
 use crate::layout::{target_meta, TargetMeta, TargetPath, METADATA_DIR, TARGETS_DIR};
 use crate::save::{fetch_verified, save_resumable, write_verified};
 use crate::transport::{SourceTransport, TransportLimits};
+
+/// The role files the client keeps in its datastore.
+const ROLES: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
+/// The trust floor's file in the datastore.
+const FLOOR_FILE: &str = "trust-floor.json";
+/// Prefix of the per-load scratch datastore (inside the datastore).
+const SCRATCH_PREFIX: &str = ".load-";
+
+/// The client's source of "now" for expiry checks: the system clock unless a test injects one.
+pub trait TrustClock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> std::time::SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemTrustClock;
+
+impl TrustClock for SystemTrustClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+}
+
+/// What the last completely verified load established: the version of each role (rollback
+/// protection that survives an unreadable role file) and its start time, Unix seconds (a
+/// floor for the time expiry is checked at, never a reason to fail by itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TrustFloor {
+    time: i64,
+    root: u64,
+    timestamp: u64,
+    snapshot: u64,
+    targets: u64,
+}
+
+impl TrustFloor {
+    /// Refuses metadata older than the floor. The root never goes back; the other roles are
+    /// compared only under the same root version (a new root may rotate keys, and then the
+    /// client starts their versions afresh as tough does).
+    fn check(&self, repo: &Repository) -> Result<(), FailureReason> {
+        let root = repo.root().signed.version.get();
+        let mut pairs = vec![("root", root, self.root)];
+        if root == self.root {
+            pairs.extend([
+                (
+                    "timestamp",
+                    repo.timestamp().signed.version.get(),
+                    self.timestamp,
+                ),
+                (
+                    "snapshot",
+                    repo.snapshot().signed.version.get(),
+                    self.snapshot,
+                ),
+                ("targets", repo.targets().signed.version.get(), self.targets),
+            ]);
+        }
+        for (role, have, floor) in pairs {
+            if have < floor {
+                return Err(FailureReason::Rollback(format!(
+                    "{role} version {have} is older than version {floor} this client already trusted"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unix seconds of `t` (0 before the epoch).
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `signed.version` of a metadata file, if it parses as one.
+fn signed_version(bytes: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()?
+        .get("signed")?
+        .get("version")?
+        .as_u64()
+}
+
+/// Whether `bytes` are a root metadata file signed by its own keys.
+pub fn valid_root(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Signed<Root>>(bytes).is_ok_and(|r| r.signed.verify_role(&r).is_ok())
+}
+
+/// Every role must expire after `at` (TUF's freeze-attack checks, at the fixed update start
+/// time).
+fn check_expiry(repo: &Repository, at: i64) -> Result<(), FailureReason> {
+    let roles = [
+        ("root", repo.root().signed.expires().as_second()),
+        ("timestamp", repo.timestamp().signed.expires().as_second()),
+        ("snapshot", repo.snapshot().signed.expires().as_second()),
+        ("targets", repo.targets().signed.expires().as_second()),
+    ];
+    for (role, expires) in roles {
+        if expires <= at {
+            return Err(FailureReason::Expired(format!(
+                "{role} metadata expired at {expires} (Unix seconds), the update started at {at}"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// One place a repository can be fetched from (a relay, a mirror, the server, the upstream),
 /// as the repository client sees it: a base URL and a label for reports.
@@ -97,6 +211,8 @@ pub struct RepoClient {
     tuf_limits: tough::Limits,
     /// Where partial downloads are kept (see [`RepoClient::with_partial_dir`]).
     partial_dir: Option<PathBuf>,
+    /// "Now" for expiry checks.
+    clock: std::sync::Arc<dyn TrustClock>,
     /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -152,6 +268,7 @@ impl RepoClient {
             min_timestamp: None,
             tuf_limits: tough::Limits::default(),
             partial_dir: None,
+            clock: std::sync::Arc::new(SystemTrustClock),
             load_lock: std::sync::Arc::default(),
         })
     }
@@ -201,6 +318,13 @@ impl RepoClient {
         self
     }
 
+    /// Check expiry against `clock` instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn TrustClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The transport for `source`: its own limits if it has any.
     pub(crate) fn transport_for(&self, source: &RepoSource) -> SourceTransport {
         self.per_source
@@ -209,29 +333,65 @@ impl RepoClient {
             .clone()
     }
 
-    /// Move aside trust-state files that no longer parse (tough writes them without
-    /// temp+rename, so a crash can truncate one). Without this the client would refuse every
-    /// source forever; the cost is one update cycle without rollback protection for that role.
-    fn quarantine_unreadable_state(&self) {
-        for role in ["root", "timestamp", "snapshot", "targets"] {
+    /// The trust floor kept beside the role files (absent before the first verified load).
+    fn read_floor(&self) -> TrustFloor {
+        std::fs::read(self.datastore.join(FLOOR_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// A scratch datastore for one load, seeded with the role files that still parse. Files
+    /// that no longer parse (torn by a crash of an older version, or damaged) are moved aside
+    /// as `ROLE.json.unreadable`; the trust floor keeps their versions, so rollback protection
+    /// holds without them. Scratch directories left by a crash are removed first once they are
+    /// an hour old (a younger one may belong to a load running in another process).
+    fn seed_scratch(&self) -> Result<tempfile::TempDir, FailureReason> {
+        let stale = |e: &std::fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
+        if let Ok(entries) = std::fs::read_dir(&self.datastore) {
+            for e in entries.filter_map(Result::ok) {
+                if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) && stale(&e) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(SCRATCH_PREFIX)
+            .tempdir_in(&self.datastore)
+            .map_err(|e| FailureReason::Local(format!("trust scratch: {e}")))?;
+        for role in ROLES {
             let path = self.datastore.join(format!("{role}.json"));
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };
-            let readable = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("signed")?.get("version")?.as_u64())
-                .is_some();
-            if !readable {
+            let readable = if role == "root" {
+                valid_root(&bytes)
+            } else {
+                signed_version(&bytes).is_some()
+            };
+            if readable {
+                std::fs::write(scratch.path().join(format!("{role}.json")), &bytes)
+                    .map_err(|e| FailureReason::Local(format!("trust scratch: {e}")))?;
+            } else {
                 let _ = std::fs::rename(&path, path.with_extension("json.unreadable"));
             }
         }
+        Ok(scratch)
     }
 
-    /// The newest root this client trusts: the datastore's copy if any, else the shipped one.
+    /// The newest root this client trusts: the datastore's copy when it parses and verifies
+    /// against itself, else the shipped (pinned) one.
     fn root_bytes(&self) -> Vec<u8> {
         std::fs::read(self.datastore.join("root.json"))
-            .unwrap_or_else(|_| self.trusted_root.clone())
+            .ok()
+            .filter(|b| valid_root(b))
+            .unwrap_or_else(|| self.trusted_root.clone())
     }
 
     /// Load and verify the repository's metadata through `source` only, as tough gives it.
@@ -241,21 +401,67 @@ impl RepoClient {
     }
 
     /// Load through `source` with a given transport (e.g. one that records what it fetched).
+    ///
+    /// tough works in a scratch copy of the trust state; only when the whole load verified
+    /// (signatures, rollback, expiry at the update's start time, the trust floor) are its role
+    /// files landed in the datastore, each atomically, and the floor moved up
+    /// (`docs/operating.md#agent-self-repair`). A failed load changes nothing stored.
     pub(crate) async fn load_with<T: tough::Transport + 'static>(
         &self,
         source: &RepoSource,
         transport: T,
     ) -> Result<Repository, FailureReason> {
         let _guard = self.load_lock.lock().await;
-        self.quarantine_unreadable_state();
+        let scratch = self.seed_scratch()?;
+        let floor = self.read_floor();
+        let started = unix_secs(self.clock.now());
         let root = self.root_bytes();
-        RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
-            .transport(transport)
-            .limits(self.tuf_limits)
-            .datastore(self.datastore.clone())
-            .load()
-            .await
-            .map_err(|e| classify(&e))
+        // Expiry is checked below against the fixed update start time, which the trust floor
+        // may only move forward; tough's own check would read the system clock and its
+        // `latest_known_time.json` would lock the client out after one wrong-clock cycle.
+        let repo =
+            RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
+                .transport(transport)
+                .limits(self.tuf_limits)
+                .expiration_enforcement(tough::ExpirationEnforcement::Unsafe)
+                .datastore(scratch.path().to_owned())
+                .load()
+                .await
+                .map_err(|e| classify(&e))?;
+        check_expiry(&repo, started.max(floor.time))?;
+        floor.check(&repo)?;
+        self.persist(scratch.path(), &repo, &floor, started)?;
+        Ok(repo)
+    }
+
+    /// Lands the verified role files from `scratch` in the datastore (each atomically), then
+    /// the raised trust floor.
+    fn persist(
+        &self,
+        scratch: &Path,
+        repo: &Repository,
+        floor: &TrustFloor,
+        started: i64,
+    ) -> Result<(), FailureReason> {
+        let local = |e: std::io::Error| FailureReason::Local(format!("storing trust state: {e}"));
+        for role in ROLES {
+            let name = format!("{role}.json");
+            if let Ok(bytes) = std::fs::read(scratch.join(&name)) {
+                write_atomic(&self.datastore.join(&name), &bytes).map_err(local)?;
+            }
+        }
+        let next = TrustFloor {
+            time: floor.time.max(started),
+            root: repo.root().signed.version.get(),
+            timestamp: repo.timestamp().signed.version.get(),
+            snapshot: repo.snapshot().signed.version.get(),
+            targets: repo.targets().signed.version.get(),
+        };
+        let bytes = serde_json::to_vec(&next).map_err(|e| FailureReason::Local(e.to_string()))?;
+        write_atomic(&self.datastore.join(FLOOR_FILE), &bytes).map_err(local)?;
+        // Written by tough's own clock check in older versions; never read now.
+        let _ = std::fs::remove_file(self.datastore.join("latest_known_time.json"));
+        Ok(())
     }
 
     /// Load and check the metadata of `source` once: signatures, expiry, rollback, and the

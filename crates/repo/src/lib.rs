@@ -20,8 +20,8 @@ mod transport;
 pub mod verify;
 
 pub use client::{
-    first_success, Fetched, FetchedFile, Installed, Loaded, Newest, RepoClient, RepoSource,
-    SignedFile, Tried,
+    first_success, valid_root, Fetched, FetchedFile, Installed, Loaded, Newest, RepoClient,
+    RepoSource, SignedFile, SystemTrustClock, Tried, TrustClock,
 };
 pub use error::PublishError;
 pub use failure::{classify, FailureReason};

@@ -189,3 +189,91 @@ async fn open_loads_metadata_once_for_every_name() {
         .collect();
     assert_eq!(metadata_requests.len(), 3, "{metadata_requests:?}");
 }
+
+/// A clock set by the test.
+#[derive(Debug)]
+struct FixedClock(std::time::SystemTime);
+
+impl cascade_repo::TrustClock for FixedClock {
+    fn now(&self) -> std::time::SystemTime {
+        self.0
+    }
+}
+
+// One cycle with a clock 30 days ahead fails (expired metadata) and stores nothing; the next
+// cycle on the right clock works, and so does one after a cycle 2 hours ahead that succeeded
+// (docs/operating.md#agent-self-repair).
+#[tokio::test]
+async fn a_clock_ahead_once_does_not_lock_the_client_out() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let server = serve(&fx.public()).await;
+    let out = fx.staging("out");
+    let day = std::time::Duration::from_secs(86_400);
+    let ahead = fx
+        .client(fast_limits())
+        .with_clock(std::sync::Arc::new(FixedClock(
+            std::time::SystemTime::now() + day * 30,
+        )));
+    let r = fetch_engine(&ahead, &[server.source("o")], None, &out).await;
+    assert_eq!(only_code(&r), vec![("o".to_owned(), "tuf.expired")]);
+    let state = fx.tmp.path().join("state");
+    assert!(!state.join("trust-floor.json").exists());
+    assert!(!state.join("latest_known_time.json").exists());
+
+    let client = fx.client(fast_limits());
+    let got = fetch_engine(&client, &[server.source("o")], None, &out)
+        .await
+        .unwrap();
+    assert_eq!(got.version, "1");
+
+    let two_hours = std::time::Duration::from_secs(7_200);
+    let slightly_ahead = fx
+        .client(fast_limits())
+        .with_clock(std::sync::Arc::new(FixedClock(
+            std::time::SystemTime::now() + two_hours,
+        )));
+    fetch_engine(&slightly_ahead, &[server.source("o")], None, &out)
+        .await
+        .unwrap();
+    fx.publish("2", b"two").await;
+    let got = fetch_engine(&client, &[server.source("o")], None, &out)
+        .await
+        .unwrap();
+    assert_eq!(got.version, "2");
+}
+
+// Role files that no longer parse are set aside, but the versions the client trusted stay a
+// floor: an old copy of the repository is still refused as a rollback.
+#[tokio::test]
+async fn unreadable_trust_state_keeps_rollback_protection() {
+    let fx = Fixture::new().await;
+    fx.publish("1", b"one").await;
+    let old = fx.snapshot_public("old");
+    fx.publish("2", b"two").await;
+    let server = serve(&fx.public()).await;
+    let old_server = serve(&old).await;
+    let client = fx.client(fast_limits());
+    let out = fx.staging("out");
+    let got = fetch_engine(&client, &[server.source("o")], None, &out)
+        .await
+        .unwrap();
+    assert_eq!(got.version, "2");
+    let state = fx.tmp.path().join("state");
+    for role in ["timestamp", "snapshot", "targets"] {
+        std::fs::write(state.join(format!("{role}.json")), b"").unwrap();
+    }
+    let r = fetch_engine(&client, &[old_server.source("old")], None, &out).await;
+    assert_eq!(only_code(&r), vec![("old".to_owned(), "tuf.rollback")]);
+    let got = fetch_engine(&client, &[server.source("o")], None, &out)
+        .await
+        .unwrap();
+    assert_eq!(got.version, "2");
+    for role in ["timestamp", "snapshot", "targets"] {
+        let bytes = std::fs::read(state.join(format!("{role}.json"))).unwrap();
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+            "{role}"
+        );
+    }
+}

@@ -90,6 +90,18 @@ impl ClientRow {
             .count()
     }
 
+    /// Why the last update failed: the first failed attempt's reason (`agent.disk_full: …`),
+    /// `""` when nothing failed.
+    pub fn failure_reason(&self) -> String {
+        self.report
+            .iter()
+            .flat_map(|r| &r.attempts)
+            .find(|a| a.outcome == Outcome::Failed)
+            .and_then(|a| a.reason.as_ref())
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     /// The last check-in, formatted.
     pub fn seen(&self) -> String {
         maybe_time(self.last_seen)

@@ -267,3 +267,48 @@ async fn agents_page_shows_the_relay_report() {
     assert!(page.contains("5 fetches"), "{page}");
     assert!(page.contains("75 % saved"), "{page}");
 }
+
+// The clients page says why a client's last update failed, e.g. a full disk on the client
+// (docs/operating.md#agent-self-repair).
+#[tokio::test]
+async fn clients_page_shows_the_failure_reason() {
+    use cascade_client::proto::{Attempt, Outcome, UpdateReport};
+    use cascade_core::report::{Failure, Reason};
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (_, cred) = s.enroll_client("pc-full").await;
+    let report = CheckIn {
+        last_update: Some(UpdateReport {
+            finished_at: Some(1),
+            outcome: Outcome::Failed,
+            attempts: vec![Attempt {
+                category: None,
+                step: 0,
+                source: "agent".into(),
+                outcome: Outcome::Failed,
+                reason: Some(Reason::Failure(Failure {
+                    code: "agent.disk_full".into(),
+                    message: "no space left on device".into(),
+                })),
+                bytes: 0,
+                millis: 0,
+            }],
+        }),
+        ..CheckIn::default()
+    };
+    s.api(
+        &cred,
+        Method::POST,
+        "/api/client/checkin",
+        json(&report),
+        200,
+    )
+    .await;
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (status, page) = get(&s, &cookie, "/clients").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<code class=\"why\">agent.disk_full: no space left on device</code>"),
+        "{page}"
+    );
+}
