@@ -14,7 +14,7 @@ use cascade_proto::{
     EnrollmentTokenInfo, NotifyRequest, NotifyResponse,
 };
 
-use crate::auth::{self, Admin};
+use crate::auth::{self, Admin, Operator, Viewer};
 use crate::error::{ApiError, ApiQuery};
 use crate::openapi::{NotFound, Refusals};
 use crate::settings::Clock;
@@ -147,7 +147,7 @@ impl Registry {
     params(ClientsQuery),
     responses((status = 200, description = "The clients", body = ClientsResponse), Refusals))]
 pub async fn list_clients(
-    _: Admin,
+    _: Viewer,
     State(reg): State<Registry>,
     ApiQuery(q): ApiQuery<ClientsQuery>,
 ) -> Result<Json<ClientsResponse>, ApiError> {
@@ -176,7 +176,7 @@ pub async fn list_clients(
     params(("id" = String, Path, description = "The client's id")),
     responses((status = 200, description = "The client", body = ClientView), Refusals, NotFound))]
 pub async fn get_client(
-    _: Admin,
+    _: Viewer,
     State(reg): State<Registry>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
@@ -215,7 +215,7 @@ pub async fn delete_client(
     responses((status = 200, description = "The notification and whom it reached", body = NotifyResponse),
         Refusals))]
 pub async fn notify(
-    Admin(actor): Admin,
+    Operator(actor): Operator,
     State(st): State<AppState>,
     body: Bytes,
 ) -> Result<Json<NotifyResponse>, ApiError> {

@@ -6,6 +6,7 @@
 //! OpenAPI document, so they carry no `# Errors` sections.
 #![allow(clippy::missing_errors_doc)]
 
+pub mod accounts;
 pub mod admin;
 pub mod client;
 pub mod ops;
@@ -48,6 +49,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_client, admin::delete_client))
         .routes(routes!(admin::enrollment_token))
         .routes(routes!(admin::rotate_enrollment_token))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::patch_user, accounts::delete_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))

@@ -15,7 +15,7 @@ use cascade_proto::{
 };
 
 use super::{expected_revision, Revisioned};
-use crate::auth::Admin;
+use crate::auth::{Admin, Viewer};
 use crate::error::{ApiError, ApiJson};
 use crate::openapi::{PolicyRefusals, Refusals};
 use crate::store::Store;
@@ -26,7 +26,7 @@ use crate::store::Store;
     security(("admin" = [])),
     responses((status = 200, description = "The policy", body = PolicyResponse), Refusals))]
 pub async fn get_policy(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let cur = store.current().await?;
@@ -84,7 +84,7 @@ fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {
     security(("admin" = [])),
     responses((status = 200, description = "The settings", body = Settings), Refusals))]
 pub async fn get_settings(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<Settings>, ApiError> {
     let cur = store.current().await?;
@@ -118,7 +118,7 @@ pub async fn patch_settings(
     security(("admin" = [])),
     responses((status = 200, description = "The domains", body = DomainsResponse), Refusals))]
 pub async fn list_domains(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<DomainsResponse>, ApiError> {
     let cur = store.current().await?;
@@ -208,7 +208,7 @@ pub async fn delete_domain(
     security(("admin" = [])),
     responses((status = 200, description = "The agents", body = AgentsResponse), Refusals))]
 pub async fn list_agents(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<AgentsResponse>, ApiError> {
     let cur = store.current().await?;

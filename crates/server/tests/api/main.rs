@@ -7,6 +7,7 @@
     clippy::many_single_char_names
 )]
 
+mod accounts;
 mod auth;
 mod clients;
 mod contract;
