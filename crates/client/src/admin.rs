@@ -402,6 +402,45 @@ impl AdminClient {
         let path = format!("api/tokens/{}", segment(id));
         self.write::<(), _>(Method::DELETE, &path, None, None).await
     }
+
+    /// `GET /api/enrollment-tokens`: every enrollment token.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn enrollment_tokens(&self) -> Result<p::EnrollmentTokensResponse, ClientError> {
+        self.get("api/enrollment-tokens").await
+    }
+
+    /// `POST /api/enrollment-tokens`: a new named enrollment token, shown this once.
+    ///
+    /// # Errors
+    /// Refused token, a bad name, expiry or maximum (400).
+    pub async fn create_enrollment_token(
+        &self,
+        body: &p::NewEnrollmentToken,
+    ) -> Result<p::IssuedEnrollmentToken, ClientError> {
+        self.write(Method::POST, "api/enrollment-tokens", None, Some(body))
+            .await
+    }
+
+    /// `DELETE /api/enrollment-tokens/{id}`: revokes an enrollment token at once.
+    ///
+    /// # Errors
+    /// Refused token, an unknown or already revoked id (404).
+    pub async fn revoke_enrollment_token(&self, id: &str) -> Result<p::TokenRevoked, ClientError> {
+        let path = format!("api/enrollment-tokens/{}", segment(id));
+        self.write::<(), _>(Method::DELETE, &path, None, None).await
+    }
+
+    /// `POST /api/clients/{id}/approve-agent`: approves a client as the update agent at the
+    /// address it enrolled with.
+    ///
+    /// # Errors
+    /// Refused token, an unknown client (404), no address or another agent there (409).
+    pub async fn approve_agent(&self, id: &str) -> Result<p::ClientView, ClientError> {
+        let path = format!("api/clients/{}/approve-agent", segment(id));
+        self.write::<(), _>(Method::POST, &path, None, None).await
+    }
 }
 
 #[cfg(test)]

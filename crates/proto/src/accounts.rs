@@ -150,3 +150,59 @@ pub struct TokenRevoked {
     /// The token's id; it is refused from now on.
     pub revoked: String,
 }
+
+/// An enrollment token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentTokenView {
+    /// The token's id (the part after `cascade_enr_`).
+    pub id: String,
+    /// Its name (`enrollment` for the one made at first start and by rotation).
+    pub name: String,
+    /// Unix seconds when it was made.
+    pub created_at: i64,
+    /// Unix seconds after which it is refused; `null` never expires.
+    pub expires_at: Option<i64>,
+    /// How many enrollments it allows; `null` is unlimited.
+    pub max_uses: Option<i64>,
+    /// How many clients enrolled with it.
+    pub uses: i64,
+    /// Whether a client enrolling with it becomes an approved update agent (for its
+    /// `agent_address`), without an admin's approval.
+    pub agent: bool,
+    /// Unix seconds when it was revoked; `null` while live.
+    pub revoked_at: Option<i64>,
+}
+
+/// `GET /api/enrollment-tokens` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentTokensResponse {
+    /// Every enrollment token, newest first.
+    pub tokens: Vec<EnrollmentTokenView>,
+}
+
+/// `POST /api/enrollment-tokens` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// Its name (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Seconds from now until it is refused; absent never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<i64>,
+    /// How many enrollments it allows (at least 1); absent is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<i64>,
+    /// An agent enrollment token: clients enrolling with it are approved update agents.
+    #[serde(default)]
+    pub agent: bool,
+}
+
+/// `POST /api/enrollment-tokens` answer: the token text is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedEnrollmentToken {
+    /// The token as listed.
+    pub info: EnrollmentTokenView,
+    /// The enrollment token (`cascade_enr_…`).
+    pub token: String,
+}

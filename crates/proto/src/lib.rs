@@ -25,7 +25,8 @@ pub use cascade_core::{
 };
 
 pub use accounts::{
-    IssuedToken, NewToken, NewUser, TokenRevoked, TokenView, TokensResponse, UserDeleted,
+    EnrollmentTokenView, EnrollmentTokensResponse, IssuedEnrollmentToken, IssuedToken,
+    NewEnrollmentToken, NewToken, NewUser, TokenRevoked, TokenView, TokensResponse, UserDeleted,
     UserPatch, UserRole, UserView, UsersResponse,
 };
 pub use clients::{

@@ -400,9 +400,10 @@ where
     }
 }
 
-/// Extractor: the caller holds the current enrollment token.
+/// Extractor: the caller holds an enrollment token; holds its id (whether it is still
+/// usable is checked when the enrollment is stored).
 #[derive(Debug, Clone)]
-pub struct Enroller;
+pub struct Enroller(pub String);
 
 impl<S> FromRequestParts<S> for Enroller
 where
@@ -413,7 +414,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match authenticate(&Verifier::from_ref(state), parts).await? {
-            Principal::Enroll(_) => Ok(Enroller),
+            Principal::Enroll(id) => Ok(Enroller(id)),
             _ => Err(ApiError::Forbidden("enrollment needs the enrollment token")),
         }
     }

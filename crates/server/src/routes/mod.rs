@@ -49,6 +49,12 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_client, admin::delete_client))
         .routes(routes!(admin::enrollment_token))
         .routes(routes!(admin::rotate_enrollment_token))
+        .routes(routes!(
+            admin::list_enrollment_tokens,
+            admin::create_enrollment_token
+        ))
+        .routes(routes!(admin::revoke_enrollment_token))
+        .routes(routes!(admin::approve_agent))
         .routes(routes!(accounts::list_users, accounts::create_user))
         .routes(routes!(accounts::patch_user, accounts::delete_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use cascade_core::{Policy, PolicyDoc, PolicyError};
 use sqlx::{AnyPool, Row};
 
-pub use clients::{AgentRecord, CheckInRecord, ClientRecord, NewClient};
+pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
 pub use notices::NoticeRecord;
 pub use tokens::TokenKind;
 pub use users::TokenGrant;

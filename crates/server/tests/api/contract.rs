@@ -483,6 +483,53 @@ fn table() -> Vec<Row> {
         ),
         row(
             "post",
+            "/api/enrollment-tokens",
+            Admin,
+            body(&p::NewEnrollmentToken {
+                name: "batch".into(),
+                expires_in_secs: Some(3600),
+                max_uses: Some(10),
+                agent: false,
+            }),
+            201,
+            answer::<p::IssuedEnrollmentToken>(),
+            "/api/enrollment-tokens",
+            201,
+        ),
+        row(
+            "get",
+            "/api/enrollment-tokens",
+            Admin,
+            None,
+            200,
+            answer::<p::EnrollmentTokensResponse>(),
+            "/api/enrollment-tokens",
+            200,
+        ),
+        // Token ids are random: the refusal of an unknown one is driven.
+        row(
+            "delete",
+            "/api/enrollment-tokens/{id}",
+            Admin,
+            None,
+            200,
+            answer::<p::TokenRevoked>(),
+            "/api/enrollment-tokens/00ff00ff",
+            404,
+        ),
+        // The enrolled client has no agent address: the refusal is driven.
+        row(
+            "post",
+            "/api/clients/{id}/approve-agent",
+            Admin,
+            None,
+            200,
+            answer::<p::ClientView>(),
+            "/api/clients/CLIENT/approve-agent",
+            409,
+        ),
+        row(
+            "post",
             "/api/users",
             Admin,
             body(&p::NewUser {

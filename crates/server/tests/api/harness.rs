@@ -251,6 +251,10 @@ impl TestServer {
             )
             .await
             .typed(201);
+        // An update agent counts as one only once an admin approves it.
+        if agent.is_some() {
+            self.api().approve_agent(&e.client_id).await.unwrap();
+        }
         (e.client_id, e.credential)
     }
 

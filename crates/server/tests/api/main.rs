@@ -12,6 +12,7 @@ mod auth;
 mod clients;
 mod contract;
 mod durability;
+mod enrollment;
 mod harness;
 mod mirror;
 mod notify;

@@ -244,6 +244,12 @@ async fn agents_page_shows_the_relay_report() {
         )
         .await;
     let cred = v["credential"].as_str().unwrap().to_owned();
+    // An update agent's relay report counts once an admin approves it.
+    let approve = format!(
+        "/api/clients/{}/approve-agent",
+        v["client_id"].as_str().unwrap()
+    );
+    s.api(&s.admin, Method::POST, &approve, None, 200).await;
     let cookie = login(&s, &s.admin).await.unwrap();
     let (status, page) = get(&s, &cookie, "/agents").await;
     assert_eq!(status, 200);
