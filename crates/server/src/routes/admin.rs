@@ -205,7 +205,8 @@ pub async fn delete_client(
         return Err(ApiError::NotFound { what: "client", id });
     }
     st.auth.forget();
-    tracing::info!(client = %id, "client deleted");
+    st.notifier.forget_client(&id);
+    tracing::info!(client = %id, "client deleted; its event stream is closed");
     Ok(Json(ClientDeleted { deleted: id }))
 }
 

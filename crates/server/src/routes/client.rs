@@ -275,31 +275,44 @@ pub async fn events(
         Role::Client
     };
     let rx = st.notifier.subscribe(role);
+    let forgotten = st.notifier.forgotten();
     let shutdown = st.shutdown.subscribe();
+    let me: std::sync::Arc<str> = std::sync::Arc::from(id.as_str());
     let hello = Event::default().event("hello").json_data(Hello {
         client_id: id,
         role,
         revision: cur.revision,
     });
     let notices = stream::unfold(
-        (rx, shutdown, st.clone()),
-        move |(mut rx, mut sd, st)| async move {
-            loop {
-                let got = tokio::select! {
-                    _ = sd.wait_for(|stop| *stop) => return None,
-                    got = rx.recv() => got,
-                };
-                match got {
-                    Ok(n) => {
-                        st.metrics.delivered(role);
-                        let ev = Event::default()
-                            .event("notify")
-                            .id(n.id.to_string())
-                            .data(&n.json);
-                        return Some((Ok(ev), (rx, sd, st)));
+        (rx, shutdown, forgotten, st.clone()),
+        move |(mut rx, mut sd, mut gone, st)| {
+            let me = me.clone();
+            async move {
+                loop {
+                    let got = tokio::select! {
+                        _ = sd.wait_for(|stop| *stop) => return None,
+                        who = gone.recv() => match who {
+                            Ok(who) if who == me => {
+                                tracing::info!(client = %me, "event stream closed: the client was deleted");
+                                return None;
+                            }
+                            Err(RecvError::Closed) => return None,
+                            _ => continue,
+                        },
+                        got = rx.recv() => got,
+                    };
+                    match got {
+                        Ok(n) => {
+                            st.metrics.delivered(role);
+                            let ev = Event::default()
+                                .event("notify")
+                                .id(n.id.to_string())
+                                .data(&n.json);
+                            return Some((Ok(ev), (rx, sd, gone, st)));
+                        }
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
                     }
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
                 }
             }
         },
