@@ -441,6 +441,28 @@ impl AdminClient {
         let path = format!("api/clients/{}/approve-agent", segment(id));
         self.write::<(), _>(Method::POST, &path, None, None).await
     }
+
+    /// `GET /api/audit`: the audit log, newest first.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token (403 below admin).
+    pub async fn audit(&self) -> Result<p::AuditResponse, ClientError> {
+        self.get("api/audit").await
+    }
+
+    /// `POST /api/policy/restore`: makes an earlier revision's policy current again.
+    ///
+    /// # Errors
+    /// Refused token, an unknown revision (404), a stale `at` (409).
+    pub async fn restore_policy(
+        &self,
+        revision: i64,
+        at: Option<i64>,
+    ) -> Result<p::PolicyResponse, ClientError> {
+        let body = p::RestoreRequest { revision };
+        self.write(Method::POST, "api/policy/restore", at, Some(&body))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -206,3 +206,43 @@ pub struct IssuedEnrollmentToken {
     /// The enrollment token (`cascade_enr_…`).
     pub token: String,
 }
+
+/// One audit record: a change, or a refused admin action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Increasing id.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// `user:<name>`, or `-` when the credential did not verify.
+    pub actor: String,
+    /// The IP address the request came from.
+    pub source: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The request path (console forms too).
+    pub path: String,
+    /// The answer's HTTP status (4xx: refused, nothing changed).
+    pub status: u16,
+    /// When the policy changed: its changed top-level parts before.
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    /// When the policy changed: the same parts after.
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+/// `GET /api/audit` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditResponse {
+    /// The newest records first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `POST /api/policy/restore` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The earlier policy revision to make current again (as a new revision).
+    pub revision: i64,
+}

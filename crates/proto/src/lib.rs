@@ -25,9 +25,10 @@ pub use cascade_core::{
 };
 
 pub use accounts::{
-    EnrollmentTokenView, EnrollmentTokensResponse, IssuedEnrollmentToken, IssuedToken,
-    NewEnrollmentToken, NewToken, NewUser, TokenRevoked, TokenView, TokensResponse, UserDeleted,
-    UserPatch, UserRole, UserView, UsersResponse,
+    AuditEntry, AuditResponse, EnrollmentTokenView, EnrollmentTokensResponse,
+    IssuedEnrollmentToken, IssuedToken, NewEnrollmentToken, NewToken, NewUser, RestoreRequest,
+    TokenRevoked, TokenView, TokensResponse, UserDeleted, UserPatch, UserRole, UserView,
+    UsersResponse,
 };
 pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,

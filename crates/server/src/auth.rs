@@ -285,7 +285,14 @@ async fn user_with<S>(parts: &Parts, state: &S, needed: UserRole) -> Result<Acto
 where
     Verifier: FromRef<S>,
 {
-    match authenticate(&Verifier::from_ref(state), parts).await? {
+    let principal = authenticate(&Verifier::from_ref(state), parts).await?;
+    if let (Principal::User(actor), Some(slot)) = (
+        &principal,
+        parts.extensions.get::<crate::audit::AuditSlot>(),
+    ) {
+        slot.set(actor.label());
+    }
+    match principal {
         Principal::User(actor) if actor.role.allows(needed) => Ok(actor),
         Principal::User(actor) => {
             tracing::warn!(

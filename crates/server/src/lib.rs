@@ -5,6 +5,7 @@
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod db;

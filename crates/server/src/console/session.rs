@@ -161,6 +161,9 @@ impl FromRequestParts<AppState> for Session {
         });
         match found {
             Some((id, d)) => {
+                if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+                    slot.set(d.actor.clone());
+                }
                 let needed = needed_role(&parts.method, parts.uri.path());
                 if !d.role.allows(needed) {
                     tracing::warn!(

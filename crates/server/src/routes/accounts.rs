@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use cascade_proto::{
-    IssuedToken, NewToken, NewUser, TokenRevoked, TokensResponse, UserDeleted, UserPatch, UserRole,
-    UserView, UsersResponse,
+    AuditResponse, IssuedToken, NewToken, NewUser, TokenRevoked, TokensResponse, UserDeleted,
+    UserPatch, UserRole, UserView, UsersResponse,
 };
 
 use crate::auth::{self, AdminActor, Viewer};
@@ -269,4 +269,18 @@ pub async fn revoke_token(
     st.auth.forget();
     tracing::info!(token = %id, by = %actor.user, "API token revoked");
     Ok(Json(TokenRevoked { revoked: id }))
+}
+
+/// `GET /api/audit`: the newest 1,000 audit records.
+#[utoipa::path(get, path = "/api/audit", tag = "accounts",
+    summary = "The audit log, newest first (1,000 records): changes and refused admin actions",
+    security(("admin" = [])),
+    responses((status = 200, description = "The records", body = AuditResponse), Refusals))]
+pub async fn audit(
+    _: AdminActor,
+    State(st): State<AppState>,
+) -> Result<Json<AuditResponse>, ApiError> {
+    Ok(Json(AuditResponse {
+        entries: st.store.audit(1000).await?,
+    }))
 }

@@ -33,6 +33,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(policy::get_policy, policy::put_policy))
+        .routes(routes!(policy::restore_policy))
+        .routes(routes!(accounts::audit))
         .routes(routes!(policy::get_settings, policy::patch_settings))
         .routes(routes!(policy::list_domains))
         .routes(routes!(policy::put_domain, policy::delete_domain))
@@ -74,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         get(crate::repo::serve).head(crate::repo::serve),
     )
     .merge(crate::console::router())
+    .layer(from_fn_with_state(state.clone(), crate::audit::record))
     .layer(from_fn_with_state(state.clone(), crate::metrics::track))
     .with_state(state)
 }

@@ -8,6 +8,7 @@
 //! operation and stores the result only if it validates. The `UPDATE … WHERE revision =
 //! $current` keeps replicas sharing one PostgreSQL honest too.
 
+mod audit;
 mod clients;
 mod notices;
 mod policy;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use cascade_core::{Policy, PolicyDoc, PolicyError};
 use sqlx::{AnyPool, Row};
 
+pub use audit::NewAudit;
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
 pub use notices::NoticeRecord;
 pub use tokens::TokenKind;

@@ -482,6 +482,27 @@ fn table() -> Vec<Row> {
             400,
         ),
         row(
+            "get",
+            "/api/audit",
+            Admin,
+            None,
+            200,
+            answer::<p::AuditResponse>(),
+            "/api/audit",
+            200,
+        ),
+        // The history holds revision 1 (the default policy): restoring it is a new revision.
+        row(
+            "post",
+            "/api/policy/restore",
+            Admin,
+            body(&p::RestoreRequest { revision: 1 }),
+            200,
+            answer::<p::PolicyResponse>(),
+            "/api/policy/restore",
+            200,
+        ),
+        row(
             "post",
             "/api/enrollment-tokens",
             Admin,

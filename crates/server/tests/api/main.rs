@@ -8,6 +8,7 @@
 )]
 
 mod accounts;
+mod audit;
 mod auth;
 mod clients;
 mod contract;
