@@ -191,9 +191,13 @@ impl FromRequestParts<AppState> for Session {
 }
 
 /// The role a console request needs: reading and logging out any, Notify All Clients an
-/// operator, every other form an admin.
+/// operator, the audit log and every other form an admin.
 fn needed_role(method: &axum::http::Method, path: &str) -> UserRole {
-    if method == axum::http::Method::GET || method == axum::http::Method::HEAD || path == "/logout"
+    if path == "/audit" {
+        UserRole::Admin
+    } else if method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || path == "/logout"
     {
         UserRole::Viewer
     } else if path == "/notify" {

@@ -330,4 +330,11 @@ async fn login_by_user_name_and_password() {
     assert_eq!(r.status(), 403);
     let policy = s.api(&s.admin, Method::GET, "/api/policy", None, 200).await;
     assert_eq!(policy["revision"], 1);
+    // The audit page: admins only; it shows the viewer's refused forms.
+    let (status, _) = get(&s, &viewer, "/audit").await;
+    assert_eq!(status, 403);
+    let (status, page) = get(&s, &cookie, "/audit").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("POST /notify"), "{page}");
+    assert!(page.contains("user:vera"), "{page}");
 }
