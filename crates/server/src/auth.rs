@@ -262,7 +262,6 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !ok {
-        tracing::warn!(kind, id, "token refused: wrong secret");
         return Err(invalid());
     }
     if let Ok(mut cache) = state.verified.lock() {
@@ -277,6 +276,7 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
 const CACHE_SECS: i64 = 60;
 
 fn invalid() -> ApiError {
+    tracing::warn!("credential refused: unknown, revoked, expired or mistyped");
     ApiError::Unauthorized("the token is not valid (unknown, revoked or mistyped)")
 }
 
