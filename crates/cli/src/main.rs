@@ -46,6 +46,12 @@ enum Command {
     /// Registered update agents.
     #[command(subcommand)]
     Agents(server_cmd::AgentsCmd),
+    /// Users and their roles on the server (admin only).
+    #[command(subcommand)]
+    Users(server_cmd::UsersCmd),
+    /// API tokens on the server: list, create, revoke.
+    #[command(subcommand)]
+    Tokens(server_cmd::TokensCmd),
     /// Create and maintain a signed repository.
     #[command(subcommand)]
     Repo(repo_cmd::RepoCmd),
@@ -108,6 +114,8 @@ fn main() -> ExitCode {
         Command::Notify(args) => ok(server_cmd::run_notify(args)),
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
+        Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
+        Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),
         Command::Publish(args) => ok(repo_cmd::run_publish(args)),
     };

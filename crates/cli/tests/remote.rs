@@ -139,3 +139,91 @@ async fn admin_commands_over_the_api() {
         "{err}"
     );
 }
+
+/// [`cascade`] with `stdin` on standard input.
+async fn cascade_in(fleet: &Fleet, token: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
+    cmd.args(args)
+        .arg("--server")
+        .arg(fleet.url.as_str())
+        .env("CASCADE_TOKEN", token)
+        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env_remove("CASCADE_SERVER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+// `cascade users` and `cascade tokens`: an admin makes a viewer and a token for it; the
+// viewer's token reads but is refused a write; revoked, it is refused altogether.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_tokens_commands() {
+    use cascade_client::proto::{IssuedToken, TokensResponse, UsersResponse};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::start(
+        &tmp.path().join("server"),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let admin = fleet.admin.clone();
+    let out = cascade_in(
+        &fleet,
+        &admin,
+        &["users", "add", "vera", "--role", "viewer"],
+        "vera-password-long\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "ok: user vera (viewer)");
+    let out = cascade(&fleet, &admin, &["users", "list", "--json"]).await;
+    let users: UsersResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users.users.len(), 2);
+
+    let out = cascade(
+        &fleet,
+        &admin,
+        &[
+            "tokens", "create", "--label", "laptop", "--user", "vera", "--json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let issued: IssuedToken = serde_json::from_slice(&out.stdout).unwrap();
+    let vera = issued.token;
+    let out = cascade(&fleet, &vera, &["tokens", "list", "--json"]).await;
+    let listed: TokensResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.tokens.len(), 1);
+    assert_eq!(listed.tokens[0].user, "vera");
+    // A viewer may read, not write (refused: exit 1, naming the role).
+    let out = cascade(&fleet, &vera, &["agents", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cascade(&fleet, &vera, &["agents", "add", "127.0.0.5:8443"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("admin role"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = cascade(&fleet, &admin, &["tokens", "revoke", &issued.info.id]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cascade(&fleet, &vera, &["agents", "list"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    fleet.stop().await;
+}

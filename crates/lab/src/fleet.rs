@@ -30,6 +30,9 @@ pub struct Fleet {
     pub admin: String,
     /// The enrollment token.
     pub enroll: String,
+    /// An agent enrollment token: agents relaying (see [`Fleet::agent_config`]) enroll with
+    /// it and are approved update agents at once (`docs/operating.md#agent-approval`).
+    pub agent_enroll: String,
     /// The server's data directory.
     pub data_dir: PathBuf,
     /// The server's own repository (domain settings, programs), served at `/repo/site/`.
@@ -83,11 +86,22 @@ impl Fleet {
         let first = server.first_start.clone().ok_or_else(|| {
             kit("first start")(&"the data directory was used before; start a fleet on a fresh one")
         })?;
+        let api = Client::with_http(server.url.clone(), http).admin(first.admin_token.as_str());
+        let agent_enroll = api
+            .create_enrollment_token(&cascade_client::proto::NewEnrollmentToken {
+                name: "lab update agents".into(),
+                agent: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| kit("agent enrollment token")(&e))?
+            .token;
         Ok(Fleet {
-            api: Client::with_http(server.url.clone(), http).admin(first.admin_token.as_str()),
+            api,
             url: server.url.clone(),
             admin: first.admin_token,
             enroll: first.enrollment_token,
+            agent_enroll,
             data_dir,
             site,
             server,
@@ -185,7 +199,11 @@ impl Fleet {
         }
         AgentConfig {
             server: Some(self.url.clone()),
-            enroll_token: Some(self.enroll.clone()),
+            enroll_token: Some(if relay.is_some() {
+                self.agent_enroll.clone()
+            } else {
+                self.enroll.clone()
+            }),
             data_dir: data_dir.to_owned(),
             bind_ip: Some(ip),
             name: ip.to_string(),

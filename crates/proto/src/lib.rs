@@ -7,6 +7,7 @@
 //! Types the policy file and the wire share (the policy document, a source-list entry, a
 //! check-in report) live in `cascade-core` and are re-exported here.
 
+pub mod accounts;
 pub mod clients;
 pub mod enroll;
 pub mod error;
@@ -23,6 +24,12 @@ pub use cascade_core::{
     EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
 };
 
+pub use accounts::{
+    AuditEntry, AuditResponse, EnrollmentTokenView, EnrollmentTokensResponse,
+    IssuedEnrollmentToken, IssuedToken, NewEnrollmentToken, NewToken, NewUser, RestoreRequest,
+    TokenRevoked, TokenView, TokensResponse, UserDeleted, UserPatch, UserRole, UserView,
+    UsersResponse,
+};
 pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,

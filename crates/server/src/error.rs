@@ -42,6 +42,14 @@ pub enum ApiError {
         /// The id as given.
         id: String,
     },
+    /// Something of that name exists already (409).
+    #[error("{what} `{id}` exists already")]
+    Exists {
+        /// The kind of thing, e.g. `user`.
+        what: &'static str,
+        /// The name as given.
+        id: String,
+    },
     /// The write named a policy revision that is no longer current (409).
     #[error(
         "policy revision {expected} is stale: the current revision is {current}; re-read and retry"
@@ -104,7 +112,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::StaleRevision { .. } => StatusCode::CONFLICT,
+            ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,6 +128,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "auth.forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::StaleRevision { .. } => "policy.stale_revision",
+            ApiError::Exists { .. } => "exists",
             ApiError::Upstream { .. } => "mirror.upstream_failed",
             ApiError::Storage(_) => "storage.unavailable",
             ApiError::Db(_) => "internal.database",
@@ -135,6 +144,7 @@ impl ApiError {
             ApiError::StaleRevision { .. } => Some("If-Match"),
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
             ApiError::NotFound { .. } => Some("id"),
+            ApiError::Exists { .. } => Some("name"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
             ApiError::Storage(_) | ApiError::Db(_) | ApiError::Internal(_) => None,
         }

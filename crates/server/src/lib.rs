@@ -5,6 +5,7 @@
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod db;
@@ -76,7 +77,7 @@ impl ServerError {
 /// An opened server: database migrated, first-start secrets created if the store was new.
 pub struct Server {
     state: AppState,
-    first_start: Option<(String, String)>,
+    first_start: Option<FirstSecrets>,
     on_first_start: settings::FirstStartHook,
 }
 
@@ -148,10 +149,12 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let url = format!("http://{addr}");
         tracing::info!(%url, "cascade server listening");
-        if let Some((admin_token, enrollment_token)) = &self.first_start {
+        if let Some(first) = &self.first_start {
             (self.on_first_start)(&FirstStart {
-                admin_token: admin_token.clone(),
-                enrollment_token: enrollment_token.clone(),
+                admin_token: first.admin_token.clone(),
+                admin_user: BOOTSTRAP_USER.to_owned(),
+                admin_password: first.admin_password.clone(),
+                enrollment_token: first.enrollment_token.clone(),
                 url,
             });
         }
@@ -218,9 +221,20 @@ async fn mirror_on_schedule(st: AppState) {
     }
 }
 
-/// On an empty store: default policy at revision 1 and the two first tokens, in one
-/// transaction. Returns the token texts to show once.
-async fn bootstrap(state: &AppState) -> Result<Option<(String, String)>, ApiError> {
+/// The bootstrap admin user's name.
+pub const BOOTSTRAP_USER: &str = "admin";
+
+/// The secrets of a first start, shown once.
+struct FirstSecrets {
+    admin_token: String,
+    admin_password: String,
+    enrollment_token: String,
+}
+
+/// On an empty store: default policy at revision 1, the bootstrap admin user with its
+/// first API token, and the enrollment token, in one transaction. Returns the secrets to
+/// show once.
+async fn bootstrap(state: &AppState) -> Result<Option<FirstSecrets>, ApiError> {
     if !state.store.is_empty().await? {
         return Ok(None);
     }
@@ -230,16 +244,26 @@ async fn bootstrap(state: &AppState) -> Result<Option<(String, String)>, ApiErro
         auth::new_token(&state.random, state.hash_cost, "adm", &admin_id).await?;
     let (enroll, enroll_hash) =
         auth::new_token(&state.random, state.hash_cost, "enr", &enroll_id).await?;
+    let admin_password = auth::random_hex(&state.random, 12)?;
+    let password_hash =
+        auth::hash_password(&state.random, state.hash_cost, &admin_password).await?;
     let created = state
         .store
-        .initialize(&[
-            (&admin_id, TokenKind::Admin, &admin_hash, "bootstrap admin"),
-            (&enroll_id, TokenKind::Enroll, &enroll_hash, "enrollment"),
-        ])
+        .initialize(
+            (BOOTSTRAP_USER, &password_hash),
+            &[
+                (&admin_id, TokenKind::Admin, &admin_hash, "bootstrap admin"),
+                (&enroll_id, TokenKind::Enroll, &enroll_hash, "enrollment"),
+            ],
+        )
         .await?;
     if !created {
         return Ok(None);
     }
-    tracing::info!("first start: default policy and bootstrap tokens created");
-    Ok(Some((admin, enroll)))
+    tracing::info!("first start: default policy, bootstrap admin user and tokens created");
+    Ok(Some(FirstSecrets {
+        admin_token: admin,
+        admin_password,
+        enrollment_token: enroll,
+    }))
 }

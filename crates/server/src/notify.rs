@@ -47,6 +47,8 @@ pub struct Notifier {
     jitter_per_client: Duration,
     max_jitter: Duration,
     poll: Duration,
+    /// Ids of clients deleted on this replica: their open streams end at once.
+    forgotten: broadcast::Sender<Arc<str>>,
     /// The highest notification id looked at, and the ids this replica sent itself.
     seen: tokio::sync::Mutex<Seen>,
 }
@@ -72,8 +74,20 @@ impl Notifier {
             jitter_per_client,
             max_jitter,
             poll,
+            forgotten: broadcast::channel(64).0,
             seen: tokio::sync::Mutex::default(),
         }
+    }
+
+    /// Ends the open streams of client `id` (deleted or its credential revoked).
+    pub fn forget_client(&self, id: &str) {
+        // No open stream is not an error worth reporting.
+        let _ = self.forgotten.send(Arc::from(id));
+    }
+
+    /// A receiver of the ids of clients whose streams must end.
+    pub fn forgotten(&self) -> broadcast::Receiver<Arc<str>> {
+        self.forgotten.subscribe()
     }
 
     /// A receiver for a new stream.

@@ -165,3 +165,12 @@ pub enum UpstreamFailed {
     )]
     Upstream(ErrorBody),
 }
+
+/// A name that is taken.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum Taken {
+    /// Something of that name exists already.
+    #[response(status = 409, description = "Something of that name exists already")]
+    Exists(ErrorBody),
+}

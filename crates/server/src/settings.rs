@@ -56,8 +56,12 @@ impl Default for HashCost {
 /// The secrets created on the first start of a fresh database; shown once, stored hashed.
 #[derive(Debug, Clone)]
 pub struct FirstStart {
-    /// The bootstrap admin bearer token.
+    /// The bootstrap admin user's first API token.
     pub admin_token: String,
+    /// The bootstrap admin user's name (`admin`).
+    pub admin_user: String,
+    /// Its password (console login, `cascade tokens create --password`).
+    pub admin_password: String,
     /// The token clients enroll with.
     pub enrollment_token: String,
     /// Where the server listens, e.g. `http://127.0.0.1:8080`.
@@ -140,9 +144,12 @@ impl std::fmt::Debug for Settings {
 fn print_first_start(f: &FirstStart) {
     println!(
         "cascade server first start: {url}\n\
-         admin token (shown once; use as CASCADE_TOKEN or `Authorization: Bearer …`):\n  {admin}\n\
+         admin user `{user}`, password (shown once; console login):\n  {password}\n\
+         its API token (shown once; use as CASCADE_TOKEN or `Authorization: Bearer …`):\n  {admin}\n\
          enrollment token for clients (rotate with POST /api/enrollment-token/rotate):\n  {enroll}",
         url = f.url,
+        user = f.admin_user,
+        password = f.admin_password,
         admin = f.admin_token,
         enroll = f.enrollment_token
     );

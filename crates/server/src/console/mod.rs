@@ -8,6 +8,7 @@
 //! `SameSite=Strict` cookie plus a per-session CSRF token carried by every form.
 
 mod agents;
+mod audit;
 mod clients;
 mod dashboard;
 mod entry;
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/clients/{id}", get(clients::detail))
         .route("/agents", get(agents::page).post(agents::add))
         .route("/agents/remove", post(agents::remove))
+        .route("/audit", get(audit::page))
         .route("/assets/console.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.js", get(js))

@@ -1,5 +1,7 @@
-//! Console sessions. Logging in checks the admin token with the API's own
-//! [`auth::authenticate`]; the session then lives in memory (per process) under a random id
+//! Console sessions. Logging in checks a user name and password ([`auth::check_password`])
+//! or an API token with the API's own [`auth::authenticate`]; the session carries the
+//! user's role (a viewer may only read, an operator may also notify; every other form needs
+//! an admin, refused with 403 and logged). The session then lives in memory (per process) under a random id
 //! sent as an `HttpOnly; SameSite=Strict` cookie, with its own random CSRF token that every
 //! form must carry back. The login form itself is protected by a double-submit token.
 
@@ -18,9 +20,10 @@ use axum::Extension;
 use super::form::Form;
 use super::view::{html, LoginPage};
 use super::ConsoleError;
-use crate::auth::{self, Principal};
+use crate::auth::{self, Actor, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
+use cascade_proto::UserRole;
 
 const COOKIE_NAME: &str = "cascade_session";
 const LOGIN_COOKIE: &str = "cascade_login";
@@ -31,6 +34,7 @@ const LIFETIME_SECS: i64 = 12 * 3600;
 #[derive(Debug, Clone)]
 struct Data {
     actor: String,
+    role: UserRole,
     csrf: String,
     expires_at: i64,
     flash: Option<Flash>,
@@ -53,7 +57,7 @@ pub struct Sessions(Mutex<HashMap<String, Data>>);
 #[derive(Debug, Clone)]
 pub struct Session {
     id: String,
-    /// `admin:<token id>`, the actor recorded with policy writes.
+    /// `user:<name>`, the actor recorded with policy writes.
     pub actor: String,
     /// The token every form of this session carries.
     pub csrf: String,
@@ -156,14 +160,50 @@ impl FromRequestParts<AppState> for Session {
             }
         });
         match found {
-            Some((id, d)) => Ok(Session {
-                id,
-                actor: d.actor,
-                csrf: d.csrf,
-                store,
-            }),
+            Some((id, d)) => {
+                if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+                    slot.set(d.actor.clone());
+                }
+                let needed = needed_role(&parts.method, parts.uri.path());
+                if !d.role.allows(needed) {
+                    tracing::warn!(
+                        actor = %d.actor,
+                        role = d.role.as_str(),
+                        needed = needed.as_str(),
+                        path = parts.uri.path(),
+                        "console refused: the user's role does not allow this"
+                    );
+                    return Err(ConsoleError::Api(ApiError::Forbidden(
+                        "your role does not allow this change",
+                    ))
+                    .into_response());
+                }
+                Ok(Session {
+                    id,
+                    actor: d.actor,
+                    csrf: d.csrf,
+                    store,
+                })
+            }
             None => Err(see_other("/login")),
         }
+    }
+}
+
+/// The role a console request needs: reading and logging out any, Notify All Clients an
+/// operator, the audit log and every other form an admin.
+fn needed_role(method: &axum::http::Method, path: &str) -> UserRole {
+    if path == "/audit" {
+        UserRole::Admin
+    } else if method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || path == "/logout"
+    {
+        UserRole::Viewer
+    } else if path == "/notify" {
+        UserRole::Operator
+    } else {
+        UserRole::Admin
     }
 }
 
@@ -184,7 +224,7 @@ pub async fn login_page(State(st): State<AppState>) -> Result<Response, ConsoleE
     login_form(&st, StatusCode::OK, "")
 }
 
-/// `POST /login` with `token`: checks it as the API checks a bearer token.
+/// `POST /login` with `user` and `password`, or with an API `token`.
 pub async fn login(
     State(st): State<AppState>,
     Extension(store): Extension<Arc<Sessions>>,
@@ -199,29 +239,23 @@ pub async fn login(
             "The login form expired or came from elsewhere; please try again.",
         );
     }
-    let token = form.get("token").trim();
-    let (parts, ()) = Request::builder()
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .body(())
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .into_parts();
-    let admin = match auth::authenticate(&st.auth, &parts).await {
-        Ok(Principal::Admin(id)) => id,
-        Ok(_) => {
-            return login_form(
-                &st,
-                StatusCode::FORBIDDEN,
-                "That is not an admin token (client and enrollment tokens cannot log in).",
-            )
+    let user = form.get("user").trim();
+    let actor = if user.is_empty() {
+        match token_login(&st, form.get("token").trim()).await? {
+            Ok(actor) => actor,
+            Err(page) => return page,
         }
-        Err(ApiError::Unauthorized(_)) => {
-            return login_form(
-                &st,
-                StatusCode::UNAUTHORIZED,
-                "The token is not valid (unknown, revoked or mistyped).",
-            )
+    } else {
+        match auth::check_password(&st.store, user, form.get("password")).await? {
+            Some(actor) => actor,
+            None => {
+                return login_form(
+                    &st,
+                    StatusCode::UNAUTHORIZED,
+                    "Unknown user or wrong password.",
+                )
+            }
         }
-        Err(e) => return Err(e.into()),
     };
     let id = auth::random_hex(&st.random, 32)?;
     let csrf = auth::random_hex(&st.random, 32)?;
@@ -231,19 +265,47 @@ pub async fn login(
         map.insert(
             id.clone(),
             Data {
-                actor: format!("admin:{admin}"),
+                actor: actor.label(),
+                role: actor.role,
                 csrf,
                 expires_at: now + LIFETIME_SECS,
                 flash: None,
             },
         );
     }
-    tracing::info!(admin, "console login");
+    tracing::info!(user = %actor.user, role = actor.role.as_str(), "console login");
     let mut resp = see_other("/");
     let h = resp.headers_mut();
     h.append(SET_COOKIE, set_cookie(COOKIE_NAME, &id, LIFETIME_SECS)?);
     h.append(SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0)?);
     Ok(resp)
+}
+
+/// Checks an API token as the API checks a bearer token: the user it acts as, or the
+/// login page to answer with.
+async fn token_login(
+    st: &AppState,
+    token: &str,
+) -> Result<Result<Actor, Result<Response, ConsoleError>>, ConsoleError> {
+    let (parts, ()) = Request::builder()
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .into_parts();
+    Ok(match auth::authenticate(&st.auth, &parts).await {
+        Ok(Principal::User(actor)) => Ok(actor),
+        Ok(_) => Err(login_form(
+            st,
+            StatusCode::FORBIDDEN,
+            "That is not an admin token (client and enrollment tokens cannot log in).",
+        )),
+        Err(ApiError::Unauthorized(_)) => Err(login_form(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "The token is not valid (unknown, revoked or mistyped).",
+        )),
+        Err(e) => return Err(e.into()),
+    })
 }
 
 /// `POST /logout`: ends the session.

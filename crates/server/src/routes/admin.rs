@@ -11,12 +11,13 @@ use cascade_core::report::Outcome;
 use cascade_core::{Category, Policy};
 use cascade_proto::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
-    EnrollmentTokenInfo, NotifyRequest, NotifyResponse,
+    EnrollmentTokenInfo, EnrollmentTokensResponse, IssuedEnrollmentToken, NewEnrollmentToken,
+    NotifyRequest, NotifyResponse, TokenRevoked,
 };
 
-use crate::auth::{self, Admin};
-use crate::error::{ApiError, ApiQuery};
-use crate::openapi::{NotFound, Refusals};
+use crate::auth::{self, Admin, Operator, Viewer};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::openapi::{NotFound, Refusals, Taken};
 use crate::settings::Clock;
 use crate::state::AppState;
 use crate::store::{ClientRecord, Store, StoreError};
@@ -55,11 +56,12 @@ pub fn client_view(
     stale_after_secs: i64,
     detail: bool,
 ) -> ClientView {
-    let is_agent = rec
-        .agent_address
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .is_some_and(|a| policy.find_agent(a).is_some());
+    let is_agent = rec.agent_approved_at.is_some()
+        && rec
+            .agent_address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .is_some_and(|a| policy.find_agent(a).is_some());
     ClientView {
         state: client_state(rec.last_seen, rec.last_outcome, now, stale_after_secs),
         id: rec.id,
@@ -147,7 +149,7 @@ impl Registry {
     params(ClientsQuery),
     responses((status = 200, description = "The clients", body = ClientsResponse), Refusals))]
 pub async fn list_clients(
-    _: Admin,
+    _: Viewer,
     State(reg): State<Registry>,
     ApiQuery(q): ApiQuery<ClientsQuery>,
 ) -> Result<Json<ClientsResponse>, ApiError> {
@@ -176,7 +178,7 @@ pub async fn list_clients(
     params(("id" = String, Path, description = "The client's id")),
     responses((status = 200, description = "The client", body = ClientView), Refusals, NotFound))]
 pub async fn get_client(
-    _: Admin,
+    _: Viewer,
     State(reg): State<Registry>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientView>, ApiError> {
@@ -203,7 +205,8 @@ pub async fn delete_client(
         return Err(ApiError::NotFound { what: "client", id });
     }
     st.auth.forget();
-    tracing::info!(client = %id, "client deleted");
+    st.notifier.forget_client(&id);
+    tracing::info!(client = %id, "client deleted; its event stream is closed");
     Ok(Json(ClientDeleted { deleted: id }))
 }
 
@@ -215,7 +218,7 @@ pub async fn delete_client(
     responses((status = 200, description = "The notification and whom it reached", body = NotifyResponse),
         Refusals))]
 pub async fn notify(
-    Admin(actor): Admin,
+    Operator(actor): Operator,
     State(st): State<AppState>,
     body: Bytes,
 ) -> Result<Json<NotifyResponse>, ApiError> {
@@ -281,4 +284,129 @@ pub async fn rotate_enrollment_token(
     st.store.rotate_enrollment_token(&id, &hash).await?;
     st.auth.forget();
     Ok((StatusCode::CREATED, Json(EnrollmentToken { id, token })))
+}
+
+/// `GET /api/enrollment-tokens`: every enrollment token (never the secrets).
+#[utoipa::path(get, path = "/api/enrollment-tokens", tag = "clients",
+    summary = "Every enrollment token with its expiry, uses and revocation",
+    security(("admin" = [])),
+    responses((status = 200, description = "The tokens, newest first", body = EnrollmentTokensResponse),
+        Refusals))]
+pub async fn list_enrollment_tokens(
+    _: Admin,
+    State(store): State<Store>,
+) -> Result<Json<EnrollmentTokensResponse>, ApiError> {
+    Ok(Json(EnrollmentTokensResponse {
+        tokens: store.enrollment_tokens().await?,
+    }))
+}
+
+/// `POST /api/enrollment-tokens`: a new named enrollment token (shown once).
+#[utoipa::path(post, path = "/api/enrollment-tokens", tag = "clients",
+    summary = "Make a named enrollment token with an optional expiry, maximum uses, agent grant",
+    security(("admin" = [])),
+    request_body = NewEnrollmentToken,
+    responses((status = 201, description = "The token, shown once", body = IssuedEnrollmentToken),
+        Refusals))]
+pub async fn create_enrollment_token(
+    Admin(actor): Admin,
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<NewEnrollmentToken>,
+) -> Result<(StatusCode, Json<IssuedEnrollmentToken>), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad(
+            "request.name",
+            "name",
+            format!("name: `{}` must be 1 to 200 characters", body.name),
+        ));
+    }
+    if let Some(n) = body.max_uses.filter(|n| *n < 1) {
+        return Err(ApiError::bad(
+            "request.max_uses",
+            "max_uses",
+            format!("max_uses: `{n}` must be at least 1"),
+        ));
+    }
+    let expires_at = match body.expires_in_secs {
+        None => None,
+        Some(s) if s > 0 => Some(st.clock.now().saturating_add(s)),
+        Some(s) => {
+            return Err(ApiError::bad(
+                "request.expires_in_secs",
+                "expires_in_secs",
+                format!("expires_in_secs: `{s}` must be a positive number of seconds"),
+            ))
+        }
+    };
+    let id = auth::random_hex(&st.random, 8)?;
+    let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
+    st.store
+        .create_enrollment_token(&id, &hash, name, expires_at, body.max_uses, body.agent)
+        .await?;
+    tracing::info!(token = %id, name, agent = body.agent, %actor, "enrollment token created");
+    let info = st
+        .store
+        .enrollment_token_view(&id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the new enrollment token is gone".into()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedEnrollmentToken { info, token }),
+    ))
+}
+
+/// `DELETE /api/enrollment-tokens/{id}`: revoke an enrollment token at once.
+#[utoipa::path(delete, path = "/api/enrollment-tokens/{id}", tag = "clients",
+    summary = "Revoke an enrollment token (clients enrolled with it keep their credentials)",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "The token's id")),
+    responses((status = 200, description = "Revoked", body = TokenRevoked), Refusals, NotFound))]
+pub async fn revoke_enrollment_token(
+    Admin(actor): Admin,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenRevoked>, ApiError> {
+    if !st.store.revoke_enrollment_token(&id).await? {
+        return Err(ApiError::NotFound {
+            what: "enrollment token",
+            id,
+        });
+    }
+    st.auth.forget();
+    tracing::info!(token = %id, %actor, "enrollment token revoked");
+    Ok(Json(TokenRevoked { revoked: id }))
+}
+
+/// `POST /api/clients/{id}/approve-agent`: approve a client as the update agent at the
+/// address it enrolled with (`docs/operating.md#agent-approval`).
+#[utoipa::path(post, path = "/api/clients/{id}/approve-agent", tag = "clients",
+    summary = "Approve a client as the update agent at its enrolled address",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "The client's id")),
+    responses((status = 200, description = "The client, now an approved agent", body = ClientView),
+        Refusals, NotFound, Taken))]
+pub async fn approve_agent(
+    Admin(actor): Admin,
+    State(st): State<AppState>,
+    State(reg): State<Registry>,
+    Path(id): Path<String>,
+) -> Result<Json<ClientView>, ApiError> {
+    match st.store.approve_agent(&id).await? {
+        None => return Err(ApiError::NotFound { what: "client", id }),
+        Some(false) => {
+            tracing::warn!(client = %id, %actor, "agent approval refused: no address, or another client is the agent there");
+            return Err(ApiError::Exists {
+                what: "approved update agent at this client's address (or it has none)",
+                id,
+            });
+        }
+        Some(true) => {}
+    }
+    tracing::info!(client = %id, %actor, "update agent approved");
+    let view = reg
+        .one(&id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "client", id })?;
+    Ok(Json(view))
 }

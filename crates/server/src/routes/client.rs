@@ -28,7 +28,7 @@ use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
 use crate::openapi::{Refusals, Unprocessable};
 use crate::state::AppState;
-use crate::store::{CheckInRecord, ClientRecord, NewClient, Store};
+use crate::store::{CheckInRecord, ClientRecord, Enrollment, NewClient, Store};
 
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
@@ -39,7 +39,7 @@ use crate::store::{CheckInRecord, ClientRecord, NewClient, Store};
     responses((status = 201, description = "Enrolled; the credential is shown once", body = Enrolled),
         Refusals, Unprocessable))]
 pub async fn enroll(
-    _: Enroller,
+    Enroller(token): Enroller,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<EnrollRequest>,
@@ -63,17 +63,42 @@ pub async fn enroll(
         .transpose()?;
     let id = auth::random_hex(&st.random, 8)?;
     let (credential, hash) = auth::new_token(&st.random, st.hash_cost, "cli", &id).await?;
-    st.store
-        .enroll(&NewClient {
-            id: &id,
-            name: &name,
-            domain: domain.as_deref(),
-            agent_address: agent.as_deref(),
-            credential_hash: &hash,
-            enrolled_from: &peer.ip().to_string(),
-        })
+    let done = st
+        .store
+        .enroll(
+            &token,
+            &NewClient {
+                id: &id,
+                name: &name,
+                domain: domain.as_deref(),
+                agent_address: agent.as_deref(),
+                credential_hash: &hash,
+                enrolled_from: &peer.ip().to_string(),
+            },
+        )
         .await?;
-    tracing::info!(client = %id, %name, "client enrolled");
+    match done {
+        Enrollment::Enrolled { agent: approved } => {
+            tracing::info!(client = %id, %name, approved_agent = approved, "client enrolled");
+        }
+        Enrollment::TokenRefused => {
+            tracing::warn!(token = %token, peer = %peer.ip(), "enrollment refused: token revoked, expired or used up");
+            return Err(ApiError::Unauthorized(
+                "the enrollment token is revoked, expired or used up",
+            ));
+        }
+        Enrollment::AddressTaken => {
+            tracing::warn!(
+                peer = %peer.ip(),
+                agent_address = agent.as_deref().unwrap_or_default(),
+                "enrollment refused: another client is the approved update agent at that address"
+            );
+            return Err(ApiError::Exists {
+                what: "approved update agent at agent_address",
+                id: agent.unwrap_or_default(),
+            });
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(Enrolled {
@@ -170,6 +195,13 @@ pub async fn checkin(
         .transpose()?;
     if let Some(r) = &body.relay {
         check_relay(r)?;
+        if own_record(&st.store, &id)
+            .await?
+            .agent_approved_at
+            .is_none()
+        {
+            tracing::warn!(client = %id, "relay report ignored: not an approved update agent");
+        }
     }
     st.store
         .check_in(
@@ -231,7 +263,8 @@ pub async fn events(
     State(st): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
     let cur = st.store.current().await?;
-    let agent = own_record(&st.store, &id).await?.agent_address;
+    let me = own_record(&st.store, &id).await?;
+    let agent = me.agent_address.filter(|_| me.agent_approved_at.is_some());
     let role = if agent
         .as_deref()
         .and_then(|a| a.parse().ok())
@@ -242,31 +275,44 @@ pub async fn events(
         Role::Client
     };
     let rx = st.notifier.subscribe(role);
+    let forgotten = st.notifier.forgotten();
     let shutdown = st.shutdown.subscribe();
+    let me: std::sync::Arc<str> = std::sync::Arc::from(id.as_str());
     let hello = Event::default().event("hello").json_data(Hello {
         client_id: id,
         role,
         revision: cur.revision,
     });
     let notices = stream::unfold(
-        (rx, shutdown, st.clone()),
-        move |(mut rx, mut sd, st)| async move {
-            loop {
-                let got = tokio::select! {
-                    _ = sd.wait_for(|stop| *stop) => return None,
-                    got = rx.recv() => got,
-                };
-                match got {
-                    Ok(n) => {
-                        st.metrics.delivered(role);
-                        let ev = Event::default()
-                            .event("notify")
-                            .id(n.id.to_string())
-                            .data(&n.json);
-                        return Some((Ok(ev), (rx, sd, st)));
+        (rx, shutdown, forgotten, st.clone()),
+        move |(mut rx, mut sd, mut gone, st)| {
+            let me = me.clone();
+            async move {
+                loop {
+                    let got = tokio::select! {
+                        _ = sd.wait_for(|stop| *stop) => return None,
+                        who = gone.recv() => match who {
+                            Ok(who) if who == me => {
+                                tracing::info!(client = %me, "event stream closed: the client was deleted");
+                                return None;
+                            }
+                            Err(RecvError::Closed) => return None,
+                            _ => continue,
+                        },
+                        got = rx.recv() => got,
+                    };
+                    match got {
+                        Ok(n) => {
+                            st.metrics.delivered(role);
+                            let ev = Event::default()
+                                .event("notify")
+                                .id(n.id.to_string())
+                                .data(&n.json);
+                            return Some((Ok(ev), (rx, sd, gone, st)));
+                        }
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
                     }
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
                 }
             }
         },

@@ -6,6 +6,7 @@
 //! OpenAPI document, so they carry no `# Errors` sections.
 #![allow(clippy::missing_errors_doc)]
 
+pub mod accounts;
 pub mod admin;
 pub mod client;
 pub mod ops;
@@ -32,6 +33,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(policy::get_policy, policy::put_policy))
+        .routes(routes!(policy::restore_policy))
+        .routes(routes!(accounts::audit))
         .routes(routes!(policy::get_settings, policy::patch_settings))
         .routes(routes!(policy::list_domains))
         .routes(routes!(policy::put_domain, policy::delete_domain))
@@ -48,6 +51,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_client, admin::delete_client))
         .routes(routes!(admin::enrollment_token))
         .routes(routes!(admin::rotate_enrollment_token))
+        .routes(routes!(
+            admin::list_enrollment_tokens,
+            admin::create_enrollment_token
+        ))
+        .routes(routes!(admin::revoke_enrollment_token))
+        .routes(routes!(admin::approve_agent))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::patch_user, accounts::delete_user))
+        .routes(routes!(accounts::list_tokens, accounts::create_token))
+        .routes(routes!(accounts::revoke_token))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))
@@ -63,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         get(crate::repo::serve).head(crate::repo::serve),
     )
     .merge(crate::console::router())
+    .layer(from_fn_with_state(state.clone(), crate::audit::record))
     .layer(from_fn_with_state(state.clone(), crate::metrics::track))
     .with_state(state)
 }

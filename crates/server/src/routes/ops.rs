@@ -9,7 +9,7 @@ use axum::Json;
 use cascade_proto::{ClientState, Health, HealthStatus, MirrorState, MirrorStatus};
 
 use super::admin::{client_state, stale_secs};
-use crate::auth::Admin;
+use crate::auth::{Admin, Viewer};
 use crate::error::ApiError;
 use crate::notify::Role;
 use crate::openapi::{Refusals, UpstreamFailed};
@@ -75,7 +75,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     summary = "Whether mirroring is configured and the last run's result",
     security(("admin" = [])),
     responses((status = 200, description = "Mirroring's state", body = MirrorState), Refusals))]
-pub async fn mirror_status(_: Admin, State(st): State<AppState>) -> Json<MirrorState> {
+pub async fn mirror_status(_: Viewer, State(st): State<AppState>) -> Json<MirrorState> {
     let last = st.mirror.last.lock().ok().and_then(|l| l.clone());
     Json(MirrorState {
         configured: st.mirror.settings.is_some(),

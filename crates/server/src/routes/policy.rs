@@ -11,13 +11,13 @@ use cascade_core::report::RelayReport;
 use cascade_core::{Agent, AgentDoc, PolicyDoc, PrivilegeOverrides};
 use cascade_proto::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
-    DomainView, DomainsResponse, PolicyResponse, Settings, SettingsPatch,
+    DomainView, DomainsResponse, PolicyResponse, RestoreRequest, Settings, SettingsPatch,
 };
 
 use super::{expected_revision, Revisioned};
-use crate::auth::Admin;
+use crate::auth::{Admin, Viewer};
 use crate::error::{ApiError, ApiJson};
-use crate::openapi::{PolicyRefusals, Refusals};
+use crate::openapi::{NotFound, PolicyRefusals, Refusals};
 use crate::store::Store;
 
 /// `GET /api/policy`: `{revision, policy}`.
@@ -26,7 +26,7 @@ use crate::store::Store;
     security(("admin" = [])),
     responses((status = 200, description = "The policy", body = PolicyResponse), Refusals))]
 pub async fn get_policy(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let cur = store.current().await?;
@@ -84,7 +84,7 @@ fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {
     security(("admin" = [])),
     responses((status = 200, description = "The settings", body = Settings), Refusals))]
 pub async fn get_settings(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<Settings>, ApiError> {
     let cur = store.current().await?;
@@ -118,7 +118,7 @@ pub async fn patch_settings(
     security(("admin" = [])),
     responses((status = 200, description = "The domains", body = DomainsResponse), Refusals))]
 pub async fn list_domains(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<DomainsResponse>, ApiError> {
     let cur = store.current().await?;
@@ -208,7 +208,7 @@ pub async fn delete_domain(
     security(("admin" = [])),
     responses((status = 200, description = "The agents", body = AgentsResponse), Refusals))]
 pub async fn list_agents(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<AgentsResponse>, ApiError> {
     let cur = store.current().await?;
@@ -309,6 +309,40 @@ pub async fn remove_agent(
         AgentRemoved {
             revision: stored.revision,
             removed: addr.to_string(),
+        },
+    ))
+}
+
+/// `POST /api/policy/restore`: make an earlier revision's policy current again, as a new
+/// revision (the history keeps every revision).
+#[utoipa::path(post, path = "/api/policy/restore", tag = "policy",
+    summary = "Restore an earlier policy revision from the history, as a new revision; If-Match: revision",
+    security(("admin" = [])),
+    params(("If-Match" = Option<String>, Header, description = "The policy revision this change is based on (`\"7\"`); 409 when it is no longer current")),
+    request_body = RestoreRequest,
+    responses((status = 200, description = "The policy as stored", body = PolicyResponse),
+        Refusals, PolicyRefusals, NotFound))]
+pub async fn restore_policy(
+    Admin(actor): Admin,
+    State(store): State<Store>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RestoreRequest>,
+) -> Result<Revisioned<PolicyResponse>, ApiError> {
+    let expected = expected_revision(&headers)?;
+    let doc = store
+        .policy_at(body.revision)
+        .await?
+        .ok_or(ApiError::NotFound {
+            what: "policy revision",
+            id: body.revision.to_string(),
+        })?;
+    let stored = store.replace_policy(expected, &actor, doc).await?;
+    tracing::info!(restored = body.revision, revision = stored.revision, %actor, "policy restored");
+    Ok(Revisioned::ok(
+        stored.revision,
+        PolicyResponse {
+            revision: stored.revision,
+            policy: PolicyDoc::from_policy(&stored.policy),
         },
     ))
 }

@@ -16,7 +16,7 @@ use cascade_proto::{
 };
 
 use super::{expected_revision, Revisioned};
-use crate::auth::Admin;
+use crate::auth::{Admin, Operator, Viewer};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::openapi::{PolicyRefusals, Refusals, Unprocessable};
 use crate::store::{Store, Stored};
@@ -101,7 +101,7 @@ pub fn list_body(
     security(("admin" = [])),
     responses((status = 200, description = "The list", body = SourcesResponse), Refusals))]
 pub async fn list(
-    _: Admin,
+    _: Viewer,
     State(store): State<Store>,
 ) -> Result<Revisioned<SourcesResponse>, ApiError> {
     let cur = store.current().await?;
@@ -206,7 +206,7 @@ pub async fn move_one(
     responses((status = 200, description = "One plan per category", body = ResolveResponse),
         Refusals, Unprocessable))]
 pub async fn resolve(
-    _: Admin,
+    _: Operator,
     State(store): State<Store>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> Result<Revisioned<ResolveResponse>, ApiError> {

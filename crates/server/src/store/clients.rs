@@ -38,10 +38,13 @@ pub struct ClientRecord {
     pub last_update: Option<UpdateReport>,
     /// Its relay's last report.
     pub relay: Option<RelayReport>,
+    /// Unix seconds when it was approved as the update agent at `agent_address`.
+    pub agent_approved_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
-     last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report";
+     last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report, \
+     agent_approved_at";
 
 /// A stored outcome (its wire name) as the enum; `None` for a name this server does not know.
 fn outcome(text: Option<&str>) -> Option<Outcome> {
@@ -67,7 +70,22 @@ fn record(r: &AnyRow) -> Result<ClientRecord, sqlx::Error> {
         last_outcome: outcome(last_outcome.as_deref()),
         last_update: last_update.and_then(|t| serde_json::from_str(&t).ok()),
         relay: relay.and_then(|t| serde_json::from_str(&t).ok()),
+        agent_approved_at: r.try_get("agent_approved_at")?,
     })
+}
+
+/// How an enrollment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrollment {
+    /// Enrolled; `agent` when it is an approved update agent (agent enrollment token).
+    Enrolled {
+        /// Approved as an update agent.
+        agent: bool,
+    },
+    /// The enrollment token is revoked, expired or used up; nothing was stored.
+    TokenRefused,
+    /// Another client is the approved update agent at that address; nothing was stored.
+    AddressTaken,
 }
 
 /// A client to enroll (checked by the caller).
@@ -182,25 +200,104 @@ impl Store {
             .collect()
     }
 
-    /// Enrolls a client.
+    /// Enrolls a client with enrollment token `token`, in one transaction: the token must
+    /// be live, unexpired and not used up (its use is counted), and no other client may be
+    /// the approved update agent at the address claimed.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn enroll(&self, c: &NewClient<'_>) -> Result<(), StoreError> {
+    pub async fn enroll(&self, token: &str, c: &NewClient<'_>) -> Result<Enrollment, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let used = sqlx::query(
+            "UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND kind = 'enroll' \
+             AND revoked_at IS NULL AND (max_uses IS NULL OR uses < max_uses) \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(token)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if used.rows_affected() != 1 {
+            return Ok(Enrollment::TokenRefused);
+        }
+        let agent_token = sqlx::query("SELECT agent FROM tokens WHERE id = $1")
+            .bind(token)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>("agent")?
+            != 0;
+        if let Some(address) = c.agent_address {
+            let claimed = sqlx::query(
+                "SELECT id FROM clients WHERE agent_address = $1 AND agent_approved_at IS NOT NULL",
+            )
+            .bind(address)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if claimed {
+                return Ok(Enrollment::AddressTaken);
+            }
+        }
+        let agent = agent_token && c.agent_address.is_some();
         sqlx::query(
             "INSERT INTO clients (id, name, domain, agent_address, credential_hash, enrolled_at, \
-             enrolled_from, installed) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}')",
+             enrolled_from, installed, agent_approved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, '{}', $8)",
         )
         .bind(c.id)
         .bind(c.name)
         .bind(c.domain)
         .bind(c.agent_address)
         .bind(c.credential_hash)
-        .bind(self.clock.now())
+        .bind(now)
         .bind(c.enrolled_from)
-        .execute(&self.pool)
+        .bind(agent.then_some(now))
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Enrollment::Enrolled { agent })
+    }
+
+    /// Approves client `id` as the update agent at its enrolled address; `None` when there
+    /// is no such client, `Some(false)` when it has no agent address or another client is
+    /// the approved agent there.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn approve_agent(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT agent_address FROM clients WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(address) = row.try_get::<Option<String>, _>("agent_address")? else {
+            return Ok(Some(false));
+        };
+        let other = sqlx::query(
+            "SELECT id FROM clients WHERE agent_address = $1 AND agent_approved_at IS NOT NULL \
+             AND id <> $2",
+        )
+        .bind(&address)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if other {
+            return Ok(Some(false));
+        }
+        sqlx::query(
+            "UPDATE clients SET agent_approved_at = COALESCE(agent_approved_at, $1) WHERE id = $2",
+        )
+        .bind(self.clock.now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(true))
     }
 
     /// Records a check-in of `id`, with SQLite's relaxed sync (docs/operating.md#durability):
@@ -222,7 +319,8 @@ impl Store {
         sqlx::query(
             "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
              last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
-             relay_report = COALESCE($7, relay_report) WHERE id = $8",
+             relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
+             ELSE COALESCE($7, relay_report) END WHERE id = $8",
         )
         .bind(self.clock.now())
         .bind(c.reported_ip.as_deref())

@@ -8,19 +8,23 @@
 //! operation and stores the result only if it validates. The `UPDATE … WHERE revision =
 //! $current` keeps replicas sharing one PostgreSQL honest too.
 
+mod audit;
 mod clients;
 mod notices;
 mod policy;
 mod tokens;
+mod users;
 
 use std::sync::Arc;
 
 use cascade_core::{Policy, PolicyDoc, PolicyError};
 use sqlx::{AnyPool, Row};
 
-pub use clients::{AgentRecord, CheckInRecord, ClientRecord, NewClient};
+pub use audit::NewAudit;
+pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
 pub use notices::NoticeRecord;
 pub use tokens::TokenKind;
+pub use users::TokenGrant;
 
 use crate::error::ApiError;
 use crate::settings::Clock;
@@ -224,13 +228,15 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? == 0)
     }
 
-    /// On an empty store: the default policy at revision 1 and the first tokens (`(id,
-    /// kind, hash, label)`), in one transaction. `false` when the store was not empty.
+    /// On an empty store: the default policy at revision 1, the bootstrap admin user
+    /// (`(name, password hash)`) and the first tokens (`(id, kind, hash, label)`; admin
+    /// tokens act as that user), in one transaction. `false` when the store was not empty.
     ///
     /// # Errors
     /// Database errors.
     pub async fn initialize(
         &self,
+        admin: (&str, &str),
         tokens: &[(&str, TokenKind, &str, &str)],
     ) -> Result<bool, StoreError> {
         if !self.is_empty().await? {
@@ -245,15 +251,26 @@ impl Store {
         ] {
             sqlx::query(sql).bind(&doc).bind(now).execute(&mut *tx).await?;
         }
+        sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, 'admin', $2, $3)",
+        )
+        .bind(admin.0)
+        .bind(admin.1)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         for (id, kind, hash, label) in tokens {
+            let user = (*kind == TokenKind::Admin).then_some(admin.0);
             sqlx::query(
-                "INSERT INTO tokens (id, kind, hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO tokens (id, kind, hash, label, created_at, user_name) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(*id)
             .bind(kind.as_str())
             .bind(*hash)
             .bind(*label)
             .bind(now)
+            .bind(user)
             .execute(&mut *tx)
             .await?;
         }

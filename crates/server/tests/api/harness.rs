@@ -23,6 +23,8 @@ use serde_json::Value;
 pub struct TestServer {
     pub url: String,
     pub admin: String,
+    /// The bootstrap admin user's password (only when this start was the first).
+    pub admin_password: Option<String>,
     pub enroll: String,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
@@ -82,6 +84,7 @@ pub async fn start_tuned(
     };
     let client = Client::with_http(url.parse().unwrap(), http.clone());
     TestServer {
+        admin_password: first.as_ref().map(|f| f.admin_password.clone()),
         client,
         url,
         admin,
@@ -248,6 +251,10 @@ impl TestServer {
             )
             .await
             .typed(201);
+        // An update agent counts as one only once an admin approves it.
+        if agent.is_some() {
+            self.api().approve_agent(&e.client_id).await.unwrap();
+        }
         (e.client_id, e.credential)
     }
 

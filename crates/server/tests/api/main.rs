@@ -7,10 +7,13 @@
     clippy::many_single_char_names
 )]
 
+mod accounts;
+mod audit;
 mod auth;
 mod clients;
 mod contract;
 mod durability;
+mod enrollment;
 mod harness;
 mod mirror;
 mod notify;

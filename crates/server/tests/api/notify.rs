@@ -170,3 +170,31 @@ async fn notify_crosses_replicas() {
     b.stop().await;
     a.stop().await;
 }
+
+// A deleted client's open event stream ends at once: it never hears the next notify,
+// while another client's stream does.
+#[tokio::test]
+async fn a_deleted_clients_stream_closes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (gone_id, gone) = s.enroll_client("gone", None).await;
+    let (_, stays) = s.enroll_client("stays", None).await;
+    let mut gone_sse = Sse::connect(&s.http, &s.url, &gone).await.unwrap();
+    let mut stays_sse = Sse::connect(&s.http, &s.url, &stays).await.unwrap();
+    assert_eq!(gone_sse.next().await.unwrap().0, "hello");
+    assert_eq!(stays_sse.next().await.unwrap().0, "hello");
+    s.admin(Method::DELETE, &format!("/api/clients/{gone_id}"), None)
+        .await
+        .expect(200);
+    let ended = tokio::time::timeout(Duration::from_secs(5), gone_sse.next())
+        .await
+        .expect("the deleted client's stream ends within 5 s");
+    assert!(ended.is_none(), "the stream ended, got {ended:?}");
+    s.admin(Method::POST, "/api/notify", None).await.expect(200);
+    let (event, _) = tokio::time::timeout(Duration::from_secs(5), stays_sse.next())
+        .await
+        .expect("notice within 5 s")
+        .unwrap();
+    assert_eq!(event, "notify");
+    s.stop().await;
+}

@@ -17,6 +17,8 @@ use serde_json::Value;
 pub struct TestServer {
     pub url: String,
     pub admin: String,
+    /// The bootstrap admin user's password.
+    pub admin_password: String,
     pub enroll: String,
     pub http: reqwest::Client,
     _server: RunningServer,
@@ -39,6 +41,7 @@ pub async fn start(data_dir: &Path) -> TestServer {
     TestServer {
         url,
         admin: first.admin_token,
+        admin_password: first.admin_password,
         enroll: first.enrollment_token,
         http,
         _server: server,

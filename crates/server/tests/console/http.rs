@@ -26,8 +26,13 @@ fn cookie_pair(set: &str) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-/// Logs in through the form; returns the session cookie pair.
+/// Logs in through the form with an API token; returns the session cookie pair.
 async fn login(s: &TestServer, token: &str) -> Result<String, (u16, String)> {
+    login_with(s, &[("token", token)]).await
+}
+
+/// Logs in through the form with `fields`; returns the session cookie pair.
+async fn login_with(s: &TestServer, fields: &[(&str, &str)]) -> Result<String, (u16, String)> {
     let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
     let login_cookie = cookie_pair(&cookies(&page)[0]);
     let csrf = csrf_in(&page.text().await.unwrap());
@@ -36,7 +41,12 @@ async fn login(s: &TestServer, token: &str) -> Result<String, (u16, String)> {
         .post(format!("{}/login", s.url))
         .header(COOKIE, login_cookie)
         .header(CONTENT_TYPE, FORM)
-        .body(encode(&[("csrf", csrf.as_str()), ("token", token)]))
+        .body(encode(
+            &[("csrf", csrf.as_str())]
+                .into_iter()
+                .chain(fields.iter().copied())
+                .collect::<Vec<_>>(),
+        ))
         .send()
         .await
         .unwrap();
@@ -234,6 +244,12 @@ async fn agents_page_shows_the_relay_report() {
         )
         .await;
     let cred = v["credential"].as_str().unwrap().to_owned();
+    // An update agent's relay report counts once an admin approves it.
+    let approve = format!(
+        "/api/clients/{}/approve-agent",
+        v["client_id"].as_str().unwrap()
+    );
+    s.api(&s.admin, Method::POST, &approve, None, 200).await;
     let cookie = login(&s, &s.admin).await.unwrap();
     let (status, page) = get(&s, &cookie, "/agents").await;
     assert_eq!(status, 200);
@@ -311,4 +327,59 @@ async fn clients_page_shows_the_failure_reason() {
         page.contains("<code class=\"why\">agent.disk_full: no space left on device</code>"),
         "{page}"
     );
+}
+
+// The bootstrap admin logs in by name and password; a wrong password is refused; a viewer's
+// session reads pages but its forms (even Notify) are refused with 403 and change nothing.
+#[tokio::test]
+async fn login_by_user_name_and_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (status, body) = login_with(&s, &[("user", "admin"), ("password", "wrong-password")])
+        .await
+        .unwrap_err();
+    assert_eq!(status, 401);
+    assert!(body.contains("wrong password"), "{body}");
+    let cookie = login_with(&s, &[("user", "admin"), ("password", &s.admin_password)])
+        .await
+        .unwrap();
+    let (status, page) = get(&s, &cookie, "/sources").await;
+    assert_eq!(status, 200, "{page}");
+
+    let user =
+        serde_json::json!({"name": "vera", "role": "viewer", "password": "vera-password-long"});
+    s.api(
+        &s.admin,
+        Method::POST,
+        "/api/users",
+        Some(user.to_string()),
+        201,
+    )
+    .await;
+    let viewer = login_with(&s, &[("user", "vera"), ("password", "vera-password-long")])
+        .await
+        .unwrap();
+    let (status, page) = get(&s, &viewer, "/sources").await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = csrf_in(&page);
+    let rev = revision_in(&page);
+    let r = post(
+        &s,
+        &viewer,
+        "/sources/settings",
+        &[("csrf", &csrf), ("revision", &rev), ("mode", "customized")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = post(&s, &viewer, "/notify", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 403);
+    let policy = s.api(&s.admin, Method::GET, "/api/policy", None, 200).await;
+    assert_eq!(policy["revision"], 1);
+    // The audit page: admins only; it shows the viewer's refused forms.
+    let (status, _) = get(&s, &viewer, "/audit").await;
+    assert_eq!(status, 403);
+    let (status, page) = get(&s, &cookie, "/audit").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("POST /notify"), "{page}");
+    assert!(page.contains("user:vera"), "{page}");
 }
