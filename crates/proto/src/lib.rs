@@ -7,6 +7,8 @@
 //! Types the policy file and the wire share (the policy document, a source-list entry, a
 //! check-in report) live in `cascade-core` and are re-exported here.
 
+/// Input limits of the request types (`docs/api.md#limits`).
+pub use cascade_core::limits;
 pub mod clients;
 pub mod enroll;
 pub mod error;

@@ -4,18 +4,27 @@
 //! memory for a minute so the hash is not paid on every request. Rotating or revoking clears
 //! it on this replica; other replicas sharing the database notice within that minute.
 //!
+//! Verification is bounded (`docs/operating.md#limits`): at most one argon2 verification per
+//! core runs at a time (a semaphore; each costs the hash's memory, 19 MiB by default), the
+//! memory of verified tokens is keyed by kind and id and compares the secret in constant
+//! time, and an unknown id is verified against a dummy hash of the same cost, so a wrong
+//! secret costs the same whether the id exists or not.
+//!
 //! Console sessions (`docs/architecture.md#credentials`) plug in at [`authenticate`]: a
 //! session cookie plus a CSRF header on unsafe methods yields [`Principal::Admin`] the same
 //! way a bearer token does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::settings::{Clock, HashCost, RandomFill};
@@ -98,16 +107,63 @@ fn parse_token(token: &str) -> Option<(&str, &str, &str)> {
 pub struct Verifier {
     store: Store,
     clock: Arc<dyn Clock>,
-    verified: Arc<Mutex<HashMap<String, (Principal, i64)>>>,
+    /// Verified tokens by `kind_id`: the secret that verified, who it is, and when.
+    verified: Arc<Mutex<HashMap<String, Remembered>>>,
+    /// One permit per argon2 verification running.
+    permits: Arc<Semaphore>,
+    limit: usize,
+    /// The cost of the dummy hash unknown ids are verified against.
+    cost: HashCost,
+    dummy: Arc<OnceLock<String>>,
+    counts: Arc<Counts>,
+}
+
+/// A token that verified: its secret, who it is, and when.
+#[derive(Clone)]
+struct Remembered {
+    secret: String,
+    principal: Principal,
+    at: i64,
+}
+
+/// How many argon2 verifications ran, and the most that ran at once.
+#[derive(Debug, Default)]
+struct Counts {
+    total: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// What [`Verifier::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyStats {
+    /// Argon2 verifications run (known and unknown ids alike).
+    pub verifications: usize,
+    /// The most that ran at the same time.
+    pub peak_concurrent: usize,
+    /// The bound on verifications at the same time.
+    pub limit: usize,
 }
 
 impl Verifier {
-    /// A verifier over `store`, aging its memory by `clock`.
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+    /// A verifier over `store`, aging its memory by `clock`; unknown ids are verified against
+    /// a dummy hash of `cost`, and at most one verification per core runs at a time.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, cost: HashCost) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::with_limit(store, clock, cost, cores)
+    }
+
+    /// [`Verifier::new`] with `limit` verifications at a time.
+    pub fn with_limit(store: Store, clock: Arc<dyn Clock>, cost: HashCost, limit: usize) -> Self {
         Verifier {
             store,
             clock,
             verified: Arc::default(),
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            limit: limit.max(1),
+            cost,
+            dummy: Arc::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -116,6 +172,51 @@ impl Verifier {
         if let Ok(mut cache) = self.verified.lock() {
             cache.clear();
         }
+    }
+
+    /// Verifications so far and the most at once.
+    pub fn stats(&self) -> VerifyStats {
+        VerifyStats {
+            verifications: self.counts.total.load(Ordering::Relaxed),
+            peak_concurrent: self.counts.peak.load(Ordering::Relaxed),
+            limit: self.limit,
+        }
+    }
+
+    /// Verifies `secret` against `hash` (or, for an unknown id, against the dummy hash, and
+    /// then refuses), one permit at a time.
+    async fn verify(&self, secret: &str, hash: Option<String>) -> Result<bool, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let known = hash.is_some();
+        let hash = match hash {
+            Some(h) => h,
+            None => self.dummy_hash().await?,
+        };
+        let running = self.counts.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.counts.peak.fetch_max(running, Ordering::SeqCst);
+        self.counts.total.fetch_add(1, Ordering::SeqCst);
+        let secret = secret.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await;
+        self.counts.running.fetch_sub(1, Ordering::SeqCst);
+        let ok = ok.map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(ok && known)
+    }
+
+    /// A hash at the server's cost, made once.
+    async fn dummy_hash(&self) -> Result<String, ApiError> {
+        if let Some(h) = self.dummy.get() {
+            return Ok(h.clone());
+        }
+        let cost = self.cost;
+        // No secret matches it: `verify` refuses an unknown id whatever it computes.
+        let h = tokio::task::spawn_blocking(move || hash_secret("unknown", &[0u8; 16], cost))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        Ok(self.dummy.get_or_init(|| h).clone())
     }
 }
 
@@ -139,15 +240,17 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
             "the Authorization header is not `Bearer <token>`",
         ))?;
     let now = state.clock.now();
+    let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
+    let key = format!("{kind}_{id}");
     let cached = state.verified.lock().ok().and_then(|c| {
-        c.get(token)
-            .filter(|(_, at)| now.saturating_sub(*at) < CACHE_SECS)
-            .map(|(p, _)| p.clone())
+        c.get(&key)
+            .filter(|r| now.saturating_sub(r.at) < CACHE_SECS)
+            .filter(|r| bool::from(r.secret.as_bytes().ct_eq(secret.as_bytes())))
+            .map(|r| r.principal.clone())
     });
     if let Some(p) = cached {
         return Ok(p);
     }
-    let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
     let (hash, principal) = match kind {
         "adm" | "enr" => {
             let (want, p) = if kind == "adm" {
@@ -155,25 +258,27 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
             } else {
                 (TokenKind::Enroll, Principal::Enroll(id.to_owned()))
             };
-            let hash = state.store.token_hash(id, want).await?;
-            (hash.ok_or_else(invalid)?, p)
+            (state.store.token_hash(id, want).await?, p)
         }
-        "cli" => {
-            let hash = state.store.credential_hash(id).await?;
-            (hash.ok_or_else(invalid)?, Principal::Client(id.to_owned()))
-        }
-        _ => return Err(invalid()),
+        "cli" => (
+            state.store.credential_hash(id).await?,
+            Principal::Client(id.to_owned()),
+        ),
+        _ => (None, Principal::Client(String::new())),
     };
-    let secret = secret.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ok {
+    if !state.verify(secret, hash).await? {
         return Err(invalid());
     }
     if let Ok(mut cache) = state.verified.lock() {
-        cache.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_SECS);
-        cache.insert(token.to_owned(), (principal.clone(), now));
+        cache.retain(|_, r| now.saturating_sub(r.at) < CACHE_SECS);
+        cache.insert(
+            key,
+            Remembered {
+                secret: secret.to_owned(),
+                principal: principal.clone(),
+                at: now,
+            },
+        );
     }
     Ok(principal)
 }
@@ -269,5 +374,71 @@ mod tests {
         let h = hash_secret("abc", &[7u8; 16], cost).unwrap();
         assert!(verify_secret("abc", &h));
         assert!(!verify_secret("abd", &h));
+    }
+
+    async fn verifier(dir: &std::path::Path, limit: usize) -> (Verifier, String) {
+        let db = crate::db::open(dir, None).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::settings::SystemClock);
+        let store = Store::new(db.pool.clone(), clock.clone());
+        let cost = HashCost {
+            memory_kib: 256,
+            iterations: 1,
+        };
+        let random = crate::settings::os_random();
+        let (token, hash) = new_token(&random, cost, "adm", "0a0a").await.unwrap();
+        store
+            .initialize(&[("0a0a", TokenKind::Admin, &hash, "test")])
+            .await
+            .unwrap();
+        (Verifier::with_limit(store, clock, cost, limit), token)
+    }
+
+    fn bearer(token: &str) -> Parts {
+        let req = axum::http::Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        req.into_parts().0
+    }
+
+    // Many wrong secrets at once, for a known id and for unknown ids: every one is refused,
+    // every one pays one argon2 verification (unknown ids against the dummy hash), and no
+    // more than the limit run at the same time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verification_is_bounded_and_costs_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, token) = verifier(dir.path(), 2).await;
+        let wrong = format!("{}ff", &token[..token.len() - 2]);
+        let wrong = if wrong == token {
+            format!("{}ee", &token[..token.len() - 2])
+        } else {
+            wrong
+        };
+        let mut calls = Vec::new();
+        for i in 0..40 {
+            let v = v.clone();
+            let t = if i % 2 == 0 {
+                wrong.clone()
+            } else {
+                format!("cascade_adm_{i:04x}ff_00ff")
+            };
+            calls.push(tokio::spawn(
+                async move { authenticate(&v, &bearer(&t)).await },
+            ));
+        }
+        for c in calls {
+            assert!(matches!(c.await.unwrap(), Err(ApiError::Unauthorized(_))));
+        }
+        let stats = v.stats();
+        assert_eq!(stats.verifications, 40, "{stats:?}");
+        assert!(stats.peak_concurrent <= 2, "{stats:?}");
+        // The right secret verifies once, then comes from memory; a wrong secret for the
+        // remembered id is still verified (and refused).
+        let p = authenticate(&v, &bearer(&token)).await.unwrap();
+        assert_eq!(p, Principal::Admin("0a0a".into()));
+        authenticate(&v, &bearer(&token)).await.unwrap();
+        assert_eq!(v.stats().verifications, 41);
+        assert!(authenticate(&v, &bearer(&wrong)).await.is_err());
+        assert_eq!(v.stats().verifications, 42);
     }
 }

@@ -16,7 +16,7 @@ use cascade_proto::{
 
 use crate::auth::{self, Admin};
 use crate::error::{ApiError, ApiQuery};
-use crate::openapi::{NotFound, Refusals};
+use crate::openapi::{NotFound, Refusals, TooLarge};
 use crate::settings::Clock;
 use crate::state::AppState;
 use crate::store::{ClientRecord, Store, StoreError};
@@ -213,7 +213,7 @@ pub async fn delete_client(
     security(("admin" = [])),
     request_body(content = NotifyRequest, description = "Optional: the categories (all when absent or empty)"),
     responses((status = 200, description = "The notification and whom it reached", body = NotifyResponse),
-        Refusals))]
+        Refusals, TooLarge))]
 pub async fn notify(
     Admin(actor): Admin,
     State(st): State<AppState>,

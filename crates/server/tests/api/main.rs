@@ -12,6 +12,7 @@ mod clients;
 mod contract;
 mod durability;
 mod harness;
+mod limits;
 mod mirror;
 mod notify;
 mod ops;
