@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,10 @@ pub async fn guard(State(limits): State<ServeLimits>, mut req: Request, next: Ne
         return ApiError::TooLarge { limit: max }.into_response();
     }
     req.extensions_mut().insert(BodyLimit(max));
+    if declared.is_none() && !req.headers().contains_key(TRANSFER_ENCODING) {
+        // No body (a GET, most of the traffic): nothing to time.
+        return next.run(req).await;
+    }
     let deadline = tokio::time::Instant::now() + limits.body_timeout;
     let req = req.map(|body| {
         let frames = body.into_data_stream();

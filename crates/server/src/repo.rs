@@ -3,7 +3,8 @@
 //! nginx does) and honours `If-None-Match` (304). Only plain relative paths are looked up;
 //! anything else (`..`, absolute, undecodable, an empty segment as in `/repo//x`, a segment
 //! over 255 bytes) is 404, and so is any path through a symbolic link: `/repo/` never leaves
-//! its directory (`docs/operating.md#limits`).
+//! its directory (`docs/operating.md#limits`), except through the operator's links of `site`
+//! and `upstream` to their directories.
 //!
 //! Small whole files (up to [`CACHED_FILE`]) are answered from a memory [`Cache`]: each
 //! request `stat`s the path on its own thread (a microsecond system call for a hot inode,
@@ -52,14 +53,25 @@ fn relative(path: &str) -> Option<PathBuf> {
     (plain && p.components().all(|c| matches!(c, Component::Normal(_)))).then(|| p.to_path_buf())
 }
 
-/// Whether no component of `rel` under `dir` is a symbolic link (one `lstat` per component;
-/// a missing component is `false` too).
+/// The first-level entries of the repository directory that may be symbolic links to a
+/// directory: the operator links the site repository's public tree as `site`
+/// (`docs/operating.md#keys-and-their-ceremony`), and may mount the mirror the same way.
+const MOUNTS: [&str; 2] = ["site", "upstream"];
+
+/// Whether `rel` under `dir` stays in the directory: no component is a symbolic link, except a
+/// first-level [`MOUNTS`] entry linking to a directory (one `lstat` per component; a missing
+/// component is `false` too).
 fn without_links(dir: &Path, rel: &Path) -> bool {
     let mut at = dir.to_path_buf();
-    for c in rel.components() {
+    for (i, c) in rel.components().enumerate() {
         at.push(c);
         match std::fs::symlink_metadata(&at) {
             Ok(m) if !m.file_type().is_symlink() => {}
+            Ok(_) if i == 0 && MOUNTS.iter().any(|m| c.as_os_str() == *m) => {
+                if !std::fs::metadata(&at).is_ok_and(|m| m.is_dir()) {
+                    return false;
+                }
+            }
             _ => return false,
         }
     }

@@ -77,6 +77,30 @@ async fn slow_header_and_idle_connections_are_closed() {
         .expect(200);
 }
 
+// A body that stops arriving is refused after the (short, test-configured) body timeout,
+// and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_body_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_tuned(dir.path(), None, None, |st| {
+        st.limits.body_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut slow = TcpStream::connect(addr(&s.url)).await.unwrap();
+    let head = format!(
+        "PUT /api/policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         If-Match: *\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"mode\"",
+        s.admin
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let answer = closed_within(&mut slow, Duration::from_secs(20))
+        .await
+        .expect("a slow-body connection is still open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(s.revision().await, 1);
+}
+
 // A body over the limit is 413 with the API's error body on every route that takes one,
 // declared (Content-Length) or not (chunked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,6 +173,20 @@ async fn repository_stays_in_its_directory() {
     std::fs::write(repo.join("site/metadata/timestamp.json"), b"{}").unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret.txt"), repo.join("passwd")).unwrap();
     std::os::unix::fs::symlink(outside.path(), repo.join("out")).unwrap();
+    // The operator's link of `upstream` to a directory is followed; links below it are not.
+    let mirror = tempfile::tempdir().unwrap();
+    std::fs::write(mirror.path().join("root.json"), b"{}").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        mirror.path().join("leak"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(mirror.path(), repo.join("upstream")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        repo.join("site/metadata/leak.json"),
+    )
+    .unwrap();
     let s = start(dir.path()).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -159,8 +197,13 @@ async fn repository_stays_in_its_directory() {
         let url = format!("{}{path}", s.url);
         async move { http.get(url).send().await.unwrap() }
     };
-    let ok = get("/repo/site/metadata/timestamp.json".into()).await;
-    assert_eq!(ok.status(), 200);
+    for path in [
+        "/repo/site/metadata/timestamp.json",
+        "/repo/upstream/root.json",
+    ] {
+        let ok = get(path.into()).await;
+        assert_eq!(ok.status(), 200, "GET {path}");
+    }
     for path in [
         format!("/repo/{}", "a".repeat(256)),
         format!("/repo/site/{}/x", "b".repeat(300)),
@@ -169,6 +212,8 @@ async fn repository_stays_in_its_directory() {
         "/repo/passwd".to_owned(),
         "/repo/out/secret.txt".to_owned(),
         "/repo/out/".to_owned(),
+        "/repo/upstream/leak".to_owned(),
+        "/repo/site/metadata/leak.json".to_owned(),
     ] {
         let resp = get(path.clone()).await;
         assert_eq!(resp.status(), 404, "GET {path}: {:?}", resp.headers());
