@@ -5,7 +5,8 @@
 //! it on this replica; other replicas sharing the database notice within that minute.
 //!
 //! Verification is bounded (`docs/operating.md#limits`): at most one argon2 verification per
-//! core runs at a time (a semaphore; each costs the hash's memory, 19 MiB by default), the
+//! core runs at a time (a semaphore; each in working memory kept per permit and reused, 19 MiB
+//! by default, so their memory is bounded whatever threads run them), the
 //! memory of verified tokens is keyed by kind and id and compares the secret in constant
 //! time, and an unknown id is verified against a dummy hash of the same cost, so a wrong
 //! secret costs the same whether the id exists or not.
@@ -18,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -82,12 +83,39 @@ fn hash_secret(secret: &str, salt: &[u8], cost: HashCost) -> Result<String, ApiE
         .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
 }
 
-fn verify_secret(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok()
-    })
+/// Whether `secret` matches the argon2 PHC string `hash`, computed in `memory` (grown to the
+/// hash's cost and kept by the caller, so a verification allocates nothing: the memory of
+/// verifications is a fixed `limit × cost`, whatever the threads that ran them).
+fn verify_secret(secret: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    argon
+        .hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// Splits `cascade_<kind>_<id>_<secret>`.
@@ -115,6 +143,8 @@ pub struct Verifier {
     /// The cost of the dummy hash unknown ids are verified against.
     cost: HashCost,
     dummy: Arc<OnceLock<String>>,
+    /// Argon2 working memory, one per permit, reused.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     counts: Arc<Counts>,
 }
 
@@ -163,6 +193,7 @@ impl Verifier {
             limit: limit.max(1),
             cost,
             dummy: Arc::default(),
+            memory: Arc::default(),
             counts: Arc::default(),
         }
     }
@@ -200,9 +231,22 @@ impl Verifier {
         self.counts.peak.fetch_max(running, Ordering::SeqCst);
         self.counts.total.fetch_add(1, Ordering::SeqCst);
         let secret = secret.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await;
+        let mut memory = self
+            .memory
+            .lock()
+            .ok()
+            .and_then(|mut m| m.pop())
+            .unwrap_or_default();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_secret(&secret, &hash, &mut memory);
+            (ok, memory)
+        })
+        .await;
         self.counts.running.fetch_sub(1, Ordering::SeqCst);
-        let ok = ok.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (ok, memory) = ok.map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Ok(mut m) = self.memory.lock() {
+            m.push(memory);
+        }
         Ok(ok && known)
     }
 
@@ -372,8 +416,15 @@ mod tests {
             iterations: 1,
         };
         let h = hash_secret("abc", &[7u8; 16], cost).unwrap();
-        assert!(verify_secret("abc", &h));
-        assert!(!verify_secret("abd", &h));
+        let mut memory = Vec::new();
+        assert!(verify_secret("abc", &h, &mut memory));
+        assert!(!verify_secret("abd", &h, &mut memory));
+        assert!(!verify_secret("abc", "not a hash", &mut memory));
+        // The argon2 crate's own verification agrees.
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(
+            argon2::PasswordVerifier::verify_password(&Argon2::default(), b"abc", &parsed).is_ok()
+        );
     }
 
     async fn verifier(dir: &std::path::Path, limit: usize) -> (Verifier, String) {
