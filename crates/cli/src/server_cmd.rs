@@ -52,6 +52,22 @@ pub struct ServerArgs {
     /// Seconds between scheduled mirror runs (0: only on demand).
     #[arg(long, default_value_t = 3600, requires = "upstream_root")]
     pub mirror_every: u64,
+    /// Seconds a connection may take to send a request's headers; also how long a kept-alive
+    /// connection may sit idle.
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may take to arrive whole.
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout: u64,
+    /// Connections served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// The largest request body in bytes; larger ones are answered 413.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (default: open).
+    #[arg(long, env = "CASCADE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
 }
 
 /// Runs `cascade server` until SIGINT or SIGTERM.
@@ -69,6 +85,13 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     settings.repo_dir = args.repo_dir;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
+    settings.limits = cascade_server::ServeLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
+        max_body_bytes: args.max_body_bytes,
+    };
+    settings.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
     settings.mirror = args
         .upstream_root
         .map(|root| cascade_server::mirror::MirrorSettings {

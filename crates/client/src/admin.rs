@@ -1,7 +1,7 @@
 //! The admin API behind the admin token: the whole policy and its settings, domains, update
 //! agents, the customized source list and the what-if resolution, mirroring, Notify All
 //! Clients, the client registry and the enrollment token. Each write takes the policy
-//! revision it expects (`If-Match`; `None` writes whatever the current revision is).
+//! revision it expects (`If-Match`; `None` reads the current revision first and writes at it).
 
 use cascade_core::PolicyDoc;
 use cascade_proto as p;
@@ -71,6 +71,22 @@ impl AdminClient {
         call(req).await
     }
 
+    /// A policy write at revision `at`, or, when `None`, at the current revision read first
+    /// (the server refuses policy writes without `If-Match` with 428).
+    async fn write_at<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        at: Option<i64>,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let at = match at {
+            Some(rev) => rev,
+            None => self.settings().await?.revision,
+        };
+        self.write(method, path, Some(at), body).await
+    }
+
     /// `GET /api/policy`: the whole policy and its revision.
     ///
     /// # Errors
@@ -88,7 +104,8 @@ impl AdminClient {
         doc: &PolicyDoc,
         at: Option<i64>,
     ) -> Result<p::PolicyResponse, ClientError> {
-        self.write(Method::PUT, "api/policy", at, Some(doc)).await
+        self.write_at(Method::PUT, "api/policy", at, Some(doc))
+            .await
     }
 
     /// `GET /api/policy/settings`.
@@ -108,7 +125,7 @@ impl AdminClient {
         patch: &p::SettingsPatch,
         at: Option<i64>,
     ) -> Result<p::Settings, ClientError> {
-        self.write(Method::PATCH, "api/policy/settings", at, Some(patch))
+        self.write_at(Method::PATCH, "api/policy/settings", at, Some(patch))
             .await
     }
 
@@ -131,7 +148,8 @@ impl AdminClient {
         at: Option<i64>,
     ) -> Result<p::DomainUpdated, ClientError> {
         let path = format!("api/policy/domains/{}", segment(name));
-        self.write(Method::PUT, &path, at, Some(privileges)).await
+        self.write_at(Method::PUT, &path, at, Some(privileges))
+            .await
     }
 
     /// `DELETE /api/policy/domains/{name}`.
@@ -144,7 +162,8 @@ impl AdminClient {
         at: Option<i64>,
     ) -> Result<p::DomainDeleted, ClientError> {
         let path = format!("api/policy/domains/{}", segment(name));
-        self.write::<(), _>(Method::DELETE, &path, at, None).await
+        self.write_at::<(), _>(Method::DELETE, &path, at, None)
+            .await
     }
 
     /// `GET /api/agents`: registered update agents, who serves at each, what they relayed.
@@ -164,7 +183,7 @@ impl AdminClient {
         agent: &cascade_core::AgentDoc,
         at: Option<i64>,
     ) -> Result<p::AgentAdded, ClientError> {
-        self.write(Method::POST, "api/agents", at, Some(agent))
+        self.write_at(Method::POST, "api/agents", at, Some(agent))
             .await
     }
 
@@ -178,7 +197,8 @@ impl AdminClient {
         at: Option<i64>,
     ) -> Result<p::AgentRemoved, ClientError> {
         let path = format!("api/agents/{}", segment(address));
-        self.write::<(), _>(Method::DELETE, &path, at, None).await
+        self.write_at::<(), _>(Method::DELETE, &path, at, None)
+            .await
     }
 
     /// `GET /api/sources`: the customized source list, in order.
@@ -198,7 +218,7 @@ impl AdminClient {
         entry: &p::SourceBody,
         at: Option<i64>,
     ) -> Result<p::SourcesResponse, ClientError> {
-        self.write(Method::POST, "api/sources", at, Some(entry))
+        self.write_at(Method::POST, "api/sources", at, Some(entry))
             .await
     }
 
@@ -212,7 +232,7 @@ impl AdminClient {
         entry: &p::SourceBody,
         at: Option<i64>,
     ) -> Result<p::SourcesResponse, ClientError> {
-        self.write(Method::PUT, &format!("api/sources/{id}"), at, Some(entry))
+        self.write_at(Method::PUT, &format!("api/sources/{id}"), at, Some(entry))
             .await
     }
 
@@ -225,7 +245,7 @@ impl AdminClient {
         body: &p::DeleteSources,
         at: Option<i64>,
     ) -> Result<p::SourcesResponse, ClientError> {
-        self.write(Method::POST, "api/sources/delete", at, Some(body))
+        self.write_at(Method::POST, "api/sources/delete", at, Some(body))
             .await
     }
 
@@ -239,7 +259,7 @@ impl AdminClient {
         body: &p::MoveSource,
         at: Option<i64>,
     ) -> Result<p::SourcesResponse, ClientError> {
-        self.write(
+        self.write_at(
             Method::POST,
             &format!("api/sources/{id}/move"),
             at,

@@ -8,6 +8,7 @@
 pub mod category;
 pub mod doc;
 pub mod error;
+pub mod limits;
 pub mod list;
 pub mod policy;
 pub mod range;

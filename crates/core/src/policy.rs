@@ -190,11 +190,33 @@ impl Policy {
     }
 
     /// Checks what the types cannot: agents are unique, every agent entry names a
-    /// registered agent, entry ids are unique.
+    /// registered agent, entry ids are unique, and the limits of `docs/api.md#limits`
+    /// (entry, agent and domain counts, domain and URL lengths, no control or bidi
+    /// characters in domain names).
     ///
     /// # Errors
     /// The first problem found, naming its field and value.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        use crate::limits::{check_count, check_text, MAX_AGENTS, MAX_DOMAIN, MAX_DOMAINS};
+        use crate::limits::{MAX_SOURCES, MAX_URL};
+        check_count("sources", self.sources.len(), MAX_SOURCES)?;
+        check_count("agent", self.agent.len(), MAX_AGENTS)?;
+        check_count("domains", self.domains.len(), MAX_DOMAINS)?;
+        for name in self.domains.keys() {
+            check_text(
+                &format!("domains.{}", crate::limits::cut(name)),
+                name,
+                MAX_DOMAIN,
+            )?;
+        }
+        if let Some(u) = &self.activeupdate_url {
+            check_text("activeupdate_url", u.as_str(), MAX_URL)?;
+        }
+        for (i, e) in self.sources.iter().enumerate() {
+            if let EntrySource::Url(u) = &e.source {
+                check_text(&format!("sources[{i}].url"), u.as_str(), MAX_URL)?;
+            }
+        }
         let mut seen = BTreeSet::new();
         for (i, a) in self.agent.iter().enumerate() {
             if !seen.insert(a.address) {

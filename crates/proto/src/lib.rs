@@ -8,6 +8,8 @@
 //! check-in report) live in `cascade-core` and are re-exported here.
 
 pub mod accounts;
+/// Input limits of the request types (`docs/api.md#limits`).
+pub use cascade_core::limits;
 pub mod clients;
 pub mod enroll;
 pub mod error;

@@ -10,19 +10,29 @@
 //! [`Admin`] extractors each admit a user whose role is at least that one and refuse
 //! anyone else with 403, logged.
 //!
+//! Verification is bounded (`docs/operating.md#limits`): at most one argon2 verification per
+//! core runs at a time (a semaphore; each in working memory kept per permit and reused, 19 MiB
+//! by default, so their memory is bounded whatever threads run them), the
+//! memory of verified tokens is keyed by kind and id and compares the secret in constant
+//! time, and an unknown id is verified against a dummy hash of the same cost, so a wrong
+//! secret costs the same whether the id exists or not.
+//!
 //! Console sessions (`docs/architecture.md#credentials`) plug in at [`authenticate`] (token
 //! login) and [`check_password`] (user name and password): a session cookie plus a CSRF
 //! header on unsafe methods yields the same [`Actor`] a bearer token does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use cascade_proto::UserRole;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::settings::{Clock, HashCost, RandomFill};
@@ -105,28 +115,24 @@ pub async fn hash_password(
 }
 
 /// The user `name` as an [`Actor`] when `password` is theirs; `None` otherwise (unknown
-/// user or wrong password, logged alike).
+/// user or wrong password, logged alike). The check goes through the [`Verifier`]'s bounded
+/// verification, and an unknown user costs the same as a wrong password.
 ///
 /// # Errors
 /// Database errors.
 pub async fn check_password(
-    store: &Store,
+    verifier: &Verifier,
     name: &str,
     password: &str,
 ) -> Result<Option<Actor>, ApiError> {
-    let (Some(hash), Some(user)) = (store.password_hash(name).await?, store.user(name).await?)
-    else {
-        tracing::warn!(user = name, "login refused: unknown user");
+    let store = &verifier.store;
+    let (hash, user) = (store.password_hash(name).await?, store.user(name).await?);
+    let known = hash.is_some() && user.is_some();
+    let ok = verifier.verify(password, hash).await?;
+    let Some(user) = user.filter(|_| ok && known) else {
+        tracing::warn!(user = name, "login refused: unknown user or wrong password");
         return Ok(None);
     };
-    let secret = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ok {
-        tracing::warn!(user = name, "login refused: wrong password");
-        return Ok(None);
-    }
     Ok(Some(Actor {
         user: user.name,
         token: String::new(),
@@ -145,12 +151,39 @@ fn hash_secret(secret: &str, salt: &[u8], cost: HashCost) -> Result<String, ApiE
         .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
 }
 
-fn verify_secret(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok()
-    })
+/// Whether `secret` matches the argon2 PHC string `hash`, computed in `memory` (grown to the
+/// hash's cost and kept by the caller, so a verification allocates nothing: the memory of
+/// verifications is a fixed `limit × cost`, whatever the threads that ran them).
+fn verify_secret(secret: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    argon
+        .hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// Splits `cascade_<kind>_<id>_<secret>`.
@@ -164,25 +197,74 @@ fn parse_token(token: &str) -> Option<(&str, &str, &str)> {
     (ok(id) && ok(secret)).then_some((kind, id, secret))
 }
 
-/// A verified token: who it is, when it was verified, and when it expires.
-type Verified = (Principal, i64, Option<i64>);
-
 /// Checks credentials against the store, remembering verified tokens for a minute. Cheap to
 /// clone; extractors take it from the router state ([`FromRef`]).
 #[derive(Clone)]
 pub struct Verifier {
     store: Store,
     clock: Arc<dyn Clock>,
-    verified: Arc<Mutex<HashMap<String, Verified>>>,
+    /// Verified tokens by `kind_id`: the secret that verified, who it is, and when.
+    verified: Arc<Mutex<HashMap<String, Remembered>>>,
+    /// One permit per argon2 verification running.
+    permits: Arc<Semaphore>,
+    limit: usize,
+    /// The cost of the dummy hash unknown ids are verified against.
+    cost: HashCost,
+    dummy: Arc<OnceLock<String>>,
+    /// Argon2 working memory, one per permit, reused.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    counts: Arc<Counts>,
+}
+
+/// A token that verified: its secret, who it is, and when.
+#[derive(Clone)]
+struct Remembered {
+    secret: String,
+    principal: Principal,
+    at: i64,
+    /// When the token expires, if it does.
+    until: Option<i64>,
+}
+
+/// How many argon2 verifications ran, and the most that ran at once.
+#[derive(Debug, Default)]
+struct Counts {
+    total: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// What [`Verifier::stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyStats {
+    /// Argon2 verifications run (known and unknown ids alike).
+    pub verifications: usize,
+    /// The most that ran at the same time.
+    pub peak_concurrent: usize,
+    /// The bound on verifications at the same time.
+    pub limit: usize,
 }
 
 impl Verifier {
-    /// A verifier over `store`, aging its memory by `clock`.
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+    /// A verifier over `store`, aging its memory by `clock`; unknown ids are verified against
+    /// a dummy hash of `cost`, and at most one verification per core runs at a time.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, cost: HashCost) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::with_limit(store, clock, cost, cores)
+    }
+
+    /// [`Verifier::new`] with `limit` verifications at a time.
+    pub fn with_limit(store: Store, clock: Arc<dyn Clock>, cost: HashCost, limit: usize) -> Self {
         Verifier {
             store,
             clock,
             verified: Arc::default(),
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            limit: limit.max(1),
+            cost,
+            dummy: Arc::default(),
+            memory: Arc::default(),
+            counts: Arc::default(),
         }
     }
 
@@ -191,6 +273,64 @@ impl Verifier {
         if let Ok(mut cache) = self.verified.lock() {
             cache.clear();
         }
+    }
+
+    /// Verifications so far and the most at once.
+    pub fn stats(&self) -> VerifyStats {
+        VerifyStats {
+            verifications: self.counts.total.load(Ordering::Relaxed),
+            peak_concurrent: self.counts.peak.load(Ordering::Relaxed),
+            limit: self.limit,
+        }
+    }
+
+    /// Verifies `secret` against `hash` (or, for an unknown id, against the dummy hash, and
+    /// then refuses), one permit at a time.
+    async fn verify(&self, secret: &str, hash: Option<String>) -> Result<bool, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let known = hash.is_some();
+        let hash = match hash {
+            Some(h) => h,
+            None => self.dummy_hash().await?,
+        };
+        let running = self.counts.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.counts.peak.fetch_max(running, Ordering::SeqCst);
+        self.counts.total.fetch_add(1, Ordering::SeqCst);
+        let secret = secret.to_owned();
+        let mut memory = self
+            .memory
+            .lock()
+            .ok()
+            .and_then(|mut m| m.pop())
+            .unwrap_or_default();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = verify_secret(&secret, &hash, &mut memory);
+            (ok, memory)
+        })
+        .await;
+        self.counts.running.fetch_sub(1, Ordering::SeqCst);
+        let (ok, memory) = ok.map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Ok(mut m) = self.memory.lock() {
+            m.push(memory);
+        }
+        Ok(ok && known)
+    }
+
+    /// A hash at the server's cost, made once.
+    async fn dummy_hash(&self) -> Result<String, ApiError> {
+        if let Some(h) = self.dummy.get() {
+            return Ok(h.clone());
+        }
+        let cost = self.cost;
+        // No secret matches it: `verify` refuses an unknown id whatever it computes.
+        let h = tokio::task::spawn_blocking(move || hash_secret("unknown", &[0u8; 16], cost))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        Ok(self.dummy.get_or_init(|| h).clone())
     }
 }
 
@@ -214,59 +354,66 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
             "the Authorization header is not `Bearer <token>`",
         ))?;
     let now = state.clock.now();
+    let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
+    let key = format!("{kind}_{id}");
     let cached = state.verified.lock().ok().and_then(|c| {
-        c.get(token)
-            .filter(|(_, at, until)| {
-                now.saturating_sub(*at) < CACHE_SECS && until.is_none_or(|u| now < u)
-            })
-            .map(|(p, _, _)| p.clone())
+        c.get(&key)
+            .filter(|r| now.saturating_sub(r.at) < CACHE_SECS && r.until.is_none_or(|u| now < u))
+            .filter(|r| bool::from(r.secret.as_bytes().ct_eq(secret.as_bytes())))
+            .map(|r| r.principal.clone())
     });
     if let Some(p) = cached {
         return Ok(p);
     }
-    let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
     let mut until = None;
     let (hash, principal) = match kind {
-        "adm" => {
-            let grant = state.store.token_grant(id).await?.ok_or_else(invalid)?;
-            if grant.expires_at.is_some_and(|e| now >= e) {
-                tracing::warn!(token = id, "token refused: expired");
-                return Err(invalid());
+        "adm" => match state.store.token_grant(id).await? {
+            // Unknown: verified against the dummy hash below, at the same cost.
+            None => (None, Principal::Client(String::new())),
+            Some(grant) => {
+                until = grant.expires_at;
+                // A token made before users existed acts as an admin.
+                let role = match (&grant.user, grant.role) {
+                    (None, _) => UserRole::Admin,
+                    (Some(_), Some(role)) => role,
+                    (Some(_), None) => return Err(invalid()),
+                };
+                let actor = Actor {
+                    user: grant.user.unwrap_or_else(|| "admin".to_owned()),
+                    token: id.to_owned(),
+                    role,
+                };
+                (Some(grant.hash), Principal::User(actor))
             }
-            until = grant.expires_at;
-            // A token made before users existed acts as an admin.
-            let role = match (&grant.user, grant.role) {
-                (None, _) => UserRole::Admin,
-                (Some(_), Some(role)) => role,
-                (Some(_), None) => return Err(invalid()),
-            };
-            let actor = Actor {
-                user: grant.user.unwrap_or_else(|| "admin".to_owned()),
-                token: id.to_owned(),
-                role,
-            };
-            (grant.hash, Principal::User(actor))
-        }
-        "enr" => {
-            let hash = state.store.token_hash(id, TokenKind::Enroll).await?;
-            (hash.ok_or_else(invalid)?, Principal::Enroll(id.to_owned()))
-        }
-        "cli" => {
-            let hash = state.store.credential_hash(id).await?;
-            (hash.ok_or_else(invalid)?, Principal::Client(id.to_owned()))
-        }
-        _ => return Err(invalid()),
+        },
+        "enr" => (
+            state.store.token_hash(id, TokenKind::Enroll).await?,
+            Principal::Enroll(id.to_owned()),
+        ),
+        "cli" => (
+            state.store.credential_hash(id).await?,
+            Principal::Client(id.to_owned()),
+        ),
+        _ => (None, Principal::Client(String::new())),
     };
-    let secret = secret.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ok {
+    if !state.verify(secret, hash).await? {
+        return Err(invalid());
+    }
+    if until.is_some_and(|u| now >= u) {
+        tracing::warn!(token = id, "token refused: expired");
         return Err(invalid());
     }
     if let Ok(mut cache) = state.verified.lock() {
-        cache.retain(|_, (_, at, _)| now.saturating_sub(*at) < CACHE_SECS);
-        cache.insert(token.to_owned(), (principal.clone(), now, until));
+        cache.retain(|_, r| now.saturating_sub(r.at) < CACHE_SECS);
+        cache.insert(
+            key,
+            Remembered {
+                secret: secret.to_owned(),
+                principal: principal.clone(),
+                at: now,
+                until,
+            },
+        );
     }
     Ok(principal)
 }
@@ -451,7 +598,86 @@ mod tests {
             iterations: 1,
         };
         let h = hash_secret("abc", &[7u8; 16], cost).unwrap();
-        assert!(verify_secret("abc", &h));
-        assert!(!verify_secret("abd", &h));
+        let mut memory = Vec::new();
+        assert!(verify_secret("abc", &h, &mut memory));
+        assert!(!verify_secret("abd", &h, &mut memory));
+        assert!(!verify_secret("abc", "not a hash", &mut memory));
+        // The argon2 crate's own verification agrees.
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(
+            argon2::PasswordVerifier::verify_password(&Argon2::default(), b"abc", &parsed).is_ok()
+        );
+    }
+
+    async fn verifier(dir: &std::path::Path, limit: usize) -> (Verifier, String) {
+        let db = crate::db::open(dir, None).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::settings::SystemClock);
+        let store = Store::new(db.pool.clone(), clock.clone());
+        let cost = HashCost {
+            memory_kib: 256,
+            iterations: 1,
+        };
+        let random = crate::settings::os_random();
+        let (token, hash) = new_token(&random, cost, "adm", "0a0a").await.unwrap();
+        store
+            .initialize(
+                ("admin", &hash),
+                &[("0a0a", TokenKind::Admin, &hash, "test")],
+            )
+            .await
+            .unwrap();
+        (Verifier::with_limit(store, clock, cost, limit), token)
+    }
+
+    fn bearer(token: &str) -> Parts {
+        let req = axum::http::Request::builder()
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        req.into_parts().0
+    }
+
+    // Many wrong secrets at once, for a known id and for unknown ids: every one is refused,
+    // every one pays one argon2 verification (unknown ids against the dummy hash), and no
+    // more than the limit run at the same time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verification_is_bounded_and_costs_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, token) = verifier(dir.path(), 2).await;
+        let wrong = format!("{}ff", &token[..token.len() - 2]);
+        let wrong = if wrong == token {
+            format!("{}ee", &token[..token.len() - 2])
+        } else {
+            wrong
+        };
+        let mut calls = Vec::new();
+        for i in 0..40 {
+            let v = v.clone();
+            let t = if i % 2 == 0 {
+                wrong.clone()
+            } else {
+                format!("cascade_adm_{i:04x}ff_00ff")
+            };
+            calls.push(tokio::spawn(
+                async move { authenticate(&v, &bearer(&t)).await },
+            ));
+        }
+        for c in calls {
+            assert!(matches!(c.await.unwrap(), Err(ApiError::Unauthorized(_))));
+        }
+        let stats = v.stats();
+        assert_eq!(stats.verifications, 40, "{stats:?}");
+        assert!(stats.peak_concurrent <= 2, "{stats:?}");
+        // The right secret verifies once, then comes from memory; a wrong secret for the
+        // remembered id is still verified (and refused).
+        let p = authenticate(&v, &bearer(&token)).await.unwrap();
+        assert!(
+            matches!(&p, Principal::User(a) if a.token == "0a0a" && a.role == UserRole::Admin),
+            "{p:?}"
+        );
+        authenticate(&v, &bearer(&token)).await.unwrap();
+        assert_eq!(v.stats().verifications, 41);
+        assert!(authenticate(&v, &bearer(&wrong)).await.is_err());
+        assert_eq!(v.stats().verifications, 42);
     }
 }

@@ -7,9 +7,9 @@
 //! returns); the one high-rate write, a client's check-in, is telemetry the client sends again
 //! at its next cycle, and runs with `NORMAL` ([`relaxed_sync`]): it survives a crash or kill of
 //! the server, and at most the last moments of check-ins are lost on a power cut. A connection
-//! that comes back to the pool still inside a transaction is closed rather than reused. That last rule matters on a full disk: SQLite may roll a transaction
-//! back by itself on `SQLITE_FULL`, the pool's own `ROLLBACK` then fails, and a reused
-//! connection would run every later "transaction" as a savepoint inside one that never
+//! that comes back to the pool still inside a transaction is closed rather than reused. That
+//! last rule matters on a full disk: SQLite may roll a transaction back by itself on
+//! `SQLITE_FULL`, the pool's own `ROLLBACK` then fails, and a reused connection would run every later "transaction" as a savepoint inside one that never
 //! commits (acknowledged writes lost at the next restart, other writers "database is locked").
 //! Errors that mean "the storage cannot take this now" are told apart by [`is_unavailable`].
 
@@ -48,11 +48,15 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
     sqlx::any::install_default_drivers();
     let (url, backend) = match url {
         None => {
-            std::fs::create_dir_all(data_dir).map_err(|e| ServerError::Io {
-                path: data_dir.display().to_string(),
-                source: e,
-            })?;
+            private_dir(data_dir)?;
             let path = data_dir.join("cascade.db");
+            private_file(&path)?;
+            for side in ["cascade.db-wal", "cascade.db-shm"] {
+                let side = data_dir.join(side);
+                if side.exists() {
+                    private_file(&side)?;
+                }
+            }
             (
                 format!("sqlite://{}?mode=rwc", path.display()),
                 Backend::Sqlite,
@@ -124,6 +128,46 @@ pub async fn relaxed_sync(pool: &AnyPool) -> Result<PoolConnection<Any>, sqlx::E
             .await?;
     }
     Ok(conn)
+}
+
+/// Creates `dir` if needed and makes it `0700` whatever the umask
+/// (`docs/operating.md#limits`): it holds the database and the repository keys.
+///
+/// # Errors
+/// When the directory cannot be created or its mode set.
+pub fn private_dir(dir: &Path) -> Result<(), ServerError> {
+    let io = |source| ServerError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Creates `path` empty if it is missing and makes it `0600` whatever the umask. SQLite gives
+/// its `-wal` and `-shm` files the mode of the database file.
+fn private_file(path: &Path) -> Result<(), ServerError> {
+    let io = |source| ServerError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        open.mode(0o600);
+        open.open(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    open.open(path).map_err(io)?;
+    Ok(())
 }
 
 /// Whether `e` means the storage cannot take the request now (disk full, I/O error, the

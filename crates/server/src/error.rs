@@ -28,6 +28,15 @@ pub enum ApiError {
         /// What is wrong, naming the value.
         message: String,
     },
+    /// The request body is over the server's limit (413).
+    #[error("the request body is over the limit of {limit} bytes (`--max-body-bytes`)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A policy write without `If-Match` (428).
+    #[error("{0}")]
+    PreconditionRequired(&'static str),
     /// No credential, or one that is not valid (401).
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -109,6 +118,8 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -124,6 +135,8 @@ impl ApiError {
         match self {
             ApiError::Policy(e) => e.code(),
             ApiError::BadRequest { code, .. } => code,
+            ApiError::TooLarge { .. } => "request.too_large",
+            ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
             ApiError::Forbidden(_) => "auth.forbidden",
             ApiError::NotFound { .. } => "not_found",
@@ -141,7 +154,8 @@ impl ApiError {
         match self {
             ApiError::Policy(e) => e.field(),
             ApiError::BadRequest { field, .. } => field.as_deref(),
-            ApiError::StaleRevision { .. } => Some("If-Match"),
+            ApiError::StaleRevision { .. } | ApiError::PreconditionRequired(_) => Some("If-Match"),
+            ApiError::TooLarge { .. } => Some("body"),
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
@@ -196,14 +210,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<crate::limits::BodyLimit>()
+            .map_or(0, |l| l.0);
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(json_rejection(&e)),
+            Err(e) => Err(json_rejection(&e, limit)),
         }
     }
 }
 
-fn json_rejection(e: &JsonRejection) -> ApiError {
+fn json_rejection(e: &JsonRejection, limit: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::TooLarge { limit };
+    }
     ApiError::BadRequest {
         code: "request.json",
         field: Some("body".into()),

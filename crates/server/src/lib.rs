@@ -10,6 +10,7 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;
@@ -21,13 +22,12 @@ pub mod state;
 pub mod store;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use limits::ServeLimits;
 pub use settings::{Clock, FirstStart, HashCost, Settings, SystemClock};
 use state::{AppState, Inner};
 use store::TokenKind;
@@ -88,6 +88,7 @@ impl Server {
     /// # Errors
     /// See [`ServerError`].
     pub async fn open(settings: Settings) -> Result<Server, ServerError> {
+        db::private_dir(&settings.data_dir)?;
         let db = db::open(&settings.data_dir, settings.database_url.as_deref()).await?;
         let repo_dir = settings.repo_dir();
         std::fs::create_dir_all(&repo_dir).map_err(|e| ServerError::Io {
@@ -95,7 +96,7 @@ impl Server {
             source: e,
         })?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
-        let auth = auth::Verifier::new(store.clone(), settings.clock.clone());
+        let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost);
         let state = AppState::new(Inner {
             db,
             store,
@@ -118,6 +119,8 @@ impl Server {
             metrics: Arc::default(),
             repo_cache: Arc::default(),
             auth,
+            limits: settings.limits,
+            metrics_token: settings.metrics_token.clone(),
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
@@ -171,22 +174,85 @@ impl Server {
             tracing::info!("shutting down");
             let _ = state.shutdown.send(true);
         };
-        // Without TCP_NODELAY a small response waits for the peer's delayed ACK (~40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await
-        .map_err(ServerError::Serve)?;
+        accept_loop(listener, app, self.state.limits, signal).await?;
         self.state.db.pool.close().await;
         Ok(())
     }
+}
+
+/// Accepts connections until `shutdown` completes, at most `limits.max_connections` at a time
+/// (more wait in the listen queue), each served by HTTP/1 with the header-read timeout; then
+/// asks every connection to finish its request in flight and waits for them.
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            s = slots.clone().acquire_owned() => s.map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
+        };
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Without TCP_NODELAY a small response waits for the peer's delayed ACK (~40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let svc =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(tcp), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, %peer, "connection ended");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot: when all are back, all connections have ended.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    Ok(())
 }
 
 /// Opens the server and serves on `listener` until `shutdown` completes (the atuin style).

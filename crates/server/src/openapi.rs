@@ -127,6 +127,18 @@ pub enum PolicyRefusals {
         description = "If-Match names a stale revision; `current_revision` is the stored one"
     )]
     Stale(ErrorBody),
+    /// The body is over the server's limit.
+    #[response(
+        status = 413,
+        description = "`request.too_large`: the body is over the server's limit (`--max-body-bytes`)"
+    )]
+    TooLarge(ErrorBody),
+    /// No `If-Match`.
+    #[response(
+        status = 428,
+        description = "`request.if_match_required`: policy writes need `If-Match` with the revision read"
+    )]
+    PreconditionRequired(ErrorBody),
     /// The change would make the policy invalid.
     #[response(
         status = 422,
@@ -143,6 +155,18 @@ pub enum Unprocessable {
     /// The value is refused; `field` names it.
     #[response(status = 422, description = "A value is refused; `field` names it")]
     Invalid(ErrorBody),
+}
+
+/// A body over the server's limit, for routes with a body that are not policy writes.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum TooLarge {
+    /// The body is over the server's limit.
+    #[response(
+        status = 413,
+        description = "`request.too_large`: the body is over the server's limit (`--max-body-bytes`)"
+    )]
+    TooLarge(ErrorBody),
 }
 
 /// Nothing at this id.

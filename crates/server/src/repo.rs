@@ -1,7 +1,10 @@
 //! Repository serving: the directory `<data-dir>/repo` (or `--repo-dir`) at `/repo/…`,
 //! public and read-only. Every answer has a strong `ETag` (modification time and length, as
 //! nginx does) and honours `If-None-Match` (304). Only plain relative paths are looked up;
-//! anything else (`..`, absolute, undecodable) is 404.
+//! anything else (`..`, absolute, undecodable, an empty segment as in `/repo//x`, a segment
+//! over 255 bytes) is 404, and so is any path through a symbolic link: `/repo/` never leaves
+//! its directory (`docs/operating.md#limits`), except through the operator's links of `site`
+//! and `upstream` to their directories.
 //!
 //! Small whole files (up to [`CACHED_FILE`]) are answered from a memory [`Cache`]: each
 //! request `stat`s the path on its own thread (a microsecond system call for a hot inode,
@@ -31,13 +34,48 @@ use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-/// The relative file path for a `/repo/…` request path, if it is a plain path.
+/// The longest path segment a file system takes (`NAME_MAX`); longer ones are 404.
+const MAX_SEGMENT: usize = 255;
+
+/// The relative file path for a `/repo/…` request path, if it is a plain path: one leading
+/// `/`, no empty, `.` or `..` segment, none longer than [`MAX_SEGMENT`] bytes.
 fn relative(path: &str) -> Option<PathBuf> {
     let decoded = percent_decode_str(path).decode_utf8().ok()?;
-    let p = Path::new(decoded.trim_start_matches('/'));
-    p.components()
-        .all(|c| matches!(c, Component::Normal(_)))
-        .then(|| p.to_path_buf())
+    let rest = decoded.strip_prefix('/')?;
+    if rest.is_empty() {
+        return Some(PathBuf::new());
+    }
+    let body = rest.strip_suffix('/').unwrap_or(rest);
+    let plain = body
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.len() <= MAX_SEGMENT);
+    let p = Path::new(body);
+    (plain && p.components().all(|c| matches!(c, Component::Normal(_)))).then(|| p.to_path_buf())
+}
+
+/// The first-level entries of the repository directory that may be symbolic links to a
+/// directory: the operator links the site repository's public tree as `site`
+/// (`docs/operating.md#keys-and-their-ceremony`), and may mount the mirror the same way.
+const MOUNTS: [&str; 2] = ["site", "upstream"];
+
+/// Whether `rel` under `dir` stays in the directory: no component is a symbolic link, except a
+/// first-level [`MOUNTS`] entry linking to a directory (one `lstat` per component; a missing
+/// component is `false` too).
+fn without_links(dir: &Path, rel: &Path) -> bool {
+    let mut at = dir.to_path_buf();
+    for (i, c) in rel.components().enumerate() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if !m.file_type().is_symlink() => {}
+            Ok(_) if i == 0 && MOUNTS.iter().any(|m| c.as_os_str() == *m) => {
+                if !std::fs::metadata(&at).is_ok_and(|m| m.is_dir()) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whole files up to this size are kept in the [`Cache`]; larger whole files are streamed
@@ -293,6 +331,14 @@ pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
     let Some(rel) = relative(path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let dir = st.dir.clone();
+    let checked = rel.clone();
+    let plain = tokio::task::spawn_blocking(move || without_links(&dir, &checked))
+        .await
+        .unwrap_or(false);
+    if !plain {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let whole = !req.headers().contains_key(RANGE);
     let found = look(&st.cache, st.dir.join(rel), whole);
     if let Some(f) = &found {
@@ -368,6 +414,11 @@ pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
         Ok(r) => r.into_response(),
         Err(never) => match never {},
     };
+    if resp.status().is_server_error() {
+        // `ServeDir` answers 500 for file-system errors (a name too long, a component that
+        // is not a directory): for a client it is simply not there.
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let ok = matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT);
     if let (Some(tag), true) = (range_etag, ok) {
         resp.headers_mut().insert(ETAG, tag);
@@ -385,6 +436,14 @@ mod tests {
         assert_eq!(relative("/a/b.json"), Some(PathBuf::from("a/b.json")));
         assert_eq!(relative("/a/%2e%2e/b"), None);
         assert_eq!(relative("/../etc/passwd"), None);
+        assert_eq!(relative("//site/metadata"), None);
+        assert_eq!(relative("/site//metadata"), None);
+        assert_eq!(
+            relative("/site/metadata/"),
+            Some(PathBuf::from("site/metadata"))
+        );
+        assert_eq!(relative(&format!("/{}", "a".repeat(256))), None);
+        assert!(relative(&format!("/{}", "a".repeat(255))).is_some());
         assert!(matches("W/\"x\", \"y\"", b"\"y\""));
         assert!(!matches("\"x\"", b"\"y\""));
     }

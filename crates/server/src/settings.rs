@@ -100,6 +100,10 @@ pub struct Settings {
     pub on_first_start: FirstStartHook,
     /// Mirroring of the upstream; `None` serves `/repo/upstream/` as it is on disk.
     pub mirror: Option<MirrorSettings>,
+    /// Timeouts, the connection cap and the body-size limit.
+    pub limits: crate::limits::ServeLimits,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>`; `None` leaves it open.
+    pub metrics_token: Option<String>,
 }
 
 impl Settings {
@@ -119,6 +123,8 @@ impl Settings {
             notify_poll: Duration::from_secs(2),
             on_first_start: Arc::new(print_first_start),
             mirror: None,
+            limits: crate::limits::ServeLimits::default(),
+            metrics_token: None,
         }
     }
 
@@ -136,6 +142,7 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "…"))
             .field("repo_dir", &self.repo_dir)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

@@ -49,6 +49,10 @@ pub struct Inner {
     pub repo_cache: Arc<crate::repo::Cache>,
     /// Credential checks, with the tokens already verified.
     pub auth: Verifier,
+    /// Timeouts, the connection cap and the body-size limit.
+    pub limits: crate::limits::ServeLimits,
+    /// The token `/metrics` asks for, if any.
+    pub metrics_token: Option<String>,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }
@@ -85,6 +89,12 @@ impl Deref for AppState {
 impl FromRef<AppState> for Store {
     fn from_ref(st: &AppState) -> Store {
         st.store.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::limits::ServeLimits {
+    fn from_ref(st: &AppState) -> crate::limits::ServeLimits {
+        st.limits
     }
 }
 

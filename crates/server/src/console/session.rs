@@ -246,7 +246,7 @@ pub async fn login(
             Err(page) => return page,
         }
     } else {
-        match auth::check_password(&st.store, user, form.get("password")).await? {
+        match auth::check_password(&st.auth, user, form.get("password")).await? {
             Some(actor) => actor,
             None => {
                 return login_form(

@@ -17,7 +17,7 @@ use cascade_proto::{
 
 use crate::auth::{self, Admin, Operator, Viewer};
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::openapi::{NotFound, Refusals, Taken};
+use crate::openapi::{NotFound, Refusals, Taken, TooLarge};
 use crate::settings::Clock;
 use crate::state::AppState;
 use crate::store::{ClientRecord, Store, StoreError};
@@ -216,7 +216,7 @@ pub async fn delete_client(
     security(("admin" = [])),
     request_body(content = NotifyRequest, description = "Optional: the categories (all when absent or empty)"),
     responses((status = 200, description = "The notification and whom it reached", body = NotifyResponse),
-        Refusals))]
+        Refusals, TooLarge))]
 pub async fn notify(
     Operator(actor): Operator,
     State(st): State<AppState>,

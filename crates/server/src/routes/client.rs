@@ -26,9 +26,10 @@ use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
 use crate::notify::Role;
-use crate::openapi::{Refusals, Unprocessable};
+use crate::openapi::{Refusals, TooLarge, Unprocessable};
 use crate::state::AppState;
 use crate::store::{CheckInRecord, ClientRecord, Enrollment, NewClient, Store};
+use cascade_core::limits;
 
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
@@ -37,7 +38,7 @@ use crate::store::{CheckInRecord, ClientRecord, Enrollment, NewClient, Store};
     security(("enrollment" = [])),
     request_body = EnrollRequest,
     responses((status = 201, description = "Enrolled; the credential is shown once", body = Enrolled),
-        Refusals, Unprocessable))]
+        Refusals, Unprocessable, TooLarge))]
 pub async fn enroll(
     Enroller(token): Enroller,
     State(st): State<AppState>,
@@ -45,17 +46,25 @@ pub async fn enroll(
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<Enrolled>), ApiError> {
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 200 {
+    if name.is_empty() || name.len() > limits::MAX_NAME {
         return Err(ApiError::bad(
             "request.name",
             "name",
-            format!("name: `{}` must be 1 to 200 characters", body.name),
+            format!(
+                "name: `{}` must be 1 to {} characters",
+                limits::cut(&body.name),
+                limits::MAX_NAME
+            ),
         ));
     }
+    text_limit("request.name", "name", &name, limits::MAX_NAME)?;
     let domain = body
         .domain
         .map(|d| d.trim().to_owned())
         .filter(|d| !d.is_empty());
+    if let Some(d) = &domain {
+        text_limit("request.domain", "domain", d, limits::MAX_DOMAIN)?;
+    }
     let agent = body
         .agent_address
         .as_deref()
@@ -173,7 +182,7 @@ pub async fn status(
     security(("client" = [])),
     request_body = CheckIn,
     responses((status = 200, description = "Recorded; the current policy revision", body = CheckInResponse),
-        Refusals))]
+        Refusals, TooLarge))]
 pub async fn checkin(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
@@ -188,7 +197,7 @@ pub async fn checkin(
                 ApiError::bad(
                     "request.ip",
                     "ip",
-                    format!("ip: `{t}` is not an IP address"),
+                    format!("ip: `{}` is not an IP address", limits::cut(t)),
                 )
             })
         })
@@ -202,6 +211,10 @@ pub async fn checkin(
         {
             tracing::warn!(client = %id, "relay report ignored: not an approved update agent");
         }
+    }
+    for (category, version) in &body.installed {
+        let field = format!("installed.{}", category.as_str());
+        text_limit("request.installed", &field, version, limits::MAX_VERSION)?;
     }
     st.store
         .check_in(
@@ -221,6 +234,12 @@ pub async fn checkin(
     }))
 }
 
+/// A 400 naming `field` when `value` is over `max` bytes or holds a control or bidi character
+/// (`docs/api.md#limits`).
+fn text_limit(code: &'static str, field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    limits::check_text(field, value, max).map_err(|e| ApiError::bad(code, field, e.to_string()))
+}
+
 /// Checks a relay report's client list (bounded, real addresses).
 fn check_relay(r: &RelayReport) -> Result<(), ApiError> {
     if r.clients.len() > MAX_REPORTED_CLIENTS {
@@ -237,7 +256,10 @@ fn check_relay(r: &RelayReport) -> Result<(), ApiError> {
         return Err(ApiError::bad(
             "request.relay.ip",
             "relay.clients.ip",
-            format!("relay.clients.ip: `{}` is not an IP address", c.ip),
+            format!(
+                "relay.clients.ip: `{}` is not an IP address",
+                limits::cut(&c.ip)
+            ),
         ));
     }
     Ok(())

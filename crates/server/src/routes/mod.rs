@@ -71,23 +71,34 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// Every route of the server: the JSON API, the repository and the console.
 pub fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
-    api.route(
-        "/repo/{*path}",
-        get(crate::repo::serve).head(crate::repo::serve),
-    )
-    .merge(crate::console::router())
-    .layer(from_fn_with_state(state.clone(), crate::audit::record))
-    .layer(from_fn_with_state(state.clone(), crate::metrics::track))
-    .with_state(state)
+    api.layer(axum::middleware::from_fn(crate::limits::no_store))
+        .route(
+            "/repo/{*path}",
+            get(crate::repo::serve).head(crate::repo::serve),
+        )
+        .merge(crate::console::router())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
+        .layer(from_fn_with_state(state.clone(), crate::audit::record))
+        .layer(from_fn_with_state(state.clone(), crate::limits::guard))
+        .layer(from_fn_with_state(state.clone(), crate::metrics::track))
+        .with_state(state)
 }
 
-/// The revision named by `If-Match` (`"7"`, `7` or `*`), if any.
+/// The revision named by `If-Match` (`"7"`, `7`), or `None` for `*` (write whatever the
+/// current revision is, said on purpose). Every policy write needs the header
+/// (`docs/api.md#limits`): without it a write from a stale read would silently drop another
+/// administrator's change.
 ///
 /// # Errors
-/// 400 naming `If-Match` when it is not a revision number.
+/// 428 when there is no `If-Match`; 400 naming `If-Match` when it is not a revision number.
 pub fn expected_revision(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(IF_MATCH) else {
-        return Ok(None);
+        return Err(ApiError::PreconditionRequired(
+            "policy writes need `If-Match: \"REVISION\"` (the revision you read, from GET \
+             /api/policy or its ETag; `*` to overwrite whatever is current)",
+        ));
     };
     let text = v.to_str().unwrap_or_default().trim();
     if text == "*" {
@@ -98,7 +109,10 @@ pub fn expected_revision(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         ApiError::bad(
             "request.if_match",
             "If-Match",
-            format!("If-Match: `{text}` is not a policy revision (expected e.g. \"7\")"),
+            format!(
+                "If-Match: `{}` is not a policy revision (expected e.g. \"7\")",
+                cascade_proto::limits::cut(text)
+            ),
         )
     })
 }

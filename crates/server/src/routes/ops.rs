@@ -46,8 +46,17 @@ pub async fn healthz(State(store): State<Store>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     summary = "Prometheus text metrics",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "A metrics token is configured (`--metrics-token`) and was not given", body = cascade_proto::ErrorBody),
         (status = 500, description = "The database failed", body = cascade_proto::ErrorBody)))]
-pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if !crate::limits::metrics_allowed(st.metrics_token.as_deref(), &headers) {
+        return Err(ApiError::Unauthorized(
+            "/metrics needs `Authorization: Bearer <metrics token>` (--metrics-token)",
+        ));
+    }
     let now = st.clock.now();
     let stale = stale_secs(&st);
     let mut counts = [0u64; ClientState::ALL.len()];

@@ -52,9 +52,10 @@ pub async fn put_policy(
     Admin(actor): Admin,
     State(store): State<Store>,
     headers: HeaderMap,
-    ApiJson(doc): ApiJson<PolicyDoc>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
+    let doc = policy_object(body)?;
     let stored = store.replace_policy(expected, &actor, doc).await?;
     let policy = PolicyDoc::from_policy(&stored.policy);
     Ok(Revisioned::ok(
@@ -64,6 +65,33 @@ pub async fn put_policy(
             policy,
         },
     ))
+}
+
+/// The body as a policy document; only a JSON object is one (serde would also read a
+/// positional array such as `[]` or `["customized"]` into the struct and reset the rest).
+fn policy_object(body: serde_json::Value) -> Result<PolicyDoc, ApiError> {
+    if !body.is_object() {
+        let kind = match &body {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Null => "null",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return Err(ApiError::bad(
+            "request.json",
+            "body",
+            format!("body: the policy must be a JSON object, not {kind}"),
+        ));
+    }
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::bad(
+            "request.json",
+            "body",
+            format!("body: {}", cascade_core::limits::cut(&e.to_string())),
+        )
+    })
 }
 
 fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {

@@ -728,6 +728,22 @@ fn the_document_describes_each_operation_with_its_types() {
                 );
             }
         }
+        // A body may be too large (413); a policy write needs `If-Match` (428).
+        if r.request.is_some() {
+            assert!(
+                op["responses"].get("413").is_some(),
+                "{what}: 413 not documented"
+            );
+        }
+        let if_match = op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "If-Match"));
+        if if_match {
+            assert!(
+                op["responses"].get("428").is_some(),
+                "{what}: 428 not documented"
+            );
+        }
         // Path parameters.
         let named: BTreeSet<&str> = r
             .path
@@ -814,12 +830,19 @@ async fn drive(s: &TestServer, r: &Row, client: &mut Option<(String, String)>) {
         return;
     }
     let method: Method = r.method.to_uppercase().parse().unwrap();
+    // Admin writes are sent at the current revision (policy writes need `If-Match`).
+    let tag = if r.who == Who::Admin && method != Method::GET {
+        Some(format!("\"{}\"", s.revision().await))
+    } else {
+        None
+    };
+    let headers: Vec<(&str, &str)> = tag.iter().map(|t| ("if-match", t.as_str())).collect();
     let reply = s
         .call(
             method,
             &path,
             token.as_deref(),
-            &[],
+            &headers,
             r.request.as_ref().and_then(|b| json(&b.1)),
         )
         .await;

@@ -201,8 +201,17 @@ impl TestServer {
         }
     }
 
-    /// An admin call.
+    /// An admin call; a policy write is sent at the current revision (`If-Match`, which the
+    /// server requires), read first.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Body>) -> Reply {
+        let policy_write = method != Method::GET
+            && ["/api/policy", "/api/agents", "/api/sources"]
+                .iter()
+                .any(|p| path.starts_with(p));
+        if policy_write {
+            let rev = self.revision().await;
+            return self.admin_at(rev, method, path, body).await;
+        }
         self.call(method, path, Some(&self.admin), &[], body).await
     }
 
@@ -220,7 +229,7 @@ impl TestServer {
     }
 
     pub async fn policy(&self) -> Value {
-        self.admin(Method::GET, "/api/policy", None)
+        self.call(Method::GET, "/api/policy", Some(&self.admin), &[], None)
             .await
             .expect(200)
     }

@@ -15,6 +15,7 @@ mod contract;
 mod durability;
 mod enrollment;
 mod harness;
+mod limits;
 mod mirror;
 mod notify;
 mod ops;

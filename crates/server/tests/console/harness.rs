@@ -62,6 +62,20 @@ impl TestServer {
             .http
             .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(token);
+        if method != Method::GET {
+            // Policy writes need `If-Match`: send the current revision.
+            let rev: Value = self
+                .http
+                .get(format!("{}/api/policy/settings", self.url))
+                .bearer_auth(&self.admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            req = req.header("if-match", format!("\"{}\"", rev["revision"]));
+        }
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
