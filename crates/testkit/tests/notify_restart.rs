@@ -12,6 +12,7 @@ use cascade_core::Category;
 use cascade_testkit::{wait_until, AgentHandle, CountingProxy, Fleet};
 
 const EVENTS: &str = "/api/client/events";
+const CHECKIN: &str = "/api/client/checkin";
 
 /// Event streams of ordinary clients held now (`/metrics`).
 async fn client_streams(fleet: &Fleet) -> u64 {
@@ -126,4 +127,68 @@ async fn notify_posted_while_streams_are_down_reaches_agents_after_a_restart() {
     for a in &mut agents {
         a.stop().await.unwrap();
     }
+}
+
+// An agent that installs while the server is down reports the new version as soon as the
+// server is back (its event stream reconnects), not at its next scheduled cycle an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_while_the_server_is_down_is_reported_when_it_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (upstream, root, mut fleet) = cascade_testkit::upstream_and_server(tmp.path(), b"one")
+        .await
+        .unwrap();
+    // Components straight from the upstream, so the agent can install without the server.
+    fleet
+        .apply_policy(&format!(
+            "mode = \"customized\"\nactiveupdate_url = \"{}\"\n\
+             [fallback]\ncomponents_from_server = false\n",
+            upstream.url().unwrap()
+        ))
+        .await
+        .unwrap();
+    let proxy = CountingProxy::start(fleet.url.clone(), SocketAddr::from(([127, 0, 4, 1], 0)))
+        .await
+        .unwrap();
+    let dir = tmp.path().join("c1");
+    let mut cfg = fleet.agent_config(&dir, IpAddr::from([127, 0, 2, 1]), None, Some(&root));
+    cfg.server = Some(proxy.url());
+    cascade_testkit::update_once(cfg.clone()).await.unwrap();
+    assert_eq!(installed(&dir).as_deref(), Some("1"));
+    let text = std::fs::read_to_string(dir.join("identity.json")).unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reported(&fleet, &id).await.as_deref(), Some("patterns 1"));
+
+    proxy.hold(CHECKIN);
+    fleet.stop().await;
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "2",
+            &[("patterns.db", b"two")],
+        )
+        .await
+        .unwrap();
+    // The agent starts while the server is down: its first cycle installs version 2 from the
+    // upstream, and its check-in (held until then, so it cannot meet the restarted server)
+    // fails.
+    let mut agent = AgentHandle::spawn(cfg);
+    wait_until(Duration::from_secs(30), || async { proxy.waiting() == 1 })
+        .await
+        .unwrap();
+    assert_eq!(installed(&dir).as_deref(), Some("2"));
+    proxy.release();
+    // The released check-in meets the closed port at once (502); give it a moment to.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fleet.restart().await.unwrap();
+    let back = wait_until(Duration::from_secs(30), || async {
+        reported(&fleet, &id).await.as_deref() == Some("patterns 2")
+    })
+    .await;
+    let now = reported(&fleet, &id).await;
+    assert!(back.is_ok(), "the server shows {now:?}");
+    agent.stop().await.unwrap();
 }
