@@ -124,6 +124,9 @@ struct Agent {
     api: Client,
     updater: Updater,
     relay: Option<Arc<Relay>>,
+    /// The last check-in that did not reach the server, sent again when the event stream
+    /// reconnects (the server is back) instead of at the next interval.
+    unsent: std::sync::Mutex<Option<CheckIn>>,
     _lock: std::fs::File,
 }
 
@@ -217,6 +220,7 @@ impl Agent {
             api,
             updater,
             relay,
+            unsent: std::sync::Mutex::default(),
             _lock: lock,
         })
     }
@@ -372,8 +376,12 @@ impl Agent {
             last_update: Some(report.clone()),
             relay: self.relay.as_ref().map(|r| r.report()),
         };
-        if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
-            tracing::warn!(error = %e, "check-in failed; the report is kept for the next one");
+        let sent = self.api.checkin(&self.id.credential, &checkin).await;
+        if let Err(e) = &sent {
+            tracing::warn!(error = %e, "check-in failed; sent again when the server is back");
+        }
+        if let Ok(mut unsent) = self.unsent.lock() {
+            *unsent = sent.is_err().then_some(checkin);
         }
         Ok(report)
     }
@@ -411,6 +419,19 @@ impl Agent {
             }
         }
         Ok(found)
+    }
+
+    /// Sends the check-in that failed last, if any (the server is reachable again).
+    async fn send_unsent(&self) {
+        let Some(checkin) = self.unsent.lock().ok().and_then(|mut u| u.take()) else {
+            return;
+        };
+        if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+            tracing::warn!(error = %e, "check-in failed again");
+            if let Ok(mut unsent) = self.unsent.lock() {
+                unsent.get_or_insert(checkin);
+            }
+        }
     }
 
     /// Between cycles: checks in with the relay's report whenever it served more requests
@@ -518,7 +539,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let agent = Arc::new(Agent::start(cfg).await?);
-    let (tx, mut rx) = mpsc::channel::<Notice>(16);
+    let (tx, mut rx) = mpsc::channel::<Heard>(16);
     let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
     let (relay_stop, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay_task = match (&agent.relay, agent.cfg.relay_listen) {
@@ -546,7 +567,7 @@ pub async fn run(
         .cfg
         .verify_interval
         .map(|_| tokio::time::Instant::now());
-    loop {
+    'cycles: loop {
         if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
             if tokio::time::Instant::now() >= due {
                 match agent.verify().await {
@@ -567,16 +588,24 @@ pub async fn run(
         n += 1;
         let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
         let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(notice) = rx.recv() => {
-                let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(delay) => {}
-                }
+        let next = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break 'cycles,
+                Some(heard) = rx.recv() => match heard {
+                    // The server is back: deliver a check-in that failed meanwhile.
+                    Heard::Hello => agent.send_unsent().await,
+                    Heard::Notice(notice) => {
+                        let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
+                        tokio::select! {
+                            () = &mut shutdown => break 'cycles,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        break;
+                    }
+                },
+                () = tokio::time::sleep_until(next) => break,
             }
-            () = tokio::time::sleep(wait) => {}
         }
     }
     events.abort();
@@ -589,18 +618,34 @@ pub async fn run(
     Ok(())
 }
 
-/// Holds the notification stream, reconnecting with a growing pause when it drops.
-async fn listen(api: Client, credential: String, tx: mpsc::Sender<Notice>) {
+/// What the notification stream told the agent.
+enum Heard {
+    /// The stream (re)connected: the server is reachable.
+    Hello,
+    /// A Notify All Clients.
+    Notice(Notice),
+}
+
+/// Holds the notification stream, reconnecting with a growing pause when it drops. A
+/// reconnection sends the id of the last notice heard (`Last-Event-ID`), so the server
+/// replays only a newer one it missed (`docs/architecture.md#notify-across-restarts`).
+async fn listen(api: Client, credential: String, tx: mpsc::Sender<Heard>) {
     let mut pause = Duration::from_millis(500);
+    let mut last: Option<i64> = None;
     loop {
-        if let Ok(stream) = api.events(&credential).await {
+        if let Ok(stream) = api.events_after(&credential, last).await {
             pause = Duration::from_millis(500);
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
-                if let Event::Notify(n) = ev {
-                    if tx.send(n).await.is_err() {
-                        return;
+                let heard = match ev {
+                    Event::Hello(_) => Heard::Hello,
+                    Event::Notify(n) => {
+                        last = Some(last.map_or(n.id, |l| l.max(n.id)));
+                        Heard::Notice(n)
                     }
+                };
+                if tx.send(heard).await.is_err() {
+                    return;
                 }
             }
         }

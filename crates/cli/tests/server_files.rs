@@ -32,7 +32,7 @@ fn data_files_are_private_under_umask_zero() {
     let started = out
         .lines()
         .map_while(Result::ok)
-        .any(|l| l.starts_with("admin token"));
+        .any(|l| l.starts_with("enrollment token"));
     let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
     let dir = mode(&data);
     let db = mode(&data.join("cascade.db"));

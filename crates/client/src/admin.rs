@@ -480,7 +480,7 @@ impl AdminClient {
         at: Option<i64>,
     ) -> Result<p::PolicyResponse, ClientError> {
         let body = p::RestoreRequest { revision };
-        self.write(Method::POST, "api/policy/restore", at, Some(&body))
+        self.write_at(Method::POST, "api/policy/restore", at, Some(&body))
             .await
     }
 }

@@ -105,10 +105,26 @@ impl Client {
         &self,
         credential: &str,
     ) -> Result<impl Stream<Item = Event> + Send + 'static, ClientError> {
-        let req = self
+        self.events_after(credential, None).await
+    }
+
+    /// [`Client::events`], reconnecting after notice `last` (sent as `Last-Event-ID`): the
+    /// server replays only a newer notice the client missed.
+    ///
+    /// # Errors
+    /// Unreachable server or refused credential.
+    pub async fn events_after(
+        &self,
+        credential: &str,
+        last: Option<i64>,
+    ) -> Result<impl Stream<Item = Event> + Send + 'static, ClientError> {
+        let mut req = self
             .stream_http
             .get(self.url("api/client/events")?)
             .bearer_auth(credential);
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
         let resp = send(req).await?;
         Ok(resp
             .bytes_stream()

@@ -39,6 +39,7 @@ pub struct Fleet {
     pub site: Upstream,
     api: AdminClient,
     server: RunningServer,
+    settings: Settings,
 }
 
 impl Fleet {
@@ -77,7 +78,7 @@ impl Fleet {
     pub async fn start_with(settings: Settings, listen: SocketAddr) -> Result<Fleet, KitError> {
         let data_dir = settings.data_dir.clone();
         let repo_dir = settings.repo_dir();
-        let server = RunningServer::start(settings, listen).await?;
+        let server = RunningServer::start(settings.clone(), listen).await?;
         let site = Self::site_repo(&data_dir, &repo_dir).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -105,7 +106,19 @@ impl Fleet {
             data_dir,
             site,
             server,
+            settings,
         })
+    }
+
+    /// Stops the server and starts it again on the same address and data directory (the
+    /// state it committed survives; streams and in-memory state do not).
+    ///
+    /// # Errors
+    /// When the server cannot stop, rebind or open its store again.
+    pub async fn restart(&mut self) -> Result<(), KitError> {
+        self.server.stop().await?;
+        self.server = RunningServer::start(self.settings.clone(), self.server.addr).await?;
+        Ok(())
     }
 
     /// The server's own repository lives in `<data>/site-repo`; its public tree is linked

@@ -61,6 +61,22 @@ impl Upstream {
         version: &str,
         files: &[(&str, &[u8])],
     ) -> Result<(), KitError> {
+        self.publish_with(category, name, version, files, PublishOptions::default())
+            .await
+    }
+
+    /// [`Upstream::publish`] with `options` (e.g. no deltas, for large random content).
+    ///
+    /// # Errors
+    /// When publishing fails.
+    pub async fn publish_with(
+        &self,
+        category: Category,
+        name: &str,
+        version: &str,
+        files: &[(&str, &[u8])],
+        options: PublishOptions,
+    ) -> Result<(), KitError> {
         let src = self.dir.join("incoming").join(version);
         std::fs::create_dir_all(&src).map_err(|e| kit("stage files")(&e))?;
         let mut paths = Vec::new();
@@ -75,7 +91,7 @@ impl Upstream {
                 name,
                 version,
                 &paths,
-                PublishOptions::default(),
+                options,
                 jiff::Timestamp::now(),
             )
             .await

@@ -137,6 +137,9 @@ pub struct FanOut {
     pub jitter_ms: u64,
     /// Delay before clients are told.
     pub clients_after_ms: u64,
+    /// For how long the notice is still delivered to streams that (re)connect later
+    /// (after a server restart, a dropped connection), seconds.
+    pub replay_window_s: u64,
 }
 
 /// `GET /api/enrollment-token` answer: when the current token was made (never the token:

@@ -115,6 +115,7 @@ impl Server {
                 settings.jitter_per_client,
                 settings.max_jitter,
                 settings.notify_poll,
+                settings.notify_replay_window,
             )),
             metrics: Arc::default(),
             repo_cache: Arc::default(),

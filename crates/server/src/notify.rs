@@ -4,6 +4,12 @@
 //! Clients not connected pick the change up at their next poll (the policy revision and
 //! their own schedule).
 //!
+//! A stream that (re)connects hears, right after its `hello`, the newest notice issued within
+//! the replay window that the client has not acted on: newer than the `Last-Event-ID` it sent
+//! and not older than its last check-in ([`missed`]). So a notify issued while the server
+//! restarted, or while a client's connection was down, still reaches it
+//! (`docs/architecture.md#notify-across-restarts`).
+//!
 //! Every notify is a row in `notifications`; [`follow`] polls that table so a notify issued
 //! on one replica reaches the streams held by every other replica sharing the database.
 
@@ -49,6 +55,7 @@ pub struct Notifier {
     poll: Duration,
     /// Ids of clients deleted on this replica: their open streams end at once.
     forgotten: broadcast::Sender<Arc<str>>,
+    replay_window: Duration,
     /// The highest notification id looked at, and the ids this replica sent itself.
     seen: tokio::sync::Mutex<Seen>,
 }
@@ -66,6 +73,7 @@ impl Notifier {
         jitter_per_client: Duration,
         max_jitter: Duration,
         poll: Duration,
+        replay_window: Duration,
     ) -> Self {
         Notifier {
             agents: broadcast::channel(64).0,
@@ -75,6 +83,7 @@ impl Notifier {
             max_jitter,
             poll,
             forgotten: broadcast::channel(64).0,
+            replay_window,
             seen: tokio::sync::Mutex::default(),
         }
     }
@@ -106,13 +115,23 @@ impl Notifier {
         }
     }
 
+    /// The jitter hint for `clients` connected clients.
+    fn jitter_ms(&self, clients: usize) -> u64 {
+        let per = u64::try_from(self.jitter_per_client.as_millis()).unwrap_or(u64::MAX);
+        let max = u64::try_from(self.max_jitter.as_millis()).unwrap_or(u64::MAX);
+        per.saturating_mul(clients as u64).min(max)
+    }
+
+    /// The replay window in whole seconds.
+    fn replay_window_s(&self) -> u64 {
+        self.replay_window.as_secs()
+    }
+
     /// Sends notice `id`: agents now, clients after the head start.
     pub fn send(&self, id: i64, categories: Vec<Category>, issued_at: i64) -> FanOut {
         let agents = self.agents.receiver_count();
         let clients = self.clients.receiver_count();
-        let per = u64::try_from(self.jitter_per_client.as_millis()).unwrap_or(u64::MAX);
-        let max = u64::try_from(self.max_jitter.as_millis()).unwrap_or(u64::MAX);
-        let jitter_ms = per.saturating_mul(clients as u64).min(max);
+        let jitter_ms = self.jitter_ms(clients);
         let delay = if agents == 0 {
             Duration::ZERO
         } else {
@@ -146,8 +165,46 @@ impl Notifier {
             clients,
             jitter_ms,
             clients_after_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            replay_window_s: self.replay_window_s(),
         }
     }
+}
+
+/// What a (re)connecting stream has missed: the newest notice issued within the replay
+/// window before `now`, newer than `last_event` (the `Last-Event-ID` the client sent) and
+/// not older than `last_seen` (its last check-in: a client that reported after a notice has
+/// acted on it), rendered for `role` (agents: no jitter; clients: the jitter hint for the
+/// clients connected now). A notice of the same second as the check-in is replayed: one
+/// extra cycle costs less than a missed update.
+///
+/// # Errors
+/// Database errors.
+pub async fn missed(
+    notifier: &Notifier,
+    store: &Store,
+    role: Role,
+    last_event: Option<i64>,
+    last_seen: Option<i64>,
+    now: i64,
+) -> Result<Option<Arc<Rendered>>, StoreError> {
+    let window = i64::try_from(notifier.replay_window_s()).unwrap_or(i64::MAX);
+    let since = now
+        .saturating_sub(window)
+        .max(last_seen.unwrap_or(i64::MIN));
+    let Some(n) = store.newest_notice(last_event.unwrap_or(0), since).await? else {
+        return Ok(None);
+    };
+    let (stage, jitter_ms) = match role {
+        Role::Agent => (Stage::Agents, 0),
+        Role::Client => (Stage::Clients, notifier.jitter_ms(notifier.connected(role))),
+    };
+    Ok(Some(Rendered::of(&Notice {
+        id: n.id,
+        categories: n.categories,
+        stage,
+        jitter_ms,
+        issued_at: n.issued_at,
+    })))
 }
 
 /// Records a notify (by `actor`, at `now`) and sends it to this replica's streams; returns

@@ -96,6 +96,10 @@ pub struct Settings {
     pub max_jitter: Duration,
     /// How often to look for notifies issued by other replicas sharing the database.
     pub notify_poll: Duration,
+    /// A notify is still delivered to event streams that (re)connect within this long after
+    /// it was issued, unless the client sent a later event id or checked in since
+    /// (`docs/architecture.md#notify-across-restarts`).
+    pub notify_replay_window: Duration,
     /// Told the first-start secrets; the default prints them to stdout.
     pub on_first_start: FirstStartHook,
     /// Mirroring of the upstream; `None` serves `/repo/upstream/` as it is on disk.
@@ -121,6 +125,7 @@ impl Settings {
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
             notify_poll: Duration::from_secs(2),
+            notify_replay_window: Duration::from_secs(3600),
             on_first_start: Arc::new(print_first_start),
             mirror: None,
             limits: crate::limits::ServeLimits::default(),

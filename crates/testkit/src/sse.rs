@@ -30,13 +30,26 @@ impl Sse {
         base: &str,
         credential: &str,
     ) -> Result<Sse, KitError> {
+        Self::connect_after(http, base, credential, None).await
+    }
+
+    /// [`Sse::connect`], sending `last` as `Last-Event-ID` when given (a reconnection after
+    /// that notice).
+    ///
+    /// # Errors
+    /// Transport failure, or an answer other than 200.
+    pub async fn connect_after(
+        http: &reqwest::Client,
+        base: &str,
+        credential: &str,
+        last: Option<i64>,
+    ) -> Result<Sse, KitError> {
         let url = format!("{}/api/client/events", base.trim_end_matches('/'));
-        let resp = http
-            .get(url)
-            .bearer_auth(credential)
-            .send()
-            .await
-            .map_err(|e| kit("event stream")(&e))?;
+        let mut req = http.get(url).bearer_auth(credential);
+        if let Some(id) = last {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let resp = req.send().await.map_err(|e| kit("event stream")(&e))?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(kit("event stream")(&format!(
                 "answered {}, not 200",

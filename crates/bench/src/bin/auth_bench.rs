@@ -81,7 +81,7 @@ async fn main() -> Result<()> {
     let mut lines = BufReader::new(stdout).lines();
     let mut admin = None;
     while let Some(line) = lines.next() {
-        if line?.starts_with("admin token") {
+        if line?.starts_with("its API token") {
             admin = lines.next().transpose()?.map(|l| l.trim().to_owned());
             break;
         }

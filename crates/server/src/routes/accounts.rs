@@ -12,7 +12,7 @@ use cascade_proto::{
 
 use crate::auth::{self, AdminActor, Viewer};
 use crate::error::{ApiError, ApiJson};
-use crate::openapi::{NotFound, Refusals, Taken};
+use crate::openapi::{NotFound, Refusals, Taken, TooLarge};
 use crate::state::AppState;
 
 /// A user name: 1 to 64 letters, digits, `.`, `_`, `-`.
@@ -66,7 +66,7 @@ pub async fn list_users(
     summary = "Make a user with a role and a password (admin only)",
     security(("admin" = [])),
     request_body = NewUser,
-    responses((status = 201, description = "The user", body = UserView), Refusals, Taken))]
+    responses((status = 201, description = "The user", body = UserView), Refusals, Taken, TooLarge))]
 pub async fn create_user(
     AdminActor(actor): AdminActor,
     State(st): State<AppState>,
@@ -115,7 +115,7 @@ async fn keep_an_admin(st: &AppState, name: &str) -> Result<(), ApiError> {
     security(("admin" = [])),
     params(("name" = String, Path, description = "The user's name")),
     request_body = UserPatch,
-    responses((status = 200, description = "The user", body = UserView), Refusals, NotFound))]
+    responses((status = 200, description = "The user", body = UserView), Refusals, NotFound, TooLarge))]
 pub async fn patch_user(
     AdminActor(actor): AdminActor,
     State(st): State<AppState>,
@@ -194,7 +194,7 @@ pub async fn list_tokens(
     summary = "Make an API token (shown once) for the caller, or for another user (admin only)",
     security(("admin" = [])),
     request_body = NewToken,
-    responses((status = 201, description = "The token, shown once", body = IssuedToken), Refusals, NotFound))]
+    responses((status = 201, description = "The token, shown once", body = IssuedToken), Refusals, NotFound, TooLarge))]
 pub async fn create_token(
     Viewer(actor): Viewer,
     State(st): State<AppState>,

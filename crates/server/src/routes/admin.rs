@@ -307,7 +307,7 @@ pub async fn list_enrollment_tokens(
     security(("admin" = [])),
     request_body = NewEnrollmentToken,
     responses((status = 201, description = "The token, shown once", body = IssuedEnrollmentToken),
-        Refusals))]
+        Refusals, TooLarge))]
 pub async fn create_enrollment_token(
     Admin(actor): Admin,
     State(st): State<AppState>,

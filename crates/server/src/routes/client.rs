@@ -274,16 +274,39 @@ async fn own_record(store: &Store, id: &str) -> Result<ClientRecord, ApiError> {
 }
 
 /// `GET /api/client/events`: server-sent events. First `event: hello` with the caller's
-/// role, then `event: notify` for each Notify All Clients. Ends when the server stops.
+/// role, then the newest notice the client missed (issued within the replay window, newer
+/// than its `Last-Event-ID`, not older than its last check-in; see
+/// `docs/architecture.md#notify-across-restarts`), then `event: notify` for each Notify All
+/// Clients. Ends when the server stops.
 #[utoipa::path(get, path = "/api/client/events", tag = "client",
-    summary = "Server-sent events: `hello` (Hello), then `notify` (Notice) for each Notify All Clients",
+    summary = "Server-sent events: `hello` (Hello), the newest missed notice if any, then `notify` (Notice) for each Notify All Clients",
     security(("client" = [])),
+    params(("Last-Event-ID" = Option<i64>, Header, description = "The id of the last notice the client received; only newer ones are replayed")),
     responses((status = 200, description = "The event stream; each event's data is one of these",
         content_type = "text/event-stream", body = StreamEvent), Refusals))]
 pub async fn events(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
+    let last_event = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "request.last_event_id",
+                        "Last-Event-ID",
+                        format!(
+                            "Last-Event-ID: `{}` is not a notice id",
+                            String::from_utf8_lossy(v.as_bytes())
+                        ),
+                    )
+                })?,
+        ),
+    };
     let cur = st.store.current().await?;
     let me = own_record(&st.store, &id).await?;
     let agent = me.agent_address.filter(|_| me.agent_approved_at.is_some());
@@ -296,14 +319,29 @@ pub async fn events(
     } else {
         Role::Client
     };
+    // Subscribe before looking for a missed notice, so a notify issued in between is heard
+    // (perhaps twice: a second cycle is harmless, a lost one is not).
     let rx = st.notifier.subscribe(role);
     let forgotten = st.notifier.forgotten();
     let shutdown = st.shutdown.subscribe();
+    let missed = crate::notify::missed(
+        &st.notifier,
+        &st.store,
+        role,
+        last_event,
+        me.last_seen,
+        st.clock.now(),
+    )
+    .await?;
     let me: std::sync::Arc<str> = std::sync::Arc::from(id.as_str());
     let hello = Event::default().event("hello").json_data(Hello {
         client_id: id,
         role,
         revision: cur.revision,
+    });
+    let replay = missed.map(|n| {
+        st.metrics.delivered(role);
+        Ok(notify_event(&n))
     });
     let notices = stream::unfold(
         (rx, shutdown, forgotten, st.clone()),
@@ -326,11 +364,7 @@ pub async fn events(
                     match got {
                         Ok(n) => {
                             st.metrics.delivered(role);
-                            let ev = Event::default()
-                                .event("notify")
-                                .id(n.id.to_string())
-                                .data(&n.json);
-                            return Some((Ok(ev), (rx, sd, gone, st)));
+                            return Some((Ok(notify_event(&n)), (rx, sd, gone, st)));
                         }
                         Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return None,
@@ -339,8 +373,19 @@ pub async fn events(
             }
         },
     );
-    Ok(
-        Sse::new(stream::once(async move { hello }).chain(notices))
-            .keep_alive(KeepAlive::default()),
+    Ok(Sse::new(
+        stream::once(async move { hello })
+            .chain(stream::iter(replay))
+            .chain(notices),
     )
+    .keep_alive(KeepAlive::default()))
+}
+
+/// `event: notify` with the notice's id as the event id (what the client sends back as
+/// `Last-Event-ID`).
+fn notify_event(n: &crate::notify::Rendered) -> Event {
+    Event::default()
+        .event("notify")
+        .id(n.id.to_string())
+        .data(&n.json)
 }

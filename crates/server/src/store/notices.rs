@@ -56,6 +56,26 @@ impl Store {
         Ok(id)
     }
 
+    /// The newest notification with an id above `after` issued at `since` or later.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn newest_notice(
+        &self,
+        after: i64,
+        since: i64,
+    ) -> Result<Option<NoticeRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, issued_at, categories FROM notifications \
+             WHERE id > $1 AND issued_at >= $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(after)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
     /// Notifications after `id`, oldest first.
     ///
     /// # Errors
@@ -67,15 +87,16 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.try_get("categories")?;
-                Ok(NoticeRecord {
-                    id: r.try_get("id")?,
-                    issued_at: r.try_get("issued_at")?,
-                    categories: serde_json::from_str(&text).unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(record).collect()
     }
+}
+
+/// A row of `SELECT id, issued_at, categories`.
+fn record(r: &sqlx::any::AnyRow) -> Result<NoticeRecord, StoreError> {
+    let text: String = r.try_get("categories")?;
+    Ok(NoticeRecord {
+        id: r.try_get("id")?,
+        issued_at: r.try_get("issued_at")?,
+        categories: serde_json::from_str(&text).unwrap_or_default(),
+    })
 }

@@ -198,3 +198,87 @@ async fn a_deleted_clients_stream_closes_at_once() {
     assert_eq!(event, "notify");
     s.stop().await;
 }
+
+// A stream that (re)connects hears, right after `hello`, the newest notice it missed
+// (`docs/architecture.md#notify-across-restarts`): not one older than the `Last-Event-ID` it
+// sends, not one older than its last check-in, not one outside the replay window; a
+// `Last-Event-ID` that is not a notice id is refused.
+#[tokio::test]
+async fn reconnecting_stream_hears_the_newest_missed_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (_, c) = s.enroll_client("pc", None).await;
+    let notify = || async { s.admin(Method::POST, "/api/notify", None).await.expect(200) };
+    let first = notify().await;
+    let second = notify().await;
+    assert_eq!(first["fan_out"]["clients"], 0);
+    assert_eq!(second["fan_out"]["replay_window_s"], 3600);
+    let second = second["id"].as_i64().unwrap();
+
+    // Not connected for either: the newest is sent after hello, as a client's notice.
+    let mut sse = Sse::connect(&s.http, &s.url, &c).await.unwrap();
+    hello_first(&mut sse).await;
+    assert_eq!(next_notice_id(&mut sse).await, second);
+    drop(sse);
+
+    // Naming the last id heard: nothing old; the next event is the next notice.
+    let mut sse = Sse::connect_after(&s.http, &s.url, &c, Some(second))
+        .await
+        .unwrap();
+    hello_first(&mut sse).await;
+    let third = notify().await["id"].as_i64().unwrap();
+    assert_eq!(next_notice_id(&mut sse).await, third);
+    drop(sse);
+
+    // A check-in after the notice: the client acted on it, nothing is replayed.
+    s.clock.advance(1);
+    s.call(
+        Method::POST,
+        "/api/client/checkin",
+        Some(&c),
+        &[],
+        raw("{}"),
+    )
+    .await
+    .expect(200);
+    let mut sse = Sse::connect(&s.http, &s.url, &c).await.unwrap();
+    hello_first(&mut sse).await;
+    let fourth = notify().await["id"].as_i64().unwrap();
+    assert_eq!(next_notice_id(&mut sse).await, fourth);
+    drop(sse);
+
+    // Outside the replay window: nothing is replayed.
+    s.clock.advance(3601);
+    let mut sse = Sse::connect_after(&s.http, &s.url, &c, Some(third))
+        .await
+        .unwrap();
+    hello_first(&mut sse).await;
+    let fifth = notify().await["id"].as_i64().unwrap();
+    assert_eq!(next_notice_id(&mut sse).await, fifth);
+    drop(sse);
+
+    s.call(
+        Method::GET,
+        "/api/client/events",
+        Some(&c),
+        &[("Last-Event-ID", "twelve")],
+        None,
+    )
+    .await
+    .expect_error(400, "request.last_event_id", "Last-Event-ID");
+}
+
+/// The next event, a notice: its id.
+async fn next_notice_id(sse: &mut Sse) -> i64 {
+    let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert_eq!(event, "notify", "{data}");
+    data["id"].as_i64().unwrap()
+}
+
+/// The next event is `hello`.
+async fn hello_first(sse: &mut Sse) {
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+}
