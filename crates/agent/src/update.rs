@@ -521,7 +521,14 @@ pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(
 /// of interrupted installs are removed by each cycle, the relay's temporary files by the relay.
 /// Returns how many files were removed.
 pub fn clean_debris(data: &DataDir, now: std::time::SystemTime) -> usize {
-    let removed = cascade_repo::fsutil::remove_debris(data.root(), &[".tmp-"])
+    // The trust scratch copies of loads a kill interrupted (`.load-*`): nothing reads them, and
+    // under the data directory's lock no load of ours is running yet.
+    let scratch: usize = [TrustDomain::Upstream, TrustDomain::Site]
+        .into_iter()
+        .map(|d| cascade_repo::fsutil::remove_dirs_with_prefix(&data.trust(d), ".load-"))
+        .sum();
+    let removed = scratch
+        + cascade_repo::fsutil::remove_debris(data.root(), &[".tmp-"])
         + cascade_repo::fsutil::remove_older_than(&partial_dir(data), PARTIAL_MAX_AGE, now);
     if removed > 0 {
         tracing::info!(removed, "removed the temporary files of a killed agent");

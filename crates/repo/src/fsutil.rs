@@ -305,6 +305,20 @@ pub fn remove_debris(dir: &Path, prefixes: &[&str]) -> usize {
     removed
 }
 
+/// Remove the directories directly in `dir` whose names start with `prefix` (scratch
+/// directories of an interrupted operation), with what they hold. Returns how many.
+pub fn remove_dirs_with_prefix(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter(|e| fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
 /// Remove the files directly in `dir` last written more than `max_age` before `now` (stale
 /// partial downloads nobody resumed). Returns how many were removed.
 pub fn remove_older_than(

@@ -1,6 +1,7 @@
 //! Crash debris of an agent (`docs/operating.md#crash-debris`): the temporary files of atomic
-//! writes a killed agent left anywhere in its data directory, and partial downloads nobody
-//! resumed for a week, are removed when the agent starts; fresh partial downloads stay.
+//! writes a killed agent left anywhere in its data directory, the trust scratch copies of
+//! metadata loads it interrupted, and partial downloads nobody resumed for a week, are removed
+//! when the agent starts; fresh partial downloads stay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, SystemTime};
@@ -37,6 +38,10 @@ async fn agent_start_removes_a_killed_agents_debris() {
     for d in &debris {
         std::fs::write(d, b"half written").unwrap();
     }
+    // The trust scratch copy of a metadata load the kill interrupted, with a torn file in it.
+    let scratch = data.join("trust/upstream/.load-killed");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("targets.json"), b"").unwrap();
     let partial = data.join("partial");
     std::fs::create_dir_all(&partial).unwrap();
     let fresh = partial.join(".partial-fresh");
@@ -55,6 +60,7 @@ async fn agent_start_removes_a_killed_agents_debris() {
     for d in &debris {
         assert!(!d.exists(), "{} was left", d.display());
     }
+    assert!(!scratch.exists(), "a killed load's trust scratch copy was left");
     assert!(!stale.exists(), "a stale partial download was kept");
     assert!(fresh.exists(), "a fresh partial download was removed");
 }

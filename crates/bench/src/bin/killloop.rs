@@ -155,6 +155,11 @@ fn name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+fn in_scratch(p: &Path) -> bool {
+    p.components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with(".load-"))
+}
+
 fn is_json(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "json")
 }
@@ -172,7 +177,8 @@ fn debris(dirs: &[&Path]) -> (u64, u64, Vec<String>, u64) {
         for (p, len) in files {
             let nm = name(&p);
             if len == u64::MAX {
-                if nm.starts_with(".stage-") {
+                // A stage, or the trust scratch copy of an interrupted metadata load.
+                if nm.starts_with(".stage-") || nm.starts_with(".load-") {
                     stages += 1;
                 }
                 continue;
@@ -205,7 +211,8 @@ fn torn_json(data: &Path) -> (u64, u64, Vec<String>) {
     walk(&data.join("trust"), &mut files);
     let trust = files
         .iter()
-        .filter(|(p, len)| *len != u64::MAX && is_json(p))
+        // A `.load-*` scratch copy is no trust state (nothing reads it; it is debris).
+        .filter(|(p, len)| *len != u64::MAX && is_json(p) && !in_scratch(p))
         .map(|(p, _)| p.clone())
         .collect::<Vec<_>>();
     let state = std::fs::read_dir(data)
@@ -515,7 +522,7 @@ fn print_summary(s: &Summary) {
     );
     println!(
         "debris (.tmp-*, *.partial, .fetch-*) after the last kill: {} files, {:.1} MiB; \
-         most after any kill {}; .stage-* dirs {}",
+         most after any kill {}; .stage-* and .load-* dirs {}",
         s.debris_files_end,
         mib(s.debris_bytes_end),
         s.debris_after_kill_max,
