@@ -60,7 +60,10 @@ async fn agent_start_removes_a_killed_agents_debris() {
     for d in &debris {
         assert!(!d.exists(), "{} was left", d.display());
     }
-    assert!(!scratch.exists(), "a killed load's trust scratch copy was left");
+    assert!(
+        !scratch.exists(),
+        "a killed load's trust scratch copy was left"
+    );
     assert!(!stale.exists(), "a stale partial download was kept");
     assert!(fresh.exists(), "a fresh partial download was removed");
 }

@@ -164,6 +164,12 @@ fn is_json(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "json")
 }
 
+/// A partial download: `DATA/partial/.partial-SHA256` (kept to be resumed), or the older
+/// `NAME.partial` beside a stage.
+fn is_partial(n: &str) -> bool {
+    n.starts_with(".partial-") || n.ends_with(".partial")
+}
+
 fn is_debris(n: &str) -> bool {
     n.starts_with(".tmp-") || n.ends_with(".partial") || n.starts_with(".fetch-")
 }
@@ -201,7 +207,7 @@ fn partials(data: &Path) -> (u64, u64) {
     walk(data, &mut files);
     files
         .iter()
-        .filter(|(p, len)| *len != u64::MAX && name(p).ends_with(".partial"))
+        .filter(|(p, len)| *len != u64::MAX && is_partial(&name(p)))
         .fold((0, 0), |(n, b), (_, len)| (n + 1, b + len))
 }
 
