@@ -328,17 +328,7 @@ pub async fn create_enrollment_token(
             format!("max_uses: `{n}` must be at least 1"),
         ));
     }
-    let expires_at = match body.expires_in_secs {
-        None => None,
-        Some(s) if s > 0 => Some(st.clock.now().saturating_add(s)),
-        Some(s) => {
-            return Err(ApiError::bad(
-                "request.expires_in_secs",
-                "expires_in_secs",
-                format!("expires_in_secs: `{s}` must be a positive number of seconds"),
-            ))
-        }
-    };
+    let expires_at = super::expiry(st.clock.now(), body.expires_in_secs)?;
     let id = auth::random_hex(&st.random, 8)?;
     let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
     st.store

@@ -86,6 +86,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// When a new token expires: `now + expires_in_secs`, or never when absent.
+///
+/// # Errors
+/// 400 naming `expires_in_secs` when it is not a positive number of seconds.
+pub fn expiry(now: i64, expires_in_secs: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match expires_in_secs {
+        None => Ok(None),
+        Some(s) if s > 0 => Ok(Some(now.saturating_add(s))),
+        Some(s) => Err(ApiError::bad(
+            "request.expires_in_secs",
+            "expires_in_secs",
+            format!("expires_in_secs: `{s}` must be a positive number of seconds"),
+        )),
+    }
+}
+
 /// The revision named by `If-Match` (`"7"`, `7`), or `None` for `*` (write whatever the
 /// current revision is, said on purpose). Every policy write needs the header
 /// (`docs/api.md#limits`): without it a write from a stale read would silently drop another
