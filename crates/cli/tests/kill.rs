@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cascade_core::Category;
-use cascade_testkit::{pseudo_random, start_fleet, Fleet, Upstream};
+use cascade_testkit::{pseudo_random, upstream_and_server, Fleet};
 
 fn agent(data: &std::path::Path, fleet: &Fleet, root: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
@@ -61,27 +61,7 @@ async fn kill_nine_never_tears_an_install() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = pseudo_random(3 << 20, 1);
     let v2 = pseudo_random(3 << 20, 2);
-    let upstream = Upstream::create(&tmp.path().join("up"), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", &v1)],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = start_fleet(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
+    let (upstream, root, fleet) = upstream_and_server(tmp.path(), &v1).await.unwrap();
     fleet
         .apply_policy(&format!(
             "activeupdate_url = \"{}\"",

@@ -8,8 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use cascade_client::proto::ClientsQuery;
 use cascade_core::report::Outcome;
-use cascade_core::Category;
-use cascade_testkit::{start_fleet, Fleet, Upstream};
+use cascade_testkit::{upstream_and_server, Fleet, Upstream};
 
 struct World {
     _tmp: tempfile::TempDir,
@@ -22,28 +21,7 @@ struct World {
 impl World {
     async fn new() -> World {
         let tmp = tempfile::tempdir().unwrap();
-        let upstream =
-            Upstream::create(&tmp.path().join("up"), Some("127.0.0.1:0".parse().unwrap()))
-                .await
-                .unwrap();
-        upstream
-            .publish(
-                Category::Components,
-                "patterns",
-                "1",
-                &[("patterns.db", b"one")],
-            )
-            .await
-            .unwrap();
-        let root = tmp.path().join("root.json");
-        upstream.write_root(&root).unwrap();
-        let fleet = start_fleet(
-            &tmp.path().join("server"),
-            "127.0.0.1:0".parse().unwrap(),
-            Some(root.clone()),
-        )
-        .await
-        .unwrap();
+        let (upstream, root, fleet) = upstream_and_server(tmp.path(), b"one").await.unwrap();
         fleet
             .apply_policy(&format!(
                 "activeupdate_url = \"{}\"",

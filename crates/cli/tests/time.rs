@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 
 use cascade_core::Category;
-use cascade_testkit::{start_fleet, Fleet, Upstream};
+use cascade_testkit::{upstream_and_server, Fleet};
 
 fn agent(
     data: &std::path::Path,
@@ -53,27 +53,7 @@ async fn a_cycle_with_the_clock_ahead_does_not_lock_the_agent_out() {
         "this test needs faketime (apt-get install faketime)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let upstream = Upstream::create(&tmp.path().join("up"), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", b"one")],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("root.json");
-    upstream.write_root(&root).unwrap();
-    let fleet = start_fleet(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        Some(root.clone()),
-    )
-    .await
-    .unwrap();
+    let (upstream, root, fleet) = upstream_and_server(tmp.path(), b"one").await.unwrap();
     fleet
         .apply_policy(&format!(
             "activeupdate_url = \"{}\"",
