@@ -17,6 +17,7 @@ pub mod events;
 pub mod ops;
 pub mod policy;
 pub mod sources;
+pub mod versions;
 
 pub use cascade_core::report::{
     Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
@@ -48,3 +49,4 @@ pub use sources::{
     DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
     SourcesResponse, StepView,
 };
+pub use versions::RepoVersions;

@@ -58,6 +58,8 @@ pub struct Notifier {
     replay_window: Duration,
     /// The highest notification id looked at, and the ids this replica sent itself.
     seen: tokio::sync::Mutex<Seen>,
+    /// The repository served, whose versions every notice carries.
+    served: crate::repo::Served,
 }
 
 #[derive(Debug, Default)]
@@ -67,13 +69,14 @@ struct Seen {
 }
 
 impl Notifier {
-    /// Channels with the given staging.
+    /// Channels with the given staging; notices carry the versions `served` announces.
     pub fn new(
         head_start: Duration,
         jitter_per_client: Duration,
         max_jitter: Duration,
         poll: Duration,
         replay_window: Duration,
+        served: crate::repo::Served,
     ) -> Self {
         Notifier {
             agents: broadcast::channel(64).0,
@@ -85,6 +88,7 @@ impl Notifier {
             forgotten: broadcast::channel(64).0,
             replay_window,
             seen: tokio::sync::Mutex::default(),
+            served,
         }
     }
 
@@ -143,6 +147,7 @@ impl Notifier {
             stage: Stage::Agents,
             jitter_ms: 0,
             issued_at,
+            versions: self.served.announced(),
         };
         // A send with no receiver is not an error worth reporting.
         let _ = self.agents.send(Rendered::of(&notice));
@@ -204,6 +209,7 @@ pub async fn missed(
         stage,
         jitter_ms,
         issued_at: n.issued_at,
+        versions: notifier.served.announced(),
     })))
 }
 
