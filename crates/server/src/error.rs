@@ -2,6 +2,7 @@
 //! `{"error":{"code":…,"field":…,"message":…}}`; `code` is stable for scripts, `field` names
 //! the request field (dotted path) when there is one, and `message` repeats the value.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -11,6 +12,7 @@ use axum::Json;
 use cascade_core::PolicyError;
 use cascade_proto::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -206,18 +208,69 @@ impl IntoResponse for ApiError {
 /// `Json<T>` whose rejections are [`ApiError`]s (400 with the serde message).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
+    /// The body as `T`, refusing a positional array where `T` has an object
+    /// ([`crate::json_shape`]).
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = req
             .extensions()
             .get::<crate::limits::BodyLimit>()
             .map_or(0, |l| l.0);
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(json_rejection(&e, limit)),
-        }
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge { limit }
+                } else {
+                    ApiError::bad("request.json", "body", e.body_text())
+                }
+            })?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let value = match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(e) => return Err(json_rejection(&e, limit)),
+        };
+        named_fields(&bytes, &value)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Refuses `bytes` when they hold a positional array where `value` (parsed from them) has an
+/// object: 400 `request.json` naming the field.
+///
+/// # Errors
+/// That 400.
+pub fn named_fields<T: Serialize>(bytes: &[u8], value: &T) -> Result<(), ApiError> {
+    if !crate::json_shape::has_array(bytes) {
+        return Ok(());
+    }
+    let (Ok(body), Ok(parsed)) = (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(value),
+    ) else {
+        return Ok(());
+    };
+    strict_shape(&body, &parsed)
+}
+
+/// [`named_fields`] for a body already parsed as a JSON value.
+///
+/// # Errors
+/// 400 `request.json` naming the field that holds an array where an object belongs.
+pub fn strict_shape(body: &serde_json::Value, parsed: &serde_json::Value) -> Result<(), ApiError> {
+    match crate::json_shape::positional_field(body, parsed) {
+        None => Ok(()),
+        Some(field) => Err(ApiError::bad(
+            "request.json",
+            &field,
+            format!(
+                "{field}: a JSON array where an object with named fields is expected \
+                 (positional arrays are refused)"
+            ),
+        )),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod json_shape;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
