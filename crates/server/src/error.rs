@@ -42,6 +42,14 @@ pub enum ApiError {
     /// No credential, or one that is not valid (401).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Too many failed attempts: locked out for a while (429 with `Retry-After`).
+    #[error("too many failed {what} attempts from here or for this name: locked out; retry after {retry_after} s")]
+    LockedOut {
+        /// What was attempted (`login`, `enrollment`, `token`).
+        what: &'static str,
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
     /// A valid credential that may not do this (403).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -123,6 +131,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
@@ -140,6 +149,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "request.too_large",
             ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
+            ApiError::LockedOut { .. } => "auth.locked_out",
             ApiError::Forbidden(_) => "auth.forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::StaleRevision { .. } => "policy.stale_revision",
@@ -158,7 +168,9 @@ impl ApiError {
             ApiError::BadRequest { field, .. } => field.as_deref(),
             ApiError::StaleRevision { .. } | ApiError::PreconditionRequired(_) => Some("If-Match"),
             ApiError::TooLarge { .. } => Some("body"),
-            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) | ApiError::LockedOut { .. } => {
+                Some("Authorization")
+            }
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
@@ -194,6 +206,12 @@ impl IntoResponse for ApiError {
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("5"),
             );
+        }
+        if let ApiError::LockedOut { retry_after, .. } = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
