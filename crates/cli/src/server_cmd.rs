@@ -68,6 +68,18 @@ pub struct ServerArgs {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (default: open).
     #[arg(long, env = "CASCADE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Failed logins, enrollments or token uses per user name or token id that lock it out.
+    #[arg(long, default_value_t = 10)]
+    pub lockout_failures: u32,
+    /// Failed logins, enrollments or token uses per source address that lock it out.
+    #[arg(long, default_value_t = 50)]
+    pub lockout_address_failures: u32,
+    /// Seconds in which failures are counted.
+    #[arg(long, default_value_t = 900)]
+    pub lockout_window: u64,
+    /// Seconds a lockout lasts.
+    #[arg(long, default_value_t = 900)]
+    pub lockout_secs: u64,
 }
 
 /// Runs `cascade server` until SIGINT or SIGTERM.
@@ -92,6 +104,12 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
     };
     settings.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
+    settings.lockout = cascade_server::lockout::LockoutPolicy {
+        max_failures: args.lockout_failures.max(1),
+        max_address_failures: args.lockout_address_failures.max(1),
+        window: Duration::from_secs(args.lockout_window.max(1)),
+        lockout: Duration::from_secs(args.lockout_secs.max(1)),
+    };
     settings.mirror = args
         .upstream_root
         .map(|root| cascade_server::mirror::MirrorSettings {

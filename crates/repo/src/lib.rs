@@ -27,9 +27,9 @@ pub use error::PublishError;
 pub use failure::{classify, FailureReason};
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
-pub use keys::KeyError;
+pub use keys::{KeyError, Passphrase, PASSPHRASE_ENV};
 pub use layout::{check_segment, LayoutError, TargetMeta, TargetPath};
 pub use meta::Expiries;
-pub use publish::{init, PublishOptions, PublishedTarget, Publisher};
+pub use publish::{init, init_with, InitOptions, PublishOptions, PublishedTarget, Publisher};
 pub use save::{is_safe_file_name, save_verified, SaveError};
 pub use transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};

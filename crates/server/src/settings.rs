@@ -108,6 +108,8 @@ pub struct Settings {
     pub limits: crate::limits::ServeLimits,
     /// When set, `/metrics` answers only `Authorization: Bearer <this>`; `None` leaves it open.
     pub metrics_token: Option<String>,
+    /// Failed logins, enrollments and token uses that lock a name, id or address out.
+    pub lockout: crate::lockout::LockoutPolicy,
 }
 
 impl Settings {
@@ -130,6 +132,7 @@ impl Settings {
             mirror: None,
             limits: crate::limits::ServeLimits::default(),
             metrics_token: None,
+            lockout: crate::lockout::LockoutPolicy::default(),
         }
     }
 

@@ -6,4 +6,5 @@
 mod attacks;
 mod common;
 mod fetch;
+mod keys;
 mod publishing;
