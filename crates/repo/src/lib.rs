@@ -17,6 +17,7 @@ mod publish;
 mod renew;
 mod save;
 mod transport;
+pub mod tuf;
 pub mod verify;
 
 pub use client::{
