@@ -294,3 +294,46 @@ pub fn check_length_and_hashes(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::check_length_and_hashes;
+
+    fn hashes(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    // sha256 and sha512 are both checked, alone or together; an unknown algorithm, a wrong
+    // hash or a wrong length is refused.
+    #[test]
+    fn hashes_and_length_are_checked() {
+        let data = b"target file contents";
+        let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data));
+        let sha512 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, data));
+        let len = Some(data.len() as u64);
+        for ok in [
+            hashes(&[("sha256", sha256.clone())]),
+            hashes(&[("sha512", sha512.clone())]),
+            hashes(&[("sha256", sha256.clone()), ("sha512", sha512.clone())]),
+        ] {
+            check_length_and_hashes("t", data, len, Some(&ok)).unwrap();
+        }
+        let bad = [
+            hashes(&[("sha512", sha512.clone()), ("md5", sha256.clone())]),
+            hashes(&[("sha256", sha256.clone()), ("sha512", sha256.clone())]),
+            hashes(&[]),
+        ];
+        for bad in bad {
+            let err = check_length_and_hashes("t", data, len, Some(&bad)).unwrap_err();
+            assert_eq!(err.code(), "tuf.hash_mismatch", "{bad:?}");
+        }
+        let ok = hashes(&[("sha256", sha256)]);
+        let err = check_length_and_hashes("t", data, Some(3), Some(&ok)).unwrap_err();
+        assert_eq!(err.code(), "tuf.hash_mismatch");
+    }
+}

@@ -7,3 +7,4 @@ mod attacks;
 mod common;
 mod fetch;
 mod publishing;
+mod workflow;
