@@ -16,7 +16,7 @@ impl TrustedSet {
     ///
     /// # Errors
     /// [`TufError::Malformed`] or [`TufError::BadSignature`].
-    pub fn new(raw: &[u8], now: jiff::Timestamp) -> Result<Self, TufError> {
+    pub(crate) fn new(raw: &[u8], now: jiff::Timestamp) -> Result<Self, TufError> {
         let env = Envelope::parse(raw, "root", "root")?;
         let root: Root = env.typed()?;
         env.verify::<AsRoot>(&root)?;
@@ -39,8 +39,7 @@ impl TrustedSet {
     /// # Errors
     /// [`TufError::BadSignature`] unless both the trusted and the new root keys signed it,
     /// [`TufError::VersionMismatch`] unless it is the next version.
-    pub fn update_root(&mut self, raw: &[u8]) -> Result<(), TufError> {
-        debug_assert!(self.timestamp.is_none(), "root rotates before timestamp");
+    pub(crate) fn update_root(&mut self, raw: &[u8]) -> Result<(), TufError> {
         let env = Envelope::parse(raw, "root", "root")?;
         let new: Root = env.typed()?;
         env.verify::<AsRoot>(&self.root.meta)?;
@@ -66,7 +65,7 @@ impl TrustedSet {
     ///
     /// # Errors
     /// [`TufError::Expired`].
-    pub fn check_final_root(&self) -> Result<(), TufError> {
+    pub(crate) fn check_final_root(&self) -> Result<(), TufError> {
         check_expiry("root", self.root.meta.expires, self.now)
     }
 }

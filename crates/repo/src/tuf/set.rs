@@ -1,6 +1,7 @@
 //! The trusted metadata set: what the client trusts right now, each role with the exact bytes it
 //! was verified from. Only the `update_*` steps of the workflow (root.rs, timestamp.rs,
-//! snapshot.rs, targets.rs) change it, each after its checks (`docs/architecture.md#trust-model`).
+//! snapshot.rs, targets.rs) change it, each after its checks, called by the `Updater` in the
+//! workflow's order (`docs/architecture.md#trust-model`).
 
 use std::collections::BTreeMap;
 

@@ -17,8 +17,7 @@ impl TrustedSet {
     /// # Errors
     /// Expired timestamp, hash mismatch, malformed, bad signature, rollback, version
     /// mismatch, expired.
-    pub fn update_snapshot(&mut self, raw: &[u8], stored: bool) -> Result<(), TufError> {
-        debug_assert!(self.targets.is_empty(), "snapshot loads before targets");
+    pub(crate) fn update_snapshot(&mut self, raw: &[u8], stored: bool) -> Result<(), TufError> {
         let listed = self
             .final_timestamp()?
             .snapshot_meta()

@@ -17,7 +17,7 @@ impl TrustedSet {
     /// # Errors
     /// Expired or mismatched snapshot, not listed, hash mismatch, malformed, bad signature,
     /// version mismatch, expired.
-    pub fn update_targets(
+    pub(crate) fn update_targets(
         &mut self,
         name: &str,
         delegator: &str,

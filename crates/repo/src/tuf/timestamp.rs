@@ -23,8 +23,7 @@ impl TrustedSet {
     ///
     /// # Errors
     /// Malformed, bad signature, rollback (of the timestamp or of the snapshot it lists), expired.
-    pub fn update_timestamp(&mut self, raw: &[u8]) -> Result<TimestampUpdate, TufError> {
-        debug_assert!(self.snapshot.is_none(), "timestamp loads before snapshot");
+    pub(crate) fn update_timestamp(&mut self, raw: &[u8]) -> Result<TimestampUpdate, TufError> {
         let env = Envelope::parse(raw, "timestamp", "timestamp")?;
         env.verify::<AsTimestamp>(&self.root.meta)?;
         let new: TimestampRole = env.typed()?;
