@@ -68,6 +68,14 @@ impl<K: Kind> Role for RawRole<K> {
     }
 }
 
+/// The canonical JSON of a `signed` object, the bytes a signature covers.
+#[cfg(test)]
+pub(crate) fn canonical(signed: &Value) -> Vec<u8> {
+    RawRole::<AsTargets>(signed.clone(), PhantomData)
+        .canonical_form()
+        .unwrap_or_default()
+}
+
 /// The outer shape of every metadata file.
 #[derive(Deserialize)]
 struct Outer {

@@ -21,6 +21,8 @@ mod schema;
 mod set;
 mod snapshot;
 mod targets;
+#[cfg(test)]
+mod tests;
 mod timestamp;
 mod updater;
 
