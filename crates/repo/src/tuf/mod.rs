@@ -16,6 +16,7 @@
 mod delegation;
 mod envelope;
 mod error;
+mod hashes;
 mod root;
 mod schema;
 mod set;
@@ -26,8 +27,8 @@ mod tests;
 mod timestamp;
 mod updater;
 
-pub use envelope::{check_length_and_hashes, MultiHasher};
 pub use error::TufError;
+pub use hashes::{check_length_and_hashes, MultiHasher};
 pub use schema::{MetaFile, SnapshotRole, TargetFile, TargetsRole, TimestampRole};
 pub use set::{TrustedSet, Verified};
 pub use timestamp::TimestampUpdate;

@@ -3,7 +3,8 @@
 //! trusted snapshot, and finally the version the timestamp lists and expiry
 //! (`docs/architecture.md#trust-model`).
 
-use super::envelope::{check_expiry, check_length_and_hashes, AsSnapshot, Envelope};
+use super::envelope::{check_expiry, AsSnapshot, Envelope};
+use super::hashes::check_length_and_hashes;
 use super::schema::SnapshotRole;
 use super::set::{TrustedSet, Verified};
 use super::TufError;

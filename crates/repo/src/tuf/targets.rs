@@ -3,9 +3,8 @@
 //! (root's targets keys, or the delegating role's delegation), exactly the version the snapshot
 //! lists, not expired (`docs/architecture.md#trust-model`).
 
-use super::envelope::{
-    check_expiry, check_length_and_hashes, delegation_keys, AsTargets, Envelope,
-};
+use super::envelope::{check_expiry, delegation_keys, AsTargets, Envelope};
+use super::hashes::check_length_and_hashes;
 use super::schema::TargetsRole;
 use super::set::{TrustedSet, Verified};
 use super::TufError;
