@@ -4,9 +4,11 @@
 //! preferring a delta from the installed version and falling back to the full file. Trying
 //! ordered sources until one works is [`first_success`], the one fallback loop.
 //!
+//! Loading runs the TUF client workflow (`crate::tuf`, `docs/architecture.md#the-client-workflow`).
 //! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
-//! metadata older than what the client already knows (a stale relay) fails for that source.
-//! They are written atomically and only after a load verified completely, with a trust floor
+//! metadata older than what the client already knows (a stale relay) fails for that source, and
+//! an unchanged timestamp means nothing else is fetched. They are written atomically (only
+//! those that changed) and only after a load verified completely, with a trust floor
 //! (`trust-floor.json`: each role's version and the last good update's start time) that keeps
 //! rollback protection when a role file is unreadable and moves expiry checks' time forward
 //! only (`docs/operating.md#agent-self-repair`).
@@ -230,7 +232,7 @@ pub struct RepoClient {
     partial_dir: Option<PathBuf>,
     /// "Now" for expiry checks.
     clock: std::sync::Arc<dyn TrustClock>,
-    /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
+    /// Serialises metadata loads: the trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
