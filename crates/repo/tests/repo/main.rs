@@ -8,3 +8,4 @@ mod common;
 mod fetch;
 mod keys;
 mod publishing;
+mod workflow;
