@@ -233,6 +233,7 @@ impl Fleet {
             },
             verify_interval: None,
             pinned_roots: pinned,
+            self_update: None,
         }
     }
 

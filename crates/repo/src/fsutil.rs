@@ -171,6 +171,15 @@ impl Landing {
         self.file().sync_all()
     }
 
+    /// Set the pending file's permissions before it lands (an executable lands executable:
+    /// there is no moment when the destination exists without them).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn set_permissions(&self, perm: fs::Permissions) -> io::Result<()> {
+        self.file().set_permissions(perm)
+    }
+
     /// Give up: the pending file is removed, even a partial one.
     pub fn discard(self) {
         if let Pending::Partial { path, .. } = &self.pending {

@@ -136,6 +136,7 @@ fn table() -> Vec<Row> {
         url: Some("https://other.example/repo".into()),
     };
     let checkin = p::CheckIn {
+        agent_version: None,
         ip: Some("10.0.0.7".into()),
         installed: [(p::Category::Components, "1.0.0".to_owned())].into(),
         last_update: Some(p::UpdateReport {
