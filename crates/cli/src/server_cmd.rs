@@ -39,6 +39,11 @@ pub struct ServerArgs {
     /// Directory served at `/repo/` (default: `DATA_DIR/repo`).
     #[arg(long)]
     pub repo_dir: Option<PathBuf>,
+    /// The server's own site repository (domain settings, programs), served at `/repo/site/`;
+    /// created on first start when it holds none (default: `DATA_DIR/site-repo`, unless
+    /// `REPO_DIR/site` is a link the operator made, which is then served as it is).
+    #[arg(long)]
+    pub site_repo: Option<PathBuf>,
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
@@ -83,6 +88,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut settings = cascade_server::Settings::new(&args.data_dir);
     settings.database_url = args.database_url;
     settings.repo_dir = args.repo_dir;
+    settings.site_repo = args.site_repo;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
     settings.limits = cascade_server::ServeLimits {

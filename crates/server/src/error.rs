@@ -83,6 +83,11 @@ pub enum ApiError {
         "storage unavailable, nothing was changed; retry when the server has disk space again: {0}"
     )]
     Storage(sqlx::Error),
+    /// The server's site repository refused or failed a publish: 409 for a version that
+    /// exists or an operator-linked site, 400 for a bad name, 503 while it is locked, 500
+    /// otherwise (`crate::site`).
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
     /// The database failed (500).
     #[error("database error: {0}")]
     Db(sqlx::Error),
@@ -126,6 +131,7 @@ impl ApiError {
             ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Site(e) => e.status(),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +150,7 @@ impl ApiError {
             ApiError::Exists { .. } => "exists",
             ApiError::Upstream { .. } => "mirror.upstream_failed",
             ApiError::Storage(_) => "storage.unavailable",
+            ApiError::Site(e) => e.code(),
             ApiError::Db(_) => "internal.database",
             ApiError::Internal(_) => "internal",
         }
@@ -160,6 +167,7 @@ impl ApiError {
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
+            ApiError::Site(e) => e.field(),
             ApiError::Storage(_) | ApiError::Db(_) | ApiError::Internal(_) => None,
         }
     }

@@ -1,7 +1,8 @@
 //! The cascade server (`docs/architecture.md#data-flow`): it keeps the policy in SQL under a
 //! revision number, serves the admin API and the client API (enroll, fetch policy, check in,
 //! notification stream), fans out Notify All Clients to update agents first, serves the repository
-//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`.
+//! directory at `/repo/` and mirrors the upstream into it, publishes its own site repository
+//! ([`site`], served at `/repo/site/`), and exposes `/metrics` and `/healthz`.
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod repo;
 pub mod routes;
 pub mod settings;
+pub mod site;
 pub mod state;
 pub mod store;
 
@@ -55,6 +57,9 @@ pub enum ServerError {
     /// First-start setup failed.
     #[error("first start: {0}")]
     Setup(#[from] ApiError),
+    /// The site repository could not be opened or created.
+    #[error(transparent)]
+    Site(#[from] site::SiteError),
     /// The HTTP server failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
@@ -69,6 +74,7 @@ impl ServerError {
             ServerError::Db(_) => "server.database",
             ServerError::Migrate(_) => "server.migrate",
             ServerError::Setup(_) => "server.setup",
+            ServerError::Site(e) => e.code(),
             ServerError::Serve(_) => "server.serve",
         }
     }
@@ -79,6 +85,7 @@ pub struct Server {
     state: AppState,
     first_start: Option<FirstSecrets>,
     on_first_start: settings::FirstStartHook,
+    site_refresh: std::time::Duration,
 }
 
 impl Server {
@@ -95,6 +102,13 @@ impl Server {
             path: repo_dir.display().to_string(),
             source: e,
         })?;
+        let site = site::Site::open(
+            settings.site_repo.as_deref(),
+            &settings.data_dir,
+            &repo_dir,
+            settings.clock.clone(),
+        )
+        .await?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost);
         let state = AppState::new(Inner {
@@ -106,6 +120,7 @@ impl Server {
             stale_after: settings.stale_after,
             data_dir: settings.data_dir.clone(),
             repo_dir,
+            site,
             mirror: mirror::Mirror {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
@@ -132,6 +147,7 @@ impl Server {
             state,
             first_start,
             on_first_start: settings.on_first_start,
+            site_refresh: settings.site_refresh,
         })
     }
 
@@ -163,6 +179,13 @@ impl Server {
             });
         }
         tokio::spawn(mirror_on_schedule(self.state.clone()));
+        if let site::Site::Own(publisher) = &self.state.site {
+            tokio::spawn(site::refresh_on_schedule(
+                publisher.clone(),
+                self.site_refresh,
+                self.state.shutdown.subscribe(),
+            ));
+        }
         tokio::spawn(notify::follow(
             self.state.notifier.clone(),
             self.state.store.clone(),

@@ -21,4 +21,5 @@ mod notify;
 mod ops;
 mod policy;
 mod postgres;
+mod site;
 mod sources;
