@@ -8,6 +8,7 @@ mod agent_cmd;
 mod demo;
 mod demo_view;
 mod local;
+mod program_cmd;
 mod progress;
 mod repo_cmd;
 mod server_cmd;

@@ -171,6 +171,11 @@ impl Landing {
         self.file().sync_all()
     }
 
+    /// SHA-256 of what was written so far (a resumed partial file's kept bytes included).
+    pub fn sha256(&self) -> Vec<u8> {
+        self.hash.clone().finish().as_ref().to_vec()
+    }
+
     /// Set the pending file's permissions before it lands (an executable lands executable:
     /// there is no moment when the destination exists without them).
     ///

@@ -34,6 +34,12 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A program upload over `--max-program-bytes` (413).
+    #[error("the upload is over the limit of {limit} bytes (`--max-program-bytes`)")]
+    UploadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A policy write without `If-Match` (428).
     #[error("{0}")]
     PreconditionRequired(&'static str),
@@ -123,7 +129,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -141,7 +149,7 @@ impl ApiError {
         match self {
             ApiError::Policy(e) => e.code(),
             ApiError::BadRequest { code, .. } => code,
-            ApiError::TooLarge { .. } => "request.too_large",
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => "request.too_large",
             ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
             ApiError::Forbidden(_) => "auth.forbidden",
@@ -162,7 +170,7 @@ impl ApiError {
             ApiError::Policy(e) => e.field(),
             ApiError::BadRequest { field, .. } => field.as_deref(),
             ApiError::StaleRevision { .. } | ApiError::PreconditionRequired(_) => Some("If-Match"),
-            ApiError::TooLarge { .. } => Some("body"),
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => Some("body"),
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),

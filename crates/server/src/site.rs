@@ -249,8 +249,55 @@ impl SitePublisher {
         files: &[PathBuf],
     ) -> Result<Vec<PublishedTarget>, SiteError> {
         let p = self.publisher.lock().await;
-        self.publish_locked(&p, category, name, version, files)
-            .await
+        self.publish_locked(
+            &p,
+            category,
+            name,
+            version,
+            files,
+            PublishOptions::default(),
+        )
+        .await
+    }
+
+    /// Publishes the program build `file` (an uploaded file, published under its file name)
+    /// as `version` of `programs/name`, marked as a hotfix when `hotfix`
+    /// (`docs/operating.md#programs-and-hotfixes`); returns its full target.
+    ///
+    /// # Errors
+    /// As [`SitePublisher::publish`].
+    pub async fn publish_program(
+        &self,
+        name: &str,
+        version: &str,
+        file: &Path,
+        hotfix: bool,
+    ) -> Result<PublishedTarget, SiteError> {
+        let p = self.publisher.lock().await;
+        let options = PublishOptions {
+            hotfix,
+            ..PublishOptions::default()
+        };
+        let added = self
+            .publish_locked(
+                &p,
+                Category::Programs,
+                name,
+                version,
+                &[file.to_owned()],
+                options,
+            )
+            .await?;
+        first_full(added)
+    }
+
+    /// The full targets of `category` served now, by name, newest first.
+    ///
+    /// # Errors
+    /// The served metadata cannot be read.
+    pub async fn listed(&self, category: Category) -> Result<Vec<cascade_repo::Listed>, SiteError> {
+        let p = self.publisher.lock().await;
+        Ok(cascade_repo::full_targets(&p.targets()?, category))
     }
 
     /// Publishes one file as `version` of `category/name` and returns its target (not the
@@ -301,7 +348,14 @@ impl SitePublisher {
         let file = staging.join(file_name);
         std::fs::write(&file, bytes).map_err(io(&file))?;
         let out = self
-            .publish_locked(&p, category, name, version, std::slice::from_ref(&file))
+            .publish_locked(
+                &p,
+                category,
+                name,
+                version,
+                std::slice::from_ref(&file),
+                PublishOptions::default(),
+            )
             .await;
         let _ = std::fs::remove_dir_all(&staging);
         first_full(out?)
@@ -314,21 +368,12 @@ impl SitePublisher {
         name: &str,
         version: &str,
         files: &[PathBuf],
+        options: PublishOptions,
     ) -> Result<Vec<PublishedTarget>, SiteError> {
         let waited = tokio::time::Instant::now();
         loop {
             let at = now(self.clock.as_ref());
-            match p
-                .publish(
-                    category,
-                    name,
-                    version,
-                    files,
-                    PublishOptions::default(),
-                    at,
-                )
-                .await
-            {
+            match p.publish(category, name, version, files, options, at).await {
                 Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

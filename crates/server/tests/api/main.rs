@@ -21,5 +21,6 @@ mod notify;
 mod ops;
 mod policy;
 mod postgres;
+mod programs;
 mod site;
 mod sources;
