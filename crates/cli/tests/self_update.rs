@@ -1,11 +1,12 @@
 //! Agent self-update with two real builds of the agent (`docs/operating.md#agent-self-update`):
 //! the test builds `cascade` a second time with another version (`cascade-second-build`,
-//! `CASCADE_BUILD_VERSION`, fault injection compiled in), publishes it as this platform's
-//! agent program in the server's site repository, and watches three agents that each run a
-//! copy of the first build as their service binary: one re-executes as the new build, checks
-//! in as it and commits it (the old binary kept); one gets a new build that exits at start
-//! and, started again by the test as a service manager would, is back on the old build; one
-//! gets a new build that never checks in and hands back to the old build after its trial.
+//! `CASCADE_BUILD_VERSION`, fault injection compiled in), uploads it as this platform's agent
+//! program with `cascade publish --server … --hotfix` (the server signs and publishes it in
+//! its site repository), and watches three agents that each run a copy of the first build as
+//! their service binary: one re-executes as the new build, checks in as it and commits it
+//! (the old binary kept); one gets a new build that exits at start and, started again by the
+//! test as a service manager would, is back on the old build; one gets a new build that never
+//! checks in and hands back to the old build after its trial.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,6 @@ use std::time::Duration;
 use cascade_agent::selfupdate::{program_name, SelfDir};
 use cascade_agent::state::DataDir;
 use cascade_client::proto::ClientView;
-use cascade_core::Category;
 use cascade_testkit::{upstream_and_server, wait_until, Fleet};
 
 /// The second build's version.
@@ -219,16 +219,37 @@ async fn the_agent_updates_itself_and_bad_builds_are_rolled_back() {
         .unwrap_or_else(|e| panic!("{} never checked in as {first}: {e}", a.name));
     }
 
-    fleet
-        .site
-        .publish(
-            Category::Programs,
-            &program_name(),
-            NEXT,
-            &[("cascade", &next_bytes)],
-        )
+    // Published as an operator would: uploaded through the admin API, which signs it.
+    let file = tmp.path().join("cascade");
+    std::fs::copy(&next, &file).unwrap();
+    let mut publish = Command::new(env!("CARGO_BIN_EXE_cascade"));
+    publish
+        .args(["publish", "--server", fleet.url.as_str()])
+        .args(["--category", "programs", &program_name(), NEXT])
+        .arg(&file)
+        .arg("--hotfix")
+        .env("CASCADE_TOKEN", &fleet.admin)
+        .env("CASCADE_CONFIG", tmp.path().join("no-config.toml"));
+    let out = tokio::task::spawn_blocking(move || publish.output().unwrap())
         .await
         .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!(
+            "published programs/{}/{NEXT}/cascade ({} bytes",
+            program_name(),
+            next_bytes.len()
+        )) && text.contains("as a hotfix"),
+        "{text}"
+    );
+    let listed = fleet.api().programs().await.unwrap().programs;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].hotfix);
+    assert_eq!(
+        listed[0].sha256,
+        cascade_repo::fsutil::sha256_hex(&next_bytes)
+    );
 
     // The good agent: the same process runs the new build, which checked in and committed.
     wait_until(Duration::from_secs(120), || async {
