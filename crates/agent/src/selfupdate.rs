@@ -641,6 +641,70 @@ mod tests {
         assert!(left.is_empty(), "temporary file left: {left:?}");
     }
 
+    fn su(exe: &Path, version: &str) -> SelfUpdate {
+        SelfUpdate {
+            version: version.into(),
+            exe: exe.to_owned(),
+            args: Vec::new(),
+            trial: Duration::from_secs(5),
+        }
+    }
+
+    // A start of another build than the trial's that finds an unhealthy marker rolls back:
+    // the version is refused, the marker removed, and the service's binary started; a start
+    // that finds a healthy marker finishes the commit, then starts the service's binary.
+    #[test]
+    fn a_start_rolls_back_or_finishes_the_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(&tmp.path().join("data")).unwrap();
+        let exe = tmp.path().join("bin/cascade");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(&exe, b"old").unwrap();
+        let binary = tmp.path().join("new");
+        std::fs::write(&binary, b"new").unwrap();
+        let dir = SelfDir::new(&data);
+        let trial = Trial {
+            from: "1".into(),
+            to: "2".into(),
+            exe: exe.clone(),
+            binary: binary.clone(),
+            sha256: cascade_repo::fsutil::sha256_hex(b"new"),
+            started_at: 0,
+            window_secs: 5,
+            healthy: false,
+            previous_kept: false,
+        };
+        dir.save_trial(&trial).unwrap();
+        let mut me = su(&exe, "1");
+        // This test binary is neither `exe` nor the trial's binary: it is told to start `exe`.
+        assert_eq!(
+            at_start(&data, &mut me, 10).unwrap(),
+            AtStart::Exec(exe.clone())
+        );
+        assert_eq!(dir.trial().unwrap(), None);
+        assert_eq!(dir.refused()[0].version, "2");
+        assert!(dir.refused()[0].reason.contains("did not check in"));
+        assert_eq!(std::fs::read(&exe).unwrap(), b"old");
+        assert_eq!(at_start(&data, &mut me, 11).unwrap(), AtStart::Run);
+
+        let won = Trial {
+            to: "3".into(),
+            healthy: true,
+            ..trial
+        };
+        dir.save_trial(&won).unwrap();
+        assert_eq!(
+            at_start(&data, &mut me, 12).unwrap(),
+            AtStart::Exec(exe.clone())
+        );
+        assert_eq!(std::fs::read(&exe).unwrap(), b"new");
+        assert_eq!(dir.trial().unwrap(), None);
+        assert_eq!(
+            std::fs::read(dir.previous().unwrap().binary).unwrap(),
+            b"old"
+        );
+    }
+
     // Refusals are recorded once per version.
     #[test]
     fn refusals_are_kept_once_per_version() {
