@@ -172,6 +172,41 @@ fn rolled_back(view: &ClientView) -> bool {
     })
 }
 
+/// Publishes the second build as an operator would: `cascade publish --server … --hotfix`
+/// uploads it through the admin API, which signs and publishes it; it is listed as a hotfix.
+async fn publish_through_the_server(fleet: &Fleet, dir: &Path, next: &Path, next_bytes: &[u8]) {
+    let file = dir.join("cascade");
+    std::fs::copy(next, &file).unwrap();
+    let mut publish = Command::new(env!("CARGO_BIN_EXE_cascade"));
+    publish
+        .args(["publish", "--server", fleet.url.as_str()])
+        .args(["--category", "programs", &program_name(), NEXT])
+        .arg(&file)
+        .arg("--hotfix")
+        .env("CASCADE_TOKEN", &fleet.admin)
+        .env("CASCADE_CONFIG", dir.join("no-config.toml"));
+    let out = tokio::task::spawn_blocking(move || publish.output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(&format!(
+            "published programs/{}/{NEXT}/cascade ({} bytes",
+            program_name(),
+            next_bytes.len()
+        )) && text.contains("as a hotfix"),
+        "{text}"
+    );
+    let listed = fleet.api().programs().await.unwrap().programs;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].hotfix);
+    assert_eq!(
+        listed[0].sha256,
+        cascade_repo::fsutil::sha256_hex(next_bytes)
+    );
+}
+
 // Two real builds: the good one takes over the running agent (same process) and is committed
 // with the old binary kept; a build that exits at start and one that never checks in are
 // rolled back to the old binary, which then reports why.
@@ -219,37 +254,7 @@ async fn the_agent_updates_itself_and_bad_builds_are_rolled_back() {
         .unwrap_or_else(|e| panic!("{} never checked in as {first}: {e}", a.name));
     }
 
-    // Published as an operator would: uploaded through the admin API, which signs it.
-    let file = tmp.path().join("cascade");
-    std::fs::copy(&next, &file).unwrap();
-    let mut publish = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    publish
-        .args(["publish", "--server", fleet.url.as_str()])
-        .args(["--category", "programs", &program_name(), NEXT])
-        .arg(&file)
-        .arg("--hotfix")
-        .env("CASCADE_TOKEN", &fleet.admin)
-        .env("CASCADE_CONFIG", tmp.path().join("no-config.toml"));
-    let out = tokio::task::spawn_blocking(move || publish.output().unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        text.contains(&format!(
-            "published programs/{}/{NEXT}/cascade ({} bytes",
-            program_name(),
-            next_bytes.len()
-        )) && text.contains("as a hotfix"),
-        "{text}"
-    );
-    let listed = fleet.api().programs().await.unwrap().programs;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert!(listed[0].hotfix);
-    assert_eq!(
-        listed[0].sha256,
-        cascade_repo::fsutil::sha256_hex(&next_bytes)
-    );
+    publish_through_the_server(&fleet, tmp.path(), &next, &next_bytes).await;
 
     // The good agent: the same process runs the new build, which checked in and committed.
     wait_until(Duration::from_secs(120), || async {
