@@ -108,6 +108,7 @@ pub async fn upload(
     }
     let uploads = uploads_dir(&st);
     std::fs::create_dir_all(&uploads).map_err(internal("create", &uploads))?;
+    remove_abandoned(&uploads, st.limits.upload_timeout * 2);
     let scratch = tempfile::Builder::new()
         .prefix(".upload-")
         .tempdir_in(&uploads)
@@ -179,6 +180,26 @@ async fn receive(
             ),
         )),
         Err(LandError::Io(e)) => Err(internal("write", dest)(e)),
+    }
+}
+
+/// Removes the staging directories of uploads a killed server left (`.upload-*` untouched for
+/// longer than `age`, twice the upload time limit: no upload in progress is that old).
+fn remove_abandoned(uploads: &std::path::Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(uploads) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.filter_map(Result::ok) {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|d| d > age);
+        if old && e.file_name().to_string_lossy().starts_with(".upload-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! `POST /api/programs/{name}/{version}` is signed and published in the site repository (a
 //! hotfix flagged in its custom metadata) and listed by `GET /api/programs`; an upload over
 //! the limit (413), with a hash that does not match, empty, under a bad name, of a version
-//! that exists, or by a non-admin is refused, publishes nothing and leaves no file behind.
+//! that exists, or by a non-admin is refused, publishes nothing and leaves no file behind
+//! (and what a killed upload left is removed).
 
 use cascade_client::proto::{NewToken, NewUser, ProgramUpload, UserRole};
 
@@ -30,6 +31,14 @@ async fn uploads_are_published_or_refused_with_nothing_left() {
     })
     .await;
     let api = s.client.admin(&s.admin);
+    // What a server killed mid-upload left, two hours ago: the next upload removes it.
+    let abandoned = dir.path().join("uploads/.upload-abandoned");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("tool.sh"), b"half").unwrap();
+    std::fs::File::open(&abandoned)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
     let build = b"#!/bin/sh\necho 1.0\n".to_vec();
     let one = api
         .upload_program(
