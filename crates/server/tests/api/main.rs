@@ -22,4 +22,6 @@ mod notify;
 mod ops;
 mod policy;
 mod postgres;
+mod programs;
+mod site;
 mod sources;
