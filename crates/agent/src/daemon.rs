@@ -2,7 +2,8 @@
 //! on each notification (after its jitter) and on a schedule, checking in after each cycle.
 //! With the server down it keeps updating from its cached policy through relays and mirrors.
 //! As an update agent it also runs the relay, keeps the relay's upstreams on its own plan, and
-//! reports what the relay served with each check-in (and between cycles when it changed).
+//! reports what the relay served with each check-in (and between cycles when it changed). After
+//! each cycle it puts its domain's settings in force ([`crate::settings`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
@@ -16,12 +17,14 @@ use cascade_client::proto::{EnrollRequest, Notice};
 use cascade_client::{Client, Event};
 use cascade_core::report::{Attempt, CheckIn, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
+use cascade_repo::throttle::Throttle;
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
+use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -127,6 +130,10 @@ struct Agent {
     /// The last check-in that did not reach the server, sent again when the event stream
     /// reconnects (the server is back) instead of at the next interval.
     unsent: std::sync::Mutex<Option<CheckIn>>,
+    /// The domain settings in force (`None`: the agent's own configuration).
+    applied: std::sync::Mutex<Option<Applied>>,
+    /// The download cap every repository transfer goes through (domain settings set it).
+    download_cap: Arc<Throttle>,
     _lock: std::fs::File,
 }
 
@@ -197,8 +204,10 @@ impl Agent {
             id
         };
         let api = Client::new(id.server.clone(), cfg.bind_ip)?;
+        let download_cap = Arc::new(Throttle::new(0));
         let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip)
-            .map_err(|e| AgentError::Setup(e.to_string()))?;
+            .map_err(|e| AgentError::Setup(e.to_string()))?
+            .with_throttle(Arc::clone(&download_cap));
         let relay = match cfg.relay_listen {
             Some(_) => {
                 let transport = SourceTransport::new_bound(cfg.limits, cfg.bind_ip)
@@ -221,6 +230,8 @@ impl Agent {
             updater,
             relay,
             unsent: std::sync::Mutex::default(),
+            applied: std::sync::Mutex::default(),
+            download_cap,
             _lock: lock,
         })
     }
@@ -354,7 +365,12 @@ impl Agent {
         if let Some(relay) = &self.relay {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
-        let mut updater = self.updater.clone();
+        let applied = self.applied();
+        let floor = crate::settings::floor(
+            applied.as_ref().map(|a| &a.settings),
+            self.cfg.limits.min_bytes_per_sec,
+        );
+        let mut updater = self.updater.clone().with_min_bytes_per_sec(floor);
         for domain in TrustDomain::ALL {
             if let Some(v) = self.announced_version(domain).await {
                 updater.set_floor(domain, v);
@@ -363,6 +379,9 @@ impl Agent {
         let mut report = updater.run(&policy, &me, now_unix()).await;
         if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
             self.updater.warm_relay(listen, relay).await;
+        }
+        if let Some(applied) = self.apply_settings(me.domain.as_deref()) {
+            report.attempts.push(settings_note(&applied));
         }
         if let Err(e) = self.data.write_json("last-report.json", &report) {
             // Check in anyway, saying why (`docs/operating.md#agent-self-repair`).
@@ -384,6 +403,48 @@ impl Agent {
             *unsent = sent.is_err().then_some(checkin);
         }
         Ok(report)
+    }
+
+    /// The domain settings in force.
+    fn applied(&self) -> Option<Applied> {
+        self.applied.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Reads the installed settings of `domain` (else the default's) and puts them in force:
+    /// the download cap and the relay's caps and cache budget at once, the schedule and the
+    /// download floor from the next cycle. Logs what changed. Returns the settings in force.
+    fn apply_settings(&self, domain: Option<&str>) -> Option<Applied> {
+        let Some(found) = crate::settings::installed(self.updater.installer(), domain) else {
+            return self.applied();
+        };
+        let Ok(mut slot) = self.applied.lock() else {
+            return None;
+        };
+        if slot.as_ref() != Some(&found) {
+            let s = &found.settings;
+            tracing::info!(
+                settings = %found.label(),
+                interval_secs = s.interval_secs,
+                jitter_secs = s.jitter_secs,
+                windows = s.windows.len(),
+                min_transfer_rate = s.min_transfer_rate,
+                download_cap = s.download_cap,
+                relay_cap_per_client = s.relay_cap_per_client,
+                relay_cap_total = s.relay_cap_total,
+                relay_cache_bytes = s.relay_cache_bytes,
+                "domain settings applied"
+            );
+            self.download_cap.set_rate(s.download_cap);
+            if let Some(relay) = &self.relay {
+                relay.apply_limits(
+                    s.relay_cache_bytes,
+                    s.relay_cap_per_client,
+                    s.relay_cap_total,
+                );
+            }
+            *slot = Some(found);
+        }
+        slot.clone()
     }
 
     /// Re-checks installed files and repairs them; a damaged file is reported to the server
@@ -480,6 +541,22 @@ fn state_failure(e: &crate::state::StateError) -> Attempt {
     }
 }
 
+/// The report's line saying which domain settings are in force (`settings`, no category).
+fn settings_note(applied: &Applied) -> Attempt {
+    Attempt {
+        category: None,
+        step: 0,
+        source: "settings".into(),
+        outcome: Outcome::Ok,
+        reason: Some(Reason::Note(format!(
+            "domain settings {} applied",
+            applied.label()
+        ))),
+        bytes: 0,
+        millis: 0,
+    }
+}
+
 /// The relay's upstream `/repo/` roots, in the order of its own components plan.
 fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
     let mut out: Vec<Url> = Vec::new();
@@ -567,6 +644,9 @@ pub async fn run(
         .cfg
         .verify_interval
         .map(|_| tokio::time::Instant::now());
+    // Set when the interval timer woke the loop: such a cycle waits for the update windows;
+    // the first cycle, a notify and a manual run do not.
+    let mut scheduled = false;
     'cycles: loop {
         if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
             if tokio::time::Instant::now() >= due {
@@ -581,13 +661,23 @@ pub async fn run(
                 next_verify = Some(tokio::time::Instant::now() + every);
             }
         }
-        match agent.cycle().await {
-            Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
-            Err(e) => tracing::warn!(error = %e, "update cycle failed"),
+        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
+        if scheduled && !schedule.may_run(now_unix()) {
+            tracing::info!(
+                "outside the update windows of the domain settings: scheduled cycle skipped"
+            );
+        } else {
+            match agent.cycle().await {
+                Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+                Err(e) => tracing::warn!(error = %e, "update cycle failed"),
+            }
         }
+        scheduled = false;
         n += 1;
-        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
-        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
+        // The cycle may have put new settings in force.
+        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
+        let spread = u64::try_from(schedule.jitter.as_millis()).unwrap_or(u64::MAX);
+        let wait = schedule.interval + jitter(&agent.id.client_id, n, spread);
         let next = tokio::time::Instant::now() + wait;
         loop {
             tokio::select! {
@@ -604,7 +694,10 @@ pub async fn run(
                         break;
                     }
                 },
-                () = tokio::time::sleep_until(next) => break,
+                () = tokio::time::sleep_until(next) => {
+                    scheduled = true;
+                    break;
+                }
             }
         }
     }

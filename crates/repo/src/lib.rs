@@ -2,7 +2,7 @@
 //! (`docs/architecture.md#repositories`): The Update Framework metadata (via `tough`) with
 //! consistent snapshots, target names `CATEGORY/NAME/VERSION/FILE`, publishing with zstd deltas,
 //! whole-repository verification, and the client side: a transport over ordered sources with
-//! timeouts, a throughput floor and size caps, and verified, atomic saving of targets.
+//! timeouts, a throughput floor, an optional bandwidth cap and size caps, and verified, atomic saving of targets.
 
 mod client;
 pub mod delta;
@@ -16,6 +16,7 @@ pub mod mirror;
 mod publish;
 mod renew;
 mod save;
+pub mod throttle;
 mod transport;
 pub mod verify;
 
