@@ -110,23 +110,39 @@ pub async fn put_one(
     ApiJson(settings): ApiJson<DomainSettings>,
 ) -> Result<Revisioned<DomainSettingsView>, ApiError> {
     let expected = expected_revision(&headers)?;
+    let answer = store_and_publish(&st, &actor, expected, &name, settings).await?;
+    Ok(Revisioned::ok(answer.revision, answer))
+}
+
+/// Stores `settings` for `name` (`default`: the default's) at the next version and publishes
+/// them; what `PUT /api/policy/domain-settings/{name}` and the console do.
+///
+/// # Errors
+/// `site.linked` before anything is stored when the site is the operator's link; the store's
+/// refusals (a stale revision, a field out of bounds); a publish failure (the settings are
+/// stored and published at the next start).
+pub async fn store_and_publish(
+    st: &AppState,
+    actor: &str,
+    expected: Option<i64>,
+    name: &str,
+    settings: DomainSettings,
+) -> Result<DomainSettingsView, ApiError> {
     // An operator-linked site cannot be published to: refuse before anything is stored.
     let site = st.site.publisher()?;
     let stored = st
         .store
-        .set_domain_settings(expected, &actor, &name, settings)
+        .set_domain_settings(expected, actor, name, settings)
         .await?;
-    let answer = view(stored.revision, &stored.policy, &name);
+    let answer = view(stored.revision, &stored.policy, name);
     // Stored; if publishing fails now, the next start publishes it (`publish_pending`).
-    site.publish_settings(
-        if answer.own {
-            &name
-        } else {
-            DEFAULT_SETTINGS_NAME
-        },
-        &answer.settings,
-    )
-    .await?;
+    let published_as = if answer.own {
+        name
+    } else {
+        DEFAULT_SETTINGS_NAME
+    };
+    site.publish_settings(published_as, &answer.settings)
+        .await?;
     tracing::info!(domain = %name, version = answer.settings.version, "domain settings stored and published");
-    Ok(Revisioned::ok(stored.revision, answer))
+    Ok(answer)
 }
