@@ -11,6 +11,7 @@ pub mod accounts;
 /// Input limits of the request types (`docs/api.md#limits`).
 pub use cascade_core::limits;
 pub mod clients;
+pub mod domains;
 pub mod enroll;
 pub mod error;
 pub mod events;
@@ -24,8 +25,9 @@ pub use cascade_core::report::{
     Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
 };
 pub use cascade_core::{
-    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, EntryDoc,
-    EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, DomainSettings,
+    EntryDoc, EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    PublishedSettings, UpdateWindow,
 };
 
 pub use accounts::{
@@ -38,6 +40,7 @@ pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
+pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Hello, Notice, Role, Stage, StreamEvent};
