@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
-use crate::settings::{Applied, Schedule};
 use crate::selfupdate::{AtStart, SelfUpdate, Trial};
+use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -723,23 +723,7 @@ pub async fn run_self_updating(
             }
         }
         let trial_end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
-        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
-        if scheduled && !schedule.may_run(now_unix()) {
-            tracing::info!(
-                "outside the update windows of the domain settings: scheduled cycle skipped"
-            );
-        } else {
-            let cycle = agent.cycle();
-            let done = match trial_end {
-                Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
-                None => Some(cycle.await),
-            };
-            match done {
-                Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
-                Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
-                None => tracing::warn!("the update cycle outlasted the trial of this build"),
-            }
-        }
+        agent.windowed_cycle(scheduled, trial_end).await;
         scheduled = false;
         if let Some(end) = agent.self_update_step(&mut trial, trial_end) {
             break 'cycles end;
@@ -829,6 +813,30 @@ async fn serve_relay(
         _ => None,
     };
     Ok((relay_stop, task))
+}
+
+impl Agent {
+    /// One update cycle, unless it was `scheduled` by the timer and the domain settings'
+    /// update windows are closed now; cut short at the end of a self-update trial.
+    async fn windowed_cycle(&self, scheduled: bool, trial_end: Option<tokio::time::Instant>) {
+        let schedule = Schedule::of(self.applied().as_ref(), self.cfg.interval);
+        if scheduled && !schedule.may_run(now_unix()) {
+            tracing::info!(
+                "outside the update windows of the domain settings: scheduled cycle skipped"
+            );
+            return;
+        }
+        let cycle = self.cycle();
+        let done = match trial_end {
+            Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
+            None => Some(cycle.await),
+        };
+        match done {
+            Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+            Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
+            None => tracing::warn!("the update cycle outlasted the trial of this build"),
+        }
+    }
 }
 
 /// The tokio instant of a unix-seconds deadline (now when it has passed).

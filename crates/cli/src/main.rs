@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
         Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),
-        Command::Publish(args) => ok(repo_cmd::run_publish(args)),
+        Command::Publish(args) => ok(repo_cmd::run_publish(&args)),
     };
     match result {
         Ok(code) => code,
