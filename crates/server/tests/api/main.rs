@@ -22,4 +22,5 @@ mod notify;
 mod ops;
 mod policy;
 mod postgres;
+mod sessions;
 mod sources;
