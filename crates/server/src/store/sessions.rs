@@ -191,3 +191,127 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::settings::Clock;
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn now(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn store(dir: &std::path::Path) -> (Store, Arc<TestClock>) {
+        let db = crate::db::open(dir, None).await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(1_000)));
+        (Store::new(db.pool, clock.clone()), clock)
+    }
+
+    async fn stored_last_seen(store: &Store, id_hash: &str) -> Option<i64> {
+        sqlx::query("SELECT last_seen FROM console_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(&store.pool)
+            .await
+            .unwrap()
+            .map(|r| r.try_get("last_seen").unwrap())
+    }
+
+    fn new_session(id_hash: &str, expires_at: i64) -> NewSession<'_> {
+        NewSession {
+            id_hash,
+            user: "admin",
+            token: None,
+            role: UserRole::Operator,
+            csrf: "c5",
+            expires_at,
+        }
+    }
+
+    // `last_seen` is written at most once a minute; reads in between write nothing.
+    #[tokio::test]
+    async fn last_seen_is_written_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(dir.path()).await;
+        store
+            .create_session(new_session("h1", 5_000))
+            .await
+            .unwrap();
+        let s = store.live_session("h1", 1_059).await.unwrap().unwrap();
+        assert_eq!(
+            (s.last_seen, s.role, s.csrf.as_str()),
+            (1_000, UserRole::Operator, "c5")
+        );
+        assert_eq!(stored_last_seen(&store, "h1").await, Some(1_000));
+        let s = store.live_session("h1", 1_060).await.unwrap().unwrap();
+        assert_eq!(s.last_seen, 1_060);
+        assert_eq!(stored_last_seen(&store, "h1").await, Some(1_060));
+        store.live_session("h1", 1_100).await.unwrap().unwrap();
+        assert_eq!(stored_last_seen(&store, "h1").await, Some(1_060));
+    }
+
+    // An expired session is refused and its row removed; a login purges every expired row.
+    #[tokio::test]
+    async fn expired_sessions_are_refused_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = store(dir.path()).await;
+        store
+            .create_session(new_session("old", 2_000))
+            .await
+            .unwrap();
+        store
+            .create_session(new_session("older", 1_500))
+            .await
+            .unwrap();
+        assert!(store.live_session("old", 1_999).await.unwrap().is_some());
+        assert!(store.live_session("old", 2_000).await.unwrap().is_none());
+        assert_eq!(
+            stored_last_seen(&store, "old").await,
+            None,
+            "removed on read"
+        );
+        assert_eq!(stored_last_seen(&store, "older").await, Some(1_000));
+        clock.0.store(1_500, Ordering::SeqCst);
+        store
+            .create_session(new_session("new", 9_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored_last_seen(&store, "older").await,
+            None,
+            "purged at login"
+        );
+        assert_eq!(stored_last_seen(&store, "new").await, Some(1_500));
+        assert!(store
+            .live_session("unknown", 1_500)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    // The flash message is stored with the session and cleared; logout removes the row.
+    #[tokio::test]
+    async fn flash_and_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(dir.path()).await;
+        store.create_session(new_session("h", 5_000)).await.unwrap();
+        store
+            .set_session_flash("h", Some((FlashKind::Error, "refused")))
+            .await
+            .unwrap();
+        let s = store.live_session("h", 1_001).await.unwrap().unwrap();
+        assert_eq!(s.flash, Some((FlashKind::Error, "refused".to_owned())));
+        store.set_session_flash("h", None).await.unwrap();
+        let s = store.live_session("h", 1_002).await.unwrap().unwrap();
+        assert_eq!(s.flash, None);
+        assert!(store.end_session("h").await.unwrap());
+        assert!(!store.end_session("h").await.unwrap());
+        assert!(store.live_session("h", 1_003).await.unwrap().is_none());
+    }
+}
