@@ -2,7 +2,8 @@
 //! on each notification (after its jitter) and on a schedule, checking in after each cycle.
 //! With the server down it keeps updating from its cached policy through relays and mirrors.
 //! As an update agent it also runs the relay, keeps the relay's upstreams on its own plan, and
-//! reports what the relay served with each check-in (and between cycles when it changed).
+//! reports what the relay served with each check-in (and between cycles when it changed). After
+//! each cycle it puts its domain's settings in force ([`crate::settings`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
@@ -16,12 +17,15 @@ use cascade_client::proto::{EnrollRequest, Notice, RepoVersions};
 use cascade_client::{Client, Event, PolicyAnswer};
 use cascade_core::report::{Attempt, CheckIn, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
+use cascade_repo::throttle::Throttle;
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
+use crate::settings::{Applied, Schedule};
+use crate::selfupdate::{AtStart, SelfUpdate, Trial};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -57,6 +61,9 @@ pub struct AgentConfig {
     /// Trusted roots given out of band, per trust domain; otherwise they are taken from the
     /// server at first contact (trust on first use).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
+    /// How the daemon updates itself ([`run_self_updating`]); `None`: it does not, and
+    /// reports this crate's version.
+    pub self_update: Option<SelfUpdate>,
 }
 
 /// Why the agent cannot run.
@@ -86,6 +93,9 @@ pub enum AgentError {
     /// A local part could not be set up (the HTTP client).
     #[error("set-up: {0}")]
     Setup(String),
+    /// The self-update state could not be read or written at start.
+    #[error(transparent)]
+    SelfUpdate(#[from] crate::selfupdate::SelfUpdateError),
 }
 
 impl AgentError {
@@ -100,6 +110,7 @@ impl AgentError {
             AgentError::Api(e) => e.code(),
             AgentError::Relay(_) => "agent.relay",
             AgentError::Setup(_) => "agent.setup",
+            AgentError::SelfUpdate(e) => e.code(),
         }
     }
 }
@@ -118,6 +129,14 @@ struct Agent {
     /// The repository versions the last notice announced: with the policy answer's, the floor
     /// of the next cycle (`docs/architecture.md#run-time`).
     heard: std::sync::Mutex<RepoVersions>,
+    /// The domain settings in force (`None`: the agent's own configuration).
+    applied: std::sync::Mutex<Option<Applied>>,
+    /// The download cap every repository transfer goes through (domain settings set it).
+    download_cap: Arc<Throttle>,
+    /// A check-in reached the server since start (a new build on trial is healthy).
+    checked_in: std::sync::atomic::AtomicBool,
+    /// The version this agent reports.
+    version: String,
     _lock: std::fs::File,
 }
 
@@ -188,8 +207,10 @@ impl Agent {
             id
         };
         let api = Client::new(id.server.clone(), cfg.bind_ip)?;
+        let download_cap = Arc::new(Throttle::new(0));
         let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip)
-            .map_err(|e| AgentError::Setup(e.to_string()))?;
+            .map_err(|e| AgentError::Setup(e.to_string()))?
+            .with_throttle(Arc::clone(&download_cap));
         let relay = match cfg.relay_listen {
             Some(_) => {
                 let transport = SourceTransport::new_bound(cfg.limits, cfg.bind_ip)
@@ -205,7 +226,6 @@ impl Agent {
             None => None,
         };
         Ok(Agent {
-            cfg,
             data,
             id,
             api,
@@ -213,7 +233,15 @@ impl Agent {
             relay,
             unsent: std::sync::Mutex::default(),
             heard: std::sync::Mutex::default(),
+            applied: std::sync::Mutex::default(),
+            download_cap,
+            checked_in: std::sync::atomic::AtomicBool::new(false),
+            version: cfg.self_update.as_ref().map_or_else(
+                || env!("CARGO_PKG_VERSION").to_owned(),
+                |s| s.version.clone(),
+            ),
             _lock: lock,
+            cfg,
         })
     }
 
@@ -352,7 +380,12 @@ impl Agent {
         if let Some(relay) = &self.relay {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
-        let mut updater = self.updater.clone();
+        let applied = self.applied();
+        let min_rate = crate::settings::floor(
+            applied.as_ref().map(|a| &a.settings),
+            self.cfg.limits.min_bytes_per_sec,
+        );
+        let mut updater = self.updater.clone().with_min_bytes_per_sec(min_rate);
         let heard = self.heard.lock().map(|h| *h).unwrap_or_default();
         let floor = announced.max(heard);
         for domain in TrustDomain::ALL {
@@ -361,8 +394,17 @@ impl Agent {
             }
         }
         let mut report = updater.run(&policy, &me, now_unix()).await;
+        if self.cfg.self_update.is_some() {
+            report.attempts.extend(crate::selfupdate::refusal_attempt(
+                &self.data,
+                self.updater.installer(),
+            ));
+        }
         if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
             self.updater.warm_relay(listen, relay).await;
+        }
+        if let Some(applied) = self.apply_settings(me.domain.as_deref()) {
+            report.attempts.push(settings_note(&applied));
         }
         if let Err(e) = self.data.write_json("last-report.json", &report) {
             // Check in anyway, saying why (`docs/operating.md#agent-self-repair`).
@@ -375,15 +417,58 @@ impl Agent {
             installed: self.updater.installed_summary(),
             last_update: Some(report.clone()),
             relay: self.relay.as_ref().map(|r| r.report()),
+            agent_version: Some(self.version.clone()),
         };
-        let sent = self.api.checkin(&self.id.credential, &checkin).await;
-        if let Err(e) = &sent {
+        let sent = self.send(&checkin).await;
+        if let Some(e) = &sent {
             tracing::warn!(error = %e, "check-in failed; sent again when the server is back");
         }
         if let Ok(mut unsent) = self.unsent.lock() {
-            *unsent = sent.is_err().then_some(checkin);
+            *unsent = sent.is_some().then_some(checkin);
         }
         Ok(report)
+    }
+
+    /// The domain settings in force.
+    fn applied(&self) -> Option<Applied> {
+        self.applied.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Reads the installed settings of `domain` (else the default's) and puts them in force:
+    /// the download cap and the relay's caps and cache budget at once, the schedule and the
+    /// download floor from the next cycle. Logs what changed. Returns the settings in force.
+    fn apply_settings(&self, domain: Option<&str>) -> Option<Applied> {
+        let Some(found) = crate::settings::installed(self.updater.installer(), domain) else {
+            return self.applied();
+        };
+        let Ok(mut slot) = self.applied.lock() else {
+            return None;
+        };
+        if slot.as_ref() != Some(&found) {
+            let s = &found.settings;
+            tracing::info!(
+                settings = %found.label(),
+                interval_secs = s.interval_secs,
+                jitter_secs = s.jitter_secs,
+                windows = s.windows.len(),
+                min_transfer_rate = s.min_transfer_rate,
+                download_cap = s.download_cap,
+                relay_cap_per_client = s.relay_cap_per_client,
+                relay_cap_total = s.relay_cap_total,
+                relay_cache_bytes = s.relay_cache_bytes,
+                "domain settings applied"
+            );
+            self.download_cap.set_rate(s.download_cap);
+            if let Some(relay) = &self.relay {
+                relay.apply_limits(
+                    s.relay_cache_bytes,
+                    s.relay_cap_per_client,
+                    s.relay_cap_total,
+                );
+            }
+            *slot = Some(found);
+        }
+        slot.clone()
     }
 
     /// Re-checks installed files and repairs them; a damaged file is reported to the server
@@ -409,16 +494,33 @@ impl Agent {
                 attempts,
             };
             let checkin = CheckIn {
+                agent_version: Some(self.version.clone()),
                 ip: Some(me.ip.to_string()),
                 installed: self.updater.installed_summary(),
                 last_update: Some(report),
                 relay: self.relay.as_ref().map(|r| r.report()),
             };
-            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+            if let Some(e) = self.send(&checkin).await {
                 tracing::warn!(error = %e, "check-in after verification failed");
             }
         }
         Ok(found)
+    }
+
+    /// Sends a check-in; the error text when it did not reach the server. A check-in that
+    /// reached it marks the agent healthy (`checked_in`).
+    async fn send(&self, checkin: &CheckIn) -> Option<String> {
+        if crate::selfupdate::fault("silent") {
+            return Some("fault injected: check-ins are not sent".into());
+        }
+        match self.api.checkin(&self.id.credential, checkin).await {
+            Ok(_) => {
+                self.checked_in
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
     }
 
     /// Sends the check-in that failed last, if any (the server is reachable again).
@@ -426,7 +528,7 @@ impl Agent {
         let Some(checkin) = self.unsent.lock().ok().and_then(|mut u| u.take()) else {
             return;
         };
-        if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+        if let Some(e) = self.send(&checkin).await {
             tracing::warn!(error = %e, "check-in failed again");
             if let Ok(mut unsent) = self.unsent.lock() {
                 unsent.get_or_insert(checkin);
@@ -450,14 +552,15 @@ impl Agent {
             }
             let requests = report.requests;
             let checkin = CheckIn {
+                agent_version: Some(self.version.clone()),
                 ip: Some(self.my_ip().await.to_string()),
                 installed: self.updater.installed_summary(),
                 last_update: None,
                 relay: Some(report),
             };
-            match self.api.checkin(&self.id.credential, &checkin).await {
-                Ok(_) => last = requests,
-                Err(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
+            match self.send(&checkin).await {
+                None => last = requests,
+                Some(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
             }
         }
     }
@@ -475,6 +578,22 @@ fn state_failure(e: &crate::state::StateError) -> Attempt {
             code: e.code().to_owned(),
             message: e.to_string(),
         })),
+        bytes: 0,
+        millis: 0,
+    }
+}
+
+/// The report's line saying which domain settings are in force (`settings`, no category).
+fn settings_note(applied: &Applied) -> Attempt {
+    Attempt {
+        category: None,
+        step: 0,
+        source: "settings".into(),
+        outcome: Outcome::Ok,
+        reason: Some(Reason::Note(format!(
+            "domain settings {} applied",
+            applied.label()
+        ))),
         bytes: 0,
         millis: 0,
     }
@@ -530,7 +649,8 @@ pub async fn verify(cfg: AgentConfig) -> Result<crate::verify::Verified, AgentEr
 }
 
 /// Runs until `shutdown` resolves: a cycle at start, on each notification (after its
-/// jitter) and every `interval` (± 10 %).
+/// jitter) and every `interval` (± 10 %). Without `cfg.self_update` it never asks for a
+/// restart; with it, use [`run_self_updating`].
 ///
 /// # Errors
 /// Start-up failures, or the relay's listener cannot be bound.
@@ -538,11 +658,159 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
-    let agent = Arc::new(Agent::start(cfg).await?);
+    run_self_updating(cfg, shutdown).await.map(|_| ())
+}
+
+/// How a daemon run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop.
+    Stopped,
+    /// Start this binary in place of this process, with [`SelfUpdate::args`] (a new build on
+    /// trial, or back to the old one), `docs/operating.md#agent-self-update`.
+    Exec(PathBuf),
+}
+
+/// [`run`], updating the agent itself when `cfg.self_update` is set: the run ends with
+/// [`Ended::Exec`] when another build must take over this process (the caller executes it).
+///
+/// # Errors
+/// Start-up failures, or the relay's listener cannot be bound.
+pub async fn run_self_updating(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Ended, AgentError> {
+    // Holding the data directory's lock, before anything else: the self-update state decides
+    // which build runs (`docs/operating.md#agent-self-update`).
+    let mut agent = Agent::start(cfg).await?;
+    let mut trial: Option<Trial> = None;
+    if let Some(su) = agent.cfg.self_update.as_mut() {
+        match crate::selfupdate::at_start(&agent.data, su, now_unix())? {
+            AtStart::Run => {}
+            AtStart::Trial(t) => trial = Some(t),
+            AtStart::Exec(binary) => return Ok(Ended::Exec(binary)),
+        }
+    }
+    if crate::selfupdate::fault("exit") {
+        return Err(AgentError::Setup("fault injected: exit at start".into()));
+    }
+    let agent = Arc::new(agent);
     let (tx, mut rx) = mpsc::channel::<Heard>(16);
     let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
+    let (relay_stop, relay_task) = serve_relay(&agent).await?;
+    let reports = tokio::spawn(Arc::clone(&agent).report_relay());
+    tokio::pin!(shutdown);
+    let mut n: i64 = 0;
+    let mut next_verify = agent
+        .cfg
+        .verify_interval
+        .map(|_| tokio::time::Instant::now());
+    // Set when the interval timer woke the loop: such a cycle waits for the update windows;
+    // the first cycle, a notify and a manual run do not.
+    let mut scheduled = false;
+    let ended = 'cycles: loop {
+        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
+            if tokio::time::Instant::now() >= due {
+                match agent.verify().await {
+                    Ok(v) => tracing::info!(
+                        checked = v.checked,
+                        damaged = v.damaged.len(),
+                        "installed files verified"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+                }
+                next_verify = Some(tokio::time::Instant::now() + every);
+            }
+        }
+        let trial_end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
+        if scheduled && !schedule.may_run(now_unix()) {
+            tracing::info!(
+                "outside the update windows of the domain settings: scheduled cycle skipped"
+            );
+        } else {
+            let cycle = agent.cycle();
+            let done = match trial_end {
+                Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
+                None => Some(cycle.await),
+            };
+            match done {
+                Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+                Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
+                None => tracing::warn!("the update cycle outlasted the trial of this build"),
+            }
+        }
+        scheduled = false;
+        if let Some(end) = agent.self_update_step(&mut trial, trial_end) {
+            break 'cycles end;
+        }
+        n += 1;
+        // The cycle may have put new settings in force.
+        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
+        let spread = u64::try_from(schedule.jitter.as_millis()).unwrap_or(u64::MAX);
+        let wait = schedule.interval + jitter(&agent.id.client_id, n, spread);
+        let next = tokio::time::Instant::now() + wait;
+        loop {
+            // The trial's end wakes the loop too.
+            let trial_wake = trial
+                .as_ref()
+                .map_or(next, |t| deadline_instant(t.deadline()));
+            tokio::select! {
+                () = &mut shutdown => break 'cycles Ended::Stopped,
+                Some(heard) = rx.recv() => match heard {
+                    // The server is back: deliver a check-in that failed meanwhile.
+                    Heard::Hello => {
+                        agent.send_unsent().await;
+                        let end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+                        if let Some(end) = agent.self_update_step(&mut trial, end) {
+                            break 'cycles end;
+                        }
+                    }
+                    Heard::Notice(notice) => {
+                        agent.hear(notice.versions);
+                        let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
+                        tokio::select! {
+                            () = &mut shutdown => break 'cycles Ended::Stopped,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        break;
+                    }
+                },
+                () = tokio::time::sleep_until(trial_wake), if trial.is_some() => {
+                    let end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+                    if let Some(end) = agent.self_update_step(&mut trial, end) {
+                        break 'cycles end;
+                    }
+                }
+                () = tokio::time::sleep_until(next) => {
+                    scheduled = true;
+                    break;
+                }
+            }
+        }
+    };
+    events.abort();
+    reports.abort();
+    // Stop accepting, let requests in flight finish, close idle keep-alive connections.
+    let _ = relay_stop.send(());
+    if let Some(t) = relay_task {
+        let _ = t.await;
+    }
+    Ok(ended)
+}
+
+/// Starts serving the relay, when the agent is one: the sender that stops it, and its task.
+async fn serve_relay(
+    agent: &Agent,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        Option<tokio::task::JoinHandle<()>>,
+    ),
+    AgentError,
+> {
     let (relay_stop, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = match (&agent.relay, agent.cfg.relay_listen) {
+    let task = match (&agent.relay, agent.cfg.relay_listen) {
         (Some(relay), Some(addr)) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -560,63 +828,51 @@ pub async fn run(
         }
         _ => None,
     };
-    let reports = tokio::spawn(Arc::clone(&agent).report_relay());
-    tokio::pin!(shutdown);
-    let mut n: i64 = 0;
-    let mut next_verify = agent
-        .cfg
-        .verify_interval
-        .map(|_| tokio::time::Instant::now());
-    'cycles: loop {
-        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
-            if tokio::time::Instant::now() >= due {
-                match agent.verify().await {
-                    Ok(v) => tracing::info!(
-                        checked = v.checked,
-                        damaged = v.damaged.len(),
-                        "installed files verified"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+    Ok((relay_stop, task))
+}
+
+/// The tokio instant of a unix-seconds deadline (now when it has passed).
+fn deadline_instant(unix: i64) -> tokio::time::Instant {
+    let left = u64::try_from(unix.saturating_sub(now_unix())).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(left)
+}
+
+impl Agent {
+    /// After a cycle or a delivered check-in: a trial that checked in is won (committed); a
+    /// trial past its end hands back to the old build; outside a trial, a newer installed
+    /// build of this agent is started on trial. `Some` ends the run.
+    fn self_update_step(
+        &self,
+        trial: &mut Option<Trial>,
+        trial_end: Option<tokio::time::Instant>,
+    ) -> Option<Ended> {
+        let su = self.cfg.self_update.as_ref()?;
+        if let Some(t) = trial.as_ref() {
+            if self.checked_in.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = crate::selfupdate::won(&self.data, t) {
+                    // The marker says healthy: the next start finishes the commit; a marker
+                    // that could not be written leaves the trial to be rolled back.
+                    tracing::error!(error = %e, code = e.code(), "self-update commit failed");
+                    return Some(Ended::Exec(t.exe.clone()));
                 }
-                next_verify = Some(tokio::time::Instant::now() + every);
+                *trial = None;
+                return None;
             }
+            if trial_end.is_some_and(|end| tokio::time::Instant::now() >= end) {
+                tracing::warn!(version = %t.to, "no check-in within the trial; back to the old build");
+                return Some(Ended::Exec(t.exe.clone()));
+            }
+            return None;
         }
-        match agent.cycle().await {
-            Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
-            Err(e) => tracing::warn!(error = %e, "update cycle failed"),
-        }
-        n += 1;
-        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
-        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
-        let next = tokio::time::Instant::now() + wait;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break 'cycles,
-                Some(heard) = rx.recv() => match heard {
-                    // The server is back: deliver a check-in that failed meanwhile.
-                    Heard::Hello => agent.send_unsent().await,
-                    Heard::Notice(notice) => {
-                        agent.hear(notice.versions);
-                        let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
-                        tokio::select! {
-                            () = &mut shutdown => break 'cycles,
-                            () = tokio::time::sleep(delay) => {}
-                        }
-                        break;
-                    }
-                },
-                () = tokio::time::sleep_until(next) => break,
+        match crate::selfupdate::begin(&self.data, self.updater.installer(), su, now_unix()) {
+            Ok(Some(binary)) => Some(Ended::Exec(binary)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, code = e.code(), "cannot start the new agent build");
+                None
             }
         }
     }
-    events.abort();
-    reports.abort();
-    // Stop accepting, let requests in flight finish, close idle keep-alive connections.
-    let _ = relay_stop.send(());
-    if let Some(t) = relay_task {
-        let _ = t.await;
-    }
-    Ok(())
 }
 
 /// What the notification stream told the agent.

@@ -140,6 +140,23 @@ impl Updater {
         })
     }
 
+    /// Caps every download of this updater (and its clones) with `throttle`, shared.
+    #[must_use]
+    pub fn with_throttle(
+        mut self,
+        throttle: std::sync::Arc<cascade_repo::throttle::Throttle>,
+    ) -> Self {
+        self.transport = self.transport.with_throttle(throttle);
+        self
+    }
+
+    /// Sets the throughput floor below which a download is abandoned for the next source.
+    #[must_use]
+    pub fn with_min_bytes_per_sec(mut self, floor: u64) -> Self {
+        self.transport = self.transport.with_min_bytes_per_sec(floor);
+        self
+    }
+
     /// Reports each step to `observer` (e.g. a progress bar).
     #[must_use]
     pub fn with_observer(mut self, observer: Option<Observer>) -> Self {
@@ -439,6 +456,11 @@ impl Updater {
         let loaded = client.open(&source).await?;
         let mut installed = Vec::new();
         for newest in loaded.newest(category) {
+            // Another platform's build of the agent is of no use here.
+            if category == Category::Programs && crate::selfupdate::is_other_platform(&newest.name)
+            {
+                continue;
+            }
             if self.install(&loaded, &newest).await? {
                 installed.push(format!("{} {}", newest.name, newest.version));
             }

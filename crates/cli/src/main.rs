@@ -1,12 +1,15 @@
 //! The `cascade` command. `main` parses the command line, runs one subcommand and turns its
 //! result into an exit status: 2 for bad input (a bad policy, a bad argument), 1 for any
 //! other error, and subcommand-specific statuses where documented (`agent --once`). Each
-//! subcommand group lives in its own module.
+//! subcommand group lives in its own module. The code is a library (`cascade_cli`) whose
+//! [`main`] the `cascade` binary runs (`src/bin/cascade.rs`).
 
 mod agent_cmd;
 mod demo;
 mod demo_view;
+mod domains_cmd;
 mod local;
+mod program_cmd;
 mod progress;
 mod repo_cmd;
 mod server_cmd;
@@ -17,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 /// cascade: signed update distribution with relays, an ordered source list and a fallback chain.
 #[derive(Debug, Parser)]
-#[command(name = "cascade", version, about, long_about = None, propagate_version = true)]
+#[command(name = "cascade", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,6 +49,9 @@ enum Command {
     /// Registered update agents.
     #[command(subcommand)]
     Agents(server_cmd::AgentsCmd),
+    /// Client domains: their ActiveUpdate privilege and settings (interval, windows, caps).
+    #[command(subcommand)]
+    Domains(domains_cmd::DomainsCmd),
     /// Users and their roles on the server (admin only).
     #[command(subcommand)]
     Users(server_cmd::UsersCmd),
@@ -58,6 +64,10 @@ enum Command {
     /// Publish a new version of some content into a repository.
     Publish(repo_cmd::PublishArgs),
 }
+
+/// The version of this build (`CASCADE_BUILD_VERSION` at build time, else the package's):
+/// what `--version` prints and the agent reports (`docs/operating.md#agent-self-update`).
+pub const VERSION: &str = env!("CASCADE_VERSION");
 
 /// An error caused by the user's input; exits with status 2.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +109,8 @@ fn init_logging(quiet: bool) {
         .try_init();
 }
 
-fn main() -> ExitCode {
+/// Runs the command line of this process and returns its exit status.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo draws its own progress; its pieces' info logs would only scroll it away.
     init_logging(matches!(cli.command, Command::Demo(_)));
@@ -114,6 +125,7 @@ fn main() -> ExitCode {
         Command::Notify(args) => ok(server_cmd::run_notify(args)),
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
+        Command::Domains(cmd) => ok(domains_cmd::run_domains(cmd)),
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
         Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),

@@ -38,6 +38,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// The limit for one program upload (the server's default `--upload-timeout` is 30 min).
+pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `text` as one path segment.
 fn segment(text: &str) -> String {
     utf8_percent_encode(text, SEGMENT).to_string()
@@ -164,6 +167,44 @@ impl AdminClient {
         let path = format!("api/policy/domains/{}", segment(name));
         self.write_at::<(), _>(Method::DELETE, &path, at, None)
             .await
+    }
+
+    /// `GET /api/policy/domain-settings`: the default settings and every domain's privileges
+    /// and settings.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn domain_settings(&self) -> Result<p::DomainSettingsList, ClientError> {
+        self.get("api/policy/domain-settings").await
+    }
+
+    /// `GET /api/policy/domain-settings/{name}`: the settings a client of `name` applies
+    /// (`default`: the default's).
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn domain_settings_of(
+        &self,
+        name: &str,
+    ) -> Result<p::DomainSettingsView, ClientError> {
+        self.get(&format!("api/policy/domain-settings/{}", segment(name)))
+            .await
+    }
+
+    /// `PUT /api/policy/domain-settings/{name}`: stores `settings` at the next version and
+    /// publishes them signed.
+    ///
+    /// # Errors
+    /// Refused token, a field out of bounds (422 naming it), a stale revision (409), an
+    /// operator-linked site repository (409 `site.linked`).
+    pub async fn put_domain_settings(
+        &self,
+        name: &str,
+        settings: &cascade_core::DomainSettings,
+        at: Option<i64>,
+    ) -> Result<p::DomainSettingsView, ClientError> {
+        let path = format!("api/policy/domain-settings/{}", segment(name));
+        self.write_at(Method::PUT, &path, at, Some(settings)).await
     }
 
     /// `GET /api/agents`: registered update agents, who serves at each, what they relayed.
@@ -321,6 +362,41 @@ impl AdminClient {
             .client
             .request(Method::GET, "api/clients", Some(&self.token))?
             .query(query);
+        call(req).await
+    }
+
+    /// `GET /api/programs`: the published program builds and hotfixes.
+    ///
+    /// # Errors
+    /// Refused token.
+    pub async fn programs(&self) -> Result<p::ProgramsResponse, ClientError> {
+        self.get("api/programs").await
+    }
+
+    /// `POST /api/programs/{name}/{version}`: uploads a build (`body`, `length` bytes,
+    /// streamed) that the server signs and publishes as `programs/NAME/VERSION/FILE`.
+    ///
+    /// # Errors
+    /// Refused token, a bad name or version (400), a version that exists (409), a build over
+    /// the server's `--max-program-bytes` (413), a body that does not hash to `upload.sha256`.
+    pub async fn upload_program(
+        &self,
+        name: &str,
+        version: &str,
+        upload: &p::ProgramUpload,
+        body: reqwest::Body,
+        length: u64,
+    ) -> Result<p::ProgramView, ClientError> {
+        let path = format!("api/programs/{}/{}", segment(name), segment(version));
+        let req = self
+            .client
+            .request(Method::POST, &path, Some(&self.token))?
+            .query(upload)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            // A build takes longer than a call: the server's `--upload-timeout` bounds it.
+            .timeout(UPLOAD_TIMEOUT)
+            .body(body);
         call(req).await
     }
 

@@ -11,11 +11,13 @@ pub mod accounts;
 /// Input limits of the request types (`docs/api.md#limits`).
 pub use cascade_core::limits;
 pub mod clients;
+pub mod domains;
 pub mod enroll;
 pub mod error;
 pub mod events;
 pub mod ops;
 pub mod policy;
+pub mod programs;
 pub mod sources;
 pub mod versions;
 
@@ -23,8 +25,9 @@ pub use cascade_core::report::{
     Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
 };
 pub use cascade_core::{
-    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, EntryDoc,
-    EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, DomainSettings,
+    EntryDoc, EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    PublishedSettings, UpdateWindow,
 };
 
 pub use accounts::{
@@ -37,6 +40,7 @@ pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
+pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Hello, Notice, Role, Stage, StreamEvent};
@@ -45,6 +49,7 @@ pub use policy::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
     DomainView, DomainsResponse, FallbackPatch, PolicyResponse, Settings, SettingsPatch,
 };
+pub use programs::{ProgramUpload, ProgramView, ProgramsResponse};
 pub use sources::{
     DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
     SourcesResponse, StepView,

@@ -1,7 +1,8 @@
 //! The cascade server (`docs/architecture.md#data-flow`): it keeps the policy in SQL under a
 //! revision number, serves the admin API and the client API (enroll, fetch policy, check in,
 //! notification stream), fans out Notify All Clients to update agents first, serves the repository
-//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`.
+//! directory at `/repo/` and mirrors the upstream into it, publishes its own site repository
+//! ([`site`], served at `/repo/site/`), and exposes `/metrics` and `/healthz`.
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
@@ -20,6 +21,7 @@ pub mod openapi;
 pub mod repo;
 pub mod routes;
 pub mod settings;
+pub mod site;
 pub mod state;
 pub mod store;
 
@@ -57,6 +59,9 @@ pub enum ServerError {
     /// First-start setup failed.
     #[error("first start: {0}")]
     Setup(#[from] ApiError),
+    /// The site repository could not be opened or created.
+    #[error(transparent)]
+    Site(#[from] site::SiteError),
     /// The HTTP server failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
@@ -71,6 +76,7 @@ impl ServerError {
             ServerError::Db(_) => "server.database",
             ServerError::Migrate(_) => "server.migrate",
             ServerError::Setup(_) => "server.setup",
+            ServerError::Site(e) => e.code(),
             ServerError::Serve(_) => "server.serve",
         }
     }
@@ -81,6 +87,7 @@ pub struct Server {
     state: AppState,
     first_start: Option<FirstSecrets>,
     on_first_start: settings::FirstStartHook,
+    site_refresh: std::time::Duration,
 }
 
 impl Server {
@@ -97,10 +104,22 @@ impl Server {
             path: repo_dir.display().to_string(),
             source: e,
         })?;
+        let site = site::Site::open(
+            settings.site_repo.as_deref(),
+            &settings.data_dir,
+            &repo_dir,
+            settings.clock.clone(),
+        )
+        .await?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
             .with_lockout(settings.lockout);
         let repo_cache = Arc::<repo::Cache>::default();
+        let served = repo::Served {
+            dir: repo_dir.clone(),
+            site: site.own_public_dir(),
+            cache: repo_cache.clone(),
+        };
         let state = AppState::new(Inner {
             db,
             store,
@@ -110,6 +129,7 @@ impl Server {
             stale_after: settings.stale_after,
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
+            site,
             mirror: mirror::Mirror {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
@@ -120,10 +140,7 @@ impl Server {
                 settings.max_jitter,
                 settings.notify_poll,
                 settings.notify_replay_window,
-                repo::Served {
-                    dir: repo_dir.clone(),
-                    cache: repo_cache.clone(),
-                },
+                served,
             )),
             metrics: Arc::default(),
             repo_cache,
@@ -133,6 +150,7 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
+        publish_pending(&state).await;
         notify::start_following(&state.notifier, &state.store)
             .await
             .map_err(ApiError::from)?;
@@ -140,6 +158,7 @@ impl Server {
             state,
             first_start,
             on_first_start: settings.on_first_start,
+            site_refresh: settings.site_refresh,
         })
     }
 
@@ -171,6 +190,13 @@ impl Server {
             });
         }
         tokio::spawn(mirror_on_schedule(self.state.clone()));
+        if let site::Site::Own(publisher) = &self.state.site {
+            tokio::spawn(site::refresh_on_schedule(
+                publisher.clone(),
+                self.site_refresh,
+                self.state.shutdown.subscribe(),
+            ));
+        }
         tokio::spawn(notify::follow(
             self.state.notifier.clone(),
             self.state.store.clone(),
@@ -277,6 +303,16 @@ pub async fn launch(
         .await?
         .serve(listener, shutdown)
         .await
+}
+
+/// Publishes the settings documents the store holds but the site repository lacks (a write
+/// that was stored, then interrupted before its publish); a failure is logged, the server
+/// starts anyway and the next start tries again.
+async fn publish_pending(state: &AppState) {
+    match state.store.current().await {
+        Ok(cur) => state.site.publish_after_write(&cur.policy).await,
+        Err(e) => tracing::warn!(error = %e, "domain settings: cannot read the policy to publish"),
+    }
 }
 
 /// Mirrors the upstream every configured interval until the server shuts down.

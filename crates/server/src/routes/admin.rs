@@ -75,6 +75,7 @@ pub fn client_view(
         reported_ip: rec.reported_ip,
         peer_ip: rec.peer_ip,
         installed: rec.installed,
+        agent_version: rec.agent_version,
         last_outcome: rec.last_outcome,
         last_update: if detail { rec.last_update } else { None },
         relay: if detail { rec.relay } else { None },

@@ -9,8 +9,10 @@
 pub mod accounts;
 pub mod admin;
 pub mod client;
+pub mod domains;
 pub mod ops;
 pub mod policy;
+pub mod programs;
 pub mod sources;
 
 use axum::http::header::{ETAG, IF_MATCH};
@@ -38,6 +40,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::get_settings, policy::patch_settings))
         .routes(routes!(policy::list_domains))
         .routes(routes!(policy::put_domain, policy::delete_domain))
+        .routes(routes!(domains::list))
+        .routes(routes!(domains::get_one, domains::put_one))
         .routes(routes!(policy::list_agents, policy::add_agent))
         .routes(routes!(policy::remove_agent))
         .routes(routes!(sources::list, sources::add))
@@ -61,6 +65,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::patch_user, accounts::delete_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
+        .routes(routes!(programs::list))
+        .routes(routes!(programs::upload))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))
