@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
-use crate::settings::{Applied, Schedule};
 use crate::selfupdate::{AtStart, SelfUpdate, Trial};
+use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 

@@ -57,8 +57,8 @@ struct FlashSlot {
     loaded: Option<Flash>,
     /// A message set by this request, for the next page.
     set: Option<Flash>,
-    /// The loaded message was shown.
-    taken: bool,
+    /// The row's message changed (one was set, or shown): [`flash_layer`] stores `set`.
+    changed: bool,
 }
 
 /// The request's [`FlashSlot`], shared by the extractor's [`Session`] and [`flash_layer`].
@@ -103,21 +103,20 @@ impl Session {
     /// Leaves a message for the next page (stored with the session after the handler).
     pub fn flash(&self, kind: &'static str, text: impl Into<String>) {
         if let Ok(mut slot) = self.flash.0.lock() {
+            slot.loaded = None;
             slot.set = Some(Flash {
                 kind: flash_kind(kind).as_str(),
                 text: text.into(),
             });
+            slot.changed = true;
         }
     }
 
     /// Takes the waiting message, if any.
     pub fn take_flash(&self) -> Option<Flash> {
         let mut slot = self.flash.0.lock().ok()?;
-        if let Some(f) = slot.set.take() {
-            return Some(f);
-        }
-        let f = slot.loaded.take();
-        slot.taken |= f.is_some();
+        let f = slot.set.take().or_else(|| slot.loaded.take());
+        slot.changed |= f.is_some();
         f
     }
 }
@@ -142,11 +141,7 @@ pub async fn flash_layer(mut req: axum::extract::Request, next: Next) -> Respons
         let Ok(mut slot) = shared.0.lock() else {
             return resp;
         };
-        let write = match (slot.set.take(), slot.taken) {
-            (Some(f), _) => Some(Some(f)),
-            (None, true) => Some(None),
-            (None, false) => None,
-        };
+        let write = slot.changed.then(|| slot.set.take());
         (slot.session.take(), write)
     };
     if let (Some((store, id_hash)), Some(flash)) = (session, write) {
