@@ -4,8 +4,9 @@
 //! registry, and every write calls the API's own handler (with the page's policy revision as
 //! `If-Match`), so a stale form is refused exactly like a stale API call.
 //!
-//! Login takes the admin token once and opens an in-memory session: an `HttpOnly`,
-//! `SameSite=Strict` cookie plus a per-session CSRF token carried by every form.
+//! Login takes the admin token once and opens a session kept in the Store (shared by every
+//! replica, `docs/operating.md#console-sessions`): an `HttpOnly`, `SameSite=Strict` cookie
+//! plus a per-session CSRF token carried by every form.
 
 mod agents;
 mod audit;
@@ -19,18 +20,14 @@ mod sources;
 mod view;
 mod whatif;
 
-use std::sync::Arc;
-
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-pub use session::Sessions;
 
 /// The stylesheet, embedded in the binary (no external fetches).
 const CSS: &str = include_str!("../../assets/console.css");
@@ -40,7 +37,7 @@ const HTMX: &str = include_str!("../../assets/htmx.min.js");
 /// Focus handling after in-page swaps.
 const JS: &str = include_str!("../../assets/console.js");
 
-/// Every console route, with a fresh in-memory session store.
+/// Every console route; sessions live in the Store.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::page))
@@ -70,7 +67,7 @@ pub fn router() -> Router<AppState> {
         .route("/assets/console.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.js", get(js))
-        .layer(Extension(Arc::new(Sessions::default())))
+        .layer(axum::middleware::from_fn(session::flash_layer))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

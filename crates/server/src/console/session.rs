@@ -1,11 +1,13 @@
 //! Console sessions. Logging in checks a user name and password ([`auth::check_password`])
 //! or an API token with the API's own [`auth::authenticate`]; the session carries the
 //! user's role (a viewer may only read, an operator may also notify; every other form needs
-//! an admin, refused with 403 and logged). The session then lives in memory (per process) under a random id
-//! sent as an `HttpOnly; SameSite=Strict` cookie, with its own random CSRF token that every
-//! form must carry back. The login form itself is protected by a double-submit token.
+//! an admin, refused with 403 and logged). The session then lives in the Store
+//! (`docs/operating.md#console-sessions`, shared by every replica on the database) under the
+//! SHA-256 of a random id sent as an `HttpOnly; SameSite=Strict` cookie, with its own random
+//! CSRF token that every form must carry back. The login form itself is protected by a
+//! double-submit token. The one-shot flash message is kept in the session's row too: the
+//! [`flash_layer`] writes it after the handler has answered, only when one was set or shown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -15,8 +17,10 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use cascade_repo::fsutil::sha256_hex;
 
 use super::form::Form;
 use super::view::{html, LoginPage};
@@ -25,22 +29,13 @@ use crate::auth::{self, Actor, Principal};
 use crate::error::ApiError;
 use crate::lockout::Origin;
 use crate::state::AppState;
+use crate::store::{FlashKind, NewSession, Store};
 use cascade_proto::UserRole;
 
 const COOKIE_NAME: &str = "cascade_session";
 const LOGIN_COOKIE: &str = "cascade_login";
 /// How long a session lasts after login.
 const LIFETIME_SECS: i64 = 12 * 3600;
-
-/// One logged-in administrator.
-#[derive(Debug, Clone)]
-struct Data {
-    actor: String,
-    role: UserRole,
-    csrf: String,
-    expires_at: i64,
-    flash: Option<Flash>,
-}
 
 /// A one-shot message shown on the next page (after a redirect).
 #[derive(Debug, Clone)]
@@ -51,19 +46,44 @@ pub struct Flash {
     pub text: String,
 }
 
-/// The session store of one console router.
-#[derive(Debug, Default)]
-pub struct Sessions(Mutex<HashMap<String, Data>>);
+/// The flash message of one request: what the session's row held when it was read, what
+/// the handler set, and whether a page showed it. [`flash_layer`] puts one in every console
+/// request and stores the outcome after the handler.
+#[derive(Default)]
+struct FlashSlot {
+    /// The session the request carried (set by the extractor).
+    session: Option<(Store, String)>,
+    /// The message the row held.
+    loaded: Option<Flash>,
+    /// A message set by this request, for the next page.
+    set: Option<Flash>,
+    /// The row's message changed (one was set, or shown): [`flash_layer`] stores `set`.
+    changed: bool,
+}
+
+/// The request's [`FlashSlot`], shared by the extractor's [`Session`] and [`flash_layer`].
+#[derive(Clone, Default)]
+struct SharedFlash(Arc<Mutex<FlashSlot>>);
 
 /// Extractor: the request's live session, or a redirect to the login page.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
-    id: String,
+    /// SHA-256 (hex) of the cookie value: the session's key in the Store.
+    id_hash: String,
     /// `user:<name>`, the actor recorded with policy writes.
     pub actor: String,
     /// The token every form of this session carries.
     pub csrf: String,
-    store: Arc<Sessions>,
+    store: Store,
+    flash: SharedFlash,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -80,26 +100,59 @@ impl Session {
         }
     }
 
-    /// Leaves a message for the next page.
+    /// Leaves a message for the next page (stored with the session after the handler).
     pub fn flash(&self, kind: &'static str, text: impl Into<String>) {
-        if let Ok(mut map) = self.store.0.lock() {
-            if let Some(d) = map.get_mut(&self.id) {
-                d.flash = Some(Flash {
-                    kind,
-                    text: text.into(),
-                });
-            }
+        if let Ok(mut slot) = self.flash.0.lock() {
+            slot.loaded = None;
+            slot.set = Some(Flash {
+                kind: flash_kind(kind).as_str(),
+                text: text.into(),
+            });
+            slot.changed = true;
         }
     }
 
     /// Takes the waiting message, if any.
     pub fn take_flash(&self) -> Option<Flash> {
-        self.store
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut map| map.get_mut(&self.id).and_then(|d| d.flash.take()))
+        let mut slot = self.flash.0.lock().ok()?;
+        let f = slot.set.take().or_else(|| slot.loaded.take());
+        slot.changed |= f.is_some();
+        f
     }
+}
+
+/// The stored kind of a flash message: `ok`, anything else an error.
+fn flash_kind(kind: &str) -> FlashKind {
+    if kind == FlashKind::Ok.as_str() {
+        FlashKind::Ok
+    } else {
+        FlashKind::Error
+    }
+}
+
+/// Layer over the console routes: gives each request a flash slot and, after the handler,
+/// stores a message it set (or clears one a page showed) in the session's row. A failed
+/// write loses only the message, and is logged.
+pub async fn flash_layer(mut req: axum::extract::Request, next: Next) -> Response {
+    let shared = SharedFlash::default();
+    req.extensions_mut().insert(shared.clone());
+    let resp = next.run(req).await;
+    let (session, write) = {
+        let Ok(mut slot) = shared.0.lock() else {
+            return resp;
+        };
+        let write = slot.changed.then(|| slot.set.take());
+        (slot.session.take(), write)
+    };
+    if let (Some((store, id_hash)), Some(flash)) = (session, write) {
+        let flash = flash
+            .as_ref()
+            .map(|f| (flash_kind(f.kind), f.text.as_str()));
+        if let Err(e) = store.set_session_flash(&id_hash, flash).await {
+            tracing::warn!(error = %e, "console: the flash message was not stored");
+        }
+    }
+    resp
 }
 
 /// Constant-time comparison of two tokens.
@@ -144,32 +197,37 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        let Some(store) = parts.extensions.get::<Arc<Sessions>>().cloned() else {
+        let Some(flash) = parts.extensions.get::<SharedFlash>().cloned() else {
             return Err(
-                ConsoleError::Api(ApiError::Internal("no session store".into())).into_response(),
+                ConsoleError::Api(ApiError::Internal("no flash slot".into())).into_response(),
             );
         };
         let now = st.clock.now();
-        let found = cookie(&parts.headers, COOKIE_NAME).and_then(|id| {
-            let mut map = store.0.lock().ok()?;
-            match map.get(id) {
-                Some(d) if d.expires_at > now => Some((id.to_owned(), d.clone())),
-                Some(_) => {
-                    map.remove(id);
-                    None
+        let found = match cookie(&parts.headers, COOKIE_NAME) {
+            Some(id) if !id.is_empty() => {
+                let id_hash = sha256_hex(id.as_bytes());
+                match st.store.live_session(&id_hash, now).await {
+                    Ok(rec) => rec.map(|r| (id_hash, r)),
+                    Err(e) => return Err(ConsoleError::Api(e.into()).into_response()),
                 }
-                None => None,
             }
-        });
+            _ => None,
+        };
         match found {
-            Some((id, d)) => {
+            Some((id_hash, d)) => {
+                let actor = Actor {
+                    user: d.user,
+                    token: d.token.unwrap_or_default(),
+                    role: d.role,
+                }
+                .label();
                 if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
-                    slot.set(d.actor.clone());
+                    slot.set(actor.clone());
                 }
                 let needed = needed_role(&parts.method, parts.uri.path());
                 if !d.role.allows(needed) {
                     tracing::warn!(
-                        actor = %d.actor,
+                        actor = %actor,
                         role = d.role.as_str(),
                         needed = needed.as_str(),
                         path = parts.uri.path(),
@@ -180,11 +238,19 @@ impl FromRequestParts<AppState> for Session {
                     ))
                     .into_response());
                 }
+                if let Ok(mut slot) = flash.0.lock() {
+                    slot.session = Some((st.store.clone(), id_hash.clone()));
+                    slot.loaded = d.flash.map(|(kind, text)| Flash {
+                        kind: kind.as_str(),
+                        text,
+                    });
+                }
                 Ok(Session {
-                    id,
-                    actor: d.actor,
+                    id_hash,
+                    actor,
                     csrf: d.csrf,
-                    store,
+                    store: st.store.clone(),
+                    flash,
                 })
             }
             None => Err(see_other("/login")),
@@ -229,7 +295,6 @@ pub async fn login_page(State(st): State<AppState>) -> Result<Response, ConsoleE
 /// `POST /login` with `user` and `password`, or with an API `token`.
 pub async fn login(
     State(st): State<AppState>,
-    Extension(store): Extension<Arc<Sessions>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
@@ -270,19 +335,17 @@ pub async fn login(
     let id = auth::random_hex(&st.random, 32)?;
     let csrf = auth::random_hex(&st.random, 32)?;
     let now = st.clock.now();
-    if let Ok(mut map) = store.0.lock() {
-        map.retain(|_, d| d.expires_at > now);
-        map.insert(
-            id.clone(),
-            Data {
-                actor: actor.label(),
-                role: actor.role,
-                csrf,
-                expires_at: now + LIFETIME_SECS,
-                flash: None,
-            },
-        );
-    }
+    st.store
+        .create_session(NewSession {
+            id_hash: &sha256_hex(id.as_bytes()),
+            user: &actor.user,
+            token: Some(actor.token.as_str()).filter(|t| !t.is_empty()),
+            role: actor.role,
+            csrf: &csrf,
+            expires_at: now + LIFETIME_SECS,
+        })
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(user = %actor.user, role = actor.role.as_str(), "console login");
     let mut resp = see_other("/");
     let h = resp.headers_mut();
@@ -342,11 +405,16 @@ fn locked_out(st: &AppState, retry_after: u64) -> Result<Response, ConsoleError>
     Ok(resp)
 }
 
-/// `POST /logout`: ends the session.
+/// `POST /logout`: ends the session (its row is deleted: on every replica at once).
 pub async fn logout(session: Session, body: Bytes) -> Result<Response, ConsoleError> {
     session.form(&body)?;
-    if let Ok(mut map) = session.store.0.lock() {
-        map.remove(&session.id);
+    session
+        .store
+        .end_session(&session.id_hash)
+        .await
+        .map_err(ApiError::from)?;
+    if let Ok(mut slot) = session.flash.0.lock() {
+        slot.session = None;
     }
     let mut resp = see_other("/login");
     resp.headers_mut()

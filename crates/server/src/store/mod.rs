@@ -13,6 +13,7 @@ mod clients;
 mod lockouts;
 mod notices;
 mod policy;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -25,6 +26,7 @@ pub use audit::NewAudit;
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
 pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};
+pub use sessions::{FlashKind, NewSession, SessionRecord, TOUCH_EVERY_SECS};
 pub use tokens::TokenKind;
 pub use users::TokenGrant;
 

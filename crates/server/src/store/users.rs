@@ -116,7 +116,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Changes a user's role and/or password hash; `false` when there is no such user.
+    /// Changes a user's role and/or password hash; `false` when there is no such user. A role
+    /// change ends the user's console sessions (on every replica: their rows are deleted).
     ///
     /// # Errors
     /// Database errors.
@@ -126,6 +127,7 @@ impl Store {
         role: Option<UserRole>,
         password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE users SET role = COALESCE($1, role), \
              password_hash = COALESCE($2, password_hash) WHERE name = $3",
@@ -133,12 +135,24 @@ impl Store {
         .bind(role.map(UserRole::as_str))
         .bind(password_hash)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(role) = role {
+            sqlx::query("DELETE FROM console_sessions WHERE user_name = $1 AND role <> $2")
+                .bind(name)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Deletes a user and revokes its tokens, in one transaction; `false` when there was none.
+    /// Deletes a user, revokes its tokens and ends its console sessions, in one transaction;
+    /// `false` when there was none.
     ///
     /// # Errors
     /// Database errors.
@@ -158,6 +172,10 @@ impl Store {
         .bind(name)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -272,19 +290,26 @@ impl Store {
         row.as_ref().map(token_view).transpose()
     }
 
-    /// Revokes a live API token; `false` when there is none live at `id`.
+    /// Revokes a live API token and ends the console sessions opened with it; `false` when
+    /// there is none live at `id`.
     ///
     /// # Errors
     /// Database errors.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND kind = 'admin' \
              AND revoked_at IS NULL",
         )
         .bind(self.clock.now())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

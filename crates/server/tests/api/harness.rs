@@ -238,6 +238,16 @@ impl TestServer {
         self.policy().await["revision"].as_i64().unwrap()
     }
 
+    /// An HTTP client for the console's pages: it does not follow redirects, so a test sees
+    /// the login's `Set-Cookie` and the redirect to `/login` of a refused session.
+    #[allow(clippy::unused_self)] // a method: how the server is reached is the server's business
+    pub fn console_http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
     /// The typed admin API.
     pub fn api(&self) -> AdminClient {
         self.client.admin(self.admin.as_str())

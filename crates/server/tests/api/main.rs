@@ -24,5 +24,6 @@ mod ops;
 mod policy;
 mod postgres;
 mod programs;
+mod sessions;
 mod site;
 mod sources;

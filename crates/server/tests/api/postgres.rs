@@ -324,3 +324,19 @@ async fn postgres_notify_reaches_other_replicas_without_polling() {
     a.stop().await;
     pg.drop_db().await;
 }
+
+// Replicas on one PostgreSQL database share console sessions: a login on one is a session on
+// the other; logout, user deletion, role change and token revocation end it on both
+// (`docs/operating.md#console-sessions`).
+#[tokio::test]
+async fn postgres_console_sessions_are_shared_by_replicas() {
+    let pg = Database::new().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_with(dir_a.path(), Some(pg.url.clone()), None).await;
+    let tokens = (a.admin.clone(), a.enroll.clone(), a.clock.clone());
+    let b = start_with(dir_b.path(), Some(pg.url.clone()), Some(tokens)).await;
+    crate::sessions::shared_by_replicas(&a, &b).await;
+    b.stop().await;
+    a.stop().await;
+    pg.drop_db().await;
+}
