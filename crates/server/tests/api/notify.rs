@@ -288,7 +288,8 @@ async fn repo_versions_come_with_policy_answers_and_notices() {
     serve_timestamp(&s.data_dir, 7);
     let first = s.client.policy(&c, None).await.unwrap();
     assert_eq!(first.versions.upstream, Some(7));
-    assert_eq!(first.versions.site, None);
+    // The server's own site repository, created at first start, is at its first timestamp.
+    assert_eq!(first.versions.site, Some(1));
     let revision = first.policy.unwrap().revision;
     serve_timestamp(&s.data_dir, 8);
     let unchanged = s.client.policy(&c, Some(revision)).await.unwrap();
