@@ -303,7 +303,7 @@ async fn repo_versions_come_with_policy_answers_and_notices() {
     assert_eq!(event, "notify");
     assert_eq!(
         data["versions"],
-        serde_json::json!({"upstream": 9}),
+        serde_json::json!({"upstream": 9, "site": 1}),
         "{data}"
     );
     s.stop().await;
