@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
+    /// Seconds between the agents' scheduled updates (their --interval): health counts
+    /// reports from the last two intervals, and an update agent silent that long is down.
+    #[arg(long, default_value_t = 3600)]
+    pub update_interval: u64,
     /// Seconds without a check-in after which a client is stale.
     #[arg(long, default_value_t = 86_400)]
     pub stale_after: u64,
@@ -85,6 +89,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     settings.repo_dir = args.repo_dir;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
+    settings.update_interval = Duration::from_secs(args.update_interval.max(1));
     settings.limits = cascade_server::ServeLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
@@ -104,6 +105,7 @@ impl Server {
             random: settings.random.clone(),
             hash_cost: settings.hash_cost,
             stale_after: settings.stale_after,
+            update_interval: settings.update_interval,
             data_dir: settings.data_dir.clone(),
             repo_dir,
             mirror: mirror::Mirror {
