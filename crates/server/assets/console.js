@@ -11,3 +11,14 @@ document.addEventListener("htmx:afterSettle", function () {
   }
   target.focus();
 });
+
+// Buttons with `data-confirm` ask before their form is sent (delete, remove, notify).
+document.addEventListener("submit", function (e) {
+  var button = e.submitter;
+  var ask = (button && button.getAttribute("data-confirm")) ||
+    e.target.getAttribute("data-confirm");
+  if (ask && !window.confirm(ask)) {
+    e.preventDefault();
+    e.stopImmediatePropagation();
+  }
+}, true);

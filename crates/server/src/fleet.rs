@@ -113,9 +113,9 @@ pub fn assess(policy: &Policy, clients: &[ClientView], now: i64, window: i64) ->
             }
         }
     }
-    // The agents' own check-ins: the newest of the clients enrolled at each address.
+    // The agents' own check-ins: the newest of the approved clients enrolled at each address.
     let mut check_ins: HashMap<&str, i64> = HashMap::new();
-    for c in clients {
+    for c in clients.iter().filter(|c| c.is_agent) {
         if let (Some(addr), Some(seen)) = (c.agent_address.as_deref(), c.last_seen) {
             let e = check_ins.entry(addr).or_insert(seen);
             *e = (*e).max(seen);
@@ -532,6 +532,7 @@ mod tests {
         };
         let mut agent = client("agent", 1000, "", vec![]);
         agent.agent_address = Some("127.0.0.3:8443".to_owned());
+        agent.is_agent = true;
         let h = assess(
             &p,
             &[

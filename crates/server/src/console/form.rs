@@ -56,6 +56,11 @@ impl FieldErrors {
         self.0.get(field).map_or("", String::as_str)
     }
 
+    /// Whether there is no message.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds a message for `field`.
     pub fn set(&mut self, field: &str, message: impl Into<String>) {
         self.0.insert(field.to_owned(), message.into());

@@ -9,7 +9,9 @@
 
 mod agents;
 mod audit;
+mod chart;
 mod clients;
+mod compliance;
 mod dashboard;
 mod entry;
 mod form;
@@ -54,7 +56,9 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/down", post(sources::move_down))
         .route("/notify", post(sources::notify))
         .route("/whatif", get(whatif::page))
+        .route("/compliance", get(compliance::page))
         .route("/clients", get(clients::list))
+        .route("/clients.csv", get(clients::csv))
         .route("/clients/{id}", get(clients::detail))
         .route("/agents", get(agents::page).post(agents::add))
         .route("/agents/remove", post(agents::remove))

@@ -126,7 +126,7 @@ async fn render(
 ) -> Result<Response, ConsoleError> {
     let cur = st.store.current().await?;
     let page = SourcesPage {
-        chrome: Chrome::new(session, "sources"),
+        chrome: Chrome::load(st, session, "sources").await,
         revision: cur.revision,
         settings: typed.unwrap_or_else(|| SettingsForm::of(&cur.policy)),
         rows: rows(&cur.policy),

@@ -8,7 +8,10 @@ use axum::http::header::{
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use cascade_proto::HealthLevel;
+
 use super::session::{Flash, Session};
+use crate::state::AppState;
 
 /// What pages may load: only this server; no framing (clickjacking), no inline scripts.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
@@ -43,6 +46,8 @@ pub struct Chrome {
     pub active: &'static str,
     /// A one-shot message.
     pub flash: Option<Flash>,
+    /// One line per update agent or URL source that is down (the banner on every page).
+    pub alerts: Vec<String>,
 }
 
 impl Chrome {
@@ -52,7 +57,31 @@ impl Chrome {
             csrf: session.csrf.clone(),
             active,
             flash: session.take_flash(),
+            alerts: Vec::new(),
         }
+    }
+
+    /// The chrome for a page of `session`, with a banner line for each source that is down
+    /// (from the fleet health service, `docs/operating.md#health`). When health cannot be
+    /// read the page still renders, saying so.
+    pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
+        let mut chrome = Chrome::new(session, active);
+        match crate::fleet::health(st).await {
+            Ok(h) => {
+                chrome.alerts = h
+                    .sources
+                    .into_iter()
+                    .filter(|s| s.level == HealthLevel::Down)
+                    .map(|s| s.summary)
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fleet health for the console banner");
+                chrome.alerts =
+                    vec!["the health of update agents and sources could not be read".to_owned()];
+            }
+        }
+        chrome
     }
 
     /// `aria-current` for navigation entry `name`.
@@ -110,6 +139,28 @@ pub fn time(secs: i64) -> String {
 /// An optional time, or `never`.
 pub fn maybe_time(secs: Option<i64>) -> String {
     secs.map_or_else(|| "never".to_owned(), time)
+}
+
+/// A number of seconds for people (`90 s`, `5 min`, `2 h`, `3 d`).
+pub fn duration(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// How long ago `then` was at `now`, for people (`just now`, `3 min ago`, `in the future`).
+pub fn ago(then: i64, now: i64) -> String {
+    let d = now.saturating_sub(then);
+    if d < 0 {
+        "in the future".to_owned()
+    } else if d < 10 {
+        "just now".to_owned()
+    } else {
+        format!("{} ago", duration(d))
+    }
 }
 
 /// A byte count for people (`1.5 MiB`).

@@ -270,7 +270,15 @@ async fn admin_journey_in_chromium() {
     b.goto(&at("/agents")).await;
     b.wait_text("#agents", "10.0.0.5:8443").await;
     b.screenshot("09-agents").await;
+    // Remove asks first: Cancel keeps the agent, OK removes it.
     b.click("#agents button.danger").await;
+    let asked = b.dismiss_dialog().await;
+    assert!(
+        asked.contains("Remove update agent 10.0.0.5:8443?"),
+        "{asked}"
+    );
+    b.click("#agents button.danger").await;
+    b.accept_dialog().await;
     b.wait_text("#flash", "Removed update agent 10.0.0.5:8443")
         .await;
     let agents: AgentsResponse =
