@@ -46,6 +46,10 @@ enum Command {
     /// Registered update agents.
     #[command(subcommand)]
     Agents(server_cmd::AgentsCmd),
+    /// Health of every update agent and URL source (from clients' reports and check-ins).
+    Health(server_cmd::Conn),
+    /// Compliance by version per category: newest published, current, behind, failed.
+    Compliance(server_cmd::Conn),
     /// Users and their roles on the server (admin only).
     #[command(subcommand)]
     Users(server_cmd::UsersCmd),
@@ -114,6 +118,8 @@ fn main() -> ExitCode {
         Command::Notify(args) => ok(server_cmd::run_notify(args)),
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
+        Command::Health(conn) => ok(server_cmd::run_health(conn)),
+        Command::Compliance(conn) => ok(server_cmd::run_compliance(conn)),
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
         Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),

@@ -11,6 +11,7 @@ pub mod console;
 pub mod db;
 pub mod error;
 pub mod fleet;
+pub mod human;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
