@@ -44,6 +44,74 @@ pub async fn health(st: &AppState) -> Result<FleetHealth, StoreError> {
     ))
 }
 
+/// Health for the console's banner: computed afresh when that is cheap (under
+/// [`CHEAP`]); for a fleet where it is not (100,000 clients), the last result is shown for up
+/// to [`REUSE`] and then refreshed in the background while the old one is still shown, so
+/// no page waits for it. The API and the CLI always call [`health`].
+///
+/// # Errors
+/// Store errors (only when there is no earlier result to show).
+pub async fn health_for_pages(st: &AppState) -> Result<FleetHealth, StoreError> {
+    let cache = &st.health_cache;
+    let cached = cache
+        .last
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|c| (c.at, c.cost, c.value.clone())));
+    match cached {
+        Some((at, cost, value)) if cost >= CHEAP => {
+            if at.elapsed() >= REUSE
+                && !cache
+                    .refreshing
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = refresh(&st).await {
+                        tracing::error!(error = %e, "refreshing fleet health");
+                    }
+                    st.health_cache
+                        .refreshing
+                        .store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+            Ok(value)
+        }
+        _ => refresh(st).await,
+    }
+}
+
+async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
+    let started = std::time::Instant::now();
+    let value = health(st).await?;
+    if let Ok(mut last) = st.health_cache.last.lock() {
+        *last = Some(Cached {
+            at: std::time::Instant::now(),
+            cost: started.elapsed(),
+            value: value.clone(),
+        });
+    }
+    Ok(value)
+}
+
+/// Health computed faster than this is never reused.
+pub const CHEAP: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long an expensive health result is shown before it is refreshed.
+pub const REUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last fleet health the console computed (see [`health_for_pages`]).
+#[derive(Default)]
+pub struct HealthCache {
+    last: std::sync::Mutex<Option<Cached>>,
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+struct Cached {
+    at: std::time::Instant,
+    cost: std::time::Duration,
+    value: FleetHealth,
+}
+
 /// Compliance by version per category, from the clients' check-ins and the repository.
 ///
 /// # Errors

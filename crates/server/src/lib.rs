@@ -107,6 +107,7 @@ impl Server {
             hash_cost: settings.hash_cost,
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
+            health_cache: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir,
             mirror: mirror::Mirror {

@@ -68,7 +68,7 @@ impl Chrome {
     /// read the page still renders, saying so.
     pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
         let mut chrome = Chrome::new(session, active);
-        match crate::fleet::health(st).await {
+        match crate::fleet::health_for_pages(st).await {
             Ok(h) => {
                 chrome.alerts = h
                     .sources

@@ -339,3 +339,79 @@ async fn stopped_agent_is_down_and_compliance_follows_a_publish() {
     b.screenshot("24-clients-behind").await;
     b.quit().await;
 }
+
+// Editing: picking Standard greys the list at once; the lower Save saves the mode picked
+// above it (one form); leaving with unsaved changes asks first; messages count from 1.
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver: scripts/browser-tests installs them and runs this"]
+async fn one_settings_form_greyed_list_and_unsaved_warning() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let at = |path: &str| format!("{}{path}", s.url);
+    login(&b, &s).await;
+    b.goto(&at("/sources")).await;
+    assert_eq!(
+        b.property("#list", "className").await,
+        "inactive",
+        "Standard (the default) greys the list"
+    );
+    b.click("input[name=mode][value=customized]").await;
+    assert_eq!(b.property("#list", "className").await, "");
+    // Customized picked at the top, saved with the lower Save.
+    b.click("#save-settings").await;
+    b.wait_text("#flash", "Settings saved").await;
+    let settings = s
+        .api(&s.admin, Method::GET, "/api/policy/settings", None, 200)
+        .await;
+    assert_eq!(settings["mode"], "customized");
+    // Three entries, then move the last one up: the message names positions, from 1.
+    for (range, url) in [
+        ("10.1.0.0/16", "http://a.example/repo"),
+        ("10.2.0.0/16", "http://b.example/repo"),
+        ("10.3.0.0/16", "http://c.example/repo"),
+    ] {
+        b.goto(&at("/sources/add")).await;
+        b.fill("#range", range).await;
+        b.click("#kind-url").await;
+        b.fill("#url", url).await;
+        b.click("#save").await;
+        b.wait_text("#flash", "Added entry").await;
+    }
+    b.click("tr[data-id='3'] button.up").await;
+    b.wait_text("#flash", "Moved entry 3 up to 2").await;
+    b.click("tr[data-id='1'] button.down").await;
+    b.wait_text("#flash", "Moved entry 1 down to 2").await;
+    // Standard picked and the lower Save pressed: saved, not dropped.
+    b.click("input[name=mode][value=standard]").await;
+    assert_eq!(b.property("#list", "className").await, "inactive");
+    b.screenshot("26-sources-standard").await;
+    // Leaving with the change unsaved asks first; Cancel stays.
+    b.click("nav a[href='/clients']").await;
+    let asked = b.dismiss_dialog().await;
+    assert!(asked.contains("unsaved changes"), "{asked}");
+    assert!(b.url().await.ends_with("/sources"));
+    b.click("#save-settings").await;
+    b.wait_text("#flash", "Settings saved").await;
+    let settings = s
+        .api(&s.admin, Method::GET, "/api/policy/settings", None, 200)
+        .await;
+    assert_eq!(settings["mode"], "standard");
+    // Delete with nothing checked says so in plain words.
+    b.click("#delete").await;
+    b.accept_dialog().await;
+    b.wait_text("#flash", "check the entries to delete first")
+        .await;
+    b.resize(400, 844).await;
+    b.goto(&at("/sources")).await;
+    let out = b.overflowing().await;
+    assert!(
+        out.is_empty(),
+        "/sources overflows a 400 px window: {out:?}"
+    );
+    b.screenshot("27-sources-400").await;
+    b.resize(1280, 900).await;
+    b.quit().await;
+}
