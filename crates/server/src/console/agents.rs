@@ -34,6 +34,7 @@ pub struct AgentRow {
     last_seen: String,
     served: u64,
     bytes: String,
+    bytes_n: u64,
     /// `reported` when the figures are the relay's own, `estimated` from clients' reports.
     basis: &'static str,
     upstream: String,
@@ -49,6 +50,8 @@ pub struct AgentsPage {
     agents: Vec<AgentRow>,
     /// Every update agent's and URL source's health, with the affected clients.
     health: Vec<SourceHealth>,
+    /// The load chart (SVG), `""` without agents.
+    load: String,
     /// The health window, for people (`2 h`).
     window: String,
     categories: Vec<&'static str>,
@@ -165,6 +168,7 @@ fn agent_row(
         last_seen,
         served,
         bytes: bytes(total),
+        bytes_n: total,
         basis,
         upstream: up,
         installed,
@@ -182,7 +186,7 @@ async fn render(
     let cur = st.store.current().await?;
     let clients = load(st).await?;
     let fleet = crate::fleet::health(st).await?;
-    let agents = cur
+    let agents: Vec<AgentRow> = cur
         .policy
         .agent
         .iter()
@@ -196,7 +200,30 @@ async fn render(
             agent_row(address, &caps, &clients, h)
         })
         .collect();
+    let load = super::chart::hbars(
+        "agent-load",
+        "Bytes each update agent served (its relay's report, else estimated from clients' reports)",
+        &agents
+            .iter()
+            .map(|a: &AgentRow| super::chart::Bar {
+                label: a.address.clone(),
+                value: a.bytes_n,
+                text: format!(
+                    "{} to {} clients{}",
+                    a.bytes,
+                    a.served,
+                    if a.basis == "estimated" {
+                        " (estimated)"
+                    } else {
+                        ""
+                    }
+                ),
+                good: true,
+            })
+            .collect::<Vec<_>>(),
+    );
     let page = AgentsPage {
+        load,
         chrome: Chrome::load(st, session, "agents").await,
         revision: cur.revision,
         agents,

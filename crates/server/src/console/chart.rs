@@ -45,13 +45,22 @@ pub fn hbars(id: &str, title: &str, bars: &[Bar]) -> String {
     }
     let max = bars.iter().map(|b| b.value).max().unwrap_or(1).max(1) as f64;
     let h = ROW * bars.len() as f64 + 8.0;
+    // Room for the longest value written after its bar (about 6.5 px a character at 12 px).
+    let room = bars
+        .iter()
+        .map(|b| b.text.chars().count())
+        .max()
+        .unwrap_or(0) as f64
+        * 6.5
+        + 10.0;
+    let span = (W - LABEL - room).max(60.0);
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {h}" role="img" aria-labelledby="{id}-title" class="chart" id="{id}"><title id="{id}-title">{}</title>"#,
         esc(title)
     );
     for (i, b) in bars.iter().enumerate() {
         let y = 4.0 + ROW * i as f64;
-        let width = (b.value as f64 / max * (W - LABEL - 90.0)).max(1.0);
+        let width = (b.value as f64 / max * span).max(1.0);
         let fill = if b.good { "#2e7d32" } else { "#9a6700" };
         let label: String = b.label.chars().take(26).collect();
         let _ = write!(

@@ -212,6 +212,8 @@ async fn stopped_agent_is_down_and_compliance_follows_a_publish() {
     }
     assert!(affected.contains("connection refused"), "{affected}");
     assert!(b.text("#agents").await.contains("down"));
+    let load = b.text("#agent-load").await;
+    assert!(load.contains(AGENT) && load.contains("estimated"), "{load}");
     b.screenshot("20-agent-down").await;
     b.resize(400, 844).await;
     b.screenshot("21-agent-down-400").await;

@@ -298,11 +298,13 @@ impl Browser {
             .execute(
                 "var w = document.documentElement.clientWidth, out = [];\
                  document.querySelectorAll('body *').forEach(function (e) {\
-                   if (e.closest('.scroll')) return;\
+                   if (e.parentElement && e.parentElement.closest('.scroll')) return;\
                    var r = e.getBoundingClientRect();\
                    if (r.right > w + 1) out.push(e.tagName.toLowerCase() + '#' + e.id + '.' +\
                      String(e.className) + ' (' + Math.round(r.right) + ' > ' + w + ')');\
                  });\
+                 if (document.documentElement.scrollWidth > w + 1) out.push('page scrollWidth ' +\
+                   document.documentElement.scrollWidth + ' > ' + w);\
                  return out;",
             )
             .await;
