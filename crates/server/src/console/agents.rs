@@ -14,8 +14,10 @@ use cascade_core::doc::parse_agent_address;
 use cascade_core::report::{Outcome, RelayReport};
 use cascade_core::{Agent, AgentDoc, Category};
 
-use super::clients::{load, ClientRow};
+use super::clients::ClientRow;
 use super::form::{self, FieldErrors};
+use crate::routes::admin::Registry;
+use axum::extract::FromRef;
 use cascade_proto::{HealthLevel, SourceHealth, SourceKind};
 
 use super::session::{see_other, Session};
@@ -184,8 +186,15 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
     let cur = st.store.current().await?;
-    let clients = load(st).await?;
-    let fleet = crate::fleet::health(st).await?;
+    // One read of the registry for the table and the health below it.
+    let views = Registry::from_ref(st).all(true).await?;
+    let fleet = crate::fleet::assess(
+        &cur.policy,
+        &views,
+        st.clock.now(),
+        crate::fleet::window_secs(st),
+    );
+    let clients: Vec<ClientRow> = views.into_iter().map(ClientRow::from_view).collect();
     let agents: Vec<AgentRow> = cur
         .policy
         .agent

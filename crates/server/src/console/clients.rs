@@ -47,7 +47,8 @@ pub struct ClientRow {
 }
 
 impl ClientRow {
-    fn from_view(v: ClientView) -> ClientRow {
+    /// The row of a client as the API sees it.
+    pub fn from_view(v: ClientView) -> ClientRow {
         let ip = v.reported_ip.or(v.peer_ip).unwrap_or_default();
         ClientRow {
             versions: Category::ALL

@@ -13,11 +13,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::report::Outcome;
 
-use super::clients::{load, outcome_text, ClientRow};
+use super::clients::{outcome_text, ClientRow};
 use super::session::Session;
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
+use crate::routes::admin::Registry;
 use crate::state::AppState;
+use axum::extract::FromRef;
 
 /// Where bytes came from: server, agents and URL mirrors, upstream.
 const KINDS: [&str; 3] = ["server", "update agents and URL mirrors", "ActiveUpdate"];
@@ -275,7 +277,10 @@ fn failures(clients: &[ClientRow]) -> Vec<Failure> {
 
 /// `GET /`.
 pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
-    let clients = load(&st).await?;
+    // One read of the registry for every figure on the page.
+    let views = Registry::from_ref(&st).all(true).await?;
+    let compliance = crate::fleet::Catalog::read(&st.repo_dir).compliance(&views, st.clock.now());
+    let clients: Vec<ClientRow> = views.into_iter().map(ClientRow::from_view).collect();
     let states = crate::routes::admin::STATES
         .iter()
         .map(|s| (*s, clients.iter().filter(|c| c.state == *s).count()))
@@ -314,8 +319,7 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         chrome: Chrome::load(&st, &session, "dashboard").await,
         total: clients.len(),
         states,
-        compliance: crate::fleet::compliance(&st)
-            .await?
+        compliance: compliance
             .categories
             .into_iter()
             .map(|c| super::compliance::Row {
