@@ -52,6 +52,10 @@ enum Command {
     /// Client domains: their ActiveUpdate privilege and settings (interval, windows, caps).
     #[command(subcommand)]
     Domains(domains_cmd::DomainsCmd),
+    /// Health of every update agent and URL source (from clients' reports and check-ins).
+    Health(server_cmd::Conn),
+    /// Compliance by version per category: newest published, current, behind, failed.
+    Compliance(server_cmd::Conn),
     /// Users and their roles on the server (admin only).
     #[command(subcommand)]
     Users(server_cmd::UsersCmd),
@@ -126,6 +130,8 @@ pub fn main() -> ExitCode {
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
         Command::Domains(cmd) => ok(domains_cmd::run_domains(cmd)),
+        Command::Health(conn) => ok(server_cmd::run_health(conn)),
+        Command::Compliance(conn) => ok(server_cmd::run_compliance(conn)),
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
         Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use cascade_client::proto::{
-    AgentDoc, ClientsQuery, DeleteSources, MoveSource, NewToken, NewUser, NotifyRequest,
-    SourceBody, SourcesResponse, UserPatch, UserRole,
+    AgentDoc, AgentsResponse, ClientsQuery, DeleteSources, FleetHealth, HealthLevel, MoveSource,
+    NewToken, NewUser, NotifyRequest, SourceBody, SourceKind, SourcesResponse, UserPatch, UserRole,
 };
 use cascade_client::{AdminClient, Client, ClientError};
 use cascade_core::{Category, Policy, PolicyDoc};
@@ -47,6 +47,10 @@ pub struct ServerArgs {
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
+    /// Seconds between the agents' scheduled updates (their --interval): health counts
+    /// reports from the last two intervals, and an update agent silent that long is down.
+    #[arg(long, default_value_t = 3600)]
+    pub update_interval: u64,
     /// Seconds without a check-in after which a client is stale.
     #[arg(long, default_value_t = 86_400)]
     pub stale_after: u64,
@@ -109,6 +113,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     settings.site_repo = args.site_repo;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
+    settings.update_interval = Duration::from_secs(args.update_interval.max(1));
     settings.limits = cascade_server::ServeLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
@@ -601,6 +606,7 @@ pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
             print_json(&v);
             return Ok(());
         }
+        let now = unix_now();
         let mut t = table(&[
             "name",
             "id",
@@ -627,7 +633,8 @@ pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
                 c.name.clone(),
                 c.id.clone(),
                 c.state.as_str().to_owned(),
-                or_dash(c.last_seen),
+                c.last_seen
+                    .map_or_else(|| "never".to_owned(), |t| when(t, now)),
                 or_dash(c.reported_ip.as_deref()),
                 or_dash(c.peer_ip.as_deref()),
                 installed,
@@ -637,6 +644,214 @@ pub fn run_clients(args: ClientsArgs) -> anyhow::Result<()> {
         println!("{t}\n{} clients", v.clients.len());
         Ok(())
     })
+}
+
+/// Now, Unix seconds, by this machine's clock.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+/// A time for people: `3 min ago (2026-11-27 19:49:50 UTC)`, as the console writes it.
+fn when(t: i64, now: i64) -> String {
+    format!(
+        "{} ({})",
+        cascade_server::human::ago(t, now),
+        cascade_server::human::time(t)
+    )
+}
+
+fn print_health(v: &FleetHealth) {
+    let now = unix_now();
+    let mut t = table(&[
+        "source",
+        "health",
+        "served",
+        "failed",
+        "own last check-in",
+        "since",
+    ]);
+    for h in &v.sources {
+        t.add_row(vec![
+            h.source.clone(),
+            h.level.as_str().to_owned(),
+            h.served.to_string(),
+            h.failed.to_string(),
+            h.last_check_in
+                .map_or_else(|| "-".to_owned(), |c| when(c, now)),
+            h.since.map_or_else(|| "-".to_owned(), |c| when(c, now)),
+        ]);
+    }
+    println!(
+        "{t}\nreports of the last {} counted",
+        cascade_server::human::duration(v.window_s)
+    );
+    for h in v
+        .sources
+        .iter()
+        .filter(|h| matches!(h.level, HealthLevel::Down | HealthLevel::Degraded))
+    {
+        println!("\n{}", h.summary);
+        for c in h.affected.iter().take(20) {
+            println!(
+                "  {} ({}): {}{}",
+                c.name,
+                c.id,
+                c.reason.as_deref().unwrap_or("failed"),
+                c.served_by
+                    .as_deref()
+                    .map(|s| format!("; served by {s}"))
+                    .unwrap_or_default()
+            );
+        }
+        if h.affected.len() > 20 {
+            println!(
+                "  … and {} more (--json lists them all)",
+                h.affected.len() - 20
+            );
+        }
+    }
+}
+
+/// Runs `cascade health`: every update agent's and URL source's health.
+pub fn run_health(conn: Conn) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let v = ask(&conn, "GET /api/fleet/health", |api| async move {
+            api.fleet_health().await
+        })
+        .await?;
+        if conn.json {
+            print_json(&v);
+        } else {
+            print_health(&v);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `cascade compliance`: compliance by version per category.
+pub fn run_compliance(conn: Conn) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let v = ask(&conn, "GET /api/fleet/compliance", |api| async move {
+            api.compliance().await
+        })
+        .await?;
+        if conn.json {
+            print_json(&v);
+            return Ok(());
+        }
+        let mut t = table(&[
+            "category",
+            "newest published",
+            "current",
+            "behind",
+            "never installed",
+            "failed",
+            "clients",
+        ]);
+        for c in &v.categories {
+            let (cur, behind, never, failed) = if c.newest.is_empty() {
+                ("-".into(), "-".into(), "-".into(), "-".into())
+            } else {
+                (
+                    c.current.to_string(),
+                    c.behind.to_string(),
+                    c.never_installed.to_string(),
+                    c.failed.to_string(),
+                )
+            };
+            t.add_row(vec![
+                c.category.as_str().to_owned(),
+                if c.newest.is_empty() {
+                    "nothing published".to_owned()
+                } else {
+                    c.newest.join(", ")
+                },
+                cur,
+                behind,
+                never,
+                failed,
+                c.total.to_string(),
+            ]);
+        }
+        println!("{t}");
+        for c in &v.categories {
+            let dist: Vec<String> = c
+                .distribution
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} × {}{}",
+                        d.version,
+                        d.clients,
+                        if d.newest { " (newest)" } else { "" }
+                    )
+                })
+                .collect();
+            println!("{}: {}", c.category.as_str(), dist.join(", "));
+        }
+        Ok(())
+    })
+}
+
+/// The agents table with each agent's health, then a line per agent that is down.
+fn print_agents(v: &AgentsResponse, health: &FleetHealth) {
+    let mut t = table(&[
+        "address",
+        "health",
+        "capabilities",
+        "enrolled as",
+        "clients served",
+        "bytes served",
+        "upstream fetches",
+    ]);
+    for a in &v.agents {
+        let caps = a
+            .capabilities
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let clients = a
+            .clients
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (served, sent, fetches) = match &a.relay {
+            Some(relay) => (
+                relay.client_count.to_string(),
+                indicatif::HumanBytes(relay.bytes_served).to_string(),
+                relay.upstream_fetches.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let level = health
+            .sources
+            .iter()
+            .find(|h| h.kind == SourceKind::Agent && h.address == a.address)
+            .map_or(HealthLevel::Unknown, |h| h.level);
+        t.add_row(vec![
+            a.address.clone(),
+            level.as_str().to_owned(),
+            caps,
+            clients,
+            served,
+            sent,
+            fetches,
+        ]);
+    }
+    println!("{t}\nrevision {}", v.revision);
+    for h in health
+        .sources
+        .iter()
+        .filter(|h| h.level == HealthLevel::Down)
+    {
+        println!("{}", h.summary);
+    }
 }
 
 /// Runs `cascade agents list|add|rm`.
@@ -654,45 +869,11 @@ pub fn run_agents(cmd: AgentsCmd) -> anyhow::Result<()> {
                     print_json(&v);
                     return Ok(());
                 }
-                let mut t = table(&[
-                    "address",
-                    "capabilities",
-                    "enrolled as",
-                    "clients served",
-                    "bytes served",
-                    "upstream fetches",
-                ]);
-                for a in &v.agents {
-                    let caps = a
-                        .capabilities
-                        .iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let clients = a
-                        .clients
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let (served, sent, fetches) = match &a.relay {
-                        Some(relay) => (
-                            relay.client_count.to_string(),
-                            indicatif::HumanBytes(relay.bytes_served).to_string(),
-                            relay.upstream_fetches.to_string(),
-                        ),
-                        None => ("-".into(), "-".into(), "-".into()),
-                    };
-                    t.add_row(vec![
-                        a.address.clone(),
-                        caps,
-                        clients,
-                        served,
-                        sent,
-                        fetches,
-                    ]);
-                }
-                println!("{t}\nrevision {}", v.revision);
+                let health = ask(&conn, "GET /api/fleet/health", |api| async move {
+                    api.fleet_health().await
+                })
+                .await?;
+                print_agents(&v, &health);
             }
             AgentsCmd::Add {
                 address,
@@ -978,4 +1159,19 @@ pub fn run_tokens(cmd: TokensCmd) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `cascade clients` writes check-ins as people read them, never raw Unix seconds.
+    #[test]
+    fn times_for_people() {
+        assert_eq!(when(100, 280), "3 min ago (1970-01-01 00:01:40 UTC)");
+        assert_eq!(
+            when(1_795_798_451, 1_795_798_451),
+            "just now (2026-11-27 16:54:11 UTC)"
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! The admin subcommands against a real server: `agents`, `sources`, `notify`, `clients` and
 //! `policy export` speak the typed API, print tables or the server's JSON, and turn refusals
 //! into exit status 2 with the server's code and message (1 for a refused token).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::process::{Command, Output};
 
-use cascade_client::proto::{ClientsResponse, SourcesResponse};
+use cascade_client::proto::{
+    ClientsResponse, ComplianceResponse, FleetHealth, HealthLevel, SourcesResponse,
+};
 use cascade_testkit::Fleet;
 
 /// Runs `cascade ARGS --server URL` with `token` as the admin token and no config file.
@@ -111,6 +113,33 @@ async fn admin_commands_over_the_api() {
         table.contains("127.0.0.5:8443") && table.contains("components"),
         "{table}"
     );
+
+    // The agent has a health column; `cascade health` and `cascade compliance` show what the
+    // console shows, and --json is the API's answer.
+    assert!(
+        table.contains("health") && table.contains("unknown"),
+        "{table}"
+    );
+    let out = cascade(&fleet, &admin, &["health"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let health = text(&out.stdout);
+    assert!(
+        health.contains("agent:127.0.0.5:8443") && health.contains("unknown"),
+        "{health}"
+    );
+    let out = cascade(&fleet, &admin, &["health", "--json"]).await;
+    let v: FleetHealth = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.sources[0].level, HealthLevel::Unknown);
+    let out = cascade(&fleet, &admin, &["compliance"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let comp = text(&out.stdout);
+    assert!(
+        comp.contains("programs") && comp.contains("nothing published"),
+        "{comp}"
+    );
+    let out = cascade(&fleet, &admin, &["compliance", "--json"]).await;
+    let v: ComplianceResponse = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.categories.len(), 3);
 
     let out = cascade(&fleet, &admin, &["notify", "--category", "components"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));

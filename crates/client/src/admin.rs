@@ -400,6 +400,22 @@ impl AdminClient {
         call(req).await
     }
 
+    /// `GET /api/fleet/health`: every update agent's and URL source's health.
+    ///
+    /// # Errors
+    /// Refused token.
+    pub async fn fleet_health(&self) -> Result<p::FleetHealth, ClientError> {
+        self.get("api/fleet/health").await
+    }
+
+    /// `GET /api/fleet/compliance`: compliance by version per category.
+    ///
+    /// # Errors
+    /// Refused token.
+    pub async fn compliance(&self) -> Result<p::ComplianceResponse, ClientError> {
+        self.get("api/fleet/compliance").await
+    }
+
     /// `GET /api/clients/{id}`: one client with its last update report.
     ///
     /// # Errors

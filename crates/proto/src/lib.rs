@@ -15,6 +15,7 @@ pub mod domains;
 pub mod enroll;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod ops;
 pub mod policy;
 pub mod programs;
@@ -44,6 +45,10 @@ pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Hello, Notice, Role, Stage, StreamEvent};
+pub use fleet::{
+    AffectedClient, CategoryCompliance, Compliance, ComplianceResponse, FleetHealth, HealthLevel,
+    SourceHealth, SourceKind, VersionCount,
+};
 pub use ops::{Health, HealthStatus, MirrorOutcome, MirrorReport, MirrorState, MirrorStatus};
 pub use policy::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,

@@ -11,6 +11,8 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod fleet;
+pub mod human;
 pub mod json_shape;
 pub mod limits;
 pub mod lockout;
@@ -127,6 +129,8 @@ impl Server {
             random: settings.random.clone(),
             hash_cost: settings.hash_cost,
             stale_after: settings.stale_after,
+            update_interval: settings.update_interval,
+            health_cache: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
             site,

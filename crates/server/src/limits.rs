@@ -72,7 +72,9 @@ pub async fn guard(State(limits): State<ServeLimits>, mut req: Request, next: Ne
             .into_response();
         }
     } else if declared.is_some_and(|n| n > max as u64) {
-        return ApiError::TooLarge { limit: max }.into_response();
+        // A console form gets the console's error page, the API its JSON error.
+        return crate::console::too_large(req.uri().path(), max)
+            .unwrap_or_else(|| ApiError::TooLarge { limit: max }.into_response());
     }
     req.extensions_mut().insert(BodyLimit(max));
     if declared.is_none() && !req.headers().contains_key(TRANSFER_ENCODING) {

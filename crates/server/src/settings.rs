@@ -93,6 +93,10 @@ pub struct Settings {
     pub hash_cost: HashCost,
     /// A client not seen for this long is `stale`.
     pub stale_after: Duration,
+    /// How often update agents and clients update (their `--interval`): the fleet health
+    /// view counts reports from the last two intervals and calls an update agent down when
+    /// its own last check-in is older (`docs/operating.md#health`).
+    pub update_interval: Duration,
     /// How long update agents hear a notify before ordinary clients do.
     pub agent_head_start: Duration,
     /// The jitter hint grows by this much per connected client…
@@ -130,6 +134,7 @@ impl Settings {
             random: os_random(),
             hash_cost: HashCost::default(),
             stale_after: Duration::from_secs(24 * 3600),
+            update_interval: Duration::from_secs(3600),
             agent_head_start: Duration::from_secs(10),
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),

@@ -35,6 +35,10 @@ pub struct Inner {
     pub hash_cost: HashCost,
     /// When a client counts as stale.
     pub stale_after: Duration,
+    /// How often agents update (the health window is two of these).
+    pub update_interval: Duration,
+    /// The console's last fleet health (`crate::fleet::health_for_pages`).
+    pub health_cache: Arc<crate::fleet::HealthCache>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The repository directory served at `/repo/`.

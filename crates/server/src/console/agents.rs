@@ -1,8 +1,9 @@
-//! The Update agents page: each registered agent with its address, capabilities, health (the
-//! check-ins of the enrolled client serving at that address), what its relay reports serving
+//! The Update agents page: each registered agent with its address, capabilities, health (from
+//! the fleet health service: clients' reports and the agent's own check-ins), what its relay reports serving
 //! (clients, bytes, upstream fetches and the share of bytes it saved the upstream; before its
 //! first report, the clients and bytes are counted from clients' last update reports), and
-//! forms to register and unregister agents through the API's own handlers.
+//! forms to register and unregister agents through the API's own handlers; below, every
+//! agent's and URL source's health with the clients whose last attempt at it failed.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -13,8 +14,12 @@ use cascade_core::doc::parse_agent_address;
 use cascade_core::report::{Outcome, RelayReport};
 use cascade_core::{Agent, AgentDoc, Category};
 
-use super::clients::{load, ClientRow};
+use super::clients::ClientRow;
 use super::form::{self, FieldErrors};
+use crate::routes::admin::Registry;
+use axum::extract::FromRef;
+use cascade_proto::{HealthLevel, SourceHealth, SourceKind};
+
 use super::session::{see_other, Session};
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
@@ -31,6 +36,7 @@ pub struct AgentRow {
     last_seen: String,
     served: u64,
     bytes: String,
+    bytes_n: u64,
     /// `reported` when the figures are the relay's own, `estimated` from clients' reports.
     basis: &'static str,
     upstream: String,
@@ -44,6 +50,12 @@ pub struct AgentsPage {
     chrome: Chrome,
     revision: i64,
     agents: Vec<AgentRow>,
+    /// Every update agent's and URL source's health, with the affected clients.
+    health: Vec<SourceHealth>,
+    /// The load chart (SVG), `""` without agents.
+    load: String,
+    /// The health window, for people (`2 h`).
+    window: String,
     categories: Vec<&'static str>,
     address: String,
     checked: Vec<&'static str>,
@@ -51,6 +63,18 @@ pub struct AgentsPage {
 }
 
 impl AgentsPage {
+    /// A Unix time for people (askama passes template values by reference).
+    #[allow(clippy::unused_self, clippy::trivially_copy_pass_by_ref)]
+    pub fn time(&self, secs: &i64) -> String {
+        maybe_time(Some(*secs))
+    }
+
+    /// An optional Unix time for people.
+    #[allow(clippy::unused_self, clippy::ref_option)]
+    pub fn maybe(&self, secs: &Option<i64>) -> String {
+        maybe_time(*secs)
+    }
+
     /// Whether capability `c` is checked in the add form.
     pub fn has(&self, c: &str) -> bool {
         self.checked.contains(&c)
@@ -96,7 +120,12 @@ fn upstream(r: &RelayReport) -> String {
     )
 }
 
-fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) -> AgentRow {
+fn agent_row(
+    address: String,
+    capabilities: &[Category],
+    clients: &[ClientRow],
+    health: Option<&SourceHealth>,
+) -> AgentRow {
     // The most recently seen client enrolled at this address speaks for the agent.
     let own = clients
         .iter()
@@ -108,10 +137,11 @@ fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) 
         let (n, b) = estimate(&address, clients);
         (n, b, "estimated", String::new())
     };
+    let level = health.map_or(HealthLevel::Unknown, |h| h.level);
     let (health, health_class, last_seen, installed) = match own {
         Some(c) => (
-            c.state.clone(),
-            c.state.clone(),
+            level.as_str().to_owned(),
+            level.as_str().to_owned(),
             c.seen(),
             Category::ALL
                 .iter()
@@ -122,8 +152,8 @@ fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) 
                 .join(", "),
         ),
         None => (
-            "not enrolled".to_owned(),
-            "never".to_owned(),
+            format!("{} (not enrolled)", level.as_str()),
+            level.as_str().to_owned(),
             maybe_time(None),
             String::new(),
         ),
@@ -140,6 +170,7 @@ fn agent_row(address: String, capabilities: &[Category], clients: &[ClientRow]) 
         last_seen,
         served,
         bytes: bytes(total),
+        bytes_n: total,
         basis,
         upstream: up,
         installed,
@@ -155,20 +186,58 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
     let cur = st.store.current().await?;
-    let clients = load(st).await?;
-    let agents = cur
+    // One read of the registry for the table and the health below it.
+    let views = Registry::from_ref(st).all(true).await?;
+    let fleet = crate::fleet::assess(
+        &cur.policy,
+        &views,
+        st.clock.now(),
+        crate::fleet::window_secs(st),
+    );
+    let clients: Vec<ClientRow> = views.into_iter().map(ClientRow::from_view).collect();
+    let agents: Vec<AgentRow> = cur
         .policy
         .agent
         .iter()
         .map(|a| {
             let caps: Vec<Category> = a.capabilities.iter().copied().collect();
-            agent_row(a.address.to_string(), &caps, &clients)
+            let address = a.address.to_string();
+            let h = fleet
+                .sources
+                .iter()
+                .find(|s| s.kind == SourceKind::Agent && s.address == address);
+            agent_row(address, &caps, &clients, h)
         })
         .collect();
+    let load = super::chart::hbars(
+        "agent-load",
+        "Bytes each update agent served (its relay's report, else estimated from clients' reports)",
+        &agents
+            .iter()
+            .map(|a: &AgentRow| super::chart::Bar {
+                label: a.address.clone(),
+                value: a.bytes_n,
+                text: format!(
+                    "{} to {} clients{}",
+                    a.bytes,
+                    a.served,
+                    if a.basis == "estimated" {
+                        " (estimated)"
+                    } else {
+                        ""
+                    }
+                ),
+                good: true,
+            })
+            .collect::<Vec<_>>(),
+    );
     let page = AgentsPage {
-        chrome: Chrome::new(session, "agents"),
+        load,
+        chrome: Chrome::load(st, session, "agents").await,
         revision: cur.revision,
         agents,
+        window: super::view::duration(crate::fleet::window_secs(st)),
+        health: fleet.sources,
         categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
         address,
         checked,

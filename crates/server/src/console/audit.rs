@@ -61,7 +61,7 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         })
         .collect();
     let page = AuditPage {
-        chrome: Chrome::new(&session, "audit"),
+        chrome: Chrome::load(&st, &session, "audit").await,
         entries,
     };
     Ok(html(StatusCode::OK, page.render()?))

@@ -5,19 +5,21 @@
 
 use askama::Template;
 use axum::extract::{FromRef, Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use cascade_core::report::{Outcome, RelayReport, UpdateReport};
-use cascade_core::Category;
-use cascade_proto::ClientView;
+use cascade_core::{Category, IpRange};
+use cascade_proto::{ClientState, ClientView, Compliance};
 
-use super::form::Form;
+use super::form::{FieldErrors, Form};
 use super::session::Session;
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
 use crate::error::ApiError;
-use crate::routes::admin::Registry;
+use crate::routes::admin::{client_view, stale_secs, Registry};
 use crate::state::AppState;
+use crate::store::{ClientQuery, ClientSort};
 
 /// A client as the console shows it.
 #[derive(Debug, Clone)]
@@ -45,7 +47,8 @@ pub struct ClientRow {
 }
 
 impl ClientRow {
-    fn from_view(v: ClientView) -> ClientRow {
+    /// The row of a client as the API sees it.
+    pub fn from_view(v: ClientView) -> ClientRow {
         let ip = v.reported_ip.or(v.peer_ip).unwrap_or_default();
         ClientRow {
             versions: Category::ALL
@@ -117,48 +120,432 @@ pub async fn load(st: &AppState) -> Result<Vec<ClientRow>, ApiError> {
     Ok(all.into_iter().map(ClientRow::from_view).collect())
 }
 
+/// Clients per page of the list.
+pub const PER_PAGE: usize = 50;
+/// [`PER_PAGE`] for SQL.
+const PER_PAGE_SQL: i64 = 50;
+/// The longest search text and IP range a filter takes (longer ones are refused with a
+/// short message, never echoed whole).
+const MAX_FILTER: usize = 200;
+
+/// The list's filters, sort and page, as the query string carries them.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Search text.
+    pub q: String,
+    /// `all`, `ok`, `failed` or `stale` (stale or never seen).
+    pub show: String,
+    /// A source its last update tried (`agent:…`, `url:…`, `server`), or `""`.
+    pub source: String,
+    /// An IP range, or `""`.
+    pub range: String,
+    /// A category for `compliance`, or `""`.
+    pub category: String,
+    /// A compliance state in `category` (`behind`), or `""`.
+    pub compliance: String,
+    /// `name`, `ip` or `seen`.
+    pub sort: String,
+    /// `asc` or `desc`.
+    pub order: String,
+    /// 1-based page.
+    pub page: usize,
+}
+
+impl Filters {
+    /// Reads the query string; bad values are dropped with a message per field.
+    pub fn parse(raw: &str, errors: &mut FieldErrors) -> Filters {
+        let q = Form::parse(raw.as_bytes());
+        let mut bounded = |name: &str, label: &str| {
+            let v = q.get(name).trim();
+            if v.chars().count() > MAX_FILTER {
+                errors.set(
+                    name,
+                    format!(
+                        "{label}: at most {MAX_FILTER} characters (got {})",
+                        v.chars().count()
+                    ),
+                );
+                String::new()
+            } else {
+                v.to_owned()
+            }
+        };
+        let search = bounded("q", "search");
+        let source = bounded("source", "source");
+        let range = bounded("range", "IP range");
+        if !range.is_empty() && range.parse::<IpRange>().is_err() {
+            errors.set(
+                "range",
+                format!(
+                    "IP range: `{}` is not an address, CIDR block or FROM-TO range",
+                    cascade_proto::limits::cut(&range)
+                ),
+            );
+        }
+        let category = match q.get("category") {
+            c if Category::ALL.iter().any(|k| k.as_str() == c) => c.to_owned(),
+            _ => String::new(),
+        };
+        let compliance = match q.get("compliance") {
+            c if Compliance::parse(c).is_some() && !category.is_empty() => c.to_owned(),
+            _ => String::new(),
+        };
+        Filters {
+            q: search,
+            show: match q.get("show") {
+                s @ ("ok" | "stale" | "failed") => s.to_owned(),
+                _ => "all".to_owned(),
+            },
+            source,
+            range,
+            category,
+            compliance,
+            sort: match q.get("sort") {
+                s @ ("ip" | "seen") => s.to_owned(),
+                _ => "name".to_owned(),
+            },
+            order: if q.get("order") == "desc" {
+                "desc"
+            } else {
+                "asc"
+            }
+            .to_owned(),
+            page: q
+                .get("page")
+                .parse::<usize>()
+                .unwrap_or(1)
+                .clamp(1, 1_000_000),
+        }
+    }
+
+    /// The SQL part of the filters.
+    fn query(&self) -> ClientQuery {
+        ClientQuery {
+            search: Some(self.q.clone()).filter(|s| !s.is_empty()),
+            states: match self.show.as_str() {
+                "ok" => vec![ClientState::Ok],
+                "failed" => vec![ClientState::Failed],
+                "stale" => vec![ClientState::Stale, ClientState::Never],
+                _ => Vec::new(),
+            },
+            source: Some(self.source.clone()).filter(|s| !s.is_empty()),
+            sort: match self.sort.as_str() {
+                "ip" => ClientSort::Ip,
+                "seen" => ClientSort::LastSeen,
+                _ => ClientSort::Name,
+            },
+            descending: self.order == "desc",
+        }
+    }
+
+    /// The query string of these filters with `changes` applied (`("page", "2")`), for links.
+    pub fn link(&self, changes: &[(&str, &str)]) -> String {
+        let page = self.page.to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("q", &self.q),
+            ("show", &self.show),
+            ("source", &self.source),
+            ("range", &self.range),
+            ("category", &self.category),
+            ("compliance", &self.compliance),
+            ("sort", &self.sort),
+            ("order", &self.order),
+            ("page", &page),
+        ];
+        for (k, v) in changes {
+            if let Some(p) = pairs.iter_mut().find(|p| p.0 == *k) {
+                p.1 = v;
+            }
+        }
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            let default = matches!(
+                (k, v),
+                ("show", "all") | ("sort", "name") | ("order", "asc") | ("page", "1")
+            );
+            if !v.is_empty() && !default {
+                out.append_pair(k, v);
+            }
+        }
+        let q = out.finish();
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{q}")
+        }
+    }
+
+    /// The link that sorts by `column` (the other way round when it is the current sort).
+    pub fn sort_link(&self, column: &str) -> String {
+        let order = if self.sort == column && self.order == "asc" {
+            "desc"
+        } else {
+            "asc"
+        };
+        format!(
+            "/clients{}",
+            self.link(&[("sort", column), ("order", order), ("page", "1")])
+        )
+    }
+
+    /// `aria-sort` for `column`.
+    pub fn aria_sort(&self, column: &str) -> &'static str {
+        match (self.sort == column, self.order.as_str()) {
+            (false, _) => "none",
+            (true, "desc") => "descending",
+            (true, _) => "ascending",
+        }
+    }
+
+    /// Whether any filter is set (not the sort or page).
+    pub fn any(&self) -> bool {
+        !(self.q.is_empty()
+            && self.show == "all"
+            && self.source.is_empty()
+            && self.range.is_empty()
+            && self.compliance.is_empty())
+    }
+}
+
+/// The clients matching `f`: one page of them (all when `page` is `None`) and how many match.
+///
+/// Search, state, source, sort and paging run in SQL; the IP-range and compliance filters
+/// (which need the parsed range and the published versions) run over the rows the SQL part
+/// matched.
+///
+/// # Errors
+/// Store errors.
+pub async fn matching(
+    st: &AppState,
+    f: &Filters,
+    page: Option<usize>,
+) -> Result<(Vec<ClientRow>, u64), ApiError> {
+    let cur = st.store.current().await?;
+    let now = st.clock.now();
+    let stale = stale_secs(st);
+    let q = f.query();
+    let view = |r| client_view(r, &cur.policy, now, stale, true);
+    let range = f.range.parse::<IpRange>().ok();
+    let compliance = Compliance::parse(&f.compliance)
+        .zip(Category::ALL.into_iter().find(|c| c.as_str() == f.category));
+    if range.is_none() && compliance.is_none() {
+        if let Some(p) = page {
+            let offset = i64::try_from((p - 1) * PER_PAGE).unwrap_or(i64::MAX);
+            let (rows, total) = st
+                .store
+                .clients_page(&q, now, stale, PER_PAGE_SQL, offset)
+                .await?;
+            return Ok((
+                rows.into_iter()
+                    .map(|r| ClientRow::from_view(view(r)))
+                    .collect(),
+                total,
+            ));
+        }
+    }
+    let catalog = compliance.map(|_| crate::fleet::Catalog::read(&st.repo_dir));
+    let mut all: Vec<ClientView> = st
+        .store
+        .clients_matching(&q, now, stale)
+        .await?
+        .into_iter()
+        .map(view)
+        .collect();
+    all.retain(|v| {
+        let in_range = range.as_ref().is_none_or(|r| {
+            v.reported_ip
+                .as_deref()
+                .or(v.peer_ip.as_deref())
+                .and_then(|ip| ip.parse().ok())
+                .is_some_and(|ip| r.contains(ip))
+        });
+        let complies = match (&compliance, &catalog) {
+            (Some((want, cat)), Some(catalog)) => catalog.client(v, *cat) == *want,
+            _ => true,
+        };
+        in_range && complies
+    });
+    let total = all.len() as u64;
+    let rows = match page {
+        Some(p) => all
+            .into_iter()
+            .skip((p - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect(),
+        None => all,
+    };
+    Ok((rows.into_iter().map(ClientRow::from_view).collect(), total))
+}
+
+/// A source the filter offers.
+#[derive(Debug, Clone)]
+pub struct SourceOption {
+    /// As reports name it.
+    pub value: String,
+    /// Selected now.
+    pub selected: bool,
+}
+
 /// `GET /clients`.
 #[derive(Template)]
 #[template(path = "clients.html")]
 pub struct ClientsPage {
     chrome: Chrome,
-    show: String,
-    total: usize,
+    f: Filters,
+    errors: FieldErrors,
+    total: u64,
+    first: u64,
+    last: u64,
+    pages: usize,
     clients: Vec<ClientRow>,
     categories: Vec<&'static str>,
+    sources: Vec<SourceOption>,
     stale_after: String,
+    csv: String,
+    prev: String,
+    next: String,
+    now: i64,
 }
 
-/// `GET /clients[?show=all|stale|failed]`.
+impl ClientsPage {
+    /// A check-in time relative to now (`3 min ago`), `never` when there is none.
+    #[allow(clippy::ref_option)] // askama passes template values by reference
+    pub fn ago(&self, t: &Option<i64>) -> String {
+        t.map_or_else(|| "never".to_owned(), |t| super::view::ago(t, self.now))
+    }
+}
+
+/// The sources a client's update may name: `server`, each agent, each URL source.
+fn sources(policy: &cascade_core::Policy, selected: &str) -> Vec<SourceOption> {
+    let mut out = vec!["server".to_owned()];
+    out.extend(policy.agent.iter().map(|a| format!("agent:{}", a.address)));
+    for e in &policy.sources {
+        let s = e.source.to_string();
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.into_iter()
+        .map(|value| SourceOption {
+            selected: value == selected,
+            value,
+        })
+        .collect()
+}
+
+/// `GET /clients[?q=&show=&source=&range=&category=&compliance=&sort=&order=&page=]`.
 pub async fn list(
     session: Session,
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ConsoleError> {
-    let q = Form::parse(q.unwrap_or_default().as_bytes());
-    let show = match q.get("show") {
-        s @ ("stale" | "failed") => s.to_owned(),
-        _ => "all".to_owned(),
+    let mut errors = FieldErrors::default();
+    let f = Filters::parse(q.as_deref().unwrap_or_default(), &mut errors);
+    let (clients, total) = matching(&st, &f, Some(f.page)).await?;
+    let cur = st.store.current().await?;
+    let pages = usize::try_from(total)
+        .unwrap_or(usize::MAX)
+        .div_ceil(PER_PAGE)
+        .max(1);
+    let first = ((f.page - 1) * PER_PAGE) as u64 + 1;
+    let last = first + clients.len() as u64 - 1;
+    let prev = if f.page > 1 {
+        format!("/clients{}", f.link(&[("page", &(f.page - 1).to_string())]))
+    } else {
+        String::new()
     };
-    let all = load(&st).await?;
-    let total = all.len();
-    let clients = all
-        .into_iter()
-        .filter(|c| match show.as_str() {
-            "stale" => matches!(c.state.as_str(), "stale" | "never"),
-            "failed" => c.state == "failed",
-            _ => true,
-        })
-        .collect();
+    let next = if f.page < pages {
+        format!("/clients{}", f.link(&[("page", &(f.page + 1).to_string())]))
+    } else {
+        String::new()
+    };
     let page = ClientsPage {
-        chrome: Chrome::new(&session, "clients"),
-        show,
+        chrome: Chrome::load(&st, &session, "clients").await,
+        csv: format!("/clients.csv{}", f.link(&[("page", "1")])),
+        sources: sources(&cur.policy, &f.source),
+        f,
+        errors,
         total,
+        first,
+        last,
+        pages,
         clients,
         categories: Category::ALL.iter().map(|c| c.as_str()).collect(),
-        stale_after: format!("{} s", st.stale_after.as_secs()),
+        stale_after: super::view::duration(stale_secs(&st)),
+        prev,
+        next,
+        now: st.clock.now(),
     };
-    Ok(html(StatusCode::OK, page.render()?))
+    let status = if page.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(html(status, page.render()?))
+}
+
+/// One CSV field, quoted when it needs to be; a leading `=`, `+`, `-` or `@` is prefixed with
+/// `'` so a spreadsheet does not run it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// `GET /clients.csv[?filters]`: every client the filters match, as CSV.
+pub async fn csv(
+    _session: Session,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ConsoleError> {
+    let mut errors = FieldErrors::default();
+    let f = Filters::parse(q.as_deref().unwrap_or_default(), &mut errors);
+    let (clients, _) = matching(&st, &f, None).await?;
+    let mut out = String::from("name,id,ip,domain");
+    for c in Category::ALL {
+        out.push(',');
+        out.push_str(c.as_str());
+    }
+    out.push_str(",last_check_in_utc,state,served_by,failures\r\n");
+    for c in &clients {
+        let mut row = vec![
+            csv_field(&c.name),
+            csv_field(&c.id),
+            csv_field(&c.ip),
+            csv_field(&c.domain),
+        ];
+        row.extend(c.versions.iter().map(|v| csv_field(v)));
+        row.push(csv_field(
+            &c.last_seen.map(super::view::time).unwrap_or_default(),
+        ));
+        row.push(csv_field(&c.state));
+        row.push(csv_field(&c.served_by()));
+        row.push(c.failures().to_string());
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"clients.csv\""),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 /// One attempt, formatted.
@@ -226,7 +613,7 @@ pub async fn detail(
         })
         .collect();
     let page = ClientPage {
-        chrome: Chrome::new(&session, "clients"),
+        chrome: Chrome::load(&st, &session, "clients").await,
         finished: maybe_time(client.report.as_ref().and_then(|r| r.finished_at)),
         outcome: client
             .report

@@ -12,13 +12,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::report::Outcome;
-use cascade_core::Category;
 
-use super::clients::{load, outcome_text, ClientRow};
+use super::clients::{outcome_text, ClientRow};
 use super::session::Session;
 use super::view::{bytes, html, maybe_time, Chrome};
 use super::ConsoleError;
+use crate::routes::admin::Registry;
 use crate::state::AppState;
+use axum::extract::FromRef;
 
 /// Where bytes came from: server, agents and URL mirrors, upstream.
 const KINDS: [&str; 3] = ["server", "update agents and URL mirrors", "ActiveUpdate"];
@@ -52,42 +53,15 @@ pub struct DashboardPage {
     chrome: Chrome,
     total: usize,
     states: Vec<(&'static str, usize)>,
-    current: Vec<(&'static str, usize, usize)>,
+    compliance: Vec<super::compliance::Row>,
     by_kind: Vec<(&'static str, String)>,
     reported_total: String,
     offload: String,
     repo_bytes: String,
     chart: String,
+    convergence: String,
+    recovered: (usize, usize),
     failures: Vec<Failure>,
-}
-
-fn per_category(clients: &[ClientRow]) -> Vec<(&'static str, usize, usize)> {
-    Category::ALL
-        .iter()
-        .map(|c| {
-            let mut reported = 0;
-            let mut current = 0;
-            for cl in clients {
-                let mine: Vec<_> = cl
-                    .report
-                    .iter()
-                    .flat_map(|r| &r.attempts)
-                    .filter(|a| a.category == Some(*c))
-                    .collect();
-                if mine.is_empty() {
-                    continue;
-                }
-                reported += 1;
-                let ok = mine
-                    .iter()
-                    .any(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate));
-                if ok && !matches!(cl.state.as_str(), "stale" | "never") {
-                    current += 1;
-                }
-            }
-            (c.as_str(), current, reported)
-        })
-        .collect()
 }
 
 /// Bytes per hour (Unix hour → per kind) from the reports' finish times.
@@ -104,11 +78,15 @@ fn hourly(clients: &[ClientRow]) -> BTreeMap<i64, [u64; 3]> {
     out
 }
 
-/// A stacked bar chart of the last 12 hours that have data, as inline SVG.
+/// A stacked bar chart of the last 12 hours that have data, as inline SVG: a y axis in
+/// bytes (zero, half and top written), each bar's total written above it, the hour below
+/// it and a legend of the three kinds.
 #[allow(clippy::cast_precision_loss)]
 fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
     const W: f64 = 560.0;
     const H: f64 = 160.0;
+    const L: f64 = 62.0;
+    const T: f64 = 16.0;
     const COLORS: [&str; 3] = ["#c0504d", "#4f81bd", "#9bbb59"];
     let shown: Vec<_> = hours
         .iter()
@@ -121,22 +99,37 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
     if shown.is_empty() {
         return String::new();
     }
-    let max = shown
+    let top = shown
         .iter()
         .map(|(_, v)| v.iter().sum::<u64>())
         .max()
         .unwrap_or(1)
-        .max(1) as f64;
-    let slot = W / shown.len().max(6) as f64;
+        .max(1);
+    let max = top as f64;
+    let slot = (W - L) / shown.len().max(6) as f64;
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="chart-title" class="chart"><title id="chart-title">Bytes received by clients per hour, by source (from last update reports)</title>"#,
-        H + 20.0
+        H + 40.0
     );
+    let _ = write!(
+        svg,
+        r##"<line x1="{L}" y1="{T}" x2="{L}" y2="{H}" stroke="#5b6573"/><line x1="{L}" y1="{H}" x2="{W}" y2="{H}" stroke="#5b6573"/>"##
+    );
+    for (frac, value) in [(0.0, 0), (0.5, top / 2), (1.0, top)] {
+        let y = H - frac * (H - T);
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
+            L - 4.0,
+            y + 3.0,
+            bytes(value)
+        );
+    }
     for (i, (hour, v)) in shown.iter().enumerate() {
-        let x = i as f64 * slot + slot * 0.15;
+        let x = L + i as f64 * slot + slot * 0.15;
         let mut y = H;
         for (k, n) in v.iter().enumerate() {
-            let h = *n as f64 / max * (H - 10.0);
+            let h = *n as f64 / max * (H - T);
             if h > 0.0 {
                 y -= h;
                 let _ = write!(
@@ -149,6 +142,13 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
                 );
             }
         }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
+            x + slot * 0.35,
+            y - 3.0,
+            bytes(v.iter().sum())
+        );
         let label = &maybe_time(Some(*hour * 3600))[11..16];
         let _ = write!(
             svg,
@@ -157,8 +157,91 @@ fn chart(hours: &BTreeMap<i64, [u64; 3]>) -> String {
             H + 14.0
         );
     }
+    let mut lx = L;
+    for (k, name) in KINDS.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<path d="M{lx:.1} {}h10v10h-10z" fill="{}"/><text x="{:.1}" y="{}" font-size="10">{name}</text>"#,
+            H + 24.0,
+            COLORS[k],
+            lx + 14.0,
+            H + 33.0
+        );
+        lx += 14.0 + 6.0 * name.len() as f64 + 16.0;
+    }
     svg.push_str("</svg>");
     svg
+}
+
+/// Clients whose last update succeeded, counted by when it finished (cumulative), around
+/// the last notifies (each marked): how fast the fleet converged after each notify.
+fn convergence(clients: &[ClientRow], notices: &[(i64, i64)]) -> String {
+    let mut done: Vec<i64> = clients
+        .iter()
+        .filter_map(|c| c.report.as_ref())
+        .filter(|r| matches!(r.outcome, Outcome::Ok | Outcome::UpToDate))
+        .filter_map(|r| r.finished_at)
+        .collect();
+    done.sort_unstable();
+    let (Some(&first), Some(&last)) = (done.first(), done.last()) else {
+        return String::new();
+    };
+    let start = notices
+        .iter()
+        .map(|n| n.1)
+        .filter(|t| *t <= last)
+        .min()
+        .map_or(first, |t| t.min(first));
+    // At most 60 points: the count after each step of the span.
+    let span = (last - start).max(1);
+    let step = (span / 60).max(1);
+    let mut points = vec![(start, 0.0)];
+    let mut t = start;
+    let mut i = 0;
+    while t < last {
+        t = (t + step).min(last);
+        while i < done.len() && done[i] <= t {
+            i += 1;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        points.push((t, i as f64));
+    }
+    let markers: Vec<(i64, String)> = notices
+        .iter()
+        .filter(|n| n.1 >= start && n.1 <= last)
+        .map(|n| (n.1, format!("notify {}", n.0)))
+        .collect();
+    super::chart::lines(
+        "convergence",
+        "Clients whose last update succeeded, by when it finished, with each notify marked",
+        "clients",
+        &[super::chart::Series {
+            name: "clients updated (cumulative)".to_owned(),
+            color: "#2e7d32",
+            points,
+        }],
+        &markers,
+        &|x| maybe_time(Some(x))[11..16].to_owned(),
+        &|y| format!("{y:.0}"),
+    )
+}
+
+/// Failed attempts in reports whose update still ended well: fallback recovered them.
+fn recovered(clients: &[ClientRow]) -> (usize, usize) {
+    let mut attempts = 0;
+    let mut who = 0;
+    for r in clients.iter().filter_map(|c| c.report.as_ref()) {
+        if matches!(r.outcome, Outcome::Ok | Outcome::UpToDate) {
+            let n = r
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == Outcome::Failed)
+                .count();
+            attempts += n;
+            who += usize::from(n > 0);
+        }
+    }
+    (attempts, who)
 }
 
 fn failures(clients: &[ClientRow]) -> Vec<Failure> {
@@ -194,12 +277,24 @@ fn failures(clients: &[ClientRow]) -> Vec<Failure> {
 
 /// `GET /`.
 pub async fn page(session: Session, State(st): State<AppState>) -> Result<Response, ConsoleError> {
-    let clients = load(&st).await?;
+    // One read of the registry for every figure on the page.
+    let views = Registry::from_ref(&st).all(true).await?;
+    let compliance = crate::fleet::Catalog::read(&st.repo_dir).compliance(&views, st.clock.now());
+    let clients: Vec<ClientRow> = views.into_iter().map(ClientRow::from_view).collect();
     let states = crate::routes::admin::STATES
         .iter()
         .map(|s| (*s, clients.iter().filter(|c| c.state == *s).count()))
         .collect();
     let hours = hourly(&clients);
+    let notices: Vec<(i64, i64)> = st
+        .store
+        .notices_after(0)
+        .await?
+        .into_iter()
+        .rev()
+        .take(5)
+        .map(|n| (n.id, n.issued_at))
+        .collect();
     let mut sums = [0u64; 3];
     for v in hours.values() {
         for (s, n) in sums.iter_mut().zip(v) {
@@ -221,10 +316,17 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         format!("{:.0} %", offload_percent(sums[1], total))
     };
     let page = DashboardPage {
-        chrome: Chrome::new(&session, "dashboard"),
+        chrome: Chrome::load(&st, &session, "dashboard").await,
         total: clients.len(),
         states,
-        current: per_category(&clients),
+        compliance: compliance
+            .categories
+            .into_iter()
+            .map(|c| super::compliance::Row {
+                chart: String::new(),
+                c,
+            })
+            .collect(),
         by_kind: KINDS
             .iter()
             .zip(sums)
@@ -234,6 +336,8 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         offload,
         repo_bytes: bytes(st.metrics.repo_bytes()),
         chart: chart(&hours),
+        convergence: convergence(&clients, &notices),
+        recovered: recovered(&clients),
         failures: failures(&clients),
     };
     Ok(html(StatusCode::OK, page.render()?))
@@ -255,6 +359,41 @@ mod tests {
         assert_eq!(kind("agent:10.0.0.5:8443"), 1);
         assert_eq!(kind("url:http://mirror.example/repo"), 1);
         assert_eq!(kind("activeupdate:https://up.example/"), 2);
+    }
+
+    // Convergence counts successful updates cumulatively and marks notifies in its span.
+    #[test]
+    fn convergence_counts_and_marks() {
+        let row = |t: i64, outcome| ClientRow {
+            id: t.to_string(),
+            name: t.to_string(),
+            domain: String::new(),
+            ip: String::new(),
+            versions: Vec::new(),
+            last_seen: Some(t),
+            state: "ok".into(),
+            agent: None,
+            report: Some(cascade_core::report::UpdateReport {
+                finished_at: Some(t),
+                outcome,
+                attempts: Vec::new(),
+            }),
+            relay: None,
+        };
+        assert_eq!(convergence(&[], &[]), "");
+        let svg = convergence(
+            &[
+                row(1000, Outcome::Ok),
+                row(1060, Outcome::UpToDate),
+                row(1100, Outcome::Quit),
+            ],
+            &[(7, 990)],
+        );
+        assert!(svg.contains("notify 7"), "{svg}");
+        assert!(
+            svg.contains(">2<"),
+            "the top of the axis is 2 clients: {svg}"
+        );
     }
 
     // The chart has one bar segment per non-zero kind and hour, and nothing without data.

@@ -42,7 +42,8 @@ impl EntryPage {
     }
 }
 
-fn entry_page(
+async fn entry_page(
+    st: &AppState,
     session: &Session,
     policy: &Policy,
     revision: i64,
@@ -52,7 +53,7 @@ fn entry_page(
 ) -> EntryPage {
     let kind = if doc.url.is_some() { "url" } else { "agent" };
     EntryPage {
-        chrome: Chrome::new(session, "sources"),
+        chrome: Chrome::load(st, session, "sources").await,
         title: id.map_or_else(
             || "Add update source".to_owned(),
             |id| format!("Edit update source {id}"),
@@ -81,13 +82,15 @@ pub async fn add_page(
         url: None,
     };
     let page = entry_page(
+        &st,
         &session,
         &cur.policy,
         cur.revision,
         None,
         doc,
         FieldErrors::default(),
-    );
+    )
+    .await;
     Ok(html(StatusCode::OK, page.render()?))
 }
 
@@ -108,13 +111,15 @@ pub async fn edit_page(
             id,
         })?;
     let page = entry_page(
+        &st,
         &session,
         &cur.policy,
         cur.revision,
         entry.id,
         entry,
         FieldErrors::default(),
-    );
+    )
+    .await;
     Ok(html(StatusCode::OK, page.render()?))
 }
 
@@ -191,7 +196,7 @@ async fn save_entry(
                 url: (f.get("kind") == "url").then(|| f.get("url").to_owned()),
             };
             let n = id.as_deref().and_then(|i| i.parse().ok());
-            let mut page = entry_page(&session, &cur.policy, 0, n, kept, errors);
+            let mut page = entry_page(&st, &session, &cur.policy, 0, n, kept, errors).await;
             page.revision = f.get("revision").parse().unwrap_or(cur.revision);
             if f.get("kind").is_empty() {
                 page.kind = String::new();

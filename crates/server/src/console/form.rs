@@ -3,6 +3,7 @@
 //! writes call the same `Store` methods as the admin API, with the same typed bodies.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::de::DeserializeOwned;
 use serde::de::IntoDeserializer;
@@ -56,6 +57,11 @@ impl FieldErrors {
         self.0.get(field).map_or("", String::as_str)
     }
 
+    /// Whether there is no message.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds a message for `field`.
     pub fn set(&mut self, field: &str, message: impl Into<String>) {
         self.0.insert(field.to_owned(), message.into());
@@ -86,7 +92,50 @@ pub fn refusal(err: &ApiError) -> String {
              (revision {expected} → {current}). Nothing was saved: reload the page and make \
              your change again."
         ),
-        other => other.to_string(),
+        other => plain(&other.to_string()),
+    }
+}
+
+/// An API message in the console's words: list positions count from 1 as the list does
+/// (`sources[5].url` → `entry 6, URL`), and policy-file syntax is named as the page that
+/// does the same (`[[agent]]` → the Update agents page). Messages are cut to 300 characters
+/// so a long value is never echoed whole.
+pub fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("sources[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 8..];
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        if let (Ok(i), Some(tail)) = (
+            digits.parse::<usize>(),
+            after[digits.len()..].strip_prefix(']'),
+        ) {
+            {
+                let _ = write!(out, "entry {}", i + 1);
+                let (field, tail) = match tail {
+                    t if t.starts_with(".url") => (", URL", &t[4..]),
+                    t if t.starts_with(".agent") => (", update agent", &t[6..]),
+                    t if t.starts_with(".range") => (", IP range", &t[6..]),
+                    t if t.starts_with(".id") => (", id", &t[3..]),
+                    t => ("", t),
+                };
+                out.push_str(field);
+                rest = tail;
+            }
+        } else {
+            out.push_str("sources[");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    let out = out.replace(
+        "(add it under [[agent]] first)",
+        "(register it on the Update agents page first)",
+    );
+    match out.char_indices().nth(300) {
+        None => out,
+        Some((at, _)) => format!("{}… (message cut; {} bytes)", &out[..at], out.len()),
     }
 }
 
@@ -121,4 +170,25 @@ pub fn choice<T: DeserializeOwned>(field: &str, text: &str) -> Result<T, ApiErro
     T::deserialize(text.into_deserializer()).map_err(|e: serde::de::value::Error| {
         ApiError::bad("request.value", field, format!("{field}: `{text}`: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Positions count from 1 and policy-file syntax becomes the console's words.
+    #[test]
+    fn plain_words() {
+        assert_eq!(
+            plain("sources[5].url: `x` is not a URL"),
+            "entry 6, URL: `x` is not a URL"
+        );
+        assert_eq!(plain("sources[0]: bad"), "entry 1: bad");
+        assert_eq!(
+            plain("agent: `1.2.3.4:5` is not a registered update agent (add it under [[agent]] first)"),
+            "agent: `1.2.3.4:5` is not a registered update agent (register it on the Update agents page first)"
+        );
+        assert_eq!(plain("sources[x] stays"), "sources[x] stays");
+        assert!(plain(&"a".repeat(100_000)).len() < 1000);
+    }
 }

@@ -10,7 +10,9 @@
 
 mod agents;
 mod audit;
+mod chart;
 mod clients;
+mod compliance;
 mod dashboard;
 mod domains;
 mod entry;
@@ -52,7 +54,9 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/down", post(sources::move_down))
         .route("/notify", post(sources::notify))
         .route("/whatif", get(whatif::page))
+        .route("/compliance", get(compliance::page))
         .route("/clients", get(clients::list))
+        .route("/clients.csv", get(clients::csv))
         .route("/clients/{id}", get(clients::detail))
         .route("/agents", get(agents::page).post(agents::add))
         .route("/agents/remove", post(agents::remove))
@@ -68,6 +72,53 @@ pub fn router() -> Router<AppState> {
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.js", get(js))
         .layer(axum::middleware::from_fn(session::flash_layer))
+        .layer(axum::middleware::map_response(too_large_page))
+}
+
+/// The console's 413 page for a request to `path` over the body limit `max`, or `None`
+/// when `path` is not the console's (the API answers its JSON error).
+pub fn too_large(path: &str, max: usize) -> Option<Response> {
+    let api = ["/api/", "/repo/", "/metrics", "/healthz"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if api {
+        return None;
+    }
+    let page = view::ErrorPage {
+        status: 413,
+        message: format!(
+            "The form was too large to accept (more than {} KiB; a field holds far more text \
+             than any setting takes). Nothing was saved: go back, shorten the field and try \
+             again.",
+            max / 1024
+        ),
+    };
+    askama::Template::render(&page)
+        .ok()
+        .map(|body| view::html(StatusCode::PAYLOAD_TOO_LARGE, body))
+}
+
+/// A body over the limit without a declared length is refused by the body extractor, as
+/// plain text; the console answers its own error page instead, in plain words.
+async fn too_large_page(resp: Response) -> Response {
+    let is_html = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE || is_html {
+        return resp;
+    }
+    let page = view::ErrorPage {
+        status: 413,
+        message: "The form was too large to accept (a field holds far more text than any \
+                  setting takes). Nothing was saved: go back, shorten the field and try again."
+            .to_owned(),
+    };
+    match askama::Template::render(&page) {
+        Ok(body) => view::html(StatusCode::PAYLOAD_TOO_LARGE, body),
+        Err(_) => resp,
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -34,6 +34,24 @@ use cascade_proto::UserRole;
 
 const COOKIE_NAME: &str = "cascade_session";
 const LOGIN_COOKIE: &str = "cascade_login";
+/// The page asked for before login sent the browser to `/login` (a same-site path).
+const NEXT_COOKIE: &str = "cascade_next";
+
+/// `path` when it is a page of this console to come back to after login: a same-site
+/// absolute path (not `//host`, not `/login`), of printable ASCII, at most 2,000 bytes.
+fn safe_next(path: &str) -> Option<&str> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.starts_with("/login")
+        && !path.starts_with("/logout")
+        && !path.starts_with("/assets/")
+        && path.len() <= 2000
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
+    ok.then_some(path)
+}
 /// How long a session lasts after login.
 const LIFETIME_SECS: i64 = 12 * 3600;
 
@@ -213,48 +231,58 @@ impl FromRequestParts<AppState> for Session {
             }
             _ => None,
         };
-        match found {
-            Some((id_hash, d)) => {
-                let actor = Actor {
-                    user: d.user,
-                    token: d.token.unwrap_or_default(),
-                    role: d.role,
+        let Some((id_hash, d)) = found else {
+            // Come back here after login (pages only: a form's body is gone anyway).
+            let mut resp = see_other("/login");
+            let next = parts
+                .uri
+                .path_and_query()
+                .map_or("/", axum::http::uri::PathAndQuery::as_str);
+            if parts.method == axum::http::Method::GET {
+                if let Some(v) = safe_next(next).and_then(|n| set_cookie(NEXT_COOKIE, n, 3600).ok())
+                {
+                    resp.headers_mut().append(SET_COOKIE, v);
                 }
-                .label();
-                if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
-                    slot.set(actor.clone());
-                }
-                let needed = needed_role(&parts.method, parts.uri.path());
-                if !d.role.allows(needed) {
-                    tracing::warn!(
-                        actor = %actor,
-                        role = d.role.as_str(),
-                        needed = needed.as_str(),
-                        path = parts.uri.path(),
-                        "console refused: the user's role does not allow this"
-                    );
-                    return Err(ConsoleError::Api(ApiError::Forbidden(
-                        "your role does not allow this change",
-                    ))
-                    .into_response());
-                }
-                if let Ok(mut slot) = flash.0.lock() {
-                    slot.session = Some((st.store.clone(), id_hash.clone()));
-                    slot.loaded = d.flash.map(|(kind, text)| Flash {
-                        kind: kind.as_str(),
-                        text,
-                    });
-                }
-                Ok(Session {
-                    id_hash,
-                    actor,
-                    csrf: d.csrf,
-                    store: st.store.clone(),
-                    flash,
-                })
             }
-            None => Err(see_other("/login")),
+            return Err(resp);
+        };
+        let actor = Actor {
+            user: d.user,
+            token: d.token.unwrap_or_default(),
+            role: d.role,
         }
+        .label();
+        if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+            slot.set(actor.clone());
+        }
+        let needed = needed_role(&parts.method, parts.uri.path());
+        if !d.role.allows(needed) {
+            tracing::warn!(
+                actor = %actor,
+                role = d.role.as_str(),
+                needed = needed.as_str(),
+                path = parts.uri.path(),
+                "console refused: the user's role does not allow this"
+            );
+            return Err(ConsoleError::Api(ApiError::Forbidden(
+                "your role does not allow this change",
+            ))
+            .into_response());
+        }
+        if let Ok(mut slot) = flash.0.lock() {
+            slot.session = Some((st.store.clone(), id_hash.clone()));
+            slot.loaded = d.flash.map(|(kind, text)| Flash {
+                kind: kind.as_str(),
+                text,
+            });
+        }
+        Ok(Session {
+            id_hash,
+            actor,
+            csrf: d.csrf,
+            store: st.store.clone(),
+            flash,
+        })
     }
 }
 
@@ -347,8 +375,13 @@ pub async fn login(
         .await
         .map_err(ApiError::from)?;
     tracing::info!(user = %actor.user, role = actor.role.as_str(), "console login");
-    let mut resp = see_other("/");
+    let next = cookie(&headers, NEXT_COOKIE)
+        .and_then(safe_next)
+        .unwrap_or("/")
+        .to_owned();
+    let mut resp = see_other(&next);
     let h = resp.headers_mut();
+    h.append(SET_COOKIE, set_cookie(NEXT_COOKIE, "", 0)?);
     h.append(SET_COOKIE, set_cookie(COOKIE_NAME, &id, LIFETIME_SECS)?);
     h.append(SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0)?);
     Ok(resp)
@@ -425,6 +458,27 @@ pub async fn logout(session: Session, body: Bytes) -> Result<Response, ConsoleEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Only same-site console pages are returned to after login.
+    #[test]
+    fn next_pages() {
+        assert_eq!(
+            safe_next("/clients?show=failed"),
+            Some("/clients?show=failed")
+        );
+        assert_eq!(safe_next("/"), Some("/"));
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/login",
+            "/a b",
+            "/x;y",
+            "",
+            "/\\evil",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
 
     // Tokens compare equal only when identical and non-empty.
     #[test]

@@ -51,11 +51,12 @@ impl SettingsForm {
         }
     }
 
-    /// Overlays what the form of `part` (`mode` or `fallback`) carried.
+    /// Overlays what the form of `part` (`mode`, `fallback` or `all`) carried.
     fn overlay(&mut self, f: &Form, part: &str) {
-        if part == "mode" {
+        if part == "mode" || part == "all" {
             self.customized = f.get("mode") == "customized";
-        } else {
+        }
+        if part != "mode" {
             f.get("activeupdate_url")
                 .clone_into(&mut self.activeupdate_url);
             f.get("activeupdate_fallback").clone_into(&mut self.rule);
@@ -126,7 +127,7 @@ async fn render(
 ) -> Result<Response, ConsoleError> {
     let cur = st.store.current().await?;
     let page = SourcesPage {
-        chrome: Chrome::new(session, "sources"),
+        chrome: Chrome::load(st, session, "sources").await,
         revision: cur.revision,
         settings: typed.unwrap_or_else(|| SettingsForm::of(&cur.policy)),
         rows: rows(&cur.policy),
@@ -151,13 +152,19 @@ pub async fn save_settings(
     let part = f.get("part");
     let url = f.get("activeupdate_url").trim();
     let result = async {
+        let mode = if part == "mode" || part == "all" {
+            Some(form::choice("mode", f.get("mode"))?)
+        } else {
+            None
+        };
         let patch = if part == "mode" {
             SettingsPatch {
-                mode: Some(form::choice("mode", f.get("mode"))?),
+                mode,
                 ..SettingsPatch::default()
             }
         } else {
             SettingsPatch {
+                mode,
                 activeupdate_url: Some((!url.is_empty()).then(|| url.to_owned())),
                 activeupdate_fallback: Some(form::choice(
                     "activeupdate_fallback",
@@ -233,16 +240,39 @@ pub async fn delete(
                 })
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
+        if ids.is_empty() {
+            return Err(ApiError::bad(
+                "console.nothing_checked",
+                "ids",
+                "Nothing was deleted: check the entries to delete first.",
+            ));
+        }
         let expected = form::expected(&f)?;
+        // The 1-based positions the list showed, for the message.
+        let before = st.store.current().await?.policy;
+        let positions: Vec<usize> = before
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| ids.contains(&e.id))
+            .map(|(i, _)| i + 1)
+            .collect();
         let stored = st
             .store
             .delete_sources(expected, &session.actor, &ids)
             .await?;
-        Ok((ids.len(), stored.revision))
+        Ok((positions, stored.revision))
     }
     .await;
-    list_op(&session, done, |(n, revision)| {
-        format!("Deleted {n} entr(ies) (policy revision {revision}).")
+    list_op(&session, done, |(positions, revision)| {
+        let n = positions.len();
+        let which: Vec<String> = positions.iter().map(ToString::to_string).collect();
+        format!(
+            "Deleted {n} {} (list position{} {} before the delete; policy revision {revision}).",
+            if n == 1 { "entry" } else { "entries" },
+            if n == 1 { "" } else { "s" },
+            which.join(", ")
+        )
     })
 }
 
@@ -261,15 +291,21 @@ async fn move_one(
             .store
             .move_source(expected, &session.actor, n, direction)
             .await?;
-        Ok(stored.revision)
+        let to = stored
+            .policy
+            .sources
+            .iter()
+            .position(|e| e.id == n)
+            .map_or(0, |i| i + 1);
+        Ok((to, stored.revision))
     }
     .await;
-    let word = match direction {
-        Direction::Up => "up",
-        Direction::Down => "down",
-    };
-    list_op(&session, done, |revision| {
-        format!("Moved entry {id} {word} (policy revision {revision}).")
+    list_op(&session, done, |(to, revision)| {
+        let (word, from) = match direction {
+            Direction::Up => ("up", to + 1),
+            Direction::Down => ("down", to.saturating_sub(1)),
+        };
+        format!("Moved entry {from} {word} to {to} (policy revision {revision}).")
     })
 }
 
@@ -312,10 +348,17 @@ pub async fn notify(
     session.flash(
         "ok",
         format!(
-            "Notify All Clients #{id}: {} connected client(s) and {} update agent(s) \
-             notified (agents first; clients after {} ms). Clients not connected now update at \
-             their next poll.",
-            fan.clients, fan.agents, fan.clients_after_ms
+            "Notify All Clients #{id}: {} connected {} and {} update {} notified (agents \
+             first; clients after {} ms). Clients not connected now update at their next poll.",
+            fan.clients,
+            if fan.clients == 1 {
+                "client"
+            } else {
+                "clients"
+            },
+            fan.agents,
+            if fan.agents == 1 { "agent" } else { "agents" },
+            fan.clients_after_ms
         ),
     );
     Ok(see_other("/sources"))

@@ -8,7 +8,12 @@ use axum::http::header::{
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use cascade_proto::HealthLevel;
+
+pub use crate::human::{ago, duration, time};
+
 use super::session::{Flash, Session};
+use crate::state::AppState;
 
 /// What pages may load: only this server; no framing (clickjacking), no inline scripts.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
@@ -43,6 +48,8 @@ pub struct Chrome {
     pub active: &'static str,
     /// A one-shot message.
     pub flash: Option<Flash>,
+    /// One line per update agent or URL source that is down (the banner on every page).
+    pub alerts: Vec<String>,
 }
 
 impl Chrome {
@@ -52,7 +59,31 @@ impl Chrome {
             csrf: session.csrf.clone(),
             active,
             flash: session.take_flash(),
+            alerts: Vec::new(),
         }
+    }
+
+    /// The chrome for a page of `session`, with a banner line for each source that is down
+    /// (from the fleet health service, `docs/operating.md#health`). When health cannot be
+    /// read the page still renders, saying so.
+    pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
+        let mut chrome = Chrome::new(session, active);
+        match crate::fleet::health_for_pages(st).await {
+            Ok(h) => {
+                chrome.alerts = h
+                    .sources
+                    .into_iter()
+                    .filter(|s| s.level == HealthLevel::Down)
+                    .map(|s| s.summary)
+                    .collect();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fleet health for the console banner");
+                chrome.alerts =
+                    vec!["the health of update agents and sources could not be read".to_owned()];
+            }
+        }
+        chrome
     }
 
     /// `aria-current` for navigation entry `name`.
@@ -83,28 +114,6 @@ pub struct ErrorPage {
     pub status: u16,
     /// What went wrong.
     pub message: String,
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// An optional time, or `never`.

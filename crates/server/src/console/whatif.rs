@@ -49,7 +49,7 @@ pub async fn page(
     let domain = q.get("domain").trim().to_owned();
     let cur = st.store.current().await?;
     let mut page = WhatIfPage {
-        chrome: Chrome::new(&session, "whatif"),
+        chrome: Chrome::load(&st, &session, "whatif").await,
         ip: ip_text.clone(),
         domain: domain.clone(),
         ip_error: String::new(),

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod client;
 pub mod domains;
+pub mod fleet;
 pub mod ops;
 pub mod policy;
 pub mod programs;
@@ -52,6 +53,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::mirror_status, ops::mirror_now))
         .routes(routes!(admin::notify))
         .routes(routes!(admin::list_clients))
+        .routes(routes!(fleet::health))
+        .routes(routes!(fleet::compliance))
         .routes(routes!(admin::get_client, admin::delete_client))
         .routes(routes!(admin::enrollment_token))
         .routes(routes!(admin::rotate_enrollment_token))

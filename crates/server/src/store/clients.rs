@@ -44,7 +44,7 @@ pub struct ClientRecord {
     pub agent_version: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
+pub(super) const COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
      last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report, \
      agent_approved_at, agent_version";
 
@@ -53,7 +53,7 @@ fn outcome(text: Option<&str>) -> Option<Outcome> {
     text.and_then(|t| serde_json::from_value(serde_json::Value::String(t.to_owned())).ok())
 }
 
-fn record(r: &AnyRow) -> Result<ClientRecord, sqlx::Error> {
+pub(super) fn record(r: &AnyRow) -> Result<ClientRecord, sqlx::Error> {
     let installed: String = r.try_get("installed")?;
     let last_outcome: Option<String> = r.try_get("last_outcome")?;
     let last_update: Option<String> = r.try_get("last_update")?;

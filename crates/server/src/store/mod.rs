@@ -9,6 +9,7 @@
 //! $current` keeps replicas sharing one PostgreSQL honest too.
 
 mod audit;
+mod client_list;
 mod clients;
 mod lockouts;
 mod notices;
@@ -23,6 +24,7 @@ use cascade_core::{Policy, PolicyDoc, PolicyError};
 use sqlx::{AnyPool, Row};
 
 pub use audit::NewAudit;
+pub use client_list::{ClientQuery, ClientSort};
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
 pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};

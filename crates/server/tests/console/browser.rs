@@ -30,7 +30,8 @@ async fn admin_journey_in_chromium() {
     b.screenshot("01-login").await;
     b.fill("#token", &s.admin).await;
     b.click("form button[type=submit]").await;
-    b.wait_url(&at("/")).await;
+    // Back to the page asked for before login.
+    b.wait_url(&at("/sources")).await;
 
     // Register an update agent.
     b.goto(&at("/agents")).await;
@@ -130,6 +131,8 @@ async fn admin_journey_in_chromium() {
     // Delete the checked entry 1.
     b.click("#sel-1").await;
     b.click("#delete").await;
+    let asked = b.accept_dialog().await;
+    assert!(asked.contains("Delete the checked entries?"), "{asked}");
     b.wait_text("#flash", "Deleted 1").await;
     assert_eq!(
         s.source_order().await,
@@ -164,7 +167,9 @@ async fn admin_journey_in_chromium() {
     assert_eq!(sse.next().await.unwrap().0, "hello");
     b.goto(&at("/sources")).await;
     b.click("#notify").await;
-    b.wait_text("#flash", "1 connected client(s)").await;
+    let asked = b.accept_dialog().await;
+    assert!(asked.contains("Notify all clients now?"), "{asked}");
+    b.wait_text("#flash", "1 connected client and").await;
     let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
         .await
         .expect("notice within 5 s")
@@ -271,7 +276,15 @@ async fn admin_journey_in_chromium() {
     b.goto(&at("/agents")).await;
     b.wait_text("#agents", "10.0.0.5:8443").await;
     b.screenshot("09-agents").await;
+    // Remove asks first: Cancel keeps the agent, OK removes it.
     b.click("#agents button.danger").await;
+    let asked = b.dismiss_dialog().await;
+    assert!(
+        asked.contains("Remove update agent 10.0.0.5:8443?"),
+        "{asked}"
+    );
+    b.click("#agents button.danger").await;
+    b.accept_dialog().await;
     b.wait_text("#flash", "Removed update agent 10.0.0.5:8443")
         .await;
     let agents: AgentsResponse =

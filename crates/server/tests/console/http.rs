@@ -385,3 +385,201 @@ async fn login_by_user_name_and_password() {
     assert!(page.contains("POST /notify"), "{page}");
     assert!(page.contains("user:vera"), "{page}");
 }
+
+// Limits in plain words: a 3 MB form gets the console's 413 page (not raw text or JSON); a
+// 100 KB range is refused with a short message that does not echo it whole; nothing is stored.
+#[tokio::test]
+async fn oversized_input_gets_short_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (_, page) = get(&s, &cookie, "/sources/add").await;
+    let csrf = csrf_in(&page);
+    let rev = revision_in(&page);
+    let huge = "a".repeat(3 * 1024 * 1024);
+    let r = post(
+        &s,
+        &cookie,
+        "/sources/add",
+        &[("csrf", &csrf), ("revision", &rev), ("range", &huge)],
+    )
+    .await;
+    assert_eq!(r.status(), 413);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("The form was too large to accept"), "{body}");
+    assert!(body.len() < 10_000);
+
+    let long_range = "1".repeat(100 * 1024);
+    let r = post(
+        &s,
+        &cookie,
+        "/sources/add",
+        &[
+            ("csrf", &csrf),
+            ("revision", &rev),
+            ("range", &long_range),
+            ("kind", "url"),
+            ("url", "http://mirror.example/repo"),
+        ],
+    )
+    .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let body = r.text().await.unwrap();
+    let message = body
+        .split("id=\"range-error\"")
+        .nth(1)
+        .and_then(|m| m.split("</p>").next())
+        .unwrap_or_else(|| panic!("a message beside the range: {body}"));
+    assert!(message.len() < 1000, "{message}");
+    assert!(s.source_order().await.is_empty(), "nothing stored");
+
+    // The API still answers its own JSON error.
+    let r = s
+        .http
+        .post(format!("{}/api/sources", s.url))
+        .bearer_auth(&s.admin)
+        .header(CONTENT_TYPE, "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.headers()[CONTENT_TYPE].to_str().unwrap().contains("json"));
+}
+
+// After login the console goes back to the page that was asked for, not the dashboard;
+// never to another site.
+#[tokio::test]
+async fn login_returns_to_the_page_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let r = s
+        .http
+        .get(format!("{}/clients?show=failed", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let next = cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("cascade_next="))
+        .expect("the page asked for is remembered");
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    let login_cookie = cookie_pair(&cookies(&page)[0]);
+    let csrf = csrf_in(&page.text().await.unwrap());
+    let resp = s
+        .http
+        .post(format!("{}/login", s.url))
+        .header(COOKIE, format!("{login_cookie}; {}", cookie_pair(&next)))
+        .header(CONTENT_TYPE, FORM)
+        .body(encode(&[
+            ("csrf", csrf.as_str()),
+            ("token", s.admin.as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()[LOCATION], "/clients?show=failed");
+    // A forged cookie naming another site lands on the dashboard.
+    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
+    let login_cookie = cookie_pair(&cookies(&page)[0]);
+    let csrf = csrf_in(&page.text().await.unwrap());
+    let resp = s
+        .http
+        .post(format!("{}/login", s.url))
+        .header(
+            COOKIE,
+            format!("{login_cookie}; cascade_next=//evil.example/"),
+        )
+        .header(CONTENT_TYPE, FORM)
+        .body(encode(&[
+            ("csrf", csrf.as_str()),
+            ("token", s.admin.as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/");
+}
+
+// The clients list pages, searches, filters, sorts and exports: 60 clients, 50 a page; a
+// search by name and by IP; an IP-range filter; newest check-in first; and the CSV holds
+// every match, with a name that looks like a formula made harmless.
+#[tokio::test]
+async fn clients_list_search_filter_sort_page_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    for i in 0..60 {
+        let name = if i == 7 {
+            "=HYPERLINK(1)".to_owned()
+        } else {
+            format!("pc-{i:02}")
+        };
+        let (_, cred) = s.enroll_client(&name).await;
+        let body = CheckIn {
+            ip: Some(format!("10.0.{}.{}", i / 30, i % 30 + 1)),
+            ..CheckIn::default()
+        };
+        s.api(&cred, Method::POST, "/api/client/checkin", json(&body), 200)
+            .await;
+    }
+    let cookie = login(&s, &s.admin).await.unwrap();
+    let (status, page) = get(&s, &cookie, "/clients").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Clients 1–50 of 60"), "{page}");
+    assert!(page.contains("Page 1 of 2"), "{page}");
+    let (_, page) = get(&s, &cookie, "/clients?page=2").await;
+    assert!(page.contains("Clients 51–60 of 60"), "{page}");
+    let (_, page) = get(&s, &cookie, "/clients?q=pc-1").await;
+    assert!(page.contains("of 10 matching"), "{page}");
+    let (_, page) = get(&s, &cookie, "/clients?q=10.0.1.").await;
+    assert!(page.contains("of 30 matching"), "{page}");
+    let (_, page) = get(&s, &cookie, "/clients?range=10.0.0.1-10.0.0.5").await;
+    assert!(page.contains("Clients 1–5 of 5 matching"), "{page}");
+    let (_, page) = get(&s, &cookie, "/clients?sort=name&order=desc").await;
+    let first = page.find("pc-59").unwrap();
+    let second = page.find("pc-58").unwrap();
+    assert!(first < second, "descending by name");
+    // A bad range is refused beside its field, cut short.
+    let (status, page) = get(&s, &cookie, &format!("/clients?range={}", "9".repeat(500))).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("at most 200 characters"), "{page}");
+    assert!(
+        !page.contains(&"9".repeat(300)),
+        "the value is not echoed whole"
+    );
+    // CSV: a header and 60 rows; the formula-like name is prefixed with '.
+    let r = s
+        .http
+        .get(format!("{}/clients.csv", s.url))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 61, "{csv}");
+    assert!(csv.starts_with("name,id,ip,domain,components,"), "{csv}");
+    assert!(csv.contains("\n'=HYPERLINK(1),"), "{csv}");
+    let r = s
+        .http
+        .get(format!("{}/clients.csv?q=pc-0", s.url))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap().lines().count(),
+        10,
+        "pc-00…pc-09 without pc-07's name"
+    );
+}

@@ -7,6 +7,7 @@
 
 mod browser;
 mod domains;
+mod fleet;
 mod harness;
 mod http;
 mod webdriver;

@@ -291,6 +291,66 @@ impl Browser {
             .to_owned()
     }
 
+    /// Elements that stick out of the window to the right (outside the `.scroll` boxes that
+    /// scroll on their own): `tag#id.class (right edge)`; empty when the page fits.
+    pub async fn overflowing(&self) -> Vec<String> {
+        let v = self
+            .execute(
+                "var w = document.documentElement.clientWidth, out = [];\
+                 document.querySelectorAll('body *').forEach(function (e) {\
+                   if (e.parentElement && e.parentElement.closest('.scroll')) return;\
+                   var r = e.getBoundingClientRect();\
+                   if (r.right > w + 1) out.push(e.tagName.toLowerCase() + '#' + e.id + '.' +\
+                     String(e.className) + ' (' + Math.round(r.right) + ' > ' + w + ')');\
+                 });\
+                 if (document.documentElement.scrollWidth > w + 1) out.push('page scrollWidth ' +\
+                   document.documentElement.scrollWidth + ' > ' + w);\
+                 return out;",
+            )
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The text of the open `confirm()` dialog, waiting up to 5 s for it to open.
+    async fn dialog_text(&self) -> String {
+        for _ in 0..50 {
+            let resp = self
+                .http
+                .get(format!("{}/alert/text", self.session))
+                .send()
+                .await
+                .unwrap();
+            if resp.status().is_success() {
+                let v: Value = resp.json().await.unwrap();
+                return v["value"].as_str().unwrap_or_default().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no confirmation dialog opened within 5 s");
+    }
+
+    /// The text of the open confirmation dialog; accepts it (OK).
+    pub async fn accept_dialog(&self) -> String {
+        let text = self.dialog_text().await;
+        self.cmd(Method::POST, "/alert/accept", Some(json!({})))
+            .await;
+        text
+    }
+
+    /// The text of the open confirmation dialog; dismisses it (Cancel).
+    pub async fn dismiss_dialog(&self) -> String {
+        let text = self.dialog_text().await;
+        self.cmd(Method::POST, "/alert/dismiss", Some(json!({})))
+            .await;
+        text
+    }
+
     pub async fn resize(&self, width: u32, height: u32) {
         self.cmd(
             Method::POST,
