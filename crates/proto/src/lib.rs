@@ -12,6 +12,7 @@ pub mod accounts;
 pub use cascade_core::limits;
 pub mod clients;
 pub mod enroll;
+pub mod enroll_token;
 pub mod error;
 pub mod events;
 pub mod ops;
@@ -37,6 +38,7 @@ pub use clients::{
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
+pub use enroll_token::{EnrollTokenError, EnrollmentTokenText, Sha256Digest};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Hello, Notice, Role, Stage, StreamEvent};
 pub use ops::{Health, HealthStatus, MirrorOutcome, MirrorReport, MirrorState, MirrorStatus};
