@@ -381,7 +381,7 @@ impl Demo {
             relays.push(demo_view::relay_bytes(*addr).await);
         }
         Totals {
-            server: demo_view::server_bytes(&self.fleet.url).await,
+            server: demo_view::server_bytes(self.fleet.api().client()).await,
             relays,
             mirror: self.mirror.bytes.load(std::sync::atomic::Ordering::Relaxed),
         }

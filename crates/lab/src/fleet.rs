@@ -24,7 +24,7 @@ use crate::{kit, KitError};
 /// A running server with its tokens and site repository.
 #[derive(Debug)]
 pub struct Fleet {
-    /// The server's base URL (`http://ADDR/`).
+    /// The server's base URL (`https://ADDR/`).
     pub url: Url,
     /// The bootstrap admin token.
     pub admin: String,
@@ -78,10 +78,12 @@ impl Fleet {
     pub async fn start_with(settings: Settings, listen: SocketAddr) -> Result<Fleet, KitError> {
         let data_dir = settings.data_dir.clone();
         let repo_dir = settings.repo_dir();
-        let server = RunningServer::start(settings.clone(), listen).await?;
+        // The site repository exists before the server's first start, so the first-start
+        // enrollment token carries its root's hash (`docs/operating.md#enrollment-token`).
         let site = Self::site_repo(&data_dir, &repo_dir).await?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let server = RunningServer::start(settings.clone(), listen).await?;
+        let http = server
+            .http_builder()?
             .build()
             .map_err(|e| kit("http client")(&e))?;
         let first = server.first_start.clone().ok_or_else(|| {
@@ -132,6 +134,11 @@ impl Fleet {
                 .map_err(|e| kit("link site repository")(&e))?;
         }
         Ok(site)
+    }
+
+    /// The server's CA certificate (PEM), `None` over plain HTTP.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.server.ca_pem.as_deref()
     }
 
     /// The admin API of this server (typed requests and answers).

@@ -2,7 +2,7 @@
 //! or an API token with the API's own [`auth::authenticate`]; the session carries the
 //! user's role (a viewer may only read, an operator may also notify; every other form needs
 //! an admin, refused with 403 and logged). The session then lives in memory (per process) under a random id
-//! sent as an `HttpOnly; SameSite=Strict` cookie, with its own random CSRF token that every
+//! sent as a `Secure; HttpOnly; SameSite=Strict` cookie, with its own random CSRF token that every
 //! form must carry back. The login form itself is protected by a double-submit token.
 
 use std::collections::HashMap;
@@ -124,7 +124,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn set_cookie(name: &str, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -22,3 +22,4 @@ mod ops;
 mod policy;
 mod postgres;
 mod sources;
+mod tls;
