@@ -526,7 +526,7 @@ fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
     out
 }
 
-/// Enrolls with the full enrollment token `token` (`docs/operating.md#enrollment-token`),
+/// Enrolls with the full enrollment token `token` (`docs/operating.md#enrollment-token-format`),
 /// trusting nothing on first contact (`docs/architecture.md#trust-model`): fetches the
 /// server's CA certificate over a connection it does not yet trust and refuses it unless its
 /// SHA-256 is the token's; from then on trusts only that CA; fetches each `1.root.json` whose

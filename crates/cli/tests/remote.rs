@@ -16,6 +16,7 @@ async fn cascade(fleet: &Fleet, token: &str, args: &[&str]) -> Output {
         .arg(fleet.url.as_str())
         .env("CASCADE_TOKEN", token)
         .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
         .env_remove("CASCADE_SERVER");
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
@@ -149,6 +150,7 @@ async fn cascade_in(fleet: &Fleet, token: &str, args: &[&str], stdin: &str) -> O
         .arg(fleet.url.as_str())
         .env("CASCADE_TOKEN", token)
         .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
         .env_remove("CASCADE_SERVER")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

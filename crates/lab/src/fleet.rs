@@ -79,7 +79,7 @@ impl Fleet {
         let data_dir = settings.data_dir.clone();
         let repo_dir = settings.repo_dir();
         // The site repository exists before the server's first start, so the first-start
-        // enrollment token carries its root's hash (`docs/operating.md#enrollment-token`).
+        // enrollment token carries its root's hash (`docs/operating.md#enrollment-token-format`).
         let site = Self::site_repo(&data_dir, &repo_dir).await?;
         let server = RunningServer::start(settings.clone(), listen).await?;
         let http = server

@@ -1,4 +1,4 @@
-//! The enrollment token as a person copies it (`docs/operating.md#enrollment-token`): the
+//! The enrollment token as a person copies it (`docs/operating.md#enrollment-token-format`): the
 //! server's secret (what authenticates the enrollment, unchanged) together with the SHA-256
 //! of the server's CA certificate and of the site and upstream `1.root.json`, so that an
 //! agent given only this token and the server's URL trusts nothing on first contact

@@ -353,7 +353,7 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         .ok_or(ApiError::Unauthorized(
             "the Authorization header is not `Bearer <token>`",
         ))?;
-    // A full enrollment token (`docs/operating.md#enrollment-token`) authenticates with its
+    // A full enrollment token (`docs/operating.md#enrollment-token-format`) authenticates with its
     // secret part.
     let full = cascade_proto::enroll_token::secret_of(token);
     let token = full.as_str();

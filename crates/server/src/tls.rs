@@ -243,7 +243,7 @@ impl Tls {
     }
 }
 
-/// The full enrollment token for `secret` (`docs/operating.md#enrollment-token`): with the
+/// The full enrollment token for `secret` (`docs/operating.md#enrollment-token-format`): with the
 /// SHA-256 of the CA certificate served at `/ca.pem` and of each repository's `1.root.json`
 /// under `repo_dir` that exists now (`-` for one that does not yet).
 pub fn enrollment_token_text(tls: &Tls, repo_dir: &Path, secret: String) -> String {
