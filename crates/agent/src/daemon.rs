@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cascade_client::proto::{EnrollRequest, Notice};
-use cascade_client::{Client, Event};
+use cascade_client::proto::{EnrollRequest, Notice, RepoVersions};
+use cascade_client::{Client, Event, PolicyAnswer};
 use cascade_core::report::{Attempt, CheckIn, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
 use cascade_repo::{SourceTransport, TransportLimits};
@@ -130,18 +130,6 @@ impl AgentError {
     }
 }
 
-/// The part of a signed TUF metadata file the announced version is read from.
-#[derive(serde::Deserialize)]
-struct SignedVersion {
-    signed: Version,
-}
-
-/// `signed.version`.
-#[derive(serde::Deserialize)]
-struct Version {
-    version: u64,
-}
-
 /// A running agent's parts.
 struct Agent {
     cfg: AgentConfig,
@@ -153,6 +141,9 @@ struct Agent {
     /// The last check-in that did not reach the server, sent again when the event stream
     /// reconnects (the server is back) instead of at the next interval.
     unsent: std::sync::Mutex<Option<CheckIn>>,
+    /// The repository versions the last notice announced: with the policy answer's, the floor
+    /// of the next cycle (`docs/architecture.md#run-time`).
+    heard: std::sync::Mutex<RepoVersions>,
     _lock: std::fs::File,
 }
 
@@ -248,6 +239,7 @@ impl Agent {
             updater,
             relay,
             unsent: std::sync::Mutex::default(),
+            heard: std::sync::Mutex::default(),
             _lock: lock,
         })
     }
@@ -305,28 +297,28 @@ impl Agent {
         }
     }
 
-    /// The timestamp version the server currently serves for `domain`: a floor, not trust
-    /// (it can only make sources fail, never make content acceptable). `None` when the
-    /// server is unreachable or has no such repository.
-    async fn announced_version(&self, domain: TrustDomain) -> Option<u64> {
-        let bytes = self
-            .api
-            .repo_file(&format!("repo/{domain}/metadata/timestamp.json"))
-            .await
-            .ok()?;
-        let meta: SignedVersion = serde_json::from_slice(&bytes).ok()?;
-        Some(meta.signed.version)
+    /// Keeps the repository versions a notice announced, for the next cycle's floor.
+    fn hear(&self, versions: RepoVersions) {
+        if let Ok(mut heard) = self.heard.lock() {
+            *heard = heard.max(versions);
+        }
     }
 
-    /// The freshest policy: the server's, else the cached one.
-    async fn policy(&self) -> Result<(Policy, Option<String>), AgentError> {
+    /// The freshest policy: the server's, else the cached one; with the repository versions
+    /// the server announced (none when it did not answer).
+    async fn policy(&self) -> Result<(Policy, Option<String>, RepoVersions), AgentError> {
         let cached = self.data.policy()?;
+        let mut versions = RepoVersions::default();
         let fresh = match self
             .api
             .policy(&self.id.credential, cached.as_ref().map(|c| c.revision))
             .await
         {
-            Ok(Some(answer)) => {
+            Ok(PolicyAnswer {
+                policy: Some(answer),
+                versions: announced,
+            }) => {
+                versions = announced;
                 let p = CachedPolicy {
                     revision: answer.revision,
                     policy: answer.policy,
@@ -338,7 +330,13 @@ impl Agent {
                 }
                 Some(p)
             }
-            Ok(None) => cached,
+            Ok(PolicyAnswer {
+                policy: None,
+                versions: announced,
+            }) => {
+                versions = announced;
+                cached
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "server unreachable; using the cached policy");
                 match cached {
@@ -352,7 +350,7 @@ impl Agent {
         let policy = policy
             .into_policy()
             .map_err(|e| AgentError::BadPolicy(e.to_string()))?;
-        Ok((policy, domain))
+        Ok((policy, domain, versions))
     }
 
     async fn my_ip(&self) -> IpAddr {
@@ -373,7 +371,7 @@ impl Agent {
     /// One cycle: policy, plan, update, check in. Returns the report.
     async fn cycle(&self) -> Result<UpdateReport, AgentError> {
         self.pin_roots().await;
-        let (policy, domain) = self.policy().await?;
+        let (policy, domain, announced) = self.policy().await?;
         let me = Me {
             ip: self.my_ip().await,
             domain,
@@ -383,8 +381,10 @@ impl Agent {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
         let mut updater = self.updater.clone();
+        let heard = self.heard.lock().map(|h| *h).unwrap_or_default();
+        let floor = announced.max(heard);
         for domain in TrustDomain::ALL {
-            if let Some(v) = self.announced_version(domain).await {
+            if let Some(v) = floor.get(domain) {
                 updater.set_floor(domain, v);
             }
         }
@@ -418,7 +418,7 @@ impl Agent {
     /// with a check-in (source `verify` in the last update's attempts).
     async fn verify(&self) -> Result<crate::verify::Verified, AgentError> {
         self.pin_roots().await;
-        let (policy, domain) = self.policy().await?;
+        let (policy, domain, _) = self.policy().await?;
         let me = Me {
             ip: self.my_ip().await,
             domain,
@@ -714,6 +714,7 @@ pub async fn run(
                     // The server is back: deliver a check-in that failed meanwhile.
                     Heard::Hello => agent.send_unsent().await,
                     Heard::Notice(notice) => {
+                        agent.hear(notice.versions);
                         let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
                         tokio::select! {
                             () = &mut shutdown => break 'cycles,

@@ -4,6 +4,7 @@
 //! server's repository tree (e.g. a trusted root at first contact).
 
 use cascade_core::report::CheckIn;
+use cascade_proto::versions::{self, RepoVersions};
 use cascade_proto::{
     CheckInResponse, ClientPolicy, ClientView, EnrollRequest, Enrolled, Hello, Notice,
 };
@@ -13,6 +14,15 @@ use reqwest::header::IF_NONE_MATCH;
 use reqwest::{Method, StatusCode};
 
 use crate::{call, send, Client, ClientError};
+
+/// `GET /api/client/policy`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyAnswer {
+    /// The policy, `None` when the revision the caller holds is still current (304).
+    pub policy: Option<ClientPolicy>,
+    /// The repository versions the server serves now: the caller's floor.
+    pub versions: RepoVersions,
+}
 
 /// What the notification stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +48,8 @@ impl Client {
     }
 
     /// The policy for the client with `credential`, unless the server's revision is still
-    /// `known` (then `None`).
+    /// `known` (then `policy` is `None`), and the repository versions the server announces
+    /// (the client's floor, sent with either answer: `cascade_proto::versions`).
     ///
     /// # Errors
     /// Unreachable server, refused credential, or a malformed answer.
@@ -46,22 +57,33 @@ impl Client {
         &self,
         credential: &str,
         known: Option<i64>,
-    ) -> Result<Option<ClientPolicy>, ClientError> {
+    ) -> Result<PolicyAnswer, ClientError> {
         let mut req = self.request(Method::GET, "api/client/policy", Some(credential))?;
         if let Some(rev) = known {
             req = req.header(IF_NONE_MATCH, format!("\"{rev}\""));
         }
         let resp = send(req).await?;
+        let versions = resp
+            .headers()
+            .get(versions::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(RepoVersions::parse_header)
+            .unwrap_or_default();
         if resp.status() == StatusCode::NOT_MODIFIED {
-            return Ok(None);
+            return Ok(PolicyAnswer {
+                policy: None,
+                versions,
+            });
         }
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| ClientError::unreachable(&e))?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ClientError::protocol(&e))
+        let policy = serde_json::from_slice(&bytes).map_err(|e| ClientError::protocol(&e))?;
+        Ok(PolicyAnswer {
+            policy: Some(policy),
+            versions,
+        })
     }
 
     /// The record the server keeps of the client with `credential`.

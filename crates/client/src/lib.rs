@@ -28,7 +28,7 @@ use url::Url;
 
 pub use admin::AdminClient;
 pub use cascade_proto as proto;
-pub use device::Event;
+pub use device::{Event, PolicyAnswer};
 pub use error::ClientError;
 
 /// A client of one server.

@@ -8,6 +8,7 @@
 pub mod category;
 pub mod doc;
 pub mod error;
+pub mod index;
 pub mod limits;
 pub mod list;
 pub mod policy;
@@ -19,6 +20,7 @@ pub mod trust;
 pub use category::Category;
 pub use doc::{AgentDoc, EntryDoc, PolicyDoc};
 pub use error::PolicyError;
+pub use index::Resolver;
 pub use list::{EntryId, EntrySource, SourceEntry, SourceList};
 pub use policy::{
     ActiveUpdateFallback, Agent, AgentSource, AgentsSettings, Domain, Fallback, Mode, Policy,

@@ -12,7 +12,9 @@ use url::Url;
 use crate::category::Category;
 use crate::error::PolicyError;
 use crate::list::EntrySource;
-use crate::policy::{same_location, ActiveUpdateFallback, AgentSource, Fallback, Mode, Policy};
+use crate::policy::{
+    same_location, ActiveUpdateFallback, Agent, AgentSource, Fallback, Mode, Policy,
+};
 
 /// Where one step of a plan fetches from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -120,6 +122,36 @@ enum Asker {
 /// The plan for a client at `ip` of `domain` (default privileges when `None` or when the
 /// domain has no overrides), `docs/architecture.md#standard-mode` and `#customized-mode`.
 pub fn resolve(policy: &Policy, ip: IpAddr, domain: Option<&str>, category: Category) -> Plan {
+    resolve_with(
+        policy,
+        ip,
+        domain,
+        category,
+        linear_matches(policy, ip),
+        |a| policy.find_agent(a),
+    )
+}
+
+/// The positions of the list entries whose range contains `ip`, by looking at each.
+fn linear_matches(policy: &Policy, ip: IpAddr) -> impl Iterator<Item = usize> + '_ {
+    policy
+        .sources
+        .iter()
+        .enumerate()
+        .filter(move |(_, e)| e.range.contains(ip))
+        .map(|(i, _)| i)
+}
+
+/// [`resolve`] given the entries matching `ip` (positions, in list order) and a lookup of
+/// registered agents: the linear scan here, the index of [`crate::index::Resolver`].
+pub(crate) fn resolve_with<'p>(
+    policy: &'p Policy,
+    ip: IpAddr,
+    domain: Option<&str>,
+    category: Category,
+    matching: impl Iterator<Item = usize>,
+    find_agent: impl Fn(SocketAddr) -> Option<&'p Agent>,
+) -> Plan {
     let mut plan = Plan::new(category);
     match policy.mode {
         Mode::Standard => {
@@ -140,7 +172,13 @@ pub fn resolve(policy: &Policy, ip: IpAddr, domain: Option<&str>, category: Cate
                 }
             }
         }
-        Mode::Customized => customized(policy, ip, domain, Asker::Client, &mut plan),
+        Mode::Customized => {
+            let lookup = Lookup {
+                matching,
+                find_agent,
+            };
+            customized(policy, ip, domain, Asker::Client, lookup, &mut plan);
+        }
     }
     plan
 }
@@ -163,24 +201,50 @@ pub fn resolve_for_agent(
     match policy.agents.source {
         AgentSource::Server => plan.push(StepSource::Server, "[agents] source is server".into()),
         AgentSource::Customized => {
-            customized(policy, address.ip(), None, Asker::Agent(address), &mut plan);
+            let lookup = Lookup {
+                matching: linear_matches(policy, address.ip()),
+                find_agent: |a| policy.find_agent(a),
+            };
+            customized(
+                policy,
+                address.ip(),
+                None,
+                Asker::Agent(address),
+                lookup,
+                &mut plan,
+            );
         }
     }
     Ok(plan)
 }
 
+/// How [`customized`] finds the list entries matching the client and the registered agents.
+struct Lookup<M, F> {
+    /// Positions of the entries whose range contains the client's address, in list order.
+    matching: M,
+    /// The registered agent at an address.
+    find_agent: F,
+}
+
 /// Rule 2: matching entries in list order, then the category's fallback.
-fn customized(policy: &Policy, ip: IpAddr, domain: Option<&str>, asker: Asker, plan: &mut Plan) {
+fn customized<'p, M, F>(
+    policy: &'p Policy,
+    ip: IpAddr,
+    domain: Option<&str>,
+    asker: Asker,
+    lookup: Lookup<M, F>,
+    plan: &mut Plan,
+) where
+    M: Iterator<Item = usize>,
+    F: Fn(SocketAddr) -> Option<&'p Agent>,
+{
     let category = plan.category;
-    for (i, e) in policy.sources.iter().enumerate() {
-        if !e.range.contains(ip) {
-            continue;
-        }
+    let entries = policy.sources.as_slice();
+    for (i, e) in lookup.matching.filter_map(|i| Some((i, entries.get(i)?))) {
         let why = format!("sources[{i}] {} contains {ip}", e.range);
         if let EntrySource::Agent(addr) = e.source {
-            let capable = policy
-                .find_agent(addr)
-                .is_some_and(|a| a.capabilities.contains(&category));
+            let capable =
+                (lookup.find_agent)(addr).is_some_and(|a| a.capabilities.contains(&category));
             if !capable {
                 plan.skipped.push(format!(
                     "agent:{addr} ({why}): agent lacks capability {category}"

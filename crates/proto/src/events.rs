@@ -6,6 +6,8 @@ use cascade_core::Category;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::versions::RepoVersions;
+
 /// Who listens on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +62,10 @@ pub struct Notice {
     pub jitter_ms: u64,
     /// Unix seconds when the admin asked.
     pub issued_at: i64,
+    /// The repository versions the server serves as the notice is sent: the client's floor
+    /// for the update it starts (`docs/architecture.md#run-time`).
+    #[serde(default)]
+    pub versions: RepoVersions,
 }
 
 /// Any event of the stream, by its `event:` name: `hello` then `notify`s.

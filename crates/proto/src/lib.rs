@@ -18,6 +18,7 @@ pub mod events;
 pub mod ops;
 pub mod policy;
 pub mod sources;
+pub mod versions;
 
 pub use cascade_core::report::{
     Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
@@ -50,3 +51,4 @@ pub use sources::{
     DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
     SourcesResponse, StepView,
 };
+pub use versions::RepoVersions;

@@ -104,6 +104,7 @@ impl Server {
         })?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost);
+        let repo_cache = Arc::<repo::Cache>::default();
         let state = AppState::new(Inner {
             db,
             store,
@@ -112,7 +113,7 @@ impl Server {
             hash_cost: settings.hash_cost,
             stale_after: settings.stale_after,
             data_dir: settings.data_dir.clone(),
-            repo_dir,
+            repo_dir: repo_dir.clone(),
             mirror: mirror::Mirror {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
@@ -123,9 +124,13 @@ impl Server {
                 settings.max_jitter,
                 settings.notify_poll,
                 settings.notify_replay_window,
+                repo::Served {
+                    dir: repo_dir.clone(),
+                    cache: repo_cache.clone(),
+                },
             )),
             metrics: Arc::default(),
-            repo_cache: Arc::default(),
+            repo_cache,
             auth,
             limits: settings.limits,
             metrics_token: settings.metrics_token.clone(),

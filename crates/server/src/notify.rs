@@ -10,8 +10,9 @@
 //! restarted, or while a client's connection was down, still reaches it
 //! (`docs/architecture.md#notify-across-restarts`).
 //!
-//! Every notify is a row in `notifications`; [`follow`] polls that table so a notify issued
-//! on one replica reaches the streams held by every other replica sharing the database.
+//! Every notify is a row in `notifications`; [`follow`] reads that table so a notify issued
+//! on one replica reaches the streams held by every other replica sharing the database: on
+//! PostgreSQL when the database signals a new row (`LISTEN`/`NOTIFY`), on SQLite every poll.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +23,9 @@ use cascade_proto::Stage;
 pub use cascade_proto::{FanOut, Notice, Role};
 use tokio::sync::{broadcast, watch};
 
-use crate::store::{Store, StoreError};
+use sqlx::postgres::PgListener;
+
+use crate::store::{Store, StoreError, NOTICE_CHANNEL};
 
 /// A notice as the streams receive it: rendered to JSON once, shared by every stream (a
 /// fan-out to 10,000 streams would otherwise clone and serialize it 10,000 times).
@@ -58,6 +61,8 @@ pub struct Notifier {
     replay_window: Duration,
     /// The highest notification id looked at, and the ids this replica sent itself.
     seen: tokio::sync::Mutex<Seen>,
+    /// The repository served, whose versions every notice carries.
+    served: crate::repo::Served,
 }
 
 #[derive(Debug, Default)]
@@ -67,13 +72,14 @@ struct Seen {
 }
 
 impl Notifier {
-    /// Channels with the given staging.
+    /// Channels with the given staging; notices carry the versions `served` announces.
     pub fn new(
         head_start: Duration,
         jitter_per_client: Duration,
         max_jitter: Duration,
         poll: Duration,
         replay_window: Duration,
+        served: crate::repo::Served,
     ) -> Self {
         Notifier {
             agents: broadcast::channel(64).0,
@@ -85,6 +91,7 @@ impl Notifier {
             forgotten: broadcast::channel(64).0,
             replay_window,
             seen: tokio::sync::Mutex::default(),
+            served,
         }
     }
 
@@ -143,6 +150,7 @@ impl Notifier {
             stage: Stage::Agents,
             jitter_ms: 0,
             issued_at,
+            versions: self.served.announced(),
         };
         // A send with no receiver is not an error worth reporting.
         let _ = self.agents.send(Rendered::of(&notice));
@@ -204,6 +212,7 @@ pub async fn missed(
         stage,
         jitter_ms,
         issued_at: n.issued_at,
+        versions: notifier.served.announced(),
     })))
 }
 
@@ -242,17 +251,65 @@ pub async fn start_following(notifier: &Notifier, store: &Store) -> Result<(), S
     Ok(())
 }
 
-/// Sends notifications that other replicas recorded, every `poll`, until `stop` turns true.
-pub async fn follow(notifier: Arc<Notifier>, store: Store, mut stop: watch::Receiver<bool>) {
+/// Sends notifications that other replicas recorded until `stop` turns true: on PostgreSQL
+/// when the database signals one ([`listen`]), on SQLite by reading the table every `poll`.
+pub async fn follow(notifier: Arc<Notifier>, store: Store, stop: watch::Receiver<bool>) {
+    match store.postgres_url() {
+        Some(url) => listen(&notifier, &store, &url, stop).await,
+        None => poll(&notifier, &store, stop).await,
+    }
+}
+
+/// Reads the table every `poll`.
+async fn poll(notifier: &Notifier, store: &Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep(notifier.poll) => {}
         }
-        if let Err(e) = follow_once(&notifier, &store).await {
+        if let Err(e) = follow_once(notifier, store).await {
             tracing::warn!(error = %e, "reading notifications from other replicas failed");
         }
     }
+}
+
+/// `LISTEN`s on [`NOTICE_CHANNEL`] and reads the table at each signal. Signals sent while
+/// the connection was down are lost, so the table is read after every (re)connection:
+/// polling only catches up.
+async fn listen(notifier: &Notifier, store: &Store, url: &str, mut stop: watch::Receiver<bool>) {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match connect_listener(url).await {
+            Ok(mut listener) => {
+                pause = Duration::from_millis(500);
+                loop {
+                    if let Err(e) = follow_once(notifier, store).await {
+                        tracing::warn!(error = %e, "reading notifications from other replicas failed");
+                    }
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        // `Ok(None)`: the connection dropped and came back; read the table.
+                        heard = listener.try_recv() => if let Err(e) = heard {
+                            tracing::warn!(error = %e, "listening for notifications failed");
+                            break;
+                        },
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for notifications; retrying"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn connect_listener(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(NOTICE_CHANNEL).await?;
+    Ok(listener)
 }
 
 async fn follow_once(notifier: &Notifier, store: &Store) -> Result<(), StoreError> {

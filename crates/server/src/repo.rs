@@ -30,6 +30,8 @@ use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use cascade_core::TrustDomain;
+use cascade_proto::RepoVersions;
 use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -309,12 +311,46 @@ fn file_chunks(
 }
 
 /// What `/repo/` serves from: the repository directory and the small-file cache.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Served {
     /// The repository directory.
     pub dir: PathBuf,
     /// Small files in memory, checked against the file on every request.
     pub cache: Arc<Cache>,
+}
+
+impl Served {
+    /// The `version` of each trust domain's `timestamp.json` served now: what clients are
+    /// told as their floor, in the policy answer's header and in every notice
+    /// (`docs/architecture.md#run-time`). Read through the cache: a `stat` per domain, a
+    /// parse only when the file changed. `None` where a domain has no readable timestamp.
+    pub fn announced(&self) -> RepoVersions {
+        /// The one field read of a signed metadata file.
+        #[derive(serde::Deserialize)]
+        struct Signed {
+            signed: Version,
+        }
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: u64,
+        }
+        let mut out = RepoVersions::default();
+        for domain in TrustDomain::ALL {
+            let full = self
+                .dir
+                .join(domain.as_str())
+                .join("metadata")
+                .join("timestamp.json");
+            let version = look(&self.cache, full, true).and_then(|found| match found.content {
+                Content::Bytes(b) => serde_json::from_slice::<Signed>(&b)
+                    .ok()
+                    .map(|s| s.signed.version),
+                Content::File(..) | Content::Elsewhere => None,
+            });
+            out.set(domain, version);
+        }
+        out
+    }
 }
 
 /// `GET|HEAD /repo/{*path}`.

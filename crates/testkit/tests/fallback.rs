@@ -283,6 +283,41 @@ async fn stale_mirror_does_not_hold_back() {
     );
 }
 
+/// Responses the server's `/repo/` has sent (`/metrics`).
+async fn repo_responses(w: &World) -> u64 {
+    let text = w.fleet.api().client().metrics().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cascade_repo_responses_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+// A client whose list gives it mirrors reads nothing from the server's repository: the
+// version floor comes with the policy answer (`cascade-repo-versions`), not from the server's
+// `timestamp.json` files, and still holds a stale mirror back (the first entry, refreshed
+// too late, fails as older than announced; the second brings version 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_comes_with_the_policy_not_from_the_repository() {
+    let w = world().await;
+    assert_eq!(client(&w, "c9", "127.0.1.18").await.outcome, Outcome::Ok);
+    release_v2(&w, &w.b).await;
+    let before = repo_responses(&w).await;
+    let r = client(&w, "c9", "127.0.1.18").await;
+    let after = repo_responses(&w).await;
+    let s = steps(&r, Category::Components);
+    assert_eq!(s[0].1, Outcome::Failed, "{s:?}");
+    assert!(
+        s[0].2.contains("rollback") || s[0].2.contains("older"),
+        "{}",
+        s[0].2
+    );
+    assert_eq!(s[1].1, Outcome::Ok, "{s:?}");
+    assert_eq!(
+        after, before,
+        "the server's /repo/ answered the client's cycle"
+    );
+}
+
 // With the server down, the cached policy still drives updates through the mirrors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_cached_policy_still_works() {

@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::header::IF_NONE_MATCH;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,6 +30,9 @@ use crate::openapi::{Refusals, TooLarge, Unprocessable};
 use crate::state::AppState;
 use crate::store::{CheckInRecord, ClientRecord, Enrollment, NewClient, Store};
 use cascade_core::limits;
+
+/// The header of the announced repository versions (`cascade_proto::versions`).
+const REPO_VERSIONS: HeaderName = HeaderName::from_static(cascade_proto::versions::HEADER);
 
 /// `POST /api/client/enroll`: returns `{client_id, credential}` (the credential is shown
 /// once; only its hash is kept).
@@ -122,8 +125,10 @@ pub async fn enroll(
     summary = "The policy and its revision, to resolve locally; If-None-Match: revision gives 304",
     security(("client" = [])),
     params(("If-None-Match" = Option<String>, Header, description = "A revision the caller holds (`\"7\"`); 304 while it is current")),
-    responses((status = 200, description = "The policy; ETag is the revision", body = ClientPolicy),
-        (status = 304, description = "Unchanged since the revision named in If-None-Match"),
+    responses((status = 200, description = "The policy; ETag is the revision", body = ClientPolicy,
+            headers(("cascade-repo-versions" = String, description = "The repository versions served now, the client's floor: `upstream=40, site=12`"))),
+        (status = 304, description = "Unchanged since the revision named in If-None-Match",
+            headers(("cascade-repo-versions" = String, description = "As on 200"))),
         Refusals))]
 pub async fn policy(
     ClientAuth(id): ClientAuth,
@@ -132,6 +137,17 @@ pub async fn policy(
 ) -> Result<Response, ApiError> {
     let cur = st.store.current().await?;
     let etag = format!("\"{}\"", cur.revision);
+    let versions = HeaderValue::try_from(
+        crate::repo::Served::from_ref(&st)
+            .announced()
+            .header_value(),
+    );
+    let announce = |mut resp: Response| {
+        if let Ok(v) = versions {
+            resp.headers_mut().insert(REPO_VERSIONS, v);
+        }
+        resp
+    };
     if headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -141,22 +157,24 @@ pub async fn policy(
         if let Ok(v) = etag.parse() {
             resp.headers_mut().insert(axum::http::header::ETAG, v);
         }
-        return Ok(resp);
+        return Ok(announce(resp));
     }
     let me = own_record(&st.store, &id).await?;
-    Ok(Revisioned::ok(
-        cur.revision,
-        ClientPolicy {
-            revision: cur.revision,
-            policy: PolicyDoc::from_policy(&cur.policy),
-            client: ClientIdentity {
-                id,
-                domain: me.domain,
-                agent_address: me.agent_address,
+    Ok(announce(
+        Revisioned::ok(
+            cur.revision,
+            ClientPolicy {
+                revision: cur.revision,
+                policy: PolicyDoc::from_policy(&cur.policy),
+                client: ClientIdentity {
+                    id,
+                    domain: me.domain,
+                    agent_address: me.agent_address,
+                },
             },
-        },
-    )
-    .into_response())
+        )
+        .into_response(),
+    ))
 }
 
 /// `GET /api/client/status`: the caller's own record.

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::NewAudit;
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
-pub use notices::NoticeRecord;
+pub use notices::{NoticeRecord, NOTICE_CHANNEL};
 pub use tokens::TokenKind;
 pub use users::TokenGrant;
 

@@ -1,10 +1,14 @@
 //! Rows of `notifications`: every Notify All Clients, so replicas sharing the database
-//! relay each other's.
+//! relay each other's. On PostgreSQL each new row is also signalled on [`NOTICE_CHANNEL`]
+//! (`pg_notify`), so the other replicas hear of it at once instead of at their next poll.
 
 use cascade_core::Category;
 use sqlx::Row;
 
 use super::{to_json, Store, StoreError};
+
+/// The PostgreSQL channel a replica signals after recording a notice: the payload is its id.
+pub const NOTICE_CHANNEL: &str = "cascade_notices";
 
 /// A recorded notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +57,22 @@ impl Store {
         .bind(reached.1)
         .execute(&self.pool)
         .await?;
+        if self.postgres_url().is_some() {
+            // Wakes every replica's listener (`crate::notify::follow`); they read the row.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTICE_CHANNEL)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(id)
+    }
+
+    /// The database URL when the store is on PostgreSQL (replicas `LISTEN` on it for
+    /// [`NOTICE_CHANNEL`]); `None` on SQLite.
+    pub fn postgres_url(&self) -> Option<String> {
+        let url = &self.pool.connect_options().database_url;
+        matches!(url.scheme(), "postgres" | "postgresql").then(|| url.to_string())
     }
 
     /// The newest notification with an id above `after` issued at `since` or later.

@@ -268,6 +268,46 @@ async fn reconnecting_stream_hears_the_newest_missed_notice() {
     .expect_error(400, "request.last_event_id", "Last-Event-ID");
 }
 
+/// Replaces `dir/repo/upstream/metadata/timestamp.json` (atomically) with one of `version`.
+fn serve_timestamp(dir: &std::path::Path, version: u64) {
+    let meta = dir.join("repo/upstream/metadata");
+    std::fs::create_dir_all(&meta).unwrap();
+    let tmp = meta.join(".timestamp.tmp");
+    std::fs::write(&tmp, format!(r#"{{"signed":{{"version":{version}}}}}"#)).unwrap();
+    std::fs::rename(tmp, meta.join("timestamp.json")).unwrap();
+}
+
+// The repository versions served now come with every policy answer, 200 and 304, and with
+// every notice: the clients' floor, so they need not read `timestamp.json` from the server
+// (`docs/architecture.md#run-time`).
+#[tokio::test]
+async fn repo_versions_come_with_policy_answers_and_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let (_, c) = s.enroll_client("pc", None).await;
+    serve_timestamp(&s.data_dir, 7);
+    let first = s.client.policy(&c, None).await.unwrap();
+    assert_eq!(first.versions.upstream, Some(7));
+    assert_eq!(first.versions.site, None);
+    let revision = first.policy.unwrap().revision;
+    serve_timestamp(&s.data_dir, 8);
+    let unchanged = s.client.policy(&c, Some(revision)).await.unwrap();
+    assert!(unchanged.policy.is_none(), "a 304");
+    assert_eq!(unchanged.versions.upstream, Some(8));
+    let mut sse = Sse::connect(&s.http, &s.url, &c).await.unwrap();
+    hello_first(&mut sse).await;
+    serve_timestamp(&s.data_dir, 9);
+    s.admin(Method::POST, "/api/notify", None).await.expect(200);
+    let (event, data) = sse.next().await.unwrap();
+    assert_eq!(event, "notify");
+    assert_eq!(
+        data["versions"],
+        serde_json::json!({"upstream": 9}),
+        "{data}"
+    );
+    s.stop().await;
+}
+
 /// The next event, a notice: its id.
 async fn next_notice_id(sse: &mut Sse) -> i64 {
     let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())

@@ -12,7 +12,9 @@ use cascade_core::Category;
 use reqwest::Method;
 use sqlx::Connection as _;
 
-use crate::harness::{json, start_with};
+use std::time::Duration;
+
+use crate::harness::{json, start_tuned, start_with, Sse};
 
 fn mirror_entry(range: &str) -> SourceBody {
     SourceBody {
@@ -267,5 +269,42 @@ async fn postgres_store_round_trip() {
         clients
     );
     s.stop().await;
+    pg.drop_db().await;
+}
+
+// Replicas on one PostgreSQL database hear each other's notices through LISTEN/NOTIFY: with
+// polling set to an hour, a notify on replica a still reaches a stream held by replica b,
+// and b's own notify reaches it once.
+#[tokio::test]
+async fn postgres_notify_reaches_other_replicas_without_polling() {
+    let pg = Database::new().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let no_polling = |s: &mut cascade_server::Settings| s.notify_poll = Duration::from_secs(3600);
+    let a = start_tuned(dir_a.path(), Some(pg.url.clone()), None, no_polling).await;
+    let tokens = (a.admin.clone(), a.enroll.clone(), a.clock.clone());
+    let b = start_tuned(dir_b.path(), Some(pg.url.clone()), Some(tokens), no_polling).await;
+    let (_, c) = a.enroll_client("pc-pg", None).await;
+    let mut sse = Sse::connect(&b.http, &b.url, &c).await.unwrap();
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+    for _ in 0..2 {
+        let v = a.admin(Method::POST, "/api/notify", None).await.expect(200);
+        assert_eq!(v["fan_out"]["clients"], 0, "no stream is held by replica a");
+        let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+            .await
+            .expect("the notice from replica a, long before the next poll")
+            .unwrap();
+        assert_eq!(event, "notify");
+        assert_eq!(data["id"], v["id"]);
+    }
+    let w = b.admin(Method::POST, "/api/notify", None).await.expect(200);
+    let (_, data) = sse.next().await.unwrap();
+    assert_eq!(data["id"], w["id"]);
+    let again = tokio::time::timeout(Duration::from_millis(600), sse.next()).await;
+    assert!(
+        again.is_err(),
+        "b's own notice is not sent twice: {again:?}"
+    );
+    b.stop().await;
+    a.stop().await;
     pg.drop_db().await;
 }
