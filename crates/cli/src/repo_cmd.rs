@@ -6,47 +6,80 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cascade_core::Category;
 use cascade_repo::verify::{verify, VerifyReport};
-use cascade_repo::{Expiries, PublishOptions, Publisher, RepoSource, TransportLimits};
+use cascade_repo::{
+    InitOptions, Passphrase, PublishOptions, Publisher, RepoSource, TransportLimits,
+};
+
+use crate::BadInput;
 use clap::{Args, Subcommand};
 use url::Url;
+
+/// Where the key files are and how to open them: shared by every command that signs.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Offline keys directory (root, targets; default REPO/offline-keys).
+    #[arg(long = "offline-keys", visible_alias = "keys", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// File whose first line is the passphrase of encrypted key files (else the
+    /// `CASCADE_KEY_PASSPHRASE` environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+}
 
 /// Repository maintenance subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RepoCmd {
     /// Create a repository in DIR: served tree in DIR/public, online (snapshot, timestamp) keys
-    /// in DIR/online-keys, offline (root, targets) keys in --keys (default DIR/offline-keys —
-    /// move them off the server).
+    /// in DIR/online-keys, offline (root, targets) keys in --offline-keys, a separate directory
+    /// to move off the server (`docs/operating.md#keys-and-their-ceremony`).
     Init {
         /// Repository directory.
         dir: PathBuf,
-        /// Directory for the offline root and targets keys.
-        #[arg(long)]
+        /// Directory for the offline root and targets keys, outside DIR (removable media).
+        #[arg(long = "offline-keys", visible_alias = "keys", value_name = "KEYS_DIR")]
         keys: Option<PathBuf>,
+        /// Leave the offline keys on this machine, in DIR/offline-keys (a test or demo set-up).
+        #[arg(long, conflicts_with = "keys")]
+        keep_offline_keys_here: bool,
+        /// How many root keys to make (root.pk8, root-2.pk8, …), one per key holder.
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+        /// How many root keys must sign a new root.
+        #[arg(long, default_value_t = 1)]
+        root_threshold: usize,
+        /// File whose first line is the passphrase every key file is encrypted with (else the
+        /// `CASCADE_KEY_PASSPHRASE` environment variable; without either the keys are plain).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
     },
     /// Re-sign the short-lived timestamp (and the snapshot when due) with the online keys.
     RefreshTimestamp {
         /// Repository directory.
         #[arg(long)]
         repo: PathBuf,
+        /// File whose first line is the passphrase of encrypted key files (else the
+        /// `CASCADE_KEY_PASSPHRASE` environment variable).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
     },
-    /// Re-sign root (new version) and targets with fresh expiries; needs the offline keys.
-    /// Run well before `root` expires (see `verify`).
+    /// Re-sign root (new version) and targets with fresh expiries; needs the offline keys
+    /// (as many root keys as root's threshold). Run well before `root` expires (see `verify`).
     Renew {
         /// Repository directory.
         #[arg(long)]
         repo: PathBuf,
-        /// Offline keys directory (default REPO/offline-keys).
-        #[arg(long)]
-        keys: Option<PathBuf>,
+        /// Key locations.
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Keep the newest N versions of every content name; remove the rest and their deltas.
     Prune {
         /// Repository directory.
         #[arg(long)]
         repo: PathBuf,
-        /// Offline keys directory (default REPO/offline-keys).
-        #[arg(long)]
-        keys: Option<PathBuf>,
+        /// Key locations.
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Versions to keep per content name.
         #[arg(long)]
         keep: usize,
@@ -74,9 +107,9 @@ pub struct PublishArgs {
     /// Repository directory.
     #[arg(long)]
     pub repo: PathBuf,
-    /// Offline keys directory (default REPO/offline-keys).
-    #[arg(long)]
-    pub keys: Option<PathBuf>,
+    /// Key locations.
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Category: components, domain-settings or programs.
     #[arg(long)]
     pub category: Category,
@@ -108,6 +141,113 @@ fn keys_dir(repo: &Path, keys: Option<PathBuf>) -> PathBuf {
     keys.unwrap_or_else(|| repo.join("offline-keys"))
 }
 
+/// The passphrase from `--key-passphrase-file` or the environment, as bad input when unusable.
+fn passphrase(file: Option<&Path>) -> Result<Option<Passphrase>> {
+    Passphrase::from_file_or_env(file).map_err(|e| BadInput(format!("{e} [{}]", e.code())).into())
+}
+
+/// The publisher of `repo` with its keys, after a warning for each key file left unencrypted.
+fn open(repo: &Path, keys: Option<PathBuf>, passphrase_file: Option<&Path>) -> Result<Publisher> {
+    let p =
+        Publisher::open(repo, &keys_dir(repo, keys)).with_passphrase(passphrase(passphrase_file)?);
+    for path in p.unencrypted_keys() {
+        eprintln!(
+            "warning: key file {} is not encrypted (docs/operating.md#keys-and-their-ceremony)",
+            path.display()
+        );
+    }
+    Ok(p)
+}
+
+fn key_error(what: &str, e: &cascade_repo::PublishError) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {e} [{}]", e.code())
+}
+
+/// Run `cascade repo init`: refuses to leave the offline keys inside the repository directory
+/// unless `--keep-offline-keys-here` says so.
+fn run_init(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    keys: Option<PathBuf>,
+    keep_here: bool,
+    root_keys: usize,
+    root_threshold: usize,
+    passphrase_file: Option<&Path>,
+) -> Result<()> {
+    let keys =
+        match (keys, keep_here) {
+            (_, true) => dir.join("offline-keys"),
+            (Some(k), false) => {
+                let (abs_dir, abs_keys) = (absolute(dir)?, absolute(&k)?);
+                if abs_keys.starts_with(&abs_dir) {
+                    return Err(BadInput(format!(
+                    "--offline-keys {} is inside the repository directory {}: give a directory \
+                     outside it (removable media), or --keep-offline-keys-here",
+                    k.display(),
+                    dir.display()
+                ))
+                    .into());
+                }
+                k
+            }
+            (None, false) => return Err(BadInput(
+                "give --offline-keys DIR (a directory to move off this machine, e.g. removable \
+                 media) for the root and targets keys, or --keep-offline-keys-here"
+                    .to_owned(),
+            )
+            .into()),
+        };
+    let opts = InitOptions {
+        passphrase: passphrase(passphrase_file)?,
+        root_keys,
+        root_threshold,
+        ..InitOptions::new(&keys)
+    };
+    let encrypted = opts.passphrase.is_some();
+    let p = rt
+        .block_on(cascade_repo::init_with(
+            dir,
+            &opts,
+            cascade_repo::Timestamp::now(),
+        ))
+        .map_err(|e| {
+            let err = key_error(&format!("initialising {}", dir.display()), &e);
+            if let cascade_repo::PublishError::BadThreshold { .. } = e {
+                BadInput(format!("{err:#}")).into()
+            } else {
+                err
+            }
+        })?;
+    println!("repository created in {}", dir.display());
+    println!("  serve:        {}", p.public_dir().display());
+    println!(
+        "  trusted root: {}",
+        p.public_dir().join("metadata/1.root.json").display()
+    );
+    println!("  root keys:    {root_keys}, of which {root_threshold} must sign a new root");
+    println!("  offline keys: {}", keys.display());
+    if keep_here {
+        println!("  WARNING: the offline root and targets keys are on this machine (--keep-offline-keys-here)");
+    } else {
+        println!(
+            "  MOVE {} OFF THIS MACHINE now (removable media, one root key per key holder);",
+            keys.display()
+        );
+        println!("  publishing and renewing need it back (--offline-keys).");
+    }
+    if !encrypted {
+        eprintln!(
+            "warning: the key files are not encrypted: give --key-passphrase-file or \
+             CASCADE_KEY_PASSPHRASE (docs/operating.md#keys-and-their-ceremony)"
+        );
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
 /// Run a `cascade repo` subcommand.
 ///
 /// # Errors
@@ -116,43 +256,49 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
     let rt = runtime()?;
     let now = cascade_repo::Timestamp::now();
     match cmd {
-        RepoCmd::Init { dir, keys } => {
-            let keys = keys_dir(&dir, keys);
-            let p = rt
-                .block_on(cascade_repo::init(&dir, &keys, Expiries::default(), now))
-                .with_context(|| format!("initialising {}", dir.display()))?;
-            println!("repository created in {}", dir.display());
-            println!("  serve:        {}", p.public_dir().display());
-            println!(
-                "  trusted root: {}",
-                p.public_dir().join("metadata/1.root.json").display()
-            );
-            println!(
-                "  offline keys: {} (keep these off the server)",
-                keys.display()
-            );
-            Ok(())
-        }
-        RepoCmd::RefreshTimestamp { repo } => {
-            let p = Publisher::open(&repo, &keys_dir(&repo, None));
-            rt.block_on(p.refresh_timestamp(now))
-                .with_context(|| format!("refreshing the timestamp of {}", repo.display()))?;
+        RepoCmd::Init {
+            dir,
+            keys,
+            keep_offline_keys_here,
+            root_keys,
+            root_threshold,
+            key_passphrase_file,
+        } => run_init(
+            &rt,
+            &dir,
+            keys,
+            keep_offline_keys_here,
+            root_keys,
+            root_threshold,
+            key_passphrase_file.as_deref(),
+        ),
+        RepoCmd::RefreshTimestamp {
+            repo,
+            key_passphrase_file,
+        } => {
+            let p = open(&repo, None, key_passphrase_file.as_deref())?;
+            rt.block_on(p.refresh_timestamp(now)).map_err(|e| {
+                key_error(
+                    &format!("refreshing the timestamp of {}", repo.display()),
+                    &e,
+                )
+            })?;
             println!("timestamp re-signed");
             Ok(())
         }
         RepoCmd::Renew { repo, keys } => {
-            let p = Publisher::open(&repo, &keys_dir(&repo, keys));
+            let p = open(&repo, keys.keys, keys.key_passphrase_file.as_deref())?;
             let v = rt
                 .block_on(p.renew(now))
-                .map_err(|e| anyhow::anyhow!("renewing {}: {e} [{}]", repo.display(), e.code()))?;
+                .map_err(|e| key_error(&format!("renewing {}", repo.display()), &e))?;
             println!("root re-signed as version {v}; targets, snapshot and timestamp re-signed");
             Ok(())
         }
         RepoCmd::Prune { repo, keys, keep } => {
-            let p = Publisher::open(&repo, &keys_dir(&repo, keys));
+            let p = open(&repo, keys.keys, keys.key_passphrase_file.as_deref())?;
             let removed = rt
                 .block_on(p.prune(keep, now))
-                .with_context(|| format!("pruning {}", repo.display()))?;
+                .map_err(|e| key_error(&format!("pruning {}", repo.display()), &e))?;
             println!("removed {} target(s)", removed.len());
             for r in removed {
                 println!("  {r}");
@@ -216,7 +362,11 @@ fn print_report(r: &VerifyReport) {
 /// Any publishing error; the served repository is then unchanged.
 pub fn run_publish(args: PublishArgs) -> Result<()> {
     let rt = runtime()?;
-    let p = Publisher::open(&args.repo, &keys_dir(&args.repo, args.keys));
+    let p = open(
+        &args.repo,
+        args.keys.keys,
+        args.keys.key_passphrase_file.as_deref(),
+    )?;
     let opts = PublishOptions {
         delta_depth: args.delta_depth,
     };

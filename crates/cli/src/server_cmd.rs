@@ -84,6 +84,18 @@ pub struct ServerArgs {
     /// TLS-terminating proxy on the same host (docs/operating.md#tls).
     #[arg(long)]
     pub insecure_plain_http: bool,
+    /// Failed logins, enrollments or token uses per user name or token id that lock it out.
+    #[arg(long, default_value_t = 10)]
+    pub lockout_failures: u32,
+    /// Failed logins, enrollments or token uses per source address that lock it out.
+    #[arg(long, default_value_t = 50)]
+    pub lockout_address_failures: u32,
+    /// Seconds in which failures are counted.
+    #[arg(long, default_value_t = 900)]
+    pub lockout_window: u64,
+    /// Seconds a lockout lasts.
+    #[arg(long, default_value_t = 900)]
+    pub lockout_secs: u64,
 }
 
 /// Runs `cascade server` until SIGINT or SIGTERM.
@@ -114,6 +126,12 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         _ => cascade_server::TlsMode::PrivateCa {
             names: args.tls_names,
         },
+    };
+    settings.lockout = cascade_server::lockout::LockoutPolicy {
+        max_failures: args.lockout_failures.max(1),
+        max_address_failures: args.lockout_address_failures.max(1),
+        window: Duration::from_secs(args.lockout_window.max(1)),
+        lockout: Duration::from_secs(args.lockout_secs.max(1)),
     };
     settings.mirror = args
         .upstream_root

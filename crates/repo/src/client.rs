@@ -4,9 +4,11 @@
 //! preferring a delta from the installed version and falling back to the full file. Trying
 //! ordered sources until one works is [`first_success`], the one fallback loop.
 //!
+//! Loading runs the TUF client workflow (`crate::tuf`, `docs/architecture.md#the-client-workflow`).
 //! The trusted root and the last timestamp/snapshot/targets persist in a datastore directory, so
-//! metadata older than what the client already knows (a stale relay) fails for that source.
-//! They are written atomically and only after a load verified completely, with a trust floor
+//! metadata older than what the client already knows (a stale relay) fails for that source, and
+//! an unchanged timestamp means nothing else is fetched. They are written atomically (only
+//! those that changed) and only after a load verified completely, with a trust floor
 //! (`trust-floor.json`: each role's version and the last good update's start time) that keeps
 //! rollback protection when a role file is unreadable and moves expiry checks' time forward
 //! only (`docs/operating.md#agent-self-repair`).
@@ -16,17 +18,17 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use cascade_core::Category;
-use tough::{Repository, RepositoryLoader};
 use url::Url;
 
-use tough::schema::{Role as _, Root, Signed};
+use tough::schema::{Root, Signed};
 
 use crate::delta;
-use crate::failure::{classify, FailureReason};
+use crate::failure::FailureReason;
 use crate::fsutil::write_atomic;
-use crate::layout::{target_meta, TargetMeta, TargetPath, METADATA_DIR, TARGETS_DIR};
+use crate::layout::{custom_meta, TargetMeta, TargetPath, METADATA_DIR, TARGETS_DIR};
 use crate::save::{fetch_verified, save_resumable, write_verified};
 use crate::transport::{SourceTransport, TransportLimits};
+use crate::tuf::{quote_role, MetaStore, TargetFile, TrustedSet, TufError, Updater};
 
 /// The role files the client keeps in its datastore.
 const ROLES: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
@@ -64,26 +66,34 @@ struct TrustFloor {
 }
 
 impl TrustFloor {
+    /// The versions `set` holds (0 for a role it does not hold).
+    fn versions(set: &TrustedSet) -> [(&'static str, u64); 4] {
+        [
+            ("root", set.root().meta.version.get()),
+            (
+                "timestamp",
+                set.timestamp().map_or(0, |t| t.meta.version.get()),
+            ),
+            (
+                "snapshot",
+                set.snapshot().map_or(0, |s| s.meta.version.get()),
+            ),
+            (
+                "targets",
+                set.top_targets().map_or(0, |t| t.meta.version.get()),
+            ),
+        ]
+    }
+
     /// Refuses metadata older than the floor. The root never goes back; the other roles are
     /// compared only under the same root version (a new root may rotate keys, and then the
-    /// client starts their versions afresh as tough does).
-    fn check(&self, repo: &Repository) -> Result<(), FailureReason> {
-        let root = repo.root().signed.version.get();
-        let mut pairs = vec![("root", root, self.root)];
-        if root == self.root {
-            pairs.extend([
-                (
-                    "timestamp",
-                    repo.timestamp().signed.version.get(),
-                    self.timestamp,
-                ),
-                (
-                    "snapshot",
-                    repo.snapshot().signed.version.get(),
-                    self.snapshot,
-                ),
-                ("targets", repo.targets().signed.version.get(), self.targets),
-            ]);
+    /// client starts their versions afresh, as the workflow does).
+    fn check(&self, set: &TrustedSet) -> Result<(), FailureReason> {
+        let [root, rest @ ..] = Self::versions(set);
+        let mut pairs = vec![(root.0, root.1, self.root)];
+        if root.1 == self.root {
+            let floors = [self.timestamp, self.snapshot, self.targets];
+            pairs.extend(rest.iter().zip(floors).map(|((r, v), f)| (*r, *v, f)));
         }
         for (role, have, floor) in pairs {
             if have < floor {
@@ -96,10 +106,38 @@ impl TrustFloor {
     }
 }
 
+/// The trust state of one load: role files read from (and verified ones written to) the
+/// load's scratch copy of the datastore; nothing reaches the datastore itself until the whole
+/// load verified.
+struct ScratchStore<'a> {
+    dir: &'a Path,
+}
+
+impl MetaStore for ScratchStore<'_> {
+    fn load(&self, role: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(format!("{}.json", quote_role(role)))).ok()
+    }
+
+    fn store(&mut self, role: &str, raw: &[u8]) -> Result<(), TufError> {
+        std::fs::write(self.dir.join(format!("{}.json", quote_role(role))), raw).map_err(|e| {
+            TufError::Store {
+                role: role.to_owned(),
+                reason: e.to_string(),
+            }
+        })
+    }
+}
+
 /// Unix seconds of `t` (0 before the epoch).
 fn unix_secs(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A verified target's SHA-256 (what cascade's layout and saving need).
+pub(crate) fn sha256_of(t: &TargetFile) -> Result<Vec<u8>, FailureReason> {
+    t.sha256()
+        .ok_or_else(|| FailureReason::HashMismatch("target lists no sha256 hash".to_owned()))
 }
 
 /// `signed.version` of a metadata file, if it parses as one.
@@ -114,25 +152,6 @@ fn signed_version(bytes: &[u8]) -> Option<u64> {
 /// Whether `bytes` are a root metadata file signed by its own keys.
 pub fn valid_root(bytes: &[u8]) -> bool {
     serde_json::from_slice::<Signed<Root>>(bytes).is_ok_and(|r| r.signed.verify_role(&r).is_ok())
-}
-
-/// Every role must expire after `at` (TUF's freeze-attack checks, at the fixed update start
-/// time).
-fn check_expiry(repo: &Repository, at: i64) -> Result<(), FailureReason> {
-    let roles = [
-        ("root", repo.root().signed.expires().as_second()),
-        ("timestamp", repo.timestamp().signed.expires().as_second()),
-        ("snapshot", repo.snapshot().signed.expires().as_second()),
-        ("targets", repo.targets().signed.expires().as_second()),
-    ];
-    for (role, expires) in roles {
-        if expires <= at {
-            return Err(FailureReason::Expired(format!(
-                "{role} metadata expired at {expires} (Unix seconds), the update started at {at}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// One place a repository can be fetched from (a relay, a mirror, the server, the upstream),
@@ -208,12 +227,12 @@ pub struct RepoClient {
     per_source: HashMap<String, SourceTransport>,
     bind: Option<IpAddr>,
     min_timestamp: Option<u64>,
-    tuf_limits: tough::Limits,
+    tuf_limits: crate::tuf::Limits,
     /// Where partial downloads are kept (see [`RepoClient::with_partial_dir`]).
     partial_dir: Option<PathBuf>,
     /// "Now" for expiry checks.
     clock: std::sync::Arc<dyn TrustClock>,
-    /// Serialises metadata loads: tough's trust-state files are not safe to update concurrently.
+    /// Serialises metadata loads: the trust-state files are not safe to update concurrently.
     load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -266,7 +285,7 @@ impl RepoClient {
             per_source: HashMap::new(),
             bind,
             min_timestamp: None,
-            tuf_limits: tough::Limits::default(),
+            tuf_limits: crate::tuf::Limits::default(),
             partial_dir: None,
             clock: std::sync::Arc::new(SystemTrustClock),
             load_lock: std::sync::Arc::default(),
@@ -394,68 +413,81 @@ impl RepoClient {
             .unwrap_or_else(|| self.trusted_root.clone())
     }
 
-    /// Load and verify the repository's metadata through `source` only, as tough gives it.
-    pub(crate) async fn load(&self, source: &RepoSource) -> Result<Repository, FailureReason> {
+    /// Load and verify the repository's metadata through `source` only.
+    pub(crate) async fn load(&self, source: &RepoSource) -> Result<TrustedSet, FailureReason> {
         let transport = self.transport_for(source);
         self.load_with(source, transport).await
     }
 
     /// Load through `source` with a given transport (e.g. one that records what it fetched).
     ///
-    /// tough works in a scratch copy of the trust state; only when the whole load verified
-    /// (signatures, rollback, expiry at the update's start time, the trust floor) are its role
-    /// files landed in the datastore, each atomically, and the floor moved up
+    /// The TUF workflow (`docs/architecture.md#trust-model`) works in a scratch copy of the
+    /// trust state; only when the whole load verified (signatures, rollback, expiry at the
+    /// update's start time, the trust floor) are the role files that changed landed in the
+    /// datastore, each atomically, and the floor moved up
     /// (`docs/operating.md#agent-self-repair`). A failed load changes nothing stored.
     pub(crate) async fn load_with<T: tough::Transport + 'static>(
         &self,
         source: &RepoSource,
         transport: T,
-    ) -> Result<Repository, FailureReason> {
+    ) -> Result<TrustedSet, FailureReason> {
         let _guard = self.load_lock.lock().await;
         let scratch = self.seed_scratch()?;
         let floor = self.read_floor();
         let started = unix_secs(self.clock.now());
         let root = self.root_bytes();
-        // Expiry is checked below against the fixed update start time, which the trust floor
-        // may only move forward; tough's own check would read the system clock and its
-        // `latest_known_time.json` would lock the client out after one wrong-clock cycle.
-        let repo =
-            RepositoryLoader::new(&root, source.join(METADATA_DIR)?, source.join(TARGETS_DIR)?)
-                .transport(transport)
-                .limits(self.tuf_limits)
-                .expiration_enforcement(tough::ExpirationEnforcement::Unsafe)
-                .datastore(scratch.path().to_owned())
-                .load()
-                .await
-                .map_err(|e| classify(&e))?;
-        check_expiry(&repo, started.max(floor.time))?;
-        floor.check(&repo)?;
-        self.persist(scratch.path(), &repo, &floor, started)?;
-        Ok(repo)
+        // Expiry is checked against the fixed update start time, which the trust floor may
+        // only move forward.
+        let at = jiff::Timestamp::from_second(started.max(floor.time))
+            .map_err(|e| FailureReason::Local(format!("trusted time: {e}")))?;
+        let mut store = ScratchStore {
+            dir: scratch.path(),
+        };
+        let metadata = source.join(METADATA_DIR)?;
+        let mut updater = Updater::new(
+            &root,
+            at,
+            &transport,
+            &metadata,
+            &mut store,
+            self.tuf_limits,
+        )?;
+        updater.refresh().await?;
+        let set = updater.into_trusted();
+        floor.check(&set)?;
+        self.persist(&set, &floor, started)?;
+        Ok(set)
     }
 
-    /// Lands the verified role files from `scratch` in the datastore (each atomically), then
+    /// Lands the verified role files that changed in the datastore (each atomically), then
     /// the raised trust floor.
     fn persist(
         &self,
-        scratch: &Path,
-        repo: &Repository,
+        set: &TrustedSet,
         floor: &TrustFloor,
         started: i64,
     ) -> Result<(), FailureReason> {
         let local = |e: std::io::Error| FailureReason::Local(format!("storing trust state: {e}"));
-        for role in ROLES {
-            let name = format!("{role}.json");
-            if let Ok(bytes) = std::fs::read(scratch.join(&name)) {
-                write_atomic(&self.datastore.join(&name), &bytes).map_err(local)?;
+        let roles = [
+            ("root", Some(&set.root().raw)),
+            ("timestamp", set.timestamp().map(|t| &t.raw)),
+            ("snapshot", set.snapshot().map(|s| &s.raw)),
+            ("targets", set.top_targets().map(|t| &t.raw)),
+        ];
+        for (role, raw) in roles {
+            let Some(raw) = raw else { continue };
+            let path = self.datastore.join(format!("{role}.json"));
+            if std::fs::read(&path).ok().as_ref() != Some(raw) {
+                write_atomic(&path, raw).map_err(local)?;
             }
         }
+        let [root, timestamp, snapshot, targets] = TrustFloor::versions(set).map(|(_, v)| v);
         let next = TrustFloor {
             time: floor.time.max(started),
-            root: repo.root().signed.version.get(),
-            timestamp: repo.timestamp().signed.version.get(),
-            snapshot: repo.snapshot().signed.version.get(),
-            targets: repo.targets().signed.version.get(),
+            root,
+            timestamp,
+            snapshot,
+            targets,
         };
         let bytes = serde_json::to_vec(&next).map_err(|e| FailureReason::Local(e.to_string()))?;
         write_atomic(&self.datastore.join(FLOOR_FILE), &bytes).map_err(local)?;
@@ -472,14 +504,14 @@ impl RepoClient {
     /// The classified reason the source was refused.
     pub async fn open(&self, source: &RepoSource) -> Result<Loaded, FailureReason> {
         let transport = self.transport_for(source);
-        let repo = self.load_with(source, transport.clone()).await?;
-        let have = repo.timestamp().signed.version.get();
+        let set = self.load_with(source, transport.clone()).await?;
+        let have = set.timestamp().map_or(0, |t| t.meta.version.get());
         if let Some(min) = self.min_timestamp.filter(|min| have < *min) {
             return Err(FailureReason::Rollback(format!(
                 "timestamp version {have} is older than the announced {min} (stale source)"
             )));
         }
-        let mut loaded = Loaded::new(source.clone(), transport, &repo)?;
+        let mut loaded = Loaded::new(source.clone(), transport, &set)?;
         loaded.partial_dir.clone_from(&self.partial_dir);
         Ok(loaded)
     }
@@ -627,33 +659,34 @@ impl Loaded {
     fn new(
         source: RepoSource,
         transport: SourceTransport,
-        repo: &Repository,
+        set: &TrustedSet,
     ) -> Result<Self, FailureReason> {
         let base = source.join(TARGETS_DIR)?;
         let mut files = Vec::new();
         let mut unsafe_name = None;
-        for (tn, t) in repo.targets().signed.targets_iter() {
-            let Ok(path) = tn.raw().parse::<TargetPath>() else {
-                unsafe_name.get_or_insert_with(|| tn.raw().to_owned());
+        for (name, t) in set.top_target_files() {
+            // cascade's layout needs a sha256 (it names the content-addressed copy).
+            let (Ok(path), Some(sha256)) = (name.parse::<TargetPath>(), t.sha256()) else {
+                unsafe_name.get_or_insert_with(|| name.clone());
                 continue;
             };
-            let Ok(url) = target_url(&base, &path, t) else {
-                unsafe_name.get_or_insert_with(|| tn.raw().to_owned());
+            let Ok(url) = target_url(&base, &path, &sha256) else {
+                unsafe_name.get_or_insert_with(|| name.clone());
                 continue;
             };
             files.push(SignedFile {
                 path,
                 url,
                 length: t.length,
-                sha256: t.hashes.sha256.to_vec(),
-                meta: target_meta(t),
+                sha256,
+                meta: custom_meta(t.custom.as_ref()),
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Self {
             source,
             transport,
-            timestamp_version: repo.timestamp().signed.version.get(),
+            timestamp_version: set.timestamp().map_or(0, |t| t.meta.version.get()),
             files,
             unsafe_name,
             partial_dir: None,
@@ -813,9 +846,9 @@ impl Loaded {
 pub(crate) fn target_url(
     base: &Url,
     path: &TargetPath,
-    t: &tough::schema::Target,
+    sha256: &[u8],
 ) -> Result<Url, FailureReason> {
-    let rel = path.stored_path(&hex::encode(&*t.hashes.sha256));
+    let rel = path.stored_path(&hex::encode(sha256));
     let url = base
         .join(&rel)
         .map_err(|e| FailureReason::UnsafeName(e.to_string()))?;

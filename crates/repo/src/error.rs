@@ -64,6 +64,14 @@ pub enum PublishError {
     /// `prune` was asked to keep no version at all.
     #[error("refusing to prune every version: keep at least 1")]
     KeepZero,
+    /// A threshold root asked for no keys, or for more signatures than keys.
+    #[error("a root threshold of {threshold} with {keys} root key(s): use 1 <= threshold <= keys")]
+    BadThreshold {
+        /// How many root keys.
+        keys: usize,
+        /// How many must sign.
+        threshold: usize,
+    },
     /// Another process is publishing to this repository right now.
     #[error("{0} is locked by another publisher")]
     Busy(PathBuf),
@@ -87,6 +95,7 @@ impl PublishError {
             PublishError::Delta(e) => e.code(),
             PublishError::Busy(_) => "publish.busy",
             PublishError::KeepZero => "publish.keep_zero",
+            PublishError::BadThreshold { .. } => "publish.bad_threshold",
         }
     }
 }

@@ -209,6 +209,13 @@ pub fn target_meta(t: &Target) -> Option<TargetMeta> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
+/// cascade's metadata in a verified target's `custom` object, if it has any.
+pub fn custom_meta(custom: Option<&serde_json::Value>) -> Option<TargetMeta> {
+    custom
+        .and_then(|c| c.get(CUSTOM_KEY))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! cascade's signed repository, the one place that knows the repository format
-//! (`docs/architecture.md#repositories`): The Update Framework metadata (via `tough`) with
-//! consistent snapshots, target names `CATEGORY/NAME/VERSION/FILE`, publishing with zstd deltas,
-//! whole-repository verification, and the client side: a transport over ordered sources with
+//! (`docs/architecture.md#repositories`): The Update Framework metadata with consistent
+//! snapshots, target names `CATEGORY/NAME/VERSION/FILE`, publishing (via `tough`) with zstd
+//! deltas, whole-repository verification, and the client side: the TUF client workflow
+//! ([`tuf`], `docs/architecture.md#the-client-workflow`), a transport over ordered sources with
 //! timeouts, a throughput floor and size caps, and verified, atomic saving of targets.
 
 mod client;
@@ -17,6 +18,7 @@ mod publish;
 mod renew;
 mod save;
 mod transport;
+pub mod tuf;
 pub mod verify;
 
 pub use client::{
@@ -27,9 +29,9 @@ pub use error::PublishError;
 pub use failure::{classify, FailureReason};
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
-pub use keys::KeyError;
+pub use keys::{KeyError, Passphrase, PASSPHRASE_ENV};
 pub use layout::{check_segment, LayoutError, TargetMeta, TargetPath};
 pub use meta::Expiries;
-pub use publish::{init, PublishOptions, PublishedTarget, Publisher};
+pub use publish::{init, init_with, InitOptions, PublishOptions, PublishedTarget, Publisher};
 pub use save::{is_safe_file_name, save_verified, SaveError};
 pub use transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};

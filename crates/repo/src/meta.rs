@@ -77,11 +77,12 @@ impl RepoDirs {
     pub fn online_keys(&self) -> PathBuf {
         self.dir.join("online-keys")
     }
-    /// Key locations with the offline keys in `offline_dir`.
+    /// Key locations with the offline keys in `offline_dir` (no passphrase).
     pub fn key_paths(&self, offline_dir: &Path) -> KeyPaths {
         KeyPaths {
             offline_dir: offline_dir.to_owned(),
             online_dir: self.online_keys(),
+            passphrase: None,
         }
     }
 }
@@ -189,13 +190,32 @@ pub async fn sign<T: Role + serde::Serialize>(
     keys: &KeyPaths,
 ) -> Result<SignedRole<T>, PublishError> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let sources = keys.sources(&[T::TYPE]);
-    SignedRole::new(role, &KeyHolder::Root(root.clone()), &sources, &rng)
+    let sources = keys.sources(T::TYPE)?;
+    let fail = |reason: String| PublishError::Sign {
+        role: T::TYPE.to_string(),
+        reason,
+    };
+    if sources.is_empty() {
+        return Err(fail(format!(
+            "no key file at {}",
+            keys.path(T::TYPE).display()
+        )));
+    }
+    let signed = SignedRole::new(role, &KeyHolder::Root(root.clone()), &sources, &rng)
         .await
-        .map_err(|e| PublishError::Sign {
-            role: T::TYPE.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| fail(e.to_string()))?;
+    // tough leaves root's threshold to the cross-signing check; a root signed by fewer keys
+    // than its threshold would be refused by every client, so it is refused here.
+    if let Some(keys_of_role) = root.roles.get(&T::TYPE) {
+        let have = signed.signed().signatures.len() as u64;
+        if have < keys_of_role.threshold.get() {
+            return Err(fail(format!(
+                "{have} of the {} keys needed are present",
+                keys_of_role.threshold
+            )));
+        }
+    }
+    Ok(signed)
 }
 
 /// Write one metadata file atomically, its temporary file in the private [`RepoDirs::tmp`]

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use tough::{Bytes, Transport, TransportError, TransportStream};
 use url::Url;
 
-use crate::client::{target_url, RepoClient, RepoSource};
+use crate::client::{sha256_of, target_url, RepoClient, RepoSource};
 use crate::failure::FailureReason;
 use crate::fsutil::{remove_debris, write_atomic_in};
 use crate::layout::{TargetPath, METADATA_DIR, TARGETS_DIR};
@@ -104,39 +104,40 @@ pub async fn mirror(
     // Debris an older version left in the served tree.
     remove_debris(dest, &[".tmp-", ".partial-"]);
     let transport = RecordingTransport::new(client.transport_for(source));
-    let repo = client.load_with(source, transport.clone()).await?;
+    let set = client.load_with(source, transport.clone()).await?;
     let targets_base =
         Url::parse(&format!("{}/{TARGETS_DIR}/", trimmed(&source.base))).map_err(local)?;
     let metadata_base = format!("{}/{METADATA_DIR}", trimmed(&source.base));
     let mut report = MirrorReport {
-        snapshot_version: repo.snapshot().signed.version.get(),
+        snapshot_version: set.snapshot().map_or(0, |s| s.meta.version.get()),
         ..MirrorReport::default()
     };
-    // Collected first: tough's iterator is not Send, and this future must be.
-    let all: Vec<_> = repo.targets().signed.targets_iter().collect();
+    let all: Vec<_> = set
+        .top_target_files()
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
     for (tn, t) in all {
         let path: TargetPath = tn
-            .raw()
             .parse()
-            .map_err(|_| FailureReason::UnsafeName(tn.raw().to_owned()))?;
-        let rel = path.stored_path(&hex::encode(&*t.hashes.sha256));
+            .map_err(|_| FailureReason::UnsafeName(tn.clone()))?;
+        let sha256 = sha256_of(&t)?;
+        let sha_hex = hex::encode(&sha256);
+        let rel = path.stored_path(&sha_hex);
         let disk = dest.join(TARGETS_DIR).join(&rel);
-        if std::fs::read(&disk)
-            .is_ok_and(|b| crate::fsutil::sha256_hex(&b) == hex::encode(&*t.hashes.sha256))
-        {
+        if std::fs::read(&disk).is_ok_and(|b| crate::fsutil::sha256_hex(&b) == sha_hex) {
             report.present += 1;
             continue;
         }
         let dir = disk
             .parent()
             .map_or_else(|| dest.to_owned(), Path::to_path_buf);
-        let name = format!("{}.{}", hex::encode(&*t.hashes.sha256), path.file());
-        let url = target_url(&targets_base, &path, t)?;
+        let name = format!("{sha_hex}.{}", path.file());
+        let url = target_url(&targets_base, &path, &sha256)?;
         save_resumable(
             transport.inner(),
             url,
             t.length,
-            &t.hashes.sha256,
+            &sha256,
             (&dir, &name),
             &tmp,
         )
@@ -147,7 +148,7 @@ pub async fn mirror(
     let md = dest.join(METADATA_DIR);
     let write =
         |name: &str, bytes: &[u8]| write_atomic_in(&md.join(name), bytes, &tmp).map_err(local);
-    let root_version = repo.root().signed.version.get();
+    let root_version = set.root().meta.version.get();
     for v in 1..=root_version {
         let name = format!("{v}.root.json");
         if md.join(&name).exists() {
@@ -162,13 +163,24 @@ pub async fn mirror(
             write("root.json", &bytes)?;
         }
     }
-    let snapshot = format!("{}.snapshot.json", report.snapshot_version);
-    let targets = format!("{}.targets.json", repo.targets().signed.version.get());
-    for name in [targets, snapshot, "timestamp.json".to_owned()] {
-        let bytes = transport
-            .body(&format!("{metadata_base}/{name}"))
-            .ok_or_else(|| FailureReason::Other(format!("{name} was not fetched")))?;
-        write(&name, &bytes)?;
+    // The verified bytes, whether fetched now or trusted from an earlier run (an unchanged
+    // timestamp means snapshot and targets were not fetched again).
+    let missing = |role: &str| FailureReason::Other(format!("no trusted {role}"));
+    let targets = set.top_targets().ok_or_else(|| missing("targets"))?;
+    let snapshot = set.snapshot().ok_or_else(|| missing("snapshot"))?;
+    let timestamp = set.timestamp().ok_or_else(|| missing("timestamp"))?;
+    for (name, bytes) in [
+        (
+            format!("{}.targets.json", targets.meta.version),
+            &targets.raw,
+        ),
+        (
+            format!("{}.snapshot.json", snapshot.meta.version),
+            &snapshot.raw,
+        ),
+        ("timestamp.json".to_owned(), &timestamp.raw),
+    ] {
+        write(&name, bytes)?;
     }
     Ok(report)
 }

@@ -19,7 +19,7 @@ use tough::schema::Targets;
 use crate::delta;
 use crate::error::PublishError;
 use crate::fsutil::{remove_debris, sha256_hex, write_atomic_in, DirLock};
-use crate::keys::{self, KeyError, KeyPaths};
+use crate::keys::{self, KeyError, KeyPaths, Passphrase};
 use crate::layout::{versions_of, LayoutError, TargetMeta, TargetPath, CUSTOM_KEY};
 use crate::meta::{
     bump, expiry, metafile, sign, write, write_initial, Change, Expiries, RepoDirs, State,
@@ -65,8 +65,37 @@ pub struct Publisher {
     pub(crate) expiries: Expiries,
 }
 
+/// How [`init_with`] makes a new repository's keys.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Where the offline (root, targets) keys are written; keep it off the server.
+    pub offline_dir: PathBuf,
+    /// Role expiry durations.
+    pub expiries: Expiries,
+    /// Encrypt every key file with this passphrase (none: plain PKCS#8, warned about).
+    pub passphrase: Option<Passphrase>,
+    /// How many root keys to make (`root.pk8`, `root-2.pk8`, …).
+    pub root_keys: usize,
+    /// How many of them must sign a new root.
+    pub root_threshold: usize,
+}
+
+impl InitOptions {
+    /// One root key, default expiries, no passphrase, offline keys in `offline_dir`.
+    pub fn new(offline_dir: &Path) -> Self {
+        Self {
+            offline_dir: offline_dir.to_owned(),
+            expiries: Expiries::default(),
+            passphrase: None,
+            root_keys: 1,
+            root_threshold: 1,
+        }
+    }
+}
+
 /// Create a new repository in `dir` (served tree in `dir/public`, online keys in
-/// `dir/online-keys`) with offline root and targets keys in `keys_dir`.
+/// `dir/online-keys`) with offline root and targets keys in `keys_dir`, unencrypted, one root
+/// key; [`init_with`] takes a passphrase and a threshold root.
 ///
 /// # Errors
 /// [`PublishError::AlreadyInitialized`], key or I/O errors.
@@ -76,24 +105,51 @@ pub async fn init(
     expiries: Expiries,
     now: Timestamp,
 ) -> Result<Publisher, PublishError> {
+    let opts = InitOptions {
+        expiries,
+        ..InitOptions::new(keys_dir)
+    };
+    init_with(dir, &opts, now).await
+}
+
+/// Create a new repository in `dir` (served tree in `dir/public`, online keys in
+/// `dir/online-keys`) with the keys `opts` asks for: `opts.root_keys` root keys of which
+/// `opts.root_threshold` must sign, and a targets key, in `opts.offline_dir`; every key file
+/// encrypted when `opts.passphrase` is given (`docs/operating.md#keys-and-their-ceremony`).
+///
+/// # Errors
+/// [`PublishError::AlreadyInitialized`], [`PublishError::BadThreshold`], key or I/O errors.
+pub async fn init_with(
+    dir: &Path,
+    opts: &InitOptions,
+    now: Timestamp,
+) -> Result<Publisher, PublishError> {
     let dirs = RepoDirs {
         dir: dir.to_owned(),
     };
     if dirs.metadata().join("root.json").exists() {
         return Err(PublishError::AlreadyInitialized(dir.to_owned()));
     }
-    let keys = dirs.key_paths(keys_dir);
-    let roles = [
-        RoleType::Root,
-        RoleType::Targets,
-        RoleType::Snapshot,
-        RoleType::Timestamp,
-    ];
+    if opts.root_threshold == 0 || opts.root_threshold > opts.root_keys {
+        return Err(PublishError::BadThreshold {
+            keys: opts.root_keys,
+            threshold: opts.root_threshold,
+        });
+    }
+    let mut keys = dirs.key_paths(&opts.offline_dir);
+    keys.passphrase.clone_from(&opts.passphrase);
+    let expiries = opts.expiries;
+    let mut slots: Vec<(RoleType, PathBuf)> = (1..=opts.root_keys)
+        .map(|n| (RoleType::Root, keys.root_path(n)))
+        .collect();
+    for role in [RoleType::Targets, RoleType::Snapshot, RoleType::Timestamp] {
+        slots.push((role, keys.path(role)));
+    }
     // Check every key slot first, so a refused init leaves nothing half-made.
-    if let Some(path) = roles.iter().map(|r| keys.path(*r)).find(|p| p.exists()) {
+    if let Some((_, path)) = slots.iter().find(|(_, p)| p.exists()) {
         return Err(PublishError::Key(KeyError::Create {
             source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "key file exists"),
-            path,
+            path: path.clone(),
         }));
     }
     for d in [dirs.metadata(), dirs.targets()] {
@@ -108,23 +164,27 @@ pub async fn init(
         roles: HashMap::new(),
         _extra: HashMap::new(),
     };
-    for role in roles {
-        let path = keys.path(role);
-        keys::generate(&path)?;
-        let key = keys::public_key(&path)?;
+    for (role, path) in &slots {
+        keys::generate(path, keys.passphrase.as_ref())?;
+        let key = keys::public_key(path, keys.passphrase.as_ref())?;
         let id = key.key_id().map_err(|e| PublishError::Sign {
             role: role.to_string(),
             reason: e.to_string(),
         })?;
         root.keys.insert(id.clone(), key);
-        root.roles.insert(
-            role,
-            RoleKeys {
-                keyids: vec![id],
-                threshold: std::num::NonZeroU64::MIN,
-                _extra: HashMap::new(),
-            },
-        );
+        let threshold = if *role == RoleType::Root {
+            opts.root_threshold
+        } else {
+            1
+        };
+        let entry = root.roles.entry(*role).or_insert_with(|| RoleKeys {
+            keyids: Vec::new(),
+            threshold: std::num::NonZeroU64::MIN,
+            _extra: HashMap::new(),
+        });
+        entry.keyids.push(id);
+        entry.threshold =
+            std::num::NonZeroU64::new(threshold as u64).unwrap_or(std::num::NonZeroU64::MIN);
     }
     write_initial(&dirs, &keys, root, &expiries, now).await?;
     Ok(Publisher {
@@ -147,6 +207,28 @@ impl Publisher {
             keys,
             expiries: Expiries::default(),
         }
+    }
+
+    /// Open encrypted key files with `passphrase` (plain key files load either way).
+    #[must_use]
+    pub fn with_passphrase(mut self, passphrase: Option<Passphrase>) -> Self {
+        self.keys.passphrase = passphrase;
+        self
+    }
+
+    /// The key files present for this repository that are not encrypted (online keys first),
+    /// for a warning: `docs/operating.md#keys-and-their-ceremony`.
+    pub fn unencrypted_keys(&self) -> Vec<PathBuf> {
+        [
+            RoleType::Snapshot,
+            RoleType::Timestamp,
+            RoleType::Targets,
+            RoleType::Root,
+        ]
+        .iter()
+        .flat_map(|r| self.keys.present(*r))
+        .filter(|p| !keys::is_encrypted(p).unwrap_or(true))
+        .collect()
     }
 
     /// Use other expiry durations.

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::client::{target_url, RepoClient, RepoSource};
+use crate::client::{sha256_of, target_url, RepoClient, RepoSource};
 use crate::failure::FailureReason;
-use crate::layout::target_meta;
+use crate::layout::custom_meta;
 use crate::layout::{TargetPath, TARGETS_DIR};
 use crate::save::{check_remote, fetch_verified};
 use crate::transport::TransportLimits;
+use crate::tuf::{TargetFile, TrustedSet};
 
 /// One problem found with a target.
 #[derive(Debug, Clone, Serialize)]
@@ -65,21 +66,8 @@ pub async fn verify(
 ) -> Result<VerifyReport, FailureReason> {
     let state = tempfile::tempdir().map_err(|e| FailureReason::Local(e.to_string()))?;
     let client = RepoClient::new(trusted_root.to_vec(), state.path(), limits)?;
-    let repo = client.load(source).await?;
-    let mut versions = BTreeMap::new();
-    let mut expires = BTreeMap::new();
-    versions.insert("root".to_owned(), repo.root().signed.version.get());
-    expires.insert("root".to_owned(), repo.root().signed.expires);
-    versions.insert("targets".to_owned(), repo.targets().signed.version.get());
-    expires.insert("targets".to_owned(), repo.targets().signed.expires);
-    versions.insert("snapshot".to_owned(), repo.snapshot().signed.version.get());
-    expires.insert("snapshot".to_owned(), repo.snapshot().signed.expires);
-    versions.insert(
-        "timestamp".to_owned(),
-        repo.timestamp().signed.version.get(),
-    );
-    expires.insert("timestamp".to_owned(), repo.timestamp().signed.expires);
-
+    let set = client.load(source).await?;
+    let (versions, expires) = role_versions(&set);
     let base = Url::parse(&format!(
         "{}/{TARGETS_DIR}/",
         source.base.as_str().trim_end_matches('/')
@@ -96,24 +84,26 @@ pub async fn verify(
         deltas_checked: 0,
         problems: Vec::new(),
     };
-    let mut names: Vec<_> = repo.targets().signed.targets_iter().collect();
-    names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
-    for (tn, t) in names {
+    let all: BTreeMap<String, TargetFile> = set
+        .top_target_files()
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect();
+    for (tn, t) in &all {
         let mut problem = |code: &'static str, message: String| {
             report.problems.push(Problem {
-                target: tn.raw().to_owned(),
+                target: tn.clone(),
                 code,
                 message,
             });
         };
-        let Ok(path) = tn.raw().parse::<TargetPath>() else {
+        let Ok(path) = tn.parse::<TargetPath>() else {
             problem(
                 "repo.bad_target_name",
                 "not CATEGORY/NAME/VERSION/FILE".to_owned(),
             );
             continue;
         };
-        let Some(meta) = target_meta(t) else {
+        let Some(meta) = custom_meta(t.custom.as_ref()) else {
             problem(
                 "repo.no_custom_meta",
                 "no custom.cascade metadata".to_owned(),
@@ -129,8 +119,8 @@ pub async fn verify(
         seqs.entry((path.category().to_string(), path.name().to_owned()))
             .or_default()
             .insert(meta.seq, meta.version.clone());
-        let result = match target_url(&base, &path, t) {
-            Ok(url) => check_remote(client.transport(), url, t.length, &t.hashes.sha256)
+        let result = match sha256_of(t).and_then(|sha| Ok((target_url(&base, &path, &sha)?, sha))) {
+            Ok((url, sha)) => check_remote(client.transport(), url, t.length, &sha)
                 .await
                 .map_err(FailureReason::from),
             Err(e) => Err(e),
@@ -143,7 +133,7 @@ pub async fn verify(
             Err(e) => problem(e.code(), e.to_string()),
         }
     }
-    check_deltas(&client, &base, &repo.targets().signed, &mut report).await;
+    check_deltas(&client, &base, &all, &mut report).await;
     for ((cat, name), by_seq) in seqs {
         report
             .contents
@@ -154,20 +144,46 @@ pub async fn verify(
     Ok(report)
 }
 
+/// The version and expiry of each top-level role `set` holds.
+fn role_versions(set: &TrustedSet) -> (BTreeMap<String, u64>, BTreeMap<String, Timestamp>) {
+    let mut versions = BTreeMap::new();
+    let mut expires = BTreeMap::new();
+    let root = &set.root().meta;
+    let roles = [
+        ("root", Some((root.version, root.expires))),
+        (
+            "targets",
+            set.top_targets().map(|t| (t.meta.version, t.meta.expires)),
+        ),
+        (
+            "snapshot",
+            set.snapshot().map(|t| (t.meta.version, t.meta.expires)),
+        ),
+        (
+            "timestamp",
+            set.timestamp().map(|t| (t.meta.version, t.meta.expires)),
+        ),
+    ];
+    for (role, known) in roles {
+        if let Some((version, expiry)) = known {
+            versions.insert(role.to_owned(), version.get());
+            expires.insert(role.to_owned(), expiry);
+        }
+    }
+    (versions, expires)
+}
+
 /// Apply every delta to its base version's full file and compare with the signed full file.
 async fn check_deltas(
     client: &RepoClient,
     base: &Url,
-    targets: &tough::schema::Targets,
+    all: &BTreeMap<String, TargetFile>,
     report: &mut VerifyReport,
 ) {
-    let all: Vec<_> = targets.targets_iter().collect();
-    let find = |p: &TargetPath| {
-        let name = p.to_string();
-        all.iter().find(|(n, _)| n.raw() == name).map(|(_, t)| *t)
-    };
-    for (tn, t) in &all {
-        let (Ok(path), Some(meta)) = (tn.raw().parse::<TargetPath>(), target_meta(t)) else {
+    let find = |p: &TargetPath| all.get(&p.to_string());
+    for (tn, t) in all {
+        let (Ok(path), Some(meta)) = (tn.parse::<TargetPath>(), custom_meta(t.custom.as_ref()))
+        else {
             continue;
         };
         let (Some(from), Some(of)) = (meta.delta_from, meta.delta_of) else {
@@ -182,11 +198,15 @@ async fn check_deltas(
         let (Some(old_t), Some(new_t)) = (find(&old_path), find(&new_path)) else {
             continue;
         };
-        let fetch = |p: &TargetPath, t: &tough::schema::Target| {
-            let url = target_url(base, p, t);
-            let (len, sha) = (t.length, t.hashes.sha256.to_vec());
+        let fetch = |p: &TargetPath, t: &TargetFile| {
+            let sha = sha256_of(t);
+            let len = t.length;
+            let url = sha
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|s| target_url(base, p, s));
             async move {
-                fetch_verified(client.transport(), url?, len, &sha)
+                fetch_verified(client.transport(), url?, len, &sha?)
                     .await
                     .map_err(FailureReason::from)
             }
@@ -194,14 +214,14 @@ async fn check_deltas(
         let result = match (fetch(&old_path, old_t).await, fetch(&path, t).await) {
             (Ok(old), Ok(d)) => crate::delta::apply(&old, &d, new_t.length)
                 .ok()
-                .filter(|out| crate::fsutil::sha256_hex(out) == hex::encode(&*new_t.hashes.sha256)),
+                .filter(|out| new_t.hashes.get("sha256") == Some(&crate::fsutil::sha256_hex(out))),
             _ => None,
         };
         if result.is_some() {
             report.deltas_checked += 1;
         } else {
             report.problems.push(Problem {
-                target: tn.raw().to_owned(),
+                target: tn.clone(),
                 code: "repo.delta_mismatch",
                 message: format!("does not turn {old_path} into {new_path}"),
             });

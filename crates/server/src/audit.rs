@@ -35,7 +35,8 @@ impl AuditSlot {
     }
 }
 
-fn audited(method: &Method, path: &str) -> bool {
+/// Whether the middleware records a request with `method` on `path`.
+pub fn audited(method: &Method, path: &str) -> bool {
     !(matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || path.starts_with("/api/client/")
         || path == "/login"

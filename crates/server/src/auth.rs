@@ -35,6 +35,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::lockout::{self, Attempt, LockoutPolicy, Origin};
 use crate::settings::{Clock, HashCost, RandomFill};
 use crate::store::{Store, TokenKind};
 
@@ -116,23 +117,29 @@ pub async fn hash_password(
 
 /// The user `name` as an [`Actor`] when `password` is theirs; `None` otherwise (unknown
 /// user or wrong password, logged alike). The check goes through the [`Verifier`]'s bounded
-/// verification, and an unknown user costs the same as a wrong password.
+/// verification, and an unknown user costs the same as a wrong password. Failures count
+/// towards a lockout of the name and of `origin`'s address ([`crate::lockout`]).
 ///
 /// # Errors
-/// Database errors.
+/// [`ApiError::LockedOut`] while the name or address is locked; database errors.
 pub async fn check_password(
     verifier: &Verifier,
     name: &str,
     password: &str,
+    origin: &Origin,
 ) -> Result<Option<Actor>, ApiError> {
     let store = &verifier.store;
+    let now = verifier.clock.now();
+    let guard = lockout::check(store, Attempt::Login, Some(name), origin, now).await?;
     let (hash, user) = (store.password_hash(name).await?, store.user(name).await?);
     let known = hash.is_some() && user.is_some();
     let ok = verifier.verify(password, hash).await?;
     let Some(user) = user.filter(|_| ok && known) else {
         tracing::warn!(user = name, "login refused: unknown user or wrong password");
+        guard.failed(store, &verifier.lockout, now).await;
         return Ok(None);
     };
+    guard.succeeded(store).await?;
     Ok(Some(Actor {
         user: user.name,
         token: String::new(),
@@ -214,6 +221,8 @@ pub struct Verifier {
     /// Argon2 working memory, one per permit, reused.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     counts: Arc<Counts>,
+    /// Failures that lock a name, id or address out.
+    lockout: LockoutPolicy,
 }
 
 /// A token that verified: its secret, who it is, and when.
@@ -265,7 +274,34 @@ impl Verifier {
             dummy: Arc::default(),
             memory: Arc::default(),
             counts: Arc::default(),
+            lockout: LockoutPolicy::default(),
         }
+    }
+
+    /// Use `policy` for lockouts instead of the default.
+    #[must_use]
+    pub fn with_lockout(mut self, policy: LockoutPolicy) -> Self {
+        self.lockout = policy;
+        self
+    }
+
+    /// Counts a failed `attempt` by `id` from `origin` that was refused after its
+    /// credential verified (an enrollment token that is revoked, expired or used up).
+    ///
+    /// # Errors
+    /// [`ApiError::LockedOut`] when already locked; database errors.
+    pub async fn count_failure(
+        &self,
+        attempt: Attempt,
+        id: &str,
+        origin: &Origin,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        lockout::check(&self.store, attempt, Some(id), origin, now)
+            .await?
+            .failed(&self.store, &self.lockout, now)
+            .await;
+        Ok(())
     }
 
     /// Forgets every verified token (after a rotation or revocation).
@@ -336,8 +372,13 @@ impl Verifier {
 
 /// Who the request's credential belongs to.
 ///
+/// Wrong secrets count towards a lockout of the token id and of the source address
+/// ([`crate::lockout`]); a token remembered as verified is answered from memory, without
+/// reading or writing the database.
+///
 /// # Errors
-/// 401 when there is no bearer token or it does not verify.
+/// 401 when there is no bearer token or it does not verify; 429 while its id or address is
+/// locked out.
 pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, ApiError> {
     let header = parts
         .headers
@@ -358,7 +399,15 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
     let full = cascade_proto::enroll_token::secret_of(token);
     let token = full.as_str();
     let now = state.clock.now();
-    let (kind, id, secret) = parse_token(token).ok_or_else(invalid)?;
+    let origin = Origin::of(parts);
+    let Some((kind, id, secret)) = parse_token(token) else {
+        // No id to count: the address alone.
+        lockout::check(&state.store, Attempt::Token, None, &origin, now)
+            .await?
+            .failed(&state.store, &state.lockout, now)
+            .await;
+        return Err(invalid());
+    };
     let key = format!("{kind}_{id}");
     let cached = state.verified.lock().ok().and_then(|c| {
         c.get(&key)
@@ -369,6 +418,12 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
     if let Some(p) = cached {
         return Ok(p);
     }
+    let attempt = if kind == "enr" {
+        Attempt::Enroll
+    } else {
+        Attempt::Token
+    };
+    let guard = lockout::check(&state.store, attempt, Some(&key), &origin, now).await?;
     let mut until = None;
     let (hash, principal) = match kind {
         "adm" => match state.store.token_grant(id).await? {
@@ -401,12 +456,14 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         _ => (None, Principal::Client(String::new())),
     };
     if !state.verify(secret, hash).await? {
+        guard.failed(&state.store, &state.lockout, now).await;
         return Err(invalid());
     }
     if until.is_some_and(|u| now >= u) {
         tracing::warn!(token = id, "token refused: expired");
         return Err(invalid());
     }
+    guard.succeeded(&state.store).await?;
     if let Ok(mut cache) = state.verified.lock() {
         cache.retain(|_, r| now.saturating_sub(r.at) < CACHE_SECS);
         cache.insert(
@@ -630,7 +687,16 @@ mod tests {
             )
             .await
             .unwrap();
-        (Verifier::with_limit(store, clock, cost, limit), token)
+        // Wrong secrets by the dozen here are about bounding argon2, not about lockout.
+        let lenient = LockoutPolicy {
+            max_failures: u32::MAX,
+            max_address_failures: u32::MAX,
+            ..LockoutPolicy::default()
+        };
+        (
+            Verifier::with_limit(store, clock, cost, limit).with_lockout(lenient),
+            token,
+        )
     }
 
     fn bearer(token: &str) -> Parts {

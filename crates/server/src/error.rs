@@ -2,6 +2,7 @@
 //! `{"error":{"code":…,"field":…,"message":…}}`; `code` is stable for scripts, `field` names
 //! the request field (dotted path) when there is one, and `message` repeats the value.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -11,6 +12,7 @@ use axum::Json;
 use cascade_core::PolicyError;
 use cascade_proto::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,14 @@ pub enum ApiError {
     /// No credential, or one that is not valid (401).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Too many failed attempts: locked out for a while (429 with `Retry-After`).
+    #[error("too many failed {what} attempts from here or for this name: locked out; retry after {retry_after} s")]
+    LockedOut {
+        /// What was attempted (`login`, `enrollment`, `token`).
+        what: &'static str,
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
     /// A valid credential that may not do this (403).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -121,6 +131,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
@@ -138,6 +149,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "request.too_large",
             ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
+            ApiError::LockedOut { .. } => "auth.locked_out",
             ApiError::Forbidden(_) => "auth.forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::StaleRevision { .. } => "policy.stale_revision",
@@ -156,7 +168,9 @@ impl ApiError {
             ApiError::BadRequest { field, .. } => field.as_deref(),
             ApiError::StaleRevision { .. } | ApiError::PreconditionRequired(_) => Some("If-Match"),
             ApiError::TooLarge { .. } => Some("body"),
-            ApiError::Unauthorized(_) | ApiError::Forbidden(_) => Some("Authorization"),
+            ApiError::Unauthorized(_) | ApiError::Forbidden(_) | ApiError::LockedOut { .. } => {
+                Some("Authorization")
+            }
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
@@ -193,6 +207,12 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("5"),
             );
         }
+        if let ApiError::LockedOut { retry_after, .. } = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -206,18 +226,69 @@ impl IntoResponse for ApiError {
 /// `Json<T>` whose rejections are [`ApiError`]s (400 with the serde message).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
+    /// The body as `T`, refusing a positional array where `T` has an object
+    /// ([`crate::json_shape`]).
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = req
             .extensions()
             .get::<crate::limits::BodyLimit>()
             .map_or(0, |l| l.0);
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(json_rejection(&e, limit)),
-        }
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge { limit }
+                } else {
+                    ApiError::bad("request.json", "body", e.body_text())
+                }
+            })?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let value = match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(e) => return Err(json_rejection(&e, limit)),
+        };
+        named_fields(&bytes, &value)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Refuses `bytes` when they hold a positional array where `value` (parsed from them) has an
+/// object: 400 `request.json` naming the field.
+///
+/// # Errors
+/// That 400.
+pub fn named_fields<T: Serialize>(bytes: &[u8], value: &T) -> Result<(), ApiError> {
+    if !crate::json_shape::has_array(bytes) {
+        return Ok(());
+    }
+    let (Ok(body), Ok(parsed)) = (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(value),
+    ) else {
+        return Ok(());
+    };
+    strict_shape(&body, &parsed)
+}
+
+/// [`named_fields`] for a body already parsed as a JSON value.
+///
+/// # Errors
+/// 400 `request.json` naming the field that holds an array where an object belongs.
+pub fn strict_shape(body: &serde_json::Value, parsed: &serde_json::Value) -> Result<(), ApiError> {
+    match crate::json_shape::positional_field(body, parsed) {
+        None => Ok(()),
+        Some(field) => Err(ApiError::bad(
+            "request.json",
+            &field,
+            format!(
+                "{field}: a JSON array where an object with named fields is expected \
+                 (positional arrays are refused)"
+            ),
+        )),
     }
 }
 

@@ -10,7 +10,9 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod json_shape;
 pub mod limits;
+pub mod lockout;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;
@@ -103,7 +105,8 @@ impl Server {
             source: e,
         })?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
-        let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost);
+        let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
+            .with_lockout(settings.lockout);
         let repo_cache = Arc::<repo::Cache>::default();
         let state = AppState::new(Inner {
             db,

@@ -112,6 +112,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// HTTPS (the private CA by default) or, loudly, plain HTTP (`docs/operating.md#tls`).
     pub tls: crate::tls::TlsMode,
+    /// Failed logins, enrollments and token uses that lock a name, id or address out.
+    pub lockout: crate::lockout::LockoutPolicy,
 }
 
 impl Settings {
@@ -135,6 +137,7 @@ impl Settings {
             limits: crate::limits::ServeLimits::default(),
             metrics_token: None,
             tls: crate::tls::TlsMode::default(),
+            lockout: crate::lockout::LockoutPolicy::default(),
         }
     }
 

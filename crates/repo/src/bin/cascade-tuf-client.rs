@@ -1,21 +1,25 @@
 //! `cascade-tuf-client`: the tuf-conformance client-under-test CLI (`CLIENT-CLI.md`) over
-//! cascade-repo's transport and verified saving, with `tough` doing the TUF client workflow.
+//! cascade-repo's TUF workflow (`cascade_repo::tuf`, `docs/architecture.md#trust-model`) and
+//! its transport.
 //!
-//! Trusted metadata is mirrored byte-for-byte into `METADATA_DIR/ROLE.json`; tough's own trust
-//! state lives in `METADATA_DIR/tough-state/`. Targets are saved in `TARGET_DIR` under their
-//! percent-encoded name, so no target name can leave that directory.
+//! Trusted metadata lives in `METADATA_DIR/ROLE.json` (role names percent-encoded), written
+//! atomically right after each role verified. Targets are saved in `TARGET_DIR` under their
+//! percent-encoded name, so no target name can leave that directory; each is streamed into a
+//! temporary file, checked against its signed length and every signed hash, and only then
+//! renamed into place.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cascade_repo::mirror::RecordingTransport;
-use cascade_repo::{is_safe_file_name, save_verified};
-use cascade_repo::{SourceTransport, TransportLimits};
+use cascade_repo::fsutil::{write_atomic, Landing};
+use cascade_repo::tuf::{
+    check_length_and_hashes, quote_role, Limits, MetaStore, MultiHasher, TargetFile, TufError,
+    Updater,
+};
+use cascade_repo::{is_safe_file_name, SourceTransport, TransportLimits};
 use clap::{Parser, Subcommand};
-use tough::schema::{Signed, Targets};
-use tough::{Repository, RepositoryLoader, TargetName};
+use futures::StreamExt;
+use tough::Transport as _;
 use url::Url;
 
 #[derive(Parser)]
@@ -45,219 +49,138 @@ enum Cmd {
     Download,
 }
 
-/// Percent-encode everything but `[A-Za-z0-9._~-]`, and the dots of `.`/`..`.
-fn encode(name: &str) -> String {
-    let mut out = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'~' | b'.') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    if out.bytes().all(|b| b == b'.') {
-        out = out.replace('.', "%2E");
-    }
-    out
+/// `METADATA_DIR/ROLE.json`, each written atomically when the workflow trusts it.
+struct DirStore {
+    dir: PathBuf,
 }
 
-fn version_of(bytes: &[u8]) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    v.get("signed")?.get("version")?.as_u64()
-}
-
-struct Client {
-    metadata_dir: PathBuf,
-    state_dir: PathBuf,
-    metadata_url: Url,
-    recording: RecordingTransport<SourceTransport>,
-}
-
-impl Client {
-    fn new(metadata_dir: &Path, metadata_url: Url) -> Result<Self> {
-        let state_dir = metadata_dir.join("tough-state");
-        std::fs::create_dir_all(&state_dir)?;
-        // Fake clocks in the suite move back and forth between runs; tough's stepped-back clock
-        // guard would refuse every run after a jump forward, so it is reset each run.
-        let _ = std::fs::remove_file(state_dir.join("latest_known_time.json"));
-        let limits = TransportLimits {
-            max_response_bytes: 64 << 20,
-            ..TransportLimits::default()
-        };
-        Ok(Self {
-            metadata_dir: metadata_dir.to_owned(),
-            state_dir,
-            metadata_url,
-            recording: RecordingTransport::new(SourceTransport::new(limits)?),
-        })
+impl MetaStore for DirStore {
+    fn load(&self, role: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(format!("{}.json", quote_role(role)))).ok()
     }
 
-    async fn refresh(&self) -> Result<Repository> {
-        let root = std::fs::read(self.metadata_dir.join("root.json"))
-            .context("no trusted root: run init")?;
-        let result =
-            RepositoryLoader::new(&root, self.metadata_url.clone(), self.metadata_url.clone())
-                .transport(self.recording.clone())
-                .datastore(self.state_dir.clone())
-                .load()
-                .await;
-        self.mirror_trusted(result.as_ref().ok())?;
-        result.map_err(|e| {
-            anyhow::anyhow!(
-                "refresh failed ({}): {e}",
-                cascade_repo::classify(&e).code()
-            )
-        })
-    }
-
-    /// Copy what tough now trusts into `METADATA_DIR/ROLE.json`, byte-for-byte where possible.
-    fn mirror_trusted(&self, repo: Option<&Repository>) -> Result<()> {
-        let seen = self.recording.bodies();
-        let base = self.metadata_url.as_str().trim_end_matches('/').to_owned();
-        for role in ["root", "timestamp", "snapshot", "targets"] {
-            let dest = self.metadata_dir.join(format!("{role}.json"));
-            let Ok(state) = std::fs::read(self.state_dir.join(format!("{role}.json"))) else {
-                if role != "root" {
-                    let _ = std::fs::remove_file(&dest);
-                }
-                continue;
-            };
-            let Some(v) = version_of(&state) else {
-                continue;
-            };
-            let candidates = [
-                format!("{base}/{v}.{role}.json"),
-                format!("{base}/{role}.json"),
-            ];
-            let raw = candidates
-                .iter()
-                .filter_map(|u| seen.get(u))
-                .find(|b| version_of(b) == Some(v));
-            let current = std::fs::read(&dest).ok();
-            match raw {
-                Some(bytes) => cascade_repo::fsutil::write_atomic(&dest, bytes)?,
-                None if current.as_deref().and_then(version_of) != Some(v) => {
-                    cascade_repo::fsutil::write_atomic(&dest, &state)?;
-                }
-                None => {}
+    fn store(&mut self, role: &str, raw: &[u8]) -> Result<(), TufError> {
+        write_atomic(&self.dir.join(format!("{}.json", quote_role(role))), raw).map_err(|e| {
+            TufError::Store {
+                role: role.to_owned(),
+                reason: e.to_string(),
             }
-        }
-        if let Some(repo) = repo {
-            self.mirror_delegated(&repo.targets().signed, &seen, &base)?;
-        }
-        Ok(())
+        })
     }
+}
 
-    fn mirror_delegated(
-        &self,
-        targets: &Targets,
-        seen: &HashMap<String, Vec<u8>>,
-        base: &str,
-    ) -> Result<()> {
-        let Some(delegations) = &targets.delegations else {
+/// The workflow's error with its stable code.
+fn tuf_err(e: TufError) -> anyhow::Error {
+    let code = e.code();
+    anyhow::Error::new(e).context(code)
+}
+
+fn transport() -> Result<SourceTransport> {
+    let limits = TransportLimits {
+        max_response_bytes: 64 << 20,
+        ..TransportLimits::default()
+    };
+    Ok(SourceTransport::new(limits)?)
+}
+
+/// Download `target` (as `name`) below `base` into `dir`, unless a copy with the signed
+/// length and hashes is already there.
+async fn download(
+    transport: &SourceTransport,
+    consistent: bool,
+    (name, target): (&str, &TargetFile),
+    base: &str,
+    dir: &Path,
+) -> Result<()> {
+    let file = quote_role(name);
+    if !is_safe_file_name(&file) {
+        bail!("unsafe file name {file:?}");
+    }
+    let dest = dir.join(&file);
+    if let Ok(have) = std::fs::read(&dest) {
+        if check_length_and_hashes(name, &have, Some(target.length), Some(&target.hashes)).is_ok() {
+            println!("{name}: cached");
             return Ok(());
-        };
-        for role in &delegations.roles {
-            let Some(signed) = &role.targets else {
-                continue;
-            };
-            let v = signed.signed.version.get();
-            let enc = encode(&role.name);
-            let found = [
-                format!("{base}/{v}.{enc}.json"),
-                format!("{base}/{enc}.json"),
-            ]
-            .iter()
-            .filter_map(|u| seen.get(u))
-            .find(|b| version_of(b) == Some(v))
-            .cloned();
-            let bytes = match found {
-                Some(b) => b,
-                None => serde_json::to_vec(signed)?,
-            };
-            cascade_repo::fsutil::write_atomic(
-                &self.metadata_dir.join(format!("{enc}.json")),
-                &bytes,
-            )?;
-            self.mirror_delegated(&signed.signed, seen, base)?;
         }
-        Ok(())
     }
-
-    async fn download(&self, repo: &Repository, name: &str, base: &str, dir: &Path) -> Result<()> {
-        let tn = TargetName::new(name).with_context(|| format!("unsafe target name {name:?}"))?;
-        let target = find_target(&repo.targets().signed, &tn)?;
-        let sha = &target.hashes.sha256;
-        let file = encode(name);
-        if !is_safe_file_name(&file) {
-            bail!("unsafe file name {file:?}");
-        }
-        if let Ok(have) = std::fs::read(dir.join(&file)) {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &have);
-            if have.len() as u64 == target.length && digest.as_ref() == &**sha {
-                println!("{name}: cached");
-                return Ok(());
-            }
-        }
-        let rel = if repo.root().signed.consistent_snapshot {
-            match name.rsplit_once('/') {
-                Some((d, f)) => format!("{d}/{}.{f}", hex::encode(&**sha)),
-                None => format!("{}.{name}", hex::encode(&**sha)),
-            }
-        } else {
-            name.to_owned()
-        };
-        let mut base = base.to_owned();
-        if !base.ends_with('/') {
-            base.push('/');
-        }
-        let url = Url::parse(&format!("{base}{rel}"))?;
-        if !url.as_str().starts_with(&base) {
-            bail!("target URL {url} leaves the target base URL");
-        }
-        save_verified(self.recording.inner(), url, target.length, sha, dir, &file).await?;
-        println!("{name}: downloaded");
-        Ok(())
+    let rel = match target.name_hash().filter(|_| consistent) {
+        Some(hash) => match name.rsplit_once('/') {
+            Some((d, f)) => format!("{d}/{hash}.{f}"),
+            None => format!("{hash}.{name}"),
+        },
+        None => name.to_owned(),
+    };
+    let mut base = base.to_owned();
+    if !base.ends_with('/') {
+        base.push('/');
     }
-}
-
-fn find_target<'a>(targets: &'a Targets, name: &TargetName) -> Result<&'a tough::schema::Target> {
-    targets
-        .find_target(name, false)
-        .map_err(|e| anyhow::anyhow!("target {:?} not found: {e}", name.raw()))
+    let url = Url::parse(&format!("{base}{rel}"))?;
+    if !url.as_str().starts_with(&base) {
+        bail!("target URL {url} leaves the target base URL");
+    }
+    let mut hasher = MultiHasher::new(name, &target.hashes).map_err(tuf_err)?;
+    let mut landing = Landing::start(&dest, ".partial-")?;
+    let mut stream = transport.fetch(url.clone()).await?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if landing.len().saturating_add(chunk.len() as u64) > target.length {
+            landing.discard();
+            return Err(tuf_err(TufError::TooLarge {
+                file: name.to_owned(),
+                limit: target.length,
+            }));
+        }
+        hasher.update(&chunk);
+        landing.write(&chunk)?;
+    }
+    if let Err(e) = hasher.finish(Some(target.length)) {
+        landing.discard();
+        return Err(tuf_err(e));
+    }
+    landing.finish(None)?;
+    println!("{name}: downloaded");
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    match cli.cmd {
-        Cmd::Init { trusted_root } => {
-            std::fs::create_dir_all(&cli.metadata_dir)?;
-            let bytes = std::fs::read(&trusted_root)?;
-            let _: Signed<tough::schema::Root> =
-                serde_json::from_slice(&bytes).context("not a root")?;
-            cascade_repo::fsutil::write_atomic(&cli.metadata_dir.join("root.json"), &bytes)?;
-            Ok(())
-        }
-        Cmd::Refresh => {
-            let url = cli.metadata_url.context("--metadata-url is required")?;
-            Client::new(&cli.metadata_dir, url)?
-                .refresh()
-                .await
-                .map(|_| ())
-        }
-        Cmd::Download => {
-            let url = cli.metadata_url.context("--metadata-url is required")?;
-            let base = cli
-                .target_base_url
-                .context("--target-base-url is required")?;
-            let dir = cli.target_dir.context("--target-dir is required")?;
-            let client = Client::new(&cli.metadata_dir, url)?;
-            let repo = client.refresh().await?;
-            for name in &cli.target_names {
-                client.download(&repo, name, &base, &dir).await?;
-            }
-            Ok(())
-        }
+    if let Cmd::Init { trusted_root } = &cli.cmd {
+        std::fs::create_dir_all(&cli.metadata_dir)?;
+        let bytes = std::fs::read(trusted_root)?;
+        let _: tough::schema::Signed<tough::schema::Root> =
+            serde_json::from_slice(&bytes).context("not a root")?;
+        write_atomic(&cli.metadata_dir.join("root.json"), &bytes)?;
+        return Ok(());
     }
+    let url = cli.metadata_url.context("--metadata-url is required")?;
+    let root =
+        std::fs::read(cli.metadata_dir.join("root.json")).context("no trusted root: run init")?;
+    let transport = transport()?;
+    let mut store = DirStore {
+        dir: cli.metadata_dir.clone(),
+    };
+    let now = jiff::Timestamp::now();
+    let mut updater = Updater::new(&root, now, &transport, &url, &mut store, Limits::default())
+        .map_err(tuf_err)?;
+    updater.refresh().await.map_err(tuf_err)?;
+    if matches!(cli.cmd, Cmd::Refresh) {
+        return Ok(());
+    }
+    let base = cli
+        .target_base_url
+        .context("--target-base-url is required")?;
+    let dir = cli.target_dir.context("--target-dir is required")?;
+    for name in &cli.target_names {
+        let target = updater
+            .find_target(name)
+            .await
+            .map_err(tuf_err)?
+            .with_context(|| {
+                format!("target {name:?} is not listed by any role the search may visit")
+            })?;
+        let consistent = updater.trusted().root().meta.consistent_snapshot;
+        download(&transport, consistent, (name, &target), &base, &dir).await?;
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {

@@ -6,4 +6,6 @@
 mod attacks;
 mod common;
 mod fetch;
+mod keys;
 mod publishing;
+mod workflow;

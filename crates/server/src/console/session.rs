@@ -6,11 +6,12 @@
 //! form must carry back. The login form itself is protected by a double-submit token.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
@@ -22,6 +23,7 @@ use super::view::{html, LoginPage};
 use super::ConsoleError;
 use crate::auth::{self, Actor, Principal};
 use crate::error::ApiError;
+use crate::lockout::Origin;
 use crate::state::AppState;
 use cascade_proto::UserRole;
 
@@ -228,9 +230,15 @@ pub async fn login_page(State(st): State<AppState>) -> Result<Response, ConsoleE
 pub async fn login(
     State(st): State<AppState>,
     Extension(store): Extension<Arc<Sessions>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
+    let origin = Origin {
+        source: peer.map(|Extension(ConnectInfo(a))| a.ip()),
+        method: "POST".to_owned(),
+        path: "/login".to_owned(),
+    };
     let form = Form::parse(&body);
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same(c, form.get("csrf"))) {
         return login_form(
@@ -241,14 +249,16 @@ pub async fn login(
     }
     let user = form.get("user").trim();
     let actor = if user.is_empty() {
-        match token_login(&st, form.get("token").trim()).await? {
+        match token_login(&st, form.get("token").trim(), &origin).await? {
             Ok(actor) => actor,
             Err(page) => return page,
         }
     } else {
-        match auth::check_password(&st.auth, user, form.get("password")).await? {
-            Some(actor) => actor,
-            None => {
+        match auth::check_password(&st.auth, user, form.get("password"), &origin).await {
+            Err(ApiError::LockedOut { retry_after, .. }) => return locked_out(&st, retry_after),
+            Err(e) => return Err(e.into()),
+            Ok(Some(actor)) => actor,
+            Ok(None) => {
                 return login_form(
                     &st,
                     StatusCode::UNAUTHORIZED,
@@ -286,13 +296,21 @@ pub async fn login(
 async fn token_login(
     st: &AppState,
     token: &str,
+    origin: &Origin,
 ) -> Result<Result<Actor, Result<Response, ConsoleError>>, ConsoleError> {
-    let (parts, ()) = Request::builder()
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(&origin.path)
+        .header(AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(ip) = origin.source {
+        req = req.extension(ConnectInfo(SocketAddr::new(ip, 0)));
+    }
+    let (parts, ()) = req
         .body(())
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .into_parts();
     Ok(match auth::authenticate(&st.auth, &parts).await {
+        Err(ApiError::LockedOut { retry_after, .. }) => Err(locked_out(st, retry_after)),
         Ok(Principal::User(actor)) => Ok(actor),
         Ok(_) => Err(login_form(
             st,
@@ -306,6 +324,22 @@ async fn token_login(
         )),
         Err(e) => return Err(e.into()),
     })
+}
+
+/// The login form answered 429 with `Retry-After` while the name, token or address is locked
+/// out (`docs/operating.md#rate-limits-and-lockout`).
+fn locked_out(st: &AppState, retry_after: u64) -> Result<Response, ConsoleError> {
+    let minutes = retry_after.div_ceil(60);
+    let mut resp = login_form(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many failed logins: try again in {minutes} minute(s)."),
+    )?;
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Ok(resp)
 }
 
 /// `POST /logout`: ends the session.

@@ -25,6 +25,7 @@ use super::admin::Registry;
 use super::Revisioned;
 use crate::auth::{self, ClientAuth, Enroller};
 use crate::error::{ApiError, ApiJson};
+use crate::lockout::{Attempt, Origin};
 use crate::notify::Role;
 use crate::openapi::{Refusals, TooLarge, Unprocessable};
 use crate::state::AppState;
@@ -95,6 +96,14 @@ pub async fn enroll(
         }
         Enrollment::TokenRefused => {
             tracing::warn!(token = %token, peer = %peer.ip(), "enrollment refused: token revoked, expired or used up");
+            let origin = Origin {
+                source: Some(peer.ip()),
+                method: "POST".to_owned(),
+                path: "/api/client/enroll".to_owned(),
+            };
+            st.auth
+                .count_failure(Attempt::Enroll, &format!("enr_{token}"), &origin)
+                .await?;
             return Err(ApiError::Unauthorized(
                 "the enrollment token is revoked, expired or used up",
             ));

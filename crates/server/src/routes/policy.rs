@@ -19,6 +19,7 @@ use crate::auth::{Admin, Viewer};
 use crate::error::{ApiError, ApiJson};
 use crate::openapi::{NotFound, PolicyRefusals, Refusals};
 use crate::store::Store;
+use serde::Deserialize as _;
 
 /// `GET /api/policy`: `{revision, policy}`.
 #[utoipa::path(get, path = "/api/policy", tag = "policy",
@@ -55,7 +56,7 @@ pub async fn put_policy(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
-    let doc = policy_object(body)?;
+    let doc = policy_object(&body)?;
     let stored = store.replace_policy(expected, &actor, doc).await?;
     let policy = PolicyDoc::from_policy(&stored.policy);
     Ok(Revisioned::ok(
@@ -69,7 +70,7 @@ pub async fn put_policy(
 
 /// The body as a policy document; only a JSON object is one (serde would also read a
 /// positional array such as `[]` or `["customized"]` into the struct and reset the rest).
-fn policy_object(body: serde_json::Value) -> Result<PolicyDoc, ApiError> {
+fn policy_object(body: &serde_json::Value) -> Result<PolicyDoc, ApiError> {
     if !body.is_object() {
         let kind = match &body {
             serde_json::Value::Array(_) => "an array",
@@ -85,13 +86,16 @@ fn policy_object(body: serde_json::Value) -> Result<PolicyDoc, ApiError> {
             format!("body: the policy must be a JSON object, not {kind}"),
         ));
     }
-    serde_json::from_value(body).map_err(|e| {
+    let doc = PolicyDoc::deserialize(body).map_err(|e| {
         ApiError::bad(
             "request.json",
             "body",
             format!("body: {}", cascade_core::limits::cut(&e.to_string())),
         )
-    })
+    })?;
+    let parsed = serde_json::to_value(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    crate::error::strict_shape(body, &parsed)?;
+    Ok(doc)
 }
 
 fn settings_view(revision: i64, doc: PolicyDoc) -> Settings {

@@ -10,6 +10,7 @@
 
 mod audit;
 mod clients;
+mod lockouts;
 mod notices;
 mod policy;
 mod tokens;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::NewAudit;
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
+pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};
 pub use tokens::TokenKind;
 pub use users::TokenGrant;

@@ -3,7 +3,7 @@
 use cascade_client::proto::EnrollRequest;
 use reqwest::Method;
 
-use crate::harness::{json, raw, start};
+use crate::harness::{json, raw, start, start_tuned};
 
 fn admin_operations() -> Vec<(Method, String)> {
     let doc = cascade_server::openapi::document();
@@ -26,7 +26,13 @@ fn admin_operations() -> Vec<(Method, String)> {
 #[tokio::test]
 async fn admin_routes_need_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path()).await;
+    // A forged token on every route is far more wrong secrets than the lockout allows
+    // (`api/lockout.rs` tests that).
+    let s = start_tuned(dir.path(), None, None, |set| {
+        set.lockout.max_failures = u32::MAX;
+        set.lockout.max_address_failures = u32::MAX;
+    })
+    .await;
     let (_, client) = s.enroll_client("pc-1", None).await;
     let ops = admin_operations();
     assert!(ops.len() >= 20, "{ops:?}");

@@ -320,6 +320,59 @@ async fn whole_policy_must_be_an_object() {
     assert_eq!(s.revision().await, 1);
 }
 
+// A positional array nested where an object belongs is refused too, on `PUT /api/policy` and
+// every other JSON body: 400 `request.json` naming the field, and nothing changes. (serde's
+// derived structs would read `[false, false, false]` as the three fallback options.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_positional_arrays_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let cases = [
+        (
+            Method::PUT,
+            "/api/policy",
+            r#"{"fallback": [false, false, false]}"#,
+            "fallback",
+        ),
+        (
+            Method::PUT,
+            "/api/policy",
+            r#"{"privileges": [false]}"#,
+            "privileges",
+        ),
+        (
+            Method::PUT,
+            "/api/policy",
+            r#"{"mode": "customized", "agent": [["127.0.0.2:8443", []]]}"#,
+            "agent[0]",
+        ),
+        (
+            Method::PATCH,
+            "/api/policy/settings",
+            r#"{"fallback": [false, false, false]}"#,
+            "fallback",
+        ),
+        (Method::PUT, "/api/policy/domains/eng", "[false]", "body"),
+    ];
+    for (method, path, body, field) in cases {
+        let msg =
+            s.admin(method.clone(), path, raw(body))
+                .await
+                .expect_error(400, "request.json", field);
+        assert!(msg.contains("positional"), "{path} {body}: {msg}");
+    }
+    assert_eq!(s.revision().await, 1);
+    // The same values with named fields are taken.
+    s.admin(
+        Method::PATCH,
+        "/api/policy/settings",
+        raw(r#"{"fallback": {"components_from_server": false, "domain_settings_from_server": false, "programs_from_server": false}}"#),
+    )
+    .await
+    .expect(200);
+    assert_eq!(s.revision().await, 2);
+}
+
 // Every policy write without `If-Match` is 428 naming `If-Match`, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_writes_need_if_match() {

@@ -16,6 +16,7 @@ mod durability;
 mod enrollment;
 mod harness;
 mod limits;
+mod lockout;
 mod mirror;
 mod notify;
 mod ops;

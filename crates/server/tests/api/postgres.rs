@@ -256,6 +256,21 @@ async fn postgres_store_round_trip() {
     )
     .await
     .expect(200);
+    // Lockout counts live in the store too (`docs/operating.md#rate-limits-and-lockout`):
+    // 10 wrong secrets for an id lock it out, and the lock ends after its period.
+    let wrong = "cascade_cli_00000000000000ff_00ff";
+    for _ in 0..10 {
+        s.call(Method::GET, "/api/client/policy", Some(wrong), &[], None)
+            .await
+            .expect(401);
+    }
+    s.call(Method::GET, "/api/client/policy", Some(wrong), &[], None)
+        .await
+        .expect_error(429, "auth.locked_out", "Authorization");
+    s.clock.advance(901);
+    s.call(Method::GET, "/api/client/policy", Some(wrong), &[], None)
+        .await
+        .expect(401);
     let policy = s.policy().await;
     let clients = s.admin(Method::GET, "/api/clients", None).await.expect(200);
     assert_eq!(clients["clients"][0]["id"], id.as_str());
