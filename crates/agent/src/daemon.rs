@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
+use crate::selfupdate::{AtStart, SelfUpdate, Trial};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -58,6 +59,9 @@ pub struct AgentConfig {
     /// enrollment token carries, else the server's (over HTTPS to the CA pinned from the
     /// token: `docs/architecture.md#trust-model`).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
+    /// How the daemon updates itself ([`run_self_updating`]); `None`: it does not, and
+    /// reports this crate's version.
+    pub self_update: Option<SelfUpdate>,
 }
 
 /// Why the agent cannot run.
@@ -109,6 +113,9 @@ pub enum AgentError {
         /// The fetched root's hash.
         found: String,
     },
+    /// The self-update state could not be read or written at start.
+    #[error(transparent)]
+    SelfUpdate(#[from] crate::selfupdate::SelfUpdateError),
 }
 
 impl AgentError {
@@ -126,6 +133,7 @@ impl AgentError {
             AgentError::Token(e) => e.code(),
             AgentError::CaMismatch { .. } => "agent.ca_mismatch",
             AgentError::RootMismatch { .. } => "agent.root_mismatch",
+            AgentError::SelfUpdate(e) => e.code(),
         }
     }
 }
@@ -144,6 +152,10 @@ struct Agent {
     /// The repository versions the last notice announced: with the policy answer's, the floor
     /// of the next cycle (`docs/architecture.md#run-time`).
     heard: std::sync::Mutex<RepoVersions>,
+    /// A check-in reached the server since start (a new build on trial is healthy).
+    checked_in: std::sync::atomic::AtomicBool,
+    /// The version this agent reports.
+    version: String,
     _lock: std::fs::File,
 }
 
@@ -232,7 +244,6 @@ impl Agent {
             None => None,
         };
         Ok(Agent {
-            cfg,
             data,
             id,
             api,
@@ -240,7 +251,13 @@ impl Agent {
             relay,
             unsent: std::sync::Mutex::default(),
             heard: std::sync::Mutex::default(),
+            checked_in: std::sync::atomic::AtomicBool::new(false),
+            version: cfg.self_update.as_ref().map_or_else(
+                || env!("CARGO_PKG_VERSION").to_owned(),
+                |s| s.version.clone(),
+            ),
             _lock: lock,
+            cfg,
         })
     }
 
@@ -389,6 +406,12 @@ impl Agent {
             }
         }
         let mut report = updater.run(&policy, &me, now_unix()).await;
+        if self.cfg.self_update.is_some() {
+            report.attempts.extend(crate::selfupdate::refusal_attempt(
+                &self.data,
+                self.updater.installer(),
+            ));
+        }
         if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
             self.updater.warm_relay(listen, relay).await;
         }
@@ -403,13 +426,14 @@ impl Agent {
             installed: self.updater.installed_summary(),
             last_update: Some(report.clone()),
             relay: self.relay.as_ref().map(|r| r.report()),
+            agent_version: Some(self.version.clone()),
         };
-        let sent = self.api.checkin(&self.id.credential, &checkin).await;
-        if let Err(e) = &sent {
+        let sent = self.send(&checkin).await;
+        if let Some(e) = &sent {
             tracing::warn!(error = %e, "check-in failed; sent again when the server is back");
         }
         if let Ok(mut unsent) = self.unsent.lock() {
-            *unsent = sent.is_err().then_some(checkin);
+            *unsent = sent.is_some().then_some(checkin);
         }
         Ok(report)
     }
@@ -437,16 +461,33 @@ impl Agent {
                 attempts,
             };
             let checkin = CheckIn {
+                agent_version: Some(self.version.clone()),
                 ip: Some(me.ip.to_string()),
                 installed: self.updater.installed_summary(),
                 last_update: Some(report),
                 relay: self.relay.as_ref().map(|r| r.report()),
             };
-            if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+            if let Some(e) = self.send(&checkin).await {
                 tracing::warn!(error = %e, "check-in after verification failed");
             }
         }
         Ok(found)
+    }
+
+    /// Sends a check-in; the error text when it did not reach the server. A check-in that
+    /// reached it marks the agent healthy (`checked_in`).
+    async fn send(&self, checkin: &CheckIn) -> Option<String> {
+        if crate::selfupdate::fault("silent") {
+            return Some("fault injected: check-ins are not sent".into());
+        }
+        match self.api.checkin(&self.id.credential, checkin).await {
+            Ok(_) => {
+                self.checked_in
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
     }
 
     /// Sends the check-in that failed last, if any (the server is reachable again).
@@ -454,7 +495,7 @@ impl Agent {
         let Some(checkin) = self.unsent.lock().ok().and_then(|mut u| u.take()) else {
             return;
         };
-        if let Err(e) = self.api.checkin(&self.id.credential, &checkin).await {
+        if let Some(e) = self.send(&checkin).await {
             tracing::warn!(error = %e, "check-in failed again");
             if let Ok(mut unsent) = self.unsent.lock() {
                 unsent.get_or_insert(checkin);
@@ -478,14 +519,15 @@ impl Agent {
             }
             let requests = report.requests;
             let checkin = CheckIn {
+                agent_version: Some(self.version.clone()),
                 ip: Some(self.my_ip().await.to_string()),
                 installed: self.updater.installed_summary(),
                 last_update: None,
                 relay: Some(report),
             };
-            match self.api.checkin(&self.id.credential, &checkin).await {
-                Ok(_) => last = requests,
-                Err(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
+            match self.send(&checkin).await {
+                None => last = requests,
+                Some(e) => tracing::debug!(error = %e, "relay report not delivered; retried later"),
             }
         }
     }
@@ -648,7 +690,8 @@ pub async fn verify(cfg: AgentConfig) -> Result<crate::verify::Verified, AgentEr
 }
 
 /// Runs until `shutdown` resolves: a cycle at start, on each notification (after its
-/// jitter) and every `interval` (± 10 %).
+/// jitter) and every `interval` (± 10 %). Without `cfg.self_update` it never asks for a
+/// restart; with it, use [`run_self_updating`].
 ///
 /// # Errors
 /// Start-up failures, or the relay's listener cannot be bound.
@@ -656,11 +699,143 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
-    let agent = Arc::new(Agent::start(cfg).await?);
+    run_self_updating(cfg, shutdown).await.map(|_| ())
+}
+
+/// How a daemon run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop.
+    Stopped,
+    /// Start this binary in place of this process, with [`SelfUpdate::args`] (a new build on
+    /// trial, or back to the old one), `docs/operating.md#agent-self-update`.
+    Exec(PathBuf),
+}
+
+/// [`run`], updating the agent itself when `cfg.self_update` is set: the run ends with
+/// [`Ended::Exec`] when another build must take over this process (the caller executes it).
+///
+/// # Errors
+/// Start-up failures, or the relay's listener cannot be bound.
+pub async fn run_self_updating(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Ended, AgentError> {
+    // Holding the data directory's lock, before anything else: the self-update state decides
+    // which build runs (`docs/operating.md#agent-self-update`).
+    let mut agent = Agent::start(cfg).await?;
+    let mut trial: Option<Trial> = None;
+    if let Some(su) = agent.cfg.self_update.as_mut() {
+        match crate::selfupdate::at_start(&agent.data, su, now_unix())? {
+            AtStart::Run => {}
+            AtStart::Trial(t) => trial = Some(t),
+            AtStart::Exec(binary) => return Ok(Ended::Exec(binary)),
+        }
+    }
+    if crate::selfupdate::fault("exit") {
+        return Err(AgentError::Setup("fault injected: exit at start".into()));
+    }
+    let agent = Arc::new(agent);
     let (tx, mut rx) = mpsc::channel::<Heard>(16);
     let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
+    let (relay_stop, relay_task) = serve_relay(&agent).await?;
+    let reports = tokio::spawn(Arc::clone(&agent).report_relay());
+    tokio::pin!(shutdown);
+    let mut n: i64 = 0;
+    let mut next_verify = agent
+        .cfg
+        .verify_interval
+        .map(|_| tokio::time::Instant::now());
+    let ended = 'cycles: loop {
+        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
+            if tokio::time::Instant::now() >= due {
+                match agent.verify().await {
+                    Ok(v) => tracing::info!(
+                        checked = v.checked,
+                        damaged = v.damaged.len(),
+                        "installed files verified"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+                }
+                next_verify = Some(tokio::time::Instant::now() + every);
+            }
+        }
+        let trial_end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+        let cycle = agent.cycle();
+        let done = match trial_end {
+            Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
+            None => Some(cycle.await),
+        };
+        match done {
+            Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+            Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
+            None => tracing::warn!("the update cycle outlasted the trial of this build"),
+        }
+        if let Some(end) = agent.self_update_step(&mut trial, trial_end) {
+            break 'cycles end;
+        }
+        n += 1;
+        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
+        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
+        let next = tokio::time::Instant::now() + wait;
+        loop {
+            // The trial's end wakes the loop too.
+            let trial_wake = trial
+                .as_ref()
+                .map_or(next, |t| deadline_instant(t.deadline()));
+            tokio::select! {
+                () = &mut shutdown => break 'cycles Ended::Stopped,
+                Some(heard) = rx.recv() => match heard {
+                    // The server is back: deliver a check-in that failed meanwhile.
+                    Heard::Hello => {
+                        agent.send_unsent().await;
+                        let end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+                        if let Some(end) = agent.self_update_step(&mut trial, end) {
+                            break 'cycles end;
+                        }
+                    }
+                    Heard::Notice(notice) => {
+                        agent.hear(notice.versions);
+                        let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
+                        tokio::select! {
+                            () = &mut shutdown => break 'cycles Ended::Stopped,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        break;
+                    }
+                },
+                () = tokio::time::sleep_until(trial_wake), if trial.is_some() => {
+                    let end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
+                    if let Some(end) = agent.self_update_step(&mut trial, end) {
+                        break 'cycles end;
+                    }
+                }
+                () = tokio::time::sleep_until(next) => break,
+            }
+        }
+    };
+    events.abort();
+    reports.abort();
+    // Stop accepting, let requests in flight finish, close idle keep-alive connections.
+    let _ = relay_stop.send(());
+    if let Some(t) = relay_task {
+        let _ = t.await;
+    }
+    Ok(ended)
+}
+
+/// Starts serving the relay, when the agent is one: the sender that stops it, and its task.
+async fn serve_relay(
+    agent: &Agent,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        Option<tokio::task::JoinHandle<()>>,
+    ),
+    AgentError,
+> {
     let (relay_stop, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = match (&agent.relay, agent.cfg.relay_listen) {
+    let task = match (&agent.relay, agent.cfg.relay_listen) {
         (Some(relay), Some(addr)) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -678,63 +853,51 @@ pub async fn run(
         }
         _ => None,
     };
-    let reports = tokio::spawn(Arc::clone(&agent).report_relay());
-    tokio::pin!(shutdown);
-    let mut n: i64 = 0;
-    let mut next_verify = agent
-        .cfg
-        .verify_interval
-        .map(|_| tokio::time::Instant::now());
-    'cycles: loop {
-        if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
-            if tokio::time::Instant::now() >= due {
-                match agent.verify().await {
-                    Ok(v) => tracing::info!(
-                        checked = v.checked,
-                        damaged = v.damaged.len(),
-                        "installed files verified"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "verification failed"),
+    Ok((relay_stop, task))
+}
+
+/// The tokio instant of a unix-seconds deadline (now when it has passed).
+fn deadline_instant(unix: i64) -> tokio::time::Instant {
+    let left = u64::try_from(unix.saturating_sub(now_unix())).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(left)
+}
+
+impl Agent {
+    /// After a cycle or a delivered check-in: a trial that checked in is won (committed); a
+    /// trial past its end hands back to the old build; outside a trial, a newer installed
+    /// build of this agent is started on trial. `Some` ends the run.
+    fn self_update_step(
+        &self,
+        trial: &mut Option<Trial>,
+        trial_end: Option<tokio::time::Instant>,
+    ) -> Option<Ended> {
+        let su = self.cfg.self_update.as_ref()?;
+        if let Some(t) = trial.as_ref() {
+            if self.checked_in.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = crate::selfupdate::won(&self.data, t) {
+                    // The marker says healthy: the next start finishes the commit; a marker
+                    // that could not be written leaves the trial to be rolled back.
+                    tracing::error!(error = %e, code = e.code(), "self-update commit failed");
+                    return Some(Ended::Exec(t.exe.clone()));
                 }
-                next_verify = Some(tokio::time::Instant::now() + every);
+                *trial = None;
+                return None;
             }
+            if trial_end.is_some_and(|end| tokio::time::Instant::now() >= end) {
+                tracing::warn!(version = %t.to, "no check-in within the trial; back to the old build");
+                return Some(Ended::Exec(t.exe.clone()));
+            }
+            return None;
         }
-        match agent.cycle().await {
-            Ok(r) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
-            Err(e) => tracing::warn!(error = %e, "update cycle failed"),
-        }
-        n += 1;
-        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
-        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
-        let next = tokio::time::Instant::now() + wait;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break 'cycles,
-                Some(heard) = rx.recv() => match heard {
-                    // The server is back: deliver a check-in that failed meanwhile.
-                    Heard::Hello => agent.send_unsent().await,
-                    Heard::Notice(notice) => {
-                        agent.hear(notice.versions);
-                        let delay = jitter(&agent.id.client_id, notice.id, notice.jitter_ms);
-                        tokio::select! {
-                            () = &mut shutdown => break 'cycles,
-                            () = tokio::time::sleep(delay) => {}
-                        }
-                        break;
-                    }
-                },
-                () = tokio::time::sleep_until(next) => break,
+        match crate::selfupdate::begin(&self.data, self.updater.installer(), su, now_unix()) {
+            Ok(Some(binary)) => Some(Ended::Exec(binary)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, code = e.code(), "cannot start the new agent build");
+                None
             }
         }
     }
-    events.abort();
-    reports.abort();
-    // Stop accepting, let requests in flight finish, close idle keep-alive connections.
-    let _ = relay_stop.send(());
-    if let Some(t) = relay_task {
-        let _ = t.await;
-    }
-    Ok(())
 }
 
 /// What the notification stream told the agent.

@@ -440,6 +440,11 @@ impl Updater {
         let loaded = client.open(&source).await?;
         let mut installed = Vec::new();
         for newest in loaded.newest(category) {
+            // Another platform's build of the agent is of no use here.
+            if category == Category::Programs && crate::selfupdate::is_other_platform(&newest.name)
+            {
+                continue;
+            }
             if self.install(&loaded, &newest).await? {
                 installed.push(format!("{} {}", newest.name, newest.version));
             }

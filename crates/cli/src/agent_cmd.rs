@@ -1,6 +1,8 @@
 //! `cascade agent` (the client daemon, `--relay` for an update agent), `cascade agent
 //! rollback`, and `cascade update-now` (one cycle, then exit with a status that says what
-//! happened).
+//! happened). The daemon updates itself: when a new build of it must take over (or an old
+//! one come back), the process executes that build with the same arguments
+//! (`docs/operating.md#agent-self-update`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cascade_agent::daemon::{self, AgentConfig};
 use cascade_agent::install::Installer;
+use cascade_agent::selfupdate::SelfUpdate;
 use cascade_core::report::{Outcome, UpdateReport};
 use cascade_core::Category;
 use cascade_repo::TransportLimits;
@@ -117,6 +120,22 @@ pub struct RunArgs {
     /// With --once: print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Whether the daemon updates its own binary from its `programs` target.
+    #[arg(long, value_enum, default_value_t = SelfUpdating::On)]
+    self_update: SelfUpdating,
+    /// Seconds a new build of the agent has to check in before it is rolled back.
+    #[arg(long, default_value_t = 300)]
+    self_update_trial: u64,
+}
+
+/// Whether the daemon updates itself (`docs/operating.md#agent-self-update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelfUpdating {
+    /// New builds of the agent published for this platform are tried, and rolled back when
+    /// they do not check in within `--self-update-trial` seconds.
+    On,
+    /// The binary is never replaced (another tool installs the agent).
+    Off,
 }
 
 /// `cascade update-now`: one cycle of an enrolled agent.
@@ -163,7 +182,29 @@ impl RunArgs {
             verify_interval: (self.verify_every > 0)
                 .then(|| Duration::from_secs(self.verify_every)),
             pinned_roots: pinned,
+            self_update: self.self_update(),
         }
+    }
+
+    /// How the daemon updates itself: not for one cycle (`--once`), nor with
+    /// `--no-self-update`, nor when this process cannot tell its own binary.
+    fn self_update(&self) -> Option<SelfUpdate> {
+        if self.once || self.self_update == SelfUpdating::Off {
+            return None;
+        }
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                eprintln!("warning: self-update off: cannot tell this program's path: {e}");
+                return None;
+            }
+        };
+        Some(SelfUpdate {
+            version: crate::VERSION.to_owned(),
+            exe,
+            args: std::env::args_os().skip(1).collect(),
+            trial: Duration::from_secs(self.self_update_trial.max(1)),
+        })
     }
 }
 
@@ -221,9 +262,35 @@ pub fn run_agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if args.run.once {
         return once(&rt, cfg, args.run.json);
     }
-    rt.block_on(daemon::run(cfg, crate::shutdown_signal()))
+    let self_update = cfg.self_update.clone();
+    let ended = rt
+        .block_on(daemon::run_self_updating(cfg, crate::shutdown_signal()))
         .map_err(agent_error)?;
-    Ok(ExitCode::SUCCESS)
+    rt.shutdown_timeout(Duration::from_secs(5));
+    match (ended, self_update) {
+        (daemon::Ended::Exec(binary), Some(su)) => Err(exec_build(&binary, &su)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Replaces this process with `binary`, same arguments; returns only when that failed (then
+/// it tries the service's own binary, which rolls a trial back at start).
+fn exec_build(binary: &std::path::Path, su: &SelfUpdate) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    eprintln!("starting another build of the agent: {}", binary.display());
+    let err = std::process::Command::new(binary).args(&su.args).exec();
+    eprintln!(
+        "error: [selfupdate.exec] cannot start {}: {err}",
+        binary.display()
+    );
+    if binary != su.exe {
+        let again = std::process::Command::new(&su.exe).args(&su.args).exec();
+        eprintln!(
+            "error: [selfupdate.exec] cannot start {}: {again}",
+            su.exe.display()
+        );
+    }
+    anyhow::anyhow!("[selfupdate.exec] cannot start {}: {err}", binary.display())
 }
 
 /// One cycle with a progress line per step on a terminal; the report, and the exit status
@@ -268,6 +335,8 @@ impl RunArgs {
             verify_every: 0,
             once: true,
             json,
+            self_update: SelfUpdating::Off,
+            self_update_trial: 300,
         }
     }
 }

@@ -87,7 +87,7 @@ fn free_port(ip: Ipv4Addr, preferred: u16) -> anyhow::Result<SocketAddr> {
 
 /// Brings the URL mirror up to date from the server's repository tree.
 fn sync_mirror(fleet: &Fleet, mirror: &StaticServer) -> anyhow::Result<()> {
-    Ok(mirror.sync_from(&fleet.data_dir.join("repo"))?)
+    Ok(fleet.sync_mirror(mirror)?)
 }
 
 struct Demo {

@@ -1,12 +1,14 @@
 //! The `cascade` command. `main` parses the command line, runs one subcommand and turns its
 //! result into an exit status: 2 for bad input (a bad policy, a bad argument), 1 for any
 //! other error, and subcommand-specific statuses where documented (`agent --once`). Each
-//! subcommand group lives in its own module.
+//! subcommand group lives in its own module. The code is a library (`cascade_cli`) whose
+//! [`main`] the `cascade` binary runs (`src/bin/cascade.rs`).
 
 mod agent_cmd;
 mod demo;
 mod demo_view;
 mod local;
+mod program_cmd;
 mod progress;
 mod repo_cmd;
 mod server_cmd;
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 /// cascade: signed update distribution with relays, an ordered source list and a fallback chain.
 #[derive(Debug, Parser)]
-#[command(name = "cascade", version, about, long_about = None, propagate_version = true)]
+#[command(name = "cascade", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +61,10 @@ enum Command {
     Publish(repo_cmd::PublishArgs),
 }
 
+/// The version of this build (`CASCADE_BUILD_VERSION` at build time, else the package's):
+/// what `--version` prints and the agent reports (`docs/operating.md#agent-self-update`).
+pub const VERSION: &str = env!("CASCADE_VERSION");
+
 /// An error caused by the user's input; exits with status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -99,7 +105,8 @@ fn init_logging(quiet: bool) {
         .try_init();
 }
 
-fn main() -> ExitCode {
+/// Runs the command line of this process and returns its exit status.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo draws its own progress; its pieces' info logs would only scroll it away.
     init_logging(matches!(cli.command, Command::Demo(_)));

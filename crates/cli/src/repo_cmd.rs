@@ -104,9 +104,22 @@ pub enum RepoCmd {
 #[derive(Debug, Args)]
 #[command(disable_version_flag = true)]
 pub struct PublishArgs {
-    /// Repository directory.
+    /// Repository directory (publish there with its keys).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub repo: Option<PathBuf>,
+    /// Upload to this server instead (admin token in `CASCADE_TOKEN`): it signs and
+    /// publishes the build in its own site repository. Only `--category programs`; then
+    /// `NAME VERSION FILE` may be given as positional arguments
+    /// (`docs/operating.md#programs-and-hotfixes`).
     #[arg(long)]
-    pub repo: PathBuf,
+    pub server: Option<String>,
+    /// With --server: publish the build as a hotfix.
+    #[arg(long, requires = "server")]
+    pub hotfix: bool,
+    /// With --server: the server's CA certificate (PEM) to trust (else `CASCADE_CA`, the
+    /// config file's `ca`, or a local server's `DATA_DIR/tls/ca.pem`: docs/operating.md#tls).
+    #[arg(long, env = "CASCADE_CA", requires = "server")]
+    pub ca: Option<PathBuf>,
     /// Key locations.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -115,10 +128,10 @@ pub struct PublishArgs {
     pub category: Category,
     /// Content name, e.g. `scan-engine`.
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
     /// The new version.
     #[arg(long = "version", id = "content_version", value_name = "VERSION")]
-    pub version: String,
+    pub version: Option<String>,
     /// Make deltas from at most this many previous versions.
     #[arg(long, default_value_t = 2)]
     pub delta_depth: usize,
@@ -361,20 +374,30 @@ fn print_report(r: &VerifyReport) {
 /// # Errors
 /// Any publishing error; the served repository is then unchanged.
 pub fn run_publish(args: PublishArgs) -> Result<()> {
+    let Some(repo) = args.repo.clone() else {
+        return crate::program_cmd::run_upload(&args);
+    };
+    let (Some(name), Some(version)) = (args.name.clone(), args.version.clone()) else {
+        return Err(crate::BadInput(
+            "publish --repo needs --name NAME and --version VERSION".into(),
+        )
+        .into());
+    };
     let rt = runtime()?;
     let p = open(
-        &args.repo,
-        args.keys.keys,
+        &repo,
+        args.keys.keys.clone(),
         args.keys.key_passphrase_file.as_deref(),
     )?;
     let opts = PublishOptions {
         delta_depth: args.delta_depth,
+        ..PublishOptions::default()
     };
     let added = rt
         .block_on(p.publish(
             args.category,
-            &args.name,
-            &args.version,
+            &name,
+            &version,
             &args.files,
             opts,
             cascade_repo::Timestamp::now(),
@@ -383,7 +406,7 @@ pub fn run_publish(args: PublishArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&added)?);
     } else {
-        println!("published {}/{}/{}", args.category, args.name, args.version);
+        println!("published {}/{name}/{version}", args.category);
         for t in added {
             match t.delta_from {
                 Some(from) => println!("  {} ({} bytes, delta from {from})", t.name, t.length),
@@ -430,7 +453,10 @@ mod tests {
         let Cli::Publish(args) = cli else {
             panic!("not publish: {cli:?}")
         };
-        assert_eq!((args.version.as_str(), args.files.len()), ("2.1", 2));
+        assert_eq!(
+            (args.version.as_deref(), args.files.len()),
+            (Some("2.1"), 2)
+        );
         assert_eq!(args.category, Category::Programs);
         let cli = Cli::try_parse_from(["cascade", "repo", "prune", "--repo", "r", "--keep", "3"]);
         assert!(matches!(cli, Ok(Cli::Repo(RepoCmd::Prune { keep: 3, .. }))));

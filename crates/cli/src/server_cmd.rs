@@ -39,6 +39,11 @@ pub struct ServerArgs {
     /// Directory served at `/repo/` (default: `DATA_DIR/repo`).
     #[arg(long)]
     pub repo_dir: Option<PathBuf>,
+    /// The server's own site repository (domain settings, programs), served at `/repo/site/`;
+    /// created on first start when it holds none (default: `DATA_DIR/site-repo`, unless
+    /// `REPO_DIR/site` is a link the operator made, which is then served as it is).
+    #[arg(long)]
+    pub site_repo: Option<PathBuf>,
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
@@ -65,6 +70,12 @@ pub struct ServerArgs {
     /// The largest request body in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// The largest program build `cascade publish --server` may upload, in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_program_bytes: u64,
+    /// Seconds a program upload may take to arrive whole.
+    #[arg(long, default_value_t = 1800)]
+    pub upload_timeout: u64,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (default: open).
     #[arg(long, env = "CASCADE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
@@ -111,6 +122,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut settings = cascade_server::Settings::new(&args.data_dir);
     settings.database_url = args.database_url;
     settings.repo_dir = args.repo_dir;
+    settings.site_repo = args.site_repo;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
     settings.limits = cascade_server::ServeLimits {
@@ -118,6 +130,8 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(args.body_timeout.max(1)),
         max_connections: args.max_connections.max(1),
         max_body_bytes: args.max_body_bytes,
+        max_program_bytes: args.max_program_bytes,
+        upload_timeout: Duration::from_secs(args.upload_timeout.max(1)),
     };
     settings.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
     settings.tls = match (args.insecure_plain_http, args.tls_cert, args.tls_key) {
@@ -370,7 +384,7 @@ fn config_file() -> anyhow::Result<ConfigFile> {
 
 /// The admin API client for `conn`: the server from `--server`, `CASCADE_SERVER` or the
 /// config file; the token from `CASCADE_TOKEN` or the config file.
-fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
+pub(crate) fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
     let file = config_file()?;
     let ca = server_ca(conn, &file)?;
     let base = conn.server.clone().or(file.server).ok_or_else(|| {
@@ -396,7 +410,7 @@ fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
 
 /// What a failed call means for the person at the terminal: the request, the HTTP status,
 /// the server's code and message; refusals of bad input (4xx) exit with status 2.
-fn failed(what: &str, server: &AdminClient, e: ClientError) -> anyhow::Error {
+pub(crate) fn failed(what: &str, server: &AdminClient, e: ClientError) -> anyhow::Error {
     let base = server
         .client()
         .base()

@@ -38,6 +38,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// The limit for one program upload (the server's default `--upload-timeout` is 30 min).
+pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `text` as one path segment.
 fn segment(text: &str) -> String {
     utf8_percent_encode(text, SEGMENT).to_string()
@@ -321,6 +324,41 @@ impl AdminClient {
             .client
             .request(Method::GET, "api/clients", Some(&self.token))?
             .query(query);
+        call(req).await
+    }
+
+    /// `GET /api/programs`: the published program builds and hotfixes.
+    ///
+    /// # Errors
+    /// Refused token.
+    pub async fn programs(&self) -> Result<p::ProgramsResponse, ClientError> {
+        self.get("api/programs").await
+    }
+
+    /// `POST /api/programs/{name}/{version}`: uploads a build (`body`, `length` bytes,
+    /// streamed) that the server signs and publishes as `programs/NAME/VERSION/FILE`.
+    ///
+    /// # Errors
+    /// Refused token, a bad name or version (400), a version that exists (409), a build over
+    /// the server's `--max-program-bytes` (413), a body that does not hash to `upload.sha256`.
+    pub async fn upload_program(
+        &self,
+        name: &str,
+        version: &str,
+        upload: &p::ProgramUpload,
+        body: reqwest::Body,
+        length: u64,
+    ) -> Result<p::ProgramView, ClientError> {
+        let path = format!("api/programs/{}/{}", segment(name), segment(version));
+        let req = self
+            .client
+            .request(Method::POST, &path, Some(&self.token))?
+            .query(upload)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            // A build takes longer than a call: the server's `--upload-timeout` bounds it.
+            .timeout(UPLOAD_TIMEOUT)
+            .body(body);
         call(req).await
     }
 

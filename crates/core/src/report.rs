@@ -165,6 +165,10 @@ pub struct CheckIn {
     /// What this client served to its neighbours, when it is an update agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayReport>,
+    /// The version of the agent program that sent this check-in (the running build's own,
+    /// `docs/operating.md#agent-self-update`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// At most this many clients are listed one by one in a [`RelayReport`]; the rest are only

@@ -1,6 +1,6 @@
 //! The cascade server started in-process on a loopback address, with its first-start tokens
-//! captured, its own site repository (domain settings and programs, published into
-//! `<repo-dir>/site`), admin helpers over the real HTTP API, and in-process agents.
+//! captured, its own site repository (domain settings and programs; the server creates it and
+//! serves it at `/repo/site/`, the fleet opens it to publish into it too), admin helpers over the real HTTP API, and in-process agents.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -78,10 +78,8 @@ impl Fleet {
     pub async fn start_with(settings: Settings, listen: SocketAddr) -> Result<Fleet, KitError> {
         let data_dir = settings.data_dir.clone();
         let repo_dir = settings.repo_dir();
-        // The site repository exists before the server's first start, so the first-start
-        // enrollment token carries its root's hash (`docs/operating.md#enrollment-token-format`).
-        let site = Self::site_repo(&data_dir, &repo_dir).await?;
         let server = RunningServer::start(settings.clone(), listen).await?;
+        let site = Self::site_repo(&settings, &data_dir, &repo_dir)?;
         let http = server
             .http_builder()?
             .build()
@@ -123,17 +121,34 @@ impl Fleet {
         Ok(())
     }
 
-    /// The server's own repository lives in `<data>/site-repo`; its public tree is linked
-    /// as `<repo-dir>/site` so the server serves it beside the upstream mirror.
-    async fn site_repo(data_dir: &Path, repo_dir: &Path) -> Result<Upstream, KitError> {
-        let site = Upstream::create(&data_dir.join("site-repo"), None).await?;
-        std::fs::create_dir_all(repo_dir).map_err(|e| kit("repo dir")(&e))?;
-        let link = repo_dir.join("site");
-        if !link.exists() {
-            std::os::unix::fs::symlink(site.public_dir(), &link)
-                .map_err(|e| kit("link site repository")(&e))?;
+    /// The server's own site repository (it creates it on first start, in `--site-repo` or
+    /// `<data>/site-repo`), opened here too so tests can publish into it directly; the
+    /// repository's lock keeps the server's publisher and this one apart.
+    fn site_repo(
+        settings: &Settings,
+        data_dir: &Path,
+        repo_dir: &Path,
+    ) -> Result<Upstream, KitError> {
+        let dir = settings
+            .site_repo
+            .clone()
+            .unwrap_or_else(|| data_dir.join("site-repo"));
+        if std::fs::symlink_metadata(repo_dir.join("site")).is_ok() && settings.site_repo.is_none()
+        {
+            return Err(kit("site repository")(&"the repository directory has an operator's `site` link; the fleet uses the server's own"));
         }
-        Ok(site)
+        Upstream::open(&dir)
+    }
+
+    /// Brings the URL mirror `mirror` up to date with what the server serves at `/repo/`: its
+    /// repository directory and its own site repository (as `site/`), the way an operator's
+    /// rsync of `/repo/` would.
+    ///
+    /// # Errors
+    /// A file that cannot be read or written.
+    pub fn sync_mirror(&self, mirror: &crate::serve::StaticServer) -> Result<(), KitError> {
+        mirror.sync_from(&self.settings.repo_dir())?;
+        mirror.sync_into(&self.site.public_dir(), Path::new("site"))
     }
 
     /// The server's CA certificate (PEM), `None` over plain HTTP.
@@ -240,6 +255,7 @@ impl Fleet {
             },
             verify_interval: None,
             pinned_roots: pinned,
+            self_update: None,
         }
     }
 

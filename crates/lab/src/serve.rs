@@ -162,8 +162,16 @@ impl StaticServer {
     /// # Errors
     /// A file that cannot be read or written.
     pub fn sync_from(&self, src: &Path) -> Result<(), KitError> {
+        self.sync_into(src, Path::new(""))
+    }
+
+    /// [`StaticServer::sync_from`] into the served tree's subdirectory `sub` (e.g. `site`).
+    ///
+    /// # Errors
+    /// A file that cannot be read or written.
+    pub fn sync_into(&self, src: &Path, sub: &Path) -> Result<(), KitError> {
         let mut mutable = Vec::new();
-        copy_new(src, &self.dir, &mut mutable).map_err(|e| kit("sync mirror")(&e))?;
+        copy_new(src, &self.dir.join(sub), &mut mutable).map_err(|e| kit("sync mirror")(&e))?;
         for (from, to) in mutable {
             std::fs::copy(&from, &to).map_err(|e| kit("sync mirror")(&e))?;
         }

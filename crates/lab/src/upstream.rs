@@ -50,6 +50,22 @@ impl Upstream {
         })
     }
 
+    /// Opens the existing repository in `dir` (keys under `dir/offline-keys`), not served.
+    ///
+    /// # Errors
+    /// When its trusted root cannot be read.
+    pub fn open(dir: &Path) -> Result<Self, KitError> {
+        let publisher = Publisher::open(dir, &dir.join("offline-keys"));
+        let root = std::fs::read(publisher.public_dir().join("metadata/1.root.json"))
+            .map_err(|e| kit("read root")(&e))?;
+        Ok(Upstream {
+            dir: dir.to_owned(),
+            publisher,
+            root,
+            server: None,
+        })
+    }
+
     /// Publishes `version` of `category/name` with the given files (name, bytes).
     ///
     /// # Errors

@@ -70,6 +70,9 @@ pub struct ClientView {
     pub peer_ip: Option<String>,
     /// Installed version per category.
     pub installed: BTreeMap<Category, String>,
+    /// The version of the agent program it runs, as its last check-in said.
+    #[serde(default)]
+    pub agent_version: Option<String>,
     /// How its last update ended.
     pub last_outcome: Option<Outcome>,
     /// Its state now.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod ops;
 pub mod policy;
+pub mod programs;
 pub mod sources;
 pub mod versions;
 
@@ -47,6 +48,7 @@ pub use policy::{
     AgentAdded, AgentClient, AgentRemoved, AgentView, AgentsResponse, DomainDeleted, DomainUpdated,
     DomainView, DomainsResponse, FallbackPatch, PolicyResponse, Settings, SettingsPatch,
 };
+pub use programs::{ProgramUpload, ProgramView, ProgramsResponse};
 pub use sources::{
     DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
     SourcesResponse, StepView,

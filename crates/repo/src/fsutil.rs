@@ -171,6 +171,20 @@ impl Landing {
         self.file().sync_all()
     }
 
+    /// SHA-256 of what was written so far (a resumed partial file's kept bytes included).
+    pub fn sha256(&self) -> Vec<u8> {
+        self.hash.clone().finish().as_ref().to_vec()
+    }
+
+    /// Set the pending file's permissions before it lands (an executable lands executable:
+    /// there is no moment when the destination exists without them).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn set_permissions(&self, perm: fs::Permissions) -> io::Result<()> {
+        self.file().set_permissions(perm)
+    }
+
     /// Give up: the pending file is removed, even a partial one.
     pub fn discard(self) {
         if let Pending::Partial { path, .. } = &self.pending {

@@ -172,6 +172,9 @@ pub struct TargetMeta {
     /// For a delta: the full file (name inside the version) it reproduces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_of: Option<String>,
+    /// A program build published as a hotfix (`docs/operating.md#programs-and-hotfixes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hotfix: bool,
 }
 
 impl TargetMeta {
@@ -179,6 +182,45 @@ impl TargetMeta {
     pub fn is_delta(&self) -> bool {
         self.delta_from.is_some()
     }
+}
+
+/// One full (not delta) target, as [`full_targets`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name's parts.
+    pub path: TargetPath,
+    /// Bytes.
+    pub length: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// cascade's custom metadata.
+    pub meta: TargetMeta,
+}
+
+/// Every full target of `category`, by name, newest (highest publish sequence) first.
+pub fn full_targets(targets: &tough::schema::Targets, category: Category) -> Vec<Listed> {
+    let mut out: Vec<Listed> = targets
+        .targets
+        .iter()
+        .filter_map(|(tn, t)| {
+            let path = tn.raw().parse::<TargetPath>().ok()?;
+            let meta = target_meta(t)?;
+            (path.category() == category && !meta.is_delta()).then(|| Listed {
+                path,
+                length: t.length,
+                sha256: hex::encode(&t.hashes.sha256),
+                meta,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.path.name(), std::cmp::Reverse(a.meta.seq), a.path.file()).cmp(&(
+            b.path.name(),
+            std::cmp::Reverse(b.meta.seq),
+            b.path.file(),
+        ))
+    });
+    out
 }
 
 /// Versions of one `CATEGORY/NAME`, newest (highest publish sequence) first.

@@ -30,7 +30,7 @@ pub use failure::{classify, FailureReason};
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
 pub use keys::{KeyError, Passphrase, PASSPHRASE_ENV};
-pub use layout::{check_segment, LayoutError, TargetMeta, TargetPath};
+pub use layout::{check_segment, full_targets, LayoutError, Listed, TargetMeta, TargetPath};
 pub use meta::Expiries;
 pub use publish::{init, init_with, InitOptions, PublishOptions, PublishedTarget, Publisher};
 pub use save::{is_safe_file_name, save_verified, SaveError};

@@ -49,11 +49,16 @@ pub struct PublishedTarget {
 pub struct PublishOptions {
     /// Generate deltas from at most this many previous versions (newest first).
     pub delta_depth: usize,
+    /// Mark the version's targets as a hotfix (their custom metadata says so).
+    pub hotfix: bool,
 }
 
 impl Default for PublishOptions {
     fn default() -> Self {
-        Self { delta_depth: 2 }
+        Self {
+            delta_depth: 2,
+            hotfix: false,
+        }
     }
 }
 
@@ -297,6 +302,7 @@ impl Publisher {
                     seq,
                     delta_from: None,
                     delta_of: None,
+                    hotfix: opts.hotfix,
                 };
                 added.push(self.store(targets, &path, &bytes, &meta)?);
                 for (_, prev) in previous.iter().take(opts.delta_depth) {
@@ -407,6 +413,14 @@ impl Publisher {
         self.commit(&state, Change::Targets(Box::new(targets)), now)
             .await?;
         Ok(out)
+    }
+
+    /// The targets metadata served now (what clients see).
+    ///
+    /// # Errors
+    /// The served metadata cannot be read.
+    pub fn targets(&self) -> Result<Targets, PublishError> {
+        Ok(State::load(&self.dirs)?.targets.signed)
     }
 
     /// Sign and write new metadata over `state`: what `change` asks for, then a new timestamp.

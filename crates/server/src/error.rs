@@ -36,6 +36,12 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A program upload over `--max-program-bytes` (413).
+    #[error("the upload is over the limit of {limit} bytes (`--max-program-bytes`)")]
+    UploadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A policy write without `If-Match` (428).
     #[error("{0}")]
     PreconditionRequired(&'static str),
@@ -93,6 +99,11 @@ pub enum ApiError {
         "storage unavailable, nothing was changed; retry when the server has disk space again: {0}"
     )]
     Storage(sqlx::Error),
+    /// The server's site repository refused or failed a publish: 409 for a version that
+    /// exists or an operator-linked site, 400 for a bad name, 503 while it is locked, 500
+    /// otherwise (`crate::site`).
+    #[error(transparent)]
+    Site(#[from] crate::site::SiteError),
     /// The database failed (500).
     #[error("database error: {0}")]
     Db(sqlx::Error),
@@ -128,7 +139,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -137,6 +150,7 @@ impl ApiError {
             ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Site(e) => e.status(),
             ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,7 +160,7 @@ impl ApiError {
         match self {
             ApiError::Policy(e) => e.code(),
             ApiError::BadRequest { code, .. } => code,
-            ApiError::TooLarge { .. } => "request.too_large",
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => "request.too_large",
             ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
             ApiError::LockedOut { .. } => "auth.locked_out",
@@ -156,6 +170,7 @@ impl ApiError {
             ApiError::Exists { .. } => "exists",
             ApiError::Upstream { .. } => "mirror.upstream_failed",
             ApiError::Storage(_) => "storage.unavailable",
+            ApiError::Site(e) => e.code(),
             ApiError::Db(_) => "internal.database",
             ApiError::Internal(_) => "internal",
         }
@@ -167,13 +182,14 @@ impl ApiError {
             ApiError::Policy(e) => e.field(),
             ApiError::BadRequest { field, .. } => field.as_deref(),
             ApiError::StaleRevision { .. } | ApiError::PreconditionRequired(_) => Some("If-Match"),
-            ApiError::TooLarge { .. } => Some("body"),
+            ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => Some("body"),
             ApiError::Unauthorized(_) | ApiError::Forbidden(_) | ApiError::LockedOut { .. } => {
                 Some("Authorization")
             }
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
             ApiError::Upstream { .. } => Some("activeupdate_url"),
+            ApiError::Site(e) => e.field(),
             ApiError::Storage(_) | ApiError::Db(_) | ApiError::Internal(_) => None,
         }
     }

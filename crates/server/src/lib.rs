@@ -1,7 +1,8 @@
 //! The cascade server (`docs/architecture.md#data-flow`): it keeps the policy in SQL under a
 //! revision number, serves the admin API and the client API (enroll, fetch policy, check in,
 //! notification stream), fans out Notify All Clients to update agents first, serves the repository
-//! directory at `/repo/` and mirrors the upstream into it, and exposes `/metrics` and `/healthz`.
+//! directory at `/repo/` and mirrors the upstream into it, publishes its own site repository
+//! ([`site`], served at `/repo/site/`), and exposes `/metrics` and `/healthz`.
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
@@ -20,6 +21,7 @@ pub mod openapi;
 pub mod repo;
 pub mod routes;
 pub mod settings;
+pub mod site;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -59,6 +61,9 @@ pub enum ServerError {
     /// First-start setup failed.
     #[error("first start: {0}")]
     Setup(#[from] ApiError),
+    /// The site repository could not be opened or created.
+    #[error(transparent)]
+    Site(#[from] site::SiteError),
     /// The HTTP server failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
@@ -76,6 +81,7 @@ impl ServerError {
             ServerError::Db(_) => "server.database",
             ServerError::Migrate(_) => "server.migrate",
             ServerError::Setup(_) => "server.setup",
+            ServerError::Site(e) => e.code(),
             ServerError::Serve(_) => "server.serve",
             ServerError::Tls(e) => e.code(),
         }
@@ -87,6 +93,7 @@ pub struct Server {
     state: AppState,
     first_start: Option<FirstSecrets>,
     on_first_start: settings::FirstStartHook,
+    site_refresh: std::time::Duration,
 }
 
 impl Server {
@@ -104,10 +111,22 @@ impl Server {
             path: repo_dir.display().to_string(),
             source: e,
         })?;
+        let site = site::Site::open(
+            settings.site_repo.as_deref(),
+            &settings.data_dir,
+            &repo_dir,
+            settings.clock.clone(),
+        )
+        .await?;
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
             .with_lockout(settings.lockout);
         let repo_cache = Arc::<repo::Cache>::default();
+        let served = repo::Served {
+            dir: repo_dir.clone(),
+            site: site.own_public_dir(),
+            cache: repo_cache.clone(),
+        };
         let state = AppState::new(Inner {
             db,
             store,
@@ -117,6 +136,7 @@ impl Server {
             stale_after: settings.stale_after,
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
+            site,
             mirror: mirror::Mirror {
                 settings: settings.mirror.clone(),
                 ..mirror::Mirror::default()
@@ -127,10 +147,7 @@ impl Server {
                 settings.max_jitter,
                 settings.notify_poll,
                 settings.notify_replay_window,
-                repo::Served {
-                    dir: repo_dir.clone(),
-                    cache: repo_cache.clone(),
-                },
+                served,
             )),
             metrics: Arc::default(),
             repo_cache,
@@ -148,6 +165,7 @@ impl Server {
             state,
             first_start,
             on_first_start: settings.on_first_start,
+            site_refresh: settings.site_refresh,
         })
     }
 
@@ -189,6 +207,13 @@ impl Server {
             });
         }
         tokio::spawn(mirror_on_schedule(self.state.clone()));
+        if let site::Site::Own(publisher) = &self.state.site {
+            tokio::spawn(site::refresh_on_schedule(
+                publisher.clone(),
+                self.site_refresh,
+                self.state.shutdown.subscribe(),
+            ));
+        }
         tokio::spawn(notify::follow(
             self.state.notifier.clone(),
             self.state.store.clone(),
@@ -392,6 +417,6 @@ async fn bootstrap(state: &AppState) -> Result<Option<FirstSecrets>, ApiError> {
     Ok(Some(FirstSecrets {
         admin_token: admin,
         admin_password,
-        enrollment_token: tls::enrollment_token_text(&state.tls, &state.repo_dir, enroll),
+        enrollment_token: tls::enrollment_token_text(state, enroll),
     }))
 }

@@ -29,6 +29,10 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// The largest request body, in bytes; larger ones are answered 413.
     pub max_body_bytes: usize,
+    /// The largest program build uploaded to `POST /api/programs/…`, in bytes (413 beyond).
+    pub max_program_bytes: u64,
+    /// A program upload's body must arrive whole within this time.
+    pub upload_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -38,6 +42,8 @@ impl Default for ServeLimits {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_body_bytes: 1024 * 1024,
+            max_program_bytes: 1 << 30,
+            upload_timeout: Duration::from_secs(1800),
         }
     }
 }
@@ -55,8 +61,17 @@ pub async fn guard(State(limits): State<ServeLimits>, mut req: Request, next: Ne
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // A program upload has its own size limit and time (`docs/operating.md#limits`).
+    let upload = crate::routes::programs::is_upload(req.method(), req.uri().path());
     let max = limits.max_body_bytes;
-    if declared.is_some_and(|n| n > max as u64) {
+    if upload {
+        if declared.is_some_and(|n| n > limits.max_program_bytes) {
+            return ApiError::UploadTooLarge {
+                limit: limits.max_program_bytes,
+            }
+            .into_response();
+        }
+    } else if declared.is_some_and(|n| n > max as u64) {
         return ApiError::TooLarge { limit: max }.into_response();
     }
     req.extensions_mut().insert(BodyLimit(max));
@@ -64,7 +79,12 @@ pub async fn guard(State(limits): State<ServeLimits>, mut req: Request, next: Ne
         // No body (a GET, most of the traffic): nothing to time.
         return next.run(req).await;
     }
-    let deadline = tokio::time::Instant::now() + limits.body_timeout;
+    let took = if upload {
+        limits.upload_timeout
+    } else {
+        limits.body_timeout
+    };
+    let deadline = tokio::time::Instant::now() + took;
     let req = req.map(|body| {
         let frames = body.into_data_stream();
         Body::from_stream(futures::stream::unfold(

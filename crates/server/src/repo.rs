@@ -16,7 +16,9 @@
 //! chunks read on the blocking pool straight into the buffers sent. Directories and `Range`
 //! requests go to `tower-http`'s `ServeDir` (ranges, `Last-Modified`).
 //!
-//! The upstream's verified copy is written under `upstream/` by [`crate::mirror`].
+//! The upstream's verified copy is written under `upstream/` by [`crate::mirror`]. The server's
+//! own site repository ([`crate::site`]) lives outside the repository directory; `/repo/site/…`
+//! is looked up in its served tree ([`Served::site`]) under the same rules.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -315,6 +317,9 @@ fn file_chunks(
 pub struct Served {
     /// The repository directory.
     pub dir: PathBuf,
+    /// The served tree of the server's own site repository, answering `/repo/site/…`; `None`
+    /// when the operator linked `site` into the repository directory.
+    pub site: Option<PathBuf>,
     /// Small files in memory, checked against the file on every request.
     pub cache: Arc<Cache>,
 }
@@ -336,11 +341,11 @@ impl Served {
         }
         let mut out = RepoVersions::default();
         for domain in TrustDomain::ALL {
-            let full = self
-                .dir
-                .join(domain.as_str())
-                .join("metadata")
-                .join("timestamp.json");
+            let base = match (domain, &self.site) {
+                (TrustDomain::Site, Some(site)) => site.clone(),
+                _ => self.dir.join(domain.as_str()),
+            };
+            let full = base.join("metadata").join("timestamp.json");
             let version = look(&self.cache, full, true).and_then(|found| match found.content {
                 Content::Bytes(b) => serde_json::from_slice::<Signed>(&b)
                     .ok()
@@ -350,6 +355,24 @@ impl Served {
             out.set(domain, version);
         }
         out
+    }
+}
+
+/// Where a request's relative path `rel` (of the request path `full_path` under `/repo`) is
+/// looked up: `/repo/site/…` in the server's own site repository when it has one, anything
+/// else in the repository directory. Returns the base directory, the path under it and the
+/// request path under it (for `ServeDir`).
+fn resolve<'a>(st: &Served, full_path: &'a str, rel: PathBuf) -> (PathBuf, PathBuf, &'a str) {
+    match (&st.site, rel.strip_prefix("site")) {
+        (Some(site), Ok(rest)) => {
+            let path = full_path.strip_prefix("/site").unwrap_or("/");
+            (
+                site.clone(),
+                rest.to_path_buf(),
+                if path.is_empty() { "/" } else { path },
+            )
+        }
+        _ => (st.dir.clone(), rel, full_path),
     }
 }
 
@@ -363,11 +386,12 @@ impl Served {
         (status = 404, description = "No such file"),
         (status = 416, description = "The range is not satisfiable")))]
 pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
-    let path = req.uri().path().strip_prefix("/repo").unwrap_or("/");
-    let Some(rel) = relative(path) else {
+    let full_path = req.uri().path().strip_prefix("/repo").unwrap_or("/");
+    let Some(rel) = relative(full_path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let dir = st.dir.clone();
+    let (base, rel, path) = resolve(&st, full_path, rel);
+    let dir = base.clone();
     let checked = rel.clone();
     let plain = tokio::task::spawn_blocking(move || without_links(&dir, &checked))
         .await
@@ -376,7 +400,7 @@ pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     }
     let whole = !req.headers().contains_key(RANGE);
-    let found = look(&st.cache, st.dir.join(rel), whole);
+    let found = look(&st.cache, base.join(rel), whole);
     if let Some(f) = &found {
         let hit = req
             .headers()
@@ -445,7 +469,7 @@ pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
         Ok(uri) => *req.uri_mut() = uri,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     }
-    let dir = ServeDir::new(&st.dir).with_buf_chunk_size(STREAM_CHUNK);
+    let dir = ServeDir::new(&base).with_buf_chunk_size(STREAM_CHUNK);
     let mut resp = match dir.oneshot(req).await {
         Ok(r) => r.into_response(),
         Err(never) => match never {},

@@ -82,6 +82,11 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// The directory served at `/repo/`; `None` means `data_dir/repo`.
     pub repo_dir: Option<PathBuf>,
+    /// The server's own site repository (`--site-repo`); `None` means `data_dir/site-repo`,
+    /// unless the operator linked `<repo-dir>/site` (see [`crate::site`]).
+    pub site_repo: Option<PathBuf>,
+    /// How often the site repository's timestamp is re-signed.
+    pub site_refresh: Duration,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// The random source.
@@ -123,6 +128,8 @@ impl Settings {
             data_dir: data_dir.into(),
             database_url: None,
             repo_dir: None,
+            site_repo: None,
+            site_refresh: crate::site::REFRESH_EVERY,
             clock: Arc::new(SystemClock),
             random: os_random(),
             hash_cost: HashCost::default(),
@@ -155,6 +162,7 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "…"))
             .field("repo_dir", &self.repo_dir)
+            .field("site_repo", &self.site_repo)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }

@@ -39,6 +39,8 @@ pub struct Inner {
     pub data_dir: PathBuf,
     /// The repository directory served at `/repo/`.
     pub repo_dir: PathBuf,
+    /// The server's own site repository (served at `/repo/site/`) and its one publisher.
+    pub site: crate::site::Site,
     /// Upstream mirroring.
     pub mirror: crate::mirror::Mirror,
     /// Notify fan-out.
@@ -116,6 +118,7 @@ impl FromRef<AppState> for crate::repo::Served {
     fn from_ref(st: &AppState) -> crate::repo::Served {
         crate::repo::Served {
             dir: st.repo_dir.clone(),
+            site: st.site.own_public_dir(),
             cache: st.repo_cache.clone(),
         }
     }

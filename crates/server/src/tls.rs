@@ -245,20 +245,26 @@ impl Tls {
 
 /// The full enrollment token for `secret` (`docs/operating.md#enrollment-token-format`): with the
 /// SHA-256 of the CA certificate served at `/ca.pem` and of each repository's `1.root.json`
-/// under `repo_dir` that exists now (`-` for one that does not yet).
-pub fn enrollment_token_text(tls: &Tls, repo_dir: &Path, secret: String) -> String {
+/// as `/repo/` serves it (the site repository's own tree, or the repository directory) that
+/// exists now (`-` for one that does not yet).
+pub fn enrollment_token_text(st: &crate::state::Inner, secret: String) -> String {
     use cascade_proto::{EnrollmentTokenText, Sha256Digest};
     let digest =
         |bytes: &[u8]| Sha256Digest::from_hex(&cascade_repo::fsutil::sha256_hex(bytes)).ok();
-    let root = |domain: cascade_core::TrustDomain| {
-        let path = repo_dir.join(format!("{domain}/metadata/1.root.json"));
-        std::fs::read(path).ok().and_then(|b| digest(&b))
+    let first_root = |dir: PathBuf| {
+        std::fs::read(dir.join("metadata/1.root.json"))
+            .ok()
+            .and_then(|b| digest(&b))
     };
+    let site = st
+        .site
+        .own_public_dir()
+        .unwrap_or_else(|| st.repo_dir.join("site"));
     EnrollmentTokenText {
         secret,
-        ca_sha256: tls.ca_pem().and_then(digest),
-        site_root_sha256: root(cascade_core::TrustDomain::Site),
-        upstream_root_sha256: root(cascade_core::TrustDomain::Upstream),
+        ca_sha256: st.tls.ca_pem().and_then(digest),
+        site_root_sha256: first_root(site),
+        upstream_root_sha256: first_root(st.repo_dir.join("upstream")),
     }
     .to_string()
 }

@@ -31,7 +31,7 @@ fn any_port(host: &str) -> SocketAddr {
 
 /// Refreshes a URL mirror from the server's repository tree.
 fn sync_mirror(fleet: &Fleet, mirror: &StaticServer) {
-    mirror.sync_from(&fleet.data_dir.join("repo")).unwrap();
+    fleet.sync_mirror(mirror).unwrap();
 }
 
 /// Publishes version 2 upstream, mirrors it to the server and refreshes one URL mirror

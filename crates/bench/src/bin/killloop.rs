@@ -288,7 +288,10 @@ async fn publish(upstream: &Upstream, fleet: &Fleet, v: u64) -> Result<()> {
             "patterns",
             &v.to_string(),
             &[("patterns.db", &content(v))],
-            cascade_repo::PublishOptions { delta_depth: 0 },
+            cascade_repo::PublishOptions {
+                delta_depth: 0,
+                ..cascade_repo::PublishOptions::default()
+            },
         )
         .await
         .context("publish")?;

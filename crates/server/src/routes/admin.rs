@@ -75,6 +75,7 @@ pub fn client_view(
         reported_ip: rec.reported_ip,
         peer_ip: rec.peer_ip,
         installed: rec.installed,
+        agent_version: rec.agent_version,
         last_outcome: rec.last_outcome,
         last_update: if detail { rec.last_update } else { None },
         relay: if detail { rec.relay } else { None },
@@ -283,7 +284,7 @@ pub async fn rotate_enrollment_token(
     let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
     st.store.rotate_enrollment_token(&id, &hash).await?;
     st.auth.forget();
-    let token = crate::tls::enrollment_token_text(&st.tls, &st.repo_dir, token);
+    let token = crate::tls::enrollment_token_text(&st, token);
     Ok((StatusCode::CREATED, Json(EnrollmentToken { id, token })))
 }
 
@@ -341,7 +342,7 @@ pub async fn create_enrollment_token(
         .enrollment_token_view(&id)
         .await?
         .ok_or_else(|| ApiError::Internal("the new enrollment token is gone".into()))?;
-    let token = crate::tls::enrollment_token_text(&st.tls, &st.repo_dir, token);
+    let token = crate::tls::enrollment_token_text(&st, token);
     Ok((
         StatusCode::CREATED,
         Json(IssuedEnrollmentToken { info, token }),

@@ -239,6 +239,14 @@ pub async fn checkin(
             tracing::warn!(client = %id, "relay report ignored: not an approved update agent");
         }
     }
+    if let Some(v) = &body.agent_version {
+        text_limit(
+            "request.agent_version",
+            "agent_version",
+            v,
+            limits::MAX_VERSION,
+        )?;
+    }
     for (category, version) in &body.installed {
         let field = format!("installed.{}", category.as_str());
         text_limit("request.installed", &field, version, limits::MAX_VERSION)?;
@@ -252,6 +260,7 @@ pub async fn checkin(
                 installed: &body.installed,
                 last_update: body.last_update.as_ref(),
                 relay: body.relay.as_ref(),
+                agent_version: body.agent_version.as_deref(),
             },
         )
         .await?;

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod client;
 pub mod ops;
 pub mod policy;
+pub mod programs;
 pub mod sources;
 
 use axum::http::header::{ETAG, IF_MATCH};
@@ -61,6 +62,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::patch_user, accounts::delete_user))
         .routes(routes!(accounts::list_tokens, accounts::create_token))
         .routes(routes!(accounts::revoke_token))
+        .routes(routes!(programs::list))
+        .routes(routes!(programs::upload))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))

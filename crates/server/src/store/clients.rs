@@ -40,11 +40,13 @@ pub struct ClientRecord {
     pub relay: Option<RelayReport>,
     /// Unix seconds when it was approved as the update agent at `agent_address`.
     pub agent_approved_at: Option<i64>,
+    /// The agent program version its last check-in carried.
+    pub agent_version: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, domain, agent_address, enrolled_at, enrolled_from, \
      last_seen, reported_ip, peer_ip, installed, last_outcome, last_update, relay_report, \
-     agent_approved_at";
+     agent_approved_at, agent_version";
 
 /// A stored outcome (its wire name) as the enum; `None` for a name this server does not know.
 fn outcome(text: Option<&str>) -> Option<Outcome> {
@@ -71,6 +73,7 @@ fn record(r: &AnyRow) -> Result<ClientRecord, sqlx::Error> {
         last_update: last_update.and_then(|t| serde_json::from_str(&t).ok()),
         relay: relay.and_then(|t| serde_json::from_str(&t).ok()),
         agent_approved_at: r.try_get("agent_approved_at")?,
+        agent_version: r.try_get("agent_version")?,
     })
 }
 
@@ -118,6 +121,8 @@ pub struct CheckInRecord<'a> {
     pub last_update: Option<&'a UpdateReport>,
     /// The relay's report; kept from before when absent.
     pub relay: Option<&'a RelayReport>,
+    /// The agent program's version; kept from before when absent.
+    pub agent_version: Option<&'a str>,
 }
 
 /// An enrolled client that registered an agent address.
@@ -320,7 +325,8 @@ impl Store {
             "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
              last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
              relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
-             ELSE COALESCE($7, relay_report) END WHERE id = $8",
+             ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version) \
+             WHERE id = $9",
         )
         .bind(self.clock.now())
         .bind(c.reported_ip.as_deref())
@@ -329,6 +335,7 @@ impl Store {
         .bind(report)
         .bind(outcome)
         .bind(relay)
+        .bind(c.agent_version)
         .bind(id)
         .execute(&mut *crate::db::relaxed_sync(&self.pool).await?)
         .await?;

@@ -81,6 +81,7 @@ async fn checkin_and_registry() {
     let (bad_id, bad) = s.enroll_client("pc-bad", None).await;
     let (never_id, _) = s.enroll_client("pc-never", None).await;
     let report = CheckIn {
+        agent_version: None,
         ip: Some("10.0.0.7".into()),
         installed: [
             (Category::Components, "2026.11.25.1".to_owned()),
@@ -125,6 +126,7 @@ async fn checkin_and_registry() {
         .expect(200);
     assert_eq!(v["policy_revision"], 1);
     let failed = CheckIn {
+        agent_version: None,
         ip: Some("10.0.3.9".into()),
         last_update: Some(UpdateReport {
             finished_at: None,
@@ -156,6 +158,7 @@ async fn checkin_and_registry() {
         Some(&bad),
         &[],
         json(&CheckIn {
+            agent_version: None,
             ip: Some("10.0.3".into()),
             ..CheckIn::default()
         }),
@@ -321,6 +324,7 @@ async fn restart_keeps_everything() {
         Some(&cred),
         &[],
         json(&CheckIn {
+            agent_version: None,
             ip: Some("10.0.0.5".into()),
             installed: [(Category::Components, "7".to_owned())].into(),
             ..CheckIn::default()
@@ -397,6 +401,7 @@ async fn relay_report_is_stored_and_shown_on_the_agent() {
         clients: vec![served("10.0.1.7", 8, 61_440), served("10.0.1.9", 4, 20_480)],
     };
     let with_relay = |ip: Option<&str>, relay: RelayReport| CheckIn {
+        agent_version: None,
         ip: ip.map(str::to_owned),
         relay: Some(relay),
         ..CheckIn::default()
@@ -415,6 +420,7 @@ async fn relay_report_is_stored_and_shown_on_the_agent() {
     // A check-in without a relay report (after an update cycle that failed to reach the
     // relay's counters, say) keeps the last one.
     checkin(CheckIn {
+        agent_version: None,
         ip: Some("10.0.0.5".into()),
         ..CheckIn::default()
     })

@@ -77,6 +77,14 @@ fn answer<T: ToSchema + DeserializeOwned + Serialize>() -> Answer {
     Answer::Json(name::<T>(), exact::<T>)
 }
 
+/// The request column of an upload: the body is the file's bytes, not JSON.
+const RAW: &str = "application/octet-stream";
+
+#[allow(clippy::unnecessary_wraps)] // reads as the `request` column of the table
+fn raw(sample: &str) -> Option<(String, Value)> {
+    Some((RAW.to_owned(), Value::String(sample.to_owned())))
+}
+
 #[allow(clippy::unnecessary_wraps)] // reads as the `request` column of the table
 fn body<T: ToSchema + Serialize>(sample: &T) -> Option<(String, Value)> {
     Some((name::<T>(), serde_json::to_value(sample).unwrap()))
@@ -136,6 +144,7 @@ fn table() -> Vec<Row> {
         url: Some("https://other.example/repo".into()),
     };
     let checkin = p::CheckIn {
+        agent_version: None,
         ip: Some("10.0.0.7".into()),
         installed: [(p::Category::Components, "1.0.0".to_owned())].into(),
         last_update: Some(p::UpdateReport {
@@ -643,6 +652,27 @@ fn table() -> Vec<Row> {
         ),
         row(
             "get",
+            "/api/programs",
+            Admin,
+            None,
+            200,
+            answer::<p::ProgramsResponse>(),
+            "/api/programs",
+            200,
+        ),
+        // The body (here the JSON text `"build"`) is published as the file's bytes.
+        row(
+            "post",
+            "/api/programs/{name}/{version}",
+            Admin,
+            raw("build"),
+            201,
+            answer::<p::ProgramView>(),
+            "/api/programs/cascade-agent-linux-x86_64/1?file=cascade",
+            201,
+        ),
+        row(
+            "get",
             "/repo/{path}",
             Anyone,
             None,
@@ -695,6 +725,10 @@ fn the_document_describes_each_operation_with_its_types() {
         // Request body.
         let req = &op["requestBody"]["content"]["application/json"]["schema"];
         match &r.request {
+            Some((n, _)) if n == RAW => assert!(
+                op["requestBody"]["content"][RAW]["schema"].is_object(),
+                "{what}: requestBody is not {RAW}"
+            ),
             Some((n, _)) => assert_eq!(req, &schema_ref(n), "{what}: requestBody"),
             None => assert!(op.get("requestBody").is_none(), "{what}: has a requestBody"),
         }

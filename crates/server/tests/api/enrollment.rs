@@ -136,6 +136,7 @@ async fn an_agent_address_cannot_be_claimed() {
         "an unapproved claim is not an agent"
     );
     let invented = CheckIn {
+        agent_version: None,
         relay: Some(RelayReport {
             bytes_served: 999_999,
             ..RelayReport::default()
@@ -186,6 +187,7 @@ async fn an_agent_address_cannot_be_claimed() {
         .unwrap();
     assert_eq!(sse.next().await.unwrap().1["role"], "agent");
     let report = CheckIn {
+        agent_version: None,
         relay: Some(RelayReport {
             bytes_served: 42,
             ..RelayReport::default()

@@ -22,5 +22,7 @@ mod notify;
 mod ops;
 mod policy;
 mod postgres;
+mod programs;
+mod site;
 mod sources;
 mod tls;

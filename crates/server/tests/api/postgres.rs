@@ -249,6 +249,7 @@ async fn postgres_store_round_trip() {
         Some(&cred),
         &[],
         json(&CheckIn {
+            agent_version: None,
             ip: Some("10.0.0.1".into()),
             installed: [(Category::Programs, "2".to_owned())].into(),
             ..CheckIn::default()

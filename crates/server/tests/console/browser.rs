@@ -184,6 +184,7 @@ async fn admin_journey_in_chromium() {
             millis,
         };
     let report = CheckIn {
+        agent_version: None,
         ip: Some("10.0.0.7".into()),
         installed: [
             (Category::Components, "8.1.9".to_owned()),

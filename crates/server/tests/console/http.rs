@@ -260,6 +260,7 @@ async fn agents_page_shows_the_relay_report() {
     assert!(page.contains("(estimated)"), "{page}");
 
     let report = CheckIn {
+        agent_version: None,
         relay: Some(RelayReport {
             since: None,
             requests: 30,
@@ -298,6 +299,7 @@ async fn clients_page_shows_the_failure_reason() {
     let s = start(dir.path()).await;
     let (_, cred) = s.enroll_client("pc-full").await;
     let report = CheckIn {
+        agent_version: None,
         last_update: Some(UpdateReport {
             finished_at: Some(1),
             outcome: Outcome::Failed,

@@ -1,0 +1,514 @@
+//! The server's own site repository (`docs/operating.md#the-servers-own-repository`): the
+//! signed repository of what the server itself publishes (domain settings, programs), served
+//! at `/repo/site/`.
+//!
+//! On start the server opens the repository in its site directory (default
+//! `<data-dir>/site-repo`, `--site-repo DIR` to choose another) and creates it there when the
+//! directory holds none: served tree in `DIR/public`, online (snapshot, timestamp) keys in
+//! `DIR/online-keys`, root and targets keys in `DIR/offline-keys`, every key file mode 0600
+//! (the `cascade repo init` layout, so `cascade repo renew --repo DIR` works on it). The one
+//! exception: when no `--site-repo` is given and the operator linked a directory as
+//! `<repo-dir>/site` (the set-up before the server had its own repository), that link is
+//! served as it is and the server publishes nothing ([`SiteError::Linked`]).
+//!
+//! Every write goes through the one [`SitePublisher`] of the server: a `tokio` mutex around the
+//! repository crate's `Publisher` serializes publishes in this process, and the repository's
+//! directory lock still keeps out any other process (a publish that meets it waits and retries
+//! for a while, then fails with `publish.busy`). Publishing is atomic: content files are
+//! written first and `timestamp.json`, the file clients start from, last, so a client sees the
+//! previous version or the new one, never half of one (`docs/architecture.md#repositories`).
+//! The short-lived timestamp is re-signed on a schedule by [`refresh_on_schedule`].
+//!
+//! Every call into the repository crate's keys and init is in this module, so encryption of
+//! the keys at rest is wired here alone.
+//!
+//! From a handler (`AppState` holds the [`Site`]; `?` turns a [`SiteError`] into an
+//! `ApiError` with its status and stable code):
+//!
+//! ```ignore
+//! let target = st
+//!     .site
+//!     .publisher()?
+//!     .publish_file(Category::Programs, name, version, &received_file)
+//!     .await?;
+//! // target.name == "programs/NAME/VERSION/FILE", target.length
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cascade_core::Category;
+use cascade_repo::{Expiries, PublishError, PublishOptions, PublishedTarget, Publisher, Timestamp};
+
+use crate::settings::Clock;
+
+/// Why the site repository could not be opened or published to.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// `/repo/site` is a directory the operator linked; the server does not publish into it.
+    #[error(
+        "the site repository is the operator's link {0}; start the server with --site-repo DIR \
+         (or remove the link) to let it publish"
+    )]
+    Linked(PathBuf),
+    /// The repository refused or failed the operation (its code says which).
+    #[error("site repository: {0}")]
+    Publish(#[from] PublishError),
+    /// A staging file or directory could not be used.
+    #[error("site repository: {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl SiteError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SiteError::Linked(_) => "site.linked",
+            SiteError::Publish(e) => e.code(),
+            SiteError::Io { .. } => "site.io",
+        }
+    }
+
+    /// The HTTP status of an API request that failed with this error.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            SiteError::Linked(_) | SiteError::Publish(PublishError::VersionExists(_)) => {
+                StatusCode::CONFLICT
+            }
+            SiteError::Publish(
+                PublishError::Layout(_) | PublishError::NoFiles | PublishError::DuplicateFile(_),
+            ) => StatusCode::BAD_REQUEST,
+            SiteError::Publish(PublishError::Busy(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            SiteError::Publish(_) | SiteError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The request field at fault, when a person's input caused it.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            SiteError::Publish(PublishError::VersionExists(_)) => Some("version"),
+            SiteError::Publish(PublishError::Layout(_)) => Some("name"),
+            SiteError::Publish(PublishError::NoFiles | PublishError::DuplicateFile(_)) => {
+                Some("file")
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SiteError + '_ {
+    move |source| SiteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where `/repo/site/` comes from.
+#[derive(Clone)]
+pub enum Site {
+    /// The server's own repository, published by the server.
+    Own(Arc<SitePublisher>),
+    /// A directory the operator linked as `<repo-dir>/site`; served as it is, never written.
+    Linked(PathBuf),
+}
+
+impl Site {
+    /// Opens the site repository for a server: `dir` when the operator chose one, else the
+    /// operator's `<repo-dir>/site` link when there is one, else `<data-dir>/site-repo`
+    /// (created on first start).
+    ///
+    /// # Errors
+    /// When the repository cannot be created or read.
+    pub async fn open(
+        chosen: Option<&Path>,
+        data_dir: &Path,
+        repo_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Site, SiteError> {
+        let link = repo_dir.join("site");
+        let dir = match chosen {
+            Some(dir) => dir.to_owned(),
+            None if std::fs::symlink_metadata(&link).is_ok() => {
+                tracing::info!(link = %link.display(), "serving the operator's site repository link; the server publishes nothing into it");
+                return Ok(Site::Linked(link));
+            }
+            None => data_dir.join("site-repo"),
+        };
+        if chosen.is_some() && std::fs::symlink_metadata(&link).is_ok() {
+            tracing::warn!(link = %link.display(), site = %dir.display(), "--site-repo is given: /repo/site/ serves it, not the link");
+        }
+        Ok(Site::Own(Arc::new(
+            SitePublisher::open_or_create(&dir, clock).await?,
+        )))
+    }
+
+    /// The server's publisher, or [`SiteError::Linked`].
+    ///
+    /// # Errors
+    /// [`SiteError::Linked`] when the site is the operator's link.
+    pub fn publisher(&self) -> Result<&SitePublisher, SiteError> {
+        match self {
+            Site::Own(p) => Ok(p),
+            Site::Linked(link) => Err(SiteError::Linked(link.clone())),
+        }
+    }
+
+    /// The directory `/repo/site/` serves from when it is not under the repository directory.
+    pub fn own_public_dir(&self) -> Option<PathBuf> {
+        match self {
+            Site::Own(p) => Some(p.public_dir()),
+            Site::Linked(_) => None,
+        }
+    }
+}
+
+/// The one writer of the server's own repository.
+pub struct SitePublisher {
+    dir: PathBuf,
+    public: PathBuf,
+    publisher: tokio::sync::Mutex<Publisher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SitePublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SitePublisher")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a publish waits for another process holding the repository's lock.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+impl SitePublisher {
+    /// Opens the repository in `dir`, creating it (keys and the first signed metadata) when
+    /// `dir` holds none.
+    ///
+    /// # Errors
+    /// When the repository cannot be created.
+    pub async fn open_or_create(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, SiteError> {
+        let keys = dir.join("offline-keys");
+        let public = dir.join("public");
+        let publisher = if public.join("metadata/root.json").is_file() {
+            Publisher::open(dir, &keys)
+        } else {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            restrict(dir)?;
+            let p =
+                cascade_repo::init(dir, &keys, Expiries::default(), now(clock.as_ref())).await?;
+            tracing::info!(
+                site = %dir.display(),
+                root = %public.join("metadata/1.root.json").display(),
+                "first start: the server's site repository was created; give agents its root (--site-root)"
+            );
+            p
+        };
+        Ok(SitePublisher {
+            dir: dir.to_owned(),
+            public,
+            publisher: tokio::sync::Mutex::new(publisher),
+            clock,
+        })
+    }
+
+    /// The repository directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The served tree (`DIR/public`, served at `/repo/site/`).
+    pub fn public_dir(&self) -> PathBuf {
+        self.public.clone()
+    }
+
+    /// The first trusted root (`metadata/1.root.json`) agents pin with `--site-root`.
+    pub fn root_path(&self) -> PathBuf {
+        self.public.join("metadata/1.root.json")
+    }
+
+    /// Publishes `version` of `category/name` made of `files` (each published under its file
+    /// name; deltas from the two versions before are added where smaller) and returns every
+    /// target added. The served repository is unchanged on error.
+    ///
+    /// # Errors
+    /// [`PublishError`]s, e.g. `publish.version_exists`, `layout.*` for a bad name or
+    /// version, `publish.busy` when another process held the lock for too long.
+    pub async fn publish(
+        &self,
+        category: Category,
+        name: &str,
+        version: &str,
+        files: &[PathBuf],
+    ) -> Result<Vec<PublishedTarget>, SiteError> {
+        let p = self.publisher.lock().await;
+        self.publish_locked(
+            &p,
+            category,
+            name,
+            version,
+            files,
+            PublishOptions::default(),
+        )
+        .await
+    }
+
+    /// Publishes the program build `file` (an uploaded file, published under its file name)
+    /// as `version` of `programs/name`, marked as a hotfix when `hotfix`
+    /// (`docs/operating.md#programs-and-hotfixes`); returns its full target.
+    ///
+    /// # Errors
+    /// As [`SitePublisher::publish`].
+    pub async fn publish_program(
+        &self,
+        name: &str,
+        version: &str,
+        file: &Path,
+        hotfix: bool,
+    ) -> Result<PublishedTarget, SiteError> {
+        let p = self.publisher.lock().await;
+        let options = PublishOptions {
+            hotfix,
+            ..PublishOptions::default()
+        };
+        let added = self
+            .publish_locked(
+                &p,
+                Category::Programs,
+                name,
+                version,
+                &[file.to_owned()],
+                options,
+            )
+            .await?;
+        first_full(added)
+    }
+
+    /// The full targets of `category` served now, by name, newest first.
+    ///
+    /// # Errors
+    /// The served metadata cannot be read.
+    pub async fn listed(&self, category: Category) -> Result<Vec<cascade_repo::Listed>, SiteError> {
+        let p = self.publisher.lock().await;
+        Ok(cascade_repo::full_targets(&p.targets()?, category))
+    }
+
+    /// Publishes one file as `version` of `category/name` and returns its target (not the
+    /// deltas made beside it).
+    ///
+    /// # Errors
+    /// As [`SitePublisher::publish`].
+    pub async fn publish_file(
+        &self,
+        category: Category,
+        name: &str,
+        version: &str,
+        file: &Path,
+    ) -> Result<PublishedTarget, SiteError> {
+        let added = self
+            .publish(category, name, version, &[file.to_owned()])
+            .await?;
+        first_full(added)
+    }
+
+    /// Publishes `bytes` as the file `file_name` of `version` of `category/name` (staged in
+    /// the repository's private `server-incoming/` directory, removed afterwards) and returns its
+    /// target.
+    ///
+    /// # Errors
+    /// As [`SitePublisher::publish`], or [`SiteError::Io`] when staging fails.
+    pub async fn publish_bytes(
+        &self,
+        category: Category,
+        name: &str,
+        version: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<PublishedTarget, SiteError> {
+        if !cascade_repo::is_safe_file_name(file_name) {
+            return Err(
+                PublishError::Layout(cascade_repo::LayoutError::BadTargetName(
+                    file_name.to_owned(),
+                ))
+                .into(),
+            );
+        }
+        let p = self.publisher.lock().await;
+        let staging = self.dir.join("server-incoming");
+        // Under the mutex: whatever is here is a killed publish's debris.
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let file = staging.join(file_name);
+        std::fs::write(&file, bytes).map_err(io(&file))?;
+        let out = self
+            .publish_locked(
+                &p,
+                category,
+                name,
+                version,
+                std::slice::from_ref(&file),
+                PublishOptions::default(),
+            )
+            .await;
+        let _ = std::fs::remove_dir_all(&staging);
+        first_full(out?)
+    }
+
+    async fn publish_locked(
+        &self,
+        p: &Publisher,
+        category: Category,
+        name: &str,
+        version: &str,
+        files: &[PathBuf],
+        options: PublishOptions,
+    ) -> Result<Vec<PublishedTarget>, SiteError> {
+        let waited = tokio::time::Instant::now();
+        loop {
+            let at = now(self.clock.as_ref());
+            match p.publish(category, name, version, files, options, at).await {
+                Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(added) => {
+                    tracing::info!(%category, name, version, targets = added.len(), "site repository: published");
+                    return Ok(added);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
+    ///
+    /// # Errors
+    /// Signing or I/O errors; `publish.busy` while another process holds the lock.
+    pub async fn refresh_timestamp(&self) -> Result<(), SiteError> {
+        let p = self.publisher.lock().await;
+        p.refresh_timestamp(now(self.clock.as_ref()))
+            .await
+            .map_err(SiteError::from)
+    }
+}
+
+/// The full target of a publish (the first one added; deltas follow it).
+fn first_full(added: Vec<PublishedTarget>) -> Result<PublishedTarget, SiteError> {
+    added
+        .into_iter()
+        .find(|t| t.delta_from.is_none())
+        .ok_or(SiteError::Publish(PublishError::NoFiles))
+}
+
+/// Only the server's user may enter the site directory (it holds keys).
+fn restrict(dir: &Path) -> Result<(), SiteError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// The injected clock's now as a repository timestamp.
+fn now(clock: &dyn Clock) -> Timestamp {
+    Timestamp::from_second(clock.now()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// How often the site repository's timestamp is re-signed: well inside its one-day lifetime.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);
+
+/// Re-signs the site repository's timestamp every `every` until `stop` flips (a failure is
+/// logged and retried at the next tick).
+pub async fn refresh_on_schedule(
+    site: Arc<SitePublisher>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match site.refresh_timestamp().await {
+            Ok(()) => tracing::debug!("site repository: timestamp re-signed"),
+            Err(e) => {
+                tracing::warn!(error = %e, code = e.code(), "site repository: timestamp not re-signed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> i64 {
+            1_800_000_000
+        }
+    }
+
+    // First open creates the repository with private keys; the second opens it as it is; a
+    // publish adds a signed target; the same version again is refused with its code.
+    #[tokio::test]
+    async fn created_once_then_published_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site-repo");
+        let site = SitePublisher::open_or_create(&dir, Arc::new(Fixed))
+            .await
+            .unwrap();
+        let root = std::fs::read(site.root_path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for key in [
+                "offline-keys/root.pk8",
+                "offline-keys/targets.pk8",
+                "online-keys/timestamp.pk8",
+            ] {
+                let mode = std::fs::metadata(dir.join(key))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{key}");
+            }
+        }
+        drop(site);
+        let site = SitePublisher::open_or_create(&dir, Arc::new(Fixed))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(site.root_path()).unwrap(), root);
+        let t = site
+            .publish_bytes(
+                Category::DomainSettings,
+                "default",
+                "1",
+                "settings.json",
+                b"{}",
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.name, "domain-settings/default/1/settings.json");
+        let again = site
+            .publish_bytes(
+                Category::DomainSettings,
+                "default",
+                "1",
+                "settings.json",
+                b"{}",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), "publish.version_exists");
+        assert!(!dir.join("server-incoming").exists());
+        site.refresh_timestamp().await.unwrap();
+    }
+}
