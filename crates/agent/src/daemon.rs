@@ -2,7 +2,8 @@
 //! on each notification (after its jitter) and on a schedule, checking in after each cycle.
 //! With the server down it keeps updating from its cached policy through relays and mirrors.
 //! As an update agent it also runs the relay, keeps the relay's upstreams on its own plan, and
-//! reports what the relay served with each check-in (and between cycles when it changed).
+//! reports what the relay served with each check-in (and between cycles when it changed). After
+//! each cycle it puts its domain's settings in force ([`crate::settings`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
@@ -16,6 +17,7 @@ use cascade_client::proto::{EnrollRequest, Notice, RepoVersions};
 use cascade_client::{Client, Event, PolicyAnswer};
 use cascade_core::report::{Attempt, CheckIn, Failure, Outcome, Reason, UpdateReport};
 use cascade_core::{Category, Policy, TrustDomain};
+use cascade_repo::throttle::Throttle;
 use cascade_repo::{SourceTransport, TransportLimits};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -23,6 +25,7 @@ use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
 use crate::selfupdate::{AtStart, SelfUpdate, Trial};
+use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
 
@@ -152,6 +155,10 @@ struct Agent {
     /// The repository versions the last notice announced: with the policy answer's, the floor
     /// of the next cycle (`docs/architecture.md#run-time`).
     heard: std::sync::Mutex<RepoVersions>,
+    /// The domain settings in force (`None`: the agent's own configuration).
+    applied: std::sync::Mutex<Option<Applied>>,
+    /// The download cap every repository transfer goes through (domain settings set it).
+    download_cap: Arc<Throttle>,
     /// A check-in reached the server since start (a new build on trial is healthy).
     checked_in: std::sync::atomic::AtomicBool,
     /// The version this agent reports.
@@ -217,6 +224,7 @@ impl Agent {
             .bind(cfg.bind_ip)
             .trust_ca_pem(server_ca.clone())
             .build()?;
+        let download_cap = Arc::new(Throttle::new(0));
         let updater = Updater::new(
             data.clone(),
             id.server.clone(),
@@ -224,7 +232,8 @@ impl Agent {
             cfg.bind_ip,
             server_ca.as_deref(),
         )
-        .map_err(|e| AgentError::Setup(e.to_string()))?;
+        .map_err(|e| AgentError::Setup(e.to_string()))?
+        .with_throttle(Arc::clone(&download_cap));
         let relay = match cfg.relay_listen {
             Some(_) => {
                 let transport = SourceTransport::new_bound_trusting(
@@ -251,6 +260,8 @@ impl Agent {
             relay,
             unsent: std::sync::Mutex::default(),
             heard: std::sync::Mutex::default(),
+            applied: std::sync::Mutex::default(),
+            download_cap,
             checked_in: std::sync::atomic::AtomicBool::new(false),
             version: cfg.self_update.as_ref().map_or_else(
                 || env!("CARGO_PKG_VERSION").to_owned(),
@@ -397,7 +408,12 @@ impl Agent {
         if let Some(relay) = &self.relay {
             relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
         }
-        let mut updater = self.updater.clone();
+        let applied = self.applied();
+        let min_rate = crate::settings::floor(
+            applied.as_ref().map(|a| &a.settings),
+            self.cfg.limits.min_bytes_per_sec,
+        );
+        let mut updater = self.updater.clone().with_min_bytes_per_sec(min_rate);
         let heard = self.heard.lock().map(|h| *h).unwrap_or_default();
         let floor = announced.max(heard);
         for domain in TrustDomain::ALL {
@@ -414,6 +430,9 @@ impl Agent {
         }
         if let (Some(listen), Some(relay)) = (self.cfg.relay_listen, &self.relay) {
             self.updater.warm_relay(listen, relay).await;
+        }
+        if let Some(applied) = self.apply_settings(me.domain.as_deref()) {
+            report.attempts.push(settings_note(&applied));
         }
         if let Err(e) = self.data.write_json("last-report.json", &report) {
             // Check in anyway, saying why (`docs/operating.md#agent-self-repair`).
@@ -436,6 +455,48 @@ impl Agent {
             *unsent = sent.is_some().then_some(checkin);
         }
         Ok(report)
+    }
+
+    /// The domain settings in force.
+    fn applied(&self) -> Option<Applied> {
+        self.applied.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Reads the installed settings of `domain` (else the default's) and puts them in force:
+    /// the download cap and the relay's caps and cache budget at once, the schedule and the
+    /// download floor from the next cycle. Logs what changed. Returns the settings in force.
+    fn apply_settings(&self, domain: Option<&str>) -> Option<Applied> {
+        let Some(found) = crate::settings::installed(self.updater.installer(), domain) else {
+            return self.applied();
+        };
+        let Ok(mut slot) = self.applied.lock() else {
+            return None;
+        };
+        if slot.as_ref() != Some(&found) {
+            let s = &found.settings;
+            tracing::info!(
+                settings = %found.label(),
+                interval_secs = s.interval_secs,
+                jitter_secs = s.jitter_secs,
+                windows = s.windows.len(),
+                min_transfer_rate = s.min_transfer_rate,
+                download_cap = s.download_cap,
+                relay_cap_per_client = s.relay_cap_per_client,
+                relay_cap_total = s.relay_cap_total,
+                relay_cache_bytes = s.relay_cache_bytes,
+                "domain settings applied"
+            );
+            self.download_cap.set_rate(s.download_cap);
+            if let Some(relay) = &self.relay {
+                relay.apply_limits(
+                    s.relay_cache_bytes,
+                    s.relay_cap_per_client,
+                    s.relay_cap_total,
+                );
+            }
+            *slot = Some(found);
+        }
+        slot.clone()
     }
 
     /// Re-checks installed files and repairs them; a damaged file is reported to the server
@@ -545,6 +606,22 @@ fn state_failure(e: &crate::state::StateError) -> Attempt {
             code: e.code().to_owned(),
             message: e.to_string(),
         })),
+        bytes: 0,
+        millis: 0,
+    }
+}
+
+/// The report's line saying which domain settings are in force (`settings`, no category).
+fn settings_note(applied: &Applied) -> Attempt {
+    Attempt {
+        category: None,
+        step: 0,
+        source: "settings".into(),
+        outcome: Outcome::Ok,
+        reason: Some(Reason::Note(format!(
+            "domain settings {} applied",
+            applied.label()
+        ))),
         bytes: 0,
         millis: 0,
     }
@@ -746,6 +823,9 @@ pub async fn run_self_updating(
         .cfg
         .verify_interval
         .map(|_| tokio::time::Instant::now());
+    // Set when the interval timer woke the loop: such a cycle waits for the update windows;
+    // the first cycle, a notify and a manual run do not.
+    let mut scheduled = false;
     let ended = 'cycles: loop {
         if let (Some(due), Some(every)) = (next_verify, agent.cfg.verify_interval) {
             if tokio::time::Instant::now() >= due {
@@ -761,22 +841,16 @@ pub async fn run_self_updating(
             }
         }
         let trial_end = trial.as_ref().map(|t| deadline_instant(t.deadline()));
-        let cycle = agent.cycle();
-        let done = match trial_end {
-            Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
-            None => Some(cycle.await),
-        };
-        match done {
-            Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
-            Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
-            None => tracing::warn!("the update cycle outlasted the trial of this build"),
-        }
+        agent.windowed_cycle(scheduled, trial_end).await;
+        scheduled = false;
         if let Some(end) = agent.self_update_step(&mut trial, trial_end) {
             break 'cycles end;
         }
         n += 1;
-        let spread = u64::try_from(agent.cfg.interval.as_millis() / 10).unwrap_or(0);
-        let wait = agent.cfg.interval + jitter(&agent.id.client_id, n, spread.max(1));
+        // The cycle may have put new settings in force.
+        let schedule = Schedule::of(agent.applied().as_ref(), agent.cfg.interval);
+        let spread = u64::try_from(schedule.jitter.as_millis()).unwrap_or(u64::MAX);
+        let wait = schedule.interval + jitter(&agent.id.client_id, n, spread);
         let next = tokio::time::Instant::now() + wait;
         loop {
             // The trial's end wakes the loop too.
@@ -810,7 +884,10 @@ pub async fn run_self_updating(
                         break 'cycles end;
                     }
                 }
-                () = tokio::time::sleep_until(next) => break,
+                () = tokio::time::sleep_until(next) => {
+                    scheduled = true;
+                    break;
+                }
             }
         }
     };
@@ -854,6 +931,30 @@ async fn serve_relay(
         _ => None,
     };
     Ok((relay_stop, task))
+}
+
+impl Agent {
+    /// One update cycle, unless it was `scheduled` by the timer and the domain settings'
+    /// update windows are closed now; cut short at the end of a self-update trial.
+    async fn windowed_cycle(&self, scheduled: bool, trial_end: Option<tokio::time::Instant>) {
+        let schedule = Schedule::of(self.applied().as_ref(), self.cfg.interval);
+        if scheduled && !schedule.may_run(now_unix()) {
+            tracing::info!(
+                "outside the update windows of the domain settings: scheduled cycle skipped"
+            );
+            return;
+        }
+        let cycle = self.cycle();
+        let done = match trial_end {
+            Some(end) => tokio::time::timeout_at(end, cycle).await.ok(),
+            None => Some(cycle.await),
+        };
+        match done {
+            Some(Ok(r)) => tracing::info!(outcome = ?r.outcome, "update cycle done"),
+            Some(Err(e)) => tracing::warn!(error = %e, "update cycle failed"),
+            None => tracing::warn!("the update cycle outlasted the trial of this build"),
+        }
+    }
 }
 
 /// The tokio instant of a unix-seconds deadline (now when it has passed).

@@ -16,10 +16,11 @@
 //! semaphore and the cache by a byte budget, oldest files evicted first; blobs the current
 //! metadata no longer names are removed after each cache warming ([`crate::warm`]). What it
 //! served, and to which client address, is counted for the agent's check-ins
-//! ([`Relay::report`]).
+//! ([`Relay::report`]). Domain settings set its cache budget and cap what it sends, per client
+//! address and in total ([`Relay::apply_limits`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -34,6 +35,7 @@ use axum::routing::get;
 use axum::Router;
 use cascade_core::report::RelayReport;
 use cascade_repo::fsutil::{remove_debris, sha256_file_hex, LandError, Landing};
+use cascade_repo::throttle::Throttle;
 use cascade_repo::{find_source_failure, SourceFailure, SourceTransport};
 use futures::StreamExt as _;
 use tough::Transport as _;
@@ -158,9 +160,86 @@ pub struct Relay {
     pub stats: RelayStats,
     served: Served,
     started: i64,
+    /// The cache budget in force (starts at `config.max_cache_bytes`; domain settings change it).
+    cache_budget: AtomicU64,
+    /// Bandwidth caps of what the relay sends (domain settings).
+    caps: RelayCaps,
+}
+
+/// Bandwidth caps of a relay's responses: one for all clients together, one per client
+/// address (`docs/operating.md#domains-and-their-settings`).
+#[derive(Debug, Default)]
+struct RelayCaps {
+    total: Arc<Throttle>,
+    per_client_rate: AtomicU64,
+    /// One bucket per client address; emptied when it grows past [`MAX_CAPPED_CLIENTS`].
+    per_client: Mutex<HashMap<IpAddr, Arc<Throttle>>>,
+}
+
+/// At most this many per-client buckets are kept (a campus); beyond, they start afresh.
+const MAX_CAPPED_CLIENTS: usize = 4096;
+
+impl RelayCaps {
+    /// The buckets a response to `peer` goes through, or none when no cap is set.
+    fn for_peer(&self, peer: Option<IpAddr>) -> Vec<Arc<Throttle>> {
+        let mut out = Vec::new();
+        if self.total.rate() > 0 {
+            out.push(Arc::clone(&self.total));
+        }
+        let rate = self.per_client_rate.load(Ordering::Relaxed);
+        if let (Some(ip), true, Ok(mut map)) = (peer, rate > 0, self.per_client.lock()) {
+            if map.len() >= MAX_CAPPED_CLIENTS && !map.contains_key(&ip) {
+                map.clear();
+            }
+            let t = map
+                .entry(ip)
+                .or_insert_with(|| Arc::new(Throttle::new(rate)));
+            t.set_rate(rate);
+            out.push(Arc::clone(t));
+        }
+        out
+    }
+}
+
+/// `body` passed on no faster than every bucket in `caps` allows.
+fn capped(body: Body, caps: Vec<Arc<Throttle>>) -> Body {
+    if caps.is_empty() {
+        return body;
+    }
+    let chunks = body.into_data_stream();
+    Body::from_stream(futures::stream::unfold(
+        (chunks, caps),
+        |(mut chunks, caps)| async move {
+            let chunk = chunks.next().await?;
+            if let Ok(bytes) = &chunk {
+                let n = bytes.len() as u64;
+                let wait = caps.iter().map(|t| t.reserve(n)).max().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+            }
+            Some((chunk, (chunks, caps)))
+        },
+    ))
 }
 
 impl Relay {
+    /// Applies domain settings: the cache budget (evicting down to it now) and the bandwidth
+    /// caps per client and in total (bytes/s, 0: none), for responses started from now on.
+    pub fn apply_limits(&self, cache_bytes: u64, per_client: u64, total: u64) {
+        let before = self.cache_budget.swap(cache_bytes, Ordering::Relaxed);
+        self.caps
+            .per_client_rate
+            .store(per_client, Ordering::Relaxed);
+        self.caps.total.set_rate(total);
+        if cache_bytes < before {
+            self.evict();
+        }
+    }
+
+    /// The cache budget in force, bytes.
+    pub fn cache_budget(&self) -> u64 {
+        self.cache_budget.load(Ordering::Relaxed)
+    }
+
     /// A relay caching in `config.cache_dir`, fetching through `transport`; `started` is
     /// the Unix time its report counts from.
     ///
@@ -176,6 +255,8 @@ impl Relay {
         }
         let slots = config.max_concurrent_fetches.max(1);
         Arc::new(Relay {
+            cache_budget: AtomicU64::new(config.max_cache_bytes),
+            caps: RelayCaps::default(),
             config,
             transport,
             upstreams: RwLock::new(Vec::new()),
@@ -524,12 +605,13 @@ impl Relay {
         let mut files = Vec::new();
         collect_files(&self.config.cache_dir, &mut files);
         let mut total: u64 = files.iter().map(|f| f.1).sum();
-        if total <= self.config.max_cache_bytes {
+        let budget = self.cache_budget();
+        if total <= budget {
             return;
         }
         files.sort_by_key(|f| f.2);
         for (path, size, _) in files {
-            if total <= self.config.max_cache_bytes {
+            if total <= budget {
                 break;
             }
             if std::fs::remove_file(&path).is_ok() {
@@ -591,9 +673,10 @@ async fn serve(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let head = req.method() == Method::HEAD;
+    let caps = relay.caps.for_peer(peer);
     let resp = match relay.obtain(&path).await {
         Ok(file) => match ServeFile::new(file).oneshot(req).await {
-            Ok(resp) => resp.map(Body::new),
+            Ok(resp) => resp.map(|b| capped(Body::new(b), caps)),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         },
         Err(e) => e.into_response(),

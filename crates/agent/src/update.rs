@@ -141,6 +141,23 @@ impl Updater {
         })
     }
 
+    /// Caps every download of this updater (and its clones) with `throttle`, shared.
+    #[must_use]
+    pub fn with_throttle(
+        mut self,
+        throttle: std::sync::Arc<cascade_repo::throttle::Throttle>,
+    ) -> Self {
+        self.transport = self.transport.with_throttle(throttle);
+        self
+    }
+
+    /// Sets the throughput floor below which a download is abandoned for the next source.
+    #[must_use]
+    pub fn with_min_bytes_per_sec(mut self, floor: u64) -> Self {
+        self.transport = self.transport.with_min_bytes_per_sec(floor);
+        self
+    }
+
     /// Reports each step to `observer` (e.g. a progress bar).
     #[must_use]
     pub fn with_observer(mut self, observer: Option<Observer>) -> Self {

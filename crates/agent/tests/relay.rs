@@ -505,3 +505,31 @@ async fn killed_fetch_debris_removed_at_start() {
     left.sort();
     assert_eq!(left, vec![rel.rsplit('/').next().unwrap().to_owned()]);
 }
+
+// Domain settings shrink the cache budget: the oldest blobs are evicted at once, and the new
+// budget holds for what is fetched next (`docs/operating.md#domains-and-their-settings`).
+#[tokio::test]
+async fn applied_cache_budget_evicts_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rels: Vec<String> = (0..4u8)
+        .map(|i| blob(dir.path(), &vec![i + 10; 1000]))
+        .collect();
+    let (up, _) = upstream(dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (relay, base) = relay(cache.path(), vec![up.url()], 1 << 20).await;
+    for rel in &rels[..3] {
+        let r = reqwest::get(base.join(rel).unwrap()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kept = |rels: &[String]| -> Vec<bool> {
+        rels.iter().map(|r| cache.path().join(r).exists()).collect()
+    };
+    assert_eq!(kept(&rels[..3]), [true, true, true]);
+    relay.apply_limits(1500, 0, 0);
+    assert_eq!(relay.cache_budget(), 1500);
+    assert_eq!(kept(&rels[..3]), [false, false, true]);
+    let r = reqwest::get(base.join(&rels[3]).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(kept(&rels), [false, false, false, true]);
+}

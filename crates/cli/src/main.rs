@@ -7,6 +7,7 @@
 mod agent_cmd;
 mod demo;
 mod demo_view;
+mod domains_cmd;
 mod local;
 mod program_cmd;
 mod progress;
@@ -48,6 +49,9 @@ enum Command {
     /// Registered update agents.
     #[command(subcommand)]
     Agents(server_cmd::AgentsCmd),
+    /// Client domains: their ActiveUpdate privilege and settings (interval, windows, caps).
+    #[command(subcommand)]
+    Domains(domains_cmd::DomainsCmd),
     /// Users and their roles on the server (admin only).
     #[command(subcommand)]
     Users(server_cmd::UsersCmd),
@@ -121,10 +125,11 @@ pub fn main() -> ExitCode {
         Command::Notify(args) => ok(server_cmd::run_notify(args)),
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
+        Command::Domains(cmd) => ok(domains_cmd::run_domains(cmd)),
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),
         Command::Tokens(cmd) => ok(server_cmd::run_tokens(cmd)),
         Command::Repo(cmd) => ok(repo_cmd::run_repo(cmd)),
-        Command::Publish(args) => ok(repo_cmd::run_publish(args)),
+        Command::Publish(args) => ok(repo_cmd::run_publish(&args)),
     };
     match result {
         Ok(code) => code,

@@ -373,9 +373,9 @@ fn print_report(r: &VerifyReport) {
 ///
 /// # Errors
 /// Any publishing error; the served repository is then unchanged.
-pub fn run_publish(args: PublishArgs) -> Result<()> {
+pub fn run_publish(args: &PublishArgs) -> Result<()> {
     let Some(repo) = args.repo.clone() else {
-        return crate::program_cmd::run_upload(&args);
+        return crate::program_cmd::run_upload(args);
     };
     let (Some(name), Some(version)) = (args.name.clone(), args.version.clone()) else {
         return Err(crate::BadInput(

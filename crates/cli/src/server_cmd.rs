@@ -164,7 +164,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -434,7 +434,7 @@ pub(crate) fn failed(what: &str, server: &AdminClient, e: ClientError) -> anyhow
 }
 
 /// Runs one admin call, naming the request when it fails.
-async fn ask<T, F>(
+pub(crate) async fn ask<T, F>(
     conn: &Conn,
     what: &str,
     call: impl FnOnce(AdminClient) -> F,
@@ -446,7 +446,7 @@ where
     call(api.clone()).await.map_err(|e| failed(what, &api, e))
 }
 
-fn print_json<T: Serialize>(v: &T) {
+pub(crate) fn print_json<T: Serialize>(v: &T) {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = writeln!(
         std::io::stdout().lock(),
@@ -455,7 +455,7 @@ fn print_json<T: Serialize>(v: &T) {
     );
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());

@@ -169,6 +169,44 @@ impl AdminClient {
             .await
     }
 
+    /// `GET /api/policy/domain-settings`: the default settings and every domain's privileges
+    /// and settings.
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn domain_settings(&self) -> Result<p::DomainSettingsList, ClientError> {
+        self.get("api/policy/domain-settings").await
+    }
+
+    /// `GET /api/policy/domain-settings/{name}`: the settings a client of `name` applies
+    /// (`default`: the default's).
+    ///
+    /// # Errors
+    /// Unreachable server, refused token.
+    pub async fn domain_settings_of(
+        &self,
+        name: &str,
+    ) -> Result<p::DomainSettingsView, ClientError> {
+        self.get(&format!("api/policy/domain-settings/{}", segment(name)))
+            .await
+    }
+
+    /// `PUT /api/policy/domain-settings/{name}`: stores `settings` at the next version and
+    /// publishes them signed.
+    ///
+    /// # Errors
+    /// Refused token, a field out of bounds (422 naming it), a stale revision (409), an
+    /// operator-linked site repository (409 `site.linked`).
+    pub async fn put_domain_settings(
+        &self,
+        name: &str,
+        settings: &cascade_core::DomainSettings,
+        at: Option<i64>,
+    ) -> Result<p::DomainSettingsView, ClientError> {
+        let path = format!("api/policy/domain-settings/{}", segment(name));
+        self.write_at(Method::PUT, &path, at, Some(settings)).await
+    }
+
     /// `GET /api/agents`: registered update agents, who serves at each, what they relayed.
     ///
     /// # Errors

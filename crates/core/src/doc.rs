@@ -16,6 +16,7 @@ use crate::policy::{
     ActiveUpdateFallback, Agent, AgentsSettings, Domain, Fallback, Mode, Policy, Privileges,
 };
 use crate::range::IpRange;
+use crate::settings::DomainSettings;
 
 /// The policy as a document (TOML file, JSON body).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -39,6 +40,9 @@ pub struct PolicyDoc {
     /// Domains and their privilege overrides.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub domains: BTreeMap<String, Domain>,
+    /// The default domain settings (`[settings]`); omitted while never set.
+    #[serde(default, skip_serializing_if = "DomainSettings::is_unset")]
+    pub settings: DomainSettings,
     /// Settings for agents as clients.
     #[serde(default)]
     pub agents: AgentsSettings,
@@ -145,6 +149,7 @@ impl PolicyDoc {
             fallback: self.fallback,
             privileges: self.privileges,
             domains: self.domains,
+            settings: self.settings,
             agents: self.agents,
             agent,
             sources: SourceList::new(entries),
@@ -162,6 +167,7 @@ impl PolicyDoc {
             fallback: policy.fallback,
             privileges: policy.privileges,
             domains: policy.domains.clone(),
+            settings: policy.settings.clone(),
             agents: policy.agents,
             agent: policy
                 .agent

@@ -1,6 +1,6 @@
 //! cascade's core: the pure model every other crate shares. It owns IP ranges, the policy
 //! (`docs/architecture.md#policy`) with its TOML form and validation, the customized
-//! source-list operations (add, edit, delete, move one place), and `resolve`, the function
+//! source-list operations (add, edit, delete, move one place), domain settings, and `resolve`, the function
 //! that turns a policy, a client IP and a category into the ordered plan of sources
 //! (`docs/architecture.md#resolution`).
 //! Nothing here does I/O or is async.
@@ -15,6 +15,7 @@ pub mod policy;
 pub mod range;
 pub mod report;
 pub mod resolve;
+pub mod settings;
 pub mod trust;
 
 pub use category::Category;
@@ -28,4 +29,5 @@ pub use policy::{
 };
 pub use range::{IpRange, RangeError};
 pub use resolve::{resolve, resolve_for_agent, Plan, Step, StepSource};
+pub use settings::{DomainSettings, PublishedSettings, UpdateWindow};
 pub use trust::TrustDomain;

@@ -130,12 +130,16 @@ pub struct PrivilegeOverrides {
     pub download_from_activeupdate: Option<bool>,
 }
 
-/// `[domains.NAME]`: a client domain.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// `[domains.NAME]`: a client domain (its clients name it at enrollment).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Domain {
     /// Privilege overrides for clients of this domain.
     pub privileges: PrivilegeOverrides,
+    /// This domain's settings document; its clients use the default's when absent
+    /// (`docs/operating.md#domains-and-their-settings`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::settings::DomainSettings>,
 }
 
 /// A registered update agent (`[[agent]]`).
@@ -163,6 +167,9 @@ pub struct Policy {
     pub privileges: Privileges,
     /// Client domains with privilege overrides, by name.
     pub domains: BTreeMap<String, Domain>,
+    /// The default domain settings (`[settings]`), for clients of no domain or of a domain
+    /// without settings of its own.
+    pub settings: crate::settings::DomainSettings,
     /// Settings for agents as clients.
     pub agents: AgentsSettings,
     /// Registered update agents.
@@ -182,6 +189,20 @@ impl Policy {
             }
         }
         p
+    }
+
+    /// The settings a client of `domain` applies and the target name they are published
+    /// under: the domain's own when it has some, else the default's.
+    pub fn settings_for(&self, domain: Option<&str>) -> (&str, &crate::settings::DomainSettings) {
+        match domain.and_then(|name| self.domains.get_key_value(name)) {
+            Some((
+                name,
+                Domain {
+                    settings: Some(s), ..
+                },
+            )) => (name.as_str(), s),
+            _ => (crate::settings::DEFAULT_SETTINGS_NAME, &self.settings),
+        }
     }
 
     /// The registered agent at `address`.
@@ -208,6 +229,14 @@ impl Policy {
                 name,
                 MAX_DOMAIN,
             )?;
+        }
+        self.settings.validate("settings")?;
+        for (name, d) in &self.domains {
+            if let Some(s) = &d.settings {
+                let field = format!("domains.{}.settings", crate::limits::cut(name));
+                crate::settings::check_publishable_name(&field, name)?;
+                s.validate(&field)?;
+            }
         }
         if let Some(u) = &self.activeupdate_url {
             check_text("activeupdate_url", u.as_str(), MAX_URL)?;

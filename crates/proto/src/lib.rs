@@ -11,6 +11,7 @@ pub mod accounts;
 /// Input limits of the request types (`docs/api.md#limits`).
 pub use cascade_core::limits;
 pub mod clients;
+pub mod domains;
 pub mod enroll;
 pub mod enroll_token;
 pub mod error;
@@ -25,8 +26,9 @@ pub use cascade_core::report::{
     Attempt, CheckIn, Outcome, RelayReport, ServedClient, UpdateReport,
 };
 pub use cascade_core::{
-    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, EntryDoc,
-    EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    ActiveUpdateFallback, AgentDoc, AgentSource, AgentsSettings, Category, Domain, DomainSettings,
+    EntryDoc, EntryId, Fallback, Mode, PolicyDoc, PrivilegeOverrides, Privileges,
+    PublishedSettings, UpdateWindow,
 };
 
 pub use accounts::{
@@ -39,6 +41,7 @@ pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
+pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use enroll_token::{EnrollTokenError, EnrollmentTokenText, Sha256Digest};
 pub use error::{ErrorBody, ErrorDetail};

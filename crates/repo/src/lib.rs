@@ -3,7 +3,8 @@
 //! snapshots, target names `CATEGORY/NAME/VERSION/FILE`, publishing (via `tough`) with zstd
 //! deltas, whole-repository verification, and the client side: the TUF client workflow
 //! ([`tuf`], `docs/architecture.md#the-client-workflow`), a transport over ordered sources with
-//! timeouts, a throughput floor and size caps, and verified, atomic saving of targets.
+//! timeouts, a throughput floor, an optional bandwidth cap and size caps, and verified, atomic
+//! saving of targets.
 
 mod client;
 pub mod delta;
@@ -17,6 +18,7 @@ pub mod mirror;
 mod publish;
 mod renew;
 mod save;
+pub mod throttle;
 mod transport;
 pub mod tuf;
 pub mod verify;

@@ -116,9 +116,26 @@ pub struct SourceTransport {
     /// with that same reason, so one attempt waits on an unresponsive source once, not once
     /// per file it asks for.
     unanswered: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// A bandwidth cap shared with every transport given the same one.
+    throttle: Option<std::sync::Arc<crate::throttle::Throttle>>,
 }
 
 impl SourceTransport {
+    /// Caps the body bytes of this transport and its siblings with `throttle` (shared).
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: std::sync::Arc<crate::throttle::Throttle>) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// Sets the throughput floor ([`TransportLimits::min_bytes_per_sec`]) of this transport
+    /// and the siblings made from it afterwards.
+    #[must_use]
+    pub fn with_min_bytes_per_sec(mut self, floor: u64) -> Self {
+        self.limits.min_bytes_per_sec = floor;
+        self
+    }
+
     /// Build a transport.
     ///
     /// # Errors
@@ -164,6 +181,7 @@ impl SourceTransport {
             limits,
             received: std::sync::Arc::default(),
             unanswered: None,
+            throttle: None,
         })
     }
 
@@ -179,6 +197,7 @@ impl SourceTransport {
             limits: self.limits,
             received: std::sync::Arc::default(),
             unanswered: Some(std::sync::Arc::default()),
+            throttle: self.throttle.clone(),
         }
     }
 
@@ -301,6 +320,8 @@ impl SourceTransport {
             window_bytes: 0,
             stall: Box::pin(tokio::time::sleep(self.limits.window)),
             done: false,
+            throttle: self.throttle.clone(),
+            held: None,
         });
         Ok((stream, resumed))
     }
@@ -319,6 +340,9 @@ struct Guarded {
     window_bytes: u64,
     stall: Pin<Box<Sleep>>,
     done: bool,
+    /// The bandwidth cap, and a chunk held until the cap lets it pass.
+    throttle: Option<std::sync::Arc<crate::throttle::Throttle>>,
+    held: Option<(Bytes, Pin<Box<Sleep>>)>,
 }
 
 impl Guarded {
@@ -341,6 +365,17 @@ impl Stream for Guarded {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        if let Some((_, hold)) = &mut self.held {
+            if hold.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The hold was the cap's, not the source's: the stall timer starts again now.
+            let deadline = Instant::now() + self.limits.window;
+            self.stall.as_mut().reset(deadline);
+            if let Some((chunk, _)) = self.held.take() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
@@ -366,6 +401,17 @@ impl Stream for Guarded {
                 }
                 let deadline = now + self.limits.window;
                 self.stall.as_mut().reset(deadline);
+                let wait = self
+                    .throttle
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| t.reserve(n));
+                if !wait.is_zero() {
+                    let mut hold = Box::pin(tokio::time::sleep(wait));
+                    if hold.as_mut().poll(cx).is_pending() {
+                        self.held = Some((chunk, hold));
+                        return Poll::Pending;
+                    }
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {

@@ -158,6 +158,7 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
+        publish_pending(&state).await;
         notify::start_following(&state.notifier, &state.store)
             .await
             .map_err(ApiError::from)?;
@@ -355,6 +356,16 @@ pub async fn launch(
         .await?
         .serve(listener, shutdown)
         .await
+}
+
+/// Publishes the settings documents the store holds but the site repository lacks (a write
+/// that was stored, then interrupted before its publish); a failure is logged, the server
+/// starts anyway and the next start tries again.
+async fn publish_pending(state: &AppState) {
+    match state.store.current().await {
+        Ok(cur) => state.site.publish_after_write(&cur.policy).await,
+        Err(e) => tracing::warn!(error = %e, "domain settings: cannot read the policy to publish"),
+    }
 }
 
 /// Mirrors the upstream every configured interval until the server shuts down.

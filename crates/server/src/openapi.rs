@@ -190,6 +190,25 @@ pub enum UpstreamFailed {
     Upstream(ErrorBody),
 }
 
+/// What a write that publishes into the server's site repository may answer besides the
+/// policy refusals.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a description for the document, never built
+pub enum SiteRefusals {
+    /// The site is the operator's link; the server publishes nothing into it.
+    #[response(
+        status = 409,
+        description = "`site.linked`: /repo/site is an operator's link; start the server with --site-repo"
+    )]
+    Linked(ErrorBody),
+    /// Another process holds the site repository's lock.
+    #[response(
+        status = 503,
+        description = "`publish.busy`: the site repository is locked by another publisher; retry"
+    )]
+    Busy(ErrorBody),
+}
+
 /// A name that is taken.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // a description for the document, never built

@@ -114,6 +114,12 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
+impl FromRef<AppState> for crate::site::Site {
+    fn from_ref(st: &AppState) -> crate::site::Site {
+        st.site.clone()
+    }
+}
+
 impl FromRef<AppState> for crate::repo::Served {
     fn from_ref(st: &AppState) -> crate::repo::Served {
         crate::repo::Served {

@@ -11,6 +11,7 @@ mod agents;
 mod audit;
 mod clients;
 mod dashboard;
+mod domains;
 mod entry;
 mod form;
 mod session;
@@ -59,6 +60,13 @@ pub fn router() -> Router<AppState> {
         .route("/agents", get(agents::page).post(agents::add))
         .route("/agents/remove", post(agents::remove))
         .route("/audit", get(audit::page))
+        .route("/domains", get(domains::page))
+        .route(
+            "/domains/{name}",
+            get(domains::edit_page).post(domains::save),
+        )
+        .route("/domain-privilege", post(domains::set_privilege))
+        .route("/domain-open", get(domains::open))
         .route("/assets/console.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.js", get(js))

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod client;
+pub mod domains;
 pub mod ops;
 pub mod policy;
 pub mod programs;
@@ -39,6 +40,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::get_settings, policy::patch_settings))
         .routes(routes!(policy::list_domains))
         .routes(routes!(policy::put_domain, policy::delete_domain))
+        .routes(routes!(domains::list))
+        .routes(routes!(domains::get_one, domains::put_one))
         .routes(routes!(policy::list_agents, policy::add_agent))
         .routes(routes!(policy::remove_agent))
         .routes(routes!(sources::list, sources::add))

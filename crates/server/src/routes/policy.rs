@@ -52,12 +52,14 @@ pub async fn get_policy(
 pub async fn put_policy(
     Admin(actor): Admin,
     State(store): State<Store>,
+    State(site): State<crate::site::Site>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
     let expected = expected_revision(&headers)?;
     let doc = policy_object(&body)?;
     let stored = store.replace_policy(expected, &actor, doc).await?;
+    site.publish_after_write(&stored.policy).await;
     let policy = PolicyDoc::from_policy(&stored.policy);
     Ok(Revisioned::ok(
         stored.revision,
@@ -357,6 +359,7 @@ pub async fn remove_agent(
 pub async fn restore_policy(
     Admin(actor): Admin,
     State(store): State<Store>,
+    State(site): State<crate::site::Site>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RestoreRequest>,
 ) -> Result<Revisioned<PolicyResponse>, ApiError> {
@@ -369,6 +372,7 @@ pub async fn restore_policy(
             id: body.revision.to_string(),
         })?;
     let stored = store.replace_policy(expected, &actor, doc).await?;
+    site.publish_after_write(&stored.policy).await;
     tracing::info!(restored = body.revision, revision = stored.revision, %actor, "policy restored");
     Ok(Revisioned::ok(
         stored.revision,

@@ -5,8 +5,10 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use cascade_core::settings::DEFAULT_SETTINGS_NAME;
 use cascade_core::{
-    Agent, Domain, EntryId, EntrySource, IpRange, PolicyDoc, PolicyError, PrivilegeOverrides,
+    Agent, DomainSettings, EntryId, EntrySource, IpRange, PolicyDoc, PolicyError,
+    PrivilegeOverrides,
 };
 use cascade_proto::{Direction, SettingsPatch};
 
@@ -23,7 +25,12 @@ impl Store {
         actor: &str,
         doc: PolicyDoc,
     ) -> Result<Stored, StoreError> {
-        self.write(expected, actor, |_| doc.into_policy()).await
+        self.write(expected, actor, |prev| {
+            let mut next = doc.into_policy()?;
+            cascade_core::settings::renumber(prev, &mut next);
+            Ok(next)
+        })
+        .await
     }
 
     /// Changes the settings named in `patch` (absent fields keep their value).
@@ -80,7 +87,45 @@ impl Store {
     ) -> Result<Stored, StoreError> {
         self.write(expected, actor, |p| {
             let mut doc = PolicyDoc::from_policy(p);
-            doc.domains.insert(name.to_owned(), Domain { privileges });
+            doc.domains.entry(name.to_owned()).or_default().privileges = privileges;
+            doc.into_policy()
+        })
+        .await
+    }
+
+    /// Stores `settings` as the settings of domain `name` (adding the domain when new), or as
+    /// the default's when `name` is [`DEFAULT_SETTINGS_NAME`], with the next version: one
+    /// more than the document it replaces (1 for the first). The `version` given is ignored.
+    ///
+    /// # Errors
+    /// A field out of bounds or a name that cannot be published (422 naming it); as
+    /// [`Store::write`].
+    pub async fn set_domain_settings(
+        &self,
+        expected: Option<i64>,
+        actor: &str,
+        name: &str,
+        settings: DomainSettings,
+    ) -> Result<Stored, StoreError> {
+        self.write(expected, actor, |p| {
+            let mut doc = PolicyDoc::from_policy(p);
+            let slot = if name == DEFAULT_SETTINGS_NAME {
+                &mut doc.settings
+            } else {
+                doc.domains
+                    .entry(name.to_owned())
+                    .or_default()
+                    .settings
+                    .get_or_insert_with(|| DomainSettings {
+                        version: 0,
+                        ..DomainSettings::default()
+                    })
+            };
+            let version = slot.version.saturating_add(1);
+            *slot = DomainSettings {
+                version,
+                ..settings
+            };
             doc.into_policy()
         })
         .await

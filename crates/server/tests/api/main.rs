@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod clients;
 mod contract;
+mod domains;
 mod durability;
 mod enrollment;
 mod harness;
