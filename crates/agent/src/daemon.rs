@@ -58,8 +58,9 @@ pub struct AgentConfig {
     /// How often the daemon re-checks installed files against verified metadata and repairs
     /// them (`None`: never; `cascade agent verify` does it on demand).
     pub verify_interval: Option<Duration>,
-    /// Trusted roots given out of band, per trust domain; otherwise they are taken from the
-    /// server at first contact (trust on first use).
+    /// Trusted roots given out of band, per trust domain; otherwise the ones whose hash the
+    /// enrollment token carries, else the server's (over HTTPS to the CA pinned from the
+    /// token: `docs/architecture.md#trust-model`).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
     /// How the daemon updates itself ([`run_self_updating`]); `None`: it does not, and
     /// reports this crate's version.
@@ -93,6 +94,28 @@ pub enum AgentError {
     /// A local part could not be set up (the HTTP client).
     #[error("set-up: {0}")]
     Setup(String),
+    /// The enrollment token's text is malformed.
+    #[error(transparent)]
+    Token(#[from] cascade_client::proto::EnrollTokenError),
+    /// The server's CA certificate does not have the hash the enrollment token names: the
+    /// connection is not to the server that issued the token (or the CA was replaced).
+    #[error("the server's CA certificate has SHA-256 {found}, the enrollment token says {expected}: refusing to enroll")]
+    CaMismatch {
+        /// The token's hash.
+        expected: String,
+        /// The fetched certificate's hash.
+        found: String,
+    },
+    /// A repository's first root does not have the hash the enrollment token names.
+    #[error("{domain} 1.root.json has SHA-256 {found}, the enrollment token says {expected}: refusing to enroll")]
+    RootMismatch {
+        /// The trust domain.
+        domain: TrustDomain,
+        /// The token's hash.
+        expected: String,
+        /// The fetched root's hash.
+        found: String,
+    },
     /// The self-update state could not be read or written at start.
     #[error(transparent)]
     SelfUpdate(#[from] crate::selfupdate::SelfUpdateError),
@@ -110,6 +133,9 @@ impl AgentError {
             AgentError::Api(e) => e.code(),
             AgentError::Relay(_) => "agent.relay",
             AgentError::Setup(_) => "agent.setup",
+            AgentError::Token(e) => e.code(),
+            AgentError::CaMismatch { .. } => "agent.ca_mismatch",
+            AgentError::RootMismatch { .. } => "agent.root_mismatch",
             AgentError::SelfUpdate(e) => e.code(),
         }
     }
@@ -191,30 +217,31 @@ impl Agent {
             let (Some(server), Some(token)) = (&cfg.server, &cfg.enroll_token) else {
                 return Err(AgentError::NotEnrolled);
             };
-            let api = Client::new(server.clone(), cfg.bind_ip)?;
-            let body = EnrollRequest {
-                name: cfg.name.clone(),
-                domain: cfg.domain.clone(),
-                agent_address: cfg.relay_listen.map(|a| a.to_string()),
-            };
-            let enrolled = api.enroll(token, &body).await?;
-            let id = Identity {
-                server: server.clone(),
-                client_id: enrolled.client_id,
-                credential: enrolled.credential,
-            };
-            data.save_identity(&id)?;
-            id
+            enroll(&data, &cfg, server, token).await?
         };
-        let api = Client::new(id.server.clone(), cfg.bind_ip)?;
+        let server_ca = data.server_ca()?;
+        let api = Client::builder(id.server.clone())
+            .bind(cfg.bind_ip)
+            .trust_ca_pem(server_ca.clone())
+            .build()?;
         let download_cap = Arc::new(Throttle::new(0));
-        let updater = Updater::new(data.clone(), id.server.clone(), cfg.limits, cfg.bind_ip)
-            .map_err(|e| AgentError::Setup(e.to_string()))?
-            .with_throttle(Arc::clone(&download_cap));
+        let updater = Updater::new(
+            data.clone(),
+            id.server.clone(),
+            cfg.limits,
+            cfg.bind_ip,
+            server_ca.as_deref(),
+        )
+        .map_err(|e| AgentError::Setup(e.to_string()))?
+        .with_throttle(Arc::clone(&download_cap));
         let relay = match cfg.relay_listen {
             Some(_) => {
-                let transport = SourceTransport::new_bound(cfg.limits, cfg.bind_ip)
-                    .map_err(|e| AgentError::Relay(e.to_string()))?;
+                let transport = SourceTransport::new_bound_trusting(
+                    cfg.limits,
+                    cfg.bind_ip,
+                    server_ca.as_deref(),
+                )
+                .map_err(|e| AgentError::Relay(e.to_string()))?;
                 let config = RelayConfig {
                     cache_dir: data.relay_cache(),
                     max_concurrent_fetches: 8,
@@ -247,8 +274,9 @@ impl Agent {
 
     /// Pins each trust domain's root, kept twice (`pinned-root.json` and
     /// `pinned-root.copy.json`): a damaged copy is repaired from the other; with both damaged
-    /// or missing the root is pinned again as at enrollment: the given file, else the server's
-    /// first root (TOFU).
+    /// or missing the root is pinned again: the given file, else the server's first root,
+    /// fetched over HTTPS to the CA pinned at enrollment (the roots whose hash the enrollment
+    /// token carries were pinned then: `docs/architecture.md#trust-model`).
     async fn pin_roots(&self) {
         for domain in TrustDomain::ALL {
             let dir = self.data.trust(domain);
@@ -615,6 +643,96 @@ fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
         }
     }
     out
+}
+
+/// Enrolls with the full enrollment token `token` (`docs/operating.md#enrollment-token-format`),
+/// trusting nothing on first contact (`docs/architecture.md#trust-model`): fetches the
+/// server's CA certificate over a connection it does not yet trust and refuses it unless its
+/// SHA-256 is the token's; from then on trusts only that CA; fetches each `1.root.json` whose
+/// hash the token carries and refuses it unless the hash matches; only then enrolls and
+/// stores the CA, the roots (where none is pinned yet) and the identity.
+async fn enroll(
+    data: &DataDir,
+    cfg: &AgentConfig,
+    server: &Url,
+    token: &str,
+) -> Result<Identity, AgentError> {
+    use cascade_repo::fsutil::sha256_hex;
+    let token: cascade_client::proto::EnrollmentTokenText = token.parse()?;
+    let ca = match token.ca_sha256 {
+        Some(want) => {
+            let pem = cascade_client::fetch_ca_unverified(server, cfg.bind_ip).await?;
+            let found = sha256_hex(&pem);
+            if found != want.to_hex() {
+                return Err(AgentError::CaMismatch {
+                    expected: want.to_hex(),
+                    found,
+                });
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let api = Client::builder(server.clone())
+        .bind(cfg.bind_ip)
+        .trust_ca_pem(ca.clone())
+        .build()?;
+    let mut roots = Vec::new();
+    for (domain, want) in [
+        (TrustDomain::Site, token.site_root_sha256),
+        (TrustDomain::Upstream, token.upstream_root_sha256),
+    ] {
+        let Some(want) = want else { continue };
+        // A root given out of band (`--site-root`, `--upstream-root`) is the one pinned.
+        if cfg.pinned_roots.iter().any(|(d, _)| *d == domain) {
+            continue;
+        }
+        let bytes = api
+            .repo_file(&format!("repo/{domain}/metadata/1.root.json"))
+            .await?;
+        let found = sha256_hex(&bytes);
+        if found != want.to_hex() {
+            return Err(AgentError::RootMismatch {
+                domain,
+                expected: want.to_hex(),
+                found,
+            });
+        }
+        roots.push((domain, bytes));
+    }
+    let body = EnrollRequest {
+        name: cfg.name.clone(),
+        domain: cfg.domain.clone(),
+        agent_address: cfg.relay_listen.map(|a| a.to_string()),
+    };
+    let enrolled = api.enroll(&token.secret, &body).await?;
+    if let Some(pem) = &ca {
+        data.save_server_ca(pem)?;
+    }
+    for (domain, bytes) in roots {
+        let dir = data.trust(domain);
+        let pinned = dir.join("pinned-root.json");
+        // A root pinned before (an enrollment again after a lost identity) has moved on
+        // from version 1; it stays.
+        if std::fs::read(&pinned).is_ok_and(|b| cascade_repo::valid_root(&b)) {
+            continue;
+        }
+        for place in [pinned, dir.join("pinned-root.copy.json")] {
+            cascade_repo::fsutil::write_atomic(&place, &bytes).map_err(|source| {
+                crate::state::StateError::Io {
+                    path: place.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    let id = Identity {
+        server: server.clone(),
+        client_id: enrolled.client_id,
+        credential: enrolled.credential,
+    };
+    data.save_identity(&id)?;
+    Ok(id)
 }
 
 /// Runs one cycle and returns its report (`cascade agent --once`, `cascade update-now`).

@@ -74,6 +74,8 @@ pub fn is_disk_full(e: &io::Error) -> bool {
 }
 
 const IDENTITY: &str = "identity.json";
+/// The server's CA certificate, pinned at enrollment.
+const SERVER_CA: &str = "server-ca.pem";
 const IDENTITY_COPY: &str = "identity.copy.json";
 
 /// Who this agent is to the server.
@@ -138,6 +140,31 @@ impl DataDir {
     /// The relay cache.
     pub fn relay_cache(&self) -> PathBuf {
         self.root.join("relay-cache")
+    }
+
+    /// The server's CA certificate pinned at enrollment (`docs/architecture.md#trust-model`):
+    /// the only trust anchor for the server's HTTPS; `None` when the server speaks plain HTTP
+    /// (or was enrolled with before it spoke HTTPS).
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read.
+    pub fn server_ca(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.root.join(SERVER_CA);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Stores the server's CA certificate (atomically).
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn save_server_ca(&self, pem: &[u8]) -> Result<(), StateError> {
+        let path = self.root.join(SERVER_CA);
+        cascade_repo::fsutil::write_atomic(&path, pem)
+            .map_err(|source| StateError::Io { path, source })
     }
 
     /// TUF state for one trust domain.

@@ -125,9 +125,10 @@ impl Updater {
         server: Url,
         limits: TransportLimits,
         bind: Option<IpAddr>,
+        server_ca: Option<&[u8]>,
     ) -> Result<Self, FailureReason> {
         let installer = Installer::new(data.installed());
-        let transport = SourceTransport::new_bound(limits, bind)
+        let transport = SourceTransport::new_bound_trusting(limits, bind, server_ca)
             .map_err(|e| FailureReason::Local(format!("HTTP client: {e}")))?;
         Ok(Updater {
             data,

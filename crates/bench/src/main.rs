@@ -535,7 +535,7 @@ async fn start(args: Args, work: PathBuf) -> Result<World> {
     for i in 0..args.relays {
         relays.push((free_port(relay_ip(i)?)?, None));
     }
-    let http = reqwest::Client::builder().no_proxy().build()?;
+    let http = cascade_client::http_builder(fleet.ca_pem())?.build()?;
     let mut w = World {
         work,
         upstream,

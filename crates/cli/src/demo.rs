@@ -137,10 +137,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     println!(
-        "\nconsole: {url}\n  log in with the admin token: {token}\n  API:     CASCADE_TOKEN={token} cascade clients --server {url}\n\
+        "\nconsole: {url} (HTTPS with the demo server's private CA: {ca})\n  log in with the admin token: {token}\n  API:     CASCADE_TOKEN={token} cascade clients --server {url} --ca {ca}\n\
          everything keeps running; press Ctrl-C to stop (data in {dir})",
         url = d.fleet.url,
         token = d.fleet.admin,
+        ca = d.fleet.data_dir.join("tls/ca.pem").display(),
         dir = d.dir.display()
     );
     crate::shutdown_signal().await;
@@ -381,7 +382,7 @@ impl Demo {
             relays.push(demo_view::relay_bytes(*addr).await);
         }
         Totals {
-            server: demo_view::server_bytes(&self.fleet.url).await,
+            server: demo_view::server_bytes(self.fleet.api().client()).await,
             relays,
             mirror: self.mirror.bytes.load(std::sync::atomic::Ordering::Relaxed),
         }

@@ -14,7 +14,6 @@ use cascade_core::report::{Outcome, RelayReport, UpdateReport};
 use cascade_core::Category;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use url::Url;
 
 /// Where a demo client sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -197,14 +196,8 @@ impl Totals {
 }
 
 /// The server's `cascade_repo_bytes_total` from `/metrics`.
-pub async fn server_bytes(base: &Url) -> u64 {
-    let Ok(url) = base.join("metrics") else {
-        return 0;
-    };
-    let Ok(resp) = reqwest::get(url).await else {
-        return 0;
-    };
-    let text = resp.text().await.unwrap_or_default();
+pub async fn server_bytes(api: &cascade_client::Client) -> u64 {
+    let text = api.metrics().await.unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("cascade_repo_bytes_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

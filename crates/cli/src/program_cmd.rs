@@ -66,6 +66,7 @@ pub fn run_upload(args: &PublishArgs) -> anyhow::Result<()> {
         .map_err(|e| BadInput(format!("FILE: {}: {e}", up.file.display())))?;
     let conn = Conn {
         server: args.server.clone(),
+        ca: args.ca.clone(),
         json: args.json,
     };
     let api = admin(&conn)?;

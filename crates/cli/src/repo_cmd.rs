@@ -116,6 +116,10 @@ pub struct PublishArgs {
     /// With --server: publish the build as a hotfix.
     #[arg(long, requires = "server")]
     pub hotfix: bool,
+    /// With --server: the server's CA certificate (PEM) to trust (else `CASCADE_CA`, the
+    /// config file's `ca`, or a local server's `DATA_DIR/tls/ca.pem`: docs/operating.md#tls).
+    #[arg(long, env = "CASCADE_CA", requires = "server")]
+    pub ca: Option<PathBuf>,
     /// Key locations.
     #[command(flatten)]
     pub keys: KeyArgs,

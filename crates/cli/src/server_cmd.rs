@@ -83,6 +83,22 @@ pub struct ServerArgs {
     /// When set, `/metrics` answers only `Authorization: Bearer <token>` (default: open).
     #[arg(long, env = "CASCADE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// An organisation's own certificate chain (PEM, leaf first, ending with the CA clients
+    /// are to trust); default: the server's private CA in `DATA_DIR/tls/`.
+    #[arg(long, requires = "tls_key", conflicts_with = "insecure_plain_http")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A DNS name or IP address the private CA's server certificate also names (repeat it);
+    /// the listen address and `localhost` are always named.
+    #[arg(long = "tls-name", conflicts_with_all = ["tls_cert", "insecure_plain_http"])]
+    pub tls_names: Vec<String>,
+    /// Serve plain HTTP: every token, password and the console cookie travel in clear and
+    /// anyone on the path can take over the server and its clients. Only behind a
+    /// TLS-terminating proxy on the same host (docs/operating.md#tls).
+    #[arg(long)]
+    pub insecure_plain_http: bool,
     /// Failed logins, enrollments or token uses per user name or token id that lock it out.
     #[arg(long, default_value_t = 10)]
     pub lockout_failures: u32,
@@ -123,6 +139,13 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         upload_timeout: Duration::from_secs(args.upload_timeout.max(1)),
     };
     settings.metrics_token = args.metrics_token.filter(|t| !t.is_empty());
+    settings.tls = match (args.insecure_plain_http, args.tls_cert, args.tls_key) {
+        (true, _, _) => cascade_server::TlsMode::InsecurePlainHttp,
+        (false, Some(cert), Some(key)) => cascade_server::TlsMode::Files { cert, key },
+        _ => cascade_server::TlsMode::PrivateCa {
+            names: args.tls_names,
+        },
+    };
     settings.lockout = cascade_server::lockout::LockoutPolicy {
         max_failures: args.lockout_failures.max(1),
         max_address_failures: args.lockout_address_failures.max(1),
@@ -156,9 +179,14 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Where the server is and how to print; shared by every API subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
-    /// The server's URL, e.g. `http://127.0.0.1:8080` (else `CASCADE_SERVER` or the config file).
+    /// The server's URL, e.g. `https://127.0.0.1:8080` (else `CASCADE_SERVER` or the config file).
     #[arg(long, env = "CASCADE_SERVER")]
     pub server: Option<String>,
+    /// The server's CA certificate (PEM) to trust, e.g. a copy of its `/ca.pem` (else
+    /// `CASCADE_CA`, `ca` in the config file, or `DATA_DIR/tls/ca.pem` of a server whose data
+    /// directory is here: `CASCADE_DATA_DIR` or `cascade-server-data`).
+    #[arg(long, env = "CASCADE_CA")]
+    pub ca: Option<PathBuf>,
     /// Print the server's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -325,6 +353,21 @@ fn parse_category(s: &str) -> Result<Category, String> {
 struct ConfigFile {
     server: Option<String>,
     token: Option<String>,
+    ca: Option<PathBuf>,
+}
+
+/// The CA certificate to trust for `conn` (`docs/operating.md#tls`): `--ca`/`CASCADE_CA`,
+/// else the config file's `ca`, else a local server's `DATA_DIR/tls/ca.pem`; `None`: the
+/// system's roots.
+fn server_ca(conn: &Conn, file: &ConfigFile) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(path) = conn.ca.as_ref().or(file.ca.as_ref()) {
+        return std::fs::read(path)
+            .map(Some)
+            .map_err(|e| BadInput(format!("--ca: cannot read {}: {e}", path.display())).into());
+    }
+    let data_dir = std::env::var_os("CASCADE_DATA_DIR")
+        .map_or_else(|| PathBuf::from("cascade-server-data"), PathBuf::from);
+    Ok(std::fs::read(data_dir.join("tls").join("ca.pem")).ok())
 }
 
 fn config_file() -> anyhow::Result<ConfigFile> {
@@ -348,6 +391,7 @@ fn config_file() -> anyhow::Result<ConfigFile> {
 /// config file; the token from `CASCADE_TOKEN` or the config file.
 pub(crate) fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
     let file = config_file()?;
+    let ca = server_ca(conn, &file)?;
     let base = conn.server.clone().or(file.server).ok_or_else(|| {
         BadInput(
             "no server: give --server URL, CASCADE_SERVER or `server` in the config file".into(),
@@ -363,6 +407,7 @@ pub(crate) fn admin(conn: &Conn) -> anyhow::Result<AdminClient> {
         .map_err(|e| BadInput(format!("server: `{base}` is not a URL: {e}")))?;
     let client = Client::builder(url)
         .timeout(Duration::from_secs(60))
+        .trust_ca_pem(ca)
         .build()
         .context("cannot build the HTTP client")?;
     Ok(client.admin(token))

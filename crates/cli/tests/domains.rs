@@ -15,6 +15,7 @@ async fn cascade(fleet: &Fleet, args: &[&str], editor: Option<&str>) -> Output {
         .arg(fleet.url.as_str())
         .env("CASCADE_TOKEN", &fleet.admin)
         .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
         .env_remove("CASCADE_SERVER")
         .env_remove("VISUAL");
     if let Some(e) = editor {

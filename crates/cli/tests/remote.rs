@@ -18,6 +18,7 @@ async fn cascade(fleet: &Fleet, token: &str, args: &[&str]) -> Output {
         .arg(fleet.url.as_str())
         .env("CASCADE_TOKEN", token)
         .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
         .env_remove("CASCADE_SERVER");
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
@@ -178,6 +179,7 @@ async fn cascade_in(fleet: &Fleet, token: &str, args: &[&str], stdin: &str) -> O
         .arg(fleet.url.as_str())
         .env("CASCADE_TOKEN", token)
         .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
         .env_remove("CASCADE_SERVER")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -255,4 +257,46 @@ async fn users_and_tokens_commands() {
     let out = cascade(&fleet, &vera, &["agents", "list"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     fleet.stop().await;
+}
+
+// The admin CLI trusts only the CA it is given (`--ca`, `CASCADE_CA`) or, run where the
+// server's data directory is (`CASCADE_DATA_DIR`), the server's own `tls/ca.pem`; with none
+// of them the server's certificate is refused (`docs/operating.md#tls`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_trusts_the_servers_ca_only_when_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(
+        &tmp.path().join("server"),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let run = |extra: Vec<(String, String)>, data_dir: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
+        cmd.args(["clients", "--server", fleet.url.as_str()])
+            .args(extra.iter().flat_map(|(k, v)| [k.clone(), v.clone()]))
+            .current_dir(tmp.path())
+            .env("CASCADE_TOKEN", &fleet.admin)
+            .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
+            .env("CASCADE_DATA_DIR", data_dir)
+            .env_remove("CASCADE_CA")
+            .env_remove("CASCADE_SERVER");
+        cmd.output().unwrap()
+    };
+    let nowhere = tmp.path().join("no-such-data-dir");
+    let refused = tokio::task::block_in_place(|| run(Vec::new(), &nowhere));
+    assert!(!refused.status.success(), "answered without a trusted CA");
+    assert!(
+        text(&refused.stderr).contains("cannot reach the server"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let ca = fleet.data_dir.join("tls/ca.pem");
+    let given = tokio::task::block_in_place(|| {
+        run(vec![("--ca".into(), ca.display().to_string())], &nowhere)
+    });
+    assert!(given.status.success(), "{}", text(&given.stderr));
+    let local = tokio::task::block_in_place(|| run(Vec::new(), &fleet.data_dir));
+    assert!(local.status.success(), "{}", text(&local.stderr));
 }

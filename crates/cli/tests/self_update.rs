@@ -183,6 +183,8 @@ async fn publish_through_the_server(fleet: &Fleet, dir: &Path, next: &Path, next
         .args(["--category", "programs", &program_name(), NEXT])
         .arg(&file)
         .arg("--hotfix")
+        .arg("--ca")
+        .arg(fleet.data_dir.join("tls/ca.pem"))
         .env("CASCADE_TOKEN", &fleet.admin)
         .env("CASCADE_CONFIG", dir.join("no-config.toml"));
     let out = tokio::task::spawn_blocking(move || publish.output().unwrap())

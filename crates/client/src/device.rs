@@ -40,7 +40,10 @@ impl Client {
     /// # Errors
     /// Unreachable server, a refused token or a refused body.
     pub async fn enroll(&self, token: &str, body: &EnrollRequest) -> Result<Enrolled, ClientError> {
-        let req = self.request(Method::POST, "api/client/enroll", Some(token))?;
+        // A full enrollment token (`docs/operating.md#enrollment-token-format`) authenticates with
+        // its secret part; a bare secret is sent as it is.
+        let secret = crate::proto::enroll_token::secret_of(token);
+        let req = self.request(Method::POST, "api/client/enroll", Some(&secret))?;
         call(req.json(body)).await
     }
 

@@ -6,6 +6,10 @@
 //! [`ClientError`] carrying the HTTP status and the server's error body (code, field,
 //! message). See `docs/architecture.md` for the API's place in the data flow.
 //!
+//! Over HTTPS the client trusts only the CA certificate it is given
+//! ([`ClientBuilder::trust_ca_pem`]: the server's private CA, `docs/operating.md#tls`), else
+//! the system's roots.
+//!
 //! Every connection leaves from the bind address when one is set, so the server sees (and
 //! resolves the plan for) the address the caller really uses; a `reqwest::Client` can be
 //! shared by many clients ([`Client::with_http`]).
@@ -42,9 +46,66 @@ pub struct ClientBuilder {
     bind: Option<IpAddr>,
     connect_timeout: Duration,
     timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// A `reqwest` client builder (no proxy) that trusts only the CA certificates in `ca_pem`
+/// when given (else the system's roots): for callers that need plain HTTP requests to a
+/// server or relay beside the typed client.
+///
+/// # Errors
+/// When `ca_pem` holds no PEM certificate.
+pub fn http_builder(ca_pem: Option<&[u8]>) -> Result<reqwest::ClientBuilder, ClientError> {
+    let b = reqwest::Client::builder().no_proxy();
+    Ok(match ca_pem {
+        Some(pem) => {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Protocol(format!("CA certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Protocol(
+                    "CA certificate: no PEM certificate in it".into(),
+                ));
+            }
+            b.tls_certs_only(certs)
+        }
+        None => b,
+    })
+}
+
+/// Fetches `GET /ca.pem` from the server at `base` over a connection that does NOT check the
+/// server's certificate: the caller must compare the bytes with a hash it got out of band
+/// (the enrollment token) before trusting them (`docs/architecture.md#trust-model`).
+///
+/// # Errors
+/// Unreachable server or a non-success answer.
+pub async fn fetch_ca_unverified(base: &Url, bind: Option<IpAddr>) -> Result<Vec<u8>, ClientError> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(bind)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(|e| ClientError::protocol(&e))?;
+    let url = with_slash(base.clone())
+        .join("ca.pem")
+        .map_err(|e| ClientError::protocol(&e))?;
+    let resp = send(http.get(url)).await?;
+    Ok(resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::unreachable(&e))?
+        .to_vec())
 }
 
 impl ClientBuilder {
+    /// Trust only the CA certificate(s) in `pem` (none: the system's roots).
+    #[must_use]
+    pub fn trust_ca_pem(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.ca_pem = pem;
+        self
+    }
+
     /// Every connection leaves from `ip` (none: the system chooses).
     #[must_use]
     pub fn bind(mut self, ip: Option<IpAddr>) -> Self {
@@ -72,9 +133,8 @@ impl ClientBuilder {
     /// When the HTTP client cannot be built (TLS set-up).
     pub fn build(self) -> Result<Client, ClientError> {
         let make = |timeout: Option<Duration>| {
-            let mut b = reqwest::Client::builder()
+            let mut b = http_builder(self.ca_pem.as_deref())?
                 .connect_timeout(self.connect_timeout)
-                .no_proxy()
                 .local_address(self.bind);
             if let Some(t) = timeout {
                 b = b.timeout(t);
@@ -106,6 +166,7 @@ impl Client {
             bind: None,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
+            ca_pem: None,
         }
     }
 

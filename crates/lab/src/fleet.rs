@@ -24,7 +24,7 @@ use crate::{kit, KitError};
 /// A running server with its tokens and site repository.
 #[derive(Debug)]
 pub struct Fleet {
-    /// The server's base URL (`http://ADDR/`).
+    /// The server's base URL (`https://ADDR/`).
     pub url: Url,
     /// The bootstrap admin token.
     pub admin: String,
@@ -80,8 +80,8 @@ impl Fleet {
         let repo_dir = settings.repo_dir();
         let server = RunningServer::start(settings.clone(), listen).await?;
         let site = Self::site_repo(&settings, &data_dir, &repo_dir)?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = server
+            .http_builder()?
             .build()
             .map_err(|e| kit("http client")(&e))?;
         let first = server.first_start.clone().ok_or_else(|| {
@@ -149,6 +149,11 @@ impl Fleet {
     pub fn sync_mirror(&self, mirror: &crate::serve::StaticServer) -> Result<(), KitError> {
         mirror.sync_from(&self.settings.repo_dir())?;
         mirror.sync_into(&self.site.public_dir(), Path::new("site"))
+    }
+
+    /// The server's CA certificate (PEM), `None` over plain HTTP.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.server.ca_pem.as_deref()
     }
 
     /// The admin API of this server (typed requests and answers).

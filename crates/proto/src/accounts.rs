@@ -203,7 +203,8 @@ pub struct NewEnrollmentToken {
 pub struct IssuedEnrollmentToken {
     /// The token as listed.
     pub info: EnrollmentTokenView,
-    /// The enrollment token (`cascade_enr_…`).
+    /// The full enrollment token (`cascade-enroll-v1:cascade_enr_…:CA:SITE:UPSTREAM`, see
+    /// [`crate::EnrollmentTokenText`]).
     pub token: String,
 }
 

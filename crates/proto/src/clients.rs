@@ -161,6 +161,7 @@ pub struct EnrollmentTokenInfo {
 pub struct EnrollmentToken {
     /// The token's id.
     pub id: String,
-    /// The token (`cascade_enr_…`).
+    /// The full enrollment token (`cascade-enroll-v1:cascade_enr_…:CA:SITE:UPSTREAM`, see
+    /// [`crate::EnrollmentTokenText`]).
     pub token: String,
 }

@@ -13,6 +13,7 @@ pub use cascade_core::limits;
 pub mod clients;
 pub mod domains;
 pub mod enroll;
+pub mod enroll_token;
 pub mod error;
 pub mod events;
 pub mod fleet;
@@ -43,6 +44,7 @@ pub use clients::{
 };
 pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
+pub use enroll_token::{EnrollTokenError, EnrollmentTokenText, Sha256Digest};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Hello, Notice, Role, Stage, StreamEvent};
 pub use fleet::{

@@ -153,7 +153,24 @@ impl SourceTransport {
         limits: TransportLimits,
         bind: Option<std::net::IpAddr>,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        Self::new_bound_trusting(limits, bind, None)
+    }
+
+    /// Like [`SourceTransport::new_bound`], also trusting the CA certificate(s) in `ca_pem`
+    /// beside the system's roots (the cascade server's private CA, `docs/operating.md#tls`).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built or `ca_pem` is not PEM.
+    pub fn new_bound_trusting(
+        limits: TransportLimits,
+        bind: Option<std::net::IpAddr>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+        }
+        let client = builder
             .local_address(bind)
             .connect_timeout(limits.connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(5))

@@ -394,6 +394,10 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         .ok_or(ApiError::Unauthorized(
             "the Authorization header is not `Bearer <token>`",
         ))?;
+    // A full enrollment token (`docs/operating.md#enrollment-token-format`) authenticates with its
+    // secret part.
+    let full = cascade_proto::enroll_token::secret_of(token);
+    let token = full.as_str();
     let now = state.clock.now();
     let origin = Origin::of(parts);
     let Some((kind, id, secret)) = parse_token(token) else {

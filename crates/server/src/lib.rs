@@ -26,6 +26,7 @@ pub mod settings;
 pub mod site;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use limits::ServeLimits;
 pub use settings::{Clock, FirstStart, HashCost, Settings, SystemClock};
 use state::{AppState, Inner};
 use store::TokenKind;
+pub use tls::{Tls, TlsError, TlsMode};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum ServerError {
     /// The HTTP server failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    /// TLS could not be set up (`docs/operating.md#tls`).
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl ServerError {
@@ -80,6 +85,7 @@ impl ServerError {
             ServerError::Setup(_) => "server.setup",
             ServerError::Site(e) => e.code(),
             ServerError::Serve(_) => "server.serve",
+            ServerError::Tls(e) => e.code(),
         }
     }
 }
@@ -100,6 +106,7 @@ impl Server {
     /// See [`ServerError`].
     pub async fn open(settings: Settings) -> Result<Server, ServerError> {
         db::private_dir(&settings.data_dir)?;
+        let tls = Arc::new(Tls::open(&settings.data_dir, &settings.tls)?);
         let db = db::open(&settings.data_dir, settings.database_url.as_deref()).await?;
         let repo_dir = settings.repo_dir();
         std::fs::create_dir_all(&repo_dir).map_err(|e| ServerError::Io {
@@ -151,6 +158,7 @@ impl Server {
             auth,
             limits: settings.limits,
             metrics_token: settings.metrics_token.clone(),
+            tls,
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
@@ -182,8 +190,17 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
-        let url = format!("http://{addr}");
-        tracing::info!(%url, "cascade server listening");
+        let acceptor = self.state.tls.acceptor(addr)?;
+        let url = if acceptor.is_some() {
+            format!("https://{addr}")
+        } else {
+            tracing::warn!(
+                "--insecure-plain-http: tokens, passwords and the console cookie travel in \
+                 clear; anyone on the path can take over this server (docs/operating.md#tls)"
+            );
+            format!("http://{addr}")
+        };
+        tracing::info!(%url, ca_sha256 = ?self.state.tls.ca_sha256(), "cascade server listening");
         if let Some(first) = &self.first_start {
             (self.on_first_start)(&FirstStart {
                 admin_token: first.admin_token.clone(),
@@ -191,6 +208,7 @@ impl Server {
                 admin_password: first.admin_password.clone(),
                 enrollment_token: first.enrollment_token.clone(),
                 url,
+                ca_sha256: self.state.tls.ca_sha256(),
             });
         }
         tokio::spawn(mirror_on_schedule(self.state.clone()));
@@ -213,22 +231,23 @@ impl Server {
             tracing::info!("shutting down");
             let _ = state.shutdown.send(true);
         };
-        accept_loop(listener, app, self.state.limits, signal).await?;
+        accept_loop(listener, acceptor, app, self.state.limits, signal).await?;
         self.state.db.pool.close().await;
         Ok(())
     }
 }
 
 /// Accepts connections until `shutdown` completes, at most `limits.max_connections` at a time
-/// (more wait in the listen queue), each served by HTTP/1 with the header-read timeout; then
+/// (more wait in the listen queue), each served by HTTP/1 with the header-read timeout (over
+/// TLS when `acceptor` is given: the handshake must also end within that timeout); then
 /// asks every connection to finish its request in flight and waits for them.
 async fn accept_loop(
     listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
     let max = limits.max_connections.max(1);
@@ -264,25 +283,21 @@ async fn accept_loop(
                     req
                 });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(tcp), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, %peer, "connection ended");
+            match acceptor {
+                None => serve_connection(tcp, svc, limits, stop, peer).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve_connection(tls, svc, limits, stop, peer).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    return;
                 }
-                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-            }
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended");
             }
         });
     }
@@ -292,6 +307,44 @@ async fn accept_loop(
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) by HTTP/1 until it ends, or, once `stop` flips,
+/// until its request in flight is answered.
+async fn serve_connection<I, S>(
+    io: I,
+    svc: S,
+    limits: ServeLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, %peer, "connection ended");
+    }
 }
 
 /// Opens the server and serves on `listener` until `shutdown` completes (the atuin style).
@@ -379,6 +432,6 @@ async fn bootstrap(state: &AppState) -> Result<Option<FirstSecrets>, ApiError> {
     Ok(Some(FirstSecrets {
         admin_token: admin,
         admin_password,
-        enrollment_token: enroll,
+        enrollment_token: tls::enrollment_token_text(state, enroll),
     }))
 }

@@ -64,8 +64,10 @@ pub struct FirstStart {
     pub admin_password: String,
     /// The token clients enroll with.
     pub enrollment_token: String,
-    /// Where the server listens, e.g. `http://127.0.0.1:8080`.
+    /// Where the server listens, e.g. `https://127.0.0.1:8080`.
     pub url: String,
+    /// SHA-256 of the CA certificate served at `/ca.pem` (`None` over plain HTTP).
+    pub ca_sha256: Option<String>,
 }
 
 /// Called once with the first-start secrets.
@@ -117,6 +119,8 @@ pub struct Settings {
     pub limits: crate::limits::ServeLimits,
     /// When set, `/metrics` answers only `Authorization: Bearer <this>`; `None` leaves it open.
     pub metrics_token: Option<String>,
+    /// HTTPS (the private CA by default) or, loudly, plain HTTP (`docs/operating.md#tls`).
+    pub tls: crate::tls::TlsMode,
     /// Failed logins, enrollments and token uses that lock a name, id or address out.
     pub lockout: crate::lockout::LockoutPolicy,
 }
@@ -144,6 +148,7 @@ impl Settings {
             mirror: None,
             limits: crate::limits::ServeLimits::default(),
             metrics_token: None,
+            tls: crate::tls::TlsMode::default(),
             lockout: crate::lockout::LockoutPolicy::default(),
         }
     }
@@ -174,12 +179,20 @@ fn print_first_start(f: &FirstStart) {
         "cascade server first start: {url}\n\
          admin user `{user}`, password (shown once; console login):\n  {password}\n\
          its API token (shown once; use as CASCADE_TOKEN or `Authorization: Bearer …`):\n  {admin}\n\
-         enrollment token for clients (rotate with POST /api/enrollment-token/rotate):\n  {enroll}",
+         enrollment token for clients (rotate with POST /api/enrollment-token/rotate):\n  {enroll}\n\
+         {ca}",
         url = f.url,
         user = f.admin_user,
         password = f.admin_password,
         admin = f.admin_token,
-        enroll = f.enrollment_token
+        enroll = f.enrollment_token,
+        ca = match &f.ca_sha256 {
+            Some(h) => format!(
+                "CA certificate to trust: {url}/ca.pem, SHA-256 {h} (the enrollment token carries it)",
+                url = f.url
+            ),
+            None => "PLAIN HTTP (--insecure-plain-http): nothing above is protected in transit".into(),
+        }
     );
 }
 

@@ -59,6 +59,8 @@ pub struct Inner {
     pub limits: crate::limits::ServeLimits,
     /// The token `/metrics` asks for, if any.
     pub metrics_token: Option<String>,
+    /// HTTPS material: the CA served at `/ca.pem` and named in enrollment tokens.
+    pub tls: Arc<crate::tls::Tls>,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }

@@ -43,10 +43,26 @@ impl CountingProxy {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(target: Url, addr: SocketAddr) -> Result<Self, KitError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| kit("proxy client")(&e))?;
+        Self::start_trusting(target, addr, None).await
+    }
+
+    /// [`CountingProxy::start`] to an HTTPS `target` whose certificate chains to the CA in
+    /// `ca_pem` (the test server's private CA).
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the CA is not PEM.
+    pub async fn start_trusting(
+        target: Url,
+        addr: SocketAddr,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, KitError> {
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(pem) = ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| kit("proxy CA")(&e))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| kit("proxy client")(&e))?;
         let shared = Arc::new(Shared {
             target,
             http,

@@ -55,7 +55,7 @@ impl Drop for Nginx {
 
 /// nginx in the foreground with the documented block, listening on `listen` in front of
 /// `server`, everything it writes below `dir`.
-fn start_nginx(dir: &Path, listen: &str, server: &str) -> Nginx {
+fn start_nginx(dir: &Path, listen: &str, server: &str, ca_file: &Path) -> Nginx {
     use std::os::unix::fs::PermissionsExt as _;
     let nginx = nginx_binary();
     // Workers may run as an unprivileged user: let them reach the cache and temp dirs.
@@ -68,7 +68,9 @@ fn start_nginx(dir: &Path, listen: &str, server: &str) -> Nginx {
     let server_block = documented_config()
         .replace("CACHE_DIR", &format!("{d}/cache"))
         .replace("LISTEN", listen)
-        .replace("CASCADE_SERVER", server);
+        .replace("CASCADE_SERVER", server)
+        .replace("CA_FILE", &ca_file.display().to_string())
+        .replace("SERVER_NAME", "localhost");
     let conf = format!(
         "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
          events {{ worker_connections 64; }}\nhttp {{\n\
@@ -119,11 +121,13 @@ async fn documented_nginx_cache_works_as_a_url_source() {
     let server = fleet
         .url
         .as_str()
-        .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/');
     let ngx_dir = tmp.path().join("nginx");
     std::fs::create_dir_all(&ngx_dir).unwrap();
-    let _nginx = start_nginx(&ngx_dir, &listen, server);
+    let ca_file = ngx_dir.join("ca.pem");
+    std::fs::write(&ca_file, fleet.ca_pem().unwrap()).unwrap();
+    let _nginx = start_nginx(&ngx_dir, &listen, server, &ca_file);
     let base = format!("http://{listen}/repo/");
     cascade_testkit::wait_until(Duration::from_secs(10), || async {
         reqwest::get(format!("{base}site/metadata/1.root.json"))

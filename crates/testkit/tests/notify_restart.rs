@@ -44,9 +44,13 @@ async fn notify_posted_while_streams_are_down_reaches_agents_after_a_restart() {
         .unwrap();
     // The agents reach the server through a proxy, so the test decides when their event
     // streams come back after the restart.
-    let proxy = CountingProxy::start(fleet.url.clone(), SocketAddr::from(([127, 0, 4, 1], 0)))
-        .await
-        .unwrap();
+    let proxy = CountingProxy::start_trusting(
+        fleet.url.clone(),
+        SocketAddr::from(([127, 0, 4, 1], 0)),
+        fleet.ca_pem(),
+    )
+    .await
+    .unwrap();
     fleet
         .apply_policy(&format!(
             "mode = \"customized\"\nactiveupdate_url = \"{}\"\n",
@@ -146,9 +150,13 @@ async fn install_while_the_server_is_down_is_reported_when_it_is_back() {
         ))
         .await
         .unwrap();
-    let proxy = CountingProxy::start(fleet.url.clone(), SocketAddr::from(([127, 0, 4, 1], 0)))
-        .await
-        .unwrap();
+    let proxy = CountingProxy::start_trusting(
+        fleet.url.clone(),
+        SocketAddr::from(([127, 0, 4, 1], 0)),
+        fleet.ca_pem(),
+    )
+    .await
+    .unwrap();
     let dir = tmp.path().join("c1");
     let mut cfg = fleet.agent_config(&dir, IpAddr::from([127, 0, 2, 1]), None, Some(&root));
     cfg.server = Some(proxy.url());

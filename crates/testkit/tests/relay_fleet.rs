@@ -55,9 +55,10 @@ impl Office {
         let (upstream, root, fleet) = cascade_testkit::upstream_and_server(dir, b"one")
             .await
             .unwrap();
-        let proxy = CountingProxy::start(fleet.url.clone(), any_port("127.0.4.1"))
-            .await
-            .unwrap();
+        let proxy =
+            CountingProxy::start_trusting(fleet.url.clone(), any_port("127.0.4.1"), fleet.ca_pem())
+                .await
+                .unwrap();
         let relay_addr = {
             let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
             l.local_addr().unwrap()

@@ -103,8 +103,9 @@ async fn main() -> Result<()> {
         .map(|c| if c == '0' { '1' } else { '0' })
         .collect();
     let wrong = format!("{prefix}_{wrong_secret}");
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = std::fs::read(data.path().join("tls/ca.pem"))?;
+    let http = cascade_client::http_builder(Some(&ca))?
         .pool_max_idle_per_host(args.parallel + 8)
         .build()?;
     // Warm up: the right token once, the server answers.
@@ -142,7 +143,7 @@ async fn main() -> Result<()> {
             }
         }));
     }
-    let health = reqwest::Client::new();
+    let health = cascade_client::http_builder(Some(&ca))?.build()?;
     let mut peak = before;
     let mut times = Vec::new();
     while Instant::now() < end {

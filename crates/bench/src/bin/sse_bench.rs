@@ -112,6 +112,9 @@ fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<()> {
     }
     let mut s = cascade_server::Settings::new(data_dir);
     s.hash_cost = cascade_testkit::CHEAP_HASHING;
+    // The streams are raw sockets speaking HTTP/1.1: this bench measures the fan-out, not
+    // TLS (docs/operating.md#tls), so its server runs on plain HTTP, said out loud.
+    s.tls = cascade_server::TlsMode::InsecurePlainHttp;
     s.on_first_start = Arc::new(|f: &cascade_server::FirstStart| {
         let line = serde_json::to_string(&Started {
             url: f.url.clone(),

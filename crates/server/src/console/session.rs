@@ -3,7 +3,7 @@
 //! user's role (a viewer may only read, an operator may also notify; every other form needs
 //! an admin, refused with 403 and logged). The session then lives in the Store
 //! (`docs/operating.md#console-sessions`, shared by every replica on the database) under the
-//! SHA-256 of a random id sent as an `HttpOnly; SameSite=Strict` cookie, with its own random
+//! SHA-256 of a random id sent as an `Secure; HttpOnly; SameSite=Strict` cookie, with its own random
 //! CSRF token that every form must carry back. The login form itself is protected by a
 //! double-submit token. The one-shot flash message is kept in the session's row too: the
 //! [`flash_layer`] writes it after the handler has answered, only when one was set or shown.
@@ -197,7 +197,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn set_cookie(name: &str, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -284,6 +284,7 @@ pub async fn rotate_enrollment_token(
     let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
     st.store.rotate_enrollment_token(&id, &hash).await?;
     st.auth.forget();
+    let token = crate::tls::enrollment_token_text(&st, token);
     Ok((StatusCode::CREATED, Json(EnrollmentToken { id, token })))
 }
 
@@ -341,6 +342,7 @@ pub async fn create_enrollment_token(
         .enrollment_token_view(&id)
         .await?
         .ok_or_else(|| ApiError::Internal("the new enrollment token is gone".into()))?;
+    let token = crate::tls::enrollment_token_text(&st, token);
     Ok((
         StatusCode::CREATED,
         Json(IssuedEnrollmentToken { info, token }),

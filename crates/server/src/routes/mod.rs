@@ -81,6 +81,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
     api.layer(axum::middleware::from_fn(crate::limits::no_store))
+        .route("/ca.pem", get(crate::tls::serve_ca))
         .route(
             "/repo/{*path}",
             get(crate::repo::serve).head(crate::repo::serve),

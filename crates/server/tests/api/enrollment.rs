@@ -114,7 +114,8 @@ async fn an_agent_address_cannot_be_claimed() {
     .expect(201);
 
     // Unapproved, a claim is only a claim: client role, relay report ignored.
-    let other_ip = reqwest::Client::builder()
+    let other_ip = cascade_client::http_builder(s.ca_pem.as_deref())
+        .unwrap()
         .local_address("127.0.0.3".parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap();

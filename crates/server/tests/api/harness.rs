@@ -33,7 +33,49 @@ pub struct TestServer {
     /// The typed client of this server.
     pub client: Client,
     pub first_start_seen: bool,
+    /// The server's CA certificate (PEM), `None` over plain HTTP.
+    pub ca_pem: Option<Vec<u8>>,
     server: RunningServer,
+}
+
+/// A raw connection to the server: TLS to its CA, as a client speaks it.
+pub type RawConn = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A rustls client configuration trusting only the CA certificate(s) in `ca_pem`.
+pub fn rustls_client(ca_pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+impl TestServer {
+    /// The listening `IP:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
+    }
+
+    /// A raw TLS connection (handshake done) that checks the server's certificate against its
+    /// CA, for tests of what goes on the socket.
+    pub async fn raw_connect(&self) -> RawConn {
+        let tcp = tokio::net::TcpStream::connect(self.server.addr)
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(rustls_client(
+            self.ca_pem.as_deref().expect("a TLS server"),
+        ));
+        let name = rustls_pki_types::ServerName::IpAddress(self.server.addr.ip().into());
+        tls.connect(name, tcp).await.unwrap()
+    }
 }
 
 fn settings(data_dir: &Path, database_url: Option<String>, clock: Arc<ManualClock>) -> Settings {
@@ -71,8 +113,8 @@ pub async fn start_tuned(
     let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let url = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
+    let url = server.url.as_str().trim_end_matches('/').to_owned();
+    let http = server.http_builder().unwrap().build().unwrap();
     let first = server.first_start.clone();
     if let Some(f) = &first {
         assert_eq!(f.url, url, "first-start message names the listening URL");
@@ -94,6 +136,7 @@ pub async fn start_tuned(
         clock,
         http,
         first_start_seen: first.is_some(),
+        ca_pem: server.ca_pem.clone(),
         server,
     }
 }
@@ -242,7 +285,9 @@ impl TestServer {
     /// the login's `Set-Cookie` and the redirect to `/login` of a refused session.
     #[allow(clippy::unused_self)] // a method: how the server is reached is the server's business
     pub fn console_http(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        self.server
+            .http_builder()
+            .unwrap()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()

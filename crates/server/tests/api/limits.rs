@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{json, raw, start, start_tuned};
 
 /// Reads until the peer closes; `None` when it is still open after `wait` (far longer than
 /// the configured timeout, so the test does not depend on timing).
-async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), wait: Duration) -> Option<Vec<u8>> {
     let mut got = Vec::new();
     let read = async {
         let mut buf = [0u8; 4096];
@@ -25,10 +24,6 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
         }
     };
     tokio::time::timeout(wait, read).await.ok().map(|()| got)
-}
-
-fn addr(url: &str) -> String {
-    url.trim_start_matches("http://").to_owned()
 }
 
 // A connection that sends half a request line, one that sends nothing, and one that went
@@ -43,7 +38,7 @@ async fn slow_header_and_idle_connections_are_closed() {
     .await;
     let wait = Duration::from_secs(20);
 
-    let mut slow = TcpStream::connect(addr(&s.url)).await.unwrap();
+    let mut slow = s.raw_connect().await;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
@@ -52,13 +47,13 @@ async fn slow_header_and_idle_connections_are_closed() {
         "a slow-header connection is still open"
     );
 
-    let mut idle = TcpStream::connect(addr(&s.url)).await.unwrap();
+    let mut idle = s.raw_connect().await;
     assert!(
         closed_within(&mut idle, wait).await.is_some(),
         "an idle connection is still open"
     );
 
-    let mut kept = TcpStream::connect(addr(&s.url)).await.unwrap();
+    let mut kept = s.raw_connect().await;
     kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -86,7 +81,7 @@ async fn slow_body_is_refused() {
         st.limits.body_timeout = Duration::from_millis(300);
     })
     .await;
-    let mut slow = TcpStream::connect(addr(&s.url)).await.unwrap();
+    let mut slow = s.raw_connect().await;
     let head = format!(
         "PUT /api/policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
          If-Match: *\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"mode\"",
@@ -188,7 +183,8 @@ async fn repository_stays_in_its_directory() {
     )
     .unwrap();
     let s = start(dir.path()).await;
-    let http = reqwest::Client::builder()
+    let http = cascade_client::http_builder(s.ca_pem.as_deref())
+        .unwrap()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

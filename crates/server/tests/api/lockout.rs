@@ -29,7 +29,8 @@ async fn login(s: &TestServer, user: &str, password: &str) -> (u16, Option<Strin
             ("password", password),
         ])
         .finish();
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = cascade_client::http_builder(s.ca_pem.as_deref())
+        .unwrap()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -170,12 +171,14 @@ async fn wrong_token_secrets_lock_the_id_and_the_address_out() {
 async fn wrong_enrollments_lock_the_token_out() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let wrong = format!("{}0", &s.enroll[..s.enroll.len() - 1]);
-    let wrong = if wrong == s.enroll {
-        format!("{}1", &s.enroll[..s.enroll.len() - 1])
-    } else {
-        wrong
-    };
+    // The enrollment token with a wrong secret (its last digit changed).
+    let mut token: cascade_client::proto::EnrollmentTokenText = s.enroll.parse().unwrap();
+    let secret = token.secret.clone();
+    token.secret = format!("{}0", &secret[..secret.len() - 1]);
+    if token.secret == secret {
+        token.secret = format!("{}1", &secret[..secret.len() - 1]);
+    }
+    let wrong = token.to_string();
     let body = EnrollRequest {
         name: "pc-1".into(),
         domain: None,

@@ -27,3 +27,4 @@ mod programs;
 mod sessions;
 mod site;
 mod sources;
+mod tls;

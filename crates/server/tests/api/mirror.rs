@@ -81,8 +81,11 @@ async fn mirror_on_demand() {
     let tmp = tempfile::tempdir().unwrap();
     let (publisher, root) = upstream(tmp.path(), "vendor").await;
     let public = publisher.public_dir();
+    // The vendor stands in for the upstream's plain static server (content TUF-verified);
+    // the mirroring server under test speaks HTTPS.
     let vendor = start_tuned(&tmp.path().join("a"), None, None, |s| {
         s.repo_dir = Some(public.clone());
+        s.tls = cascade_server::TlsMode::InsecurePlainHttp;
     })
     .await;
     let server = start_tuned(&tmp.path().join("b"), None, None, |s| {
@@ -140,8 +143,11 @@ async fn mirror_refuses_an_untrusted_upstream() {
     let (publisher, _) = upstream(tmp.path(), "vendor").await;
     let (_, foreign_root) = upstream(tmp.path(), "other").await;
     let public = publisher.public_dir();
+    // The vendor stands in for the upstream's plain static server (content TUF-verified);
+    // the mirroring server under test speaks HTTPS.
     let vendor = start_tuned(&tmp.path().join("a"), None, None, |s| {
         s.repo_dir = Some(public.clone());
+        s.tls = cascade_server::TlsMode::InsecurePlainHttp;
     })
     .await;
     let server = start_tuned(&tmp.path().join("b"), None, None, |s| {
@@ -178,8 +184,11 @@ async fn mirror_on_schedule() {
     let tmp = tempfile::tempdir().unwrap();
     let (publisher, root) = upstream(tmp.path(), "vendor").await;
     let public = publisher.public_dir();
+    // The vendor stands in for the upstream's plain static server (content TUF-verified);
+    // the mirroring server under test speaks HTTPS.
     let vendor = start_tuned(&tmp.path().join("a"), None, None, |s| {
         s.repo_dir = Some(public.clone());
+        s.tls = cascade_server::TlsMode::InsecurePlainHttp;
     })
     .await;
     let server = start_tuned(&tmp.path().join("b"), None, None, |s| {

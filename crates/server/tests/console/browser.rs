@@ -14,11 +14,11 @@ use crate::webdriver::Browser;
 #[tokio::test]
 #[ignore = "needs chromium and chromium-driver: scripts/browser-tests installs them and runs this"]
 async fn admin_journey_in_chromium() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
+    let Some(b) = Browser::start(&s.ca_spki_sha256).await else {
+        return;
+    };
     let at = |path: &str| format!("{}{path}", s.url);
 
     // Login: pages redirect there; a wrong token is refused beside the field.

@@ -83,11 +83,11 @@ async fn login(b: &Browser, s: &TestServer) {
 #[tokio::test]
 #[ignore = "needs chromium and chromium-driver: scripts/browser-tests installs them and runs this"]
 async fn stopped_agent_is_down_and_compliance_follows_a_publish() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let s = start(&dir.path().join("server")).await;
+    let Some(b) = Browser::start(&s.ca_spki_sha256).await else {
+        return;
+    };
     let at = |path: &str| format!("{}{path}", s.url);
 
     // Patterns 1.1 is published; the agent is registered, enrolled and approved.
@@ -348,11 +348,11 @@ async fn stopped_agent_is_down_and_compliance_follows_a_publish() {
 #[tokio::test]
 #[ignore = "needs chromium and chromium-driver: scripts/browser-tests installs them and runs this"]
 async fn one_settings_form_greyed_list_and_unsaved_warning() {
-    let Some(b) = Browser::start().await else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
+    let Some(b) = Browser::start(&s.ca_spki_sha256).await else {
+        return;
+    };
     let at = |path: &str| format!("{}{path}", s.url);
     login(&b, &s).await;
     b.goto(&at("/sources")).await;

@@ -21,7 +21,38 @@ pub struct TestServer {
     pub admin_password: String,
     pub enroll: String,
     pub http: reqwest::Client,
+    /// Base64 SHA-256 of the server CA's public key (SPKI), for chromium's
+    /// `--ignore-certificate-errors-spki-list`: the browser accepts this test CA and no other.
+    pub ca_spki_sha256: String,
     _server: RunningServer,
+}
+
+/// Standard base64 (with padding) of `bytes`.
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The SPKI hash of the private CA in `data_dir` (its key is `DATA/tls/ca.key`).
+fn ca_spki_sha256(data_dir: &Path) -> String {
+    use rcgen::PublicKeyData as _;
+    let pem = std::fs::read_to_string(data_dir.join("tls/ca.key")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&pem).unwrap();
+    let hex = cascade_repo::fsutil::sha256_hex(&key.subject_public_key_info());
+    base64(&::hex::decode(hex).unwrap())
 }
 
 pub async fn start(data_dir: &Path) -> TestServer {
@@ -32,8 +63,10 @@ pub async fn start(data_dir: &Path) -> TestServer {
     let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let url = format!("http://{}", server.addr);
-    let http = reqwest::Client::builder()
+    let url = server.url.as_str().trim_end_matches('/').to_owned();
+    let http = server
+        .http_builder()
+        .unwrap()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -44,6 +77,7 @@ pub async fn start(data_dir: &Path) -> TestServer {
         admin_password: first.admin_password,
         enroll: first.enrollment_token,
         http,
+        ca_spki_sha256: ca_spki_sha256(data_dir),
         _server: server,
     }
 }

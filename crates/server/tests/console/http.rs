@@ -59,6 +59,10 @@ async fn login_with(s: &TestServer, fields: &[(&str, &str)]) -> Result<String, (
         .find(|c| c.starts_with("cascade_session="))
         .expect("a session cookie");
     assert!(session.contains("HttpOnly"), "{session}");
+    assert!(
+        session.contains("; Secure;"),
+        "the session cookie is Secure: {session}"
+    );
     assert!(session.contains("SameSite=Strict"), "{session}");
     Ok(cookie_pair(session))
 }

@@ -48,9 +48,11 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless chromium session, or `None` when the environment
-    /// asks to skip (`CASCADE_SKIP_BROWSER=1`). Panics when the binaries are missing.
-    pub async fn start() -> Option<Browser> {
+    /// Starts chromedriver and a headless chromium session that accepts certificates chaining
+    /// to the CA whose public key has the base64 SHA-256 `ca_spki_sha256` (the test server's
+    /// private CA) and no other untrusted one, or `None` when the environment asks to skip
+    /// (`CASCADE_SKIP_BROWSER=1`). Panics when the binaries are missing.
+    pub async fn start(ca_spki_sha256: &str) -> Option<Browser> {
         let driver_bin = find_binary("CHROMEDRIVER", &["chromedriver"]);
         let chrome_bin = find_binary("CHROMIUM", &["chromium", "chromium-browser"]);
         let (Some(driver_bin), Some(chrome_bin)) = (driver_bin, chrome_bin) else {
@@ -105,6 +107,7 @@ impl Browser {
             "--no-first-run",
             "--window-size=1280,900",
             format!("--user-data-dir={}", profile.path().display()),
+            format!("--ignore-certificate-errors-spki-list={ca_spki_sha256}"),
         ]);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",

@@ -1,0 +1,429 @@
+//! HTTPS for the server (`docs/operating.md#tls`): by default a private certificate
+//! authority is created in `DATA/tls/` on first start (`ca.pem`, and `ca.key` mode `0600`)
+//! and a server certificate signed by it is issued at every start for the listen address and
+//! the names given (so a new address or name needs only a restart); or an organisation's own
+//! certificate chain and key are used. The CA certificate is served at `GET /ca.pem`, and
+//! its SHA-256 (of exactly those bytes) travels in the enrollment token
+//! (`docs/architecture.md#trust-model`). Plain HTTP only with
+//! [`TlsMode::InsecurePlainHttp`].
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// How the server speaks to its clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// HTTPS with the server's own private CA (created on first start in `DATA/tls/`); the
+    /// server certificate names the listen address, `localhost` and these extra DNS names
+    /// or IP addresses (`--tls-name`).
+    PrivateCa {
+        /// Extra names for the server certificate.
+        names: Vec<String>,
+    },
+    /// HTTPS with an organisation's own certificate chain (PEM, leaf first, up to the CA
+    /// that clients are to trust, which is served at `/ca.pem`) and private key (PEM).
+    Files {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
+    /// Plain HTTP: every token and the console cookie travel in clear
+    /// (`--insecure-plain-http`; `docs/operating.md#tls`).
+    InsecurePlainHttp,
+}
+
+impl Default for TlsMode {
+    fn default() -> Self {
+        TlsMode::PrivateCa { names: Vec::new() }
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A TLS file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A certificate or key file holds nothing usable.
+    #[error("{path}: {what}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A certificate could not be made.
+    #[error("certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the certificate and key.
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+impl TlsError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TlsError::Io { .. } => "tls.io",
+            TlsError::BadFile { .. } => "tls.bad_file",
+            TlsError::Generate(_) => "tls.generate",
+            TlsError::Config(_) => "tls.config",
+        }
+    }
+}
+
+/// The subject of the private CA (the same at every start, so certificates issued later
+/// chain to the stored CA certificate).
+const CA_NAME: &str = "cascade private CA";
+
+/// The server's TLS material, opened once at start.
+pub struct Tls {
+    mode: TlsMode,
+    /// The CA certificate served at `/ca.pem` (PEM bytes), `None` over plain HTTP.
+    ca_pem: Option<Vec<u8>>,
+    /// The private CA's signing key, for [`Tls::acceptor`].
+    ca_key: Option<KeyPair>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("mode", &self.mode)
+            .field("ca_sha256", &self.ca_sha256())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Tls {
+    /// Opens the TLS material for `mode`: for the private CA, reads `DATA/tls/ca.pem` and
+    /// `ca.key`, creating both on first start (directory `0700`, key `0600`).
+    ///
+    /// # Errors
+    /// See [`TlsError`].
+    pub fn open(data_dir: &Path, mode: &TlsMode) -> Result<Tls, TlsError> {
+        match mode {
+            TlsMode::InsecurePlainHttp => Ok(Tls {
+                mode: mode.clone(),
+                ca_pem: None,
+                ca_key: None,
+            }),
+            TlsMode::Files { cert, .. } => {
+                let pem = std::fs::read(cert).map_err(io(cert))?;
+                certs(cert, &pem)?;
+                // The last certificate of the chain is the one clients are to trust.
+                let ca_pem = last_pem_block(cert, &pem)?;
+                Ok(Tls {
+                    mode: mode.clone(),
+                    ca_pem: Some(ca_pem),
+                    ca_key: None,
+                })
+            }
+            TlsMode::PrivateCa { .. } => {
+                let dir = data_dir.join("tls");
+                private_dir(&dir)?;
+                let cert_path = dir.join("ca.pem");
+                let key_path = dir.join("ca.key");
+                let (ca_pem, key) = if key_path.exists() && cert_path.exists() {
+                    let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+                    let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::BadFile {
+                        path: key_path.display().to_string(),
+                        what: e.to_string(),
+                    })?;
+                    let pem = std::fs::read(&cert_path).map_err(io(&cert_path))?;
+                    certs(&cert_path, &pem)?;
+                    (pem, key)
+                } else {
+                    let key = KeyPair::generate()?;
+                    let cert = ca_params().self_signed(&key)?;
+                    write_private(&key_path, key.serialize_pem().as_bytes())?;
+                    let pem = cert.pem().into_bytes();
+                    cascade_repo::fsutil::write_atomic(&cert_path, &pem).map_err(io(&cert_path))?;
+                    tracing::info!(path = %cert_path.display(), "private CA created");
+                    (pem, key)
+                };
+                Ok(Tls {
+                    mode: mode.clone(),
+                    ca_pem: Some(ca_pem),
+                    ca_key: Some(key),
+                })
+            }
+        }
+    }
+
+    /// The CA certificate clients are to trust (PEM), `None` over plain HTTP.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    /// Lowercase hex SHA-256 of [`Tls::ca_pem`]'s bytes, as the enrollment token carries it.
+    pub fn ca_sha256(&self) -> Option<String> {
+        self.ca_pem.as_deref().map(cascade_repo::fsutil::sha256_hex)
+    }
+
+    /// Whether connections are plain HTTP.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.mode, TlsMode::InsecurePlainHttp)
+    }
+
+    /// The acceptor for connections to `listen`, `None` over plain HTTP. With the private CA
+    /// a fresh server certificate is issued (new key) for `listen`'s address, `localhost`,
+    /// `127.0.0.1` when listening on every address, and the configured names.
+    ///
+    /// # Errors
+    /// See [`TlsError`].
+    pub fn acceptor(
+        &self,
+        listen: SocketAddr,
+    ) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+        let (chain, key) = match (&self.mode, &self.ca_key) {
+            (TlsMode::InsecurePlainHttp, _) => return Ok(None),
+            (TlsMode::Files { cert, key }, _) => {
+                let pem = std::fs::read(cert).map_err(io(cert))?;
+                let chain = certs(cert, &pem)?;
+                let key_pem = std::fs::read(key).map_err(io(key))?;
+                let key_der =
+                    PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadFile {
+                        path: key.display().to_string(),
+                        what: format!("no private key: {e}"),
+                    })?;
+                (chain, key_der)
+            }
+            (TlsMode::PrivateCa { names }, Some(ca_key)) => {
+                let leaf_key = KeyPair::generate()?;
+                let issuer = Issuer::new(ca_params(), ca_key);
+                let leaf = leaf_params(listen, names)?.signed_by(&leaf_key, &issuer)?;
+                let ca = CertificateDer::from_pem_slice(self.ca_pem.as_deref().unwrap_or_default())
+                    .map_err(|e| TlsError::BadFile {
+                        path: "ca.pem".into(),
+                        what: e.to_string(),
+                    })?;
+                let key_der = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| {
+                    TlsError::BadFile {
+                        path: "server key".into(),
+                        what: e.to_owned(),
+                    }
+                })?;
+                (vec![leaf.der().clone(), ca], key_der)
+            }
+            (TlsMode::PrivateCa { .. }, None) => {
+                return Err(TlsError::BadFile {
+                    path: "ca.key".into(),
+                    what: "the private CA's key is not loaded".into(),
+                })
+            }
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+}
+
+/// The full enrollment token for `secret` (`docs/operating.md#enrollment-token-format`): with the
+/// SHA-256 of the CA certificate served at `/ca.pem` and of each repository's `1.root.json`
+/// as `/repo/` serves it (the site repository's own tree, or the repository directory) that
+/// exists now (`-` for one that does not yet).
+pub fn enrollment_token_text(st: &crate::state::Inner, secret: String) -> String {
+    use cascade_proto::{EnrollmentTokenText, Sha256Digest};
+    let digest =
+        |bytes: &[u8]| Sha256Digest::from_hex(&cascade_repo::fsutil::sha256_hex(bytes)).ok();
+    let first_root = |dir: PathBuf| {
+        std::fs::read(dir.join("metadata/1.root.json"))
+            .ok()
+            .and_then(|b| digest(&b))
+    };
+    let site = st
+        .site
+        .own_public_dir()
+        .unwrap_or_else(|| st.repo_dir.join("site"));
+    EnrollmentTokenText {
+        secret,
+        ca_sha256: st.tls.ca_pem().and_then(digest),
+        site_root_sha256: first_root(site),
+        upstream_root_sha256: first_root(st.repo_dir.join("upstream")),
+    }
+    .to_string()
+}
+
+/// `GET /ca.pem`: the CA certificate clients are to trust, public (its hash travels in the
+/// enrollment token, so a client checks what it fetched over a connection it does not yet
+/// trust); 404 on a plain-HTTP server.
+pub async fn serve_ca(
+    axum::extract::State(st): axum::extract::State<crate::state::AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match st.tls.ca_pem() {
+        Some(pem) => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_vec(),
+        )
+            .into_response(),
+        None => crate::error::ApiError::NotFound {
+            what: "CA certificate (this server speaks plain HTTP)",
+            id: "ca.pem".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// The private CA's parameters (no path length limit, signs certificates only).
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_NAME);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+/// A server certificate's parameters for `listen` and `names`.
+fn leaf_params(listen: SocketAddr, names: &[String]) -> Result<CertificateParams, TlsError> {
+    let mut sans: Vec<String> = vec!["localhost".into()];
+    let ip = listen.ip();
+    if ip.is_unspecified() {
+        sans.push(IpAddr::V4(Ipv4Addr::LOCALHOST).to_string());
+    } else {
+        sans.push(ip.to_string());
+    }
+    for n in names {
+        if !sans.contains(n) {
+            sans.push(n.clone());
+        }
+    }
+    let mut params = CertificateParams::new(sans)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "cascade server");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// Every certificate in the PEM file `path` (at least one).
+fn certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |what: String| TlsError::BadFile {
+        path: path.display().to_string(),
+        what,
+    };
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad("no certificate in the file".into()));
+    }
+    Ok(chain)
+}
+
+/// The text of the last `CERTIFICATE` block of a PEM file (parsed by [`certs`] before).
+fn last_pem_block(path: &Path, pem: &[u8]) -> Result<Vec<u8>, TlsError> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find_last =
+        |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
+    let start = find_last(pem, BEGIN);
+    let end = find_last(pem, END);
+    match (start, end) {
+        (Some(s), Some(e)) if e > s => {
+            // Through the end of the END line, as the file has it.
+            let mut stop = e + END.len();
+            for want in [b'\r', b'\n'] {
+                if pem.get(stop) == Some(&want) {
+                    stop += 1;
+                }
+            }
+            let mut block = pem[s..stop].to_vec();
+            if !block.ends_with(b"\n") {
+                block.push(b'\n');
+            }
+            Ok(block)
+        }
+        _ => Err(TlsError::BadFile {
+            path: path.display().to_string(),
+            what: "no PEM certificate block".into(),
+        }),
+    }
+}
+
+/// Creates `dir` `0700` whatever the umask.
+fn private_dir(dir: &Path) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically through a temporary file created `0600`.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        open.mode(0o600);
+    }
+    let mut f = open.open(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The private CA is made once and kept (key 0600); a second open serves the same CA.
+    #[test]
+    fn private_ca_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = TlsMode::default();
+        let a = Tls::open(dir.path(), &mode).unwrap();
+        let b = Tls::open(dir.path(), &mode).unwrap();
+        assert_eq!(a.ca_pem(), b.ca_pem());
+        assert_eq!(a.ca_sha256().unwrap().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let m = std::fs::metadata(dir.path().join("tls/ca.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(m & 0o777, 0o600);
+        }
+        assert!(b
+            .acceptor("127.0.0.1:8443".parse().unwrap())
+            .unwrap()
+            .is_some());
+    }
+}
