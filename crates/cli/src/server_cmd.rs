@@ -44,6 +44,12 @@ pub struct ServerArgs {
     /// `REPO_DIR/site` is a link the operator made, which is then served as it is).
     #[arg(long)]
     pub site_repo: Option<PathBuf>,
+    /// File whose first line is the passphrase of the site repository's key files (else the
+    /// `CASCADE_KEY_PASSPHRASE` environment variable): the keys a first start creates are
+    /// encrypted with it, and encrypted keys need it to sign. Without one the keys are plain
+    /// files, warned about at every start (`docs/operating.md#keys-and-their-ceremony`).
+    #[arg(long, value_name = "FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
@@ -127,6 +133,9 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     settings.database_url = args.database_url;
     settings.repo_dir = args.repo_dir;
     settings.site_repo = args.site_repo;
+    settings.key_passphrase =
+        cascade_repo::Passphrase::from_file_or_env(args.key_passphrase_file.as_deref())
+            .map_err(|e| crate::BadInput(format!("{e} [{}]", e.code())))?;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
     settings.stale_after = Duration::from_secs(args.stale_after);
     settings.update_interval = Duration::from_secs(args.update_interval.max(1));

@@ -117,6 +117,7 @@ impl Server {
             settings.site_repo.as_deref(),
             &settings.data_dir,
             &repo_dir,
+            settings.key_passphrase.clone(),
             settings.clock.clone(),
         )
         .await?;

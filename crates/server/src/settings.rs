@@ -85,6 +85,10 @@ pub struct Settings {
     /// The server's own site repository (`--site-repo`); `None` means `data_dir/site-repo`,
     /// unless the operator linked `<repo-dir>/site` (see [`crate::site`]).
     pub site_repo: Option<PathBuf>,
+    /// The passphrase of the site repository's key files (`--key-passphrase-file`, else
+    /// `CASCADE_KEY_PASSPHRASE`): keys it creates are encrypted with it, and encrypted keys
+    /// need it to sign. `None`: plain key files, warned about at every start.
+    pub key_passphrase: Option<cascade_repo::Passphrase>,
     /// How often the site repository's timestamp is re-signed.
     pub site_refresh: Duration,
     /// The clock.
@@ -133,6 +137,7 @@ impl Settings {
             database_url: None,
             repo_dir: None,
             site_repo: None,
+            key_passphrase: None,
             site_refresh: crate::site::REFRESH_EVERY,
             clock: Arc::new(SystemClock),
             random: os_random(),
@@ -168,6 +173,10 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &self.database_url.as_ref().map(|_| "…"))
             .field("repo_dir", &self.repo_dir)
             .field("site_repo", &self.site_repo)
+            .field(
+                "key_passphrase",
+                &self.key_passphrase.as_ref().map(|_| "(set)"),
+            )
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }

@@ -40,7 +40,9 @@ use std::time::Duration;
 
 use cascade_core::settings::{DEFAULT_SETTINGS_NAME, SETTINGS_FILE};
 use cascade_core::{Category, DomainSettings, PublishedSettings};
-use cascade_repo::{Expiries, PublishError, PublishOptions, PublishedTarget, Publisher, Timestamp};
+use cascade_repo::{
+    InitOptions, Passphrase, PublishError, PublishOptions, PublishedTarget, Publisher, Timestamp,
+};
 
 use crate::settings::Clock;
 
@@ -131,6 +133,7 @@ impl Site {
         chosen: Option<&Path>,
         data_dir: &Path,
         repo_dir: &Path,
+        passphrase: Option<Passphrase>,
         clock: Arc<dyn Clock>,
     ) -> Result<Site, SiteError> {
         let link = repo_dir.join("site");
@@ -146,7 +149,7 @@ impl Site {
             tracing::warn!(link = %link.display(), site = %dir.display(), "--site-repo is given: /repo/site/ serves it, not the link");
         }
         Ok(Site::Own(Arc::new(
-            SitePublisher::open_or_create(&dir, clock).await?,
+            SitePublisher::open_or_create(&dir, passphrase, clock).await?,
         )))
     }
 
@@ -185,6 +188,29 @@ impl Site {
     }
 }
 
+/// Moves the root key files the first start made (`root.pk8`, `root-N.pk8`) from `keys` to
+/// `DIR/root-keys-offline`, which the operator is told to move off the machine: the server
+/// signs targets, snapshot and timestamp, never a root. Returns that directory.
+fn take_root_keys_out(dir: &Path, keys: &Path) -> Result<PathBuf, SiteError> {
+    let away = dir.join("root-keys-offline");
+    std::fs::create_dir_all(&away).map_err(io(&away))?;
+    restrict(&away)?;
+    for entry in std::fs::read_dir(keys).map_err(io(keys))? {
+        let entry = entry.map_err(io(keys))?;
+        let name = entry.file_name();
+        let is_root = name.to_str().is_some_and(|n| {
+            n == "root.pk8"
+                || n.strip_prefix("root-")
+                    .is_some_and(|rest| rest.strip_suffix(".pk8").is_some())
+        });
+        if is_root {
+            let to = away.join(&name);
+            std::fs::rename(entry.path(), &to).map_err(io(&to))?;
+        }
+    }
+    Ok(away)
+}
+
 /// The one writer of the server's own repository.
 pub struct SitePublisher {
     dir: PathBuf,
@@ -210,23 +236,42 @@ impl SitePublisher {
     ///
     /// # Errors
     /// When the repository cannot be created.
-    pub async fn open_or_create(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, SiteError> {
+    pub async fn open_or_create(
+        dir: &Path,
+        passphrase: Option<Passphrase>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SiteError> {
         let keys = dir.join("offline-keys");
         let public = dir.join("public");
         let publisher = if public.join("metadata/root.json").is_file() {
-            Publisher::open(dir, &keys)
+            Publisher::open(dir, &keys).with_passphrase(passphrase)
         } else {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
             restrict(dir)?;
-            let p =
-                cascade_repo::init(dir, &keys, Expiries::default(), now(clock.as_ref())).await?;
-            tracing::info!(
+            let options = InitOptions {
+                passphrase: passphrase.clone(),
+                ..InitOptions::new(&keys)
+            };
+            let p = cascade_repo::init_with(dir, &options, now(clock.as_ref()))
+                .await?
+                .with_passphrase(passphrase);
+            let away = take_root_keys_out(dir, &keys)?;
+            tracing::warn!(
                 site = %dir.display(),
-                root = %public.join("metadata/1.root.json").display(),
-                "first start: the server's site repository was created; give agents its root (--site-root)"
+                root_keys = %away.display(),
+                "first start: the server's site repository was created; MOVE {} OFF THIS MACHINE \
+                 (it is needed only to rotate the repository's keys: docs/operating.md#the-servers-own-repository)",
+                away.display()
             );
             p
         };
+        for key in publisher.unencrypted_keys() {
+            tracing::warn!(
+                key = %key.display(),
+                "site repository key file is not encrypted: start the server with \
+                 --key-passphrase-file or CASCADE_KEY_PASSPHRASE (docs/operating.md#keys-and-their-ceremony)"
+            );
+        }
         Ok(SitePublisher {
             dir: dir.to_owned(),
             public,
@@ -565,21 +610,31 @@ mod tests {
         }
     }
 
-    // First open creates the repository with private keys; the second opens it as it is; a
-    // publish adds a signed target; the same version again is refused with its code.
+    fn passphrase() -> Passphrase {
+        Passphrase::new("correct horse battery staple").unwrap()
+    }
+
+    // First open creates the repository with private, encrypted keys and takes the root key
+    // out of the server's key directory; the second opens it as it is; a publish adds a
+    // signed target; the same version again is refused with its code; without the passphrase
+    // nothing can be signed.
     #[tokio::test]
     async fn created_once_then_published_to() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("site-repo");
-        let site = SitePublisher::open_or_create(&dir, Arc::new(Fixed))
+        let site = SitePublisher::open_or_create(&dir, Some(passphrase()), Arc::new(Fixed))
             .await
             .unwrap();
         let root = std::fs::read(site.root_path()).unwrap();
+        assert!(
+            !dir.join("offline-keys/root.pk8").exists(),
+            "root key left online"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             for key in [
-                "offline-keys/root.pk8",
+                "root-keys-offline/root.pk8",
                 "offline-keys/targets.pk8",
                 "online-keys/timestamp.pk8",
             ] {
@@ -588,10 +643,30 @@ mod tests {
                     .permissions()
                     .mode();
                 assert_eq!(mode & 0o777, 0o600, "{key}");
+                let text = std::fs::read_to_string(dir.join(key)).unwrap();
+                assert!(
+                    text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+                    "{key}"
+                );
             }
         }
         drop(site);
-        let site = SitePublisher::open_or_create(&dir, Arc::new(Fixed))
+        let locked = SitePublisher::open_or_create(&dir, None, Arc::new(Fixed))
+            .await
+            .unwrap();
+        let refused = locked
+            .publish_bytes(
+                Category::DomainSettings,
+                "default",
+                "1",
+                "settings.json",
+                b"{}",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "key.passphrase_needed", "{refused}");
+        drop(locked);
+        let site = SitePublisher::open_or_create(&dir, Some(passphrase()), Arc::new(Fixed))
             .await
             .unwrap();
         assert_eq!(std::fs::read(site.root_path()).unwrap(), root);
