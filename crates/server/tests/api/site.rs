@@ -16,8 +16,12 @@ async fn first_start_creates_the_site_repository() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
+        assert!(
+            !site.join("offline-keys/root.pk8").exists(),
+            "the root key is taken out of the server's key directory"
+        );
         for key in [
-            "offline-keys/root.pk8",
+            "root-keys-offline/root.pk8",
             "offline-keys/targets.pk8",
             "online-keys/snapshot.pk8",
             "online-keys/timestamp.pk8",
