@@ -260,13 +260,38 @@ pub fn enrollment_token_text(st: &crate::state::Inner, secret: String) -> String
         .site
         .own_public_dir()
         .unwrap_or_else(|| st.repo_dir.join("site"));
+    // Before the first mirror run, the upstream root the operator trusts (`--upstream-root`)
+    // is the mirror's `1.root.json` when it is version 1.
+    let trusted_first_upstream = || {
+        let path = &st.mirror.settings.as_ref()?.trusted_root;
+        let bytes = std::fs::read(path).ok()?;
+        (root_version(&bytes) == Some(1))
+            .then(|| digest(&bytes))
+            .flatten()
+    };
     EnrollmentTokenText {
         secret,
         ca_sha256: st.tls.ca_pem().and_then(digest),
         site_root_sha256: first_root(site),
-        upstream_root_sha256: first_root(st.repo_dir.join("upstream")),
+        upstream_root_sha256: first_root(st.repo_dir.join("upstream"))
+            .or_else(trusted_first_upstream),
     }
     .to_string()
+}
+
+/// The `signed.version` of a root metadata file, if it parses.
+fn root_version(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Signed {
+        signed: Version,
+    }
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u64,
+    }
+    serde_json::from_slice::<Signed>(bytes)
+        .ok()
+        .map(|s| s.signed.version)
 }
 
 /// `GET /ca.pem`: the CA certificate clients are to trust, public (its hash travels in the

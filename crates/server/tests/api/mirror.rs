@@ -92,6 +92,15 @@ async fn mirror_on_demand() {
         s.mirror = Some(mirroring(root.clone(), None));
     })
     .await;
+    // Before any mirror run, the first-start token already names the upstream root the
+    // operator trusts (it is the mirror's `1.root.json`), so agents pin it from the token.
+    let token: cascade_client::proto::EnrollmentTokenText = server.enroll.parse().unwrap();
+    assert_eq!(
+        token.upstream_root_sha256.map(|d| d.to_hex()),
+        Some(cascade_repo::fsutil::sha256_hex(
+            &std::fs::read(&root).unwrap()
+        ))
+    );
     server
         .admin(Method::POST, "/api/repo/mirror", None)
         .await
