@@ -265,7 +265,7 @@ pub fn enrollment_token_text(st: &crate::state::Inner, secret: String) -> String
     let trusted_first_upstream = || {
         let path = &st.mirror.settings.as_ref()?.trusted_root;
         let bytes = std::fs::read(path).ok()?;
-        (root_version(&bytes) == Some(1))
+        (crate::repo::signed_version(&bytes) == Some(1))
             .then(|| digest(&bytes))
             .flatten()
     };
@@ -277,21 +277,6 @@ pub fn enrollment_token_text(st: &crate::state::Inner, secret: String) -> String
             .or_else(trusted_first_upstream),
     }
     .to_string()
-}
-
-/// The `signed.version` of a root metadata file, if it parses.
-fn root_version(bytes: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Signed {
-        signed: Version,
-    }
-    #[derive(serde::Deserialize)]
-    struct Version {
-        version: u64,
-    }
-    serde_json::from_slice::<Signed>(bytes)
-        .ok()
-        .map(|s| s.signed.version)
 }
 
 /// `GET /ca.pem`: the CA certificate clients are to trust, public (its hash travels in the
