@@ -26,6 +26,30 @@ pub struct KeyArgs {
     pub key_passphrase_file: Option<PathBuf>,
 }
 
+/// A TUF role whose key `cascade repo rotate-key` replaces.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyRole {
+    /// The root role's first key (`root.pk8`).
+    Root,
+    /// The targets role.
+    Targets,
+    /// The snapshot role.
+    Snapshot,
+    /// The timestamp role.
+    Timestamp,
+}
+
+impl From<KeyRole> for cascade_repo::RoleType {
+    fn from(r: KeyRole) -> Self {
+        match r {
+            KeyRole::Root => Self::Root,
+            KeyRole::Targets => Self::Targets,
+            KeyRole::Snapshot => Self::Snapshot,
+            KeyRole::Timestamp => Self::Timestamp,
+        }
+    }
+}
+
 /// Repository maintenance subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RepoCmd {
@@ -71,6 +95,23 @@ pub enum RepoCmd {
         /// Key locations.
         #[command(flatten)]
         keys: KeyArgs,
+    },
+    /// Give a role a new key: a new root version lists it, signed by the old root's keys (and
+    /// the new root key when root rotates); the old key file is kept as FILE.retired-vN. Needs
+    /// the root keys (`docs/operating.md#keys-and-their-ceremony`).
+    RotateKey {
+        /// Repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The role whose key changes (root: its first key, `root.pk8`).
+        #[arg(long, value_enum)]
+        role: KeyRole,
+        /// Key locations.
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Print what changed as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Keep the newest N versions of every content name; remove the rest and their deltas.
     Prune {
@@ -305,6 +346,29 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
                 .block_on(p.renew(now))
                 .map_err(|e| key_error(&format!("renewing {}", repo.display()), &e))?;
             println!("root re-signed as version {v}; targets, snapshot and timestamp re-signed");
+            Ok(())
+        }
+        RepoCmd::RotateKey {
+            repo,
+            role,
+            keys,
+            json,
+        } => {
+            let p = open(&repo, keys.keys, keys.key_passphrase_file.as_deref())?;
+            let r = rt
+                .block_on(p.rotate(role.into(), now))
+                .map_err(|e| key_error(&format!("rotating a key of {}", repo.display()), &e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} key rotated: new key {}; root version {} lists it; old key kept as {}",
+                    r.role,
+                    r.new_key_id,
+                    r.root_version,
+                    r.retired.display()
+                );
+            }
             Ok(())
         }
         RepoCmd::Prune { repo, keys, keep } => {

@@ -174,3 +174,50 @@ fn publish_needs_the_right_passphrase() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("published components/engine/1"));
 }
+
+// `cascade repo rotate-key`: the timestamp key rotates (a new root lists it, the old key file
+// is kept, new key files are 0600 under umask 0); without the root key nothing changes and
+// the command fails naming the signing problem.
+#[test]
+fn rotate_key_needs_the_root_key_and_keeps_the_old_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cascade(
+        tmp.path(),
+        &["repo", "init", "site", "--offline-keys", "offline"],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let args = [
+        "repo",
+        "rotate-key",
+        "--repo",
+        "site",
+        "--offline-keys",
+        "offline",
+        "--role",
+        "timestamp",
+    ];
+    let out = cascade(tmp.path(), &args, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("root version 2"), "{text}");
+    let online = tmp.path().join("site/online-keys");
+    assert_eq!(mode(&online.join("timestamp.pk8")), 0o600);
+    assert!(online.join("timestamp.pk8.retired-v1").is_file());
+    assert!(tmp
+        .path()
+        .join("site/public/metadata/2.root.json")
+        .is_file());
+    std::fs::rename(
+        tmp.path().join("offline/root.pk8"),
+        tmp.path().join("away.pk8"),
+    )
+    .unwrap();
+    let out = cascade(tmp.path(), &args, &[]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("publish.sign"),
+        "{out:?}"
+    );
+    assert!(!tmp.path().join("site/public/metadata/3.root.json").exists());
+}

@@ -240,12 +240,21 @@ impl KeyPaths {
     pub fn sources(&self, role: RoleType) -> Result<Vec<Box<dyn KeySource>>, KeyError> {
         self.present(role)
             .iter()
-            .map(|p| {
-                let der = load(p, self.passphrase.as_ref())?;
-                Ok(Box::new(Decrypted { der }) as Box<dyn KeySource>)
-            })
+            .map(|p| source(p, self.passphrase.as_ref()))
             .collect()
     }
+}
+
+/// The key in `path` (decrypted with `passphrase` when it is encrypted), for signing.
+///
+/// # Errors
+/// As [`KeyPaths::sources`].
+pub fn source(
+    path: &Path,
+    passphrase: Option<&Passphrase>,
+) -> Result<Box<dyn KeySource>, KeyError> {
+    let der = load(path, passphrase)?;
+    Ok(Box::new(Decrypted { der }))
 }
 
 /// A key already read (and decrypted) into wiped-on-drop memory, for `tough`'s signing.

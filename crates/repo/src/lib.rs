@@ -17,6 +17,7 @@ mod meta;
 pub mod mirror;
 mod publish;
 mod renew;
+mod rotate;
 mod save;
 pub mod throttle;
 mod transport;
@@ -35,5 +36,8 @@ pub use keys::{KeyError, Passphrase, PASSPHRASE_ENV};
 pub use layout::{check_segment, full_targets, LayoutError, Listed, TargetMeta, TargetPath};
 pub use meta::Expiries;
 pub use publish::{init, init_with, InitOptions, PublishOptions, PublishedTarget, Publisher};
+pub use rotate::Rotated;
 pub use save::{is_safe_file_name, save_verified, SaveError};
+/// The TUF roles (whose keys `Publisher::rotate` replaces).
+pub use tough::schema::RoleType;
 pub use transport::{find_source_failure, SourceFailure, SourceTransport, TransportLimits};

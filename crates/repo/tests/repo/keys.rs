@@ -5,6 +5,7 @@
 use cascade_core::Category;
 use cascade_repo::verify::verify;
 use cascade_repo::{init_with, InitOptions, Passphrase, PublishOptions, Publisher};
+use tough::schema::RoleType;
 
 use crate::common::{fast_limits, serve, SourceOf};
 
@@ -140,4 +141,79 @@ async fn threshold_root_two_of_three() {
         .unwrap_err();
     assert_eq!(err.code(), "publish.bad_threshold");
     assert!(!tmp.path().join("r2").exists() && !tmp.path().join("k2").exists());
+}
+
+// Every role's key rotates: each new root lists the new key and is signed by the old root's
+// keys (root's own rotation by the old and the new root key), the repository stays verifiable
+// from the first root (the client follows the chain of roots), publishing goes on with the
+// new keys, and the old key file is kept as `.retired-vN`.
+#[tokio::test]
+async fn rotated_keys_are_followed_from_the_first_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    let p = init_with(&repo, &InitOptions::new(&keys), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let root1 = std::fs::read(p.public_dir().join("metadata/1.root.json")).unwrap();
+    let src = tmp.path().join("data.bin");
+    let server = serve(&repo.join("public")).await;
+    let mut version = 0;
+    for (n, role) in [
+        RoleType::Timestamp,
+        RoleType::Snapshot,
+        RoleType::Targets,
+        RoleType::Root,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        version += 1;
+        std::fs::write(&src, format!("content {version}")).unwrap();
+        p.publish(
+            Category::Components,
+            "engine",
+            &version.to_string(),
+            std::slice::from_ref(&src),
+            PublishOptions::default(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+        let rotated = p.rotate(role, jiff::Timestamp::now()).await.unwrap();
+        assert_eq!(rotated.root_version, n as u64 + 2, "{rotated:?}");
+        assert!(rotated.retired.is_file(), "{rotated:?}");
+        let root: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(repo.join("public/metadata/root.json")).unwrap())
+                .unwrap();
+        let role_name = role.to_string();
+        assert_eq!(
+            root["signed"]["roles"][&role_name]["keyids"],
+            serde_json::json!([rotated.new_key_id]),
+            "{role_name}"
+        );
+        let signatures = root["signatures"].as_array().unwrap().len();
+        let want = if role == RoleType::Root { 2 } else { 1 };
+        assert_eq!(signatures, want, "{role_name}: {root}");
+        let report = verify(&root1, &server.source("o"), fast_limits())
+            .await
+            .unwrap();
+        assert!(report.is_ok(), "{role_name}: {:?}", report.problems);
+        assert_eq!(report.versions["root"], n as u64 + 2);
+    }
+    // The new keys sign what comes next.
+    std::fs::write(&src, b"after the rotations").unwrap();
+    p.publish(
+        Category::Components,
+        "engine",
+        "5",
+        &[src],
+        PublishOptions::default(),
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    let report = verify(&root1, &server.source("o"), fast_limits())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
 }
