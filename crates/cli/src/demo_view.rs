@@ -225,11 +225,13 @@ pub async fn relay_bytes(addr: SocketAddr) -> Option<u64> {
 /// "N clients" from the notify answer.
 pub fn notified(answer: &NotifyResponse) -> String {
     let fan = &answer.fan_out;
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     format!(
-        "{} connected ({} update agents first, then {} clients)",
+        "{} connected ({} first, then {})",
         fan.agents + fan.clients,
-        fan.agents,
-        fan.clients
+        count(fan.agents, "update agent", "update agents"),
+        count(fan.clients, "client", "clients")
     )
 }
 
