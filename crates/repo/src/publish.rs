@@ -26,7 +26,7 @@ use crate::meta::{
     SPEC_VERSION,
 };
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |source| PublishError::Io {
         path: path.to_owned(),
         source,
@@ -219,6 +219,22 @@ impl Publisher {
     pub fn with_passphrase(mut self, passphrase: Option<Passphrase>) -> Self {
         self.keys.passphrase = passphrase;
         self
+    }
+
+    /// Moves the root key files (`root.pk8`, `root-N.pk8`) out of the key directory into `to`
+    /// (created `0700`), for a repository whose root is kept offline; returns where they went.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn move_root_keys(&self, to: &Path) -> Result<Vec<PathBuf>, PublishError> {
+        keys::create_private_dir(to).map_err(io(to))?;
+        let mut moved = Vec::new();
+        for from in self.keys.present(RoleType::Root) {
+            let dest = to.join(from.file_name().unwrap_or_default());
+            std::fs::rename(&from, &dest).map_err(io(&dest))?;
+            moved.push(dest);
+        }
+        Ok(moved)
     }
 
     /// The key files present for this repository that are not encrypted (online keys first),

@@ -24,7 +24,7 @@ use tough::schema::{RoleType, Root, Signed};
 use crate::error::PublishError;
 use crate::keys::{self, KeyError};
 use crate::meta::{expiry, write, Change, State};
-use crate::publish::Publisher;
+use crate::publish::{io, Publisher};
 
 /// What a rotation did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,13 +37,6 @@ pub struct Rotated {
     pub new_key_id: String,
     /// Where the old key file was kept.
     pub retired: PathBuf,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
-    move |source| PublishError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 fn sign_err(role: RoleType) -> impl Fn(String) -> PublishError {

@@ -188,29 +188,6 @@ impl Site {
     }
 }
 
-/// Moves the root key files the first start made (`root.pk8`, `root-N.pk8`) from `keys` to
-/// `DIR/root-keys-offline`, which the operator is told to move off the machine: the server
-/// signs targets, snapshot and timestamp, never a root. Returns that directory.
-fn take_root_keys_out(dir: &Path, keys: &Path) -> Result<PathBuf, SiteError> {
-    let away = dir.join("root-keys-offline");
-    std::fs::create_dir_all(&away).map_err(io(&away))?;
-    restrict(&away)?;
-    for entry in std::fs::read_dir(keys).map_err(io(keys))? {
-        let entry = entry.map_err(io(keys))?;
-        let name = entry.file_name();
-        let is_root = name.to_str().is_some_and(|n| {
-            n == "root.pk8"
-                || n.strip_prefix("root-")
-                    .is_some_and(|rest| rest.strip_suffix(".pk8").is_some())
-        });
-        if is_root {
-            let to = away.join(&name);
-            std::fs::rename(entry.path(), &to).map_err(io(&to))?;
-        }
-    }
-    Ok(away)
-}
-
 /// The one writer of the server's own repository.
 pub struct SitePublisher {
     dir: PathBuf,
@@ -255,7 +232,10 @@ impl SitePublisher {
             let p = cascade_repo::init_with(dir, &options, now(clock.as_ref()))
                 .await?
                 .with_passphrase(passphrase);
-            let away = take_root_keys_out(dir, &keys)?;
+            // The server signs targets, snapshot and timestamp, never a root: the root key
+            // goes where the operator is told to take it off the machine.
+            let away = dir.join("root-keys-offline");
+            p.move_root_keys(&away)?;
             tracing::warn!(
                 site = %dir.display(),
                 root_keys = %away.display(),
