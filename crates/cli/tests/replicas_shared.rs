@@ -570,9 +570,48 @@ async fn three_replicas_share_one_repository() {
         .await
         .unwrap();
     let upstream_tree = mirrored(&upstream.public_dir());
-    let build2 = pseudo_random(150_000, 8);
-    upload(&clients[alive[0]], &token, "tool", "2.0", build2).await;
-    let newest_site = tree(&replicas[alive[0]].data.join("site-repo/public"));
+    // Two publishes at once on the two living replicas: one writer at a time, neither lost.
+    let (t1, t2) = tokio::join!(
+        upload(
+            &clients[alive[0]],
+            &token,
+            "tool",
+            "2.0",
+            pseudo_random(150_000, 8)
+        ),
+        upload(
+            &clients[alive[1]],
+            &token,
+            "other",
+            "1.0",
+            pseudo_random(90_000, 9)
+        ),
+    );
+    for &i in &alive {
+        let api = clients[i].admin(&token);
+        eventually(
+            Duration::from_secs(30),
+            "both publishes listed everywhere",
+            || async {
+                let listed = api.programs().await.unwrap();
+                [&t1, &t2]
+                    .iter()
+                    .all(|t| listed.programs.iter().any(|p| &&p.target == t))
+            },
+        )
+        .await;
+    }
+    let site_of = |i: usize| tree(&replicas[i].data.join("site-repo/public"));
+    eventually(
+        Duration::from_secs(30),
+        "the living replicas hold one site tree",
+        || {
+            let same = site_of(alive[0]) == site_of(alive[1]);
+            async move { same }
+        },
+    )
+    .await;
+    let newest_site = site_of(alive[0]);
     for &i in &alive {
         eventually(
             Duration::from_secs(60),
