@@ -379,6 +379,29 @@ fn admin_token(out: std::process::ChildStdout) -> String {
     panic!("the first replica printed no admin token");
 }
 
+/// The newest `programs/tool` fetched from `r`'s site repository by a TUF client that trusts
+/// `site_root` (over HTTPS trusting `ca`), with its state in `dir`.
+async fn verified_fetch(r: &Replica, ca: &[u8], site_root: &[u8], dir: &Path) -> Vec<u8> {
+    use cascade_repo::{RepoClient, RepoSource, SourceTransport, TransportLimits};
+    let transport =
+        SourceTransport::new_bound_trusting(TransportLimits::default(), None, Some(ca)).unwrap();
+    let client =
+        RepoClient::with_transport(site_root.to_vec(), &dir.join("trust"), transport, None)
+            .unwrap();
+    let source = RepoSource::new(r.url().join("repo/site").unwrap());
+    let fetched = client
+        .fetch_latest(
+            &[source],
+            Category::Programs,
+            "tool",
+            None,
+            &dir.join("out"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("replica {}: {e:?}", r.name));
+    std::fs::read(&fetched.files[0].path).unwrap()
+}
+
 async fn upload(client: &Client, token: &str, name: &str, version: &str, body: Vec<u8>) -> String {
     let sha = cascade_repo::fsutil::sha256_hex(&body);
     let len = body.len() as u64;
@@ -501,6 +524,11 @@ async fn three_replicas_share_one_repository() {
             || serves_all(c, "repo/site", &a_site),
         )
         .await;
+    }
+    // And it verifies: a TUF client pinned to A's site root fetches it from B and from C.
+    for (i, r) in replicas.iter().enumerate().skip(1) {
+        let got = verified_fetch(r, &ca, &site_root, &tmp.path().join(format!("tuf-{i}"))).await;
+        assert_eq!(got, build, "replica {}", r.name);
     }
     // The other replicas list it too (they read the signed targets they materialized).
     let listed = clients[2].admin(&token).programs().await.unwrap();
