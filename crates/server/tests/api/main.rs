@@ -25,6 +25,7 @@ mod policy;
 mod postgres;
 mod programs;
 mod sessions;
+mod shared_repo;
 mod site;
 mod sources;
 mod tls;

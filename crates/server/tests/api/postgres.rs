@@ -29,7 +29,7 @@ const URL_VAR: &str = "CASCADE_TEST_POSTGRES_URL";
 
 /// A database for one test run: a fresh one in the given cluster (dropped on [`Self::drop_db`])
 /// or a throwaway cluster of its own (stopped on drop).
-struct Database {
+pub(crate) struct Database {
     pub url: String,
     admin_url: Option<String>,
     name: String,
@@ -39,7 +39,7 @@ struct Database {
 impl Database {
     /// A fresh, empty database: in `CASCADE_TEST_POSTGRES_URL`'s cluster when set, else in a
     /// throwaway cluster. Panics, saying why, when neither can be had.
-    async fn new() -> Database {
+    pub(crate) async fn new() -> Database {
         let name = format!(
             "cascade_test_{}_{}",
             std::process::id(),
@@ -83,7 +83,7 @@ impl Database {
     }
 
     /// Drops the database made in the given cluster (a throwaway cluster goes as a whole).
-    async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         if let Some(admin_url) = &self.admin_url {
             let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
             sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
