@@ -618,6 +618,14 @@ impl Shared {
         Ok(entries)
     }
 
+    /// Forgets which version of `tree` this replica holds, so the next
+    /// [`Shared::materialize`] checks every file again (after a failed write changed it).
+    pub fn forget(&self, tree: Tree) {
+        if let Ok(mut local) = self.local.lock() {
+            local.applied.remove(&tree);
+        }
+    }
+
     /// Whether `path` holds the bytes of `sha256` (by what is known of it, else by hashing).
     async fn has(&self, path: &Path, sha256: &str) -> bool {
         match self.known(path).await {

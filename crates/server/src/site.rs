@@ -360,8 +360,9 @@ impl SitePublisher {
         }
         .await;
         if out.is_err() {
-            // What this replica half-made is not stored: the next catch-up puts the stored tree
-            // back.
+            // What this replica half-made is not stored: the stored tree is put back (or at
+            // the next catch-up).
+            sh.forget(Tree::Site);
             if let Err(e) = sh.materialize(Tree::Site, &self.public).await {
                 tracing::warn!(error = %e, "site repository: stored tree not put back yet");
             }

@@ -99,6 +99,15 @@ async fn postgres_tree_versions_land_timestamp_last_and_the_lock_passes_on() {
     );
     assert!(!r.join("metadata/1.snapshot.json").exists());
 
+    // A failed write changed the local tree: forgotten, it is put back as stored.
+    put(&r, "targets/b.bin", b"half-made");
+    put(&r, "targets/extra.bin", b"not stored");
+    assert_eq!(reader.materialize(Tree::Site, &r).await.unwrap(), None);
+    reader.forget(Tree::Site);
+    assert_eq!(reader.materialize(Tree::Site, &r).await.unwrap(), Some(3));
+    assert_eq!(std::fs::read(r.join("targets/b.bin")).unwrap(), b"b3");
+    assert!(!r.join("targets/extra.bin").exists());
+
     // One writer: the lock is refused while held and passes on when the holder's connection
     // closes (a killed replica's would).
     let held = writer
