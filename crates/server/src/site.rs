@@ -427,6 +427,32 @@ impl SitePublisher {
         }
     }
 
+    /// Publishes `metadata`, the next version of delegated role `role` as the build team
+    /// signed it offline, with new targets' content from `incoming/SHA256`; the server checks
+    /// it against the delegation and signs only snapshot and timestamp, never holding the
+    /// team's key (`docs/operating.md#delegated-program-builds`). Returns the targets added.
+    ///
+    /// # Errors
+    /// The repository's refusals (`delegation.*`), signing and I/O errors.
+    pub async fn publish_delegated(
+        &self,
+        role: &str,
+        metadata: &[u8],
+        incoming: &Path,
+    ) -> Result<Vec<PublishedTarget>, SiteError> {
+        let p = self.publisher.lock().await;
+        let waited = tokio::time::Instant::now();
+        loop {
+            let at = now(self.clock.as_ref());
+            match p.publish_delegated(role, metadata, incoming, at).await {
+                Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other.map_err(SiteError::from),
+            }
+        }
+    }
+
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
     ///
     /// # Errors
