@@ -105,3 +105,118 @@ async fn a_changed_interval_takes_effect_at_the_next_cycle() {
     );
     agent.stop().await.unwrap();
 }
+
+/// The server's answer once the client holds its event stream (a notify reaches it then).
+async fn streaming(api: &cascade_client::AdminClient) {
+    wait_until(Duration::from_secs(30), || async {
+        api.client().metrics().await.is_ok_and(|m| {
+            m.lines().any(|l| {
+                l.strip_prefix("cascade_event_streams{role=\"client\"} ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+    .await
+    .unwrap();
+}
+
+// A download cap set in the domain's settings holds the agent's next cycle to it
+// (`docs/operating.md#domains-and-their-settings`): the admin sets a 64 KiB/s cap, a notify
+// makes the agent install and apply it; a 384 KiB program published next comes in the
+// following cycle at no more than the cap allows. Measured as the agent's own report of that
+// step: the bytes it received against what the cap lets through in the step's time plus the
+// cap's one-second burst and one chunk. Uncapped, loopback moves the build in a small part
+// of a second, far over that bound. The bound is what a working cap guarantees on any
+// machine; a slow machine only moves it further from failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_download_cap_takes_effect_at_the_next_cycle() {
+    const CAP: u64 = 64 * 1024;
+    const BUILD: usize = 384 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_upstream, root, fleet) =
+        cascade_testkit::upstream_and_server(tmp.path(), b"patterns one")
+            .await
+            .unwrap();
+    let mut cfg = fleet.agent_config(
+        &tmp.path().join("c1"),
+        "127.0.3.8".parse().unwrap(),
+        None,
+        Some(&root),
+    );
+    cfg.domain = Some("lab".into());
+    cfg.interval = Duration::from_secs(3600);
+    let mut agent = AgentHandle::spawn(cfg);
+    let api = fleet.api();
+    let record = || async {
+        let list = api.clients(&ClientsQuery::default()).await.ok()?;
+        let id = list.clients.first()?.id.clone();
+        api.client_record(&id).await.ok()
+    };
+    wait_until(Duration::from_secs(30), || async {
+        record().await.is_some_and(|v| v.last_update.is_some())
+    })
+    .await
+    .unwrap();
+
+    let capped = DomainSettings {
+        download_cap: CAP,
+        ..DomainSettings::default()
+    };
+    api.put_domain_settings("lab", &capped, None).await.unwrap();
+    streaming(api).await;
+    fleet.notify().await.unwrap();
+    wait_until(Duration::from_secs(30), || async {
+        record()
+            .await
+            .and_then(|v| v.last_update)
+            .is_some_and(|r| applied(&r).is_some())
+    })
+    .await
+    .unwrap();
+    let seen = record().await.unwrap().last_update.unwrap().finished_at;
+
+    // A build published after the cap is in force: the next cycle fetches it.
+    let build = cascade_testkit::pseudo_random(BUILD, 7);
+    let query = cascade_client::proto::ProgramUpload {
+        file: "bulk.bin".into(),
+        hotfix: false,
+        sha256: None,
+    };
+    api.upload_program("bulk", "1", &query, build.clone().into(), BUILD as u64)
+        .await
+        .unwrap();
+    fleet.notify().await.unwrap();
+    wait_until(Duration::from_secs(60), || async {
+        record().await.is_some_and(|v| {
+            v.installed
+                .get(&cascade_core::Category::Programs)
+                .map(String::as_str)
+                == Some("bulk 1")
+                && v.last_update.as_ref().and_then(|r| r.finished_at) != seen
+        })
+    })
+    .await
+    .expect("the build was never installed");
+    let report = record().await.unwrap().last_update.unwrap();
+    assert_eq!(
+        applied(&report).as_deref(),
+        Some("domain settings lab 1 applied")
+    );
+    let step = report
+        .attempts
+        .iter()
+        .find(|a| a.category == Some(cascade_core::Category::Programs) && a.bytes > 0)
+        .unwrap_or_else(|| panic!("no programs step: {report:?}"));
+    assert!(step.bytes >= BUILD as u64, "{step:?}");
+    // What the cap lets through in the step's time: a second's burst, the time itself, and
+    // one chunk held at the start of its reservation.
+    let allowed = CAP * (step.millis / 1000 + 2) + 64 * 1024;
+    assert!(
+        step.bytes <= allowed,
+        "{} bytes in {} ms is over the {CAP} B/s cap (at most {allowed})",
+        step.bytes,
+        step.millis
+    );
+    agent.stop().await.unwrap();
+}
