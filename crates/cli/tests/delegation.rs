@@ -151,8 +151,13 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
         "{}",
         text(&out)
     );
-    // The server's own targets list no program: the build is the team's role's alone.
-    assert!(fleet.api().programs().await.unwrap().programs.is_empty());
+    // Listed with the server's builds; the server signed none of it (its own targets role
+    // lists nothing).
+    let listed = fleet.api().programs().await.unwrap().programs;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].target, "programs/tool/1.0/tool.bin");
+    let publisher = cascade_repo::Publisher::open(&site, &site.join("offline-keys"));
+    assert!(publisher.targets().unwrap().targets.is_empty());
 
     let mut cfg = fleet.agent_config(
         &dir.join("c1"),
@@ -183,7 +188,6 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
 
     // A compromised publisher (it holds the snapshot and timestamp keys, not the team's)
     // serves a newer role signed by another key: the agent refuses it and keeps 1.0.
-    let publisher = cascade_repo::Publisher::open(&site, &site.join("offline-keys"));
     let bad = dir.join("bad.bin");
     std::fs::write(&bad, b"malware").unwrap();
     let previous = publisher.delegated_role(ROLE).unwrap();

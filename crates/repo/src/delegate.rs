@@ -345,6 +345,45 @@ impl Publisher {
         .await
     }
 
+    /// Every full target of `category` served now, the top-level role's and those of each
+    /// role it delegates to (inside the paths delegated to it), by name, newest (highest
+    /// publish sequence) first.
+    ///
+    /// # Errors
+    /// The served metadata cannot be read.
+    pub fn listed(&self, category: Category) -> Result<Vec<crate::layout::Listed>, PublishError> {
+        let state = State::load(&self.dirs)?;
+        let mut out = crate::layout::full_targets(&state.targets.signed, category);
+        let roles = state
+            .targets
+            .signed
+            .delegations
+            .as_ref()
+            .map(|d| d.roles.clone())
+            .unwrap_or_default();
+        for role in roles {
+            let Some(raw) = self.delegated_bytes(&state, &role.name)? else {
+                continue;
+            };
+            let Ok(t) = serde_json::from_slice::<Signed<Targets>>(&raw) else {
+                continue;
+            };
+            out.extend(
+                crate::layout::full_targets(&t.signed, category)
+                    .into_iter()
+                    .filter(|l| is_delegated_path(&role.paths, &l.path.to_string())),
+            );
+        }
+        out.sort_by(|a, b| {
+            (a.path.name(), std::cmp::Reverse(a.meta.seq), a.path.file()).cmp(&(
+                b.path.name(),
+                std::cmp::Reverse(b.meta.seq),
+                b.path.file(),
+            ))
+        });
+        Ok(out)
+    }
+
     /// The signed metadata of delegated role `role` served now, if it was ever published.
     ///
     /// # Errors

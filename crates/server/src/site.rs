@@ -332,13 +332,14 @@ impl SitePublisher {
         first_full(added)
     }
 
-    /// The full targets of `category` served now, by name, newest first.
+    /// The full targets of `category` served now (delegated roles' too), by name, newest
+    /// first.
     ///
     /// # Errors
     /// The served metadata cannot be read.
     pub async fn listed(&self, category: Category) -> Result<Vec<cascade_repo::Listed>, SiteError> {
         let p = self.publisher.lock().await;
-        Ok(cascade_repo::full_targets(&p.targets()?, category))
+        Ok(p.listed(category)?)
     }
 
     /// Publishes one file as `version` of `category/name` and returns its target (not the

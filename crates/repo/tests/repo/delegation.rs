@@ -105,8 +105,20 @@ async fn a_delegated_build_is_listed_and_saved() {
         .unwrap();
     assert_eq!(added.len(), 1, "only the new build is added: {added:?}");
 
-    // Only the role's own file names the builds: the top-level targets list none.
+    // Only the role's own file names the builds: the top-level targets list none; the
+    // publisher's listing has them.
     assert!(fx.publisher.targets().unwrap().targets.is_empty());
+    let listed: Vec<String> = fx
+        .publisher
+        .listed(Category::Programs)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.path.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["programs/tool/1.1/tool.bin", "programs/tool/1.0/tool.bin"]
+    );
     let loaded = client.open(&server.source("origin")).await.unwrap();
     let newest = loaded.newest(Category::Programs);
     assert_eq!(newest.len(), 1, "{newest:?}");
@@ -293,4 +305,12 @@ async fn clients_ignore_targets_outside_the_delegated_paths() {
         .collect();
     assert_eq!(names, ["tool 1"]);
     assert_eq!(loaded.refused_delegation(Category::Programs), None);
+    let listed: Vec<String> = fx
+        .publisher
+        .listed(Category::Programs)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.path.to_string())
+        .collect();
+    assert_eq!(listed, ["programs/tool/1/tool.bin"]);
 }
