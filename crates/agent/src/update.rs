@@ -455,6 +455,11 @@ impl Updater {
         // `open` checks the floor: a stale source fails even when it offers nothing to fetch,
         // rather than report "up to date" and stop the plan.
         let loaded = client.open(&source).await?;
+        // A delegated role that may sign this category's targets could not be trusted: the
+        // update fails rather than miss its builds (`docs/architecture.md#trust-model`).
+        if let Some(why) = loaded.refused_delegation(category) {
+            return Err(why);
+        }
         let mut installed = Vec::new();
         for newest in loaded.newest(category) {
             // Another platform's build of the agent is of no use here.

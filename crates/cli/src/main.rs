@@ -5,6 +5,7 @@
 //! [`main`] the `cascade` binary runs (`src/bin/cascade.rs`).
 
 mod agent_cmd;
+mod delegate_cmd;
 mod demo;
 mod demo_view;
 mod domains_cmd;

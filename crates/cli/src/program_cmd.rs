@@ -19,14 +19,14 @@ use crate::BadInput;
 
 /// What one upload publishes.
 #[derive(Debug, PartialEq, Eq)]
-struct Upload {
-    name: String,
-    version: String,
-    file: PathBuf,
+pub(crate) struct Upload {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) file: PathBuf,
 }
 
 /// `NAME VERSION FILE` from `--name`/`--version` and one file, or from three positionals.
-fn upload_of(args: &PublishArgs) -> Result<Upload, BadInput> {
+pub(crate) fn upload_of(args: &PublishArgs) -> Result<Upload, BadInput> {
     if args.category != Category::Programs {
         return Err(BadInput(format!(
             "publish --server uploads programs only (--category programs), not {}",

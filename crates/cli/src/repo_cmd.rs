@@ -125,6 +125,42 @@ pub enum RepoCmd {
         #[arg(long)]
         keep: usize,
     },
+    /// Make a build team's key: FILE (keep it with the team, never on the server) and its
+    /// public key's JSON in FILE.pub.json, for `cascade repo delegate --key`
+    /// (`docs/operating.md#delegated-program-builds`).
+    TeamKey {
+        /// The private key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// File whose first line is the passphrase to encrypt it with (else the
+        /// `CASCADE_KEY_PASSPHRASE` environment variable; without either it is plain).
+        #[arg(long, value_name = "FILE")]
+        key_passphrase_file: Option<PathBuf>,
+    },
+    /// Delegate program paths to a build team's key (signed with the targets key): the team
+    /// then signs its builds itself (`cascade publish --delegated-key`), and clients accept
+    /// them under those paths only (`docs/operating.md#delegated-program-builds`).
+    Delegate {
+        /// Repository directory (e.g. the server's site repository).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The delegated role's name, e.g. `build-team`.
+        #[arg(long)]
+        role: String,
+        /// A team public key (`FILE.pub.json` of `cascade repo team-key`); repeat for several.
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        team_keys: Vec<PathBuf>,
+        /// How many of the keys must sign the role.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// Target path patterns delegated, `programs/NAME/VERSION/FILE` with `*` per segment,
+        /// e.g. `programs/*/*/*`; repeat for several.
+        #[arg(long = "paths", value_name = "PATTERN", required = true)]
+        paths: Vec<String>,
+        /// Key locations (the targets key).
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
     /// Check a served repository as a client would: metadata, signatures, expiry, every file.
     Verify {
         /// Trusted root.json (shipped to clients out of band).
@@ -157,6 +193,17 @@ pub struct PublishArgs {
     /// With --server: publish the build as a hotfix.
     #[arg(long, requires = "server")]
     pub hotfix: bool,
+    /// With --server: sign the build with this build-team key (the key of a role the
+    /// server's targets delegate to; the server never sees it) instead of letting the server
+    /// sign it (`docs/operating.md#delegated-program-builds`). Needs --role.
+    #[arg(long, value_name = "KEY", requires = "server")]
+    pub delegated_key: Option<PathBuf>,
+    /// With --delegated-key: the delegated role, e.g. `build-team`.
+    #[arg(long, requires = "delegated_key")]
+    pub role: Option<String>,
+    /// With --delegated-key: days until the role's new version expires.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub role_days: i64,
     /// With --server: the server's CA certificate (PEM) to trust (else `CASCADE_CA`, the
     /// config file's `ca`, or a local server's `DATA_DIR/tls/ca.pem`: docs/operating.md#tls).
     #[arg(long, env = "CASCADE_CA", requires = "server")]
@@ -382,6 +429,7 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
             }
             Ok(())
         }
+        cmd @ (RepoCmd::TeamKey { .. } | RepoCmd::Delegate { .. }) => run_delegation(cmd),
         RepoCmd::Verify { root, url, json } => {
             let trusted =
                 std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
@@ -402,6 +450,33 @@ pub fn run_repo(cmd: RepoCmd) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `cascade repo team-key` and `cascade repo delegate` (`crate::delegate_cmd`).
+fn run_delegation(cmd: RepoCmd) -> Result<()> {
+    match cmd {
+        RepoCmd::TeamKey {
+            out,
+            key_passphrase_file,
+        } => crate::delegate_cmd::run_team_key(&out, key_passphrase_file.as_deref()),
+        RepoCmd::Delegate {
+            repo,
+            role,
+            team_keys,
+            threshold,
+            paths,
+            keys,
+        } => crate::delegate_cmd::run_delegate(&crate::delegate_cmd::DelegateArgs {
+            keys_dir: keys_dir(&repo, keys.keys),
+            repo: &repo,
+            passphrase_file: keys.key_passphrase_file.as_deref(),
+            role: &role,
+            key_files: &team_keys,
+            threshold,
+            paths: &paths,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -438,6 +513,9 @@ fn print_report(r: &VerifyReport) {
 /// # Errors
 /// Any publishing error; the served repository is then unchanged.
 pub fn run_publish(args: &PublishArgs) -> Result<()> {
+    if let Some(key) = &args.delegated_key {
+        return crate::delegate_cmd::run_delegated_upload(args, key);
+    }
     let Some(repo) = args.repo.clone() else {
         return crate::program_cmd::run_upload(args);
     };

@@ -400,6 +400,55 @@ impl AdminClient {
         call(req).await
     }
 
+    /// `PUT /api/delegations/{role}/files/{sha256}`: uploads a delegated build's content
+    /// (`body`, `length` bytes, streamed), staged until the role's signed version lists it.
+    ///
+    /// # Errors
+    /// Refused token, a bad role or hash (400), a body that does not hash to `sha256`, a
+    /// build over the server's `--max-program-bytes` (413).
+    pub async fn stage_delegated_file(
+        &self,
+        role: &str,
+        sha256: &str,
+        body: reqwest::Body,
+        length: u64,
+    ) -> Result<p::DelegatedFile, ClientError> {
+        let path = format!(
+            "api/delegations/{}/files/{}",
+            segment(role),
+            segment(sha256)
+        );
+        let req = self
+            .client
+            .request(Method::PUT, &path, Some(&self.token))?
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .timeout(UPLOAD_TIMEOUT)
+            .body(body);
+        call(req).await
+    }
+
+    /// `POST /api/delegations/{role}`: publishes `metadata`, the role's next version signed
+    /// offline by the build team.
+    ///
+    /// # Errors
+    /// Refused token, an unknown role (404), a version the delegation does not allow (400
+    /// `delegation.refused`) or whose new content was not uploaded (400
+    /// `delegation.file_missing`).
+    pub async fn publish_delegated(
+        &self,
+        role: &str,
+        metadata: Vec<u8>,
+    ) -> Result<p::DelegatedPublished, ClientError> {
+        let path = format!("api/delegations/{}", segment(role));
+        let req = self
+            .client
+            .request(Method::POST, &path, Some(&self.token))?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(metadata);
+        call(req).await
+    }
+
     /// `GET /api/fleet/health`: every update agent's and URL source's health.
     ///
     /// # Errors

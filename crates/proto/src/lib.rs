@@ -11,6 +11,7 @@ pub mod accounts;
 /// Input limits of the request types (`docs/api.md#limits`).
 pub use cascade_core::limits;
 pub mod clients;
+pub mod delegations;
 pub mod domains;
 pub mod enroll;
 pub mod enroll_token;
@@ -42,6 +43,7 @@ pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
+pub use delegations::{DelegatedFile, DelegatedMetadata, DelegatedPublished};
 pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use enroll_token::{EnrollTokenError, EnrollmentTokenText, Sha256Digest};

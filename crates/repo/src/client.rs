@@ -34,6 +34,8 @@ use crate::tuf::{quote_role, MetaStore, TargetFile, TrustedSet, TufError, Update
 const ROLES: [&str; 4] = ["root", "timestamp", "snapshot", "targets"];
 /// The trust floor's file in the datastore.
 const FLOOR_FILE: &str = "trust-floor.json";
+/// Prefix of the datastore files of delegated roles.
+const DELEGATED_PREFIX: &str = "delegated.";
 /// Prefix of the per-load scratch datastore (inside the datastore).
 const SCRATCH_PREFIX: &str = ".load-";
 
@@ -113,17 +115,25 @@ struct ScratchStore<'a> {
     dir: &'a Path,
 }
 
+/// The datastore file of `role`: `ROLE.json` for the top-level roles, `delegated.ROLE.json`
+/// (the name quoted) for delegated ones, so no delegated role's name can name another file.
+fn role_file(role: &str) -> String {
+    if ROLES.contains(&role) {
+        format!("{role}.json")
+    } else {
+        format!("{DELEGATED_PREFIX}{}.json", quote_role(role))
+    }
+}
+
 impl MetaStore for ScratchStore<'_> {
     fn load(&self, role: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join(format!("{}.json", quote_role(role)))).ok()
+        std::fs::read(self.dir.join(role_file(role))).ok()
     }
 
     fn store(&mut self, role: &str, raw: &[u8]) -> Result<(), TufError> {
-        std::fs::write(self.dir.join(format!("{}.json", quote_role(role))), raw).map_err(|e| {
-            TufError::Store {
-                role: role.to_owned(),
-                reason: e.to_string(),
-            }
+        std::fs::write(self.dir.join(role_file(role)), raw).map_err(|e| TufError::Store {
+            role: role.to_owned(),
+            reason: e.to_string(),
         })
     }
 }
@@ -401,6 +411,22 @@ impl RepoClient {
                 let _ = std::fs::rename(&path, path.with_extension("json.unreadable"));
             }
         }
+        // Delegated roles: a copy that no longer parses is simply fetched again.
+        if let Ok(entries) = std::fs::read_dir(&self.datastore) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let json = Path::new(&name).extension().is_some_and(|x| x == "json");
+                if !(name.starts_with(DELEGATED_PREFIX) && json) {
+                    continue;
+                }
+                if let Ok(bytes) = std::fs::read(e.path()) {
+                    if signed_version(&bytes).is_some() {
+                        std::fs::write(scratch.path().join(&name), &bytes)
+                            .map_err(|e| FailureReason::Local(format!("trust scratch: {e}")))?;
+                    }
+                }
+            }
+        }
         Ok(scratch)
     }
 
@@ -453,6 +479,7 @@ impl RepoClient {
             self.tuf_limits,
         )?;
         updater.refresh().await?;
+        updater.load_delegated().await?;
         let set = updater.into_trusted();
         floor.check(&set)?;
         self.persist(&set, &floor, started)?;
@@ -474,9 +501,12 @@ impl RepoClient {
             ("snapshot", set.snapshot().map(|s| &s.raw)),
             ("targets", set.top_targets().map(|t| &t.raw)),
         ];
-        for (role, raw) in roles {
+        let delegated = set
+            .delegated_roles()
+            .map(|(name, v)| (name.as_str(), Some(&v.raw)));
+        for (role, raw) in roles.into_iter().chain(delegated) {
             let Some(raw) = raw else { continue };
-            let path = self.datastore.join(format!("{role}.json"));
+            let path = self.datastore.join(role_file(role));
             if std::fs::read(&path).ok().as_ref() != Some(raw) {
                 write_atomic(&path, raw).map_err(local)?;
             }
@@ -553,9 +583,11 @@ impl RepoClient {
     ) -> Result<Fetched, FailureReason> {
         let loaded = self.open(source).await?;
         loaded.refuse_unsafe_names()?;
-        let newest = loaded
-            .newest_of(category, name)
-            .ok_or_else(|| FailureReason::NoSuchContent(format!("{category}/{name}")))?;
+        let newest = loaded.newest_of(category, name).ok_or_else(|| {
+            loaded
+                .refused_delegation(category)
+                .unwrap_or_else(|| FailureReason::NoSuchContent(format!("{category}/{name}")))
+        })?;
         loaded.save_into(&newest, installed, out_dir).await
     }
 }
@@ -653,6 +685,8 @@ pub struct Loaded {
     unsafe_name: Option<String>,
     /// Where partial downloads are kept; the stage itself when `None`.
     partial_dir: Option<PathBuf>,
+    /// Delegated roles that could not be trusted.
+    refused: Vec<crate::tuf::RefusedRole>,
 }
 
 impl Loaded {
@@ -664,7 +698,7 @@ impl Loaded {
         let base = source.join(TARGETS_DIR)?;
         let mut files = Vec::new();
         let mut unsafe_name = None;
-        for (name, t) in set.top_target_files() {
+        for (name, t) in &set.resolved_targets() {
             // cascade's layout needs a sha256 (it names the content-addressed copy).
             let (Ok(path), Some(sha256)) = (name.parse::<TargetPath>(), t.sha256()) else {
                 unsafe_name.get_or_insert_with(|| name.clone());
@@ -690,6 +724,7 @@ impl Loaded {
             files,
             unsafe_name,
             partial_dir: None,
+            refused: set.refused_delegations().to_vec(),
         })
     }
 
@@ -706,6 +741,20 @@ impl Loaded {
     /// Every signed target (those with a name cascade can use), in name order.
     pub fn files(&self) -> &[SignedFile] {
         &self.files
+    }
+
+    /// Why a delegated role that may hold targets of `category` could not be trusted (a
+    /// signature not of the delegated keys, a wrong version, an expired role), if one could
+    /// not: the specification makes that a failure of the update rather than a silent gap
+    /// (`docs/architecture.md#trust-model`). Targets of other categories are unaffected.
+    pub fn refused_delegation(&self, category: Category) -> Option<FailureReason> {
+        self.refused
+            .iter()
+            .find(|r| r.may_cover(&category.to_string()))
+            .map(|r| {
+                let why: FailureReason = r.error.clone().into();
+                why
+            })
     }
 
     /// Our publisher only signs `CATEGORY/NAME/VERSION/FILE` names; anything else in signed

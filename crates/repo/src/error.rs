@@ -75,6 +75,25 @@ pub enum PublishError {
     /// Another process is publishing to this repository right now.
     #[error("{0} is locked by another publisher")]
     Busy(PathBuf),
+    /// A delegation that cannot be made as asked (role name, paths, keys or threshold).
+    #[error("bad delegation: {0}")]
+    BadDelegation(String),
+    /// The top-level targets role delegates to no role of this name.
+    #[error("the targets role delegates to no role `{0}`: add it with `cascade repo delegate`")]
+    NotDelegated(String),
+    /// Delegated role metadata the repository refuses: not signed by a threshold of the
+    /// delegation's keys, older than the one served, expired, or listing a target outside
+    /// the delegated paths.
+    #[error("delegated role `{role}` refused: {reason}")]
+    DelegatedRefused {
+        /// The role.
+        role: String,
+        /// Why.
+        reason: String,
+    },
+    /// A target the delegated role adds has no uploaded content with its length and hash.
+    #[error("no uploaded content for {0}: upload the file before the signed role")]
+    DelegatedFileMissing(String),
 }
 
 impl PublishError {
@@ -96,6 +115,10 @@ impl PublishError {
             PublishError::Busy(_) => "publish.busy",
             PublishError::KeepZero => "publish.keep_zero",
             PublishError::BadThreshold { .. } => "publish.bad_threshold",
+            PublishError::BadDelegation(_) => "delegation.bad",
+            PublishError::NotDelegated(_) => "delegation.unknown_role",
+            PublishError::DelegatedRefused { .. } => "delegation.refused",
+            PublishError::DelegatedFileMissing(_) => "delegation.file_missing",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! saving of targets.
 
 mod client;
+mod delegate;
 pub mod delta;
 mod error;
 mod failure;
@@ -27,6 +28,9 @@ pub mod verify;
 pub use client::{
     first_success, valid_root, Fetched, FetchedFile, Installed, Loaded, Newest, RepoClient,
     RepoSource, SignedFile, SystemTrustClock, Tried, TrustClock,
+};
+pub use delegate::{
+    generate_team_key, read_public_key, sign_delegated, DelegatedBuild, Delegation, SignedDelegated,
 };
 pub use error::PublishError;
 pub use failure::{classify, FailureReason};

@@ -233,6 +233,15 @@ pub(crate) enum Change {
     Snapshot,
     /// Nothing but a new timestamp.
     TimestampOnly,
+    /// A delegated targets role signed elsewhere (already verified), hence a new snapshot.
+    Delegated {
+        /// The role's name.
+        role: String,
+        /// Its signed metadata, as received.
+        bytes: Vec<u8>,
+        /// Its version.
+        version: NonZeroU64,
+    },
 }
 
 /// Build, sign and write the first metadata of a new repository (root version 1).

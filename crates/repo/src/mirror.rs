@@ -112,10 +112,8 @@ pub async fn mirror(
         snapshot_version: set.snapshot().map_or(0, |s| s.meta.version.get()),
         ..MirrorReport::default()
     };
-    let all: Vec<_> = set
-        .top_target_files()
-        .map(|(n, t)| (n.clone(), t.clone()))
-        .collect();
+    // Every trusted target, delegated ones included (`docs/architecture.md#trust-model`).
+    let all = set.resolved_targets();
     for (tn, t) in all {
         let path: TargetPath = tn
             .parse()
@@ -169,6 +167,11 @@ pub async fn mirror(
     let targets = set.top_targets().ok_or_else(|| missing("targets"))?;
     let snapshot = set.snapshot().ok_or_else(|| missing("snapshot"))?;
     let timestamp = set.timestamp().ok_or_else(|| missing("timestamp"))?;
+    // Delegated roles before the snapshot that lists them.
+    for (role, v) in set.delegated_roles() {
+        let name = format!("{}.{}.json", v.meta.version, crate::tuf::quote_role(role));
+        write(&name, &v.raw)?;
+    }
     for (name, bytes) in [
         (
             format!("{}.targets.json", targets.meta.version),

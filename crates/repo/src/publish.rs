@@ -462,6 +462,20 @@ impl Publisher {
             metafile(v, bytes.len() as u64, digest.as_ref())
         } else {
             let mut snapshot = state.snapshot.signed.clone();
+            if let Change::Delegated {
+                role,
+                bytes,
+                version,
+            } = &change
+            {
+                let file = format!("{version}.{}.json", crate::tuf::quote_role(role));
+                write(&self.dirs, md.join(file), bytes)?;
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+                snapshot.meta.insert(
+                    format!("{role}.json"),
+                    metafile(*version, bytes.len() as u64, digest.as_ref()),
+                );
+            }
             if let Change::Targets(t) = change {
                 let mut t = *t;
                 let prev = state.targets.signed.version;

@@ -443,13 +443,14 @@ impl SitePublisher {
         first_full(added)
     }
 
-    /// The full targets of `category` served now, by name, newest first.
+    /// The full targets of `category` served now (delegated roles' too), by name, newest
+    /// first.
     ///
     /// # Errors
     /// The served metadata cannot be read.
     pub async fn listed(&self, category: Category) -> Result<Vec<cascade_repo::Listed>, SiteError> {
         let p = self.publisher.lock().await;
-        Ok(cascade_repo::full_targets(&p.targets()?, category))
+        Ok(p.listed(category)?)
     }
 
     /// Publishes one file as `version` of `category/name` and returns its target (not the
@@ -539,6 +540,32 @@ impl SitePublisher {
             }
         })
         .await
+    }
+
+    /// Publishes `metadata`, the next version of delegated role `role` as the build team
+    /// signed it offline, with new targets' content from `incoming/SHA256`; the server checks
+    /// it against the delegation and signs only snapshot and timestamp, never holding the
+    /// team's key (`docs/operating.md#delegated-program-builds`). Returns the targets added.
+    ///
+    /// # Errors
+    /// The repository's refusals (`delegation.*`), signing and I/O errors.
+    pub async fn publish_delegated(
+        &self,
+        role: &str,
+        metadata: &[u8],
+        incoming: &Path,
+    ) -> Result<Vec<PublishedTarget>, SiteError> {
+        let p = self.publisher.lock().await;
+        let waited = tokio::time::Instant::now();
+        loop {
+            let at = now(self.clock.as_ref());
+            match p.publish_delegated(role, metadata, incoming, at).await {
+                Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other.map_err(SiteError::from),
+            }
+        }
     }
 
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).

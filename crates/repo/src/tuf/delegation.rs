@@ -8,6 +8,7 @@
 use tough::schema::{Delegations, PathSet};
 
 use super::schema::TargetFile;
+use super::set::TrustedSet;
 use super::updater::{MetaStore, Updater};
 use super::TufError;
 
@@ -154,6 +155,160 @@ impl<T: tough::Transport + ?Sized, S: MetaStore> Updater<'_, T, S> {
             to_visit.extend(children.into_iter().rev().map(|(c, _)| (c, role.clone())));
         }
         Ok(None)
+    }
+}
+
+/// A delegated role the client could not trust (its targets are not listed), with the path
+/// patterns it was delegated and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRole {
+    /// The role.
+    pub role: String,
+    /// The patterns delegated to it (empty when it was delegated path hash prefixes, which
+    /// may cover any path).
+    pub paths: Vec<String>,
+    /// Why it was refused.
+    pub error: TufError,
+}
+
+impl RefusedRole {
+    /// Whether it may have been trusted for targets of `category` (the first segment of a
+    /// target name).
+    pub fn may_cover(&self, category: &str) -> bool {
+        self.paths.is_empty()
+            || self.paths.iter().any(|p| {
+                let first = p.split('/').next().unwrap_or_default();
+                path_matches(first, category)
+            })
+    }
+}
+
+/// The patterns of delegated role `role` in `delegator`'s delegations (empty for hash
+/// prefixes or when not found).
+fn patterns_of(set: &TrustedSet, delegator: &str, role: &str) -> Vec<String> {
+    set.targets_role(delegator)
+        .and_then(|v| v.meta.delegations.as_ref())
+        .and_then(|d| d.roles.iter().find(|r| r.name == role))
+        .map(|r| match &r.paths {
+            PathSet::Paths(p) => p.iter().map(|p| p.value().to_owned()).collect(),
+            PathSet::PathHashPrefixes(_) => Vec::new(),
+        })
+        .unwrap_or_default()
+}
+
+impl<T: tough::Transport + ?Sized, S: MetaStore> Updater<'_, T, S> {
+    /// Load every delegated role the trusted targets roles reach, pre-order depth-first from
+    /// `targets` (within [`super::Limits::max_delegations`] roles), so that every target can
+    /// be listed ([`TrustedSet::resolved_targets`]). A role the snapshot does not list has
+    /// published nothing yet and is passed over. Each role that failed to load (bad
+    /// signature, wrong version, expired, unreachable) with why; its targets are not trusted.
+    ///
+    /// # Errors
+    /// Only when the top-level metadata is not loaded and cannot be.
+    pub async fn load_delegated(&mut self) -> Result<(), TufError> {
+        if self.trusted().top_targets().is_none() {
+            self.refresh().await?;
+        }
+        let mut failed = Vec::new();
+        let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
+        let mut visited = std::collections::BTreeSet::new();
+        let mut budget = self.limits().max_delegations;
+        while let Some((role, delegator)) = to_visit.pop() {
+            if budget == 0 {
+                break;
+            }
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            budget -= 1;
+            if role != "targets" {
+                let refuse = |error: TufError| RefusedRole {
+                    paths: patterns_of(self.trusted(), &delegator, &role),
+                    role: role.clone(),
+                    error,
+                };
+                if ["root", "timestamp", "snapshot", "targets"].contains(&role.as_str()) {
+                    failed.push(refuse(TufError::malformed(
+                        &delegator,
+                        "it delegates to a top-level role's name",
+                    )));
+                    continue;
+                }
+                let listed = self
+                    .trusted()
+                    .final_snapshot()?
+                    .meta
+                    .contains_key(&format!("{role}.json"));
+                if !listed {
+                    continue;
+                }
+                if let Err(e) = self.load_targets(&role, &delegator).await {
+                    let refused = RefusedRole {
+                        paths: patterns_of(self.trusted(), &delegator, &role),
+                        role: role.clone(),
+                        error: e,
+                    };
+                    failed.push(refused);
+                    continue;
+                }
+            }
+            let children: Vec<String> = self
+                .trusted()
+                .targets_role(&role)
+                .and_then(|v| v.meta.delegations.as_ref())
+                .map(|d| d.roles.iter().map(|r| r.name.clone()).collect())
+                .unwrap_or_default();
+            to_visit.extend(children.into_iter().rev().map(|c| (c, role.clone())));
+        }
+        self.set_mut().refused_delegations = failed;
+        Ok(())
+    }
+}
+
+impl TrustedSet {
+    /// Every target the loaded targets roles list, each taken from the role the
+    /// specification's search would find it in: pre-order depth-first from `targets`, a role
+    /// consulted only through a delegation whose paths match the target (and only as loaded
+    /// through that delegator), a terminating delegation ending the search. A target a role
+    /// lists outside the paths delegated to it is not trusted, so not returned. In name order.
+    pub fn resolved_targets(&self) -> Vec<(String, TargetFile)> {
+        let names: std::collections::BTreeSet<&String> = self
+            .targets
+            .values()
+            .flat_map(|v| v.meta.targets.keys())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), self.resolve_loaded(name)?)))
+            .collect()
+    }
+
+    /// The search of `find_target` over the roles already loaded.
+    fn resolve_loaded(&self, target: &str) -> Option<TargetFile> {
+        let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
+        let mut visited = std::collections::BTreeSet::new();
+        while let Some((role, delegator)) = to_visit.pop() {
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            if role != "targets" && !self.has_targets_via(&role, &delegator) {
+                continue;
+            }
+            let meta = &self.targets_role(&role)?.meta;
+            if let Some(found) = meta.targets.get(target) {
+                return Some(found.clone());
+            }
+            let children = meta
+                .delegations
+                .as_ref()
+                .map(|d| roles_for(d, target))
+                .unwrap_or_default();
+            if children.last().is_some_and(|(_, terminating)| *terminating) {
+                to_visit.clear();
+            }
+            to_visit.extend(children.into_iter().rev().map(|(c, _)| (c, role.clone())));
+        }
+        None
     }
 }
 

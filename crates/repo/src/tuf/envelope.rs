@@ -141,6 +141,16 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// Check that a threshold of `holder`'s targets keys signed this file.
+    ///
+    /// # Errors
+    /// [`TufError::BadSignature`].
+    pub fn verify_targets(&self, holder: &Root) -> Result<(), TufError> {
+        self.verify::<AsTargets>(holder)
+    }
+}
+
 /// A key holder for a delegated role: `keys` (the delegator's delegation keys) with the
 /// delegated role's key IDs and threshold as its `targets` role, so that `Root::verify_role`
 /// checks a delegated role exactly as it checks a top-level one.

@@ -27,6 +27,8 @@ mod tests;
 mod timestamp;
 mod updater;
 
+pub(crate) use delegation::is_delegated as is_delegated_path;
+pub use delegation::RefusedRole;
 pub use error::TufError;
 pub use hashes::{check_length_and_hashes, MultiHasher};
 pub use schema::{MetaFile, SnapshotRole, TargetFile, TargetsRole, TimestampRole};
@@ -78,4 +80,31 @@ pub fn quote_role(name: &str) -> String {
         }
     }
     out
+}
+
+/// Targets metadata `raw` of `role` as received, for the publisher's checks of a delegated
+/// role (`crate::delegate`).
+pub(crate) fn parse_targets(raw: &[u8], role: &str) -> Result<envelope::Envelope, TufError> {
+    envelope::Envelope::parse(raw, role, "targets")
+}
+
+/// The key holder a delegation makes for its role: `keys` with `keyids` and `threshold`.
+pub(crate) fn delegation_root(
+    keys: &std::collections::HashMap<
+        tough::schema::decoded::Decoded<tough::schema::decoded::Hex>,
+        tough::schema::key::Key,
+    >,
+    keyids: &[tough::schema::decoded::Decoded<tough::schema::decoded::Hex>],
+    threshold: std::num::NonZeroU64,
+) -> tough::schema::Root {
+    envelope::delegation_keys(keys, keyids, threshold)
+}
+
+/// The key holder of a role signed by `key` (ID `id`) alone.
+pub(crate) fn delegation_keys_for(
+    key: &tough::schema::key::Key,
+    id: &tough::schema::decoded::Decoded<tough::schema::decoded::Hex>,
+) -> tough::schema::Root {
+    let keys = std::collections::HashMap::from([(id.clone(), key.clone())]);
+    envelope::delegation_keys(&keys, std::slice::from_ref(id), std::num::NonZeroU64::MIN)
 }

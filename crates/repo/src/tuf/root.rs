@@ -31,6 +31,7 @@ impl TrustedSet {
             targets: std::collections::BTreeMap::new(),
             delegators: std::collections::BTreeMap::new(),
             now,
+            refused_delegations: Vec::new(),
         })
     }
 

@@ -33,6 +33,9 @@ pub struct TrustedSet {
     pub(crate) delegators: BTreeMap<String, String>,
     /// The time expiry is checked at.
     pub(crate) now: jiff::Timestamp,
+    /// Delegated roles that could not be loaded or verified, with why (none of their
+    /// targets is trusted).
+    pub(crate) refused_delegations: Vec<super::RefusedRole>,
 }
 
 impl TrustedSet {
@@ -76,5 +79,15 @@ impl TrustedSet {
     /// The time expiry is checked at.
     pub fn now(&self) -> jiff::Timestamp {
         self.now
+    }
+
+    /// Every delegated targets role loaded, by name, with the role that delegated to it.
+    pub fn delegated_roles(&self) -> impl Iterator<Item = (&String, &Verified<TargetsRole>)> {
+        self.targets.iter().filter(|(name, _)| *name != "targets")
+    }
+
+    /// Delegated roles that could not be loaded or verified, with why.
+    pub fn refused_delegations(&self) -> &[super::RefusedRole] {
+        &self.refused_delegations
     }
 }

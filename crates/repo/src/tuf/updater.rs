@@ -64,6 +64,11 @@ impl<'a, T: tough::Transport + ?Sized, S: MetaStore> Updater<'a, T, S> {
         &self.set
     }
 
+    /// What is trusted, to change (crate-internal steps only).
+    pub(crate) fn set_mut(&mut self) -> &mut TrustedSet {
+        &mut self.set
+    }
+
     /// What is trusted, ending the update.
     pub fn into_trusted(self) -> TrustedSet {
         self.set

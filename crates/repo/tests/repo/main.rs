@@ -5,6 +5,7 @@
 
 mod attacks;
 mod common;
+mod delegation;
 mod fetch;
 mod keys;
 mod publishing;

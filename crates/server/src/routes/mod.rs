@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod client;
+pub mod delegations;
 pub mod domains;
 pub mod fleet;
 pub mod ops;
@@ -70,6 +71,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::revoke_token))
         .routes(routes!(programs::list))
         .routes(routes!(programs::upload))
+        .routes(routes!(delegations::stage_file))
+        .routes(routes!(delegations::publish))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))

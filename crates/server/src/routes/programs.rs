@@ -25,7 +25,8 @@ use crate::state::AppState;
 
 /// Whether a request is a program upload (its own size limit and body time).
 pub fn is_upload(method: &Method, path: &str) -> bool {
-    method == Method::POST && path.starts_with("/api/programs/")
+    (method == Method::POST && path.starts_with("/api/programs/"))
+        || crate::routes::delegations::is_upload(method, path)
 }
 
 /// Where uploads are received: `DATA_DIR/uploads/.upload-*/FILE` (each removed after its
@@ -138,7 +139,7 @@ pub async fn upload(
 
 /// Streams `body` into `dest`, refusing it past `--max-program-bytes` (413) or when it does
 /// not hash to `want` (400); returns its SHA-256 (hex).
-async fn receive(
+pub(crate) async fn receive(
     st: &AppState,
     body: Body,
     dest: &std::path::Path,
@@ -185,7 +186,7 @@ async fn receive(
 
 /// Removes the staging directories of uploads a killed server left (`.upload-*` untouched for
 /// longer than `age`, twice the upload time limit: no upload in progress is that old).
-fn remove_abandoned(uploads: &std::path::Path, age: std::time::Duration) {
+pub(crate) fn remove_abandoned(uploads: &std::path::Path, age: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(uploads) else {
         return;
     };
@@ -203,7 +204,7 @@ fn remove_abandoned(uploads: &std::path::Path, age: std::time::Duration) {
     }
 }
 
-fn parse_sha256(text: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn parse_sha256(text: &str) -> Result<Vec<u8>, ApiError> {
     hex::decode(text)
         .ok()
         .filter(|b| b.len() == 32)
@@ -219,7 +220,7 @@ fn parse_sha256(text: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-fn internal<'a>(
+pub(crate) fn internal<'a>(
     op: &'static str,
     path: &'a std::path::Path,
 ) -> impl FnOnce(std::io::Error) -> ApiError + 'a {

@@ -724,6 +724,31 @@ fn table() -> Vec<Row> {
             "/api/programs/cascade-agent-linux-x86_64/1?file=cascade",
             201,
         ),
+        // The body (the JSON text `"build"`) is staged as content with that SHA-256.
+        row(
+            "put",
+            "/api/delegations/{role}/files/{sha256}",
+            Admin,
+            raw("build"),
+            201,
+            answer::<p::DelegatedFile>(),
+            "/api/delegations/build-team/files/e99adbe058517220ccf009fde7ac217b5e4d41a23615e5f358aabdda5b696e87",
+            201,
+        ),
+        // The test server's site repository delegates to no role: the drive is refused.
+        row(
+            "post",
+            "/api/delegations/{role}",
+            Admin,
+            body(&p::DelegatedMetadata {
+                signed: json!({"_type": "targets", "version": 1}),
+                signatures: Vec::new(),
+            }),
+            201,
+            answer::<p::DelegatedPublished>(),
+            "/api/delegations/build-team",
+            404,
+        ),
         row(
             "get",
             "/repo/{path}",
