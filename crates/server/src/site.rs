@@ -556,16 +556,21 @@ impl SitePublisher {
         incoming: &Path,
     ) -> Result<Vec<PublishedTarget>, SiteError> {
         let p = self.publisher.lock().await;
-        let waited = tokio::time::Instant::now();
-        loop {
-            let at = now(self.clock.as_ref());
-            match p.publish_delegated(role, metadata, incoming, at).await {
-                Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        // Through the one writer, like every other publish: on replicas the result is stored
+        // as the site tree's next version.
+        self.as_writer(|| async {
+            let waited = tokio::time::Instant::now();
+            loop {
+                let at = now(self.clock.as_ref());
+                match p.publish_delegated(role, metadata, incoming, at).await {
+                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return other.map_err(SiteError::from),
                 }
-                other => return other.map_err(SiteError::from),
             }
-        }
+        })
+        .await
     }
 
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
