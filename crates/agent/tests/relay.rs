@@ -2,7 +2,7 @@
 //! fetch however many clients ask at once, hash-checked blobs, fallback between upstreams.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,10 +49,7 @@ async fn relay_timed(
     relay.set_upstreams(upstreams);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = relay
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(Arc::clone(&relay).serve(listener, std::future::pending()));
     (relay, format!("http://{addr}/repo/").parse().unwrap())
 }
 
