@@ -144,7 +144,10 @@ fn two_hundred_agents_one_upstream_fetch() {
 // 200 clients behind one relay all install a newly published and notified version through
 // it, and the relay fetches the new blob from upstream exactly once. The server holds the
 // blob until every client is waiting on the relay for it, so all 200 (and the relay's own
-// cache warming) meet the same cache miss.
+// cache warming) meet the same cache miss. The clients reach the server through a counting
+// proxy of their own: in their cycle after the notify they ask it for their policy and
+// report, and for no repository file at all, metadata included (the relay serves every file;
+// the version floor comes with the policy answer: `docs/operating.md#relays-serve-all-metadata`).
 async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     let o = Office::open(tmp.path()).await;
     let relay_addr = o.relay_addr;
@@ -185,6 +188,13 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     let blob = o.publish_v2(&v2).await;
     o.proxy.hold(&blob);
     o.fleet.notify().await.unwrap();
+    let clients_proxy =
+        CountingProxy::start_trusting(o.fleet.url.clone(), any_port("127.0.4.2"), o.fleet.ca_pem())
+            .await
+            .unwrap();
+    let relay_served_before = relay_stats(&reqwest::Client::new(), relay_addr)
+        .await
+        .unwrap();
 
     let dirs: Vec<_> = (1..=CLIENTS)
         .map(|i| tmp.path().join(format!("c{i}")))
@@ -194,12 +204,9 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         .zip(1..=CLIENTS)
         .map(|(dir, i)| {
             let ip = IpAddr::from([127, 0, 2, i]);
-            tokio::spawn(update_once(patient(o.fleet.agent_config(
-                dir,
-                ip,
-                None,
-                Some(&o.root),
-            ))))
+            let mut cfg = patient(o.fleet.agent_config(dir, ip, None, Some(&o.root)));
+            cfg.server = Some(clients_proxy.url());
+            tokio::spawn(update_once(cfg))
         })
         .collect();
 
@@ -245,6 +252,41 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     assert_eq!(o.proxy.hits(&blob), 1, "relay fetches of {blob}");
     let stats = relay_stats(&http, relay_addr).await;
     assert_eq!(stats.as_ref().map(|r| r.refused), Some(0), "{stats:?}");
+
+    // Offload: what the clients got from the relay against what they got from the server.
+    let stats = stats.unwrap();
+    let from_relay = |r: &RelayReport| -> (u64, u64) {
+        r.clients
+            .iter()
+            .filter(|c| c.ip.starts_with("127.0.2."))
+            .fold((0, 0), |(q, b), c| (q + c.requests, b + c.bytes))
+    };
+    let (after_q, after_b) = from_relay(&stats);
+    let (before_q, before_b) = from_relay(&relay_served_before);
+    let (relay_requests, relay_bytes) = (after_q - before_q, after_b - before_b);
+    let (server_repo_requests, server_repo_bytes) = (
+        clients_proxy.hits_under("/repo/"),
+        clients_proxy.bytes_under("/repo/"),
+    );
+    let (server_requests, server_bytes) = (
+        clients_proxy.hits_under("/"),
+        clients_proxy.bytes_under("/"),
+    );
+    println!(
+        "offload for {CLIENTS} relay clients, one cycle after notify: repository requests \
+         {relay_requests} relay / {server_repo_requests} server, repository bytes \
+         {relay_bytes} relay / {server_repo_bytes} server; the server answered {server_requests} \
+         requests ({server_bytes} body bytes) in all (policy, reports)"
+    );
+    assert_eq!(
+        server_repo_requests, 0,
+        "relay clients asked the server's /repo/ {server_repo_requests} times"
+    );
+    assert!(relay_requests >= u64::from(CLIENTS) * 4, "{relay_requests}");
+    assert!(
+        relay_bytes >= u64::from(CLIENTS) * v2.len() as u64,
+        "{relay_bytes}"
+    );
     relay.stop().await.unwrap();
 }
 
