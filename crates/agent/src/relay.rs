@@ -27,14 +27,12 @@
 //! Files go out through the relay's own HTTP/1.1 front door ([`Relay::serve`], module
 //! `front`): the kernel sends them (`sendfile(2)`), no thread or user-space copy per read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
-
-use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -181,7 +179,7 @@ pub struct Relay {
     /// Mutable files fetched since the last [`Relay::revalidate`]: when, and the number of the
     /// fetch ([`Relay::fetch_count`] as it started).
     fetched: Mutex<HashMap<String, (SystemTime, u64)>>,
-    /// Upstream fetches of mutable files started so far: a request with a floor is answered
+    /// Upstream fetches started so far (any path): a request with a floor is answered
     /// by a fetch that started after it came in, never by an earlier one.
     fetch_count: AtomicU64,
     fetch_slots: tokio::sync::Semaphore,
