@@ -3,7 +3,8 @@
 //! fetching `--url` once with a plain HTTP/1.1 `GET` and reading the body into one reused
 //! 256 KiB buffer (nothing parsed but the head): a client far cheaper than what it measures.
 //! Prints one line: clients, failures, bytes, wall time from the start to the last body's
-//! end, and the median and slowest client.
+//! end, the median and slowest client, and the fetcher's own CPU time in clock ticks (user +
+//! system from `/proc/self/stat`), which says whether the clients were the bottleneck.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -98,16 +99,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
     let slowest = times.last().copied().unwrap_or_default();
     println!(
-        "relay-fetch: clients={} ok={ok} failed={failed} bytes={bytes} wall_s={:.3} client_median_s={:.3} client_max_s={:.3}",
+        "relay-fetch: clients={} ok={ok} failed={failed} bytes={bytes} wall_s={:.3} client_median_s={:.3} client_max_s={:.3} cpu_ticks={}",
         args.clients,
         wall.as_secs_f64(),
         median.as_secs_f64(),
-        slowest.as_secs_f64()
+        slowest.as_secs_f64(),
+        own_cpu_ticks().unwrap_or(0)
     );
     if let Some(e) = first_error {
         println!("relay-fetch: first failure: {e}");
     }
     Ok(())
+}
+
+/// This process's user + system time so far, in clock ticks (`/proc/self/stat` fields 14
+/// and 15, counted after the command name's closing parenthesis).
+fn own_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
 }
 
 /// One client: connects from `from`, sends `request`, reads to the end; the body's length
