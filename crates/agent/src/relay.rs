@@ -176,9 +176,8 @@ pub struct Relay {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Paths every upstream said were not found, and when.
     misses: Mutex<HashMap<String, SystemTime>>,
-    /// Mutable files fetched since the last [`Relay::revalidate`]: when, and the number of the
-    /// fetch ([`Relay::fetch_count`] as it started).
-    fetched: Mutex<HashMap<String, (SystemTime, u64)>>,
+    /// Mutable files fetched since the last [`Relay::revalidate`].
+    fetched: Mutex<HashMap<String, Fetched>>,
     /// Upstream fetches started so far (any path): a request with a floor is answered
     /// by a fetch that started after it came in, never by an earlier one.
     fetch_count: AtomicU64,
@@ -322,7 +321,7 @@ impl Relay {
             landing.write(&buf[..n]).map_err(io)?;
         }
         match landing.finish(Some(&want)) {
-            Ok(_) => {}
+            Ok(_) => self.mark_intact(&local),
             Err(LandError::Mismatch { .. }) => {
                 return Err(RelayError::BadPath(format!(
                     "{path}: the local copy does not match the hash in its name"
@@ -348,7 +347,18 @@ impl Relay {
     fn fresh(&self, path: &str) -> bool {
         self.fetched.lock().is_ok_and(|f| {
             f.get(path)
-                .is_some_and(|(at, _)| self.age(*at) < MUTABLE_REUSE)
+                .is_some_and(|last| self.age(last.at) < MUTABLE_REUSE)
+        })
+    }
+
+    /// Whether the mutable file `path` was fetched for a floor of `floor` or higher within
+    /// [`MUTABLE_REUSE`] (and not met it, or it would not be asked again): the upstream has
+    /// nothing newer yet, and asking it again at once per client would only load it.
+    fn tried_for(&self, path: &str, floor: u64) -> bool {
+        self.fetched.lock().is_ok_and(|f| {
+            f.get(path).is_some_and(|last| {
+                last.floor.is_some_and(|tried| tried >= floor) && self.age(last.at) < MUTABLE_REUSE
+            })
         })
     }
 
@@ -357,7 +367,7 @@ impl Relay {
     fn fetched_after(&self, path: &str, count: u64) -> bool {
         self.fetched
             .lock()
-            .is_ok_and(|f| f.get(path).is_some_and(|(_, n)| *n > count))
+            .is_ok_and(|f| f.get(path).is_some_and(|last| last.number > count))
     }
 
     /// How long ago `at` was by the relay's clock; a time ahead of it (the clock was set
@@ -448,8 +458,9 @@ impl Relay {
     /// [`Relay::obtain`] for a client whose version floor is `floor`: a cached
     /// `DOMAIN/metadata/timestamp.json` at least as new as the floor's version for `DOMAIN` is
     /// served as it is, an older one is fetched again upstream (once for every client asking
-    /// meanwhile, the floor passed on), unless a fetch that started after this request came in
-    /// found nothing newer.
+    /// meanwhile, the floor passed on), unless a fetch that started after this request came in,
+    /// or one for as high a floor within the last half second, found nothing newer (then the
+    /// newest there is served, and the client refuses it).
     ///
     /// # Errors
     /// A bad path, or every upstream failed and nothing usable is cached.
@@ -483,7 +494,9 @@ impl Relay {
         let cached = local.is_file() && (mutable || self.intact(path, &local, false));
         let reusable = !mutable
             || match floor {
-                Some(_) => meets(&local) || self.fetched_after(path, came_in),
+                Some(f) => {
+                    meets(&local) || self.fetched_after(path, came_in) || self.tried_for(path, f)
+                }
                 None => self.fresh(path),
             };
         if cached && reusable {
@@ -508,9 +521,14 @@ impl Relay {
         }
         match result {
             Ok(()) => {
+                if expected_sha256(path).is_some() {
+                    // Hashed while it was fetched: not again before its first answer.
+                    self.mark_intact(&local);
+                }
                 if mutable {
                     if let Ok(mut f) = self.fetched.lock() {
-                        f.insert(path.to_owned(), (self.config.clock.now(), number));
+                        let at = self.config.clock.now();
+                        f.insert(path.to_owned(), Fetched { at, number, floor });
                     }
                 }
                 self.evict();
@@ -565,6 +583,20 @@ impl Relay {
             let _ = std::fs::remove_file(local);
         }
         ok
+    }
+
+    /// Records that the cached blob `local`, as it is now, matches its name (it was hashed
+    /// while it was written).
+    fn mark_intact(&self, local: &Path) {
+        let Some(stamp) = FileStamp::of(local) else {
+            return;
+        };
+        if let Ok(mut c) = self.checked.lock() {
+            if c.len() >= 100_000 {
+                c.clear();
+            }
+            c.insert(local.to_owned(), stamp);
+        }
     }
 
     /// Hashes every cached blob again, whether or not its file changed, and drops those that
@@ -719,6 +751,17 @@ impl Relay {
 const FETCH_PREFIX: &str = ".fetch-";
 /// The prefix of a seed's temporary file in the cache.
 const SEED_PREFIX: &str = ".seed-";
+
+/// The last upstream fetch of a mutable file.
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    /// When it completed, by the relay's clock.
+    at: SystemTime,
+    /// Its number ([`Relay::fetch_count`] as it started).
+    number: u64,
+    /// The floor it was made for, if any.
+    floor: Option<u64>,
+}
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -561,7 +561,7 @@ async fn timestamp_version(client: &reqwest::Client, base: &Url, floor: Option<&
 // whether the relay's cached timestamp will do (`docs/operating.md#relays-serve-all-metadata`):
 // at least as new, it is served however old the fetch (no upstream request); older, it is
 // fetched again once for all the clients asking together; a floor the upstream cannot meet
-// yet costs one fetch per wave of requests, never one per request.
+// yet costs one fetch per half second, never one per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_floor_decides_when_the_timestamp_is_fetched_again() {
     let up_dir = tempfile::tempdir().unwrap();
@@ -607,15 +607,26 @@ async fn client_floor_decides_when_the_timestamp_is_fetched_again() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
     // A floor upstream has not reached: the newest there is served (the client refuses it),
-    // after one fetch for the wave.
+    // after one fetch for that floor; asked again for it once the half-second window passed.
     let before = relay.stats.upstream_fetches.load(Ordering::SeqCst);
     let got = wave("upstream=3").await;
     assert!(got.iter().all(|v| *v == 2), "{got:?}");
-    let fetches = relay.stats.upstream_fetches.load(Ordering::SeqCst) - before;
-    assert!(
-        (1..=2).contains(&fetches),
-        "{fetches} upstream fetches for 50 requests"
+    assert_eq!(
+        timestamp_version(&client, &base, Some("upstream=3")).await,
+        2
     );
+    let fetches = relay.stats.upstream_fetches.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        fetches, 1,
+        "upstream fetches for 51 requests of an unmet floor"
+    );
+    timestamp(up_dir.path(), 3);
+    clock.advance_by(Duration::from_millis(600));
+    assert_eq!(
+        timestamp_version(&client, &base, Some("upstream=3")).await,
+        3
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
 // A relay passes the floor on when it fetches: a relay behind another one gets the new
