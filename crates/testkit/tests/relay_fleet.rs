@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_agent::daemon::AgentConfig;
@@ -349,4 +350,77 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     assert_eq!(std::fs::read(&cached).unwrap(), v2);
     assert_eq!(o.proxy.hits(&blob), 1, "fetches of {blob} from the server");
     relay.stop().await.unwrap();
+}
+
+// A relay whose cached `timestamp.json` is still inside its reuse window when a new version is
+// published (its clock stands still here, so the window never ends) serves the client the new
+// one all the same: the client sends the floor the server announced with its policy, and the
+// relay fetches the timestamp again for it. The client installs version 2 from the relay, has
+// no server step to fall back to, and asks the server for no repository file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_floor_makes_the_relay_revalidate() {
+    use cascade_agent::relay::{Relay, RelayConfig};
+    use cascade_repo::{SourceTransport, TransportLimits};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Office::open(tmp.path()).await;
+    let relay_addr = o.relay_addr;
+    let policy = format!(
+        "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
+         activeupdate_fallback = \"never\"\n\
+         [fallback]\ncomponents_from_server = false\n\
+         [[agent]]\naddress = \"{relay_addr}\"\n\
+         [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
+        up = o.upstream.url().unwrap(),
+    );
+    o.fleet.apply_policy(&policy).await.unwrap();
+    o.fleet.mirror().await.unwrap();
+    let transport =
+        SourceTransport::new_bound_trusting(TransportLimits::default(), None, o.fleet.ca_pem())
+            .unwrap();
+    let relay = Relay::new(
+        RelayConfig {
+            cache_dir: tmp.path().join("relay-cache"),
+            max_concurrent_fetches: 4,
+            max_cache_bytes: u64::MAX,
+            clock: Arc::new(cascade_testkit::ManualClock::at(1_700_000_000)),
+        },
+        transport,
+        1_700_000_000,
+    );
+    relay.set_upstreams(vec![o.fleet.url.join("repo/").unwrap()]);
+    let listener = tokio::net::TcpListener::bind(relay_addr).await.unwrap();
+    tokio::spawn(Arc::clone(&relay).serve(listener, std::future::pending()));
+
+    let clients_proxy =
+        CountingProxy::start_trusting(o.fleet.url.clone(), any_port("127.0.4.3"), o.fleet.ca_pem())
+            .await
+            .unwrap();
+    let dir = tmp.path().join("c1");
+    let cycle = || {
+        let mut cfg = o
+            .fleet
+            .agent_config(&dir, IpAddr::from([127, 0, 2, 1]), None, Some(&o.root));
+        cfg.server = Some(clients_proxy.url());
+        update_once(cfg)
+    };
+    let r = cycle().await.unwrap();
+    assert_eq!(
+        Office::steps(&r),
+        [(format!("agent:{relay_addr}"), Outcome::Ok)]
+    );
+    let v2 = pseudo_random(4096, 3);
+    o.publish_v2(&v2).await;
+    let r = cycle().await.unwrap();
+    assert_eq!(
+        Office::steps(&r),
+        [(format!("agent:{relay_addr}"), Outcome::Ok)],
+        "{:?}",
+        r.attempts
+    );
+    assert_eq!(
+        std::fs::read(dir.join("installed/components/patterns/2/patterns.db")).unwrap(),
+        v2
+    );
+    assert_eq!(clients_proxy.hits_under("/repo/"), 0);
 }
