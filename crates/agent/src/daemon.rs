@@ -917,16 +917,10 @@ async fn serve_relay(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| AgentError::Relay(format!("bind {addr}: {e}")))?;
-            let app = relay
-                .router()
-                .into_make_service_with_connect_info::<SocketAddr>();
-            Some(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = relay_stopped.await;
-                    })
-                    .await;
-            }))
+            let relay = Arc::clone(relay);
+            Some(tokio::spawn(relay.serve(listener, async move {
+                let _ = relay_stopped.await;
+            })))
         }
         _ => None,
     };

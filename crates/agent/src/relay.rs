@@ -8,9 +8,14 @@
 //! checked (and for all blobs after each cache warming): a truncated or altered copy is
 //! dropped, counted as refused, and fetched again (`docs/operating.md#relay-self-healing`).
 //! Temporary files of fetches a kill interrupted are removed at start-up. Names
-//! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good; the
-//! mutable `timestamp.json` is fetched afresh for each request (single-flighted) and served
-//! from cache only when every upstream fails; "not found everywhere" for the next root
+//! that TUF versions (`N.snapshot.json`, blobs) never change, so they are cached for good. The
+//! mutable `timestamp.json` is served from cache when it is at least as new as the version
+//! floor the client sends ([`FLOOR_HEADER`], the versions the server announced to it), and
+//! otherwise fetched upstream once for all the clients asking meanwhile, the floor passed on
+//! (`docs/operating.md#relays-serve-all-metadata`): so a relay's clients read every
+//! repository file, metadata included, from the relay. A request without a floor gets a
+//! timestamp fetched within the last half second. The cached one is served when every
+//! upstream fails (clients judge staleness themselves); "not found everywhere" for the next root
 //! (`N.root.json`, which clients probe on every update) is remembered for a few seconds.
 //! Concurrent requests for one path cause one upstream fetch; fetches are bounded by a
 //! semaphore and the cache by a byte budget, oldest files evicted first; blobs the current
@@ -18,33 +23,53 @@
 //! served, and to which client address, is counted for the agent's check-ins
 //! ([`Relay::report`]). Domain settings set its cache budget and cap what it sends, per client
 //! address and in total ([`Relay::apply_limits`]).
+//!
+//! Files go out through the relay's own HTTP/1.1 front door ([`Relay::serve`], module
+//! `front`): the kernel sends them (`sendfile(2)`), no thread or user-space copy per read.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
-use axum::http::header::CONTENT_LENGTH;
-use axum::http::{Method, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use cascade_client::proto::RepoVersions;
 use cascade_core::report::RelayReport;
+use cascade_core::TrustDomain;
 use cascade_repo::fsutil::{remove_debris, sha256_file_hex, LandError, Landing};
 use cascade_repo::throttle::Throttle;
 use cascade_repo::{find_source_failure, SourceFailure, SourceTransport};
 use futures::StreamExt as _;
+use reqwest::header::{HeaderName, HeaderValue};
 use tough::Transport as _;
-use tower::ServiceExt as _;
-use tower_http::services::ServeFile;
 use url::Url;
 
 use crate::clock::Clock;
 use crate::served::Served;
+
+mod front;
+
+/// The request header carrying a client's version floor to a relay, in the server's format
+/// ([`RepoVersions::header_value`]: `upstream=40, site=12`): a relay revalidates a cached
+/// `timestamp.json` older than it.
+pub const FLOOR_HEADER: &str = cascade_client::proto::versions::HEADER;
+
+/// The [`FLOOR_HEADER`] a client sends with `floors` (per trust domain, the timestamp version
+/// the server announced); `None` without any.
+pub fn floor_header(floors: &BTreeMap<TrustDomain, u64>) -> Option<(HeaderName, HeaderValue)> {
+    let mut versions = RepoVersions::default();
+    for (domain, v) in floors {
+        versions.set(*domain, Some(*v));
+    }
+    let value = HeaderValue::from_str(&versions.header_value()).ok()?;
+    (!floors.is_empty()).then(|| (HeaderName::from_static(FLOOR_HEADER), value))
+}
 
 /// How a mutable file fetched this recently is reused by requests that queued behind it.
 const MUTABLE_REUSE: Duration = Duration::from_millis(500);
@@ -151,8 +176,11 @@ pub struct Relay {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Paths every upstream said were not found, and when.
     misses: Mutex<HashMap<String, SystemTime>>,
-    /// Mutable files fetched since the last [`Relay::revalidate`], and when.
-    fetched: Mutex<HashMap<String, SystemTime>>,
+    /// Mutable files fetched since the last [`Relay::revalidate`].
+    fetched: Mutex<HashMap<String, Fetched>>,
+    /// Upstream fetches started so far (any path): a request with a floor is answered
+    /// by a fetch that started after it came in, never by an earlier one.
+    fetch_count: AtomicU64,
     fetch_slots: tokio::sync::Semaphore,
     /// Cached blobs whose content matched their name, with the file's stamp at that check.
     checked: Mutex<HashMap<PathBuf, FileStamp>>,
@@ -201,26 +229,6 @@ impl RelayCaps {
     }
 }
 
-/// `body` passed on no faster than every bucket in `caps` allows.
-fn capped(body: Body, caps: Vec<Arc<Throttle>>) -> Body {
-    if caps.is_empty() {
-        return body;
-    }
-    let chunks = body.into_data_stream();
-    Body::from_stream(futures::stream::unfold(
-        (chunks, caps),
-        |(mut chunks, caps)| async move {
-            let chunk = chunks.next().await?;
-            if let Ok(bytes) = &chunk {
-                let n = bytes.len() as u64;
-                let wait = caps.iter().map(|t| t.reserve(n)).max().unwrap_or_default();
-                tokio::time::sleep(wait).await;
-            }
-            Some((chunk, (chunks, caps)))
-        },
-    ))
-}
-
 impl Relay {
     /// Applies domain settings: the cache budget (evicting down to it now) and the bandwidth
     /// caps per client and in total (bytes/s, 0: none), for responses started from now on.
@@ -263,6 +271,7 @@ impl Relay {
             flights: Mutex::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             fetched: Mutex::new(HashMap::new()),
+            fetch_count: AtomicU64::new(0),
             fetch_slots: tokio::sync::Semaphore::new(slots),
             checked: Mutex::new(HashMap::new()),
             stats: RelayStats::default(),
@@ -312,7 +321,7 @@ impl Relay {
             landing.write(&buf[..n]).map_err(io)?;
         }
         match landing.finish(Some(&want)) {
-            Ok(_) => {}
+            Ok(_) => self.mark_intact(&local),
             Err(LandError::Mismatch { .. }) => {
                 return Err(RelayError::BadPath(format!(
                     "{path}: the local copy does not match the hash in its name"
@@ -336,9 +345,29 @@ impl Relay {
     /// Whether the cached mutable file `path` may be reused: fetched within
     /// [`MUTABLE_REUSE`], and not before the last [`Relay::revalidate`].
     fn fresh(&self, path: &str) -> bool {
+        self.fetched.lock().is_ok_and(|f| {
+            f.get(path)
+                .is_some_and(|last| self.age(last.at) < MUTABLE_REUSE)
+        })
+    }
+
+    /// Whether the mutable file `path` was fetched for a floor of `floor` or higher within
+    /// [`MUTABLE_REUSE`] (and not met it, or it would not be asked again): the upstream has
+    /// nothing newer yet, and asking it again at once per client would only load it.
+    fn tried_for(&self, path: &str, floor: u64) -> bool {
+        self.fetched.lock().is_ok_and(|f| {
+            f.get(path).is_some_and(|last| {
+                last.floor.is_some_and(|tried| tried >= floor) && self.age(last.at) < MUTABLE_REUSE
+            })
+        })
+    }
+
+    /// Whether an upstream fetch of the mutable file `path` numbered above `count` (started
+    /// after [`Relay::fetch_count`] read `count`) completed since the last revalidation.
+    fn fetched_after(&self, path: &str, count: u64) -> bool {
         self.fetched
             .lock()
-            .is_ok_and(|f| f.get(path).is_some_and(|at| self.age(*at) < MUTABLE_REUSE))
+            .is_ok_and(|f| f.get(path).is_some_and(|last| last.number > count))
     }
 
     /// How long ago `at` was by the relay's clock; a time ahead of it (the clock was set
@@ -398,14 +427,24 @@ impl Relay {
         report
     }
 
-    /// The axum router serving `GET /repo/{*path}` and `GET /relay/stats`. Serve it with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` so that clients are counted
-    /// one by one; without it only the totals are.
+    /// The axum router of what is not a repository file: `GET /relay/stats`. [`Relay::serve`]
+    /// hands it every request that is not `GET`/`HEAD /repo/…`.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/repo/{*path}", get(serve))
             .route("/relay/stats", get(stats))
             .with_state(Arc::clone(self))
+    }
+
+    /// Serves the relay on `listener` (plain HTTP/1.1): `GET`/`HEAD /repo/{path}` from the
+    /// cache, the file sent by the kernel (`sendfile(2)`), and [`Relay::router`] for the rest,
+    /// until `shutdown` completes; then stops accepting, closes idle connections and waits up
+    /// to a few seconds for responses under way.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        front::serve(self, listener, shutdown).await;
     }
 
     /// Makes sure `path` is in the cache (fetching it once if needed) and returns its file.
@@ -413,28 +452,68 @@ impl Relay {
     /// # Errors
     /// A bad path, or every upstream failed and nothing usable is cached.
     pub async fn obtain(&self, path: &str) -> Result<PathBuf, RelayError> {
+        self.obtain_with_floor(path, RepoVersions::default()).await
+    }
+
+    /// [`Relay::obtain`] for a client whose version floor is `floor`: a cached
+    /// `DOMAIN/metadata/timestamp.json` at least as new as the floor's version for `DOMAIN` is
+    /// served as it is, an older one is fetched again upstream (once for every client asking
+    /// meanwhile, the floor passed on), unless a fetch that started after this request came in,
+    /// or one for as high a floor within the last half second, found nothing newer (then the
+    /// newest there is served, and the client refuses it).
+    ///
+    /// # Errors
+    /// A bad path, or every upstream failed and nothing usable is cached.
+    pub async fn obtain_with_floor(
+        &self,
+        path: &str,
+        floor: RepoVersions,
+    ) -> Result<PathBuf, RelayError> {
         check_path(path)?;
         let local = self.config.cache_dir.join(path);
         let mutable = is_mutable(path);
         if !mutable && local.is_file() && self.intact(path, &local, false) {
             return Ok(local);
         }
+        let floor = timestamp_domain(path).and_then(|d| floor.get(d));
+        let meets = |local: &Path| {
+            floor.is_some_and(|f| timestamp_version(local).is_some_and(|have| have >= f))
+        };
+        if meets(&local) {
+            return Ok(local);
+        }
         if self.missed_recently(path) {
             return Err(RelayError::NotFound(path.to_owned()));
         }
+        let came_in = self.fetch_count.load(Ordering::SeqCst);
         let flight = {
             let mut map = self.flights.lock().map_err(|_| RelayError::NoUpstream)?;
             Arc::clone(map.entry(path.to_owned()).or_default())
         };
         let _guard = flight.lock().await;
         let cached = local.is_file() && (mutable || self.intact(path, &local, false));
-        if cached && (!mutable || self.fresh(path)) {
+        let reusable = !mutable
+            || match floor {
+                Some(f) => {
+                    meets(&local) || self.fetched_after(path, came_in) || self.tried_for(path, f)
+                }
+                None => self.fresh(path),
+            };
+        if cached && reusable {
             return Ok(local);
         }
         if self.missed_recently(path) {
             return Err(RelayError::NotFound(path.to_owned()));
         }
-        let result = self.fetch_upstream(path, &local).await;
+        let number = self.fetch_count.fetch_add(1, Ordering::SeqCst) + 1;
+        let pass_on = floor.map(|f| {
+            let mut v = RepoVersions::default();
+            if let Some(d) = timestamp_domain(path) {
+                v.set(d, Some(f));
+            }
+            v
+        });
+        let result = self.fetch_upstream(path, &local, pass_on).await;
         if let Ok(mut map) = self.flights.lock() {
             if Arc::strong_count(&flight) <= 2 {
                 map.remove(path);
@@ -442,9 +521,14 @@ impl Relay {
         }
         match result {
             Ok(()) => {
+                if expected_sha256(path).is_some() {
+                    // Hashed while it was fetched: not again before its first answer.
+                    self.mark_intact(&local);
+                }
                 if mutable {
                     if let Ok(mut f) = self.fetched.lock() {
-                        f.insert(path.to_owned(), self.config.clock.now());
+                        let at = self.config.clock.now();
+                        f.insert(path.to_owned(), Fetched { at, number, floor });
                     }
                 }
                 self.evict();
@@ -501,6 +585,20 @@ impl Relay {
         ok
     }
 
+    /// Records that the cached blob `local`, as it is now, matches its name (it was hashed
+    /// while it was written).
+    fn mark_intact(&self, local: &Path) {
+        let Some(stamp) = FileStamp::of(local) else {
+            return;
+        };
+        if let Ok(mut c) = self.checked.lock() {
+            if c.len() >= 100_000 {
+                c.clear();
+            }
+            c.insert(local.to_owned(), stamp);
+        }
+    }
+
     /// Hashes every cached blob again, whether or not its file changed, and drops those that
     /// do not match their names (the agent calls it after warming the cache, so a blob altered
     /// in place is repaired by the next warming at the latest). Returns how many were dropped.
@@ -536,7 +634,14 @@ impl Relay {
         }
     }
 
-    async fn fetch_upstream(&self, path: &str, local: &Path) -> Result<(), RelayError> {
+    /// Fetches `path` from the first upstream that has it; `floor` is passed on as
+    /// [`FLOOR_HEADER`] (a relay upstream of this one revalidates too).
+    async fn fetch_upstream(
+        &self,
+        path: &str,
+        local: &Path,
+        floor: Option<RepoVersions>,
+    ) -> Result<(), RelayError> {
         let upstreams = self.upstreams.read().map(|u| u.clone()).unwrap_or_default();
         if upstreams.is_empty() {
             return Err(RelayError::NoUpstream);
@@ -551,7 +656,7 @@ impl Relay {
         let mut last = String::new();
         for base in upstreams {
             let Ok(url) = base.join(path) else { continue };
-            match self.download(url, path, local).await {
+            match self.download(url, path, local, floor).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::NotFound) => last = format!("{base}: not found"),
                 Err(Failure::Other(why)) => {
@@ -571,14 +676,35 @@ impl Relay {
         }
     }
 
-    async fn download(&self, url: Url, path: &str, local: &Path) -> Result<(), Failure> {
+    async fn download(
+        &self,
+        url: Url,
+        path: &str,
+        local: &Path,
+        floor: Option<RepoVersions>,
+    ) -> Result<(), Failure> {
         let io = |source| {
             Failure::Local(RelayError::Io {
                 path: local.to_owned(),
                 source,
             })
         };
-        let mut stream = self.transport.fetch(url).await.map_err(|e| classify(&e))?;
+        let header = floor.and_then(|v| {
+            let value = HeaderValue::from_str(&v.header_value()).ok()?;
+            Some((HeaderName::from_static(FLOOR_HEADER), value))
+        });
+        let fetched = match header {
+            // A clone shares the byte counter of the relay's report.
+            Some((name, value)) => {
+                self.transport
+                    .clone()
+                    .with_header(name, value)
+                    .fetch(url)
+                    .await
+            }
+            None => self.transport.fetch(url).await,
+        };
+        let mut stream = fetched.map_err(|e| classify(&e))?;
         let mut landing = Landing::start(local, FETCH_PREFIX).map_err(io)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| classify(&e))?;
@@ -626,6 +752,17 @@ const FETCH_PREFIX: &str = ".fetch-";
 /// The prefix of a seed's temporary file in the cache.
 const SEED_PREFIX: &str = ".seed-";
 
+/// The last upstream fetch of a mutable file.
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    /// When it completed, by the relay's clock.
+    at: SystemTime,
+    /// Its number ([`Relay::fetch_count`] as it started).
+    number: u64,
+    /// The floor it was made for, if any.
+    floor: Option<u64>,
+}
+
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
@@ -662,41 +799,6 @@ fn classify(e: &tough::TransportError) -> Failure {
     }
 }
 
-async fn serve(
-    State(relay): State<Arc<Relay>>,
-    UrlPath(path): UrlPath<String>,
-    req: Request,
-) -> Response {
-    relay.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let head = req.method() == Method::HEAD;
-    let caps = relay.caps.for_peer(peer);
-    let resp = match relay.obtain(&path).await {
-        Ok(file) => match ServeFile::new(file).oneshot(req).await {
-            Ok(resp) => resp.map(|b| capped(Body::new(b), caps)),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        },
-        Err(e) => e.into_response(),
-    };
-    let sent = if head || !matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
-        0
-    } else {
-        resp.headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    relay.stats.bytes_served.fetch_add(sent, Ordering::Relaxed);
-    if let Some(ip) = peer {
-        relay.served.record(ip, sent);
-    }
-    resp
-}
-
 /// `GET /relay/stats`: the [`RelayReport`] as JSON, for operators, the demo and benches.
 async fn stats(State(relay): State<Arc<Relay>>) -> Response {
     axum::Json(relay.report()).into_response()
@@ -726,6 +828,30 @@ fn check_path(path: &str) -> Result<(), RelayError> {
 fn is_mutable(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or(path);
     last == "timestamp.json" || last == "root.json"
+}
+
+/// The trust domain of `DOMAIN/metadata/timestamp.json`; `None` for any other path.
+fn timestamp_domain(path: &str) -> Option<TrustDomain> {
+    let (domain, rest) = path.split_once('/')?;
+    (rest == "metadata/timestamp.json")
+        .then(|| domain.parse().ok())
+        .flatten()
+}
+
+/// The `signed.version` of the cached `timestamp.json` at `local` (a few hundred bytes).
+fn timestamp_version(local: &Path) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Signed {
+        version: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        signed: Signed,
+    }
+    let bytes = std::fs::read(local).ok()?;
+    serde_json::from_slice::<Metadata>(&bytes)
+        .ok()
+        .map(|m| m.signed.version)
 }
 
 /// A versioned root, `…/metadata/N.root.json`: what TUF clients probe for on every update.

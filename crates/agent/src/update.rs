@@ -413,6 +413,11 @@ impl Updater {
         } else {
             self.transport.sibling()
         };
+        // Relays revalidate a timestamp older than this (`docs/operating.md#relays-serve-all-metadata`).
+        let transport = match crate::relay::floor_header(&self.floors) {
+            Some((name, value)) => transport.with_header(name, value),
+            None => transport,
+        };
         let client = self.client_with(category, transport)?;
         Ok(match self.floors.get(&TrustDomain::of(category)) {
             Some(v) => client.with_min_timestamp_version(*v),

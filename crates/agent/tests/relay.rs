@@ -2,7 +2,7 @@
 //! fetch however many clients ask at once, hash-checked blobs, fallback between upstreams.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,10 +49,7 @@ async fn relay_timed(
     relay.set_upstreams(upstreams);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = relay
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(Arc::clone(&relay).serve(listener, std::future::pending()));
     (relay, format!("http://{addr}/repo/").parse().unwrap())
 }
 
@@ -532,4 +529,258 @@ async fn applied_cache_budget_evicts_at_once() {
     let r = reqwest::get(base.join(&rels[3]).unwrap()).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(kept(&rels), [false, false, false, true]);
+}
+
+/// Writes `upstream/metadata/timestamp.json` of `version` under `root`.
+fn timestamp(root: &Path, version: u64) {
+    let dir = root.join("upstream/metadata");
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = format!("{{\"signed\":{{\"_type\":\"timestamp\",\"version\":{version}}}}}");
+    std::fs::write(dir.join("timestamp.json"), body).unwrap();
+}
+
+/// The `signed.version` of a timestamp answer.
+fn version_of(text: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    v["signed"]["version"].as_u64().unwrap()
+}
+
+/// `GET base/upstream/metadata/timestamp.json`, with the floor header when given; the version.
+async fn timestamp_version(client: &reqwest::Client, base: &Url, floor: Option<&str>) -> u64 {
+    let url = base.join("upstream/metadata/timestamp.json").unwrap();
+    let mut req = client.get(url);
+    if let Some(f) = floor {
+        req = req.header("cascade-repo-versions", f);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    version_of(&resp.text().await.unwrap())
+}
+
+// The client's version floor (`cascade-repo-versions`, as the server announced it) decides
+// whether the relay's cached timestamp will do (`docs/operating.md#relays-serve-all-metadata`):
+// at least as new, it is served however old the fetch (no upstream request); older, it is
+// fetched again once for all the clients asking together; a floor the upstream cannot meet
+// yet costs one fetch per half second, never one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_floor_decides_when_the_timestamp_is_fetched_again() {
+    let up_dir = tempfile::tempdir().unwrap();
+    timestamp(up_dir.path(), 1);
+    let (up, hits) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let (relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(timestamp_version(&client, &base, None).await, 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // Published upstream; the cached copy meets a floor of 1 long after the reuse window.
+    timestamp(up_dir.path(), 2);
+    clock.advance(3600);
+    for _ in 0..5 {
+        let v = timestamp_version(&client, &base, Some("upstream=1, site=9")).await;
+        assert_eq!(v, 1);
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a floor met is no upstream fetch"
+    );
+
+    // A floor of 2: fetched again, once for 50 clients asking together.
+    let wave = |floor: &'static str| {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (client, base) = (client.clone(), base.clone());
+                tokio::spawn(async move { timestamp_version(&client, &base, Some(floor)).await })
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+    assert!(wave("upstream=2").await.iter().all(|v| *v == 2));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // A floor upstream has not reached: the newest there is served (the client refuses it),
+    // after one fetch for that floor; asked again for it once the half-second window passed.
+    let before = relay.stats.upstream_fetches.load(Ordering::SeqCst);
+    let got = wave("upstream=3").await;
+    assert!(got.iter().all(|v| *v == 2), "{got:?}");
+    assert_eq!(
+        timestamp_version(&client, &base, Some("upstream=3")).await,
+        2
+    );
+    let fetches = relay.stats.upstream_fetches.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        fetches, 1,
+        "upstream fetches for 51 requests of an unmet floor"
+    );
+    timestamp(up_dir.path(), 3);
+    clock.advance_by(Duration::from_millis(600));
+    assert_eq!(
+        timestamp_version(&client, &base, Some("upstream=3")).await,
+        3
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+}
+
+// A relay passes the floor on when it fetches: a relay behind another one gets the new
+// timestamp through it, though the first fetched its old one a moment ago.
+#[tokio::test]
+async fn floor_is_passed_upstream_through_a_chain_of_relays() {
+    let up_dir = tempfile::tempdir().unwrap();
+    timestamp(up_dir.path(), 1);
+    let (up, hits) = upstream(up_dir.path()).await;
+    let (cache_a, cache_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_a, base_a) = relay(cache_a.path(), vec![up.url()], u64::MAX).await;
+    let (_b, base_b) = relay(cache_b.path(), vec![base_a], u64::MAX).await;
+    let client = reqwest::Client::new();
+    assert_eq!(timestamp_version(&client, &base_b, None).await, 1);
+    timestamp(up_dir.path(), 2);
+    // Within the reuse window of both relays' clocks (they do not move).
+    assert_eq!(timestamp_version(&client, &base_b, None).await, 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        timestamp_version(&client, &base_b, Some("upstream=2")).await,
+        2
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+// 200 clients downloading one blob at once add no threads to the relay's process: files go
+// out with sendfile from the connection's task, not through tokio's blocking pool (which
+// grew to over a hundred threads with 64 KiB file reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_downloads_add_no_threads() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 239) as u8).collect();
+    let rel = blob(up_dir.path(), &body);
+    let (up, _) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (_relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
+    let url = base.join(&rel).unwrap();
+    // Cached first, so that the downloads below are all that runs.
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        body.len()
+    );
+    let before = threads();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::SeqCst) {
+                peak = peak.max(threads());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let resp = client.get(url).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                resp.bytes().await.unwrap().len()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), body.len());
+    }
+    done.store(true, Ordering::SeqCst);
+    // The sampler thread itself is one more.
+    let peak = sampler.join().unwrap();
+    assert!(
+        peak <= before + 1,
+        "threads: {before} before, {peak} at the peak of 200 downloads"
+    );
+}
+
+/// Sends `request` on a fresh connection to the relay at `base` and reads until it closes.
+async fn raw(base: &Url, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = format!(
+        "{}:{}",
+        base.host_str().unwrap(),
+        base.port_or_known_default().unwrap()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// The front door speaks enough HTTP/1.1: pipelined requests on one connection answered in
+// order (a range among them), HTTP/1.0 closing after one answer, `/relay/stats` through the
+// router, and a request with a body refused with 400 before anything is read from it.
+#[tokio::test]
+async fn front_door_keeps_alive_pipelines_and_refuses_bodies() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let body = b"0123456789abcdefghij".repeat(5000);
+    let rel = blob(up_dir.path(), &body);
+    let (up, _) = upstream(up_dir.path()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (_relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
+    let path = format!("/repo/{rel}");
+
+    let out = raw(
+        &base,
+        &format!(
+            "GET {path} HTTP/1.1\r\nhost: x\r\nrange: bytes=10-19\r\n\r\n\
+             HEAD {path} HTTP/1.1\r\nhost: x\r\n\r\n\
+             GET /relay/stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(answers[0].starts_with("206"), "{}", answers[0]);
+    assert!(answers[0].contains("content-range: bytes 10-19/100000"));
+    assert!(answers[0].ends_with("\r\n\r\nabcdefghij"), "{}", answers[0]);
+    assert!(answers[1].starts_with("200"), "{}", answers[1]);
+    assert!(answers[1].contains("content-length: 100000\r\n"));
+    assert!(answers[1].ends_with("\r\n\r\n"), "HEAD sends no body");
+    assert!(answers[2].starts_with("200"), "{}", answers[2]);
+    assert!(answers[2].contains("\"requests\":2"), "{}", answers[2]);
+
+    let out = raw(&base, &format!("GET {path} HTTP/1.0\r\n\r\n")).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("0123456789abcdefghij"));
+
+    let out = raw(
+        &base,
+        &format!("GET {path} HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+
+    let out = raw(
+        &base,
+        &format!("GET {path} HTTP/1.1\r\nrange: bytes=100000-\r\nconnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 416"), "{out}");
 }

@@ -118,6 +118,9 @@ pub struct SourceTransport {
     unanswered: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// A bandwidth cap shared with every transport given the same one.
     throttle: Option<std::sync::Arc<crate::throttle::Throttle>>,
+    /// Headers sent with every request (the client's version floor to a relay:
+    /// `docs/operating.md#relays-serve-all-metadata`).
+    headers: reqwest::header::HeaderMap,
 }
 
 impl SourceTransport {
@@ -125,6 +128,18 @@ impl SourceTransport {
     #[must_use]
     pub fn with_throttle(mut self, throttle: std::sync::Arc<crate::throttle::Throttle>) -> Self {
         self.throttle = Some(throttle);
+        self
+    }
+
+    /// Sends `name: value` with every request of this transport and the siblings made from it
+    /// afterwards.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: reqwest::header::HeaderName,
+        value: reqwest::header::HeaderValue,
+    ) -> Self {
+        self.headers.insert(name, value);
         self
     }
 
@@ -182,6 +197,7 @@ impl SourceTransport {
             received: std::sync::Arc::default(),
             unanswered: None,
             throttle: None,
+            headers: reqwest::header::HeaderMap::new(),
         })
     }
 
@@ -198,6 +214,7 @@ impl SourceTransport {
             received: std::sync::Arc::default(),
             unanswered: Some(std::sync::Arc::default()),
             throttle: self.throttle.clone(),
+            headers: self.headers.clone(),
         }
     }
 
@@ -270,6 +287,9 @@ impl SourceTransport {
             return Err(fail(&url, timeout));
         }
         let mut request = self.client.get(url.clone());
+        if !self.headers.is_empty() {
+            request = request.headers(self.headers.clone());
+        }
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }

@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use axum::Router;
+use futures::StreamExt as _;
 use tokio::sync::{oneshot, watch};
 use url::Url;
 
@@ -24,6 +25,8 @@ struct Shared {
     target: Url,
     http: reqwest::Client,
     hits: Mutex<HashMap<String, u64>>,
+    /// Response body bytes passed back, per path.
+    bytes: Mutex<HashMap<String, u64>>,
     held: Mutex<Option<String>>,
     released: watch::Sender<bool>,
     waiting: AtomicU64,
@@ -67,6 +70,7 @@ impl CountingProxy {
             target,
             http,
             hits: Mutex::default(),
+            bytes: Mutex::default(),
             held: Mutex::default(),
             released: watch::Sender::new(true),
             waiting: AtomicU64::new(0),
@@ -105,6 +109,26 @@ impl CountingProxy {
             .hits
             .lock()
             .map_or(0, |h| h.get(path).copied().unwrap_or(0))
+    }
+
+    /// Requests seen for paths starting with `prefix` (e.g. `/repo/`), all together.
+    pub fn hits_under(&self, prefix: &str) -> u64 {
+        self.shared.hits.lock().map_or(0, |h| {
+            h.iter()
+                .filter(|(p, _)| p.starts_with(prefix))
+                .map(|(_, n)| n)
+                .sum()
+        })
+    }
+
+    /// Response body bytes passed back for paths starting with `prefix` (`/` for all).
+    pub fn bytes_under(&self, prefix: &str) -> u64 {
+        self.shared.bytes.lock().map_or(0, |b| {
+            b.iter()
+                .filter(|(p, _)| p.starts_with(prefix))
+                .map(|(_, n)| n)
+                .sum()
+        })
     }
 
     /// Requests for `path` from now on wait (counted, not yet forwarded) until
@@ -187,6 +211,11 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
             out = out.header(k, v);
         }
     }
-    out.body(Body::from_stream(resp.bytes_stream()))
+    let counted = resp.bytes_stream().inspect(move |chunk| {
+        if let (Ok(chunk), Ok(mut bytes)) = (chunk, s.bytes.lock()) {
+            *bytes.entry(path.clone()).or_default() += chunk.len() as u64;
+        }
+    });
+    out.body(Body::from_stream(counted))
         .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, e.to_string()).into_response())
 }

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_agent::daemon::AgentConfig;
@@ -144,7 +145,10 @@ fn two_hundred_agents_one_upstream_fetch() {
 // 200 clients behind one relay all install a newly published and notified version through
 // it, and the relay fetches the new blob from upstream exactly once. The server holds the
 // blob until every client is waiting on the relay for it, so all 200 (and the relay's own
-// cache warming) meet the same cache miss.
+// cache warming) meet the same cache miss. The clients reach the server through a counting
+// proxy of their own: in their cycle after the notify they ask it for their policy and
+// report, and for no repository file at all, metadata included (the relay serves every file;
+// the version floor comes with the policy answer: `docs/operating.md#relays-serve-all-metadata`).
 async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     let o = Office::open(tmp.path()).await;
     let relay_addr = o.relay_addr;
@@ -185,6 +189,13 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     let blob = o.publish_v2(&v2).await;
     o.proxy.hold(&blob);
     o.fleet.notify().await.unwrap();
+    let clients_proxy =
+        CountingProxy::start_trusting(o.fleet.url.clone(), any_port("127.0.4.2"), o.fleet.ca_pem())
+            .await
+            .unwrap();
+    let relay_served_before = relay_stats(&reqwest::Client::new(), relay_addr)
+        .await
+        .unwrap();
 
     let dirs: Vec<_> = (1..=CLIENTS)
         .map(|i| tmp.path().join(format!("c{i}")))
@@ -194,12 +205,9 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
         .zip(1..=CLIENTS)
         .map(|(dir, i)| {
             let ip = IpAddr::from([127, 0, 2, i]);
-            tokio::spawn(update_once(patient(o.fleet.agent_config(
-                dir,
-                ip,
-                None,
-                Some(&o.root),
-            ))))
+            let mut cfg = patient(o.fleet.agent_config(dir, ip, None, Some(&o.root)));
+            cfg.server = Some(clients_proxy.url());
+            tokio::spawn(update_once(cfg))
         })
         .collect();
 
@@ -245,6 +253,41 @@ async fn two_hundred_agents(tmp: &tempfile::TempDir) {
     assert_eq!(o.proxy.hits(&blob), 1, "relay fetches of {blob}");
     let stats = relay_stats(&http, relay_addr).await;
     assert_eq!(stats.as_ref().map(|r| r.refused), Some(0), "{stats:?}");
+
+    // Offload: what the clients got from the relay against what they got from the server.
+    let stats = stats.unwrap();
+    let from_relay = |r: &RelayReport| -> (u64, u64) {
+        r.clients
+            .iter()
+            .filter(|c| c.ip.starts_with("127.0.2."))
+            .fold((0, 0), |(q, b), c| (q + c.requests, b + c.bytes))
+    };
+    let (after_q, after_b) = from_relay(&stats);
+    let (before_q, before_b) = from_relay(&relay_served_before);
+    let (relay_requests, relay_bytes) = (after_q - before_q, after_b - before_b);
+    let (server_repo_requests, server_repo_bytes) = (
+        clients_proxy.hits_under("/repo/"),
+        clients_proxy.bytes_under("/repo/"),
+    );
+    let (server_requests, server_bytes) = (
+        clients_proxy.hits_under("/"),
+        clients_proxy.bytes_under("/"),
+    );
+    println!(
+        "offload for {CLIENTS} relay clients, one cycle after notify: repository requests \
+         {relay_requests} relay / {server_repo_requests} server, repository bytes \
+         {relay_bytes} relay / {server_repo_bytes} server; the server answered {server_requests} \
+         requests ({server_bytes} body bytes) in all (policy, reports)"
+    );
+    assert_eq!(
+        server_repo_requests, 0,
+        "relay clients asked the server's /repo/ {server_repo_requests} times"
+    );
+    assert!(relay_requests >= u64::from(CLIENTS) * 4, "{relay_requests}");
+    assert!(
+        relay_bytes >= u64::from(CLIENTS) * v2.len() as u64,
+        "{relay_bytes}"
+    );
     relay.stop().await.unwrap();
 }
 
@@ -307,4 +350,77 @@ async fn relay_caches_its_own_install_instead_of_fetching_twice() {
     assert_eq!(std::fs::read(&cached).unwrap(), v2);
     assert_eq!(o.proxy.hits(&blob), 1, "fetches of {blob} from the server");
     relay.stop().await.unwrap();
+}
+
+// A relay whose cached `timestamp.json` is still inside its reuse window when a new version is
+// published (its clock stands still here, so the window never ends) serves the client the new
+// one all the same: the client sends the floor the server announced with its policy, and the
+// relay fetches the timestamp again for it. The client installs version 2 from the relay, has
+// no server step to fall back to, and asks the server for no repository file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_floor_makes_the_relay_revalidate() {
+    use cascade_agent::relay::{Relay, RelayConfig};
+    use cascade_repo::{SourceTransport, TransportLimits};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Office::open(tmp.path()).await;
+    let relay_addr = o.relay_addr;
+    let policy = format!(
+        "mode = \"customized\"\nactiveupdate_url = \"{up}\"\n\
+         activeupdate_fallback = \"never\"\n\
+         [fallback]\ncomponents_from_server = false\n\
+         [[agent]]\naddress = \"{relay_addr}\"\n\
+         [[sources]]\nrange = \"127.0.2.0/24\"\nagent = \"{relay_addr}\"\n",
+        up = o.upstream.url().unwrap(),
+    );
+    o.fleet.apply_policy(&policy).await.unwrap();
+    o.fleet.mirror().await.unwrap();
+    let transport =
+        SourceTransport::new_bound_trusting(TransportLimits::default(), None, o.fleet.ca_pem())
+            .unwrap();
+    let relay = Relay::new(
+        RelayConfig {
+            cache_dir: tmp.path().join("relay-cache"),
+            max_concurrent_fetches: 4,
+            max_cache_bytes: u64::MAX,
+            clock: Arc::new(cascade_testkit::ManualClock::at(1_700_000_000)),
+        },
+        transport,
+        1_700_000_000,
+    );
+    relay.set_upstreams(vec![o.fleet.url.join("repo/").unwrap()]);
+    let listener = tokio::net::TcpListener::bind(relay_addr).await.unwrap();
+    tokio::spawn(Arc::clone(&relay).serve(listener, std::future::pending()));
+
+    let clients_proxy =
+        CountingProxy::start_trusting(o.fleet.url.clone(), any_port("127.0.4.3"), o.fleet.ca_pem())
+            .await
+            .unwrap();
+    let dir = tmp.path().join("c1");
+    let cycle = || {
+        let mut cfg = o
+            .fleet
+            .agent_config(&dir, IpAddr::from([127, 0, 2, 1]), None, Some(&o.root));
+        cfg.server = Some(clients_proxy.url());
+        update_once(cfg)
+    };
+    let r = cycle().await.unwrap();
+    assert_eq!(
+        Office::steps(&r),
+        [(format!("agent:{relay_addr}"), Outcome::Ok)]
+    );
+    let v2 = pseudo_random(4096, 3);
+    o.publish_v2(&v2).await;
+    let r = cycle().await.unwrap();
+    assert_eq!(
+        Office::steps(&r),
+        [(format!("agent:{relay_addr}"), Outcome::Ok)],
+        "{:?}",
+        r.attempts
+    );
+    assert_eq!(
+        std::fs::read(dir.join("installed/components/patterns/2/patterns.db")).unwrap(),
+        v2
+    );
+    assert_eq!(clients_proxy.hits_under("/repo/"), 0);
 }
