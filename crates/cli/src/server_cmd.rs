@@ -67,6 +67,11 @@ pub struct ServerArgs {
     /// Seconds between scheduled mirror runs (0: only on demand).
     #[arg(long, default_value_t = 3600, requires = "upstream_root")]
     pub mirror_every: u64,
+    /// With `--database-url postgres://…` (replicas): seconds between a replica's reads of
+    /// the shared repository without a signal, and its tries to become the mirror leader
+    /// (docs/operating.md#shared-repository-and-one-writer).
+    #[arg(long, default_value_t = 10)]
+    pub replica_poll: u64,
     /// Seconds a connection may take to send a request's headers; also how long a kept-alive
     /// connection may sit idle.
     #[arg(long, default_value_t = 10)]
@@ -137,6 +142,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         cascade_repo::Passphrase::from_file_or_env(args.key_passphrase_file.as_deref())
             .map_err(|e| crate::BadInput(format!("{e} [{}]", e.code())))?;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
+    settings.replica_poll = Duration::from_secs(args.replica_poll.max(1));
     settings.stale_after = Duration::from_secs(args.stale_after);
     settings.update_interval = Duration::from_secs(args.update_interval.max(1));
     settings.limits = cascade_server::ServeLimits {

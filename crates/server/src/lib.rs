@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod repo;
 pub mod routes;
 pub mod settings;
+pub mod shared;
 pub mod site;
 pub mod state;
 pub mod store;
@@ -72,6 +73,9 @@ pub enum ServerError {
     /// TLS could not be set up (`docs/operating.md#tls`).
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The replicas' shared store failed at start.
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
 }
 
 impl ServerError {
@@ -86,6 +90,7 @@ impl ServerError {
             ServerError::Site(e) => e.code(),
             ServerError::Serve(_) => "server.serve",
             ServerError::Tls(e) => e.code(),
+            ServerError::Shared(e) => e.code(),
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Server {
     first_start: Option<FirstSecrets>,
     on_first_start: settings::FirstStartHook,
     site_refresh: std::time::Duration,
+    replica_poll: std::time::Duration,
 }
 
 impl Server {
@@ -106,8 +112,19 @@ impl Server {
     /// See [`ServerError`].
     pub async fn open(settings: Settings) -> Result<Server, ServerError> {
         db::private_dir(&settings.data_dir)?;
-        let tls = Arc::new(Tls::open(&settings.data_dir, &settings.tls)?);
         let db = db::open(&settings.data_dir, settings.database_url.as_deref()).await?;
+        // Replicas on one PostgreSQL: one of them at a time creates or loads what they share
+        // (docs/operating.md#shared-repository-and-one-writer).
+        let (shared, startup) = match &settings.database_url {
+            Some(url) if db.backend == db::Backend::Postgres => {
+                let sh = shared::Shared::connect(url, &settings.data_dir, settings.clock.clone())
+                    .await?;
+                let lock = sh.lock(shared::Writer::Startup, None).await?;
+                (Some(sh), lock)
+            }
+            _ => (None, None),
+        };
+        let tls = Arc::new(open_tls(&settings, shared.as_ref()).await?);
         let repo_dir = settings.repo_dir();
         std::fs::create_dir_all(&repo_dir).map_err(|e| ServerError::Io {
             path: repo_dir.display().to_string(),
@@ -119,8 +136,13 @@ impl Server {
             &repo_dir,
             settings.key_passphrase.clone(),
             settings.clock.clone(),
+            shared.clone(),
         )
         .await?;
+        if let Some(sh) = &shared {
+            sh.materialize(shared::Tree::Upstream, &repo_dir.join("upstream"))
+                .await?;
+        }
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
             .with_lockout(settings.lockout);
@@ -160,10 +182,14 @@ impl Server {
             limits: settings.limits,
             metrics_token: settings.metrics_token.clone(),
             tls,
+            shared,
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
         publish_pending(&state).await;
+        if let Some(lock) = startup {
+            lock.release().await;
+        }
         notify::start_following(&state.notifier, &state.store)
             .await
             .map_err(ApiError::from)?;
@@ -172,6 +198,7 @@ impl Server {
             first_start,
             on_first_start: settings.on_first_start,
             site_refresh: settings.site_refresh,
+            replica_poll: settings.replica_poll,
         })
     }
 
@@ -212,7 +239,27 @@ impl Server {
                 ca_sha256: self.state.tls.ca_sha256(),
             });
         }
-        tokio::spawn(mirror_on_schedule(self.state.clone()));
+        match (&self.state.shared, mirror_interval(&self.state)) {
+            (Some(sh), every) => {
+                if let Some(every) = every {
+                    tokio::spawn(shared::lead_mirror(
+                        self.state.clone(),
+                        sh.clone(),
+                        every,
+                        self.replica_poll,
+                    ));
+                }
+                tokio::spawn(shared::follow(
+                    self.state.clone(),
+                    sh.clone(),
+                    self.replica_poll,
+                    self.state.shutdown.subscribe(),
+                ));
+            }
+            (None, _) => {
+                tokio::spawn(mirror_on_schedule(self.state.clone()));
+            }
+        }
         if let site::Site::Own(publisher) = &self.state.site {
             tokio::spawn(site::refresh_on_schedule(
                 publisher.clone(),
@@ -373,9 +420,35 @@ async fn publish_pending(state: &AppState) {
     }
 }
 
+/// How often the upstream is mirrored on schedule (`None`: only on demand).
+fn mirror_interval(st: &AppState) -> Option<std::time::Duration> {
+    st.mirror.settings.as_ref().and_then(|c| c.interval)
+}
+
+/// Opens the TLS material; on a replica the private CA is the one stored in the database
+/// (loaded into `DATA/tls/`), or, for the first replica, its own, stored there for the others.
+async fn open_tls(
+    settings: &Settings,
+    shared: Option<&shared::Shared>,
+) -> Result<Tls, ServerError> {
+    const PREFIX: &str = "tls";
+    let (Some(sh), TlsMode::PrivateCa { .. }) = (shared, &settings.tls) else {
+        return Ok(Tls::open(&settings.data_dir, &settings.tls)?);
+    };
+    let dir = settings.data_dir.join(PREFIX);
+    if sh.restore_files(PREFIX, &dir).await? == 0 {
+        let tls = Tls::open(&settings.data_dir, &settings.tls)?;
+        sh.put_dir(PREFIX, &dir, |name| name == "ca.pem" || name == "ca.key")
+            .await?;
+        tracing::info!("private CA stored for the other replicas");
+        return Ok(tls);
+    }
+    Ok(Tls::open(&settings.data_dir, &settings.tls)?)
+}
+
 /// Mirrors the upstream every configured interval until the server shuts down.
 async fn mirror_on_schedule(st: AppState) {
-    let Some(every) = st.mirror.settings.as_ref().and_then(|c| c.interval) else {
+    let Some(every) = mirror_interval(&st) else {
         return;
     };
     let mut stop = st.shutdown.subscribe();

@@ -3,6 +3,13 @@
 //! schedule and on demand (`POST /api/repo/mirror`). `cascade-repo`'s `mirror` fetches targets
 //! first, metadata exactly as signed and `timestamp.json` last, so what `/repo/upstream/`
 //! serves is always a consistent, verified copy; a failed run leaves it unchanged.
+//!
+//! On PostgreSQL (replicas, `docs/operating.md#shared-repository-and-one-writer`) a run takes
+//! the database's mirror writer lock (waiting for a run of another replica to end), brings
+//! `upstream/` to the newest stored tree version first, and stores a successful run's result
+//! as the next version, which every other replica materializes. The scheduled runs are the
+//! mirror leader's alone (`crate::shared::lead_mirror`); a run asked for on any replica
+//! (`POST /api/repo/mirror`) goes through the same lock.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,6 +49,8 @@ pub struct Job<'a> {
     pub data_dir: &'a Path,
     /// The repository directory (the copy lands in `upstream/`).
     pub repo_dir: &'a Path,
+    /// The replicas' shared repository, on PostgreSQL.
+    pub shared: Option<&'a crate::shared::Shared>,
 }
 
 /// Why a mirror run could not start. (An upstream that fails is not an error of the run:
@@ -65,6 +74,9 @@ pub enum MirrorError {
     /// The policy could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The replicas' shared repository could not be locked or read.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
 }
 
 impl From<MirrorError> for ApiError {
@@ -78,6 +90,7 @@ impl From<MirrorError> for ApiError {
             }
             MirrorError::TrustedRoot { .. } => ApiError::Internal(e.to_string()),
             MirrorError::Store(s) => s.into(),
+            MirrorError::Shared(e) => ApiError::Internal(format!("[{}] {e}", e.code())),
         }
     }
 }
@@ -104,12 +117,40 @@ pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
         })?;
     let datastore = st.data_dir.join("mirror-state");
     let dest = st.repo_dir.join("upstream");
+    let lock = match st.shared {
+        Some(sh) => {
+            let lock = sh.lock(crate::shared::Writer::Mirror, None).await?;
+            sh.materialize(crate::shared::Tree::Upstream, &dest).await?;
+            lock
+        }
+        None => None,
+    };
     let result = match RepoClient::new(root, &datastore, cfg.limits) {
         Ok(client) => mirror(&client, &RepoSource::new(url.clone()), &dest).await,
         Err(e) => Err(e),
     };
-    let status = match result {
-        Ok(report) => {
+    let stored = match (&result, st.shared) {
+        (Ok(_), Some(sh)) => sh
+            .publish_tree(crate::shared::Tree::Upstream, &dest, "mirror")
+            .await
+            .map(Some),
+        _ => Ok(None),
+    };
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    let status = match (result, stored) {
+        (Ok(_), Err(e)) => {
+            tracing::warn!(upstream = %url, error = %e, "mirrored, but not stored for the other replicas");
+            MirrorStatus {
+                finished_at: st.clock.now(),
+                upstream: url.to_string(),
+                outcome: MirrorOutcome::Failed,
+                report: None,
+                error: Some((e.code().to_owned(), e.to_string())),
+            }
+        }
+        (Ok(report), _) => {
             tracing::info!(upstream = %url, fetched = report.fetched, "mirrored upstream");
             MirrorStatus {
                 finished_at: st.clock.now(),
@@ -124,7 +165,7 @@ pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
                 error: None,
             }
         }
-        Err(e) => {
+        (Err(e), _) => {
             tracing::warn!(upstream = %url, error = %e, "mirroring the upstream failed");
             MirrorStatus {
                 finished_at: st.clock.now(),

@@ -109,6 +109,9 @@ pub struct Settings {
     pub jitter_per_client: Duration,
     /// …up to this much.
     pub max_jitter: Duration,
+    /// On PostgreSQL (replicas): how often a replica reads the shared repository's newest
+    /// tree versions without a signal, and tries to become the mirror leader.
+    pub replica_poll: Duration,
     /// How often to look for notifies issued by other replicas sharing the database.
     pub notify_poll: Duration,
     /// A notify is still delivered to event streams that (re)connect within this long after
@@ -148,6 +151,7 @@ impl Settings {
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
             notify_poll: Duration::from_secs(2),
+            replica_poll: Duration::from_secs(10),
             notify_replay_window: Duration::from_secs(3600),
             on_first_start: Arc::new(print_first_start),
             mirror: None,

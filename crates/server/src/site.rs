@@ -22,6 +22,13 @@
 //! Every call into the repository crate's keys and init is in this module, so encryption of
 //! the keys at rest is wired here alone.
 //!
+//! On PostgreSQL the repository is shared by every replica (`crate::shared`,
+//! `docs/operating.md#shared-repository-and-one-writer`): the first replica creates it and
+//! stores its non-root keys and served tree in the database; the others load them. A publish
+//! on any replica takes the database's site writer lock (waiting as long as for the directory
+//! lock, then `publish.busy`), brings the local tree to the newest stored version, publishes,
+//! and stores the result as the next version, which the other replicas then materialize.
+//!
 //! From a handler (`AppState` holds the [`Site`]; `?` turns a [`SiteError`] into an
 //! `ApiError` with its status and stable code):
 //!
@@ -58,6 +65,9 @@ pub enum SiteError {
     /// The repository refused or failed the operation (its code says which).
     #[error("site repository: {0}")]
     Publish(#[from] PublishError),
+    /// The shared repository of the replicas failed.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
     /// A staging file or directory could not be used.
     #[error("site repository: {path}: {source}")]
     Io {
@@ -75,6 +85,7 @@ impl SiteError {
             SiteError::Linked(_) => "site.linked",
             SiteError::Publish(e) => e.code(),
             SiteError::Io { .. } => "site.io",
+            SiteError::Shared(e) => e.code(),
         }
     }
 
@@ -89,7 +100,9 @@ impl SiteError {
                 PublishError::Layout(_) | PublishError::NoFiles | PublishError::DuplicateFile(_),
             ) => StatusCode::BAD_REQUEST,
             SiteError::Publish(PublishError::Busy(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            SiteError::Publish(_) | SiteError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            SiteError::Publish(_) | SiteError::Io { .. } | SiteError::Shared(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -135,6 +148,7 @@ impl Site {
         repo_dir: &Path,
         passphrase: Option<Passphrase>,
         clock: Arc<dyn Clock>,
+        shared: Option<crate::shared::Shared>,
     ) -> Result<Site, SiteError> {
         let link = repo_dir.join("site");
         let dir = match chosen {
@@ -149,7 +163,7 @@ impl Site {
             tracing::warn!(link = %link.display(), site = %dir.display(), "--site-repo is given: /repo/site/ serves it, not the link");
         }
         Ok(Site::Own(Arc::new(
-            SitePublisher::open_or_create(&dir, passphrase, clock).await?,
+            SitePublisher::open_shared(&dir, passphrase, clock, shared).await?,
         )))
     }
 
@@ -194,6 +208,7 @@ pub struct SitePublisher {
     public: PathBuf,
     publisher: tokio::sync::Mutex<Publisher>,
     clock: Arc<dyn Clock>,
+    shared: Option<crate::shared::Shared>,
 }
 
 impl std::fmt::Debug for SitePublisher {
@@ -203,6 +218,9 @@ impl std::fmt::Debug for SitePublisher {
             .finish_non_exhaustive()
     }
 }
+
+/// Where the site repository's non-root keys are kept among the shared files.
+const SHARED_KEYS: &str = "site";
 
 /// How long a publish waits for another process holding the repository's lock.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
@@ -218,8 +236,37 @@ impl SitePublisher {
         passphrase: Option<Passphrase>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SiteError> {
+        Self::open_shared(dir, passphrase, clock, None).await
+    }
+
+    /// [`SitePublisher::open_or_create`] for a replica sharing `shared` (none: a single
+    /// server). Call it under the start-up lock ([`crate::shared::Writer::Startup`]): when the
+    /// database holds the repository already, its keys and newest tree are loaded into `dir`;
+    /// else the repository is opened or created in `dir` as a single server does and its
+    /// non-root keys and tree are stored for the other replicas.
+    ///
+    /// # Errors
+    /// When the repository cannot be created, loaded or stored.
+    pub async fn open_shared(
+        dir: &Path,
+        passphrase: Option<Passphrase>,
+        clock: Arc<dyn Clock>,
+        shared: Option<crate::shared::Shared>,
+    ) -> Result<Self, SiteError> {
+        use crate::shared::Tree;
         let keys = dir.join("offline-keys");
         let public = dir.join("public");
+        let stored = match &shared {
+            Some(sh) => sh.newest(Tree::Site).await?.is_some(),
+            None => false,
+        };
+        if let (Some(sh), true) = (&shared, stored) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            restrict(dir)?;
+            let n = sh.restore_files(SHARED_KEYS, dir).await?;
+            sh.materialize(Tree::Site, &public).await?;
+            tracing::info!(site = %dir.display(), keys = n, "site repository: loaded from the shared store");
+        }
         let publisher = if public.join("metadata/root.json").is_file() {
             Publisher::open(dir, &keys).with_passphrase(passphrase)
         } else {
@@ -252,12 +299,75 @@ impl SitePublisher {
                  --key-passphrase-file or CASCADE_KEY_PASSPHRASE (docs/operating.md#keys-and-their-ceremony)"
             );
         }
+        if let (Some(sh), false) = (&shared, stored) {
+            // The first replica: its keys (never a root key) and tree become everyone's.
+            for sub in ["online-keys", "offline-keys"] {
+                sh.put_dir(&format!("{SHARED_KEYS}/{sub}"), &dir.join(sub), |name| {
+                    !name.starts_with("root") && !name.starts_with(".tmp-")
+                })
+                .await?;
+            }
+            if !publisher.unencrypted_keys().is_empty() {
+                tracing::warn!("site repository: its keys are stored in the database UNENCRYPTED; give every replica --key-passphrase-file (docs/operating.md#shared-repository-and-one-writer)");
+            }
+            sh.publish_tree(Tree::Site, &public, "first-start").await?;
+        }
         Ok(SitePublisher {
             dir: dir.to_owned(),
             public,
             publisher: tokio::sync::Mutex::new(publisher),
             clock,
+            shared,
         })
+    }
+
+    /// Brings the served tree to the newest version stored by any replica (nothing to do for
+    /// a single server).
+    ///
+    /// # Errors
+    /// The shared store's errors.
+    pub async fn sync_shared(&self) -> Result<(), SiteError> {
+        let Some(sh) = &self.shared else {
+            return Ok(());
+        };
+        let _p = self.publisher.lock().await;
+        sh.materialize(crate::shared::Tree::Site, &self.public)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `op` as the one writer of the repository: on a replica, under the database's site
+    /// lock (waiting up to [`BUSY_WAIT`], then `publish.busy`), on the newest stored tree, and
+    /// stores the result as the next version; on a single server, just `op`. The caller holds
+    /// the publisher mutex.
+    async fn as_writer<T, F, Fut>(&self, op: F) -> Result<T, SiteError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SiteError>>,
+    {
+        use crate::shared::{Tree, Writer};
+        let Some(sh) = &self.shared else {
+            return op().await;
+        };
+        let Some(lock) = sh.lock(Writer::Site, Some(BUSY_WAIT)).await? else {
+            return Err(PublishError::Busy(self.dir.clone()).into());
+        };
+        let out = async {
+            sh.materialize(Tree::Site, &self.public).await?;
+            let out = op().await?;
+            sh.publish_tree(Tree::Site, &self.public, "site").await?;
+            Ok(out)
+        }
+        .await;
+        if out.is_err() {
+            // What this replica half-made is not stored: the next catch-up puts the stored tree
+            // back.
+            if let Err(e) = sh.materialize(Tree::Site, &self.public).await {
+                tracing::warn!(error = %e, "site repository: stored tree not put back yet");
+            }
+        }
+        lock.release().await;
+        out
     }
 
     /// The repository directory.
@@ -411,20 +521,23 @@ impl SitePublisher {
         files: &[PathBuf],
         options: PublishOptions,
     ) -> Result<Vec<PublishedTarget>, SiteError> {
-        let waited = tokio::time::Instant::now();
-        loop {
-            let at = now(self.clock.as_ref());
-            match p.publish(category, name, version, files, options, at).await {
-                Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        self.as_writer(|| async {
+            let waited = tokio::time::Instant::now();
+            loop {
+                let at = now(self.clock.as_ref());
+                match p.publish(category, name, version, files, options, at).await {
+                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(added) => {
+                        tracing::info!(%category, name, version, targets = added.len(), "site repository: published");
+                        return Ok(added);
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(added) => {
-                    tracing::info!(%category, name, version, targets = added.len(), "site repository: published");
-                    return Ok(added);
-                }
-                Err(e) => return Err(e.into()),
             }
-        }
+        })
+        .await
     }
 
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
@@ -433,9 +546,12 @@ impl SitePublisher {
     /// Signing or I/O errors; `publish.busy` while another process holds the lock.
     pub async fn refresh_timestamp(&self) -> Result<(), SiteError> {
         let p = self.publisher.lock().await;
-        p.refresh_timestamp(now(self.clock.as_ref()))
-            .await
-            .map_err(SiteError::from)
+        self.as_writer(|| async {
+            p.refresh_timestamp(now(self.clock.as_ref()))
+                .await
+                .map_err(SiteError::from)
+        })
+        .await
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Inner {
     pub metrics_token: Option<String>,
     /// HTTPS material: the CA served at `/ca.pem` and named in enrollment tokens.
     pub tls: Arc<crate::tls::Tls>,
+    /// The repository shared with the other replicas (on PostgreSQL only).
+    pub shared: Option<crate::shared::Shared>,
     /// Flips to `true` when the server shuts down (ends event streams).
     pub shutdown: watch::Sender<bool>,
 }
@@ -82,6 +84,7 @@ impl AppState {
             metrics: &self.metrics,
             data_dir: &self.data_dir,
             repo_dir: &self.repo_dir,
+            shared: self.shared.as_ref(),
         }
     }
 }

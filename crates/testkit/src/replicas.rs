@@ -1,10 +1,10 @@
 //! Replicas of the server as real processes (`docs/operating.md#replicas`): `n` `cascade
 //! server` processes on one PostgreSQL database, replica `i` listening on 127.0.0.(11+i).
 //! The first one starts alone and makes the first-start secrets (admin token, password,
-//! enrollment token), its private CA (`DATA/tls/`) and its site repository (`DATA/site-repo/`);
-//! the others get copies of those two directories before they start, so a client pinned to
-//! the CA and the roots of one replica trusts them all. A replica can be killed with SIGKILL
-//! and started again.
+//! enrollment token), the private CA and the site repository, which it stores in the database;
+//! the others load them from there (`docs/operating.md#shared-repository-and-one-writer`), so
+//! a client pinned to the CA and the roots of one replica trusts them all. A replica can be
+//! killed with SIGKILL and started again.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -81,28 +81,6 @@ fn replica_listen(i: usize) -> Result<SocketAddr, KitError> {
         .map_err(|e| kit("replica address")(&e))
 }
 
-/// Copies the directory `from` to `to` (created), keeping each file's permissions.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), KitError> {
-    let err = kit("copy a replica's files");
-    std::fs::create_dir_all(to).map_err(|e| err(&e))?;
-    let perms = std::fs::metadata(from).map_err(|e| err(&e))?.permissions();
-    std::fs::set_permissions(to, perms).map_err(|e| err(&e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| err(&e))? {
-        let entry = entry.map_err(|e| err(&e))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().map_err(|e| err(&e))?;
-        if kind.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else if kind.is_symlink() {
-            let target = std::fs::read_link(&src).map_err(|e| err(&e))?;
-            std::os::unix::fs::symlink(target, &dst).map_err(|e| err(&e))?;
-        } else {
-            std::fs::copy(&src, &dst).map_err(|e| err(&e))?;
-        }
-    }
-    Ok(())
-}
-
 /// The line after the one starting with `label` in `text`, trimmed.
 fn after(text: &str, label: &str) -> Option<String> {
     let mut lines = text.lines();
@@ -136,12 +114,6 @@ impl Replicas {
         for i in 0..n.max(1) {
             let listen = replica_listen(i)?;
             let data_dir = dir.join(format!("replica-{}", i + 1));
-            if i > 0 {
-                let first = &set.replicas[0].data_dir;
-                for sub in ["tls", "site-repo"] {
-                    copy_tree(&first.join(sub), &data_dir.join(sub))?;
-                }
-            }
             let url = Url::parse(&format!("https://{listen}/")).map_err(|e| kit("url")(&e))?;
             set.replicas.push(Replica {
                 url,
