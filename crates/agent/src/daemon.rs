@@ -791,13 +791,20 @@ async fn enroll(
             })?;
         }
     }
+    // The replicas the server advertises join the ones given (`docs/operating.md#replicas`).
+    let mut all = all.to_vec();
+    for text in &enrolled.servers {
+        match Url::parse(text) {
+            Ok(url) if !all.contains(&url) => all.push(url),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(url = %text, error = %e, "the server advertises a replica URL that does not parse; ignored");
+            }
+        }
+    }
     let id = Identity {
         server: server.clone(),
-        servers: if all.len() > 1 {
-            all.to_vec()
-        } else {
-            Vec::new()
-        },
+        servers: if all.len() > 1 { all } else { Vec::new() },
         client_id: enrolled.client_id,
         credential: enrolled.credential,
     };

@@ -392,3 +392,73 @@ async fn a_replica_killed_mid_update_and_the_fleet_still_converges() {
     r.stop();
     pg.drop_db().await.unwrap();
 }
+
+// An agent enrolled through replica 2 alone learns every replica from the enrollment answer
+// (`--replica-url`), keeps them in its identity, and with replica 2 killed its next cycle
+// installs version 2 from another replica (logged as a failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_enrolled_through_one_replica_learns_the_others_and_fails_over() {
+    let pg = Database::new().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = pseudo_random(64 << 10, 1);
+    let v2 = pseudo_random(64 << 10, 2);
+    let (upstream, mut r) = mirroring_replicas(tmp.path(), &pg.url, &v1).await;
+    let data = tmp.path().join("agent-1");
+    let token = r.secrets.enroll_token.clone();
+    let once = |server: Option<&url::Url>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["agent", "--once", "--bind-ip", "127.0.2.20", "--data-dir"])
+            .arg(&data)
+            .env("CASCADE_LOG", "warn,cascade=info");
+        if let Some(url) = server {
+            cmd.arg("--server")
+                .arg(url.as_str())
+                .arg("--enroll-token")
+                .arg(&token);
+        }
+        cmd.output().unwrap()
+    };
+    let out = once(Some(&r.replicas[1].url));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(installed(tmp.path(), 1).unwrap(), v1);
+    let id: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("identity.json")).unwrap()).unwrap();
+    let stored: Vec<&str> = id["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let urls = r.urls();
+    assert_eq!(
+        stored,
+        [urls[1].as_str(), urls[0].as_str(), urls[2].as_str()],
+        "the replica enrolled with first, then the others the server advertised"
+    );
+
+    r.kill(1);
+    upstream
+        .publish(
+            Category::Components,
+            "patterns",
+            "2",
+            &[("patterns.db", &v2)],
+        )
+        .await
+        .unwrap();
+    for i in [0, 2] {
+        r.admin(i).unwrap().mirror_now().await.unwrap();
+    }
+    let out = once(None);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert_eq!(installed(tmp.path(), 1).unwrap(), v2, "{log}");
+    assert!(log.contains("server failover: now using"), "{log}");
+    r.stop();
+    pg.drop_db().await.unwrap();
+}

@@ -91,8 +91,8 @@ fn after(text: &str, label: &str) -> Option<String> {
 impl Replicas {
     /// Starts `n` replicas of the `cascade` binary `bin` on `database_url` (an empty
     /// database), their data directories under `dir`, each with the further server
-    /// arguments `extra` (e.g. `--upstream-root FILE`); returns once every one answers
-    /// `/healthz`.
+    /// arguments `extra` (e.g. `--upstream-root FILE`) and `--replica-url` for every replica;
+    /// returns once every one answers `/healthz`.
     ///
     /// # Errors
     /// A replica that does not start within a minute (its log is in `DATA/server.log`).
@@ -103,24 +103,29 @@ impl Replicas {
         n: usize,
         extra: &[String],
     ) -> Result<Replicas, KitError> {
+        let mut replicas = Vec::new();
+        let mut extra = extra.to_vec();
+        for i in 0..n.max(1) {
+            let listen = replica_listen(i)?;
+            let url = Url::parse(&format!("https://{listen}/")).map_err(|e| kit("url")(&e))?;
+            // Every replica advertises them all to the clients it enrolls.
+            extra.extend(["--replica-url".to_owned(), url.to_string()]);
+            replicas.push(Replica {
+                url,
+                data_dir: dir.join(format!("replica-{}", i + 1)),
+                listen,
+                child: None,
+            });
+        }
         let mut set = Replicas {
-            replicas: Vec::new(),
+            replicas,
             secrets: FirstSecrets::default(),
             ca_pem: Vec::new(),
             bin: bin.to_owned(),
             database_url: database_url.to_owned(),
-            extra: extra.to_vec(),
+            extra,
         };
-        for i in 0..n.max(1) {
-            let listen = replica_listen(i)?;
-            let data_dir = dir.join(format!("replica-{}", i + 1));
-            let url = Url::parse(&format!("https://{listen}/")).map_err(|e| kit("url")(&e))?;
-            set.replicas.push(Replica {
-                url,
-                data_dir,
-                listen,
-                child: None,
-            });
+        for i in 0..set.replicas.len() {
             set.spawn(i)?;
             if i == 0 {
                 set.secrets = set.first_secrets().await?;
