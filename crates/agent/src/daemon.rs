@@ -25,6 +25,7 @@ use url::Url;
 
 use crate::relay::{Relay, RelayConfig};
 use crate::selfupdate::{AtStart, SelfUpdate, Trial};
+use crate::servers::Servers;
 use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
 use crate::update::{Me, Observer, Updater};
@@ -34,6 +35,10 @@ use crate::update::{Me, Observer, Updater};
 pub struct AgentConfig {
     /// The server's base URL (needed at enrollment; afterwards the stored one is used).
     pub server: Option<Url>,
+    /// More servers: replicas of `server` on one database, asked in order when the one in
+    /// use is down (`docs/operating.md#replicas`); stored at enrollment, and added to the
+    /// stored ones at later starts.
+    pub more_servers: Vec<Url>,
     /// The enrollment token (first start only).
     pub enroll_token: Option<String>,
     /// The data directory.
@@ -146,7 +151,8 @@ struct Agent {
     cfg: AgentConfig,
     data: DataDir,
     id: Identity,
-    api: Client,
+    /// The server, or its replicas, with the one in use (`crate::servers`).
+    servers: Servers,
     updater: Updater,
     relay: Option<Arc<Relay>>,
     /// The last check-in that did not reach the server, sent again when the event stream
@@ -217,13 +223,15 @@ impl Agent {
             let (Some(server), Some(token)) = (&cfg.server, &cfg.enroll_token) else {
                 return Err(AgentError::NotEnrolled);
             };
-            enroll(&data, &cfg, server, token).await?
+            enroll_any(&data, &cfg, server, token).await?
         };
         let server_ca = data.server_ca()?;
-        let api = Client::builder(id.server.clone())
-            .bind(cfg.bind_ip)
-            .trust_ca_pem(server_ca.clone())
-            .build()?;
+        let servers = Servers::new(&server_urls(&id, &cfg), |url| {
+            Client::builder(url.clone())
+                .bind(cfg.bind_ip)
+                .trust_ca_pem(server_ca.clone())
+                .build()
+        })?;
         let download_cap = Arc::new(Throttle::new(0));
         let updater = Updater::new(
             data.clone(),
@@ -233,7 +241,8 @@ impl Agent {
             server_ca.as_deref(),
         )
         .map_err(|e| AgentError::Setup(e.to_string()))?
-        .with_throttle(Arc::clone(&download_cap));
+        .with_throttle(Arc::clone(&download_cap))
+        .with_servers(servers.clone());
         let relay = match cfg.relay_listen {
             Some(_) => {
                 let transport = SourceTransport::new_bound_trusting(
@@ -255,7 +264,7 @@ impl Agent {
         Ok(Agent {
             data,
             id,
-            api,
+            servers,
             updater,
             relay,
             unsent: std::sync::Mutex::default(),
@@ -302,13 +311,17 @@ impl Agent {
                     .iter()
                     .find(|(d, _)| *d == domain)
                     .map(|(_, p)| p.clone());
-                let fetched = match given {
-                    Some(path) => std::fs::read(path).ok(),
-                    None => self
-                        .api
-                        .repo_file(&format!("repo/{domain}/metadata/1.root.json"))
+                let fetched = if let Some(path) = given {
+                    std::fs::read(path).ok()
+                } else {
+                    let path = format!("repo/{domain}/metadata/1.root.json");
+                    self.servers
+                        .call(|api| {
+                            let path = path.clone();
+                            async move { api.repo_file(&path).await }
+                        })
                         .await
-                        .ok(),
+                        .ok()
                 };
                 let Some(b) = fetched.filter(|b| cascade_repo::valid_root(b)) else {
                     continue;
@@ -337,9 +350,11 @@ impl Agent {
     async fn policy(&self) -> Result<(Policy, Option<String>, RepoVersions), AgentError> {
         let cached = self.data.policy()?;
         let mut versions = RepoVersions::default();
+        let known = cached.as_ref().map(|c| c.revision);
+        let credential = self.id.credential.as_str();
         let fresh = match self
-            .api
-            .policy(&self.id.credential, cached.as_ref().map(|c| c.revision))
+            .servers
+            .call(|api| async move { api.policy(credential, known).await })
             .await
         {
             Ok(PolicyAnswer {
@@ -385,8 +400,9 @@ impl Agent {
         if let Some(ip) = self.cfg.bind_ip {
             return ip;
         }
-        let host = self.id.server.host_str().unwrap_or("127.0.0.1").to_owned();
-        let port = self.id.server.port_or_known_default().unwrap_or(80);
+        let server = self.servers.current();
+        let host = server.host_str().unwrap_or("127.0.0.1").to_owned();
+        let port = server.port_or_known_default().unwrap_or(80);
         match tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .and_then(|s| s.local_addr())
@@ -406,7 +422,7 @@ impl Agent {
             agent: self.cfg.relay_listen,
         };
         if let Some(relay) = &self.relay {
-            relay.set_upstreams(relay_upstreams(&policy, &me, &self.id.server));
+            relay.set_upstreams(relay_upstreams(&policy, &me, &self.servers.current()));
         }
         let applied = self.applied();
         let min_rate = crate::settings::floor(
@@ -541,7 +557,12 @@ impl Agent {
         if crate::selfupdate::fault("silent") {
             return Some("fault injected: check-ins are not sent".into());
         }
-        match self.api.checkin(&self.id.credential, checkin).await {
+        let credential = self.id.credential.as_str();
+        match self
+            .servers
+            .call(|api| async move { api.checkin(credential, checkin).await })
+            .await
+        {
             Ok(_) => {
                 self.checked_in
                     .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -645,6 +666,49 @@ fn relay_upstreams(policy: &Policy, me: &Me, server: &Url) -> Vec<Url> {
     out
 }
 
+/// The servers of an enrolled agent, in order of preference: the stored ones, then those of
+/// `cfg` not among them (`docs/operating.md#replicas`).
+fn server_urls(id: &Identity, cfg: &AgentConfig) -> Vec<Url> {
+    let stored = if id.servers.is_empty() {
+        std::slice::from_ref(&id.server)
+    } else {
+        id.servers.as_slice()
+    };
+    stored
+        .iter()
+        .chain(cfg.server.iter())
+        .chain(cfg.more_servers.iter())
+        .cloned()
+        .collect()
+}
+
+/// [`enroll`] with `first`, else, while the one asked is down, with the next of
+/// `cfg.more_servers`; the identity stores every server.
+async fn enroll_any(
+    data: &DataDir,
+    cfg: &AgentConfig,
+    first: &Url,
+    token: &str,
+) -> Result<Identity, AgentError> {
+    let mut all = vec![first.clone()];
+    for url in &cfg.more_servers {
+        if !all.contains(url) {
+            all.push(url.clone());
+        }
+    }
+    let mut last = None;
+    for server in &all {
+        match enroll(data, cfg, server, token, &all).await {
+            Err(AgentError::Api(e)) if crate::servers::is_down(&e) && all.len() > 1 => {
+                tracing::warn!(server = %server, error = %e, "server down; enrolling with the next one");
+                last = Some(AgentError::Api(e));
+            }
+            done => return done,
+        }
+    }
+    Err(last.unwrap_or(AgentError::NotEnrolled))
+}
+
 /// Enrolls with the full enrollment token `token` (`docs/operating.md#enrollment-token-format`),
 /// trusting nothing on first contact (`docs/architecture.md#trust-model`): fetches the
 /// server's CA certificate over a connection it does not yet trust and refuses it unless its
@@ -656,6 +720,7 @@ async fn enroll(
     cfg: &AgentConfig,
     server: &Url,
     token: &str,
+    all: &[Url],
 ) -> Result<Identity, AgentError> {
     use cascade_repo::fsutil::sha256_hex;
     let token: cascade_client::proto::EnrollmentTokenText = token.parse()?;
@@ -726,8 +791,20 @@ async fn enroll(
             })?;
         }
     }
+    // The replicas the server advertises join the ones given (`docs/operating.md#replicas`).
+    let mut all = all.to_vec();
+    for text in &enrolled.servers {
+        match Url::parse(text) {
+            Ok(url) if !all.contains(&url) => all.push(url),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(url = %text, error = %e, "the server advertises a replica URL that does not parse; ignored");
+            }
+        }
+    }
     let id = Identity {
         server: server.clone(),
+        servers: if all.len() > 1 { all } else { Vec::new() },
         client_id: enrolled.client_id,
         credential: enrolled.credential,
     };
@@ -814,7 +891,11 @@ pub async fn run_self_updating(
     }
     let agent = Arc::new(agent);
     let (tx, mut rx) = mpsc::channel::<Heard>(16);
-    let events = tokio::spawn(listen(agent.api.clone(), agent.id.credential.clone(), tx));
+    let events = tokio::spawn(listen(
+        agent.servers.clone(),
+        agent.id.credential.clone(),
+        tx,
+    ));
     let (relay_stop, relay_task) = serve_relay(&agent).await?;
     let reports = tokio::spawn(Arc::clone(&agent).report_relay());
     tokio::pin!(shutdown);
@@ -1006,11 +1087,16 @@ enum Heard {
 /// Holds the notification stream, reconnecting with a growing pause when it drops. A
 /// reconnection sends the id of the last notice heard (`Last-Event-ID`), so the server
 /// replays only a newer one it missed (`docs/architecture.md#notify-across-restarts`).
-async fn listen(api: Client, credential: String, tx: mpsc::Sender<Heard>) {
+/// With replicas, it is held on the one in use, and moves on when that one is down.
+async fn listen(servers: Servers, credential: String, tx: mpsc::Sender<Heard>) {
     let mut pause = Duration::from_millis(500);
     let mut last: Option<i64> = None;
     loop {
-        if let Ok(stream) = api.events_after(&credential, last).await {
+        let credential = credential.as_str();
+        let opened = servers
+            .call(|api| async move { api.events_after(credential, last).await })
+            .await;
+        if let Ok(stream) = opened {
             pause = Duration::from_millis(500);
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {

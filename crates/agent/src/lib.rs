@@ -11,6 +11,7 @@ pub mod install;
 pub mod relay;
 pub mod selfupdate;
 pub mod served;
+pub mod servers;
 pub mod settings;
 pub mod state;
 pub mod update;

@@ -81,8 +81,12 @@ const IDENTITY_COPY: &str = "identity.copy.json";
 /// Who this agent is to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    /// The server's base URL.
+    /// The server's base URL (the one enrolled with).
     pub server: url::Url,
+    /// Every replica's base URL, in order of preference, when there are several
+    /// (`docs/operating.md#replicas`); empty: only `server`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<url::Url>,
     /// The id the server gave at enrollment.
     pub client_id: String,
     /// The client credential (a bearer token).
@@ -294,6 +298,7 @@ mod tests {
 
     fn id() -> Identity {
         Identity {
+            servers: Vec::new(),
             server: url::Url::parse("http://127.0.0.1:1/").unwrap(),
             client_id: "c-1".into(),
             credential: "secret".into(),

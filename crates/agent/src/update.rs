@@ -44,6 +44,8 @@ pub struct Updater {
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
     floors: BTreeMap<TrustDomain, u64>,
     observer: Option<Observer>,
+    /// Replicas of the server: the `server` step goes on to the next while one is down.
+    servers: Option<crate::servers::Servers>,
 }
 
 impl std::fmt::Debug for Updater {
@@ -138,6 +140,7 @@ impl Updater {
             installer,
             floors: BTreeMap::new(),
             observer: None,
+            servers: None,
         })
     }
 
@@ -162,6 +165,14 @@ impl Updater {
     #[must_use]
     pub fn with_observer(mut self, observer: Option<Observer>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// The `server` step asks `servers` in their order, going on to the next while one is
+    /// down (`docs/operating.md#replicas`).
+    #[must_use]
+    pub fn with_servers(mut self, servers: crate::servers::Servers) -> Self {
+        self.servers = Some(servers);
         self
     }
 
@@ -291,7 +302,7 @@ impl Updater {
         let started = Instant::now();
         let key = self.source_key(source);
         let probe = unanswered.has(&key);
-        let (result, bytes) = self.try_step(source, category, (n, of), probe).await;
+        let (result, bytes) = self.try_on_servers(source, category, (n, of), probe).await;
         if let Err(e) = &result {
             if matches!(
                 e.code(),
@@ -423,6 +434,42 @@ impl Updater {
             Some(v) => client.with_min_timestamp_version(*v),
             None => client,
         })
+    }
+
+    /// [`Updater::try_step`]; with several servers, the `server` step asks the next one while
+    /// one is down (`docs/operating.md#replicas`).
+    async fn try_on_servers(
+        &self,
+        step: &StepSource,
+        category: Category,
+        n_of: (usize, usize),
+        probe: bool,
+    ) -> (Result<Got, FailureReason>, u64) {
+        let Some(servers) = self.servers.as_ref() else {
+            return self.try_step(step, category, n_of, probe).await;
+        };
+        if !matches!(step, StepSource::Server) {
+            return self.try_step(step, category, n_of, probe).await;
+        }
+        let (mut bytes, mut last) = (0, None);
+        for server in servers.order() {
+            let mut on = self.clone();
+            on.server = server.clone();
+            let (result, got) = on.try_step(step, category, n_of, probe).await;
+            bytes += got;
+            match result {
+                Err(e) if crate::servers::repo_down(e.code()) => {
+                    servers.failed(&server, &e.to_string());
+                    last = Some(e);
+                }
+                done => {
+                    servers.succeeded(&server);
+                    return (done, bytes);
+                }
+            }
+        }
+        let none = || FailureReason::Local("no server".into());
+        (Err(last.unwrap_or_else(none)), bytes)
     }
 
     /// One step: the result and the body bytes it received.

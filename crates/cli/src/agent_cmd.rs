@@ -68,9 +68,11 @@ pub enum AgentAction {
 /// How to run the agent.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The server's URL (needed to enroll; stored afterwards).
-    #[arg(long)]
-    server: Option<Url>,
+    /// The server's URL (needed to enroll; stored afterwards). Repeat it (or separate URLs
+    /// with commas) for replicas of one server: the next is asked while one is down
+    /// (docs/operating.md#replicas).
+    #[arg(long, value_delimiter = ',')]
+    server: Vec<Url>,
     /// Enrollment token from the server (first start only).
     #[arg(long, env = "CASCADE_ENROLL_TOKEN", hide_env_values = true)]
     enroll_token: Option<String>,
@@ -162,7 +164,8 @@ impl RunArgs {
             pinned.push((cascade_core::TrustDomain::Site, p.clone()));
         }
         AgentConfig {
-            server: self.server.clone(),
+            server: self.server.first().cloned(),
+            more_servers: self.server.iter().skip(1).cloned().collect(),
             enroll_token: self.enroll_token.clone(),
             data_dir: self.data_dir.clone(),
             bind_ip: self.bind_ip,
@@ -318,7 +321,7 @@ impl RunArgs {
     /// The arguments of one run of an enrolled agent (everything else from its data directory).
     fn enrolled(data_dir: PathBuf, bind_ip: Option<IpAddr>, json: bool) -> RunArgs {
         RunArgs {
-            server: None,
+            server: Vec::new(),
             enroll_token: None,
             data_dir,
             bind_ip,

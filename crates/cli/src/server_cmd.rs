@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// Seconds update agents hear a notify before ordinary clients.
     #[arg(long, default_value_t = 10)]
     pub agent_head_start: u64,
+    /// A replica's base URL (repeat it for each, this one included): told to every client at
+    /// enrollment, which then fails over between them (docs/operating.md#replicas).
+    #[arg(long = "replica-url", value_name = "URL")]
+    pub replica_urls: Vec<url::Url>,
     /// Seconds between the agents' scheduled updates (their --interval): health counts
     /// reports from the last two intervals, and an update agent silent that long is down.
     #[arg(long, default_value_t = 3600)]
@@ -142,6 +146,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         cascade_repo::Passphrase::from_file_or_env(args.key_passphrase_file.as_deref())
             .map_err(|e| crate::BadInput(format!("{e} [{}]", e.code())))?;
     settings.agent_head_start = Duration::from_secs(args.agent_head_start);
+    settings.replica_urls = args.replica_urls.iter().map(ToString::to_string).collect();
     settings.replica_poll = Duration::from_secs(args.replica_poll.max(1));
     settings.stale_after = Duration::from_secs(args.stale_after);
     settings.update_interval = Duration::from_secs(args.update_interval.max(1));

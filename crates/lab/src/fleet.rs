@@ -234,6 +234,7 @@ impl Fleet {
         }
         AgentConfig {
             server: Some(self.url.clone()),
+            more_servers: Vec::new(),
             enroll_token: Some(if relay.is_some() {
                 self.agent_enroll.clone()
             } else {

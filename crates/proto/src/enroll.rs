@@ -28,6 +28,11 @@ pub struct Enrolled {
     pub client_id: String,
     /// Its credential (`cascade_cli_…`).
     pub credential: String,
+    /// Every replica's base URL, when the server advertises its replicas
+    /// (`cascade server --replica-url`): the agent stores them and fails over between them
+    /// (`docs/operating.md#replicas`). Absent: none advertised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
 }
 
 /// `GET /api/client/policy` answer.

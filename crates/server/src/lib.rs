@@ -182,6 +182,7 @@ impl Server {
             limits: settings.limits,
             metrics_token: settings.metrics_token.clone(),
             tls,
+            replica_urls: settings.replica_urls.clone(),
             shared,
             shutdown: tokio::sync::watch::channel(false).0,
         });

@@ -105,6 +105,9 @@ pub struct Settings {
     pub update_interval: Duration,
     /// How long update agents hear a notify before ordinary clients do.
     pub agent_head_start: Duration,
+    /// Every replica's base URL, told to each client at enrollment so it can fail over
+    /// between them (`docs/operating.md#replicas`); empty: none advertised.
+    pub replica_urls: Vec<String>,
     /// The jitter hint grows by this much per connected client…
     pub jitter_per_client: Duration,
     /// …up to this much.
@@ -148,6 +151,7 @@ impl Settings {
             stale_after: Duration::from_secs(24 * 3600),
             update_interval: Duration::from_secs(3600),
             agent_head_start: Duration::from_secs(10),
+            replica_urls: Vec::new(),
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
             notify_poll: Duration::from_secs(2),

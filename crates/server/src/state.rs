@@ -61,6 +61,8 @@ pub struct Inner {
     pub metrics_token: Option<String>,
     /// HTTPS material: the CA served at `/ca.pem` and named in enrollment tokens.
     pub tls: Arc<crate::tls::Tls>,
+    /// The replicas' base URLs told to clients at enrollment (`--replica-url`).
+    pub replica_urls: Vec<String>,
     /// The repository shared with the other replicas (on PostgreSQL only).
     pub shared: Option<crate::shared::Shared>,
     /// Flips to `true` when the server shuts down (ends event streams).

@@ -4,12 +4,15 @@
 //! credential hashing ([`start_fleet`], over [`RunningServer`]), a static server that can be
 //! made to lie ([`HostileServer`]), a counting reverse proxy that can hold one path's answers
 //! ([`CountingProxy`]), a reader of the notification stream ([`Sse`]), a clock tests move by
-//! hand ([`ManualClock`]), and a swap of the process's TLS trust store ([`one_tls_root`]).
+//! hand ([`ManualClock`]), a fresh PostgreSQL database ([`postgres::Database`]), replicas of
+//! the server as real processes on one database ([`replicas::Replicas`]), and a swap of the process's TLS trust store ([`one_tls_root`]).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
 mod clock;
 mod hostile;
+pub mod postgres;
 mod proxy;
+pub mod replicas;
 mod sse;
 
 pub use cascade_lab::{

@@ -125,6 +125,7 @@ pub async fn enroll(
         Json(Enrolled {
             client_id: id,
             credential,
+            servers: st.replica_urls.clone(),
         }),
     ))
 }
