@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod ops;
 pub mod policy;
 pub mod programs;
+pub mod rollouts;
 pub mod sources;
 
 use axum::http::header::{ETAG, IF_MATCH};
@@ -70,6 +71,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::revoke_token))
         .routes(routes!(programs::list))
         .routes(routes!(programs::upload))
+        .routes(routes!(rollouts::list, rollouts::start))
+        .routes(routes!(rollouts::get_one))
+        .routes(routes!(rollouts::promote))
+        .routes(routes!(rollouts::halt))
+        .routes(routes!(rollouts::rollback))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))
