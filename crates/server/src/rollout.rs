@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cascade_core::report::Outcome;
 use cascade_core::{Category, IpRange};
 use cascade_proto::{
     NewRollout, RingSpec, RingState, RingView, RolloutState, RolloutView, RolloutsResponse,
@@ -152,13 +153,22 @@ pub fn failed(c: &ClientRecord, program: &str, version: &str, since: i64) -> boo
     }
     let spaced = format!("{program} {version}");
     let slashed = format!("{program}/{version}");
-    report.attempts.iter().any(|a| {
-        a.category == Some(Category::Programs)
-            && a.reason
-                .as_ref()
-                .and_then(|r| r.failure())
-                .is_some_and(|f| f.message.contains(&spaced) || f.message.contains(&slashed))
-    })
+    let programs = || {
+        report
+            .attempts
+            .iter()
+            .filter(|a| a.category == Some(Category::Programs))
+    };
+    let named = programs().any(|a| {
+        a.reason
+            .as_ref()
+            .and_then(|r| r.failure())
+            .is_some_and(|f| f.message.contains(&spaced) || f.message.contains(&slashed))
+    });
+    // Every source failed for programs while the version is not installed: its install
+    // failed (a corrupt or unfetchable build fails at every source).
+    let quit = programs().any(|a| a.outcome == Outcome::Quit) && !updated(c, program, version);
+    named || quit
 }
 
 /// Whether `c` reports `program` `version` installed.
