@@ -224,7 +224,9 @@ struct Counts {
     failing: Vec<String>,
 }
 
-fn count(r: &RolloutRecord, clients: &[ClientRecord]) -> Vec<Counts> {
+/// Counts `r`'s clients per ring among `clients`; failures from reports finished at or after
+/// `since`.
+fn count(r: &RolloutRecord, clients: &[ClientRecord], since: i64) -> Vec<Counts> {
     let rings: Vec<Ring<'_>> = r.rings.iter().map(Ring::of).collect();
     let mut out: Vec<Counts> = rings
         .iter()
@@ -245,7 +247,7 @@ fn count(r: &RolloutRecord, clients: &[ClientRecord]) -> Vec<Counts> {
         if updated(c, &r.program, &r.version) {
             slot.updated += 1;
         }
-        if i <= r.ring && failed(c, &r.program, &r.version, r.created_at) {
+        if i <= r.ring && failed(c, &r.program, &r.version, since) {
             slot.failing.push(c.id.clone());
         }
     }
@@ -254,7 +256,7 @@ fn count(r: &RolloutRecord, clients: &[ClientRecord]) -> Vec<Counts> {
 
 /// The view of `r` with its clients counted among `clients`.
 pub fn view(r: &RolloutRecord, clients: &[ClientRecord]) -> RolloutView {
-    let counts = count(r, clients);
+    let counts = count(r, clients, r.created_at);
     let soak = r
         .rings
         .get(r.ring)
@@ -743,7 +745,7 @@ async fn decide(
     let Some(ring) = r.rings.get(r.ring) else {
         return Ok(None);
     };
-    let failing: Vec<String> = count(r, clients)
+    let failing: Vec<String> = count(r, clients, r.ring_started_at)
         .into_iter()
         .flat_map(|c| c.failing)
         .collect();
