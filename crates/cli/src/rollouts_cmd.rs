@@ -39,7 +39,8 @@ pub struct StartArgs {
     /// The program (`programs/PROGRAM/...`).
     pub program: String,
     /// The version rolled out.
-    pub version: String,
+    #[arg(value_name = "VERSION")]
+    pub program_version: String,
     /// A ring, in order: `NAME [percent=P] [clients=ID,NAME,…] [ips=RANGE,…] [soak=SECS]
     /// [max-failures=N]`, e.g. `--ring 'canary percent=1 soak=600'`. Repeat for each ring.
     #[arg(long = "ring", value_parser = parse_ring)]
@@ -186,7 +187,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     }
     let body = NewRollout {
         program: args.program.clone(),
-        version: args.version.clone(),
+        version: args.program_version.clone(),
         previous_version: args.previous.clone(),
         rings,
     };
