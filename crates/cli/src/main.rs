@@ -6,6 +6,7 @@
 
 mod agent_cmd;
 mod demo;
+mod demo_rollout;
 mod demo_view;
 mod domains_cmd;
 mod local;

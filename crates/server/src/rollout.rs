@@ -20,7 +20,8 @@
 //!   (or completed after the last). Each change is conditional on the revision read, so
 //!   replicas sharing the database change a rollout once.
 //! - **Notify**: starting and promoting a rollout notifies the clients of the ring just
-//!   reached only ([`Rollouts::reaches`], consulted by the event streams); a roll back notifies
+//!   reached only ([`Rollouts::reaches`], consulted by the event streams); uploading the
+//!   version of a rollout notifies the clients of the rings it reached; a roll back notifies
 //!   everyone.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -680,6 +681,61 @@ async fn notify_ring(st: &AppState, r: &RolloutRecord, clients: &[ClientRecord])
             );
         }
         Err(e) => tracing::warn!(rollout = r.id, error = %e, "cannot notify the ring"),
+    }
+}
+
+/// After `program` `version` is published: when a rollout of it is rolling or halted, the
+/// clients of the rings it reached are notified (a rollout started before the upload notified
+/// them when there was nothing to install yet).
+pub async fn on_publish(st: &AppState, program: &str, version: &str) {
+    let governing = match st.store.governing_rollouts().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the rollouts after a publish");
+            return;
+        }
+    };
+    let Some(r) = governing.into_iter().find(|r| {
+        r.program == program
+            && r.version == version
+            && matches!(r.state, RolloutState::Rolling | RolloutState::Halted)
+    }) else {
+        return;
+    };
+    let clients = match st.store.clients().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the clients after a publish");
+            return;
+        }
+    };
+    let rings: Vec<Ring<'_>> = r.rings.iter().map(Ring::of).collect();
+    let members: HashSet<String> = clients
+        .iter()
+        .filter(|c| ring_of(&rings, c).is_some_and(|i| i <= r.ring))
+        .map(|c| c.id.clone())
+        .collect();
+    let reached = members.len();
+    let actor = format!("rollout:{}", r.id);
+    match crate::notify::issue_scoped(
+        &st.notifier,
+        &st.store,
+        &actor,
+        vec![Category::Programs],
+        st.clock.now(),
+        |id| st.rollouts.scope(id, members),
+    )
+    .await
+    {
+        Ok((id, _)) => {
+            tracing::info!(
+                rollout = r.id,
+                notice = id,
+                clients = reached,
+                "rings reached notified of the upload"
+            );
+        }
+        Err(e) => tracing::warn!(rollout = r.id, error = %e, "cannot notify the rings reached"),
     }
 }
 

@@ -262,11 +262,32 @@ async fn a_failing_ring_halts_and_the_rest_keep_the_previous_version() {
     for n in [11, 12, 13] {
         wait_version(api, &format!("127.0.4.{n}"), "1").await;
     }
-    let started = api
+    // The bad build is uploaded and damaged while a first rollout of it reaches no client
+    // (so nobody can fetch it before the damage), then that one is halted and the real one
+    // started: the canary first.
+    let hold = api
         .start_rollout(&NewRollout {
             program: APP.into(),
             version: "2".into(),
             previous_version: Some("1".into()),
+            rings: vec![RingSpec {
+                clients: vec!["nobody".into()],
+                ..ring("nobody", 3600)
+            }],
+        })
+        .await
+        .unwrap();
+    upload(api, "2", b"a bad build").await;
+    let damaged = damage(&fleet.site.public_dir().join("targets"), "programs/app/2/");
+    assert!(damaged > 0, "the build's files are on the server's disk");
+    api.rollout_action(hold.id, "halt", &RolloutAction::default())
+        .await
+        .unwrap();
+    let started = api
+        .start_rollout(&NewRollout {
+            program: APP.into(),
+            version: "2".into(),
+            previous_version: None,
             rings: vec![
                 RingSpec {
                     clients: vec!["127.0.4.11".into()],
@@ -280,9 +301,11 @@ async fn a_failing_ring_halts_and_the_rest_keep_the_previous_version() {
         })
         .await
         .unwrap();
-    upload(api, "2", b"a bad build").await;
-    let damaged = damage(&fleet.site.public_dir().join("targets"), "programs/app/2/");
-    assert!(damaged > 0, "the build's files are on the server's disk");
+    assert_eq!(
+        started.previous_version.as_deref(),
+        Some("1"),
+        "what the halted rollout kept everyone else on"
+    );
     let published = now();
 
     let halted = wait_rollout(api, started.id, "halted", |r| {
