@@ -903,3 +903,97 @@ pub async fn run_on_schedule(st: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn client(id: &str, name: &str, ip: &str) -> ClientRecord {
+        ClientRecord {
+            id: id.into(),
+            name: name.into(),
+            domain: None,
+            agent_address: None,
+            enrolled_at: 0,
+            enrolled_from: "127.0.0.1".into(),
+            last_seen: None,
+            reported_ip: Some(ip.into()),
+            peer_ip: None,
+            installed: BTreeMap::new(),
+            last_outcome: None,
+            last_update: None,
+            relay: None,
+            agent_approved_at: None,
+            agent_version: None,
+        }
+    }
+
+    fn rollout(state: RolloutState, ring: usize, previous: Option<&str>) -> RolloutRecord {
+        RolloutRecord {
+            id: 1,
+            program: "app".into(),
+            version: "2".into(),
+            previous_version: previous.map(str::to_owned),
+            rings: vec![
+                RingSpec {
+                    name: "named".into(),
+                    clients: vec!["pc-1".into()],
+                    ..RingSpec::default()
+                },
+                RingSpec {
+                    name: "range".into(),
+                    ip_ranges: vec!["10.0.0.0/24".into()],
+                    ..RingSpec::default()
+                },
+            ],
+            state,
+            ring,
+            ring_started_at: 0,
+            reason: None,
+            created_at: 0,
+            created_by: "user:admin".into(),
+            updated_at: 0,
+            revision: 1,
+        }
+    }
+
+    // A client's place in the fleet is stable, and a smaller share is inside a larger one.
+    #[test]
+    fn percentages_are_stable_and_nested() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("{i:016x}")).collect();
+        let share = |p: f64| -> Vec<&String> {
+            ids.iter()
+                .filter(|id| f64::from(bucket(id)) < p * 10_000.0)
+                .collect()
+        };
+        let (one, ten) = (share(1.0), share(10.0));
+        assert!(one.iter().all(|id| ten.contains(id)));
+        assert!((5..=40).contains(&one.len()), "{}", one.len());
+        assert!((120..=280).contains(&ten.len()), "{}", ten.len());
+        assert_eq!(bucket("abc"), bucket("abc"));
+        assert_eq!(share(100.0).len(), ids.len());
+    }
+
+    // Pins by state: reached rings get the version, the rest the previous one (or none);
+    // completed pins nothing; rolled back pins the previous version for everyone.
+    #[test]
+    fn pins_follow_the_state() {
+        let named = client("a", "pc-1", "192.168.0.1");
+        let ranged = client("b", "pc-2", "10.0.0.9");
+        let outside = client("c", "pc-3", "192.168.0.2");
+        let pin = |r: &RolloutRecord, c: &ClientRecord| pins_for(std::slice::from_ref(r), c);
+        let one = rollout(RolloutState::Rolling, 0, Some("1"));
+        assert_eq!(pin(&one, &named)["app"].as_deref(), Some("2"));
+        assert_eq!(pin(&one, &ranged)["app"].as_deref(), Some("1"));
+        let halted = rollout(RolloutState::Halted, 1, Some("1"));
+        assert_eq!(pin(&halted, &ranged)["app"].as_deref(), Some("2"));
+        assert_eq!(pin(&halted, &outside)["app"].as_deref(), Some("1"));
+        let first = rollout(RolloutState::Rolling, 0, None);
+        assert_eq!(pin(&first, &outside)["app"], None, "nothing to keep: none");
+        assert!(pin(&rollout(RolloutState::Completed, 1, Some("1")), &outside).is_empty());
+        let back = rollout(RolloutState::RolledBack, 1, Some("1"));
+        assert_eq!(pin(&back, &named)["app"].as_deref(), Some("1"));
+    }
+}
