@@ -28,7 +28,7 @@ use crate::selfupdate::{AtStart, SelfUpdate, Trial};
 use crate::servers::Servers;
 use crate::settings::{Applied, Schedule};
 use crate::state::{CachedPolicy, DataDir, Identity};
-use crate::update::{Me, Observer, Updater};
+use crate::update::{Me, Observer, Pins, Updater};
 
 /// How the agent is run.
 #[derive(Debug, Clone)]
@@ -346,8 +346,8 @@ impl Agent {
     }
 
     /// The freshest policy: the server's, else the cached one; with the repository versions
-    /// the server announced (none when it did not answer).
-    async fn policy(&self) -> Result<(Policy, Option<String>, RepoVersions), AgentError> {
+    /// the server announced (none when it did not answer) and the program pins of rollouts.
+    async fn policy(&self) -> Result<(Policy, Option<String>, RepoVersions, Pins), AgentError> {
         let cached = self.data.policy()?;
         let mut versions = RepoVersions::default();
         let known = cached.as_ref().map(|c| c.revision);
@@ -366,6 +366,7 @@ impl Agent {
                     revision: answer.revision,
                     policy: answer.policy,
                     domain: answer.client.domain,
+                    program_pins: answer.program_pins,
                 };
                 if let Err(e) = self.data.save_policy(&p) {
                     // A full disk must not stop the cycle; the policy is used from memory.
@@ -388,12 +389,16 @@ impl Agent {
                 }
             }
         };
-        let CachedPolicy { policy, domain, .. } =
-            fresh.ok_or_else(|| AgentError::NoPolicy("empty answer".into()))?;
+        let CachedPolicy {
+            policy,
+            domain,
+            program_pins,
+            ..
+        } = fresh.ok_or_else(|| AgentError::NoPolicy("empty answer".into()))?;
         let policy = policy
             .into_policy()
             .map_err(|e| AgentError::BadPolicy(e.to_string()))?;
-        Ok((policy, domain, versions))
+        Ok((policy, domain, versions, program_pins))
     }
 
     async fn my_ip(&self) -> IpAddr {
@@ -415,7 +420,7 @@ impl Agent {
     /// One cycle: policy, plan, update, check in. Returns the report.
     async fn cycle(&self) -> Result<UpdateReport, AgentError> {
         self.pin_roots().await;
-        let (policy, domain, announced) = self.policy().await?;
+        let (policy, domain, announced, pins) = self.policy().await?;
         let me = Me {
             ip: self.my_ip().await,
             domain,
@@ -429,7 +434,11 @@ impl Agent {
             applied.as_ref().map(|a| &a.settings),
             self.cfg.limits.min_bytes_per_sec,
         );
-        let mut updater = self.updater.clone().with_min_bytes_per_sec(min_rate);
+        let mut updater = self
+            .updater
+            .clone()
+            .with_min_bytes_per_sec(min_rate)
+            .with_pins(pins);
         let heard = self.heard.lock().map(|h| *h).unwrap_or_default();
         let floor = announced.max(heard);
         for domain in TrustDomain::ALL {
@@ -519,7 +528,7 @@ impl Agent {
     /// with a check-in (source `verify` in the last update's attempts).
     async fn verify(&self) -> Result<crate::verify::Verified, AgentError> {
         self.pin_roots().await;
-        let (policy, domain, _) = self.policy().await?;
+        let (policy, domain, _, _) = self.policy().await?;
         let me = Me {
             ip: self.my_ip().await,
             domain,

@@ -103,6 +103,10 @@ pub struct CachedPolicy {
     /// The client's domain, if any.
     #[serde(default)]
     pub domain: Option<String>,
+    /// The version of each rolled-out program this client may install (`None`: none), from
+    /// the server (`docs/operating.md#rollouts`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub program_pins: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// The root of one agent's data.

@@ -43,10 +43,17 @@ pub struct Updater {
     /// Per trust domain, the timestamp version the server announced: a source whose
     /// metadata is older fails (a stale relay or mirror must not hold the client back).
     floors: BTreeMap<TrustDomain, u64>,
+    /// The version of each rolled-out program the server lets this client install.
+    pins: Pins,
     observer: Option<Observer>,
     /// Replicas of the server: the `server` step goes on to the next while one is down.
     servers: Option<crate::servers::Servers>,
 }
+
+/// Per program being rolled out, the version the server lets this client install (`None`:
+/// none, keep what is installed); `docs/operating.md#rollouts`. A pin only chooses among the
+/// targets the client verified: it never makes a target acceptable.
+pub type Pins = BTreeMap<String, Option<String>>;
 
 impl std::fmt::Debug for Updater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +146,7 @@ impl Updater {
             transport,
             installer,
             floors: BTreeMap::new(),
+            pins: Pins::new(),
             observer: None,
             servers: None,
         })
@@ -158,6 +166,13 @@ impl Updater {
     #[must_use]
     pub fn with_min_bytes_per_sec(mut self, floor: u64) -> Self {
         self.transport = self.transport.with_min_bytes_per_sec(floor);
+        self
+    }
+
+    /// Installs the pinned version of each program named in `pins` instead of its newest.
+    #[must_use]
+    pub fn with_pins(mut self, pins: Pins) -> Self {
+        self.pins = pins;
         self
     }
 
@@ -519,6 +534,9 @@ impl Updater {
             {
                 continue;
             }
+            let Some(newest) = self.pinned(&loaded, newest) else {
+                continue;
+            };
             if self.install(&loaded, &newest).await? {
                 installed.push(format!("{} {}", newest.name, newest.version));
             }
@@ -527,6 +545,42 @@ impl Updater {
             Got::Current
         } else {
             Got::Installed(installed)
+        })
+    }
+
+    /// What to install of a program whose newest version is `newest`: the version a rollout
+    /// pins for this client when there is one (among the verified targets of `loaded`; none
+    /// when the pin names no signed version or says none), else the newest.
+    fn pinned(&self, loaded: &Loaded, newest: Newest) -> Option<Newest> {
+        if newest.category != Category::Programs {
+            return Some(newest);
+        }
+        let Some(pin) = self.pins.get(&newest.name) else {
+            return Some(newest);
+        };
+        let version = pin.as_deref()?;
+        if version == newest.version {
+            return Some(newest);
+        }
+        let files: Vec<_> = loaded
+            .files()
+            .iter()
+            .filter(|f| {
+                f.path.category() == Category::Programs
+                    && f.path.name() == newest.name
+                    && f.path.version() == version
+            })
+            .cloned()
+            .collect();
+        if !files.iter().any(|f| !f.is_delta()) {
+            tracing::warn!(program = %newest.name, pinned = version, "the pinned version is not signed in this repository; keeping what is installed");
+            return None;
+        }
+        Some(Newest {
+            category: newest.category,
+            name: newest.name,
+            version: version.to_owned(),
+            files,
         })
     }
 

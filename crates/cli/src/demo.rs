@@ -1,9 +1,11 @@
 //! `cascade demo`: the whole system on this machine. A signed upstream ("ActiveUpdate") on
 //! 127.0.0.1, the server, two update agents on 127.0.0.2 and 127.0.0.3, a URL mirror on
 //! 127.0.0.4 and a fleet of clients in two offices (127.0.1.x, 127.0.2.x) plus a few outside
-//! every range, each a real agent with its own address and data directory. Three acts: the
-//! first install, a new version pushed with Notify All Clients, and the same with office 2's
-//! update agent stopped, so its clients visibly go down the fallback chain.
+//! every range, each a real agent with its own address and data directory. Five acts: the
+//! first install, a new version pushed with Notify All Clients, the same with office 2's
+//! update agent stopped, so its clients visibly go down the fallback chain, and a program
+//! rolled out in rings, healthy and then a bad build halted in its first ring
+//! (`crate::demo_rollout`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -121,6 +123,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     d.release(3, "1.2").await?;
     ok &= d.act("1.2").await?;
+
+    let stage = crate::demo_rollout::Stage {
+        fleet: &d.fleet,
+        dir: &d.dir,
+        clients: &d.clients,
+        timeout: d.timeout,
+    };
+    println!("\nact 4: program `tool` 2.0 rolled out in rings: office 1 first, then everyone");
+    ok &= stage.healthy().await?;
+    println!("\nact 5: a bad build of `tool` (3.0) rolled out, office 2 first");
+    ok &= stage.bad_build().await?;
 
     let summary = if ok {
         "every client is current"

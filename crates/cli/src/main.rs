@@ -7,12 +7,14 @@
 mod agent_cmd;
 mod delegate_cmd;
 mod demo;
+mod demo_rollout;
 mod demo_view;
 mod domains_cmd;
 mod local;
 mod program_cmd;
 mod progress;
 mod repo_cmd;
+mod rollouts_cmd;
 mod server_cmd;
 
 use std::process::ExitCode;
@@ -53,6 +55,10 @@ enum Command {
     /// Client domains: their ActiveUpdate privilege and settings (interval, windows, caps).
     #[command(subcommand)]
     Domains(domains_cmd::DomainsCmd),
+    /// Progressive rollouts of program versions in rings: list, show, start, promote, halt,
+    /// roll back.
+    #[command(subcommand)]
+    Rollouts(rollouts_cmd::RolloutsCmd),
     /// Health of every update agent and URL source (from clients' reports and check-ins).
     Health(server_cmd::Conn),
     /// Compliance by version per category: newest published, current, behind, failed.
@@ -131,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Clients(args) => ok(server_cmd::run_clients(args)),
         Command::Agents(cmd) => ok(server_cmd::run_agents(cmd)),
         Command::Domains(cmd) => ok(domains_cmd::run_domains(cmd)),
+        Command::Rollouts(cmd) => ok(rollouts_cmd::run_rollouts(cmd)),
         Command::Health(conn) => ok(server_cmd::run_health(conn)),
         Command::Compliance(conn) => ok(server_cmd::run_compliance(conn)),
         Command::Users(cmd) => ok(server_cmd::run_users(cmd)),

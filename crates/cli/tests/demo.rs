@@ -1,5 +1,5 @@
 //! `cascade demo --no-console` end to end, as a real process: upstream, server, two update
-//! agents, a URL mirror and a small fleet on loopback addresses, three acts.
+//! agents, a URL mirror and a small fleet on loopback addresses, five acts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use assert_cmd::Command;
@@ -50,17 +50,27 @@ fn demo_converges_and_shows_the_fallback() {
     let clients = std::fs::read_dir(data.join("clients")).unwrap().count();
     assert_eq!(clients, 7);
     for e in std::fs::read_dir(data.join("clients")).unwrap() {
-        let link = e
-            .unwrap()
-            .path()
-            .join("installed/components/patterns/current");
+        let client = e.unwrap().path();
+        let link = client.join("installed/components/patterns/current");
         assert_eq!(
             std::fs::read_link(&link).unwrap().to_string_lossy(),
             "1.2",
             "{}",
             link.display()
         );
+        // Acts 4 and 5: the good build of `tool` everywhere, the bad one nowhere.
+        let tool = client.join("installed/programs/tool/current");
+        assert_eq!(std::fs::read_link(&tool).unwrap().to_string_lossy(), "2.0");
     }
+    let act5 = &stdout[stdout.find("act 5").unwrap()..];
+    assert!(
+        act5.contains("halted automatically in ring 1 (`office 2`)"),
+        "{act5}"
+    );
+    assert!(
+        act5.contains("7 of 7 clients keep 2.0, 0 have 3.0"),
+        "{act5}"
+    );
 }
 
 // Bad input is refused before anything starts.

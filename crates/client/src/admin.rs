@@ -373,6 +373,45 @@ impl AdminClient {
         self.get("api/programs").await
     }
 
+    /// `GET /api/rollouts`: every rollout, newest first (`docs/operating.md#rollouts`).
+    ///
+    /// # Errors
+    /// Refused token.
+    pub async fn rollouts(&self) -> Result<p::RolloutsResponse, ClientError> {
+        self.get("api/rollouts").await
+    }
+
+    /// `GET /api/rollouts/{id}`: one rollout.
+    ///
+    /// # Errors
+    /// Refused token, an unknown id (404).
+    pub async fn rollout(&self, id: i64) -> Result<p::RolloutView, ClientError> {
+        self.get(&format!("api/rollouts/{id}")).await
+    }
+
+    /// `POST /api/rollouts`: starts a rollout in rings.
+    ///
+    /// # Errors
+    /// Refused token, a bad field (400), another rollout of the program rolling (409).
+    pub async fn start_rollout(&self, body: &p::NewRollout) -> Result<p::RolloutView, ClientError> {
+        self.write(Method::POST, "api/rollouts", None, Some(body))
+            .await
+    }
+
+    /// `POST /api/rollouts/{id}/ACTION` (`promote`, `halt`, `rollback`).
+    ///
+    /// # Errors
+    /// Refused token, an unknown id (404), a state that does not allow it (409).
+    pub async fn rollout_action(
+        &self,
+        id: i64,
+        action: &str,
+        body: &p::RolloutAction,
+    ) -> Result<p::RolloutView, ClientError> {
+        let path = format!("api/rollouts/{id}/{}", segment(action));
+        self.write(Method::POST, &path, None, Some(body)).await
+    }
+
     /// `POST /api/programs/{name}/{version}`: uploads a build (`body`, `length` bytes,
     /// streamed) that the server signs and publishes as `programs/NAME/VERSION/FILE`.
     ///

@@ -2,6 +2,8 @@
 //! locally, and check-in (whose body, [`cascade_core::report::CheckIn`], is shared with
 //! the agent that builds it).
 
+use std::collections::BTreeMap;
+
 use cascade_core::PolicyDoc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,12 +40,27 @@ pub struct Enrolled {
 /// `GET /api/client/policy` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClientPolicy {
-    /// The policy revision (also the `ETag`).
+    /// The revision of this answer (also the `ETag`): the policy revision plus the rollout
+    /// revision, so a change of either changes it (both only grow). Without rollouts it is the
+    /// policy revision.
     pub revision: i64,
     /// The policy, to resolve locally.
     pub policy: PolicyDoc,
     /// Who the server knows the caller as.
     pub client: ClientIdentity,
+    /// The revision of the rollouts (`docs/operating.md#rollouts`), 0 when there is none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollout_revision: i64,
+    /// Per program being rolled out, the version this client may install (`null`: none, keep
+    /// what is installed). Programs not named here: the newest version. Only a choice among
+    /// the signed targets the client verified, never a reason to accept content.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub program_pins: BTreeMap<String, Option<String>>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The caller as enrolled.
@@ -57,10 +74,11 @@ pub struct ClientIdentity {
     pub agent_address: Option<String>,
 }
 
-/// `POST /api/client/checkin` answer: the current policy revision, so the client knows
-/// whether to refetch.
+/// `POST /api/client/checkin` answer: the current revision of the client's policy answer
+/// (policy revision plus rollout revision, as [`ClientPolicy::revision`]), so the client
+/// knows whether to refetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckInResponse {
-    /// The policy revision now.
+    /// The revision of the client's policy answer now.
     pub policy_revision: i64,
 }

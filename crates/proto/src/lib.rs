@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod ops;
 pub mod policy;
 pub mod programs;
+pub mod rollouts;
 pub mod sources;
 pub mod versions;
 
@@ -59,6 +60,10 @@ pub use policy::{
     DomainView, DomainsResponse, FallbackPatch, PolicyResponse, Settings, SettingsPatch,
 };
 pub use programs::{ProgramUpload, ProgramView, ProgramsResponse};
+pub use rollouts::{
+    NewRollout, RingSpec, RingState, RingView, RolloutAction, RolloutState, RolloutView,
+    RolloutsResponse,
+};
 pub use sources::{
     DeleteSources, Direction, MoveSource, PlanView, ResolveQuery, ResolveResponse, SourceBody,
     SourcesResponse, StepView,

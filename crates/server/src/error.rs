@@ -85,6 +85,16 @@ pub enum ApiError {
         /// The revision in the store.
         current: i64,
     },
+    /// The thing is not in a state that allows this (409), e.g. promoting a completed rollout.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code, e.g. `rollout.state`.
+        code: &'static str,
+        /// The field at fault, when there is one.
+        field: Option<&'static str>,
+        /// What stands in the way, naming the state.
+        message: String,
+    },
     /// The upstream failed while mirroring (502); the served copy is unchanged.
     #[error("upstream: {message}")]
     Upstream {
@@ -147,7 +157,9 @@ impl ApiError {
             ApiError::LockedOut { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::StaleRevision { .. } | ApiError::Exists { .. } => StatusCode::CONFLICT,
+            ApiError::StaleRevision { .. }
+            | ApiError::Exists { .. }
+            | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Site(e) => e.status(),
@@ -159,7 +171,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Policy(e) => e.code(),
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::TooLarge { .. } | ApiError::UploadTooLarge { .. } => "request.too_large",
             ApiError::PreconditionRequired(_) => "request.if_match_required",
             ApiError::Unauthorized(_) => "auth.unauthorized",
@@ -188,6 +200,7 @@ impl ApiError {
             }
             ApiError::NotFound { .. } => Some("id"),
             ApiError::Exists { .. } => Some("name"),
+            ApiError::Conflict { field, .. } => *field,
             ApiError::Upstream { .. } => Some("activeupdate_url"),
             ApiError::Site(e) => e.field(),
             ApiError::Storage(_) | ApiError::Db(_) | ApiError::Internal(_) => None,

@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod notify;
 pub mod openapi;
 pub mod repo;
+pub mod rollout;
 pub mod routes;
 pub mod settings;
 pub mod shared;
@@ -161,6 +162,7 @@ impl Server {
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
             health_cache: Arc::default(),
+            rollouts: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
             site,
@@ -268,6 +270,7 @@ impl Server {
                 self.state.shutdown.subscribe(),
             ));
         }
+        tokio::spawn(rollout::run_on_schedule(self.state.clone()));
         tokio::spawn(notify::follow(
             self.state.notifier.clone(),
             self.state.store.clone(),

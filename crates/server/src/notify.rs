@@ -228,6 +228,22 @@ pub async fn issue(
     categories: Vec<Category>,
     now: i64,
 ) -> Result<(i64, FanOut), StoreError> {
+    issue_scoped(notifier, store, actor, categories, now, |_| {}).await
+}
+
+/// [`issue`], calling `before_send` with the notice's id before any stream hears it (a
+/// rollout uses it to say which clients the notice is for: `crate::rollout`).
+///
+/// # Errors
+/// Database errors; nothing is sent then.
+pub async fn issue_scoped(
+    notifier: &Notifier,
+    store: &Store,
+    actor: &str,
+    categories: Vec<Category>,
+    now: i64,
+    before_send: impl FnOnce(i64),
+) -> Result<(i64, FanOut), StoreError> {
     let mut seen = notifier.seen.lock().await;
     let count = |role| i64::try_from(notifier.connected(role)).unwrap_or(0);
     let id = store
@@ -239,6 +255,7 @@ pub async fn issue(
         )
         .await?;
     seen.local.insert(id);
+    before_send(id);
     Ok((id, notifier.send(id, categories, now)))
 }
 

@@ -17,6 +17,7 @@ mod dashboard;
 mod domains;
 mod entry;
 mod form;
+mod programs;
 mod session;
 mod sources;
 mod view;
@@ -68,6 +69,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/domain-privilege", post(domains::set_privilege))
         .route("/domain-open", get(domains::open))
+        .route("/programs", get(programs::page))
+        .route("/programs/rollouts/{id}/{action}", post(programs::act))
         .route("/assets/console.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/console.js", get(js))

@@ -1,7 +1,7 @@
 //! Console sessions. Logging in checks a user name and password ([`auth::check_password`])
 //! or an API token with the API's own [`auth::authenticate`]; the session carries the
-//! user's role (a viewer may only read, an operator may also notify; every other form needs
-//! an admin, refused with 403 and logged). The session then lives in the Store
+//! user's role (a viewer may only read, an operator may also notify and act on rollouts;
+//! every other form needs an admin, refused with 403 and logged). The session then lives in the Store
 //! (`docs/operating.md#console-sessions`, shared by every replica on the database) under the
 //! SHA-256 of a random id sent as an `Secure; HttpOnly; SameSite=Strict` cookie, with its own random
 //! CSRF token that every form must carry back. The login form itself is protected by a
@@ -286,8 +286,9 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// The role a console request needs: reading and logging out any, Notify All Clients an
-/// operator, the audit log and every other form an admin.
+/// The role a console request needs: reading and logging out any, Notify All Clients and
+/// promoting, halting or rolling back a rollout an operator (as in the API), the audit log
+/// and every other form an admin.
 fn needed_role(method: &axum::http::Method, path: &str) -> UserRole {
     if path == "/audit" {
         UserRole::Admin
@@ -296,7 +297,7 @@ fn needed_role(method: &axum::http::Method, path: &str) -> UserRole {
         || path == "/logout"
     {
         UserRole::Viewer
-    } else if path == "/notify" {
+    } else if path == "/notify" || path.starts_with("/programs/rollouts/") {
         UserRole::Operator
     } else {
         UserRole::Admin

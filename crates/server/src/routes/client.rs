@@ -146,7 +146,11 @@ pub async fn policy(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cur = st.store.current().await?;
-    let etag = format!("\"{}\"", cur.revision);
+    // The rollout revision is folded in, so a rollout change refetches too (both only grow:
+    // the sum changes whenever either does).
+    let rollout_revision = st.store.rollout_revision().await?;
+    let revision = cur.revision + rollout_revision;
+    let etag = format!("\"{revision}\"");
     let versions = HeaderValue::try_from(
         crate::repo::Served::from_ref(&st)
             .announced()
@@ -170,17 +174,24 @@ pub async fn policy(
         return Ok(announce(resp));
     }
     let me = own_record(&st.store, &id).await?;
+    let program_pins = if rollout_revision == 0 {
+        std::collections::BTreeMap::new()
+    } else {
+        crate::rollout::pins_for(&st.store.governing_rollouts().await?, &me)
+    };
     Ok(announce(
         Revisioned::ok(
-            cur.revision,
+            revision,
             ClientPolicy {
-                revision: cur.revision,
+                revision,
                 policy: PolicyDoc::from_policy(&cur.policy),
                 client: ClientIdentity {
                     id,
                     domain: me.domain,
                     agent_address: me.agent_address,
                 },
+                rollout_revision,
+                program_pins,
             },
         )
         .into_response(),
@@ -266,8 +277,9 @@ pub async fn checkin(
         )
         .await?;
     let cur = st.store.current().await?;
+    let rollouts = st.store.rollout_revision().await?;
     Ok(Json(CheckInResponse {
-        policy_revision: cur.revision,
+        policy_revision: cur.revision + rollouts,
     }))
 }
 
@@ -376,7 +388,7 @@ pub async fn events(
         role,
         revision: cur.revision,
     });
-    let replay = missed.map(|n| {
+    let replay = missed.filter(|n| st.rollouts.reaches(n.id, &me)).map(|n| {
         st.metrics.delivered(role);
         Ok(notify_event(&n))
     });
@@ -399,6 +411,8 @@ pub async fn events(
                         got = rx.recv() => got,
                     };
                     match got {
+                        // A notice a rollout issued for one ring reaches that ring only.
+                        Ok(n) if !st.rollouts.reaches(n.id, &me) => {}
                         Ok(n) => {
                             st.metrics.delivered(role);
                             return Some((Ok(notify_event(&n)), (rx, sd, gone, st)));

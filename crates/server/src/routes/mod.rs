@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod ops;
 pub mod policy;
 pub mod programs;
+pub mod rollouts;
 pub mod sources;
 
 use axum::http::header::{ETAG, IF_MATCH};
@@ -73,6 +74,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(programs::upload))
         .routes(routes!(delegations::stage_file))
         .routes(routes!(delegations::publish))
+        .routes(routes!(rollouts::list, rollouts::start))
+        .routes(routes!(rollouts::get_one))
+        .routes(routes!(rollouts::promote))
+        .routes(routes!(rollouts::halt))
+        .routes(routes!(rollouts::rollback))
         .routes(routes!(client::enroll))
         .routes(routes!(client::policy))
         .routes(routes!(client::status))

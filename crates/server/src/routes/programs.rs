@@ -134,6 +134,7 @@ pub async fn upload(
         )));
     }
     tracing::info!(target = %published.name, length = found.length, hotfix = q.hotfix, "program published");
+    crate::rollout::on_publish(&st, &name, &version).await;
     Ok((StatusCode::CREATED, Json(view(found))))
 }
 

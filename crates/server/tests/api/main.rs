@@ -24,6 +24,7 @@ mod ops;
 mod policy;
 mod postgres;
 mod programs;
+mod rollouts;
 mod sessions;
 mod shared_repo;
 mod site;

@@ -340,3 +340,14 @@ async fn postgres_console_sessions_are_shared_by_replicas() {
     a.stop().await;
     pg.drop_db().await;
 }
+
+// Rollouts on PostgreSQL: the same scenario as on SQLite (`rollouts.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rollouts() {
+    let pg = Database::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), Some(pg.url.clone()), None).await;
+    crate::rollouts::scenario(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}

@@ -10,4 +10,5 @@ mod domains;
 mod fleet;
 mod harness;
 mod http;
+mod programs;
 mod webdriver;

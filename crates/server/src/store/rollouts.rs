@@ -1,0 +1,246 @@
+//! Rows of `rollouts` (`docs/operating.md#rollouts`): each rollout's rings and where it
+//! stands, shared by every replica on the database. Every change sets the row's `revision`
+//! from one counter (the highest revision plus one) and is conditional on the revision it
+//! read, so two replicas promoting the same ring at once change it once; the highest
+//! revision is the rollout revision clients fold into their policy revision.
+
+use cascade_proto::{RingSpec, RolloutState};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{to_json, Store, StoreError};
+
+/// One rollout as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRecord {
+    /// Its id.
+    pub id: i64,
+    /// The program.
+    pub program: String,
+    /// The version rolled out.
+    pub version: String,
+    /// The version the clients outside the rings reached keep.
+    pub previous_version: Option<String>,
+    /// The rings, in order.
+    pub rings: Vec<RingSpec>,
+    /// Where it stands.
+    pub state: RolloutState,
+    /// The current ring, 0-based.
+    pub ring: usize,
+    /// Unix seconds when the current ring started soaking.
+    pub ring_started_at: i64,
+    /// Why it was halted, rolled back or promoted by hand.
+    pub reason: Option<String>,
+    /// Unix seconds when it started.
+    pub created_at: i64,
+    /// Who started it.
+    pub created_by: String,
+    /// Unix seconds of its last change.
+    pub updated_at: i64,
+    /// The rollout revision of its last change.
+    pub revision: i64,
+}
+
+/// A change of a rollout's state (the new values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutChange {
+    /// The new state.
+    pub state: RolloutState,
+    /// The new current ring, 0-based.
+    pub ring: usize,
+    /// When the current ring started soaking.
+    pub ring_started_at: i64,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A rollout to start (checked by the caller).
+#[derive(Debug, Clone)]
+pub struct NewRolloutRecord<'a> {
+    /// The program.
+    pub program: &'a str,
+    /// The version.
+    pub version: &'a str,
+    /// The version clients outside the rings keep.
+    pub previous_version: Option<&'a str>,
+    /// The rings.
+    pub rings: &'a [RingSpec],
+    /// Who starts it.
+    pub created_by: &'a str,
+}
+
+const COLUMNS: &str = "id, program, version, previous_version, rings, state, ring, \
+     ring_started_at, reason, created_at, created_by, updated_at, revision";
+
+fn record(r: &AnyRow) -> Result<RolloutRecord, StoreError> {
+    let rings: String = r.try_get("rings")?;
+    let state: String = r.try_get("state")?;
+    let ring: i64 = r.try_get("ring")?;
+    Ok(RolloutRecord {
+        id: r.try_get("id")?,
+        program: r.try_get("program")?,
+        version: r.try_get("version")?,
+        previous_version: r.try_get("previous_version")?,
+        rings: serde_json::from_str(&rings)
+            .map_err(|e| StoreError::Corrupt(format!("rollout rings: {e}")))?,
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("rollout state `{state}`")))?,
+        ring: usize::try_from(ring)
+            .map_err(|_| StoreError::Corrupt(format!("rollout ring {ring}")))?,
+        ring_started_at: r.try_get("ring_started_at")?,
+        reason: r.try_get("reason")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+        updated_at: r.try_get("updated_at")?,
+        revision: r.try_get("revision")?,
+    })
+}
+
+fn ring_number(ring: usize) -> i64 {
+    i64::try_from(ring).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// The rollout revision: the highest revision of any rollout's change, 0 when none.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rollout_revision(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS n FROM rollouts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Every rollout, newest first.
+    ///
+    /// # Errors
+    /// Database errors, undecodable rows.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM rollouts ORDER BY id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// One rollout.
+    ///
+    /// # Errors
+    /// Database errors, an undecodable row.
+    pub async fn rollout(&self, id: i64) -> Result<Option<RolloutRecord>, StoreError> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM rollouts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(record)
+            .transpose()
+    }
+
+    /// The newest rollout of each program (the one that decides its clients' versions).
+    ///
+    /// # Errors
+    /// Database errors, undecodable rows.
+    pub async fn governing_rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM rollouts r WHERE id = \
+             (SELECT MAX(id) FROM rollouts o WHERE o.program = r.program) ORDER BY program"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Starts a rollout at its first ring, now; returns it.
+    ///
+    /// # Errors
+    /// Database errors (a concurrent change: try again).
+    pub async fn start_rollout(
+        &self,
+        n: &NewRolloutRecord<'_>,
+    ) -> Result<RolloutRecord, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) + 1 AS id, COALESCE(MAX(revision), 0) + 1 AS rev \
+             FROM rollouts",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        let rev: i64 = row.try_get("rev")?;
+        sqlx::query(
+            "INSERT INTO rollouts (id, program, version, previous_version, rings, state, ring, \
+             ring_started_at, reason, created_at, created_by, updated_at, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, $7, $8, $7, $9)",
+        )
+        .bind(id)
+        .bind(n.program)
+        .bind(n.version)
+        .bind(n.previous_version)
+        .bind(to_json("rings", &n.rings)?)
+        .bind(RolloutState::Rolling.as_str())
+        .bind(now)
+        .bind(n.created_by)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.rollout(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("rollout {id} not found after insert")))
+    }
+
+    /// Changes rollout `id` to `change` if its revision is still `seen`; the changed rollout,
+    /// or `None` when it changed meanwhile (another replica or request got there first).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn change_rollout(
+        &self,
+        id: i64,
+        seen: i64,
+        change: &RolloutChange,
+    ) -> Result<Option<RolloutRecord>, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let rev: i64 = sqlx::query("SELECT COALESCE(MAX(revision), 0) + 1 AS rev FROM rollouts")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("rev")?;
+        let done = sqlx::query(
+            "UPDATE rollouts SET state = $1, ring = $2, ring_started_at = $3, reason = $4, \
+             updated_at = $5, revision = $6 WHERE id = $7 AND revision = $8",
+        )
+        .bind(change.state.as_str())
+        .bind(ring_number(change.ring))
+        .bind(change.ring_started_at)
+        .bind(change.reason.as_deref())
+        .bind(now)
+        .bind(rev)
+        .bind(id)
+        .bind(seen)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        self.rollout(id).await
+    }
+
+    /// Restarts the soak of rollout `id`'s current ring at `now` if its revision is still
+    /// `seen`, without a new revision (no client's pin changes).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn restart_soak(&self, id: i64, seen: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rollouts SET ring_started_at = $1 WHERE id = $2 AND revision = $3")
+            .bind(now)
+            .bind(id)
+            .bind(seen)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
