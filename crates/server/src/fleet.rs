@@ -151,7 +151,6 @@ pub async fn sample_if_due(st: &AppState) -> Result<bool, StoreError> {
     if !due {
         return Ok(false);
     }
-    st.health_cache.sampled.store(now, Ordering::Release);
     let groups = st.store.installed_groups().await?;
     let catalog = Catalog::read(&st.repo_dir);
     let [_, failed, _, _] = st
@@ -168,7 +167,12 @@ pub async fn sample_if_due(st: &AppState) -> Result<bool, StoreError> {
         (l.total, l.current, l.failed) == (sample.total, sample.current, sample.failed)
             && now.saturating_sub(l.at) < 600
     });
-    if sample.total == 0 || unchanged {
+    if sample.total == 0 {
+        // Looked again at the next tick: the first client's sample is not held back.
+        return Ok(false);
+    }
+    st.health_cache.sampled.store(now, Ordering::Release);
+    if unchanged {
         return Ok(false);
     }
     st.store.record_sample(sample).await?;

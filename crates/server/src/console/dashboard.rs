@@ -321,7 +321,12 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         hours.entry(t.hour).or_default()[chart_kind(&t.source)] += t.bytes;
     }
     let notices = st.store.notices_since(now - 86_400).await?;
-    let samples = st.store.samples_since(chart_start(now, &notices)).await?;
+    let mut samples = st.store.samples_since(chart_start(now, &notices)).await?;
+    // The sampler writes only changes (`crate::fleet::sample_if_due`): the last figures
+    // still hold now.
+    if let Some(last) = samples.last().copied().filter(|l| l.at < now) {
+        samples.push(FleetSample { at: now, ..last });
+    }
     let total: u64 = sums.iter().sum();
     let offload = if total == 0 {
         "no bytes reported yet".to_owned()
