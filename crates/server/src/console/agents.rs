@@ -16,7 +16,7 @@ use cascade_core::{Agent, AgentDoc, Category};
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::chart::{lines, Series};
+use super::chart::{grouped_bars, BarSeries};
 use super::clients::ClientRow;
 use super::form::{self, FieldErrors};
 use crate::routes::admin::client_view;
@@ -269,47 +269,47 @@ fn hourly_load(traffic: &[TrafficRow], agents: &[AgentRow]) -> (String, String) 
         .collect();
     busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     busiest.truncate(AGENT_COLORS.len());
-    #[allow(clippy::cast_precision_loss)]
-    let series = |pick: fn((u64, u64)) -> u64| -> Vec<Series> {
+    let hours: Vec<i64> = (first..=last).collect();
+    let series = |pick: fn((u64, u64)) -> u64| -> Vec<BarSeries> {
         busiest
             .iter()
             .zip(AGENT_COLORS)
-            .map(|((addr, _), color)| Series {
+            .map(|((addr, _), color)| BarSeries {
                 name: (*addr).to_owned(),
                 color,
-                points: (first..=last)
+                values: hours
+                    .iter()
                     .map(|h| {
-                        let v = per
-                            .get(addr)
-                            .and_then(|m| m.get(&h))
-                            .copied()
-                            .unwrap_or_default();
-                        (h * 3600, pick(v) as f64)
+                        pick(
+                            per.get(addr)
+                                .and_then(|m| m.get(h))
+                                .copied()
+                                .unwrap_or_default(),
+                        )
                     })
                     .collect(),
             })
             .collect()
     };
-    let hour = |x: i64| maybe_time(Some(x))[11..16].to_owned();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let as_bytes = |y: f64| bytes(y.max(0.0).round() as u64);
-    let b = lines(
+    let labels: Vec<String> = hours
+        .iter()
+        .map(|h| maybe_time(Some(h * 3600))[11..16].to_owned())
+        .collect();
+    let b = grouped_bars(
         "agent-bytes",
         "Bytes per hour each update agent served (UTC, from clients' reports)",
         "bytes per hour",
+        &labels,
         &series(|v| v.0),
-        &[],
-        &hour,
-        &as_bytes,
+        &bytes,
     );
-    let c = lines(
+    let c = grouped_bars(
         "agent-clients",
         "Clients per hour each update agent served (UTC, from clients' reports)",
         "clients per hour",
+        &labels,
         &series(|v| v.1),
-        &[],
-        &hour,
-        &|y| format!("{y:.0}"),
+        &|v| v.to_string(),
     );
     (b, c)
 }

@@ -22,9 +22,8 @@ use super::ConsoleError;
 use crate::state::AppState;
 use crate::store::FleetSample;
 
-/// Where bytes came from: server, agents and URL mirrors, upstream (the totals).
-const KINDS: [&str; 3] = ["server", "update agents and URL mirrors", "ActiveUpdate"];
-
+/// Where bytes came from for the offload: server (0), update agents and URL mirrors (1,
+/// offloaded), upstream (2).
 fn kind(source: &str) -> usize {
     if source == "server" {
         0
@@ -93,7 +92,8 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
     let (Some(&first), Some(&last)) = (hours.keys().next(), hours.keys().next_back()) else {
         return String::new();
     };
-    let first = first.max(last - 23);
+    // At least the last 12 hours, so a new fleet's first hours read as a time line.
+    let first = first.max(last - 23).min(last - 11);
     let shown: Vec<(i64, [u64; 4])> = (first..=last)
         .map(|h| (h, hours.get(&h).copied().unwrap_or_default()))
         .collect();
@@ -315,9 +315,11 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
         .traffic_since(now.div_euclid(3600) - crate::store::TRAFFIC_HOURS)
         .await?;
     let mut sums = [0u64; 3];
+    let mut by_source = [0u64; 4];
     let mut hours: BTreeMap<i64, [u64; 4]> = BTreeMap::new();
     for t in &traffic {
         sums[kind(&t.source)] += t.bytes;
+        by_source[chart_kind(&t.source)] += t.bytes;
         hours.entry(t.hour).or_default()[chart_kind(&t.source)] += t.bytes;
     }
     let notices = st.store.notices_since(now - 86_400).await?;
@@ -361,9 +363,9 @@ pub async fn page(session: Session, State(st): State<AppState>) -> Result<Respon
                 c,
             })
             .collect(),
-        by_kind: KINDS
+        by_kind: CHART_KINDS
             .iter()
-            .zip(sums)
+            .zip(by_source)
             .map(|(k, n)| (*k, bytes(n)))
             .collect(),
         reported_total: bytes(total),

@@ -584,7 +584,8 @@ impl Store {
         Ok(())
     }
 
-    /// Samples from `from` on, oldest first.
+    /// Samples from `from` on, oldest first, led by the last one before `from` (moved to
+    /// `from`: its figures held until the next sample).
     ///
     /// # Errors
     /// Database errors.
@@ -595,16 +596,32 @@ impl Store {
         .bind(from)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FleetSample {
-                    at: r.try_get("at")?,
-                    total: as_u64(r.try_get("total")?),
-                    current: as_u64(r.try_get("current")?),
-                    failed: as_u64(r.try_get("failed")?),
-                })
+        let before = sqlx::query(
+            "SELECT at, total, current, failed FROM fleet_samples WHERE at < $1 \
+             ORDER BY at DESC LIMIT 1",
+        )
+        .bind(from)
+        .fetch_optional(&self.pool)
+        .await?;
+        let sample = |r: &sqlx::any::AnyRow| {
+            Ok::<_, StoreError>(FleetSample {
+                at: r.try_get("at")?,
+                total: as_u64(r.try_get("total")?),
+                current: as_u64(r.try_get("current")?),
+                failed: as_u64(r.try_get("failed")?),
             })
-            .collect()
+        };
+        let mut out = Vec::with_capacity(rows.len() + 1);
+        if let Some(b) = &before {
+            out.push(FleetSample {
+                at: from,
+                ..sample(b)?
+            });
+        }
+        for r in &rows {
+            out.push(sample(r)?);
+        }
+        Ok(out)
     }
 
     /// The newest sample and the newest notify's time, if any.
