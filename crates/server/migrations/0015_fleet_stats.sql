@@ -15,23 +15,30 @@ ALTER TABLE clients ADD COLUMN ip_key TEXT;
 ALTER TABLE clients ADD COLUMN derived BIGINT;
 CREATE INDEX IF NOT EXISTS clients_by_ip_key ON clients (ip_key, id);
 CREATE INDEX IF NOT EXISTS clients_by_agent_address ON clients (agent_address);
+-- Covering indexes: the state counts, the compliance groups and the recovered failures are
+-- read from these alone, not from the rows (which carry each report's JSON).
+CREATE INDEX IF NOT EXISTS clients_by_state ON clients (last_seen, last_outcome);
 CREATE INDEX IF NOT EXISTS clients_by_installed ON clients (installed, failed_categories);
+CREATE INDEX IF NOT EXISTS clients_by_failed_attempts ON clients (failed_attempts, last_outcome);
 CREATE INDEX IF NOT EXISTS clients_by_report_at ON clients (report_at);
 
 -- Per client and source of its last report: how its last attempt there ended (ok 1: ok or
--- up to date, 0: failed), when, why, who served the client instead, and the bytes it got
--- there. Replaced at each new report; the source health is a GROUP BY over it.
+-- up to date, 0: failed, -1: neither), when, why, who served the client instead, the bytes it
+-- got there, and the client's last check-in (`seen`, kept at every check-in). Replaced at
+-- each new report; the source health is a GROUP BY over its covering index.
 CREATE TABLE IF NOT EXISTS client_sources (
     client_id TEXT NOT NULL,
     source TEXT NOT NULL,
     ok BIGINT NOT NULL,
+    seen BIGINT,
     at BIGINT,
     reason TEXT,
     served_by TEXT,
     bytes BIGINT NOT NULL,
     PRIMARY KEY (client_id, source)
 );
-CREATE INDEX IF NOT EXISTS client_sources_by_source ON client_sources (source, ok);
+CREATE INDEX IF NOT EXISTS client_sources_by_source
+    ON client_sources (source, ok, seen, at, bytes);
 
 -- Bytes and clients per hour (Unix hour, server clock: when the report arrived) and source,
 -- added once per new report; kept 14 days.

@@ -4,7 +4,7 @@
 //! (one transaction; names, IPs in 10.0.0.0/8, domains, installed versions, last update
 //! reports naming an update agent or the server, 2 % failed, 1 % never seen), restarts the
 //! server on it (which derives the console's fleet figures, as after an upgrade), logs in to
-//! the console and times each page `--runs` times over HTTP on loopback (so the figure is the
+//! the console and times each page `--runs` times over HTTPS on loopback (so the figure is the
 //! server's time plus a loopback round trip). It prints the median and the slowest run per
 //! page.
 
@@ -151,8 +151,23 @@ async fn main() -> Result<()> {
         args.clients,
         t.elapsed().as_secs_f64()
     );
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::builder()
+    // The server speaks HTTPS through its own CA (docs/operating.md#tls).
+    let base = server.url.as_str().trim_end_matches('/').to_owned();
+    // The update agent the seeded reports name, registered, so the agents page has a row,
+    // a health and a load chart to compute.
+    server
+        .client()?
+        .admin(token.as_str())
+        .add_agent(
+            &cascade_core::AgentDoc {
+                address: "10.0.0.5:8443".to_owned(),
+                capabilities: cascade_core::Category::ALL.to_vec(),
+            },
+            None,
+        )
+        .await?;
+    let http = server
+        .http_builder()?
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let cookie = login(&http, &base, &token).await?;

@@ -173,12 +173,13 @@ pub(super) async fn record_report(
         .await?;
     for s in &d.sources {
         sqlx::query(
-            "INSERT INTO client_sources (client_id, source, ok, at, reason, served_by, bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO client_sources (client_id, source, ok, seen, at, reason, served_by, \
+             bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(&s.source)
         .bind(s.ok.map_or(-1_i64, i64::from))
+        .bind(seen)
         .bind(at)
         .bind(s.reason.as_deref())
         .bind(d.served_by.as_deref())
@@ -216,6 +217,12 @@ pub(super) async fn check_in(
         .execute(&mut *conn)
         .await?;
     let Some((report, text)) = report else {
+        // Still seen: the source health counts clients by their last check-in.
+        sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
+            .bind(seen)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         return Ok(());
     };
     let stored: Option<Option<String>> =
@@ -228,7 +235,13 @@ pub(super) async fn check_in(
     let Some(stored) = stored else {
         return Ok(());
     };
-    if stored.as_deref() != Some(text) {
+    if stored.as_deref() == Some(text) {
+        sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
+            .bind(seen)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    } else {
         record_report(conn, id, report, seen).await?;
     }
     Ok(())
@@ -367,15 +380,17 @@ impl Store {
     /// Database errors.
     pub async fn installed_groups(&self) -> Result<Vec<InstalledGroup>, StoreError> {
         let rows = sqlx::query(
-            "SELECT installed, COALESCE(failed_categories, '') AS failed, COUNT(*) AS n \
-             FROM clients GROUP BY installed, COALESCE(failed_categories, '')",
+            "SELECT installed, failed_categories, COUNT(*) AS n \
+             FROM clients GROUP BY installed, failed_categories",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 let installed_text: String = r.try_get("installed")?;
-                let failed_text: String = r.try_get("failed")?;
+                let failed_text: String = r
+                    .try_get::<Option<String>, _>("failed_categories")?
+                    .unwrap_or_default();
                 Ok(InstalledGroup {
                     installed: serde_json::from_str(&installed_text).unwrap_or_default(),
                     installed_text,
@@ -398,9 +413,8 @@ impl Store {
         max_affected: i64,
     ) -> Result<HashMap<String, SourceTally>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.source AS source, s.ok AS ok, COUNT(*) AS n, MAX(s.at) AS newest, \
-             MIN(s.at) AS oldest FROM client_sources s JOIN clients c ON c.id = s.client_id \
-             WHERE c.last_seen >= $1 AND s.ok >= 0 GROUP BY s.source, s.ok",
+            "SELECT source, ok, COUNT(*) AS n, MAX(at) AS newest, MIN(at) AS oldest \
+             FROM client_sources WHERE seen >= $1 AND ok >= 0 GROUP BY source, ok",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -424,7 +438,7 @@ impl Store {
             let rows = sqlx::query(&format!(
                 "SELECT c.id AS id, c.name AS name, s.at AS at, s.reason AS reason, \
                  s.served_by AS served_by FROM client_sources s JOIN clients c \
-                 ON c.id = s.client_id WHERE s.source = $1 AND s.ok = 0 AND c.last_seen >= $2 \
+                 ON c.id = s.client_id WHERE s.source = $1 AND s.ok = 0 AND s.seen >= $2 \
                  ORDER BY c.name, c.id LIMIT {}",
                 max_affected.max(0)
             ))
