@@ -295,6 +295,16 @@ impl Filters {
         )
     }
 
+    /// The arrow shown after the sorted column's name (`aria-sort` says it to screen
+    /// readers), `""` for the others.
+    pub fn arrow(&self, column: &str) -> &'static str {
+        match self.aria_sort(column) {
+            "ascending" => "▲",
+            "descending" => "▼",
+            _ => "",
+        }
+    }
+
     /// `aria-sort` for `column`.
     pub fn aria_sort(&self, column: &str) -> &'static str {
         match (self.sort == column, self.order.as_str()) {

@@ -105,8 +105,13 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
         .max(1);
     let max = top as f64;
     let slot = (W - L) / shown.len().max(6) as f64;
-    // Label every hour up to 12 bars, else every third.
-    let every = if shown.len() > 12 { 3 } else { 1 };
+    // Label every hour up to 6 bars, else every second, past 12 every third (the labels
+    // stay readable when the chart shrinks to a phone's width).
+    let every = match shown.len() {
+        0..=6 => 1,
+        7..=12 => 2,
+        _ => 3,
+    };
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="offload-chart-title" class="chart" id="offload-chart"><title id="offload-chart-title">Bytes clients received per hour (UTC, when the report arrived), by source: server, update agents, URL mirrors, ActiveUpdate; the share below each hour is the offload from the server</title>"#,
         H + 58.0
@@ -146,10 +151,16 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
             }
         }
         let total: u64 = v.iter().sum();
-        if i % every != 0 && i + 1 != shown.len() {
-            continue;
-        }
-        if total > 0 {
+        // Hours are labelled counting back from the last; a bar's total and offload are
+        // written when the bars are wide enough (up to 12), else when its hour is labelled or
+        // no neighbour has data to collide with.
+        let labelled = (shown.len() - 1 - i) % every == 0;
+        let has = |j: Option<usize>| {
+            j.and_then(|j| shown.get(j))
+                .is_some_and(|(_, v)| v.iter().sum::<u64>() > 0)
+        };
+        let alone = shown.len() <= 12 || (!has(i.checked_sub(1)) && !has(Some(i + 1)));
+        if total > 0 && (labelled || alone) {
             let _ = write!(
                 svg,
                 r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
@@ -159,13 +170,15 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
             );
         }
         let label = &maybe_time(Some(*hour * 3600))[11..16];
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"#,
-            x + slot * 0.35,
-            H + 13.0
-        );
-        if total > 0 {
+        if labelled {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"#,
+                x + slot * 0.35,
+                H + 13.0
+            );
+        }
+        if total > 0 && (labelled || alone) {
             let off = v[1] + v[2];
             let _ = write!(
                 svg,
