@@ -154,7 +154,7 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
         // Hours are labelled counting back from the last; a bar's total and offload are
         // written when the bars are wide enough (up to 12), else when its hour is labelled or
         // no neighbour has data to collide with.
-        let labelled = (shown.len() - 1 - i) % every == 0;
+        let labelled = (shown.len() - 1 - i).is_multiple_of(every);
         let has = |j: Option<usize>| {
             j.and_then(|j| shown.get(j))
                 .is_some_and(|(_, v)| v.iter().sum::<u64>() > 0)
