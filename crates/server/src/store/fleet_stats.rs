@@ -202,8 +202,9 @@ pub(super) async fn record_report(
     Ok(())
 }
 
-/// Part of a check-in: the IP key, and when the report is new (not the one stored), what it
-/// says. Runs in the check-in's transaction, before its `UPDATE` (to see the old report).
+/// Part of a check-in: the IP key (written when it changed), and when the report is new (not
+/// the one stored), what it says; else the client's per-source rows learn it was seen. Runs
+/// in the check-in's transaction, before its `UPDATE` (to see the old report).
 pub(super) async fn check_in(
     conn: &mut AnyConnection,
     id: &str,
@@ -211,38 +212,34 @@ pub(super) async fn check_in(
     report: Option<(&UpdateReport, &str)>,
     seen: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE clients SET ip_key = $1 WHERE id = $2")
-        .bind(ip_key)
+    let Some(row) = sqlx::query("SELECT last_update, ip_key FROM clients WHERE id = $1")
         .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let Some((report, text)) = report else {
-        // Still seen: the source health counts clients by their last check-in.
-        sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
-            .bind(seen)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let stored: Option<String> = row.try_get("last_update")?;
+    let stored_key: Option<String> = row.try_get("ip_key")?;
+    if stored_key.as_deref() != ip_key {
+        sqlx::query("UPDATE clients SET ip_key = $1 WHERE id = $2")
+            .bind(ip_key)
             .bind(id)
             .execute(&mut *conn)
             .await?;
-        return Ok(());
-    };
-    let stored: Option<Option<String>> =
-        sqlx::query("SELECT last_update FROM clients WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.try_get("last_update"))
-            .transpose()?;
-    let Some(stored) = stored else {
-        return Ok(());
-    };
-    if stored.as_deref() == Some(text) {
-        sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
-            .bind(seen)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    } else {
-        record_report(conn, id, report, seen).await?;
+    }
+    match report {
+        Some((report, text)) if stored.as_deref() != Some(text) => {
+            record_report(conn, id, report, seen).await?;
+        }
+        _ => {
+            // Still seen: the source health counts clients by their last check-in.
+            sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
+                .bind(seen)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     Ok(())
 }
