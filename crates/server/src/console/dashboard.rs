@@ -410,6 +410,15 @@ mod tests {
         assert_eq!(kind("activeupdate:https://up.example/"), 2);
     }
 
+    // The hourly chart keeps update agents and URL mirrors apart.
+    #[test]
+    fn chart_sources_by_kind() {
+        assert_eq!(chart_kind("server"), 0);
+        assert_eq!(chart_kind("agent:10.0.0.5:8443"), 1);
+        assert_eq!(chart_kind("url:http://mirror.example/repo"), 2);
+        assert_eq!(chart_kind("activeupdate:https://up.example/"), 3);
+    }
+
     // The current-over-time chart draws the samples, marks the notifies in its span, and is
     // empty while there are no clients.
     #[test]
