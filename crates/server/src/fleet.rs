@@ -8,21 +8,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use cascade_core::report::Outcome;
 use cascade_core::{Category, EntrySource, Policy};
 use cascade_proto::{
     AffectedClient, CategoryCompliance, ClientView, Compliance, ComplianceResponse, FleetHealth,
     HealthLevel, SourceHealth, SourceKind, VersionCount,
 };
 
-use axum::extract::FromRef;
-
-use crate::routes::admin::Registry;
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{InstalledGroup, SourceTally, StoreError};
 
 /// At most this many affected clients are listed per source.
 const MAX_AFFECTED: usize = 1000;
+/// The same, for SQL.
+const MAX_AFFECTED_SQL: i64 = 1000;
 
 /// The health window: two update intervals, in seconds.
 pub fn window_secs(st: &AppState) -> i64 {
@@ -34,14 +32,15 @@ pub fn window_secs(st: &AppState) -> i64 {
 /// # Errors
 /// Store errors.
 pub async fn health(st: &AppState) -> Result<FleetHealth, StoreError> {
-    let clients = Registry::from_ref(st).all(true).await?;
     let cur = st.store.current().await?;
-    Ok(assess(
-        &cur.policy,
-        &clients,
-        st.clock.now(),
-        window_secs(st),
-    ))
+    let now = st.clock.now();
+    let window = window_secs(st);
+    let tallies = st
+        .store
+        .source_tallies(now.saturating_sub(window), MAX_AFFECTED_SQL)
+        .await?;
+    let check_ins = st.store.agent_check_ins().await?;
+    Ok(from_tallies(&cur.policy, tallies, &check_ins, now, window))
 }
 
 /// Health for the console's banner: computed afresh when that is cheap (under
@@ -104,6 +103,9 @@ pub const REUSE: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct HealthCache {
     last: std::sync::Mutex<Option<Cached>>,
     refreshing: std::sync::atomic::AtomicBool,
+    /// When [`sample_if_due`] last looked at the fleet (clock seconds, 0: never), recorded
+    /// or not.
+    sampled: std::sync::atomic::AtomicI64,
 }
 
 struct Cached {
@@ -117,9 +119,80 @@ struct Cached {
 /// # Errors
 /// Store errors.
 pub async fn compliance(st: &AppState) -> Result<ComplianceResponse, StoreError> {
-    let clients = Registry::from_ref(st).all(true).await?;
+    let groups = st.store.installed_groups().await?;
     let catalog = Catalog::read(&st.repo_dir);
-    Ok(catalog.compliance(&clients, st.clock.now()))
+    Ok(catalog.compliance_of_groups(&groups, st.clock.now()))
+}
+
+/// Records a sample of the fleet (clients in all, current in every published category,
+/// failed) when one is due at the clock's now: a minute after the last look, or 5 s after it
+/// within 5 minutes of a notify (and at once after a notify newer than the last sample), so
+/// the chart shows the fleet converging around each notify. Nothing is written for an
+/// empty fleet, nor while the figures equal the last sample's and it is under 10 minutes
+/// old (the chart's line between two equal samples is flat anyway): an idle server does
+/// not write. Returns whether it recorded.
+///
+/// # Errors
+/// Store errors.
+pub async fn sample_if_due(st: &AppState) -> Result<bool, StoreError> {
+    use std::sync::atomic::Ordering;
+    let now = st.clock.now();
+    let (last, notice) = st.store.last_sample_and_notice().await?;
+    let looked = st.health_cache.sampled.load(Ordering::Acquire);
+    let seen = last.map_or(looked, |l| l.at.max(looked));
+    let due = if last.is_none() && looked == 0 {
+        true
+    } else {
+        let since = now.saturating_sub(seen);
+        since >= 60
+            || notice.is_some_and(|n| last.is_none_or(|l| n > l.at) && n > looked && now >= n)
+            || (since >= 5 && notice.is_some_and(|n| now.saturating_sub(n) <= 300))
+    };
+    if !due {
+        return Ok(false);
+    }
+    let groups = st.store.installed_groups().await?;
+    let catalog = Catalog::read(&st.repo_dir);
+    let [_, failed, _, _] = st
+        .store
+        .state_counts(now, crate::routes::admin::stale_secs(st))
+        .await?;
+    let sample = crate::store::FleetSample {
+        at: now,
+        total: groups.iter().map(|g| g.clients).sum(),
+        current: catalog.current_clients(&groups),
+        failed,
+    };
+    let unchanged = last.is_some_and(|l| {
+        (l.total, l.current, l.failed) == (sample.total, sample.current, sample.failed)
+            && now.saturating_sub(l.at) < 600
+    });
+    if sample.total == 0 {
+        // Looked again at the next tick: the first client's sample is not held back.
+        return Ok(false);
+    }
+    st.health_cache.sampled.store(now, Ordering::Release);
+    if unchanged {
+        return Ok(false);
+    }
+    st.store.record_sample(sample).await?;
+    Ok(true)
+}
+
+/// Samples the fleet every 5 s (see [`sample_if_due`]) until `shutdown` turns true.
+pub async fn sampler(st: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = sample_if_due(&st).await {
+            tracing::warn!(error = %e, "sampling the fleet");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
 }
 
 /// When a client's update happened: its report's finish time, else its check-in.
@@ -130,65 +203,68 @@ fn report_time(c: &ClientView) -> Option<i64> {
         .or(c.last_seen)
 }
 
-/// What the clients' recent reports say about one source.
-#[derive(Default)]
-struct Tally {
-    served: u64,
-    /// Newest success.
-    last_ok: Option<i64>,
-    /// (time, client) of each failure.
-    failures: Vec<(Option<i64>, AffectedClient)>,
-}
-
 /// Health of every registered update agent and every URL source of the list at `now`,
 /// counting the reports of clients seen within `window` seconds.
 pub fn assess(policy: &Policy, clients: &[ClientView], now: i64, window: i64) -> FleetHealth {
-    let mut tallies: HashMap<String, Tally> = HashMap::new();
+    let mut tallies: HashMap<String, SourceTally> = HashMap::new();
     for c in clients {
         let recent = c.last_seen.is_some_and(|t| now.saturating_sub(t) <= window);
         let Some(report) = c.last_update.as_ref().filter(|_| recent) else {
             continue;
         };
         let at = report_time(c);
-        let served_by = report
-            .attempts
-            .iter()
-            .find(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate))
-            .map(|a| a.source.clone());
-        // The last attempt at each source decides for this client.
-        let mut last: BTreeMap<&str, &cascade_core::report::Attempt> = BTreeMap::new();
-        for a in &report.attempts {
-            if matches!(a.outcome, Outcome::Ok | Outcome::UpToDate | Outcome::Failed) {
-                last.insert(a.source.as_str(), a);
-            }
-        }
-        for (source, a) in last {
-            let t = tallies.entry(source.to_owned()).or_default();
-            if a.outcome == Outcome::Failed {
-                t.failures.push((
-                    at,
-                    AffectedClient {
+        let derived = crate::store::derive(report);
+        for s in derived.sources {
+            let t = tallies.entry(s.source).or_default();
+            match s.ok {
+                Some(false) => {
+                    t.failed += 1;
+                    t.first_failure = match (t.first_failure, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    t.affected.push(AffectedClient {
                         id: c.id.clone(),
                         name: c.name.clone(),
                         failed_at: at,
-                        reason: a.reason.as_ref().map(ToString::to_string),
-                        served_by: served_by.clone(),
-                    },
-                ));
-            } else {
-                t.served += 1;
-                t.last_ok = t.last_ok.max(at);
+                        reason: s.reason,
+                        served_by: derived.served_by.clone(),
+                    });
+                }
+                Some(true) => {
+                    t.served += 1;
+                    t.last_ok = t.last_ok.max(at);
+                }
+                None => {}
             }
         }
     }
+    for t in tallies.values_mut() {
+        t.affected
+            .sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        t.affected.truncate(MAX_AFFECTED);
+    }
     // The agents' own check-ins: the newest of the approved clients enrolled at each address.
-    let mut check_ins: HashMap<&str, i64> = HashMap::new();
+    let mut check_ins: HashMap<String, i64> = HashMap::new();
     for c in clients.iter().filter(|c| c.is_agent) {
         if let (Some(addr), Some(seen)) = (c.agent_address.as_deref(), c.last_seen) {
-            let e = check_ins.entry(addr).or_insert(seen);
+            let e = check_ins.entry(addr.to_owned()).or_insert(seen);
             *e = (*e).max(seen);
         }
     }
+    from_tallies(policy, tallies, &check_ins, now, window)
+}
+
+/// Health of every registered update agent and every URL source of the list at `now`, from
+/// what clients' recent reports say about each source and the agents' check-ins.
+#[allow(clippy::implicit_hasher)]
+pub fn from_tallies(
+    policy: &Policy,
+    mut tallies: HashMap<String, SourceTally>,
+    check_ins: &HashMap<String, i64>,
+    now: i64,
+    window: i64,
+) -> FleetHealth {
     let mut sources = Vec::new();
     for a in &policy.agent {
         let address = a.address.to_string();
@@ -229,7 +305,7 @@ fn clock_time(secs: i64) -> String {
 }
 
 /// Where most affected clients went instead, in words.
-fn fallback_words(affected: &[AffectedClient]) -> String {
+fn fallback_words(affected: &[AffectedClient], failed: u64) -> String {
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     let mut stranded = 0;
     for a in affected {
@@ -238,7 +314,11 @@ fn fallback_words(affected: &[AffectedClient]) -> String {
             None => stranded += 1,
         }
     }
-    let n = affected.len();
+    // Clients past the listed ones count as where the listed ones went (the list is cut
+    // at MAX_AFFECTED only for a fleet where thousands failed).
+    let n = usize::try_from(failed)
+        .unwrap_or(usize::MAX)
+        .max(affected.len());
     let clients = if n == 1 { "client" } else { "clients" };
     let mut parts: Vec<(usize, &str)> = by.into_iter().map(|(s, k)| (k, s)).collect();
     parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
@@ -258,16 +338,16 @@ fn fallback_words(affected: &[AffectedClient]) -> String {
 fn one(
     kind: SourceKind,
     address: String,
-    tally: Option<Tally>,
+    tally: Option<SourceTally>,
     check_in: Option<i64>,
     now: i64,
     window: i64,
 ) -> SourceHealth {
     let t = tally.unwrap_or_default();
-    let first_failure = t.failures.iter().filter_map(|(at, _)| *at).min();
+    let first_failure = t.first_failure;
     let silent =
         kind == SourceKind::Agent && check_in.is_some_and(|seen| now.saturating_sub(seen) > window);
-    let any_failed = !t.failures.is_empty();
+    let any_failed = t.failed > 0;
     // Down: every client that tried it since its first recent failure failed.
     let failing = any_failed && (t.last_ok.is_none() || t.last_ok < first_failure);
     let level = if failing || silent {
@@ -279,8 +359,7 @@ fn one(
     } else {
         HealthLevel::Unknown
     };
-    let mut affected: Vec<AffectedClient> = t.failures.into_iter().map(|(_, a)| a).collect();
-    affected.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let affected = t.affected;
     let since = match level {
         HealthLevel::Down if !failing => check_in,
         HealthLevel::Down | HealthLevel::Degraded => first_failure,
@@ -290,7 +369,7 @@ fn one(
     let summary = match level {
         HealthLevel::Down if failing => format!(
             "{label} {address} down: {}{}",
-            fallback_words(&affected),
+            fallback_words(&affected, t.failed),
             since
                 .map(|s| format!(" since {}", clock_time(s)))
                 .unwrap_or_default()
@@ -301,7 +380,7 @@ fn one(
         ),
         HealthLevel::Degraded => format!(
             "{label} {address} degraded: {} failed, {} served",
-            fallback_words(&affected),
+            fallback_words(&affected, t.failed),
             t.served
         ),
         HealthLevel::Healthy => format!(
@@ -311,8 +390,6 @@ fn one(
         ),
         HealthLevel::Unknown => format!("{label} {address}: no recent reports and no check-in"),
     };
-    let failed = affected.len() as u64;
-    affected.truncate(MAX_AFFECTED);
     let source = match kind {
         SourceKind::Agent => format!("agent:{address}"),
         SourceKind::Url => format!("url:{address}"),
@@ -325,7 +402,7 @@ fn one(
         summary,
         last_check_in: check_in,
         served: t.served,
-        failed,
+        failed: t.failed,
         since,
         affected,
     }
@@ -397,26 +474,30 @@ impl Catalog {
 
     /// Where `client` stands in `category`.
     pub fn client(&self, client: &ClientView, category: Category) -> Compliance {
-        let installed = installed_items(client, category);
-        let published = self.versions.get(&category);
-        let failed = client.last_update.as_ref().is_some_and(|r| {
-            let mine: Vec<_> = r
-                .attempts
-                .iter()
-                .filter(|a| a.category == Some(category))
-                .collect();
-            mine.iter()
-                .any(|a| matches!(a.outcome, Outcome::Failed | Outcome::Quit))
-                && !mine
-                    .iter()
-                    .any(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate))
-        });
-        let Some(published) = published.filter(|p| !p.is_empty()) else {
+        let failed = client
+            .last_update
+            .as_ref()
+            .map(crate::store::failed_categories)
+            .unwrap_or_default();
+        self.standing(&client.installed, &failed, category)
+    }
+
+    /// Where a client with `installed` versions whose last update failed in `failed`
+    /// categories stands in `category`.
+    pub fn standing(
+        &self,
+        installed: &BTreeMap<Category, String>,
+        failed: &[Category],
+        category: Category,
+    ) -> Compliance {
+        let items = installed_items(installed, category);
+        let failed = failed.contains(&category);
+        let Some(published) = self.versions.get(&category).filter(|p| !p.is_empty()) else {
             return Compliance::Unpublished;
         };
         let mut any = false;
         let mut behind = false;
-        for (name, version) in &installed {
+        for (name, version) in &items {
             if let Some(newest) = published.get(*name).and_then(|v| v.first()) {
                 any = true;
                 if newest != version {
@@ -429,15 +510,56 @@ impl Catalog {
             Compliance::Current
         } else if failed {
             Compliance::Failed
-        } else if any || !installed.is_empty() {
+        } else if any || !items.is_empty() {
             Compliance::Behind
         } else {
             Compliance::NeverInstalled
         }
     }
 
+    /// Clients of `groups` current in every category that has something published (none
+    /// when nothing is published).
+    pub fn current_clients(&self, groups: &[InstalledGroup]) -> u64 {
+        let published: Vec<Category> = Category::ALL
+            .into_iter()
+            .filter(|c| self.versions.get(c).is_some_and(|p| !p.is_empty()))
+            .collect();
+        if published.is_empty() {
+            return 0;
+        }
+        groups
+            .iter()
+            .filter(|g| {
+                published
+                    .iter()
+                    .all(|c| self.standing(&g.installed, &g.failed, *c) == Compliance::Current)
+            })
+            .map(|g| g.clients)
+            .sum()
+    }
+
     /// Compliance of every category over `clients`.
     pub fn compliance(&self, clients: &[ClientView], now: i64) -> ComplianceResponse {
+        let groups: Vec<InstalledGroup> = clients
+            .iter()
+            .map(|c| InstalledGroup {
+                installed_text: String::new(),
+                installed: c.installed.clone(),
+                failed_text: String::new(),
+                failed: c
+                    .last_update
+                    .as_ref()
+                    .map(crate::store::failed_categories)
+                    .unwrap_or_default(),
+                clients: 1,
+            })
+            .collect();
+        self.compliance_of_groups(&groups, now)
+    }
+
+    /// Compliance of every category over clients grouped by what they installed.
+    pub fn compliance_of_groups(&self, groups: &[InstalledGroup], now: i64) -> ComplianceResponse {
+        let total: u64 = groups.iter().map(|g| g.clients).sum();
         let categories = Category::ALL
             .iter()
             .map(|&category| {
@@ -449,24 +571,25 @@ impl Catalog {
                     behind: 0,
                     never_installed: 0,
                     failed: 0,
-                    total: clients.len() as u64,
+                    total,
                     distribution: Vec::new(),
                 };
                 let mut dist: BTreeMap<String, u64> = BTreeMap::new();
-                for c in clients {
-                    match self.client(c, category) {
-                        Compliance::Current => row.current += 1,
-                        Compliance::Behind => row.behind += 1,
-                        Compliance::NeverInstalled => row.never_installed += 1,
-                        Compliance::Failed => row.failed += 1,
+                for g in groups {
+                    let n = g.clients;
+                    match self.standing(&g.installed, &g.failed, category) {
+                        Compliance::Current => row.current += n,
+                        Compliance::Behind => row.behind += n,
+                        Compliance::NeverInstalled => row.never_installed += n,
+                        Compliance::Failed => row.failed += n,
                         Compliance::Unpublished => {}
                     }
-                    let items = installed_items(c, category);
+                    let items = installed_items(&g.installed, category);
                     if items.is_empty() {
-                        *dist.entry("none".to_owned()).or_default() += 1;
+                        *dist.entry("none".to_owned()).or_default() += n;
                     }
                     for (name, version) in items {
-                        *dist.entry(format!("{name} {version}")).or_default() += 1;
+                        *dist.entry(format!("{name} {version}")).or_default() += n;
                     }
                 }
                 let mut distribution: Vec<VersionCount> = dist
@@ -489,12 +612,29 @@ impl Catalog {
             categories,
         }
     }
+
+    /// The stored groups whose clients stand at `want` in `category` (for the clients
+    /// list's compliance filter, done in SQL).
+    pub fn groups_at<'g>(
+        &self,
+        groups: &'g [InstalledGroup],
+        category: Category,
+        want: Compliance,
+    ) -> Vec<&'g InstalledGroup> {
+        groups
+            .iter()
+            .filter(|g| self.standing(&g.installed, &g.failed, category) == want)
+            .collect()
+    }
 }
 
-/// A client's installed items of `category`: `name version, name version` as the agent
-/// reports them (a bare version counts as the version of an unnamed item).
-fn installed_items(c: &ClientView, category: Category) -> Vec<(&str, &str)> {
-    c.installed
+/// The installed items of `category`: `name version, name version` as the agent reports
+/// them (a bare version counts as the version of an unnamed item).
+fn installed_items(
+    installed: &BTreeMap<Category, String>,
+    category: Category,
+) -> Vec<(&str, &str)> {
+    installed
         .get(&category)
         .map(|s| {
             s.split(", ")
@@ -529,7 +669,7 @@ fn newest_targets(dir: &Path) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cascade_core::report::{Attempt, UpdateReport};
+    use cascade_core::report::{Attempt, Outcome, UpdateReport};
     use cascade_proto::ClientState;
 
     fn client(name: &str, seen: i64, installed: &str, attempts: Vec<Attempt>) -> ClientView {

@@ -189,6 +189,11 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
+        // Clients from before the fleet figures (docs/operating.md#fleet-charts) get theirs.
+        let derived = state.store.derive_missing().await.map_err(ApiError::from)?;
+        if derived > 0 {
+            tracing::info!(clients = derived, "derived the console's fleet figures");
+        }
         publish_pending(&state).await;
         if let Some(lock) = startup {
             lock.release().await;
@@ -271,6 +276,11 @@ impl Server {
             ));
         }
         tokio::spawn(rollout::run_on_schedule(self.state.clone()));
+        // The console's fleet samples (docs/operating.md#fleet-charts).
+        tokio::spawn(fleet::sampler(
+            self.state.clone(),
+            self.state.shutdown.subscribe(),
+        ));
         tokio::spawn(notify::follow(
             self.state.notifier.clone(),
             self.state.store.clone(),

@@ -11,13 +11,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cascade_core::doc::parse_agent_address;
-use cascade_core::report::{Outcome, RelayReport};
+use cascade_core::report::RelayReport;
 use cascade_core::{Agent, AgentDoc, Category};
 
+use std::collections::{BTreeMap, HashMap};
+
+use super::chart::{grouped_bars, BarSeries};
 use super::clients::ClientRow;
 use super::form::{self, FieldErrors};
-use crate::routes::admin::Registry;
-use axum::extract::FromRef;
+use crate::routes::admin::client_view;
+use crate::store::TrafficRow;
 use cascade_proto::{HealthLevel, SourceHealth, SourceKind};
 
 use super::session::{see_other, Session};
@@ -54,6 +57,10 @@ pub struct AgentsPage {
     health: Vec<SourceHealth>,
     /// The load chart (SVG), `""` without agents.
     load: String,
+    /// Bytes per hour per agent (SVG), `""` without traffic through agents.
+    bytes_hourly: String,
+    /// Clients per hour per agent (SVG), `""` without traffic through agents.
+    clients_hourly: String,
     /// The health window, for people (`2 h`).
     window: String,
     categories: Vec<&'static str>,
@@ -81,30 +88,6 @@ impl AgentsPage {
     }
 }
 
-/// Clients served and bytes sent by the agent at `address`, counted from clients' last
-/// update reports (used until the agent's relay reports its own figures).
-fn estimate(address: &str, clients: &[ClientRow]) -> (u64, u64) {
-    let source = format!("agent:{address}");
-    let mut served = 0;
-    let mut total = 0u64;
-    for c in clients {
-        let attempts: Vec<_> = c
-            .report
-            .iter()
-            .flat_map(|r| &r.attempts)
-            .filter(|a| a.source == source)
-            .collect();
-        total += attempts.iter().map(|a| a.bytes).sum::<u64>();
-        if attempts
-            .iter()
-            .any(|a| matches!(a.outcome, Outcome::Ok | Outcome::UpToDate))
-        {
-            served += 1;
-        }
-    }
-    (served, total)
-}
-
 /// "N fetches, X (Y % saved)": what the relay took from its upstreams against what it sent.
 fn upstream(r: &RelayReport) -> String {
     let saved = if r.bytes_served > 0 {
@@ -124,6 +107,7 @@ fn agent_row(
     address: String,
     capabilities: &[Category],
     clients: &[ClientRow],
+    totals: &HashMap<String, (u64, u64)>,
     health: Option<&SourceHealth>,
 ) -> AgentRow {
     // The most recently seen client enrolled at this address speaks for the agent.
@@ -134,7 +118,11 @@ fn agent_row(
     let (served, total, basis, up) = if let Some(r) = own.and_then(|c| c.relay.as_ref()) {
         (r.client_count, r.bytes_served, "reported", upstream(r))
     } else {
-        let (n, b) = estimate(&address, clients);
+        // Counted from the clients' last update reports until the relay reports its own.
+        let (n, b) = totals
+            .get(&format!("agent:{address}"))
+            .copied()
+            .unwrap_or_default();
         (n, b, "estimated", String::new())
     };
     let level = health.map_or(HealthLevel::Unknown, |h| h.level);
@@ -186,15 +174,18 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
     let cur = st.store.current().await?;
-    // One read of the registry for the table and the health below it.
-    let views = Registry::from_ref(st).all(true).await?;
-    let fleet = crate::fleet::assess(
-        &cur.policy,
-        &views,
-        st.clock.now(),
-        crate::fleet::window_secs(st),
-    );
-    let clients: Vec<ClientRow> = views.into_iter().map(ClientRow::from_view).collect();
+    let now = st.clock.now();
+    // Aggregates only: the health, the clients enrolled as agents, and per-source totals.
+    let fleet = crate::fleet::health(st).await?;
+    let stale = crate::routes::admin::stale_secs(st);
+    let clients: Vec<ClientRow> = st
+        .store
+        .agent_address_clients()
+        .await?
+        .into_iter()
+        .map(|r| ClientRow::from_view(client_view(r, &cur.policy, now, stale, true)))
+        .collect();
+    let totals = st.store.source_totals().await?;
     let agents: Vec<AgentRow> = cur
         .policy
         .agent
@@ -206,9 +197,11 @@ async fn render(
                 .sources
                 .iter()
                 .find(|s| s.kind == SourceKind::Agent && s.address == address);
-            agent_row(address, &caps, &clients, h)
+            agent_row(address, &caps, &clients, &totals, h)
         })
         .collect();
+    let traffic = st.store.traffic_since(now.div_euclid(3600) - 23).await?;
+    let (bytes_hourly, clients_hourly) = hourly_load(&traffic, &agents);
     let load = super::chart::hbars(
         "agent-load",
         "Bytes each update agent served (its relay's report, else estimated from clients' reports)",
@@ -233,6 +226,8 @@ async fn render(
     );
     let page = AgentsPage {
         load,
+        bytes_hourly,
+        clients_hourly,
         chrome: Chrome::load(st, session, "agents").await,
         revision: cur.revision,
         agents,
@@ -244,6 +239,79 @@ async fn render(
         errors,
     };
     Ok(html(status, page.render()?))
+}
+
+/// Colours of the agents' lines, in order of bytes served.
+const AGENT_COLORS: [&str; 8] = [
+    "#1f5fbf", "#c0504d", "#2e7d32", "#8064a2", "#9a6700", "#00838f", "#ad1457", "#5b6573",
+];
+
+/// Each registered agent's bytes and clients per hour over the last 24 hours of `traffic`
+/// (what clients reported getting from it), as two line charts; the eight busiest agents.
+fn hourly_load(traffic: &[TrafficRow], agents: &[AgentRow]) -> (String, String) {
+    let mut per: HashMap<&str, BTreeMap<i64, (u64, u64)>> = HashMap::new();
+    for t in traffic {
+        if let Some(addr) = t.source.strip_prefix("agent:") {
+            if agents.iter().any(|a| a.address == addr) {
+                let e = per.entry(addr).or_default().entry(t.hour).or_default();
+                e.0 += t.bytes;
+                e.1 += t.clients;
+            }
+        }
+    }
+    let hours: Vec<i64> = per.values().flat_map(|m| m.keys().copied()).collect();
+    let (Some(&first), Some(&last)) = (hours.iter().min(), hours.iter().max()) else {
+        return (String::new(), String::new());
+    };
+    let mut busiest: Vec<(&str, u64)> = per
+        .iter()
+        .map(|(a, m)| (*a, m.values().map(|v| v.0).sum()))
+        .collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    busiest.truncate(AGENT_COLORS.len());
+    let hours: Vec<i64> = (first..=last).collect();
+    let series = |pick: fn((u64, u64)) -> u64| -> Vec<BarSeries> {
+        busiest
+            .iter()
+            .zip(AGENT_COLORS)
+            .map(|((addr, _), color)| BarSeries {
+                name: (*addr).to_owned(),
+                color,
+                values: hours
+                    .iter()
+                    .map(|h| {
+                        pick(
+                            per.get(addr)
+                                .and_then(|m| m.get(h))
+                                .copied()
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let labels: Vec<String> = hours
+        .iter()
+        .map(|h| maybe_time(Some(h * 3600))[11..16].to_owned())
+        .collect();
+    let b = grouped_bars(
+        "agent-bytes",
+        "Bytes per hour each update agent served (UTC, from clients' reports)",
+        "bytes per hour",
+        &labels,
+        &series(|v| v.0),
+        &bytes,
+    );
+    let c = grouped_bars(
+        "agent-clients",
+        "Clients per hour each update agent served (UTC, from clients' reports)",
+        "clients per hour",
+        &labels,
+        &series(|v| v.1),
+        &|v| v.to_string(),
+    );
+    (b, c)
 }
 
 /// `GET /agents`.

@@ -235,6 +235,124 @@ pub fn lines(
     svg
 }
 
+/// One series of [`grouped_bars`]: a name (legend), a colour and one value per group.
+#[derive(Debug, Clone)]
+pub struct BarSeries {
+    /// Its name, in the legend and each bar's `<title>`.
+    pub name: String,
+    /// Its colour.
+    pub color: &'static str,
+    /// One value per group, in the groups' order.
+    pub values: Vec<u64>,
+}
+
+/// A grouped bar chart: per group (an hour) one bar per series side by side, a y axis
+/// (`y_unit`, zero, half and top written by `y_label`), the groups' labels under them (every
+/// third past 12 groups), each bar's `<title>` saying `series at group: value`, and a
+/// legend. Empty when there are no groups or series.
+#[allow(clippy::cast_precision_loss)]
+pub fn grouped_bars(
+    id: &str,
+    title: &str,
+    y_unit: &str,
+    groups: &[String],
+    series: &[BarSeries],
+    y_label: &dyn Fn(u64) -> String,
+) -> String {
+    const W: f64 = 560.0;
+    const H: f64 = 170.0;
+    const L: f64 = 64.0;
+    const R: f64 = 8.0;
+    const T: f64 = 22.0;
+    if groups.is_empty() || series.is_empty() {
+        return String::new();
+    }
+    let top = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let slot = (W - L - R) / groups.len().max(4) as f64;
+    let bar = slot * 0.8 / series.len() as f64;
+    let legend_h = 14.0 * series.len().div_ceil(2) as f64;
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {W} {:.1}" role="img" aria-labelledby="{id}-title" class="chart" id="{id}"><title id="{id}-title">{}</title>"#,
+        H + 24.0 + legend_h,
+        esc(title)
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{L}" y1="{T}" x2="{L}" y2="{H}" stroke="#5b6573"/><line x1="{L}" y1="{H}" x2="{:.1}" y2="{H}" stroke="#5b6573"/><text x="10" y="{:.1}" font-size="10" transform="rotate(-90 10 {:.1})" text-anchor="middle">{}</text>"##,
+        W - R,
+        f64::midpoint(H, T),
+        f64::midpoint(H, T),
+        esc(y_unit)
+    );
+    for (frac, v) in [(0.0, 0), (0.5, top / 2), (1.0, top)] {
+        let y = H - frac * (H - T);
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
+            L - 4.0,
+            y + 3.0,
+            esc(&y_label(v))
+        );
+    }
+    let every = if groups.len() > 12 { 3 } else { 1 };
+    for (g, label) in groups.iter().enumerate() {
+        let x0 = L + g as f64 * slot + slot * 0.1;
+        for (k, s) in series.iter().enumerate() {
+            let v = s.values.get(g).copied().unwrap_or(0);
+            let h = v as f64 / top as f64 * (H - T);
+            let _ = write!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{} at {}: {}</title></rect>"#,
+                x0 + k as f64 * bar,
+                H - h,
+                (bar - 1.0).max(1.0),
+                s.color,
+                esc(&s.name),
+                esc(label),
+                esc(&y_label(v))
+            );
+            // Few bars: each value written above its bar too.
+            if groups.len() * series.len() <= 16 && v > 0 {
+                let _ = write!(
+                    svg,
+                    r#"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"#,
+                    x0 + k as f64 * bar + bar / 2.0,
+                    H - h - 3.0,
+                    esc(&y_label(v))
+                );
+            }
+        }
+        if g % every == 0 || g + 1 == groups.len() {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                x0 + slot * 0.4,
+                H + 13.0,
+                esc(label)
+            );
+        }
+    }
+    for (k, s) in series.iter().enumerate() {
+        let lx = L + if k % 2 == 0 { 0.0 } else { 240.0 };
+        let ly = H + 32.0 + 14.0 * (k / 2) as f64;
+        let _ = write!(
+            svg,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{}"/><text x="{:.1}" y="{ly:.1}" font-size="11">{}</text>"#,
+            ly - 9.0,
+            s.color,
+            lx + 14.0,
+            esc(&s.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +401,42 @@ mod tests {
         assert_eq!(
             lines("c", "t", "u", &[], &[], &|x| x.to_string(), &|y| y
                 .to_string()),
+            ""
+        );
+    }
+
+    // Grouped bars: one bar per series and group, each titled with its value, zero included.
+    #[test]
+    fn grouped_bars_title_every_value() {
+        let svg = grouped_bars(
+            "g",
+            "Load",
+            "bytes",
+            &["22:00".into(), "23:00".into()],
+            &[
+                BarSeries {
+                    name: "a".into(),
+                    color: "#000",
+                    values: vec![5, 0],
+                },
+                BarSeries {
+                    name: "b".into(),
+                    color: "#111",
+                    values: vec![2, 3],
+                },
+            ],
+            &|v| format!("{v} B"),
+        );
+        for needle in [
+            "a at 22:00: 5 B",
+            "a at 23:00: 0 B",
+            "b at 23:00: 3 B",
+            ">bytes<",
+        ] {
+            assert!(svg.contains(needle), "{needle}: {svg}");
+        }
+        assert_eq!(
+            grouped_bars("g", "t", "u", &[], &[], &|v| v.to_string()),
             ""
         );
     }

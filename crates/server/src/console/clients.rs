@@ -235,6 +235,13 @@ impl Filters {
                 _ => ClientSort::Name,
             },
             descending: self.order == "desc",
+            ip_keys: self.range.parse::<IpRange>().ok().map(|r| {
+                (
+                    crate::store::ip_key(r.start()),
+                    crate::store::ip_key(r.end()),
+                )
+            }),
+            installed: None,
         }
     }
 
@@ -288,6 +295,16 @@ impl Filters {
         )
     }
 
+    /// The arrow shown after the sorted column's name (`aria-sort` says it to screen
+    /// readers), `""` for the others.
+    pub fn arrow(&self, column: &str) -> &'static str {
+        match self.aria_sort(column) {
+            "ascending" => "▲",
+            "descending" => "▼",
+            _ => "",
+        }
+    }
+
     /// `aria-sort` for `column`.
     pub fn aria_sort(&self, column: &str) -> &'static str {
         match (self.sort == column, self.order.as_str()) {
@@ -309,9 +326,9 @@ impl Filters {
 
 /// The clients matching `f`: one page of them (all when `page` is `None`) and how many match.
 ///
-/// Search, state, source, sort and paging run in SQL; the IP-range and compliance filters
-/// (which need the parsed range and the published versions) run over the rows the SQL part
-/// matched.
+/// Everything runs in SQL: search, state, source, IP range (over the numeric IP key), sort
+/// and paging; the compliance filter becomes the (installed versions, failed categories)
+/// groups whose clients stand where it asks, from the published versions.
 ///
 /// # Errors
 /// Store errors.
@@ -323,58 +340,43 @@ pub async fn matching(
     let cur = st.store.current().await?;
     let now = st.clock.now();
     let stale = stale_secs(st);
-    let q = f.query();
+    let mut q = f.query();
     let view = |r| client_view(r, &cur.policy, now, stale, true);
-    let range = f.range.parse::<IpRange>().ok();
     let compliance = Compliance::parse(&f.compliance)
         .zip(Category::ALL.into_iter().find(|c| c.as_str() == f.category));
-    if range.is_none() && compliance.is_none() {
-        if let Some(p) = page {
-            let offset = i64::try_from((p - 1) * PER_PAGE).unwrap_or(i64::MAX);
-            let (rows, total) = st
-                .store
-                .clients_page(&q, now, stale, PER_PAGE_SQL, offset)
-                .await?;
-            return Ok((
-                rows.into_iter()
-                    .map(|r| ClientRow::from_view(view(r)))
-                    .collect(),
-                total,
-            ));
-        }
+    if let Some((want, category)) = compliance {
+        let groups = st.store.installed_groups().await?;
+        let catalog = crate::fleet::Catalog::read(&st.repo_dir);
+        q.installed = Some(
+            catalog
+                .groups_at(&groups, category, want)
+                .into_iter()
+                .map(|g| (g.installed_text.clone(), g.failed_text.clone()))
+                .collect(),
+        );
     }
-    let catalog = compliance.map(|_| crate::fleet::Catalog::read(&st.repo_dir));
-    let mut all: Vec<ClientView> = st
+    if let Some(p) = page {
+        let offset = i64::try_from((p - 1) * PER_PAGE).unwrap_or(i64::MAX);
+        let (rows, total) = st
+            .store
+            .clients_page(&q, now, stale, PER_PAGE_SQL, offset)
+            .await?;
+        return Ok((
+            rows.into_iter()
+                .map(|r| ClientRow::from_view(view(r)))
+                .collect(),
+            total,
+        ));
+    }
+    let all: Vec<ClientRow> = st
         .store
         .clients_matching(&q, now, stale)
         .await?
         .into_iter()
-        .map(view)
+        .map(|r| ClientRow::from_view(view(r)))
         .collect();
-    all.retain(|v| {
-        let in_range = range.as_ref().is_none_or(|r| {
-            v.reported_ip
-                .as_deref()
-                .or(v.peer_ip.as_deref())
-                .and_then(|ip| ip.parse().ok())
-                .is_some_and(|ip| r.contains(ip))
-        });
-        let complies = match (&compliance, &catalog) {
-            (Some((want, cat)), Some(catalog)) => catalog.client(v, *cat) == *want,
-            _ => true,
-        };
-        in_range && complies
-    });
     let total = all.len() as u64;
-    let rows = match page {
-        Some(p) => all
-            .into_iter()
-            .skip((p - 1) * PER_PAGE)
-            .take(PER_PAGE)
-            .collect(),
-        None => all,
-    };
-    Ok((rows.into_iter().map(ClientRow::from_view).collect(), total))
+    Ok((all, total))
 }
 
 /// A source the filter offers.

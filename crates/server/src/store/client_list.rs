@@ -1,6 +1,8 @@
-//! The clients list as a query (`docs/operating.md#clients-list`): search, state and source
-//! filters, a sort and a page, done in SQL (`LIMIT`/`OFFSET` over the indexes of
-//! `migrations/0012_client_indexes.sql`), so a page of 100,000 clients reads one page of rows.
+//! The clients list as a query (`docs/operating.md#clients-list`): search, state, source,
+//! IP-range and compliance filters, a sort and a page, done in SQL (`LIMIT`/`OFFSET` over the
+//! indexes of `migrations/0012_client_indexes.sql` and `0015_fleet_stats.sql`), so a page of
+//! 100,000 clients reads one page of rows. IPs sort and match ranges by their numeric key
+//! (`ip_key`: 127.0.0.9 before 127.0.0.10).
 
 use cascade_proto::ClientState;
 use sqlx::Row;
@@ -14,7 +16,7 @@ pub enum ClientSort {
     /// Name, then id.
     #[default]
     Name,
-    /// The reported (else connecting) IP, as text.
+    /// The reported (else connecting) IP, numerically (IPv4 before IPv6).
     Ip,
     /// Last check-in (never-seen first when ascending).
     LastSeen,
@@ -29,6 +31,11 @@ pub struct ClientQuery {
     pub states: Vec<ClientState>,
     /// Only clients whose last update tried this source (`agent:…`, `url:…`, `server`).
     pub source: Option<String>,
+    /// Only clients whose IP key (`crate::store::ip_key`) lies in this inclusive range.
+    pub ip_keys: Option<(String, String)>,
+    /// Only clients with one of these (installed, failed categories) pairs, as stored
+    /// (`Some(empty)` matches none).
+    pub installed: Option<Vec<(String, String)>>,
     /// The order.
     pub sort: ClientSort,
     /// Reverse the order.
@@ -89,6 +96,26 @@ impl ClientQuery {
             let p = next(&mut args, Arg::Text(like(&format!("\"source\":{needle}"))));
             parts.push(format!("COALESCE(last_update, '') LIKE {p} ESCAPE '\\'"));
         }
+        if let Some((lo, hi)) = &self.ip_keys {
+            let lo = next(&mut args, Arg::Text(lo.clone()));
+            let hi = next(&mut args, Arg::Text(hi.clone()));
+            parts.push(format!("(ip_key >= {lo} AND ip_key <= {hi})"));
+        }
+        if let Some(groups) = &self.installed {
+            let one: Vec<String> = groups
+                .iter()
+                .map(|(installed, failed)| {
+                    let i = next(&mut args, Arg::Text(installed.clone()));
+                    let f = next(&mut args, Arg::Text(failed.clone()));
+                    format!("(installed = {i} AND COALESCE(failed_categories, '') = {f})")
+                })
+                .collect();
+            if one.is_empty() {
+                parts.push("1 = 0".to_owned());
+            } else {
+                parts.push(format!("({})", one.join(" OR ")));
+            }
+        }
         let clause = if parts.is_empty() {
             String::new()
         } else {
@@ -101,8 +128,8 @@ impl ClientQuery {
         match (self.sort, self.descending) {
             (ClientSort::Name, false) => " ORDER BY name, id",
             (ClientSort::Name, true) => " ORDER BY name DESC, id DESC",
-            (ClientSort::Ip, false) => " ORDER BY COALESCE(reported_ip, peer_ip, ''), id",
-            (ClientSort::Ip, true) => " ORDER BY COALESCE(reported_ip, peer_ip, '') DESC, id DESC",
+            (ClientSort::Ip, false) => " ORDER BY ip_key, id",
+            (ClientSort::Ip, true) => " ORDER BY ip_key DESC, id DESC",
             (ClientSort::LastSeen, false) => " ORDER BY COALESCE(last_seen, -1), id",
             (ClientSort::LastSeen, true) => " ORDER BY COALESCE(last_seen, -1) DESC, id DESC",
         }

@@ -321,6 +321,18 @@ impl Store {
             .and_then(|r| serde_json::to_value(r.outcome).ok())
             .and_then(|v| v.as_str().map(str::to_owned));
         let relay = c.relay.map(|r| to_json("relay", r)).transpose()?;
+        let now = self.clock.now();
+        let mut conn = crate::db::relaxed_sync(&self.pool).await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // The console's fleet figures (docs/operating.md#fleet-charts), before the UPDATE.
+        super::fleet_stats::check_in(
+            &mut tx,
+            id,
+            super::fleet_stats::ip_key_of(c.reported_ip.as_deref(), Some(&c.peer_ip)).as_deref(),
+            c.last_update.zip(report.as_deref()),
+            now,
+        )
+        .await?;
         sqlx::query(
             "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
              last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
@@ -328,7 +340,7 @@ impl Store {
              ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version) \
              WHERE id = $9",
         )
-        .bind(self.clock.now())
+        .bind(now)
         .bind(c.reported_ip.as_deref())
         .bind(&c.peer_ip)
         .bind(installed)
@@ -337,8 +349,9 @@ impl Store {
         .bind(relay)
         .bind(c.agent_version)
         .bind(id)
-        .execute(&mut *crate::db::relaxed_sync(&self.pool).await?)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 mod audit;
 mod client_list;
 mod clients;
+mod fleet_stats;
 mod lockouts;
 mod notices;
 mod policy;
@@ -27,6 +28,10 @@ use sqlx::{AnyPool, Row};
 pub use audit::NewAudit;
 pub use client_list::{ClientQuery, ClientSort};
 pub use clients::{AgentRecord, CheckInRecord, ClientRecord, Enrollment, NewClient};
+pub use fleet_stats::{
+    derive, failed_categories, ip_key, ip_key_of, FleetSample, InstalledGroup, SourceTally,
+    TrafficRow, SAMPLE_SECS, TRAFFIC_HOURS,
+};
 pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};
 pub use rollouts::{NewRolloutRecord, RolloutChange, RolloutRecord};

@@ -351,3 +351,14 @@ async fn postgres_rollouts() {
     s.stop().await;
     pg.drop_db().await;
 }
+
+// The console's fleet figures, aggregated in SQL, on PostgreSQL (`fleet_stats`).
+#[tokio::test]
+async fn postgres_fleet_figures() {
+    let pg = Database::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), Some(pg.url.clone()), None).await;
+    crate::fleet_stats::figures(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}

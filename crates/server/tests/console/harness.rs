@@ -24,6 +24,8 @@ pub struct TestServer {
     /// Base64 SHA-256 of the server CA's public key (SPKI), for chromium's
     /// `--ignore-certificate-errors-spki-list`: the browser accepts this test CA and no other.
     pub ca_spki_sha256: String,
+    /// The server's clock (it stands still until a test moves it).
+    pub clock: Arc<ManualClock>,
     _server: RunningServer,
 }
 
@@ -57,7 +59,8 @@ fn ca_spki_sha256(data_dir: &Path) -> String {
 
 pub async fn start(data_dir: &Path) -> TestServer {
     let mut s = Settings::new(data_dir);
-    s.clock = Arc::new(ManualClock::at(1_700_000_000));
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    s.clock = clock.clone();
     s.hash_cost = CHEAP_HASHING;
     s.agent_head_start = Duration::from_millis(100);
     let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
@@ -78,6 +81,7 @@ pub async fn start(data_dir: &Path) -> TestServer {
         enroll: first.enrollment_token,
         http,
         ca_spki_sha256: ca_spki_sha256(data_dir),
+        clock,
         _server: server,
     }
 }

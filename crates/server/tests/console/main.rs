@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod browser;
+mod charts;
 mod domains;
 mod fleet;
 mod harness;
