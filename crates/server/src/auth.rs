@@ -1,8 +1,16 @@
 //! Credentials. Three kinds of bearer token, each `cascade_<kind>_<id>_<secret>`: a user's
 //! API token (`adm`; it acts as its user, with the user's role, until it expires or is
 //! revoked), enrollment (`enr`) and a client's own credential (`cli`, the id is the client
-//! id). Only argon2id hashes of the secrets and of users' passwords are stored; a verified
-//! token is remembered in memory for a minute so the hash is not paid on every request.
+//! id). Every token's secret is 256 random bits made by the server ([`new_token`]), so it is
+//! stored as a fast keyed hash, HMAC-SHA256 keyed by a random per-row salt
+//! (`$hmac-sha256$<salt>$<mac>`, hex), and compared in constant time: a slow KDF protects
+//! guessable secrets against a stolen database, and 2^256 secrets are not guessable, so
+//! argon2 would only cost CPU on every check (`docs/architecture.md#credentials`). Users'
+//! passwords are chosen by people and stay argon2id. Token rows made before this form hold
+//! an argon2id PHC string; they still verify (with argon2, bounded as below) and are
+//! replaced by the fast form on their first successful verification (a compare-and-swap
+//! update, so a rotation at the same moment wins). A verified token is remembered in memory
+//! for a minute so that not even the fast hash or the database is paid on every request.
 //! Rotating, revoking or changing a user clears it on this replica; other replicas sharing
 //! the database notice within that minute.
 //!
@@ -10,12 +18,14 @@
 //! [`Admin`] extractors each admit a user whose role is at least that one and refuse
 //! anyone else with 403, logged.
 //!
-//! Verification is bounded (`docs/operating.md#limits`): at most one argon2 verification per
-//! core runs at a time (a semaphore; each in working memory kept per permit and reused, 19 MiB
-//! by default, so their memory is bounded whatever threads run them), the
-//! memory of verified tokens is keyed by kind and id and compares the secret in constant
-//! time, and an unknown id is verified against a dummy hash of the same cost, so a wrong
-//! secret costs the same whether the id exists or not.
+//! Argon2 is bounded (`docs/operating.md#limits`): at most one argon2 computation per core
+//! runs at a time, password hashing included (a semaphore; each in working memory kept per
+//! permit and reused, 19 MiB by default, so their memory is bounded whatever threads run
+//! them: an argon2 that allocates its own memory on a blocking thread leaves it in that
+//! thread's allocator arena). The memory of verified tokens is keyed by kind and id and
+//! compares the secret in constant time, and an unknown id is verified against a dummy hash
+//! of the same kind (the fast form for tokens, argon2 at the server's cost for passwords),
+//! so a wrong secret costs the same whether the id exists or not.
 //!
 //! Console sessions (`docs/architecture.md#credentials`) plug in at [`authenticate`] (token
 //! login) and [`check_password`] (user name and password): a session cookie plus a CSRF
@@ -25,8 +35,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use aws_lc_rs::hmac;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -78,46 +89,62 @@ pub fn random_hex(random: &RandomFill, bytes: usize) -> Result<String, ApiError>
     Ok(hex::encode(buf))
 }
 
-/// A new token of `kind` (`adm`, `enr`, `cli`) for `id`, and the hash to store.
+/// A new token of `kind` (`adm`, `enr`, `cli`) for `id` with a 256-bit random secret, and
+/// its fast hash to store ([`fast_hash`]).
 ///
 /// # Errors
-/// When the random source or the hasher fails.
-pub async fn new_token(
-    random: &RandomFill,
-    cost: HashCost,
-    kind: &str,
-    id: &str,
-) -> Result<(String, String), ApiError> {
-    let secret = random_hex(random, 32)?;
-    let mut salt = [0u8; 16];
-    random(&mut salt).map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
-    let token = format!("cascade_{kind}_{id}_{secret}");
-    let hash = tokio::task::spawn_blocking(move || hash_secret(&secret, &salt, cost))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok((token, hash))
+/// When the random source fails.
+pub fn new_token(random: &RandomFill, kind: &str, id: &str) -> Result<(String, String), ApiError> {
+    let secret = random_hex(random, SECRET_BYTES)?;
+    let hash = fast_hash(random, &secret)?;
+    Ok((format!("cascade_{kind}_{id}_{secret}"), hash))
 }
 
-/// The argon2id hash of a user's `password`, to store.
+/// Random bytes in a token's secret.
+const SECRET_BYTES: usize = 32;
+
+/// How a stored fast hash begins.
+const FAST_TAG: &str = "$hmac-sha256$";
+
+/// The fast form of a token's `secret` to store: `$hmac-sha256$<salt>$<mac>`, the MAC of the
+/// secret keyed by 16 fresh random bytes of salt.
 ///
 /// # Errors
-/// When the random source or the hasher fails.
-pub async fn hash_password(
-    random: &RandomFill,
-    cost: HashCost,
-    password: &str,
-) -> Result<String, ApiError> {
+/// When the random source fails.
+pub fn fast_hash(random: &RandomFill, secret: &str) -> Result<String, ApiError> {
     let mut salt = [0u8; 16];
     random(&mut salt).map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_secret(&password, &salt, cost))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    Ok(fast_hash_with(secret, &salt))
+}
+
+fn fast_hash_with(secret: &str, salt: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, salt);
+    let mac = hmac::sign(&key, secret.as_bytes());
+    format!(
+        "{FAST_TAG}{}${}",
+        hex::encode(salt),
+        hex::encode(mac.as_ref())
+    )
+}
+
+/// Whether `secret` matches the fast hash `stored` (constant time); `None` when `stored` is
+/// not in the fast form.
+fn verify_fast(secret: &str, stored: &str) -> Option<bool> {
+    let rest = stored.strip_prefix(FAST_TAG)?;
+    let (salt, mac) = rest.split_once('$')?;
+    let (salt, mac) = (hex::decode(salt).ok()?, hex::decode(mac).ok()?);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &salt);
+    Some(hmac::verify(&key, secret.as_bytes(), &mac).is_ok())
+}
+
+/// Whether `stored` is an argon2 PHC string (a row made before the fast form, or a password).
+fn is_argon2(stored: &str) -> bool {
+    stored.starts_with("$argon2")
 }
 
 /// The user `name` as an [`Actor`] when `password` is theirs; `None` otherwise (unknown
 /// user or wrong password, logged alike). The check goes through the [`Verifier`]'s bounded
-/// verification, and an unknown user costs the same as a wrong password. Failures count
+/// argon2, and an unknown user costs the same as a wrong password (a dummy argon2 hash). Failures count
 /// towards a lockout of the name and of `origin`'s address ([`crate::lockout`]).
 ///
 /// # Errors
@@ -133,7 +160,7 @@ pub async fn check_password(
     let guard = lockout::check(store, Attempt::Login, Some(name), origin, now).await?;
     let (hash, user) = (store.password_hash(name).await?, store.user(name).await?);
     let known = hash.is_some() && user.is_some();
-    let ok = verifier.verify(password, hash).await?;
+    let ok = verifier.verify(password, hash, Dummy::Argon2).await?;
     let Some(user) = user.filter(|_| ok && known) else {
         tracing::warn!(user = name, "login refused: unknown user or wrong password");
         guard.failed(store, &verifier.lockout, now).await;
@@ -147,15 +174,37 @@ pub async fn check_password(
     }))
 }
 
-fn hash_secret(secret: &str, salt: &[u8], cost: HashCost) -> Result<String, ApiError> {
+/// The argon2id PHC string of `secret` with `salt` at `cost`, computed in `memory` (grown
+/// to the cost and kept by the caller, like [`verify_secret`]'s).
+fn hash_secret(
+    secret: &str,
+    salt: &[u8],
+    cost: HashCost,
+    memory: &mut Vec<Block>,
+) -> Result<String, ApiError> {
     let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
         .map_err(|e| ApiError::Internal(format!("argon2 params: {e}")))?;
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let salt = SaltString::encode_b64(salt).map_err(|e| ApiError::Internal(e.to_string()))?;
-    argon
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let salt_text = SaltString::encode_b64(salt).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        argon
+            .hash_password_into_with_memory(secret.as_bytes(), salt, out, &mut memory[..blocks])
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(|e| ApiError::Internal(format!("argon2: {e}")))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)
+            .map_err(|e| ApiError::Internal(format!("argon2 params: {e}")))?,
+        salt: Some(salt_text.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// Whether `secret` matches the argon2 PHC string `hash`, computed in `memory` (grown to the
@@ -212,12 +261,16 @@ pub struct Verifier {
     clock: Arc<dyn Clock>,
     /// Verified tokens by `kind_id`: the secret that verified, who it is, and when.
     verified: Arc<Mutex<HashMap<String, Remembered>>>,
-    /// One permit per argon2 verification running.
+    /// One permit per argon2 computation running (verification or password hashing).
     permits: Arc<Semaphore>,
     limit: usize,
-    /// The cost of the dummy hash unknown ids are verified against.
+    /// The cost of passwords' hashes and of the dummy one unknown users are verified against.
     cost: HashCost,
     dummy: Arc<OnceLock<String>>,
+    /// The fast hash unknown token ids are verified against.
+    fast_dummy: String,
+    /// Salts of password hashes and of upgraded token hashes.
+    random: RandomFill,
     /// Argon2 working memory, one per permit, reused.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     counts: Arc<Counts>,
@@ -235,10 +288,11 @@ struct Remembered {
     until: Option<i64>,
 }
 
-/// How many argon2 verifications ran, and the most that ran at once.
+/// How many verifications ran, how many argon2 computations, and the most that ran at once.
 #[derive(Debug, Default)]
 struct Counts {
     total: AtomicUsize,
+    argon2: AtomicUsize,
     running: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -246,23 +300,37 @@ struct Counts {
 /// What [`Verifier::stats`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyStats {
-    /// Argon2 verifications run (known and unknown ids alike).
+    /// Verifications run, fast or argon2 (known and unknown ids alike; a token remembered
+    /// as verified costs none).
     pub verifications: usize,
-    /// The most that ran at the same time.
+    /// Argon2 computations run (verifications of passwords and of old token rows, and
+    /// password hashing).
+    pub argon2: usize,
+    /// The most argon2 computations that ran at the same time.
     pub peak_concurrent: usize,
-    /// The bound on verifications at the same time.
+    /// The bound on argon2 computations at the same time.
     pub limit: usize,
 }
 
+/// What an unknown id is verified against: a hash of the same kind as a known one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dummy {
+    /// Tokens: the fast form.
+    Fast,
+    /// Passwords: argon2 at the server's cost.
+    Argon2,
+}
+
 impl Verifier {
-    /// A verifier over `store`, aging its memory by `clock`; unknown ids are verified against
-    /// a dummy hash of `cost`, and at most one verification per core runs at a time.
+    /// A verifier over `store`, aging its memory by `clock`; passwords are hashed at `cost`
+    /// (and unknown users verified against a dummy hash of that cost), and at most one argon2
+    /// computation per core runs at a time.
     pub fn new(store: Store, clock: Arc<dyn Clock>, cost: HashCost) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Self::with_limit(store, clock, cost, cores)
     }
 
-    /// [`Verifier::new`] with `limit` verifications at a time.
+    /// [`Verifier::new`] with `limit` argon2 computations at a time.
     pub fn with_limit(store: Store, clock: Arc<dyn Clock>, cost: HashCost, limit: usize) -> Self {
         Verifier {
             store,
@@ -272,10 +340,21 @@ impl Verifier {
             limit: limit.max(1),
             cost,
             dummy: Arc::default(),
+            // No secret is verified against it to success: `verify` refuses an unknown id
+            // whatever it computes.
+            fast_dummy: fast_hash_with("unknown", &[0u8; 16]),
+            random: crate::settings::os_random(),
             memory: Arc::default(),
             counts: Arc::default(),
             lockout: LockoutPolicy::default(),
         }
+    }
+
+    /// Draw salts from `random` instead of the operating system's source.
+    #[must_use]
+    pub fn with_random(mut self, random: RandomFill) -> Self {
+        self.random = random;
+        self
     }
 
     /// Use `policy` for lockouts instead of the default.
@@ -315,58 +394,119 @@ impl Verifier {
     pub fn stats(&self) -> VerifyStats {
         VerifyStats {
             verifications: self.counts.total.load(Ordering::Relaxed),
+            argon2: self.counts.argon2.load(Ordering::Relaxed),
             peak_concurrent: self.counts.peak.load(Ordering::Relaxed),
             limit: self.limit,
         }
     }
 
-    /// Verifies `secret` against `hash` (or, for an unknown id, against the dummy hash, and
-    /// then refuses), one permit at a time.
-    async fn verify(&self, secret: &str, hash: Option<String>) -> Result<bool, ApiError> {
+    /// Verifies `secret` against `hash` (or, for an unknown id, against the `dummy` hash,
+    /// and then refuses): the fast form at once, argon2 one permit at a time.
+    async fn verify(
+        &self,
+        secret: &str,
+        hash: Option<String>,
+        dummy: Dummy,
+    ) -> Result<bool, ApiError> {
+        self.counts.total.fetch_add(1, Ordering::SeqCst);
+        let known = hash.is_some();
+        let hash = match (hash, dummy) {
+            (Some(h), _) => h,
+            (None, Dummy::Fast) => self.fast_dummy.clone(),
+            (None, Dummy::Argon2) => self.dummy_hash().await?,
+        };
+        if let Some(ok) = verify_fast(secret, &hash) {
+            return Ok(ok && known);
+        }
+        let secret = secret.to_owned();
+        let ok = self
+            .with_argon2(move |memory| verify_secret(&secret, &hash, memory))
+            .await?;
+        Ok(ok && known)
+    }
+
+    /// Runs `work` on a blocking thread with one permit and one reused argon2 memory.
+    async fn with_argon2<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let known = hash.is_some();
-        let hash = match hash {
-            Some(h) => h,
-            None => self.dummy_hash().await?,
-        };
         let running = self.counts.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.counts.peak.fetch_max(running, Ordering::SeqCst);
-        self.counts.total.fetch_add(1, Ordering::SeqCst);
-        let secret = secret.to_owned();
+        self.counts.argon2.fetch_add(1, Ordering::SeqCst);
         let mut memory = self
             .memory
             .lock()
             .ok()
             .and_then(|mut m| m.pop())
             .unwrap_or_default();
-        let ok = tokio::task::spawn_blocking(move || {
-            let ok = verify_secret(&secret, &hash, &mut memory);
-            (ok, memory)
+        let done = tokio::task::spawn_blocking(move || {
+            let out = work(&mut memory);
+            (out, memory)
         })
         .await;
         self.counts.running.fetch_sub(1, Ordering::SeqCst);
-        let (ok, memory) = ok.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (out, memory) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
         if let Ok(mut m) = self.memory.lock() {
             m.push(memory);
         }
-        Ok(ok && known)
+        Ok(out)
     }
 
-    /// A hash at the server's cost, made once.
+    /// The argon2id hash of a user's `password` at the server's cost, to store; bounded
+    /// like verification (a permit and a reused memory).
+    ///
+    /// # Errors
+    /// When the random source or the hasher fails.
+    pub async fn hash_password(&self, password: &str) -> Result<String, ApiError> {
+        let mut salt = [0u8; 16];
+        (self.random)(&mut salt).map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
+        let (password, cost) = (password.to_owned(), self.cost);
+        self.with_argon2(move |memory| hash_secret(&password, &salt, cost, memory))
+            .await?
+    }
+
+    /// A password hash at the server's cost, made once.
     async fn dummy_hash(&self) -> Result<String, ApiError> {
         if let Some(h) = self.dummy.get() {
             return Ok(h.clone());
         }
         let cost = self.cost;
-        // No secret matches it: `verify` refuses an unknown id whatever it computes.
-        let h = tokio::task::spawn_blocking(move || hash_secret("unknown", &[0u8; 16], cost))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        // No password matches it: `verify` refuses an unknown user whatever it computes.
+        let h = self
+            .with_argon2(move |memory| hash_secret("unknown", &[0u8; 16], cost, memory))
+            .await??;
         Ok(self.dummy.get_or_init(|| h).clone())
+    }
+
+    /// Replaces the argon2 hash `old` of a token that just verified with `secret` by the fast
+    /// form, if the row still holds `old`. A failure is logged: the token still verifies.
+    async fn upgrade(&self, kind: &str, id: &str, secret: &str, old: &str) {
+        let new = match fast_hash(&self.random, secret) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(kind, id, error = %e, "credential hash kept as argon2");
+                return;
+            }
+        };
+        let done = if kind == "cli" {
+            self.store.upgrade_credential_hash(id, old, &new).await
+        } else {
+            self.store.upgrade_token_hash(id, old, &new).await
+        };
+        match done {
+            Ok(true) => tracing::info!(
+                kind,
+                id,
+                "credential hash upgraded from argon2 to the fast form"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(kind, id, error = %e, "credential hash kept as argon2"),
+        }
     }
 }
 
@@ -455,7 +595,8 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         ),
         _ => (None, Principal::Client(String::new())),
     };
-    if !state.verify(secret, hash).await? {
+    let stored = hash.clone();
+    if !state.verify(secret, hash, Dummy::Fast).await? {
         guard.failed(&state.store, &state.lockout, now).await;
         return Err(invalid());
     }
@@ -464,6 +605,9 @@ pub async fn authenticate(state: &Verifier, parts: &Parts) -> Result<Principal, 
         return Err(invalid());
     }
     guard.succeeded(&state.store).await?;
+    if let Some(old) = stored.filter(|h| is_argon2(h)) {
+        state.upgrade(kind, id, secret, &old).await;
+    }
     if let Ok(mut cache) = state.verified.lock() {
         cache.retain(|_, r| now.saturating_sub(r.at) < CACHE_SECS);
         cache.insert(
@@ -658,16 +802,56 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
         };
-        let h = hash_secret("abc", &[7u8; 16], cost).unwrap();
         let mut memory = Vec::new();
+        let h = hash_secret("abc", &[7u8; 16], cost, &mut memory).unwrap();
         assert!(verify_secret("abc", &h, &mut memory));
         assert!(!verify_secret("abd", &h, &mut memory));
         assert!(!verify_secret("abc", "not a hash", &mut memory));
-        // The argon2 crate's own verification agrees.
+        // The argon2 crate's own hashing and verification agree.
         let parsed = PasswordHash::new(&h).unwrap();
         assert!(
             argon2::PasswordVerifier::verify_password(&Argon2::default(), b"abc", &parsed).is_ok()
         );
+        let params = Params::new(64, 1, 1, None).unwrap();
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let theirs = argon2::PasswordHasher::hash_password(
+            &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            b"abc",
+            &salt,
+        )
+        .unwrap();
+        assert_eq!(h, theirs.to_string());
+    }
+
+    // A token's fast hash verifies its own secret and no other; other forms are not fast.
+    #[test]
+    fn fast_round_trip() {
+        let random = crate::settings::os_random();
+        let (token, hash) = new_token(&random, "cli", "0a0b").unwrap();
+        let (_, _, secret) = parse_token(&token).unwrap();
+        assert_eq!(secret.len(), 2 * SECRET_BYTES);
+        assert!(hash.starts_with(FAST_TAG), "{hash}");
+        assert_eq!(verify_fast(secret, &hash), Some(true));
+        let mut wrong = secret.to_owned();
+        wrong.replace_range(..1, if wrong.starts_with('0') { "1" } else { "0" });
+        assert_eq!(verify_fast(&wrong, &hash), Some(false));
+        // A fresh salt each time: the same secret hashes differently, and both verify.
+        let again = fast_hash(&random, secret).unwrap();
+        assert_ne!(again, hash);
+        assert_eq!(verify_fast(secret, &again), Some(true));
+        // A known HMAC-SHA256 vector (RFC 4231, case 2) through the stored form.
+        let key = hex::encode(b"Jefe");
+        let stored = format!(
+            "{FAST_TAG}{key}$5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            verify_fast("what do ya want for nothing?", &stored),
+            Some(true)
+        );
+        assert_eq!(verify_fast(secret, "$argon2id$v=19$m=64,t=1,p=1$x$y"), None);
+        assert_eq!(verify_fast(secret, "$hmac-sha256$zz$00"), None);
+        assert_eq!(verify_fast(secret, "$hmac-sha256$00"), None);
+        assert!(is_argon2("$argon2id$v=19$m=64,t=1,p=1$x$y") && !is_argon2(&hash));
     }
 
     async fn verifier(dir: &std::path::Path, limit: usize) -> (Verifier, String) {
@@ -679,7 +863,7 @@ mod tests {
             iterations: 1,
         };
         let random = crate::settings::os_random();
-        let (token, hash) = new_token(&random, cost, "adm", "0a0a").await.unwrap();
+        let (token, hash) = new_token(&random, "adm", "0a0a").unwrap();
         store
             .initialize(
                 ("admin", &hash),
@@ -708,8 +892,8 @@ mod tests {
     }
 
     // Many wrong secrets at once, for a known id and for unknown ids: every one is refused,
-    // every one pays one argon2 verification (unknown ids against the dummy hash), and no
-    // more than the limit run at the same time.
+    // every one pays one verification (unknown ids against the dummy hash), and no more
+    // than the limit of argon2 runs at the same time (none: tokens are in the fast form).
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn verification_is_bounded_and_costs_the_same() {
         let dir = tempfile::tempdir().unwrap();
@@ -749,5 +933,202 @@ mod tests {
         assert_eq!(v.stats().verifications, 41);
         assert!(authenticate(&v, &bearer(&wrong)).await.is_err());
         assert_eq!(v.stats().verifications, 42);
+        assert_eq!(v.stats().argon2, 0, "{:?}", v.stats());
+    }
+
+    /// `token` with its secret's last hex digit changed.
+    fn wrong_secret(token: &str) -> String {
+        let last = if token.ends_with('0') { "1" } else { "0" };
+        format!("{}{last}", &token[..token.len() - 1])
+    }
+
+    /// An admin token, an enrollment token and a client credential stored the way they were
+    /// before the fast form (argon2id PHC strings), with the verifier and the tokens.
+    async fn legacy(dir: &std::path::Path, limit: usize) -> (Verifier, [String; 3]) {
+        let (v, _) = verifier(dir, limit).await;
+        let cost = HashCost {
+            memory_kib: 256,
+            iterations: 1,
+        };
+        let mut memory = Vec::new();
+        let mut old = |kind: &str, id: &str, secret: &str| {
+            let h = hash_secret(secret, &[9u8; 16], cost, &mut memory).unwrap();
+            assert!(is_argon2(&h));
+            (format!("cascade_{kind}_{id}_{secret}"), h)
+        };
+        let (adm, adm_hash) = old("adm", "0b0b", &"ab".repeat(32));
+        let (enr, enr_hash) = old("enr", "0c0c", &"cd".repeat(32));
+        let (cli, cli_hash) = old("cli", "0d0d", &"ef".repeat(32));
+        v.store
+            .create_token("0b0b", &adm_hash, "admin", "old", None)
+            .await
+            .unwrap();
+        v.store
+            .create_enrollment_token("0c0c", &enr_hash, "old enrollment", None, None, false)
+            .await
+            .unwrap();
+        let enrolled = v
+            .store
+            .enroll(
+                "0c0c",
+                &crate::store::NewClient {
+                    id: "0d0d",
+                    name: "old client",
+                    domain: None,
+                    agent_address: None,
+                    credential_hash: &cli_hash,
+                    enrolled_from: "127.0.0.1",
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            enrolled,
+            crate::store::Enrollment::Enrolled { .. }
+        ));
+        (v, [adm, enr, cli])
+    }
+
+    /// The stored hash of a token of the legacy set.
+    async fn stored(v: &Verifier, token: &str) -> String {
+        let (kind, id, _) = parse_token(token).unwrap();
+        match kind {
+            "adm" => v.store.token_grant(id).await.unwrap().unwrap().hash,
+            "enr" => v
+                .store
+                .token_hash(id, TokenKind::Enroll)
+                .await
+                .unwrap()
+                .unwrap(),
+            _ => v.store.credential_hash(id).await.unwrap().unwrap(),
+        }
+    }
+
+    // Rows holding argon2 hashes still verify (with argon2), refuse wrong secrets without
+    // being changed, and are replaced by the fast form on their first success; after that
+    // the same token verifies with no argon2 at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn argon2_rows_verify_and_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, tokens) = legacy(dir.path(), 2).await;
+        for token in &tokens {
+            let before = stored(&v, token).await;
+            assert!(is_argon2(&before), "{before}");
+            let argon2 = v.stats().argon2;
+            assert!(authenticate(&v, &bearer(&wrong_secret(token)))
+                .await
+                .is_err());
+            assert_eq!(v.stats().argon2, argon2 + 1);
+            assert_eq!(stored(&v, token).await, before, "a refusal changes nothing");
+
+            let p = authenticate(&v, &bearer(token)).await.unwrap();
+            let (kind, id, secret) = parse_token(token).unwrap();
+            match (kind, &p) {
+                ("adm", Principal::User(a)) => assert!(a.token == id && a.user == "admin"),
+                ("enr", Principal::Enroll(e)) | ("cli", Principal::Client(e)) => {
+                    assert_eq!(e, id);
+                }
+                _ => panic!("{kind}: {p:?}"),
+            }
+            assert_eq!(v.stats().argon2, argon2 + 2);
+            let after = stored(&v, token).await;
+            assert!(after.starts_with(FAST_TAG), "{after}");
+            assert_eq!(verify_fast(secret, &after), Some(true));
+
+            // From the database again (memory forgotten): fast, same principal.
+            v.forget();
+            assert_eq!(authenticate(&v, &bearer(token)).await.unwrap(), p);
+            assert!(authenticate(&v, &bearer(&wrong_secret(token)))
+                .await
+                .is_err());
+            assert_eq!(v.stats().argon2, argon2 + 2, "{:?}", v.stats());
+        }
+    }
+
+    // Unknown ids of every kind and malformed tokens are refused, and wrong secrets still
+    // lock the id out after the policy's failures, fast hash or not.
+    #[tokio::test]
+    async fn unknown_ids_and_lockout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, token) = verifier(dir.path(), 1).await;
+        for t in [
+            "cascade_cli_0d0d_00ff",
+            "cascade_enr_0e0e_00ff",
+            "cascade_adm_0f0f_00ff",
+            "cascade_xyz_0a0a_00ff",
+        ] {
+            assert!(matches!(
+                authenticate(&v, &bearer(t)).await,
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        assert_eq!(v.stats().verifications, 4);
+        let strict = LockoutPolicy {
+            max_failures: 3,
+            ..LockoutPolicy::default()
+        };
+        let v = v.with_lockout(strict);
+        let wrong = wrong_secret(&token);
+        for _ in 0..3 {
+            assert!(matches!(
+                authenticate(&v, &bearer(&wrong)).await,
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        // Locked: even the right secret is answered 429 until the lockout ends.
+        assert!(matches!(
+            authenticate(&v, &bearer(&token)).await,
+            Err(ApiError::LockedOut { .. })
+        ));
+    }
+
+    // Password hashing and checking (unknown users and wrong passwords) all run argon2 within
+    // the bound; the right password logs in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn password_argon2_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, _) = verifier(dir.path(), 2).await;
+        let mut calls = Vec::new();
+        for i in 0..12 {
+            let v = v.clone();
+            calls.push(tokio::spawn(async move {
+                v.hash_password(&format!("password {i}")).await.map(|_| ())
+            }));
+        }
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        let hash = v.hash_password("right password").await.unwrap();
+        assert!(is_argon2(&hash) && hash.contains("m=256,t=1,p=1"), "{hash}");
+        assert!(v
+            .store
+            .update_user("admin", None, Some(&hash))
+            .await
+            .unwrap());
+        let origin = Origin {
+            source: None,
+            method: "POST".to_owned(),
+            path: "/login".to_owned(),
+        };
+        let mut calls = Vec::new();
+        for i in 0..20 {
+            let (v, origin) = (v.clone(), origin.clone());
+            calls.push(tokio::spawn(async move {
+                let name = if i % 2 == 0 { "admin" } else { "nobody" };
+                check_password(&v, name, "wrong password", &origin).await
+            }));
+        }
+        for c in calls {
+            assert_eq!(c.await.unwrap().unwrap(), None);
+        }
+        let ok = check_password(&v, "admin", "right password", &origin)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.user, "admin");
+        let stats = v.stats();
+        // 13 hashes, 21 checks, and the dummy made at least once.
+        assert!(stats.argon2 > 13 + 21, "{stats:?}");
+        assert!(stats.peak_concurrent <= 2, "{stats:?}");
     }
 }

@@ -146,6 +146,7 @@ impl Server {
         }
         let store = store::Store::new(db.pool.clone(), settings.clock.clone());
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
+            .with_random(settings.random.clone())
             .with_lockout(settings.lockout);
         let repo_cache = Arc::<repo::Cache>::default();
         let served = repo::Served {
@@ -496,13 +497,10 @@ async fn bootstrap(state: &AppState) -> Result<Option<FirstSecrets>, ApiError> {
     }
     let admin_id = auth::random_hex(&state.random, 8)?;
     let enroll_id = auth::random_hex(&state.random, 8)?;
-    let (admin, admin_hash) =
-        auth::new_token(&state.random, state.hash_cost, "adm", &admin_id).await?;
-    let (enroll, enroll_hash) =
-        auth::new_token(&state.random, state.hash_cost, "enr", &enroll_id).await?;
+    let (admin, admin_hash) = auth::new_token(&state.random, "adm", &admin_id)?;
+    let (enroll, enroll_hash) = auth::new_token(&state.random, "enr", &enroll_id)?;
     let admin_password = auth::random_hex(&state.random, 12)?;
-    let password_hash =
-        auth::hash_password(&state.random, state.hash_cost, &admin_password).await?;
+    let password_hash = state.auth.hash_password(&admin_password).await?;
     let created = state
         .store
         .initialize(

@@ -74,7 +74,7 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     check_name(&body.name)?;
     check_password(&body.password)?;
-    let hash = auth::hash_password(&st.random, st.hash_cost, &body.password).await?;
+    let hash = st.auth.hash_password(&body.password).await?;
     if !st.store.create_user(&body.name, body.role, &hash).await? {
         return Err(ApiError::Exists {
             what: "user",
@@ -129,7 +129,7 @@ pub async fn patch_user(
         keep_an_admin(&st, &name).await?;
     }
     let hash = match &body.password {
-        Some(p) => Some(auth::hash_password(&st.random, st.hash_cost, p).await?),
+        Some(p) => Some(st.auth.hash_password(p).await?),
         None => None,
     };
     if !st
@@ -223,7 +223,7 @@ pub async fn create_token(
     }
     let expires_at = super::expiry(st.clock.now(), body.expires_in_secs)?;
     let id = auth::random_hex(&st.random, 8)?;
-    let (token, hash) = auth::new_token(&st.random, st.hash_cost, "adm", &id).await?;
+    let (token, hash) = auth::new_token(&st.random, "adm", &id)?;
     let info = st
         .store
         .create_token(&id, &hash, &user, label, expires_at)

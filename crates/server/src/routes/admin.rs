@@ -281,7 +281,7 @@ pub async fn rotate_enrollment_token(
     State(st): State<AppState>,
 ) -> Result<(StatusCode, Json<EnrollmentToken>), ApiError> {
     let id = auth::random_hex(&st.random, 8)?;
-    let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
+    let (token, hash) = auth::new_token(&st.random, "enr", &id)?;
     st.store.rotate_enrollment_token(&id, &hash).await?;
     st.auth.forget();
     let token = crate::tls::enrollment_token_text(&st, token);
@@ -332,7 +332,7 @@ pub async fn create_enrollment_token(
     }
     let expires_at = super::expiry(st.clock.now(), body.expires_in_secs)?;
     let id = auth::random_hex(&st.random, 8)?;
-    let (token, hash) = auth::new_token(&st.random, st.hash_cost, "enr", &id).await?;
+    let (token, hash) = auth::new_token(&st.random, "enr", &id)?;
     st.store
         .create_enrollment_token(&id, &hash, name, expires_at, body.max_uses, body.agent)
         .await?;

@@ -75,7 +75,7 @@ pub async fn enroll(
         .map(|a| parse_agent_address("agent_address", a).map(|a| a.to_string()))
         .transpose()?;
     let id = auth::random_hex(&st.random, 8)?;
-    let (credential, hash) = auth::new_token(&st.random, st.hash_cost, "cli", &id).await?;
+    let (credential, hash) = auth::new_token(&st.random, "cli", &id)?;
     let done = st
         .store
         .enroll(

@@ -1,4 +1,5 @@
-//! Token rows: the admin and enrollment tokens (only their hashes are stored), their
+//! Token rows: the admin and enrollment tokens (only their hashes are stored, and upgraded
+//! from argon2 to the fast form on use), their
 //! rotation, and the client credentials' hashes for authentication. Enrollment tokens are
 //! several and named, each with an optional expiry and maximum number of uses
 //! (`docs/operating.md#enrollment-tokens`); the one named `enrollment` is the one made at
@@ -59,6 +60,48 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("credential_hash")).transpose()?)
+    }
+
+    /// Replaces token `id`'s stored hash `old` by `new` (an argon2 hash by the fast form,
+    /// `docs/architecture.md#credentials`); `false` when the row no longer holds `old`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn upgrade_token_hash(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tokens SET hash = $1 WHERE id = $2 AND hash = $3")
+            .bind(new)
+            .bind(id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces client `client`'s stored credential hash `old` by `new`; `false` when the
+    /// row no longer holds `old`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn upgrade_credential_hash(
+        &self,
+        client: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET credential_hash = $1 WHERE id = $2 AND credential_hash = $3",
+        )
+        .bind(new)
+        .bind(client)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The live enrollment token's id and creation time.
