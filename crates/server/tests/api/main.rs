@@ -15,6 +15,7 @@ mod contract;
 mod domains;
 mod durability;
 mod enrollment;
+mod front;
 mod harness;
 mod limits;
 mod lockout;
