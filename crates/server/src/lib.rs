@@ -290,14 +290,20 @@ async fn accept_loop(
             let _slot = slot;
             match acceptor {
                 None => front::serve(tcp, front, app, stop, peer).await,
+                // Boxed: a plain connection's task does not carry the size of a TLS session.
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
-                    match handshake.await {
-                        Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+                    Box::pin(async move {
+                        let handshake =
+                            tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                        match handshake.await {
+                            Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    })
+                    .await;
                 }
             }
         });
