@@ -92,6 +92,8 @@ struct RolePhase {
     server_cpu_us_per_cycle: f64,
     /// Requests the server answered over the phase, divided by the clients' cycles.
     server_requests_per_cycle: f64,
+    /// The same by `method route status`.
+    server_requests_per_cycle_by_route: std::collections::BTreeMap<String, f64>,
     /// CPU of all update agents over the phase, divided by the clients' cycles.
     relay_cpu_us_per_client: f64,
     /// CPU of this process (the clients' cycles and the upstream) per cycle.
@@ -347,14 +349,32 @@ fn client_config(r: &Roles, dir: PathBuf, ip: std::net::IpAddr) -> AgentConfig {
     }
 }
 
-/// The server's (requests answered, `/repo/` bytes) so far, from `/metrics`.
-async fn server_counts(r: &Roles) -> Result<(u64, u64)> {
+/// Requests the server answered so far by `method route status`, from `/metrics`.
+type ByRoute = std::collections::BTreeMap<String, u64>;
+
+/// The server's (requests answered by route, `/repo/` bytes) so far, from `/metrics`.
+async fn server_counts(r: &Roles) -> Result<(ByRoute, u64)> {
     let text = r.api.client().metrics().await.context("metrics")?;
     let requests = text
         .lines()
-        .filter(|l| l.starts_with("cascade_http_request_duration_seconds_count{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+        .filter_map(|l| l.strip_prefix("cascade_http_request_duration_seconds_count{"))
+        .filter_map(|l| {
+            let (labels, n) = l.rsplit_once("} ")?;
+            let label = |k: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix("=\""))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+            };
+            let key = format!(
+                "{} {} {}",
+                label("method")?,
+                label("route")?,
+                label("status")?
+            );
+            Some((key, n.trim().parse::<u64>().ok()?))
+        })
+        .collect();
     let bytes = text
         .lines()
         .find_map(|l| l.strip_prefix("cascade_repo_bytes_total "))
@@ -431,6 +451,15 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
         let dir = r.work.join("clients").join(k.to_string());
         current += usize::from(installed(&dir).as_deref() == Some(want.as_str()));
     }
+    let mut by_route = std::collections::BTreeMap::new();
+    let mut requests = 0;
+    for (key, after) in &req1 {
+        let d = after.saturating_sub(req0.get(key).copied().unwrap_or(0));
+        if d > 0 {
+            requests += d;
+            by_route.insert(key.clone(), per(d, count));
+        }
+    }
     let pids: Vec<String> = r.relays.iter().map(|(_, p)| p.pid().to_string()).collect();
     let server_pid = r.server.pid().to_string();
     Ok(RolePhase {
@@ -442,7 +471,8 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
         wall_seconds: (wall * 1000.0).round() / 1000.0,
         server_cpu_us_per_cycle: per(server1.saturating_sub(server0), count),
         // The one scrape of /metrics before the phase is counted in it.
-        server_requests_per_cycle: per(req1.saturating_sub(req0).saturating_sub(1), count),
+        server_requests_per_cycle: per(requests.saturating_sub(1), count),
+        server_requests_per_cycle_by_route: by_route,
         relay_cpu_us_per_client: per(relays1.saturating_sub(relays0), count),
         clients_cpu_us_per_cycle: per(me1.saturating_sub(me0), count),
         server_repo_bytes_per_cycle: per(bytes1.saturating_sub(bytes0), count),

@@ -121,7 +121,7 @@ impl Conn for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
         file: File,
         len: u64,
     ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
-        // The bytes must be encrypted in user space (no kTLS: `docs/operating.md#tls`).
+        // The bytes must be encrypted in user space (no kTLS: `docs/operating.md#tls-and-zero-copy`).
         copy_file(self, file, len)
     }
 }
