@@ -147,6 +147,40 @@ fn shrank() -> io::Error {
     )
 }
 
+/// Raises the soft open-files limit to the hard one (every held stream and every connection
+/// is a descriptor; the default soft limit, often 1,024, would cap them long before
+/// `--max-connections`); warns when even the hard limit is below `want`. Returns the limit.
+#[cfg(target_os = "linux")]
+pub(crate) fn raise_open_files(want: u64) -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: now.maximum,
+        maximum: now.maximum,
+    };
+    if now.current != now.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let limit = getrlimit(Resource::Nofile).current;
+    if let Some(l) = limit.filter(|l| *l < want) {
+        tracing::warn!(
+            limit = l,
+            want,
+            "the open-files limit is below --max-connections plus room for files; raise it \
+             (ulimit -n, LimitNOFILE=): docs/operating.md#notification-streams"
+        );
+    }
+    limit
+}
+
+/// Elsewhere the limit is left as it is.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn raise_open_files(_want: u64) -> Option<u64> {
+    None
+}
+
 /// What one parsed request head asks for.
 enum Ask {
     /// A whole repository file (`head`: `HEAD`), keeping the connection open unless `close`.

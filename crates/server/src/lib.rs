@@ -233,6 +233,8 @@ impl Server {
             tracing::info!("shutting down");
             let _ = state.shutdown.send(true);
         };
+        let max = self.state.limits.max_connections as u64;
+        front::raise_open_files(max.saturating_add(256));
         let front = Arc::new(front::Front {
             served: self.state.notifier.served().clone(),
             metrics: self.state.metrics.clone(),
