@@ -328,6 +328,7 @@ async fn spawn_relays(
 fn client_config(r: &Roles, dir: PathBuf, ip: std::net::IpAddr) -> AgentConfig {
     AgentConfig {
         server: Some(r.url.clone()),
+        more_servers: Vec::new(),
         enroll_token: Some(r.enroll.clone()),
         data_dir: dir,
         bind_ip: Some(ip),
