@@ -12,6 +12,9 @@
 //! Clients run one update cycle each (`cascade_testkit::update_once`, the same code as
 //! `cascade update-now`), started at notify time through a pool of `--concurrency` cycles at
 //! once: the pool stands in for the server's notify jitter, and keeps file descriptors bounded.
+//!
+//! `--processes` runs the per-role mode instead ([`roles`]): the server and each update agent
+//! as separate `cascade` processes, measured one role at a time.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,6 +28,8 @@ use cascade_testkit::{start_fleet, update_once, wait_until, AgentHandle, Fleet, 
 use clap::Parser;
 use futures::StreamExt as _;
 use serde::Serialize;
+
+mod roles;
 
 /// The component every client installs.
 const ITEM: &str = "patterns";
@@ -57,6 +62,17 @@ struct Args {
     /// Working directory (default: a temporary directory, removed at the end).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Per-role mode: the server and each update agent as separate `cascade` processes
+    /// (`cascade server`, `cascade agent --relay`); see the `roles` module.
+    #[arg(long)]
+    processes: bool,
+    /// With --processes: the `cascade` binary (default: `cascade` next to this binary).
+    #[arg(long)]
+    cascade_bin: Option<PathBuf>,
+    /// With --processes: seconds to wait before the last phase, so the server's memory of
+    /// verified credentials (one minute) has expired.
+    #[arg(long, default_value_t = 65)]
+    cold_wait: u64,
 }
 
 /// One measured phase.
@@ -640,6 +656,18 @@ async fn main() -> Result<()> {
                 "warning: open files limit {limit} < ~{need} needed for the pool; raise ulimit -n"
             );
         }
+    }
+    if args.processes {
+        let bin = match &args.cascade_bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("this binary's directory")?
+                .join("cascade"),
+        };
+        roles::run(&args, &bin, work).await?;
+        drop(tmp);
+        return Ok(());
     }
     eprintln!(
         "starting upstream, server and {} relays in {}",

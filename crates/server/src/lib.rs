@@ -12,6 +12,7 @@ pub mod console;
 pub mod db;
 pub mod error;
 pub mod fleet;
+mod front;
 pub mod human;
 pub mod json_shape;
 pub mod limits;
@@ -294,25 +295,32 @@ impl Server {
             tracing::info!("shutting down");
             let _ = state.shutdown.send(true);
         };
-        accept_loop(listener, acceptor, app, self.state.limits, signal).await?;
+        let max = self.state.limits.max_connections as u64;
+        front::raise_open_files(max.saturating_add(256));
+        let front = Arc::new(front::Front {
+            served: self.state.notifier.served().clone(),
+            metrics: self.state.metrics.clone(),
+            limits: self.state.limits,
+        });
+        accept_loop(listener, acceptor, app, front, signal).await?;
         self.state.db.pool.close().await;
         Ok(())
     }
 }
 
 /// Accepts connections until `shutdown` completes, at most `limits.max_connections` at a time
-/// (more wait in the listen queue), each served by HTTP/1 with the header-read timeout (over
-/// TLS when `acceptor` is given: the handshake must also end within that timeout); then
-/// asks every connection to finish its request in flight and waits for them.
+/// (more wait in the listen queue), each served by the connection front ([`front`]: the
+/// repository's whole files and event streams itself, the rest by HTTP/1 with the header-read
+/// timeout; over TLS when `acceptor` is given: the handshake must also end within that
+/// timeout); then asks every connection to finish its request in flight and waits for them.
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
-    limits: ServeLimits,
+    front: Arc<front::Front>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    use tower::ServiceExt as _;
-
+    let limits = front.limits;
     let max = limits.max_connections.max(1);
     let slots = Arc::new(tokio::sync::Semaphore::new(max));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -338,28 +346,28 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let svc =
-            app.clone()
-                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                });
-        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let app = app.clone();
+        let front = front.clone();
         let stop = stop.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
-                None => serve_connection(tcp, svc, limits, stop, peer).await,
+                None => front::serve(tcp, front, app, stop, peer).await,
+                // Boxed: a plain connection's task does not carry the size of a TLS session.
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
-                    match handshake.await {
-                        Ok(Ok(tls)) => serve_connection(tls, svc, limits, stop, peer).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+                    Box::pin(async move {
+                        let handshake =
+                            tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                        match handshake.await {
+                            Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    })
+                    .await;
                 }
             }
         });
@@ -370,44 +378,6 @@ async fn accept_loop(
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
     Ok(())
-}
-
-/// Serves one connection (plain or TLS) by HTTP/1 until it ends, or, once `stop` flips,
-/// until its request in flight is answered.
-async fn serve_connection<I, S>(
-    io: I,
-    svc: S,
-    limits: ServeLimits,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    peer: std::net::SocketAddr,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            axum::http::Request<hyper::body::Incoming>,
-            Response = axum::response::Response,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(io), svc);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, %peer, "connection ended");
-            }
-            return;
-        }
-        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-    }
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, %peer, "connection ended");
-    }
 }
 
 /// Opens the server and serves on `listener` until `shutdown` completes (the atuin style).

@@ -181,6 +181,21 @@ impl Metrics {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records a `/repo/` answer the connection front gave itself (`crate::front`): the same
+    /// counters and latency series as [`track`] keeps for the routed ones, two atomic adds and
+    /// a histogram slot, nothing else.
+    pub fn repo_answered(&self, head: bool, status: u16, content_length: u64, started: Instant) {
+        self.repo_bytes.fetch_add(content_length, Ordering::Relaxed);
+        self.repo_responses.fetch_add(1, Ordering::Relaxed);
+        let method = if head {
+            method_index(&Method::HEAD)
+        } else {
+            method_index(&Method::GET)
+        };
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.observe(self.repo, method, status, ns);
+    }
+
     /// Bytes sent from `/repo` so far (the sum of the responses' `Content-Length`).
     pub fn repo_bytes(&self) -> u64 {
         self.repo_bytes.load(Ordering::Relaxed)

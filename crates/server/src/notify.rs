@@ -95,6 +95,11 @@ impl Notifier {
         }
     }
 
+    /// The repository served (whose versions every notice carries).
+    pub fn served(&self) -> &crate::repo::Served {
+        &self.served
+    }
+
     /// Ends the open streams of client `id` (deleted or its credential revoked).
     pub fn forget_client(&self, id: &str) {
         // No open stream is not an error worth reporting.

@@ -282,7 +282,7 @@ fn content_type(path: &str) -> &'static str {
 /// The `len` bytes of `file`, in chunks read on the blocking pool straight into the buffers
 /// that are sent. A file that shrinks under us ends the body with an error (the client sees a
 /// short answer against its `Content-Length`, never other bytes).
-fn file_chunks(
+pub(crate) fn file_chunks(
     file: File,
     len: u64,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -380,6 +380,64 @@ fn resolve<'a>(st: &Served, full_path: &'a str, rel: PathBuf) -> (PathBuf, PathB
     }
 }
 
+/// A whole-file answer decided without the router: 200 with the bytes or the open file, or
+/// 304 (see [`whole`]).
+pub(crate) enum Whole {
+    /// `If-None-Match` matched: 304 with this `ETag`.
+    NotModified(HeaderValue),
+    /// 200: the whole file.
+    File {
+        /// Its strong `ETag`.
+        etag: HeaderValue,
+        /// Its length (`Content-Length`).
+        len: u64,
+        /// Its `Content-Type`.
+        content_type: &'static str,
+        /// Its bytes.
+        body: WholeBody,
+    },
+}
+
+/// Where a [`Whole`] answer's bytes are.
+pub(crate) enum WholeBody {
+    /// A small file, from the [`Cache`].
+    Bytes(Bytes),
+    /// A large file: this descriptor, `fstat`ed for the `ETag` and length (sent by
+    /// `sendfile` on plain HTTP).
+    File(File),
+}
+
+/// The answer to `GET`/`HEAD /repo{full_path}` (no `Range`) when it is a regular file that
+/// may be served, under exactly the rules of [`serve`]: plain relative path, no symbolic link
+/// on the way, a strong `ETag` and `If-None-Match`. `None` for anything else (missing, a
+/// directory, a link, a bad path): the router answers those ([`serve`]), so the fast path of
+/// [`crate::front`] never decides a refusal on its own.
+pub(crate) fn whole(st: &Served, full_path: &str, if_none_match: Option<&[u8]>) -> Option<Whole> {
+    let rel = relative(full_path)?;
+    let (base, rel, path) = resolve(st, full_path, rel);
+    if rel.as_os_str().is_empty() || !without_links(&base, &rel) {
+        return None;
+    }
+    let found = look(&st.cache, base.join(rel), true)?;
+    let hit = if_none_match
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .is_some_and(|v| matches(v, found.etag.as_bytes()));
+    if hit {
+        return Some(Whole::NotModified(found.etag));
+    }
+    let (len, body) = match found.content {
+        Content::Bytes(b) => (b.len() as u64, WholeBody::Bytes(b)),
+        Content::File(f, len) => (len, WholeBody::File(f)),
+        Content::Elsewhere => return None,
+    };
+    Some(Whole::File {
+        etag: found.etag,
+        len,
+        content_type: content_type(path),
+        body,
+    })
+}
+
 /// `GET|HEAD /repo/{*path}`.
 #[utoipa::path(get, path = "/repo/{path}", tag = "repository",
     summary = "Repository files (TUF metadata and targets) with Range, ETag/If-None-Match, Content-Length",
@@ -395,12 +453,9 @@ pub async fn serve(State(st): State<Served>, mut req: Request) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     };
     let (base, rel, path) = resolve(&st, full_path, rel);
-    let dir = base.clone();
-    let checked = rel.clone();
-    let plain = tokio::task::spawn_blocking(move || without_links(&dir, &checked))
-        .await
-        .unwrap_or(false);
-    if !plain {
+    // A few `lstat`s of hot inodes, microseconds: on this thread, as `look` `stat`s, rather
+    // than a trip to the blocking pool per request.
+    if !without_links(&base, &rel) {
         return StatusCode::NOT_FOUND.into_response();
     }
     let whole = !req.headers().contains_key(RANGE);

@@ -6,9 +6,18 @@
 //! address), waits for every stream's `hello`, samples the server's RSS, then sends
 //! `POST /api/notify` and times, for every stream, the arrival of its `notify` event.
 //!
-//! The figures: streams held, server RSS idle and while holding them, and the time from
-//! sending the notify to each stream receiving it (p50, p99, last). Client and server share
-//! the machine, so the times include the client side reading 10,000 sockets.
+//! The figures: streams held, server RSS idle and while holding them (and per stream), and the
+//! time from sending the notify to each stream receiving it (p50, p99, last). Client and
+//! server share the machine, so the times include the client side reading every socket.
+//!
+//! Each held stream costs one descriptor in the bench and one in the server: the bench raises
+//! its `RLIMIT_NOFILE` (soft to hard, and the hard limit too when it may: as root up to
+//! `fs.nr_open`) to `--clients` plus a margin before it starts the server, which inherits it
+//! and raises its own the same way; when the limit stays too low it says so and stops. The
+//! server's connection cap (`--max-connections`) is set to fit. Source addresses are
+//! `127.2.0.1` upwards (250 per /24, 62,500 per /16), so no source address comes near the
+//! ephemeral port range. `--tls` runs the server with its TLS (the default for `cascade
+//! server`) and the streams over TLS, to see what a TLS session adds per stream.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -45,6 +54,9 @@ struct Args {
     /// JSON result file.
     #[arg(long, default_value = "target/bench/sse.json")]
     out: PathBuf,
+    /// Streams over TLS (the server's own CA), not plain HTTP.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// The child process's mode.
@@ -59,6 +71,12 @@ enum Mode {
         /// A fresh data directory.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Connections served at once (one per held stream, and a few).
+        #[arg(long)]
+        max_connections: usize,
+        /// Serve over TLS (private CA in `data_dir/tls/`).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -74,6 +92,9 @@ struct Started {
 #[derive(Debug, Serialize)]
 struct Report {
     clients: usize,
+    tls: bool,
+    /// The bench's open-files limit after raising it (the server raises its own the same way).
+    open_files_limit: u64,
     streams_held: usize,
     notified: usize,
     enroll_seconds: f64,
@@ -81,6 +102,8 @@ struct Report {
     server_rss_idle_kib: u64,
     server_rss_holding_kib: u64,
     server_rss_peak_kib: u64,
+    /// (RSS holding - RSS idle) / streams held.
+    server_rss_per_stream_kib: f64,
     notify_request_ms: f64,
     notify_p50_ms: f64,
     notify_p99_ms: f64,
@@ -92,7 +115,12 @@ struct Report {
 fn main() -> Result<()> {
     let args = Args::parse();
     match args.mode {
-        Some(Mode::Serve { listen, data_dir }) => serve(listen, data_dir),
+        Some(Mode::Serve {
+            listen,
+            data_dir,
+            max_connections,
+            tls,
+        }) => serve(listen, data_dir, max_connections, tls),
         None => bench(&args),
     }
 }
@@ -104,17 +132,64 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Raises this process's open-files limit to at least `want` where it can: the soft limit to
+/// the hard one, and the hard one too when allowed (root, up to `fs.nr_open`). Returns the
+/// soft limit in force afterwards.
+fn raise_nofile(want: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let hard = now.maximum.unwrap_or(u64::MAX);
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let target = want.max(now.current.unwrap_or(0)).min(nr_open.max(hard));
+    let raised = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: Some(target.max(hard)),
+        },
+    );
+    if raised.is_err() {
+        // Not allowed to raise the hard limit: take all of it.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard.min(target)),
+                maximum: now.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Descriptors one side needs for `clients` streams: one each, and room for the rest.
+fn descriptors(clients: usize) -> u64 {
+    clients as u64 + 1024
+}
+
 /// `serve` mode: the real server, with cheap hashing (tokens are random, the work factor
 /// buys nothing here) and no notify head start (no agents are connected anyway).
-fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<()> {
+fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize, tls: bool) -> Result<()> {
     if !matches!(listen.ip(), IpAddr::V4(a) if a.is_loopback()) {
         bail!("--listen must be a 127.x.y.z address");
     }
+    let limit = raise_nofile(descriptors(max_connections));
+    if limit < descriptors(max_connections) {
+        bail!(
+            "the server may open {limit} files, {max_connections} streams need {}",
+            descriptors(max_connections)
+        );
+    }
     let mut s = cascade_server::Settings::new(data_dir);
     s.hash_cost = cascade_testkit::CHEAP_HASHING;
-    // The streams are raw sockets speaking HTTP/1.1: this bench measures the fan-out, not
-    // TLS (docs/operating.md#tls), so its server runs on plain HTTP, said out loud.
-    s.tls = cascade_server::TlsMode::InsecurePlainHttp;
+    s.limits.max_connections = max_connections;
+    // Raw sockets speaking HTTP/1.1; plain HTTP unless `--tls`, said out loud
+    // (docs/operating.md#tls).
+    if !tls {
+        s.tls = cascade_server::TlsMode::InsecurePlainHttp;
+    }
     s.on_first_start = Arc::new(|f: &cascade_server::FirstStart| {
         let line = serde_json::to_string(&Started {
             url: f.url.clone(),
@@ -173,14 +248,27 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `i`-th client's source address: 127.2.x.y, 250 per /24.
+/// The `i`-th client's source address: 127.2.0.1 upwards, 250 per /24, 62,500 per /16.
 fn source(i: usize) -> IpAddr {
-    let hi = u8::try_from(i / 250 % 256).unwrap_or(0);
-    let lo = u8::try_from(i % 250 + 1).unwrap_or(1);
-    IpAddr::V4(Ipv4Addr::new(127, 2, hi, lo))
+    let b = u8::try_from(2 + i / 62_500).unwrap_or(255);
+    let c = u8::try_from(i / 250 % 250).unwrap_or(0);
+    let d = u8::try_from(i % 250 + 1).unwrap_or(1);
+    IpAddr::V4(Ipv4Addr::new(127, b, c, d))
 }
 
 fn bench(args: &Args) -> Result<()> {
+    let limit = raise_nofile(descriptors(args.clients));
+    eprintln!(
+        "open files: {limit} (streams need {} on each side)",
+        descriptors(args.clients)
+    );
+    if limit < descriptors(args.clients) {
+        bail!(
+            "cannot hold {} streams: this process may open {limit} files (raise the hard limit, \
+             `ulimit -Hn`, as root)",
+            args.clients
+        );
+    }
     let work = tempfile::tempdir().context("temporary directory")?;
     let exe = std::env::current_exe().context("locating this binary")?;
     let port = {
@@ -195,6 +283,8 @@ fn bench(args: &Args) -> Result<()> {
             "--data-dir",
         ])
         .arg(work.path())
+        .args(["--max-connections", &(args.clients + 256).to_string()])
+        .args(args.tls.then_some("--tls"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -209,7 +299,14 @@ fn bench(args: &Args) -> Result<()> {
         .context("reading the server's first-start line")?;
     let started: Started = serde_json::from_str(line.trim())
         .with_context(|| format!("server first-start line: {line:?}"))?;
-    let report = runtime()?.block_on(run(args, &started, pid))?;
+    let ca = if args.tls {
+        Some(std::fs::read(work.path().join("tls/ca.pem")).context("the server's CA")?)
+    } else {
+        None
+    };
+    let mut report = runtime()?.block_on(run(args, &started, pid, ca))?;
+    report.open_files_limit = limit;
+    report.server_rss_per_stream_kib = per_stream(&report);
     drop(child);
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(dir) = args.out.parent() {
@@ -217,7 +314,8 @@ fn bench(args: &Args) -> Result<()> {
     }
     std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "streams held:            {}/{}\n\
+        "streams over:            {}\n\
+         streams held:            {}/{}\n\
          notified:                {}/{}\n\
          enroll {} clients:     {:.1} s\n\
          open streams (hello):    {:.1} s\n\
@@ -230,6 +328,7 @@ fn bench(args: &Args) -> Result<()> {
          notify -> last stream:   {:.1} ms\n\
          server CPU in fan-out:   {:.0} ms\n\
          (JSON in {})",
+        if report.tls { "TLS" } else { "plain HTTP" },
         report.streams_held,
         report.clients,
         report.notified,
@@ -314,16 +413,22 @@ async fn arrivals(
     got
 }
 
-async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
+async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> Result<Report> {
     let base = started.url.trim_end_matches('/').to_owned();
     let addr: SocketAddr = base
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .parse()
         .with_context(|| format!("server address in {base}"))?;
-    let http = reqwest::Client::builder()
+    let http = cascade_client::http_builder(ca.as_deref())
+        .context("http client")?
         .no_proxy()
         .build()
         .context("http client")?;
+    let tls = match &ca {
+        Some(pem) => Some(tls_connector(pem)?),
+        None => None,
+    };
     let rss_idle = status_kib(pid, "VmRSS:");
 
     let t = Instant::now();
@@ -340,10 +445,11 @@ async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
     let mut streams = tokio::task::JoinSet::new();
     for (i, cred) in credentials.into_iter().enumerate() {
         let opening = Arc::clone(&opening);
+        let tls = tls.clone();
         let ready = ready_tx.clone();
         streams.spawn(async move {
             let permit = opening.acquire_owned().await?;
-            let mut conn = Stream::open(source(i), addr, &cred).await?;
+            let mut conn = Stream::open(source(i), addr, &cred, tls.as_ref()).await?;
             conn.until(b"event: hello").await?;
             drop(permit);
             let _ = ready.send(());
@@ -394,6 +500,8 @@ async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
     };
     Ok(Report {
         clients: args.clients,
+        tls: args.tls,
+        open_files_limit: 0,
         streams_held: held,
         notified: got.len(),
         enroll_seconds,
@@ -401,6 +509,7 @@ async fn run(args: &Args, started: &Started, pid: u32) -> Result<Report> {
         server_rss_idle_kib: rss_idle,
         server_rss_holding_kib: rss_holding,
         server_rss_peak_kib: status_kib(pid, "VmHWM:"),
+        server_rss_per_stream_kib: 0.0,
         notify_request_ms,
         notify_p50_ms: pick(0.5),
         notify_p99_ms: pick(0.99),
@@ -413,19 +522,73 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A rustls connector trusting only the server's CA.
+fn tls_connector(ca_pem: &[u8]) -> Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.context("CA certificate")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// A stream's connection: plain TCP or TLS over it.
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl Io {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Io::Plain(t) => t.write_all(b).await,
+            Io::Tls(t) => {
+                t.write_all(b).await?;
+                t.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(t) => t.read(b).await,
+            Io::Tls(t) => t.read(b).await,
+        }
+    }
+}
+
 /// One raw HTTP/1.1 event stream (no client library: 10,000 of them must stay cheap).
 struct Stream {
-    tcp: tokio::net::TcpStream,
+    tcp: Io,
     seen: Vec<u8>,
 }
 
 impl Stream {
-    async fn open(from: IpAddr, to: SocketAddr, credential: &str) -> Result<Stream> {
+    async fn open(
+        from: IpAddr,
+        to: SocketAddr,
+        credential: &str,
+        tls: Option<&tokio_rustls::TlsConnector>,
+    ) -> Result<Stream> {
         let sock = TcpSocket::new_v4()?;
         sock.bind(SocketAddr::new(from, 0))
             .with_context(|| format!("binding {from}"))?;
-        let mut tcp = sock.connect(to).await.context("connecting")?;
+        let tcp = sock.connect(to).await.context("connecting")?;
         tcp.set_nodelay(true)?;
+        let mut tcp = match tls {
+            None => Io::Plain(tcp),
+            Some(c) => {
+                let name = rustls_pki_types::ServerName::IpAddress(to.ip().into());
+                Io::Tls(Box::new(
+                    c.connect(name, tcp).await.context("TLS handshake")?,
+                ))
+            }
+        };
         let req = format!(
             "GET /api/client/events HTTP/1.1\r\nHost: {to}\r\nAuthorization: Bearer {credential}\r\n\
              Accept: text/event-stream\r\n\r\n"

@@ -16,6 +16,7 @@ mod domains;
 mod durability;
 mod enrollment;
 mod fleet_stats;
+mod front;
 mod harness;
 mod limits;
 mod lockout;

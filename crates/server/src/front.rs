@@ -1,0 +1,686 @@
+//! The connection front (`docs/architecture.md#serving-the-repository`): every accepted
+//! connection, plain or TLS, starts here. It reads request heads itself and answers the two
+//! kinds of request that make the volume without the HTTP library's per-connection machinery:
+//!
+//! - `GET`/`HEAD /repo/…` of a whole regular file ([`crate::repo::whole`], the same rules as
+//!   the routed answer): the head written by hand, the bytes from the small-file cache or, for
+//!   a large file on plain HTTP, by `sendfile(2)` from the descriptor that was `fstat`ed (the
+//!   kernel copies from the page cache to the socket; nothing passes through user space). No
+//!   routing, no middleware, two counters and a latency slot ([`Metrics::repo_answered`]):
+//!   what nginx does for a static file.
+//! - `GET /api/client/events`: the request goes through the router like any other (so
+//!   authentication, limits and metrics are the router's), and the stream it answers is
+//!   written here, chunk by chunk, holding no read or write buffer while it waits for the
+//!   next notice: a held stream costs its task, its socket and the stream's own state
+//!   (`docs/operating.md#notification-streams`), not the two 8 KiB buffers an HTTP/1
+//!   connection keeps.
+//!
+//! Anything else (another path, a `Range`, a body, `Expect`, HTTP/1.0, a head the parser
+//! does not take, a file the fast path does not answer) hands the connection, with the bytes
+//! already read, to hyper and the router for the rest of its life: behaviour there is
+//! exactly the routed server's. The header-read timeout holds here too (idle and slow
+//! heads are closed); a head that outgrows [`HEAD_MAX`] is handed over and hyper's own
+//! timer and size limit take it from there.
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Method, Request, Version};
+use futures::StreamExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::sync::watch;
+
+use crate::limits::ServeLimits;
+use crate::metrics::Metrics;
+use crate::repo::{Served, Whole, WholeBody};
+
+/// The longest request head the front parses itself; a longer one goes to hyper.
+const HEAD_MAX: usize = 8 * 1024;
+
+/// Headers the front parses; a request with more goes to hyper (which takes 100).
+const MAX_HEADERS: usize = 32;
+
+/// The notification stream's path (`GET`), answered by the router and written by the front.
+const EVENTS_PATH: &str = "/api/client/events";
+
+/// Bodies up to this size are written in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
+/// What the front needs besides the router.
+#[derive(Debug)]
+pub(crate) struct Front {
+    /// The repository served at `/repo/`.
+    pub served: Served,
+    /// The server's counters.
+    pub metrics: Arc<Metrics>,
+    /// Timeouts and caps.
+    pub limits: ServeLimits,
+}
+
+/// A connection the front can serve: a plain TCP stream or a TLS stream over one.
+pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Writes the first `len` bytes of `file` to the connection.
+    fn send_file(
+        &mut self,
+        file: File,
+        len: u64,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_;
+}
+
+impl Conn for tokio::net::TcpStream {
+    #[cfg(target_os = "linux")]
+    fn send_file(
+        &mut self,
+        file: File,
+        len: u64,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
+        // One `sendfile` call sends at most this much (the kernel's own cap is ~2 GiB).
+        const MAX_CALL: u64 = 1 << 30;
+        async move {
+            let tcp: &tokio::net::TcpStream = self;
+            let mut offset: u64 = 0;
+            while offset < len {
+                let want = usize::try_from((len - offset).min(MAX_CALL)).unwrap_or(1 << 20);
+                tcp.writable().await?;
+                let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                    rustix::fs::sendfile(tcp, &file, Some(&mut offset), want)
+                        .map_err(io::Error::from)
+                });
+                match sent {
+                    // The file is shorter than its `fstat` said: the client sees a short
+                    // answer against its `Content-Length`, never other bytes.
+                    Ok(0) => return Err(shrank()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_file(
+        &mut self,
+        file: File,
+        len: u64,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
+        copy_file(self, file, len)
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn send_file(
+        &mut self,
+        file: File,
+        len: u64,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
+        // The bytes must be encrypted in user space (no kTLS: `docs/operating.md#tls-and-zero-copy`).
+        copy_file(self, file, len)
+    }
+}
+
+/// Writes `len` bytes of `file` through user space: 1 MiB reads on the blocking pool straight
+/// into the buffers written.
+async fn copy_file<W: AsyncWrite + Unpin + Send>(
+    io: &mut W,
+    file: File,
+    len: u64,
+) -> io::Result<()> {
+    let mut chunks = std::pin::pin!(crate::repo::file_chunks(file, len));
+    while let Some(chunk) = chunks.next().await {
+        io.write_all(&chunk?).await?;
+    }
+    Ok(())
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file shrank while it was sent",
+    )
+}
+
+/// Raises the soft open-files limit to the hard one (every held stream and every connection
+/// is a descriptor; the default soft limit, often 1,024, would cap them long before
+/// `--max-connections`); warns when even the hard limit is below `want`. Returns the limit.
+#[cfg(target_os = "linux")]
+pub(crate) fn raise_open_files(want: u64) -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: now.maximum,
+        maximum: now.maximum,
+    };
+    if now.current != now.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let limit = getrlimit(Resource::Nofile).current;
+    if let Some(l) = limit.filter(|l| *l < want) {
+        tracing::warn!(
+            limit = l,
+            want,
+            "the open-files limit is below --max-connections plus room for files; raise it \
+             (ulimit -n, LimitNOFILE=): docs/operating.md#notification-streams"
+        );
+    }
+    limit
+}
+
+/// Elsewhere the limit is left as it is.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn raise_open_files(_want: u64) -> Option<u64> {
+    None
+}
+
+/// What one parsed request head asks for.
+enum Ask {
+    /// A whole repository file (`head`: `HEAD`), keeping the connection open unless `close`.
+    Repo {
+        path: String,
+        head: bool,
+        if_none_match: Option<Vec<u8>>,
+        close: bool,
+    },
+    /// The notification stream: this request, routed, its answer written by the front.
+    Events(Box<Request<Body>>),
+    /// Anything else: hyper and the router.
+    Other,
+}
+
+/// Outcome of waiting for a request head.
+enum Head {
+    /// A whole head of this many bytes is at the start of the buffer.
+    Complete(usize, Ask),
+    /// The peer closed, the header-read timeout passed, or the server is stopping.
+    Close,
+    /// Hand the connection (and what was read) to hyper.
+    HandOver,
+}
+
+/// Serves one connection until it ends (see the module documentation).
+pub(crate) async fn serve<I: Conn>(
+    mut io: I,
+    front: Arc<Front>,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match read_head(&mut io, &mut buf, &front.limits, &mut stop, peer).await {
+            Head::Close => return,
+            Head::Complete(
+                n,
+                Ask::Repo {
+                    path,
+                    head,
+                    if_none_match,
+                    close,
+                },
+            ) => {
+                let started = Instant::now();
+                let Some(answer) =
+                    crate::repo::whole(&front.served, &path, if_none_match.as_deref())
+                else {
+                    break;
+                };
+                buf.drain(..n);
+                if let Err(e) =
+                    answer_repo(&mut io, answer, head, close, &front.metrics, started).await
+                {
+                    tracing::debug!(error = %e, %peer, "connection ended");
+                    return;
+                }
+                if close {
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
+            Head::Complete(_, Ask::Events(req)) => {
+                // The head is no longer needed: a held stream keeps no buffer.
+                drop(std::mem::take(&mut buf));
+                if let Err(e) = answer_streamed(&mut io, app, *req).await {
+                    tracing::debug!(error = %e, %peer, "event stream ended");
+                }
+                let _ = io.shutdown().await;
+                return;
+            }
+            Head::HandOver | Head::Complete(_, Ask::Other) => break,
+        }
+    }
+    hand_over(io, buf, front.limits, app, stop, peer).await;
+}
+
+/// Reads until the buffer starts with a whole request head (or a reason to stop reading),
+/// within the header-read timeout.
+async fn read_head<I: Conn>(
+    io: &mut I,
+    buf: &mut Vec<u8>,
+    limits: &ServeLimits,
+    stop: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> Head {
+    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    loop {
+        if !buf.is_empty() {
+            match parse(buf, peer) {
+                Parsed::Done(n, ask) => return Head::Complete(n, ask),
+                Parsed::HandOver => return Head::HandOver,
+                Parsed::Partial if buf.len() >= HEAD_MAX => return Head::HandOver,
+                Parsed::Partial => {}
+            }
+        }
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(1024);
+        }
+        let read = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return Head::Close,
+            r = tokio::time::timeout_at(deadline, io.read_buf(buf)) => r,
+        };
+        match read {
+            Ok(Ok(0) | Err(_)) => return Head::Close,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::debug!(%peer, "request head not received within the header-read timeout");
+                return Head::Close;
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Done(usize, Ask),
+    Partial,
+    HandOver,
+}
+
+/// Parses the head at the start of `buf` and decides who answers it.
+fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        // Too many headers, bad syntax: hyper answers (or refuses) as it always did.
+        Err(_) => return Parsed::HandOver,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Done(n, Ask::Other);
+    };
+    let mut close = false;
+    let mut if_none_match = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("range")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Parsed::Done(n, Ask::Other);
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            let v = h.value;
+            if v.split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                close = true;
+            }
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            if if_none_match.is_some() {
+                return Parsed::Done(n, Ask::Other);
+            }
+            if_none_match = Some(h.value.to_vec());
+        }
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let ask = match (method, path.strip_prefix("/repo")) {
+        ("GET" | "HEAD", Some(rest)) if rest.starts_with('/') => Ask::Repo {
+            path: rest.to_owned(),
+            head: method == "HEAD",
+            if_none_match,
+            close,
+        },
+        ("GET", None) if path == EVENTS_PATH => match routed_request(target, &*req.headers, peer) {
+            Some(req) => Ask::Events(Box::new(req)),
+            None => Ask::Other,
+        },
+        _ => Ask::Other,
+    };
+    Parsed::Done(n, ask)
+}
+
+/// The `GET` request for the router, from the parsed head.
+fn routed_request(
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    peer: SocketAddr,
+) -> Option<Request<Body>> {
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .version(Version::HTTP_11);
+    for h in headers {
+        b = b.header(h.name, h.value);
+    }
+    let mut req = b.body(Body::empty()).ok()?;
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    Some(req)
+}
+
+/// The `Date` header's value, formatted once a second per thread.
+fn date() -> Bytes {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, Bytes)> = const { RefCell::new((0, Bytes::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_empty() {
+            *c = (secs, Bytes::from(httpdate::fmt_http_date(now)));
+        }
+        c.1.clone()
+    })
+}
+
+/// Writes one repository answer.
+async fn answer_repo<I: Conn>(
+    io: &mut I,
+    answer: Whole,
+    head_only: bool,
+    close: bool,
+    metrics: &Metrics,
+    started: Instant,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    let (status, len) = match &answer {
+        Whole::NotModified(etag) => {
+            out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\netag: ");
+            out.extend_from_slice(etag.as_bytes());
+            (304, 0)
+        }
+        Whole::File {
+            etag,
+            len,
+            content_type,
+            ..
+        } => {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: ");
+            out.extend_from_slice(len.to_string().as_bytes());
+            out.extend_from_slice(b"\r\ncontent-type: ");
+            out.extend_from_slice(content_type.as_bytes());
+            out.extend_from_slice(b"\r\naccept-ranges: bytes\r\netag: ");
+            out.extend_from_slice(etag.as_bytes());
+            (200, *len)
+        }
+    };
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(&date());
+    out.extend_from_slice(b"\r\n\r\n");
+    match answer {
+        Whole::File {
+            body: WholeBody::Bytes(bytes),
+            ..
+        } if !head_only => {
+            if bytes.len() <= COALESCE {
+                out.extend_from_slice(&bytes);
+                io.write_all(&out).await?;
+            } else {
+                io.write_all(&out).await?;
+                io.write_all(&bytes).await?;
+            }
+        }
+        Whole::File {
+            body: WholeBody::File(file),
+            len,
+            ..
+        } if !head_only => {
+            io.write_all(&out).await?;
+            io.flush().await?;
+            io.send_file(file, len).await?;
+        }
+        Whole::File { .. } | Whole::NotModified(_) => io.write_all(&out).await?,
+    }
+    io.flush().await?;
+    metrics.repo_answered(head_only, status, len, started);
+    Ok(())
+}
+
+/// Routes `req` and writes its answer, a stream, chunk by chunk until it ends or the peer
+/// goes away; the connection closes after it.
+async fn answer_streamed<I: Conn>(
+    io: &mut I,
+    app: axum::Router,
+    req: Request<Body>,
+) -> io::Result<()> {
+    use tower::ServiceExt as _;
+    let resp = match app.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = resp.into_parts();
+    let exact = axum::body::HttpBody::size_hint(&body).exact();
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "date"
+        ) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match exact {
+        Some(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"connection: close\r\ndate: ");
+    out.extend_from_slice(&date());
+    out.extend_from_slice(b"\r\n\r\n");
+    io.write_all(&out).await?;
+    io.flush().await?;
+    drop(out);
+    let mut frames = body.into_data_stream();
+    // Anything the peer sends (or its close) ends the stream: a client of an event stream
+    // only listens.
+    let mut probe = [0u8; 1];
+    loop {
+        let next = tokio::select! {
+            f = frames.next() => f,
+            _ = io.read(&mut probe) => return Ok(()),
+        };
+        let Some(frame) = next else { break };
+        let data = frame.map_err(io::Error::other)?;
+        if data.is_empty() {
+            continue;
+        }
+        if exact.is_some() {
+            io.write_all(&data).await?;
+        } else {
+            let mut chunk = Vec::with_capacity(data.len() + 16);
+            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            chunk.extend_from_slice(&data);
+            chunk.extend_from_slice(b"\r\n");
+            io.write_all(&chunk).await?;
+        }
+        io.flush().await?;
+    }
+    if exact.is_none() {
+        io.write_all(b"0\r\n\r\n").await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+/// Hands the connection to hyper and the router, the bytes already read first.
+async fn hand_over<I: Conn>(
+    io: I,
+    read: Vec<u8>,
+    limits: ServeLimits,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    use tower::ServiceExt as _;
+    let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    });
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
+    let io = Rewind {
+        read: Bytes::from(read),
+        io,
+    };
+    // Boxed: a connection that never gets here (a held event stream) does not carry the
+    // size of hyper's connection state in its task.
+    Box::pin(serve_connection(io, svc, limits, stop, peer)).await;
+}
+
+/// Serves one connection by HTTP/1 until it ends, or, once `stop` flips, until its request
+/// in flight is answered.
+async fn serve_connection<I, S>(
+    io: I,
+    svc: S,
+    limits: ServeLimits,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, %peer, "connection ended");
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+struct Rewind<I> {
+    read: Bytes,
+    io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if !me.read.is_empty() {
+            let n = me.read.len().min(buf.remaining());
+            buf.put_slice(&me.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A held connection's future stays small: hyper's connection state (handed over, boxed)
+    // is not part of it (1.2 KiB in a debug build; hyper's inline would add several KiB).
+    #[tokio::test]
+    async fn held_connection_future_is_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let front = Arc::new(Front {
+            served: Served {
+                dir: std::env::temp_dir(),
+                site: None,
+                cache: Arc::default(),
+            },
+            metrics: Arc::default(),
+            limits: ServeLimits::default(),
+        });
+        let (_tx, rx) = watch::channel(false);
+        let peer = c.local_addr().unwrap();
+        let f = serve(c, front, axum::Router::new(), rx, peer);
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 2048, "serve<TcpStream> future: {size} bytes");
+    }
+}
