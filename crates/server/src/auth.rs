@@ -25,7 +25,8 @@
 //! thread's allocator arena). The memory of verified tokens is keyed by kind and id and
 //! compares the secret in constant time, and an unknown id is verified against a dummy hash
 //! of the same kind (the fast form for tokens, argon2 at the server's cost for passwords),
-//! so a wrong secret costs the same whether the id exists or not.
+//! so a wrong secret costs the same whether the id exists or not (an id whose row still holds
+//! an argon2 hash costs an argon2 until its first success upgrades it).
 //!
 //! Console sessions (`docs/architecture.md#credentials`) plug in at [`authenticate`] (token
 //! login) and [`check_password`] (user name and password): a session cookie plus a CSRF
