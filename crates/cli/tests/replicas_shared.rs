@@ -21,169 +21,9 @@ use std::time::Duration;
 use cascade_client::proto::ProgramUpload;
 use cascade_client::Client;
 use cascade_core::Category;
+use cascade_testkit::postgres::Database;
 use cascade_testkit::{pseudo_random, CountingProxy, Upstream};
-use sqlx::Connection as _;
 use url::Url;
-
-/// The variable that names the cluster to test against.
-const URL_VAR: &str = "CASCADE_TEST_POSTGRES_URL";
-
-/// A fresh database in `CASCADE_TEST_POSTGRES_URL`'s cluster, or a throwaway cluster.
-struct Database {
-    url: String,
-    admin_url: Option<String>,
-    name: String,
-    _cluster: Option<Cluster>,
-}
-
-impl Database {
-    async fn new() -> Database {
-        let name = format!(
-            "cascade_replicas_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        if let Ok(admin_url) = std::env::var(URL_VAR) {
-            let mut conn = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("{URL_VAR}={admin_url}: cannot connect to PostgreSQL: {e}")
-                });
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{URL_VAR}={admin_url}: CREATE DATABASE {name}: {e}"));
-            conn.close().await.unwrap();
-            let mut u =
-                Url::parse(&admin_url).unwrap_or_else(|e| panic!("{URL_VAR}={admin_url}: {e}"));
-            u.set_path(&format!("/{name}"));
-            return Database {
-                url: u.to_string(),
-                admin_url: Some(admin_url),
-                name,
-                _cluster: None,
-            };
-        }
-        let Some(cluster) = cluster() else {
-            panic!(
-                "PostgreSQL is needed and there is none: set {URL_VAR} to a cluster's URL \
-                 (scripts/test starts one with scripts/postgres), or install Debian's \
-                 postgresql package so the test can start its own"
-            );
-        };
-        Database {
-            url: cluster.url.clone(),
-            admin_url: None,
-            name,
-            _cluster: Some(cluster),
-        }
-    }
-
-    async fn drop_db(self) {
-        if let Some(admin_url) = &self.admin_url {
-            let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
-
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .args([
-                "-D",
-                &self.data.display().to_string(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// initdb and postgres refuse to run as root: run them as the `postgres` user then.
-fn as_postgres(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut c: Command) {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn cluster() -> Option<Cluster> {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .find(|b| b.join("initdb").exists())?;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    if is_root() {
-        run({
-            let mut c = Command::new("chown");
-            c.args(["-R", "postgres:postgres"]).arg(dir.path());
-            c
-        });
-    }
-    run({
-        let mut c = as_postgres(&bin.join("initdb"));
-        c.args(["-U", "postgres", "--auth=trust", "-D"]).arg(&data);
-        c
-    });
-    let port = free_port(Ipv4Addr::LOCALHOST);
-    run({
-        let mut c = as_postgres(&bin.join("pg_ctl"));
-        c.arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args([
-                "-w",
-                "-o",
-                &format!("-p {port} -h 127.0.0.1 -k {}", dir.path().display()),
-                "start",
-            ]);
-        c
-    });
-    Some(Cluster {
-        bin,
-        data,
-        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _dir: dir,
-    })
-}
 
 fn free_port(ip: Ipv4Addr) -> u16 {
     std::net::TcpListener::bind((ip, 0))
@@ -426,7 +266,7 @@ async fn upload(client: &Client, token: &str, name: &str, version: &str, body: V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_repository() {
-    let db = Database::new().await;
+    let db = Database::new().await.expect("PostgreSQL for the replicas");
     let tmp = tempfile::tempdir().unwrap();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
@@ -675,5 +515,5 @@ async fn three_replicas_share_one_repository() {
     for r in &mut replicas {
         r.kill();
     }
-    db.drop_db().await;
+    db.drop_db().await.unwrap();
 }

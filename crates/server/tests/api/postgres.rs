@@ -4,13 +4,9 @@
 //! own from Debian's postgresql package (in a temporary directory, on a 127.0.0.1 port). It
 //! never skips: with neither, or a cluster it cannot reach, it fails and says why.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use cascade_client::proto::{CheckIn, Mode, SettingsPatch, SourceBody};
 use cascade_core::Category;
 use reqwest::Method;
-use sqlx::Connection as _;
 
 use std::time::Duration;
 
@@ -24,177 +20,27 @@ fn mirror_entry(range: &str) -> SourceBody {
     }
 }
 
-/// The variable that names the cluster to test against.
-const URL_VAR: &str = "CASCADE_TEST_POSTGRES_URL";
-
-/// A database for one test run: a fresh one in the given cluster (dropped on [`Self::drop_db`])
-/// or a throwaway cluster of its own (stopped on drop).
+/// A database for one test run (`cascade_testkit::postgres::Database`, which the replica tests
+/// use too); a test fails, never skips, when there is no PostgreSQL.
 pub(crate) struct Database {
     pub url: String,
-    admin_url: Option<String>,
-    name: String,
-    _cluster: Option<Cluster>,
+    db: cascade_testkit::postgres::Database,
 }
 
 impl Database {
-    /// A fresh, empty database: in `CASCADE_TEST_POSTGRES_URL`'s cluster when set, else in a
-    /// throwaway cluster. Panics, saying why, when neither can be had.
     pub(crate) async fn new() -> Database {
-        let name = format!(
-            "cascade_test_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        if let Ok(admin_url) = std::env::var(URL_VAR) {
-            let mut conn = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("{URL_VAR}={admin_url}: cannot connect to PostgreSQL: {e}")
-                });
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{URL_VAR}={admin_url}: CREATE DATABASE {name}: {e}"));
-            conn.close().await.unwrap();
-            let url = with_database(&admin_url, &name);
-            return Database {
-                url,
-                admin_url: Some(admin_url),
-                name,
-                _cluster: None,
-            };
-        }
-        let Some(cluster) = cluster() else {
-            panic!(
-                "PostgreSQL is needed and there is none: set {URL_VAR} to a cluster's URL \
-                 (scripts/test starts one with scripts/postgres), or install Debian's \
-                 postgresql package so the test can start its own"
-            );
-        };
+        let db = cascade_testkit::postgres::Database::new()
+            .await
+            .expect("PostgreSQL for the test");
         Database {
-            url: cluster.url.clone(),
-            admin_url: None,
-            name,
-            _cluster: Some(cluster),
+            url: db.url.clone(),
+            db,
         }
     }
 
-    /// Drops the database made in the given cluster (a throwaway cluster goes as a whole).
     pub(crate) async fn drop_db(self) {
-        if let Some(admin_url) = &self.admin_url {
-            let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
-        }
+        self.db.drop_db().await.expect("dropping the test database");
     }
-}
-
-/// `url` with its database (the path) replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("{URL_VAR}={url}: {e}"));
-    u.set_path(&format!("/{name}"));
-    u.to_string()
-}
-
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .args([
-                "-D",
-                &self.data.display().to_string(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .output();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// initdb and postgres refuse to run as root: run them as the `postgres` user then.
-fn as_postgres(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut c: Command) {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn cluster() -> Option<Cluster> {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .find(|b| b.join("initdb").exists())?;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    if is_root() {
-        run({
-            let mut c = Command::new("chown");
-            c.args(["-R", "postgres:postgres"]).arg(dir.path());
-            c
-        });
-    }
-    run({
-        let mut c = as_postgres(&bin.join("initdb"));
-        c.args(["-U", "postgres", "--auth=trust", "-D"]).arg(&data);
-        c
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    run({
-        let mut c = as_postgres(&bin.join("pg_ctl"));
-        c.arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args([
-                "-w",
-                "-o",
-                &format!("-p {port} -h 127.0.0.1 -k {}", dir.path().display()),
-                "start",
-            ]);
-        c
-    });
-    Some(Cluster {
-        bin,
-        data,
-        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _dir: dir,
-    })
 }
 
 // On PostgreSQL: writes, 409 on a stale revision, 422 on bad input, clients, and a restart.
