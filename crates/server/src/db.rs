@@ -130,6 +130,23 @@ pub async fn relaxed_sync(pool: &AnyPool) -> Result<PoolConnection<Any>, sqlx::E
     Ok(conn)
 }
 
+/// A transaction that will write, on `conn`: on SQLite `BEGIN IMMEDIATE`, so it takes the
+/// write lock at the start and waits for it (`busy_timeout`) instead of failing at once with
+/// "database is locked" when it reads first and another connection commits before its first
+/// write (a deferred transaction cannot become a writer then); on PostgreSQL a plain `BEGIN`.
+///
+/// # Errors
+/// The database's errors.
+pub async fn begin_write(
+    conn: &mut PoolConnection<Any>,
+) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+    if conn.backend_name() == "SQLite" {
+        sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await
+    } else {
+        sqlx::Connection::begin(&mut **conn).await
+    }
+}
+
 /// Creates `dir` if needed and makes it `0700` whatever the umask
 /// (`docs/operating.md#limits`): it holds the database and the repository keys.
 ///

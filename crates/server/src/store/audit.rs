@@ -33,7 +33,8 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn append_audit(&self, a: &NewAudit<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let next: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM audit")
             .fetch_one(&mut *tx)
             .await?

@@ -213,7 +213,8 @@ impl Store {
     /// Database errors.
     pub async fn enroll(&self, token: &str, c: &NewClient<'_>) -> Result<Enrollment, StoreError> {
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let used = sqlx::query(
             "UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND kind = 'enroll' \
              AND revoked_at IS NULL AND (max_uses IS NULL OR uses < max_uses) \
@@ -271,7 +272,8 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn approve_agent(&self, id: &str) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let Some(row) = sqlx::query("SELECT agent_address FROM clients WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -323,7 +325,7 @@ impl Store {
         let relay = c.relay.map(|r| to_json("relay", r)).transpose()?;
         let now = self.clock.now();
         let mut conn = crate::db::relaxed_sync(&self.pool).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         // The console's fleet figures (docs/operating.md#fleet-charts), before the UPDATE.
         super::fleet_stats::check_in(
             &mut tx,

@@ -318,7 +318,8 @@ impl Store {
             return Ok(0);
         }
         let oldest_hour = self.clock.now().div_euclid(3600) - TRAFFIC_HOURS;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         for r in &rows {
             let id: String = r.try_get("id")?;
             let seen: Option<i64> = r.try_get("last_seen")?;
@@ -571,7 +572,8 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn record_sample(&self, s: FleetSample) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         sqlx::query(
             "INSERT INTO fleet_samples (at, total, current, failed) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (at) DO UPDATE SET total = excluded.total, current = excluded.current, \

@@ -61,7 +61,8 @@ impl Store {
         rule: FailureRule,
     ) -> Result<Option<i64>, StoreError> {
         let window_over = now.saturating_sub(rule.window_secs);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let failures: i64 = sqlx::query(
             "INSERT INTO auth_failures (subject, failures, window_start, locked_until) \
              VALUES ($1, 1, $2, NULL) \

@@ -172,7 +172,8 @@ impl Store {
     {
         // One writer per process; the conditional UPDATE guards against other processes.
         let _guard = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let row = sqlx::query("SELECT revision, doc FROM policy WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await?
@@ -257,7 +258,8 @@ impl Store {
         }
         let now = self.clock.now();
         let doc = encode(&Policy::default())?;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         for sql in [
             "INSERT INTO policy (id, revision, doc, updated_at, updated_by) VALUES (1, 1, $1, $2, 'first-start')",
             "INSERT INTO policy_history (revision, doc, updated_at, updated_by) VALUES (1, $1, $2, 'first-start')",

@@ -160,7 +160,8 @@ impl Store {
         n: &NewRolloutRecord<'_>,
     ) -> Result<RolloutRecord, StoreError> {
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let row = sqlx::query(
             "SELECT COALESCE(MAX(id), 0) + 1 AS id, COALESCE(MAX(revision), 0) + 1 AS rev \
              FROM rollouts",
@@ -203,7 +204,8 @@ impl Store {
         change: &RolloutChange,
     ) -> Result<Option<RolloutRecord>, StoreError> {
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let rev: i64 = sqlx::query("SELECT COALESCE(MAX(revision), 0) + 1 AS rev FROM rollouts")
             .fetch_one(&mut *tx)
             .await?

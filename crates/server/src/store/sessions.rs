@@ -84,7 +84,8 @@ impl Store {
     /// Database errors.
     pub async fn create_session(&self, s: NewSession<'_>) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&mut *tx)

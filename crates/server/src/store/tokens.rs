@@ -202,7 +202,8 @@ impl Store {
     /// Database errors; nothing changes then.
     pub async fn rotate_enrollment_token(&self, id: &str, hash: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE kind = 'enroll' AND label = 'enrollment' \
              AND revoked_at IS NULL",

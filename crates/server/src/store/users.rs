@@ -94,7 +94,8 @@ impl Store {
         role: UserRole,
         password_hash: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let taken = sqlx::query("SELECT name FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -127,7 +128,8 @@ impl Store {
         role: Option<UserRole>,
         password_hash: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let done = sqlx::query(
             "UPDATE users SET role = COALESCE($1, role), \
              password_hash = COALESCE($2, password_hash) WHERE name = $3",
@@ -157,7 +159,8 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let done = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -296,7 +299,8 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND kind = 'admin' \
              AND revoked_at IS NULL",

@@ -177,3 +177,33 @@ async fn fleet_figures_on_sqlite() {
     let s = start(dir.path()).await;
     figures(&s).await;
 }
+
+// Check-ins with new reports at once, from many clients: each stores its figures in a
+// transaction that reads before it writes. On SQLite a deferred transaction that must become
+// a writer after another connection committed fails at once ("database is locked", whatever
+// the busy timeout): every check-in here must be answered 200, none 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_check_ins_are_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let mut creds = Vec::new();
+    for n in 0..40 {
+        let (_, cred) = s.enroll_client(&format!("pc-{n}"), None).await;
+        creds.push(cred);
+    }
+    for round in 0..3_u64 {
+        let now = s.clock.unix_secs() + i64::try_from(round).unwrap();
+        let calls = creds.iter().enumerate().map(|(n, cred)| {
+            let report = UpdateReport {
+                finished_at: Some(now),
+                outcome: Outcome::Ok,
+                attempts: vec![attempt(1, "server", Outcome::Ok, 1000 + round)],
+            };
+            let ip = format!("127.0.2.{}", n + 1);
+            let s = &s;
+            async move { check_in(s, cred, &ip, Some(report)).await }
+        });
+        futures::future::join_all(calls).await;
+    }
+    s.stop().await;
+}
