@@ -105,9 +105,7 @@ pub enum ApiError {
     },
     /// The storage cannot take the write now: disk full, an I/O error, the database
     /// unreachable or busy past its timeout (503 with `Retry-After`). Nothing was changed.
-    #[error(
-        "storage unavailable, nothing was changed; retry when the server has disk space again: {0}"
-    )]
+    #[error("storage unavailable, nothing was changed; retry later: {0}")]
     Storage(sqlx::Error),
     /// The server's site repository refused or failed a publish: 409 for a version that
     /// exists or an operator-linked site, 400 for a bad name, 503 while it is locked, 500
