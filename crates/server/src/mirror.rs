@@ -142,13 +142,7 @@ pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
     let status = match (result, stored) {
         (Ok(_), Err(e)) => {
             tracing::warn!(upstream = %url, error = %e, "mirrored, but not stored for the other replicas");
-            MirrorStatus {
-                finished_at: st.clock.now(),
-                upstream: url.to_string(),
-                outcome: MirrorOutcome::Failed,
-                report: None,
-                error: Some((e.code().to_owned(), e.to_string())),
-            }
+            failed(st.clock.now(), &url, e.code(), e.to_string())
         }
         (Ok(report), _) => {
             tracing::info!(upstream = %url, fetched = report.fetched, "mirrored upstream");
@@ -167,13 +161,7 @@ pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
         }
         (Err(e), _) => {
             tracing::warn!(upstream = %url, error = %e, "mirroring the upstream failed");
-            MirrorStatus {
-                finished_at: st.clock.now(),
-                upstream: url.to_string(),
-                outcome: MirrorOutcome::Failed,
-                report: None,
-                error: Some((e.code().to_owned(), e.to_string())),
-            }
+            failed(st.clock.now(), &url, e.code(), e.to_string())
         }
     };
     st.metrics.mirrored(status.outcome == MirrorOutcome::Ok);
@@ -181,4 +169,20 @@ pub async fn run_once(st: &Job<'_>) -> Result<MirrorStatus, MirrorError> {
         *last = Some(status.clone());
     }
     Ok(status)
+}
+
+/// The status of a mirror run of `upstream` that failed with `code` and `message`.
+fn failed(
+    finished_at: i64,
+    upstream: &impl std::fmt::Display,
+    code: &str,
+    message: String,
+) -> MirrorStatus {
+    MirrorStatus {
+        finished_at,
+        upstream: upstream.to_string(),
+        outcome: MirrorOutcome::Failed,
+        report: None,
+        error: Some((code.to_owned(), message)),
+    }
 }

@@ -653,35 +653,7 @@ fn promotion(r: &RolloutRecord, now: i64, reason: Option<String>) -> RolloutChan
 
 /// Notifies the clients of `r`'s current ring (and no earlier one) that it reached them.
 async fn notify_ring(st: &AppState, r: &RolloutRecord, clients: &[ClientRecord]) {
-    let rings: Vec<Ring<'_>> = r.rings.iter().map(Ring::of).collect();
-    let members: HashSet<String> = clients
-        .iter()
-        .filter(|c| ring_of(&rings, c) == Some(r.ring))
-        .map(|c| c.id.clone())
-        .collect();
-    let reached = members.len();
-    let actor = format!("rollout:{}", r.id);
-    let issued = crate::notify::issue_scoped(
-        &st.notifier,
-        &st.store,
-        &actor,
-        vec![Category::Programs],
-        st.clock.now(),
-        |id| st.rollouts.scope(id, members),
-    )
-    .await;
-    match issued {
-        Ok((id, _)) => {
-            tracing::info!(
-                rollout = r.id,
-                ring = r.ring + 1,
-                notice = id,
-                clients = reached,
-                "ring notified"
-            );
-        }
-        Err(e) => tracing::warn!(rollout = r.id, error = %e, "cannot notify the ring"),
-    }
+    notify_clients(st, r, clients, |ring| ring == r.ring, "ring notified").await;
 }
 
 /// After `program` `version` is published: when a rollout of it is rolling or halted, the
@@ -709,15 +681,35 @@ pub async fn on_publish(st: &AppState, program: &str, version: &str) {
             return;
         }
     };
+    let reached = |ring| ring <= r.ring;
+    notify_clients(
+        st,
+        &r,
+        &clients,
+        reached,
+        "rings reached notified of the upload",
+    )
+    .await;
+}
+
+/// Issues a notice for rollout `r` scoped to the `clients` whose ring (0-based) satisfies
+/// `in_scope`, and logs `what` with the notice id and how many clients it reaches.
+async fn notify_clients(
+    st: &AppState,
+    r: &RolloutRecord,
+    clients: &[ClientRecord],
+    in_scope: impl Fn(usize) -> bool,
+    what: &str,
+) {
     let rings: Vec<Ring<'_>> = r.rings.iter().map(Ring::of).collect();
     let members: HashSet<String> = clients
         .iter()
-        .filter(|c| ring_of(&rings, c).is_some_and(|i| i <= r.ring))
+        .filter(|c| ring_of(&rings, c).is_some_and(&in_scope))
         .map(|c| c.id.clone())
         .collect();
     let reached = members.len();
     let actor = format!("rollout:{}", r.id);
-    match crate::notify::issue_scoped(
+    let issued = crate::notify::issue_scoped(
         &st.notifier,
         &st.store,
         &actor,
@@ -725,17 +717,18 @@ pub async fn on_publish(st: &AppState, program: &str, version: &str) {
         st.clock.now(),
         |id| st.rollouts.scope(id, members),
     )
-    .await
-    {
+    .await;
+    match issued {
         Ok((id, _)) => {
             tracing::info!(
                 rollout = r.id,
+                ring = r.ring + 1,
                 notice = id,
                 clients = reached,
-                "rings reached notified of the upload"
+                "{what}"
             );
         }
-        Err(e) => tracing::warn!(rollout = r.id, error = %e, "cannot notify the rings reached"),
+        Err(e) => tracing::warn!(rollout = r.id, error = %e, "cannot notify the rollout's clients"),
     }
 }
 
