@@ -5,9 +5,12 @@
 //! made to lie ([`HostileServer`]), a counting reverse proxy that can hold one path's answers
 //! ([`CountingProxy`]), a reader of the notification stream ([`Sse`]), a clock tests move by
 //! hand ([`ManualClock`]), a fresh PostgreSQL database ([`postgres::Database`]), replicas of
-//! the server as real processes on one database ([`replicas::Replicas`]), and a swap of the process's TLS trust store ([`one_tls_root`]).
+//! the server as real processes on one database ([`replicas::Replicas`]), a swap of the
+//! process's TLS trust store ([`one_tls_root`]), and the harness of the tests that run the
+//! `cascade` binary ([`cli`]: a server, enrolled agents, the command run against them).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
+pub mod cli;
 mod clock;
 mod hostile;
 pub mod postgres;
