@@ -8,37 +8,19 @@ use std::process::{Command, Output};
 use cascade_client::proto::{
     ClientsResponse, ComplianceResponse, FleetHealth, HealthLevel, SourcesResponse,
 };
+use cascade_testkit::cli::{admin_command, admin_fleet, output, output_with_stdin, text};
 use cascade_testkit::Fleet;
 
 /// Runs `cascade ARGS --server URL` with `token` as the admin token and no config file.
 async fn cascade(fleet: &Fleet, token: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .env("CASCADE_TOKEN", token)
-        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
-        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
-        .env_remove("CASCADE_SERVER");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let cmd = admin_command(env!("CARGO_BIN_EXE_cascade"), fleet, token, args);
+    output(cmd).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_over_the_api() {
     let tmp = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let fleet = admin_fleet(tmp.path()).await.unwrap();
     let admin = fleet.admin.clone();
 
     let out = cascade(
@@ -172,31 +154,8 @@ async fn admin_commands_over_the_api() {
 
 /// [`cascade`] with `stdin` on standard input.
 async fn cascade_in(fleet: &Fleet, token: &str, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write as _;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .env("CASCADE_TOKEN", token)
-        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
-        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
-        .env_remove("CASCADE_SERVER")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let stdin = stdin.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
+    let cmd = admin_command(env!("CARGO_BIN_EXE_cascade"), fleet, token, args);
+    output_with_stdin(cmd, stdin).await.unwrap()
 }
 
 // `cascade users` and `cascade tokens`: an admin makes a viewer and a token for it; the
@@ -205,13 +164,7 @@ async fn cascade_in(fleet: &Fleet, token: &str, args: &[&str], stdin: &str) -> O
 async fn users_and_tokens_commands() {
     use cascade_client::proto::{IssuedToken, TokensResponse, UsersResponse};
     let tmp = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::start(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut fleet = admin_fleet(tmp.path()).await.unwrap();
     let admin = fleet.admin.clone();
     let out = cascade_in(
         &fleet,
@@ -265,13 +218,7 @@ async fn users_and_tokens_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_trusts_the_servers_ca_only_when_given() {
     let tmp = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let fleet = admin_fleet(tmp.path()).await.unwrap();
     let run = |extra: Vec<(String, String)>, data_dir: &std::path::Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
         cmd.args(["clients", "--server", fleet.url.as_str()])
