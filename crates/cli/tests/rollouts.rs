@@ -3,39 +3,22 @@
 //! a bad ring spec and the server's refusals exit 2 naming the cause.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cascade_client::proto::{RolloutState, RolloutView};
+use cascade_testkit::cli::{admin_command, admin_fleet, output, text};
 use cascade_testkit::Fleet;
 
+/// Runs `cascade ARGS --server URL` as the fleet's admin, with no config file.
 async fn cascade(fleet: &Fleet, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .env("CASCADE_TOKEN", &fleet.admin)
-        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
-        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
-        .env_remove("CASCADE_SERVER");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let cmd = admin_command(env!("CARGO_BIN_EXE_cascade"), fleet, &fleet.admin, args);
+    output(cmd).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollouts_commands_over_the_api() {
     let tmp = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let fleet = admin_fleet(tmp.path()).await.unwrap();
 
     // A ring spec the command cannot read: exit 2 before any call.
     let out = cascade(
