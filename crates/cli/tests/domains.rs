@@ -3,43 +3,27 @@
 //! naming the field and change nothing, and `edit` round-trips through `$EDITOR`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cascade_client::proto::{DomainSettingsList, DomainSettingsView};
+use cascade_testkit::cli::{admin_command, admin_fleet, output, text};
 use cascade_testkit::Fleet;
 
+/// Runs `cascade ARGS --server URL` as the fleet's admin, with no config file, no `$VISUAL`
+/// and `$EDITOR` set to `editor` when given.
 async fn cascade(fleet: &Fleet, args: &[&str], editor: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(args)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .env("CASCADE_TOKEN", &fleet.admin)
-        .env("CASCADE_CONFIG", "/nonexistent/cascade-cli.toml")
-        .env("CASCADE_CA", fleet.data_dir.join("tls/ca.pem"))
-        .env_remove("CASCADE_SERVER")
-        .env_remove("VISUAL");
+    let mut cmd = admin_command(env!("CARGO_BIN_EXE_cascade"), fleet, &fleet.admin, args);
+    cmd.env_remove("VISUAL");
     if let Some(e) = editor {
         cmd.env("EDITOR", e);
     }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    output(cmd).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_over_the_api() {
     let tmp = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(
-        &tmp.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .unwrap();
+    let fleet = admin_fleet(tmp.path()).await.unwrap();
 
     let out = cascade(
         &fleet,
