@@ -6,21 +6,13 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cascade_core::Category;
-use cascade_testkit::{pseudo_random, upstream_and_server, Fleet};
+use cascade_testkit::cli::{agent_fleet, agent_once_args, installed_patterns, publish_patterns};
+use cascade_testkit::{pseudo_random, Fleet};
 
+/// One update cycle of the agent whose data is in `data`, silent.
 fn agent(data: &std::path::Path, fleet: &Fleet, root: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(["agent", "--once", "--bind-ip", "127.0.1.50", "--data-dir"])
-        .arg(data)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .arg("--enroll-token")
-        .arg(&fleet.enroll)
-        .arg("--upstream-root")
-        .arg(root)
-        .arg("--site-root")
-        .arg(fleet.site.public_dir().join("metadata/1.root.json"))
+    cmd.args(agent_once_args(data, "127.0.1.50", fleet, root))
         .env("CASCADE_LOG", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -50,10 +42,6 @@ fn trust_files_whole(data: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn installed(data: &std::path::Path) -> Option<Vec<u8>> {
-    std::fs::read(data.join("installed/components/patterns/current/patterns.db")).ok()
-}
-
 // Thirty runs killed with SIGKILL at spread-out moments never leave a torn install; the
 // agent then completes the update, and nothing is left in its staging areas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,37 +49,20 @@ async fn kill_nine_never_tears_an_install() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = pseudo_random(3 << 20, 1);
     let v2 = pseudo_random(3 << 20, 2);
-    let (upstream, root, fleet) = upstream_and_server(tmp.path(), &v1).await.unwrap();
-    fleet
-        .apply_policy(&format!(
-            "activeupdate_url = \"{}\"",
-            upstream.url().unwrap()
-        ))
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
+    let (upstream, root, fleet) = agent_fleet(tmp.path(), &v1).await.unwrap();
     let data = tmp.path().join("agent");
     let status = agent(&data, &fleet, &root).status().unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(installed(&data).unwrap(), v1);
+    assert_eq!(installed_patterns(&data).unwrap(), v1);
 
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &v2)],
-        )
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
+    publish_patterns(&upstream, &fleet, "2", &v2).await.unwrap();
     let mut saw_old_after_kill = 0;
     for i in 0..30u64 {
         let mut child = agent(&data, &fleet, &root).spawn().unwrap();
         tokio::time::sleep(Duration::from_millis(20 + (i * 37) % 400)).await;
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let now = installed(&data).expect("an installed version is always there");
+        let now = installed_patterns(&data).expect("an installed version is always there");
         assert!(
             now == v1 || now == v2,
             "run {i}: torn install ({} bytes)",
@@ -109,7 +80,7 @@ async fn kill_nine_never_tears_an_install() {
     }
     let status = agent(&data, &fleet, &root).status().unwrap();
     assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
-    assert_eq!(installed(&data).unwrap(), v2);
+    assert_eq!(installed_patterns(&data).unwrap(), v2);
     assert!(
         saw_old_after_kill > 0,
         "no kill landed before the switch; the test proved nothing"
