@@ -6,8 +6,8 @@
 
 use std::process::{Command, Stdio};
 
-use cascade_core::Category;
-use cascade_testkit::{upstream_and_server, Fleet};
+use cascade_testkit::cli::{agent_fleet, agent_once_args, installed_patterns, publish_patterns};
+use cascade_testkit::Fleet;
 
 fn agent(
     data: &std::path::Path,
@@ -23,24 +23,11 @@ fn agent(
         }
         None => Command::new(env!("CARGO_BIN_EXE_cascade")),
     };
-    cmd.args(["agent", "--once", "--bind-ip", "127.0.1.51", "--data-dir"])
-        .arg(data)
-        .arg("--server")
-        .arg(fleet.url.as_str())
-        .arg("--enroll-token")
-        .arg(&fleet.enroll)
-        .arg("--upstream-root")
-        .arg(root)
-        .arg("--site-root")
-        .arg(fleet.site.public_dir().join("metadata/1.root.json"))
+    cmd.args(agent_once_args(data, "127.0.1.51", fleet, root))
         .env("CASCADE_LOG", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd
-}
-
-fn installed(data: &std::path::Path) -> Option<Vec<u8>> {
-    std::fs::read(data.join("installed/components/patterns/current/patterns.db")).ok()
 }
 
 // One cycle 30 days ahead (expired, fails), then cycles at the right time: they install the
@@ -53,19 +40,11 @@ async fn a_cycle_with_the_clock_ahead_does_not_lock_the_agent_out() {
         "this test needs faketime (apt-get install faketime)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let (upstream, root, fleet) = upstream_and_server(tmp.path(), b"one").await.unwrap();
-    fleet
-        .apply_policy(&format!(
-            "activeupdate_url = \"{}\"",
-            upstream.url().unwrap()
-        ))
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
+    let (upstream, root, fleet) = agent_fleet(tmp.path(), b"one").await.unwrap();
     let data = tmp.path().join("agent");
     let status = agent(&data, &fleet, &root, None).status().unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(installed(&data).unwrap(), b"one");
+    assert_eq!(installed_patterns(&data).unwrap(), b"one");
 
     let status = agent(&data, &fleet, &root, Some("+30d")).status().unwrap();
     assert_ne!(
@@ -74,17 +53,10 @@ async fn a_cycle_with_the_clock_ahead_does_not_lock_the_agent_out() {
         "metadata must be expired 30 days ahead"
     );
 
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", b"two")],
-        )
+    publish_patterns(&upstream, &fleet, "2", b"two")
         .await
         .unwrap();
-    fleet.mirror().await.unwrap();
     let status = agent(&data, &fleet, &root, None).status().unwrap();
     assert_eq!(status.code(), Some(0), "locked out after one cycle ahead");
-    assert_eq!(installed(&data).unwrap(), b"two");
+    assert_eq!(installed_patterns(&data).unwrap(), b"two");
 }
