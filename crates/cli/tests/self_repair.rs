@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use cascade_client::proto::ClientsQuery;
 use cascade_core::report::Outcome;
-use cascade_testkit::{upstream_and_server, Fleet, Upstream};
+use cascade_testkit::cli::{agent_fleet, agent_once_args, client_id, installed_patterns};
+use cascade_testkit::{wait_until, Fleet, Upstream};
 
 struct World {
     _tmp: tempfile::TempDir,
@@ -21,15 +22,7 @@ struct World {
 impl World {
     async fn new() -> World {
         let tmp = tempfile::tempdir().unwrap();
-        let (upstream, root, fleet) = upstream_and_server(tmp.path(), b"one").await.unwrap();
-        fleet
-            .apply_policy(&format!(
-                "activeupdate_url = \"{}\"",
-                upstream.url().unwrap()
-            ))
-            .await
-            .unwrap();
-        fleet.mirror().await.unwrap();
+        let (upstream, root, fleet) = agent_fleet(tmp.path(), b"one").await.unwrap();
         let data = tmp.path().join("agent");
         World {
             _tmp: tmp,
@@ -42,16 +35,12 @@ impl World {
 
     fn agent(&self) -> Output {
         Command::new(env!("CARGO_BIN_EXE_cascade"))
-            .args(["agent", "--once", "--bind-ip", "127.0.1.52", "--data-dir"])
-            .arg(&self.data)
-            .arg("--server")
-            .arg(self.fleet.url.as_str())
-            .arg("--enroll-token")
-            .arg(&self.fleet.enroll)
-            .arg("--upstream-root")
-            .arg(&self.root)
-            .arg("--site-root")
-            .arg(self.fleet.site.public_dir().join("metadata/1.root.json"))
+            .args(agent_once_args(
+                &self.data,
+                "127.0.1.52",
+                &self.fleet,
+                &self.root,
+            ))
             .env("CASCADE_LOG", "off")
             .stdin(Stdio::null())
             .output()
@@ -115,9 +104,7 @@ async fn an_unwritable_report_still_checks_in_with_the_reason() {
     let w = World::new().await;
     let out = w.agent();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let id: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.data.join("identity.json")).unwrap()).unwrap();
-    let id = id["client_id"].as_str().unwrap().to_owned();
+    let id = client_id(&w.data).unwrap();
     std::fs::remove_file(w.data.join("last-report.json")).unwrap();
     std::fs::create_dir_all(w.data.join("last-report.json/blocked")).unwrap();
     let out = w.agent();
@@ -135,7 +122,7 @@ async fn an_unwritable_report_still_checks_in_with_the_reason() {
 }
 
 fn installed(data: &Path) -> Vec<u8> {
-    std::fs::read(data.join("installed/components/patterns/current/patterns.db")).unwrap()
+    installed_patterns(data).unwrap()
 }
 
 // A garbled, then an emptied installed file: `cascade agent verify` reports it and puts the
@@ -196,14 +183,11 @@ async fn the_daemon_repairs_damaged_files_periodically() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut repaired = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if installed(&w.data) == b"one" {
-            repaired = true;
-            break;
-        }
-    }
+    let repaired = wait_until(std::time::Duration::from_secs(10), || async {
+        installed(&w.data) == b"one"
+    })
+    .await
+    .is_ok();
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(repaired, "the daemon did not repair the file");
@@ -217,9 +201,7 @@ async fn a_full_disk_still_checks_in_with_disk_full() {
     let w = World::new().await;
     let out = w.agent();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let id: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.data.join("identity.json")).unwrap()).unwrap();
-    let id = id["client_id"].as_str().unwrap().to_owned();
+    let id = client_id(&w.data).unwrap();
     let mnt = w.data.with_file_name("full");
     std::fs::create_dir_all(&mnt).unwrap();
     let script = r#"set -e
