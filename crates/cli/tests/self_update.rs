@@ -9,6 +9,7 @@
 //! checks in and hands back to the old build after its trial.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,7 +17,8 @@ use std::time::Duration;
 use cascade_agent::selfupdate::{program_name, SelfDir};
 use cascade_agent::state::DataDir;
 use cascade_client::proto::ClientView;
-use cascade_testkit::{upstream_and_server, wait_until, Fleet};
+use cascade_testkit::cli::{agent_fleet, client_id, enroll_args};
+use cascade_testkit::{wait_until, Fleet};
 
 /// The second build's version.
 const NEXT: &str = "9.9.9-second";
@@ -54,7 +56,7 @@ struct Agent {
     name: &'static str,
     exe: PathBuf,
     data: PathBuf,
-    args: Vec<String>,
+    args: Vec<OsString>,
     fault: Option<&'static str>,
     child: Child,
     /// Times the test started it again after it exited.
@@ -68,34 +70,27 @@ impl Agent {
         std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_cascade"), &exe).unwrap();
         let data = home.join("data");
-        let args: Vec<String> = vec![
+        let mut args: Vec<OsString> = vec![
             "agent".into(),
             "--name".into(),
             name.into(),
             "--bind-ip".into(),
             ip.into(),
             "--data-dir".into(),
-            data.display().to_string(),
-            "--server".into(),
-            fleet.url.to_string(),
-            "--enroll-token".into(),
-            fleet.enroll.clone(),
-            "--upstream-root".into(),
-            root.display().to_string(),
-            "--site-root".into(),
-            fleet
-                .site
-                .public_dir()
-                .join("metadata/1.root.json")
-                .display()
-                .to_string(),
-            "--interval".into(),
-            "1".into(),
-            "--verify-every".into(),
-            "0".into(),
-            "--self-update-trial".into(),
-            "4".into(),
+            data.clone().into(),
         ];
+        args.extend(enroll_args(fleet, root));
+        args.extend(
+            [
+                "--interval",
+                "1",
+                "--verify-every",
+                "0",
+                "--self-update-trial",
+                "4",
+            ]
+            .map(OsString::from),
+        );
         let fault = match name {
             "exits" => Some("exit"),
             "silent" => Some("silent"),
@@ -124,14 +119,12 @@ impl Agent {
         self.child.try_wait().unwrap().is_none()
     }
 
-    fn client_id(&self) -> Option<String> {
-        let bytes = std::fs::read(self.data.join("identity.json")).ok()?;
-        let id: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        Some(id["client_id"].as_str()?.to_owned())
-    }
-
     async fn record(&self, fleet: &Fleet) -> Option<ClientView> {
-        fleet.api().client_record(&self.client_id()?).await.ok()
+        fleet
+            .api()
+            .client_record(&client_id(&self.data)?)
+            .await
+            .ok()
     }
 
     fn self_dir(&self) -> SelfDir {
@@ -141,7 +134,7 @@ impl Agent {
 
 /// Starts the service binary `exe`. The fault variable is set on every build: the first
 /// build has no fault injection compiled in, the second build inherits it through `exec`.
-fn spawn(exe: &Path, args: &[String], fault: Option<&str>) -> Child {
+fn spawn(exe: &Path, args: &[OsString], fault: Option<&str>) -> Child {
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env("CASCADE_LOG", "warn")
@@ -234,15 +227,7 @@ async fn the_agent_updates_itself_and_bad_builds_are_rolled_back() {
         .to_owned();
 
     let tmp = tempfile::tempdir().unwrap();
-    let (upstream, root, fleet) = upstream_and_server(tmp.path(), b"one").await.unwrap();
-    fleet
-        .apply_policy(&format!(
-            "activeupdate_url = \"{}\"",
-            upstream.url().unwrap()
-        ))
-        .await
-        .unwrap();
-    fleet.mirror().await.unwrap();
+    let (_upstream, root, fleet) = agent_fleet(tmp.path(), b"one").await.unwrap();
     let mut good = Agent::start(&fleet, tmp.path(), "good", "127.0.1.71", &root);
     let mut exits = Agent::start(&fleet, tmp.path(), "exits", "127.0.1.72", &root);
     let mut silent = Agent::start(&fleet, tmp.path(), "silent", "127.0.1.73", &root);
