@@ -12,6 +12,7 @@ pub mod console;
 pub mod db;
 pub mod error;
 pub mod fleet;
+pub mod forwarded;
 mod front;
 pub mod human;
 pub mod json_shape;
@@ -104,6 +105,7 @@ pub struct Server {
     on_first_start: settings::FirstStartHook,
     site_refresh: std::time::Duration,
     replica_poll: std::time::Duration,
+    trusted_proxies: Arc<forwarded::TrustedProxies>,
 }
 
 impl Server {
@@ -209,12 +211,21 @@ impl Server {
             on_first_start: settings.on_first_start,
             site_refresh: settings.site_refresh,
             replica_poll: settings.replica_poll,
+            trusted_proxies: Arc::new(settings.trusted_proxies),
         })
     }
 
-    /// The HTTP application.
+    /// The HTTP application; with trusted proxies, wrapped in the layer that gives every
+    /// route the client's address instead of the proxy's ([`forwarded`]).
     pub fn router(&self) -> axum::Router {
-        routes::router(self.state.clone())
+        let app = routes::router(self.state.clone());
+        if self.trusted_proxies.is_empty() {
+            return app;
+        }
+        app.layer(axum::middleware::from_fn_with_state(
+            self.trusted_proxies.clone(),
+            forwarded::resolve,
+        ))
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, ends event
@@ -239,6 +250,18 @@ impl Server {
             format!("http://{addr}")
         };
         tracing::info!(%url, ca_sha256 = ?self.state.tls.ca_sha256(), "cascade server listening");
+        if !self.trusted_proxies.is_empty() {
+            let nets: Vec<String> = self
+                .trusted_proxies
+                .nets()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::info!(
+                trusted_proxies = %nets.join(","),
+                "client addresses from X-Forwarded-For of these proxies (docs/operating.md#trusted-proxies)"
+            );
+        }
         if let Some(first) = &self.first_start {
             (self.on_first_start)(&FirstStart {
                 admin_token: first.admin_token.clone(),

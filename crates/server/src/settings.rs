@@ -133,6 +133,9 @@ pub struct Settings {
     pub tls: crate::tls::TlsMode,
     /// Failed logins, enrollments and token uses that lock a name, id or address out.
     pub lockout: crate::lockout::LockoutPolicy,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client
+    /// (`--trusted-proxy`, `docs/operating.md#trusted-proxies`); empty: the header is never read.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 impl Settings {
@@ -163,6 +166,7 @@ impl Settings {
             metrics_token: None,
             tls: crate::tls::TlsMode::default(),
             lockout: crate::lockout::LockoutPolicy::default(),
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
         }
     }
 
@@ -186,6 +190,7 @@ impl std::fmt::Debug for Settings {
                 &self.key_passphrase.as_ref().map(|_| "(set)"),
             )
             .field("limits", &self.limits)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
