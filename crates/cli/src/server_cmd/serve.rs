@@ -113,6 +113,24 @@ pub struct ServerArgs {
     /// Seconds a lockout lasts.
     #[arg(long, default_value_t = 900)]
     pub lockout_secs: u64,
+    /// A load balancer or reverse proxy (an address or a CIDR network; repeat it, or give a
+    /// comma-separated list) whose `X-Forwarded-For` names the client: lockouts, the audit
+    /// log, sessions and check-ins then see the client's address, the rightmost one in the
+    /// header that is not itself a trusted proxy. Default: none, the header is never read
+    /// (docs/operating.md#trusted-proxies).
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "CASCADE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = trusted_proxy
+    )]
+    pub trusted_proxies: Vec<cascade_server::forwarded::IpNet>,
+}
+
+/// One `--trusted-proxy` value.
+fn trusted_proxy(text: &str) -> Result<cascade_server::forwarded::IpNet, String> {
+    cascade_server::forwarded::parse_trusted_proxy(text).map_err(|e| e.to_string())
 }
 
 /// Runs `cascade server` until SIGINT or SIGTERM.
@@ -159,6 +177,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         window: Duration::from_secs(args.lockout_window.max(1)),
         lockout: Duration::from_secs(args.lockout_secs.max(1)),
     };
+    settings.trusted_proxies = cascade_server::forwarded::TrustedProxies::new(args.trusted_proxies);
     settings.mirror = args
         .upstream_root
         .map(|root| cascade_server::mirror::MirrorSettings {
