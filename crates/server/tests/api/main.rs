@@ -26,6 +26,7 @@ mod ops;
 mod policy;
 mod postgres;
 mod programs;
+mod proxies;
 mod rollouts;
 mod sessions;
 mod shared_repo;
