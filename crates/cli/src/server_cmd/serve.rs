@@ -194,3 +194,44 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("[{}] {e}", e.code()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::ServerArgs;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("cascade-server").chain(args.iter().copied()))
+            .map(|c| c.server)
+    }
+
+    // None by default; repeated or comma-separated networks and single addresses; a bad value
+    // is refused naming the flag and the value.
+    #[test]
+    fn trusted_proxy_flag() {
+        assert!(parse(&[]).unwrap().trusted_proxies.is_empty());
+        let a = parse(&[
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.7",
+            "--trusted-proxy",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let nets: Vec<String> = a.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        let e = parse(&["--trusted-proxy", "10.0.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--trusted-proxy"), "{e}");
+        assert!(e.contains("`10.0.0.0/33` is not an IP address"), "{e}");
+    }
+}
