@@ -113,8 +113,7 @@ impl TrustedProxies {
         let mut client = peer;
         let mut hops = 0;
         // Several header lines are one list, in order (RFC 9110, section 5.3).
-        let lines: Vec<_> = headers.get_all(X_FORWARDED_FOR).iter().collect();
-        for line in lines.into_iter().rev() {
+        for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
             let Ok(text) = line.to_str() else {
                 tracing::debug!(%peer, "X-Forwarded-For is not text: ignored");
                 return peer;
