@@ -10,8 +10,8 @@
 //!
 //! [`resolve`] is one layer around the whole router: it replaces the request's
 //! [`ConnectInfo`] with the client's address, so everything that reads the peer address
-//! (lockouts, the audit log, console sessions, enrollment, the check-in's fallback address)
-//! sees the client, not the balancer. The proxy's own address stays in [`ProxyPeer`].
+//! (lockouts, console logins included, the audit log, enrollment, the check-in's fallback
+//! address) sees the client, not the balancer. The proxy's own address stays in [`ProxyPeer`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

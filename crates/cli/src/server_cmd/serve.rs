@@ -115,7 +115,7 @@ pub struct ServerArgs {
     pub lockout_secs: u64,
     /// A load balancer or reverse proxy (an address or a CIDR network; repeat it, or give a
     /// comma-separated list) whose `X-Forwarded-For` names the client: lockouts, the audit
-    /// log, sessions and check-ins then see the client's address, the rightmost one in the
+    /// log, enrollment and check-ins then see the client's address, the rightmost one in the
     /// header that is not itself a trusted proxy. Default: none, the header is never read
     /// (docs/operating.md#trusted-proxies).
     #[arg(
