@@ -6,7 +6,9 @@
 #
 # Usage: bench/server/sse.sh [sse-bench options]     (e.g. --clients 2000)
 # Env:   SSE_BIN (default target/release/sse-bench; built with
-#        `cargo build --release -p cascade-bench --bin sse-bench`).
+#        `cargo build --release -p cascade-bench --bin sse-bench`);
+#        SSE_SERVER_WRAP runs the server child under a command, e.g. `SSE_SERVER_WRAP=heaptrack`
+#        (the RSS figures are then the wrapper's).
 set -euo pipefail
 
 SSE_BIN=${SSE_BIN:-target/release/sse-bench}

@@ -11,9 +11,10 @@
 //! - `GET /api/client/events`: the request goes through the router like any other (so
 //!   authentication, limits and metrics are the router's), and the stream it answers is
 //!   written here, chunk by chunk, holding no read or write buffer while it waits for the
-//!   next notice: a held stream costs its task, its socket and the stream's own state
-//!   (`docs/operating.md#notification-streams`), not the two 8 KiB buffers an HTTP/1
-//!   connection keeps.
+//!   next notice: the connection and the stream ([`crate::events::EventStream`]) move into a
+//!   task of their own, so a held stream costs that task, its socket and the stream's own
+//!   state (`docs/operating.md#notification-streams`), not the two 8 KiB buffers an HTTP/1
+//!   connection keeps nor the size of this module's future for every other request.
 //!
 //! Anything else (another path, a `Range`, a body, `Expect`, HTTP/1.0, a head the parser
 //! does not take, a file the fast path does not answer) hands the connection, with the bytes
@@ -34,8 +35,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, Version};
 use futures::StreamExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
+use crate::events::EventStream;
 use crate::limits::ServeLimits;
 use crate::metrics::Metrics;
 use crate::repo::{Served, Whole, WholeBody};
@@ -206,13 +208,15 @@ enum Head {
     HandOver,
 }
 
-/// Serves one connection until it ends (see the module documentation).
+/// Serves one connection until it ends (see the module documentation), holding `slot` (its
+/// place under `--max-connections`) as long as the connection lives.
 pub(crate) async fn serve<I: Conn>(
     mut io: I,
     front: Arc<Front>,
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
 ) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
@@ -251,8 +255,15 @@ pub(crate) async fn serve<I: Conn>(
             Head::Complete(_, Ask::Events(req)) => {
                 // The head is no longer needed: a held stream keeps no buffer.
                 drop(std::mem::take(&mut buf));
-                if let Err(e) = answer_streamed(&mut io, app, *req).await {
-                    tracing::debug!(error = %e, %peer, "event stream ended");
+                match answer_streamed(&mut io, app, *req).await {
+                    // Held in a task of its own, sized for holding alone: this one's
+                    // future is sized for every kind of request.
+                    Ok(Some(events)) => {
+                        tokio::spawn(hold(io, events, peer, slot));
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, %peer, "event stream ended"),
                 }
                 let _ = io.shutdown().await;
                 return;
@@ -261,6 +272,7 @@ pub(crate) async fn serve<I: Conn>(
         }
     }
     hand_over(io, buf, front.limits, app, stop, peer).await;
+    drop(slot);
 }
 
 /// Reads until the buffer starts with a whole request head (or a reason to stop reading),
@@ -465,19 +477,24 @@ async fn answer_repo<I: Conn>(
     Ok(())
 }
 
-/// Routes `req` and writes its answer, a stream, chunk by chunk until it ends or the peer
-/// goes away; the connection closes after it.
+/// Routes `req` and writes its answer: the head, then, for a notification stream
+/// ([`crate::events::Held`]), the stream to hold ([`hold`]); for any other answer its body,
+/// chunk by chunk until it ends or the peer goes away. The connection closes after it.
 async fn answer_streamed<I: Conn>(
     io: &mut I,
     app: axum::Router,
     req: Request<Body>,
-) -> io::Result<()> {
+) -> io::Result<Option<EventStream>> {
     use tower::ServiceExt as _;
     let resp = match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
     let (parts, body) = resp.into_parts();
+    let held = parts
+        .extensions
+        .get::<crate::events::Held>()
+        .and_then(crate::events::Held::take);
     let exact = axum::body::HttpBody::size_hint(&body).exact();
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -511,6 +528,9 @@ async fn answer_streamed<I: Conn>(
     io.write_all(&out).await?;
     io.flush().await?;
     drop(out);
+    if held.is_some() {
+        return Ok(held);
+    }
     let mut frames = body.into_data_stream();
     // Anything the peer sends (or its close) ends the stream: a client of an event stream
     // only listens.
@@ -518,7 +538,7 @@ async fn answer_streamed<I: Conn>(
     loop {
         let next = tokio::select! {
             f = frames.next() => f,
-            _ = io.read(&mut probe) => return Ok(()),
+            _ = io.read(&mut probe) => return Ok(None),
         };
         let Some(frame) = next else { break };
         let data = frame.map_err(io::Error::other)?;
@@ -527,20 +547,76 @@ async fn answer_streamed<I: Conn>(
         }
         if exact.is_some() {
             io.write_all(&data).await?;
+            io.flush().await?;
         } else {
-            let mut chunk = Vec::with_capacity(data.len() + 16);
-            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            chunk.extend_from_slice(&data);
-            chunk.extend_from_slice(b"\r\n");
-            io.write_all(&chunk).await?;
+            write_chunk(io, &data).await?;
         }
-        io.flush().await?;
     }
     if exact.is_none() {
         io.write_all(b"0\r\n\r\n").await?;
         io.flush().await?;
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Writes `data` as one chunk of a chunked body.
+async fn write_chunk<I: Conn>(io: &mut I, data: &[u8]) -> io::Result<()> {
+    let mut chunk = Vec::with_capacity(data.len() + 16);
+    chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    io.write_all(&chunk).await?;
+    io.flush().await
+}
+
+/// Holds a notification stream whose head is written: each event a chunk, until the stream
+/// ends (then the last chunk) or the peer sends anything or goes away (a client of an event
+/// stream only listens). Runs as its own task, so what a held stream costs is this future:
+/// the connection, the stream's struct and what its `next` waits on
+/// (`docs/operating.md#notification-streams`).
+///
+/// A function returning an `async move` block rather than an `async fn`: the block stores
+/// what it captures once, where an `async fn`'s future keeps its arguments and the body's
+/// copies of them side by side (a TLS connection's state is a few KiB).
+fn hold<I: Conn>(
+    io: I,
+    events: EventStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut conn = Held { io, events, slot };
+    async move {
+        let mut probe = [0u8; 1];
+        let ended = loop {
+            let next = tokio::select! {
+                n = conn.events.next() => n,
+                _ = conn.io.read(&mut probe) => break Ok(()),
+            };
+            let Some(data) = next else {
+                break async {
+                    conn.io.write_all(b"0\r\n\r\n").await?;
+                    conn.io.flush().await
+                }
+                .await;
+            };
+            if let Err(e) = write_chunk(&mut conn.io, &data).await {
+                break Err(e);
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, %peer, "event stream ended");
+        }
+        let _ = conn.io.shutdown().await;
+        drop(conn.slot);
+    }
+}
+
+/// What a held stream's task owns.
+struct Held<I> {
+    io: I,
+    events: EventStream,
+    /// Its place under `--max-connections`, given back when the stream ends.
+    slot: OwnedSemaphorePermit,
 }
 
 /// Hands the connection to hyper and the router, the bytes already read first.
@@ -679,7 +755,11 @@ mod tests {
         });
         let (_tx, rx) = watch::channel(false);
         let peer = c.local_addr().unwrap();
-        let f = serve(c, front, axum::Router::new(), rx, peer);
+        let slot = Arc::new(tokio::sync::Semaphore::new(1))
+            .acquire_owned()
+            .await
+            .unwrap();
+        let f = serve(c, front, axum::Router::new(), rx, peer, slot);
         let size = std::mem::size_of_val(&f);
         assert!(size <= 2048, "serve<TcpStream> future: {size} bytes");
     }

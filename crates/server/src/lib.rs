@@ -11,6 +11,7 @@ pub mod auth;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod fleet;
 pub mod forwarded;
 mod front;
@@ -374,16 +375,15 @@ async fn accept_loop(
         let stop = stop.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             match acceptor {
-                None => front::serve(tcp, front, app, stop, peer).await,
+                None => front::serve(tcp, front, app, stop, peer, slot).await,
                 // Boxed: a plain connection's task does not carry the size of a TLS session.
                 Some(acceptor) => {
                     Box::pin(async move {
                         let handshake =
                             tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
                         match handshake.await {
-                            Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer).await,
+                            Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer, slot).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, %peer, "TLS handshake failed");
                             }

@@ -100,10 +100,15 @@ struct Report {
     enroll_seconds: f64,
     connect_seconds: f64,
     server_rss_idle_kib: u64,
+    /// After enrolling every client, before the first stream opens.
+    server_rss_enrolled_kib: u64,
     server_rss_holding_kib: u64,
     server_rss_peak_kib: u64,
-    /// (RSS holding - RSS idle) / streams held.
+    /// (RSS holding - RSS idle) / streams held: includes what enrolling the clients left
+    /// behind (the database's page cache, the allocator's free lists).
     server_rss_per_stream_kib: f64,
+    /// (RSS holding - RSS enrolled) / streams held: what the streams themselves cost.
+    server_rss_per_stream_after_enroll_kib: f64,
     notify_request_ms: f64,
     notify_p50_ms: f64,
     notify_p99_ms: f64,
@@ -256,6 +261,40 @@ fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, b, c, d))
 }
 
+/// The command that runs the server child: this binary, or, with `SSE_SERVER_WRAP=heaptrack`
+/// (any command taking the program and its arguments), this binary under that command (the
+/// RSS figures are then the wrapper's process's).
+fn server_command(exe: PathBuf) -> Command {
+    match std::env::var_os("SSE_SERVER_WRAP") {
+        Some(wrap) => {
+            let mut c = Command::new(wrap);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// The first line of `stdout` that is JSON (a wrapper may print lines of its own first), and
+/// the reader, kept open so the child's later writes do not fail.
+fn first_json_line(
+    stdout: std::process::ChildStdout,
+) -> Result<(BufReader<std::process::ChildStdout>, String)> {
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    while !line.trim_start().starts_with('{') {
+        line.clear();
+        if stdout
+            .read_line(&mut line)
+            .context("reading the server's first-start line")?
+            == 0
+        {
+            bail!("the server child ended before it listened");
+        }
+    }
+    Ok((stdout, line))
+}
+
 fn bench(args: &Args) -> Result<()> {
     let limit = raise_nofile(descriptors(args.clients));
     eprintln!(
@@ -275,7 +314,7 @@ fn bench(args: &Args) -> Result<()> {
         let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a port")?;
         l.local_addr()?.port()
     };
-    let mut child = Command::new(exe)
+    let mut child = server_command(exe)
         .args([
             "serve",
             "--listen",
@@ -293,10 +332,7 @@ fn bench(args: &Args) -> Result<()> {
     let stdout = child.stdout.take().context("server stdout")?;
     let child = ServerChild(child);
     let pid = child.0.id();
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .context("reading the server's first-start line")?;
+    let (_stdout, line) = first_json_line(stdout)?;
     let started: Started = serde_json::from_str(line.trim())
         .with_context(|| format!("server first-start line: {line:?}"))?;
     let ca = if args.tls {
@@ -306,7 +342,9 @@ fn bench(args: &Args) -> Result<()> {
     };
     let mut report = runtime()?.block_on(run(args, &started, pid, ca))?;
     report.open_files_limit = limit;
-    report.server_rss_per_stream_kib = per_stream(&report);
+    report.server_rss_per_stream_kib = per_stream(&report, report.server_rss_idle_kib);
+    report.server_rss_per_stream_after_enroll_kib =
+        per_stream(&report, report.server_rss_enrolled_kib);
     drop(child);
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(dir) = args.out.parent() {
@@ -320,7 +358,8 @@ fn bench(args: &Args) -> Result<()> {
          enroll {} clients:     {:.1} s\n\
          open streams (hello):    {:.1} s\n\
          server RSS idle:         {:.1} MiB\n\
-         server RSS holding:      {:.1} MiB ({:.1} KiB per stream)\n\
+         server RSS enrolled:     {:.1} MiB\n\
+         server RSS holding:      {:.1} MiB ({:.1} KiB per stream from idle, {:.1} from enrolled)\n\
          server RSS peak:         {:.1} MiB\n\
          POST /api/notify:        {:.1} ms\n\
          notify -> stream p50:    {:.1} ms\n\
@@ -337,8 +376,10 @@ fn bench(args: &Args) -> Result<()> {
         report.enroll_seconds,
         report.connect_seconds,
         mib(report.server_rss_idle_kib),
+        mib(report.server_rss_enrolled_kib),
         mib(report.server_rss_holding_kib),
-        per_stream(&report),
+        report.server_rss_per_stream_kib,
+        report.server_rss_per_stream_after_enroll_kib,
         mib(report.server_rss_peak_kib),
         report.notify_request_ms,
         report.notify_p50_ms,
@@ -362,10 +403,8 @@ fn mib(kib: u64) -> f64 {
 }
 
 #[allow(clippy::cast_precision_loss)] // KiB counts for display
-fn per_stream(r: &Report) -> f64 {
-    r.server_rss_holding_kib
-        .saturating_sub(r.server_rss_idle_kib) as f64
-        / r.streams_held.max(1) as f64
+fn per_stream(r: &Report, before_kib: u64) -> f64 {
+    r.server_rss_holding_kib.saturating_sub(before_kib) as f64 / r.streams_held.max(1) as f64
 }
 
 /// Enrolls `args.clients` clients, `args.concurrency` at a time; their credentials.
@@ -413,6 +452,12 @@ async fn arrivals(
     got
 }
 
+/// The server's RSS (KiB) after letting it settle for 2 s (freed buffers, timers).
+async fn settled_rss(pid: u32) -> u64 {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    status_kib(pid, "VmRSS:")
+}
+
 async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> Result<Report> {
     let base = started.url.trim_end_matches('/').to_owned();
     let addr: SocketAddr = base
@@ -425,10 +470,7 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
         .no_proxy()
         .build()
         .context("http client")?;
-    let tls = match &ca {
-        Some(pem) => Some(tls_connector(pem)?),
-        None => None,
-    };
+    let tls = ca.as_deref().map(tls_connector).transpose()?;
     let rss_idle = status_kib(pid, "VmRSS:");
 
     let t = Instant::now();
@@ -438,6 +480,7 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
         .context("enrolling")?;
     let enroll_seconds = t.elapsed().as_secs_f64();
     eprintln!("enrolled {} clients in {enroll_seconds:.1} s", args.clients);
+    let rss_enrolled = settled_rss(pid).await;
 
     let t = Instant::now();
     let opening = Arc::new(Semaphore::new(args.concurrency));
@@ -475,9 +518,7 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
             r??;
         }
     }
-    // Let the server settle (keep-alive timers, buffers) before sampling memory.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_holding = status_kib(pid, "VmRSS:");
+    let rss_holding = settled_rss(pid).await;
 
     let cpu_before = cpu_ms(pid);
     let sent = Instant::now();
@@ -507,9 +548,11 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
         enroll_seconds,
         connect_seconds,
         server_rss_idle_kib: rss_idle,
+        server_rss_enrolled_kib: rss_enrolled,
         server_rss_holding_kib: rss_holding,
         server_rss_peak_kib: status_kib(pid, "VmHWM:"),
         server_rss_per_stream_kib: 0.0,
+        server_rss_per_stream_after_enroll_kib: 0.0,
         notify_request_ms,
         notify_p50_ms: pick(0.5),
         notify_p99_ms: pick(0.99),

@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::header::IF_NONE_MATCH;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cascade_core::doc::parse_agent_address;
@@ -18,8 +17,6 @@ use cascade_proto::{
     CheckInResponse, ClientIdentity, ClientPolicy, ClientView, EnrollRequest, Enrolled, Hello,
     StreamEvent,
 };
-use futures::stream::{self, Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::admin::Registry;
 use super::Revisioned;
@@ -337,7 +334,7 @@ pub async fn events(
     ClientAuth(id): ClientAuth,
     State(st): State<AppState>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let last_event = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(
@@ -383,60 +380,24 @@ pub async fn events(
     )
     .await?;
     let me: std::sync::Arc<str> = std::sync::Arc::from(id.as_str());
-    let hello = Event::default().event("hello").json_data(Hello {
+    let hello = serde_json::to_string(&Hello {
         client_id: id,
         role,
         revision: cur.revision,
-    });
-    let replay = missed.filter(|n| st.rollouts.reaches(n.id, &me)).map(|n| {
-        st.metrics.delivered(role);
-        Ok(notify_event(&n))
-    });
-    let notices = stream::unfold(
-        (rx, shutdown, forgotten, st.clone()),
-        move |(mut rx, mut sd, mut gone, st)| {
-            let me = me.clone();
-            async move {
-                loop {
-                    let got = tokio::select! {
-                        _ = sd.wait_for(|stop| *stop) => return None,
-                        who = gone.recv() => match who {
-                            Ok(who) if who == me => {
-                                tracing::info!(client = %me, "event stream closed: the client was deleted");
-                                return None;
-                            }
-                            Err(RecvError::Closed) => return None,
-                            _ => continue,
-                        },
-                        got = rx.recv() => got,
-                    };
-                    match got {
-                        // A notice a rollout issued for one ring reaches that ring only.
-                        Ok(n) if !st.rollouts.reaches(n.id, &me) => {}
-                        Ok(n) => {
-                            st.metrics.delivered(role);
-                            return Some((Ok(notify_event(&n)), (rx, sd, gone, st)));
-                        }
-                        Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            }
-        },
-    );
-    Ok(Sse::new(
-        stream::once(async move { hello })
-            .chain(stream::iter(replay))
-            .chain(notices),
-    )
-    .keep_alive(KeepAlive::default()))
-}
-
-/// `event: notify` with the notice's id as the event id (what the client sends back as
-/// `Last-Event-ID`).
-fn notify_event(n: &crate::notify::Rendered) -> Event {
-    Event::default()
-        .event("notify")
-        .id(n.id.to_string())
-        .data(&n.json)
+    })
+    // Serializing a struct of strings and integers cannot fail.
+    .unwrap_or_default();
+    let replay = missed
+        .filter(|n| st.rollouts.reaches(n.id, &me))
+        .inspect(|_| st.metrics.delivered(role));
+    let parts = crate::events::Parts {
+        hello,
+        replay,
+        notices: rx,
+        forgotten,
+        shutdown,
+        me,
+        role,
+    };
+    Ok(crate::events::EventStream::new(parts, st).into_response())
 }

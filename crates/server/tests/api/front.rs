@@ -280,3 +280,84 @@ async fn tls_large_file_and_event_stream() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "auth.unauthorized", "{body}");
 }
+
+/// Reads from `io` until `pending` holds `needle`; what was read stays in `pending`.
+async fn read_until(io: &mut (impl AsyncRead + Unpin), pending: &mut Vec<u8>, needle: &[u8]) {
+    while !pending.windows(needle.len()).any(|w| w == needle) {
+        let mut b = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), io.read(&mut b))
+            .await
+            .expect("the event within 20 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {:?}: {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(pending)
+        );
+        pending.extend_from_slice(&b[..n]);
+    }
+}
+
+// The same stream, held by the front (HTTP/1.1: one chunk per event) and served by hyper (a
+// connection the front hands over, HTTP/1.0 here): the `hello`, then the `notify` with its
+// id, byte for byte in the event-stream format; the front's stream ends with the last chunk
+// when the client is deleted.
+#[tokio::test]
+async fn event_stream_held_by_the_front_and_by_hyper() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_tuned(dir.path(), None, None, |st| {
+        st.tls = cascade_server::TlsMode::InsecurePlainHttp;
+    })
+    .await;
+    let (id, credential) = s.enroll_client("pc-1", None).await;
+    let mut streams = Vec::new();
+    for version in ["1.1", "1.0"] {
+        let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let req = format!(
+            "GET /api/client/events HTTP/{version}\r\nHost: x\r\n\
+             Authorization: Bearer {credential}\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut pending = Vec::new();
+        read_until(&mut tcp, &mut pending, b"event: hello\ndata: {").await;
+        read_until(&mut tcp, &mut pending, b"}\n\n").await;
+        let head = String::from_utf8_lossy(&pending).to_ascii_lowercase();
+        assert!(head.starts_with(&format!("http/{version} 200")), "{head}");
+        assert!(head.contains("content-type: text/event-stream"), "{head}");
+        assert!(head.contains("cache-control: no-cache"), "{head}");
+        if version == "1.1" {
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        }
+        assert!(head.contains(&format!("\"client_id\":\"{id}\"")), "{head}");
+        streams.push((tcp, pending));
+    }
+    let sent = s
+        .admin(Method::POST, "/api/notify", json(&NotifyRequest::default()))
+        .await
+        .expect(200);
+    let notice = sent["id"].as_i64().expect("the notice's id");
+    for (tcp, pending) in &mut streams {
+        pending.clear();
+        let event = format!("event: notify\nid: {notice}\ndata: {{");
+        read_until(tcp, pending, event.as_bytes()).await;
+        read_until(tcp, pending, b"}\n\n").await;
+    }
+    // The front's stream: one chunk per event, the stream's end the last chunk.
+    let (tcp, pending) = &mut streams[0];
+    let text = String::from_utf8_lossy(pending).into_owned();
+    let at = text.find("event: notify").unwrap();
+    let size = text[..at]
+        .trim_end_matches("\r\n")
+        .rsplit("\r\n")
+        .next()
+        .unwrap();
+    let chunk_len = usize::from_str_radix(size, 16).unwrap();
+    let event_len = text[at..].find("}\n\n").unwrap() + 3;
+    assert_eq!(event_len, chunk_len, "{text}");
+    pending.clear();
+    s.admin(Method::DELETE, &format!("/api/clients/{id}"), None)
+        .await
+        .expect(200);
+    read_until(tcp, pending, b"0\r\n\r\n").await;
+}
