@@ -212,6 +212,12 @@ impl Server {
         })
     }
 
+    /// The state its handlers share (benchmarks time its parts, e.g.
+    /// [`rollout::evaluate`]).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The HTTP application.
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
