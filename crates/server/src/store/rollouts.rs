@@ -3,12 +3,21 @@
 //! from one counter (the highest revision plus one) and is conditional on the revision it
 //! read, so two replicas promoting the same ring at once change it once; the highest
 //! revision is the rollout revision clients fold into their policy revision.
+//!
+//! The evaluation of a rolling rollout reads only what it needs: each client's ring facts
+//! ([`RingFacts`], no report) and the few clients whose last report may fail a rollout
+//! ([`Store::rollout_failure_candidates`], by the `program_trouble_at` column kept at each
+//! check-in, `migrations/0018_rollout_failures.sql`).
 
+use std::collections::BTreeMap;
+
+use cascade_core::report::{Outcome, UpdateReport};
+use cascade_core::Category;
 use cascade_proto::{RingSpec, RolloutState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{to_json, Store, StoreError};
+use super::{to_json, ClientRecord, Store, StoreError};
 
 /// One rollout as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +103,50 @@ fn record(r: &AnyRow) -> Result<RolloutRecord, StoreError> {
         updated_at: r.try_get("updated_at")?,
         revision: r.try_get("revision")?,
     })
+}
+
+/// What decides a client's ring and whether it updated: no report, no relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingFacts {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The IP it reported.
+    pub reported_ip: Option<String>,
+    /// The IP its last check-in came from.
+    pub peer_ip: Option<String>,
+    /// The address it enrolled from.
+    pub enrolled_from: String,
+    /// Installed version per category.
+    pub installed: BTreeMap<Category, String>,
+}
+
+/// The `program_trouble_at` of a client whose last report is `report`: its finish time when
+/// a programs step quit or carries a failure (a failed install, an agent build rolled back),
+/// else 0. A rollout counts a client as failing only on such a report
+/// (`crate::rollout::failed`), so the clients whose value is before a ring's start cannot be
+/// failing in it.
+pub fn program_trouble_at(report: &UpdateReport) -> i64 {
+    let trouble = report.attempts.iter().any(|a| {
+        a.category == Some(Category::Programs)
+            && (a.outcome == Outcome::Quit
+                || a.reason.as_ref().is_some_and(|r| r.failure().is_some()))
+    });
+    match report.finished_at {
+        Some(at) if trouble => at,
+        _ => 0,
+    }
+}
+
+/// Client rows whose `program_trouble_at` is at or after `$1`, or not derived yet, by name
+/// then id.
+fn candidates_sql() -> String {
+    format!(
+        "SELECT {}, program_trouble_at FROM clients \
+         WHERE program_trouble_at >= $1 OR program_trouble_at IS NULL ORDER BY name, id",
+        super::clients::COLUMNS
+    )
 }
 
 fn ring_number(ring: usize) -> i64 {
@@ -243,6 +296,89 @@ impl Store {
             .bind(seen)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Every client's ring facts (no reports: the cheap read for counting rings).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn ring_facts(&self) -> Result<Vec<RingFacts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, reported_ip, peer_ip, enrolled_from, installed FROM clients",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let installed: String = r.try_get("installed")?;
+                Ok(RingFacts {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    reported_ip: r.try_get("reported_ip")?,
+                    peer_ip: r.try_get("peer_ip")?,
+                    enrolled_from: r.try_get("enrolled_from")?,
+                    installed: serde_json::from_str(&installed).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The clients whose last report may fail a rollout since `since` (their report finished
+    /// at or after it with a programs step that quit or failed), by name then id: a superset
+    /// of the failing clients, which `crate::rollout::failed` picks out. Reports stored
+    /// before `program_trouble_at` existed are derived here, once.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rollout_failure_candidates(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query(&candidates_sql())
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut derived: Vec<(String, i64)> = Vec::new();
+        for row in &rows {
+            let c = super::clients::record(row)?;
+            let stored: Option<i64> = row.try_get("program_trouble_at")?;
+            let at = stored.unwrap_or_else(|| {
+                let at = c.last_update.as_ref().map_or(0, program_trouble_at);
+                derived.push((c.id.clone(), at));
+                at
+            });
+            if at >= since {
+                out.push(c);
+            }
+        }
+        if !derived.is_empty() {
+            self.derive_trouble(&derived).await?;
+        }
+        Ok(out)
+    }
+
+    /// Stores the derived `program_trouble_at` of clients not derived yet (a check-in since
+    /// then wrote its own: it is kept).
+    async fn derive_trouble(&self, derived: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
+        for (id, at) in derived {
+            sqlx::query(
+                "UPDATE clients SET program_trouble_at = $1 \
+                 WHERE id = $2 AND program_trouble_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            clients = derived.len(),
+            "derived the rollout failure column of reports stored before it"
+        );
         Ok(())
     }
 }
