@@ -139,15 +139,10 @@ pub fn program_trouble_at(report: &UpdateReport) -> i64 {
     }
 }
 
-/// Client rows whose `program_trouble_at` is at or after `$1`, or not derived yet, by name
-/// then id.
-fn candidates_sql() -> String {
-    format!(
-        "SELECT {}, program_trouble_at FROM clients \
-         WHERE program_trouble_at >= $1 OR program_trouble_at IS NULL ORDER BY name, id",
-        super::clients::COLUMNS
-    )
-}
+/// Rows not derived yet (`program_trouble_at` NULL) read and derived per batch.
+const DERIVE_BATCH: i64 = 5_000;
+/// Ids per `UPDATE … WHERE id IN (…)` of the derivation.
+const DERIVE_IDS: usize = 500;
 
 fn ring_number(ring: usize) -> i64 {
     i64::try_from(ring).unwrap_or(i64::MAX)
@@ -327,7 +322,8 @@ impl Store {
     /// The clients whose last report may fail a rollout since `since` (their report finished
     /// at or after it with a programs step that quit or failed), by name then id: a superset
     /// of the failing clients, which `crate::rollout::failed` picks out. Reports stored
-    /// before `program_trouble_at` existed are derived here, once.
+    /// before `program_trouble_at` existed, and clients enrolled since the last call, are
+    /// derived first ([`Store::derive_program_trouble`]).
     ///
     /// # Errors
     /// Database errors.
@@ -335,36 +331,101 @@ impl Store {
         &self,
         since: i64,
     ) -> Result<Vec<ClientRecord>, StoreError> {
-        let rows = sqlx::query(&candidates_sql())
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut derived: Vec<(String, i64)> = Vec::new();
-        for row in &rows {
-            let c = super::clients::record(row)?;
-            let stored: Option<i64> = row.try_get("program_trouble_at")?;
-            let at = stored.unwrap_or_else(|| {
-                let at = c.last_update.as_ref().map_or(0, program_trouble_at);
-                derived.push((c.id.clone(), at));
-                at
-            });
-            if at >= since {
-                out.push(c);
-            }
-        }
-        if !derived.is_empty() {
-            self.derive_trouble(&derived).await?;
-        }
-        Ok(out)
+        self.derive_program_trouble().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM clients WHERE program_trouble_at >= $1 ORDER BY name, id",
+            super::clients::COLUMNS
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(super::clients::record)
+            .collect::<Result<_, _>>()?)
     }
 
-    /// Stores the derived `program_trouble_at` of clients not derived yet (a check-in since
-    /// then wrote its own: it is kept).
-    async fn derive_trouble(&self, derived: &[(String, i64)]) -> Result<(), StoreError> {
+    /// Derives `program_trouble_at` where it is NULL (reports stored before it existed,
+    /// clients enrolled since): nothing but one indexed look when there is none. Rows without
+    /// a report, or whose report has no reason and no `quit` (so no failure), are set to 0 in
+    /// one statement; the rest are read (id and report only) and derived in batches. A
+    /// check-in meanwhile writes its own value, which is kept.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn derive_program_trouble(&self) -> Result<(), StoreError> {
+        let missing =
+            sqlx::query("SELECT id FROM clients WHERE program_trouble_at IS NULL LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if missing.is_none() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE clients SET program_trouble_at = 0 WHERE program_trouble_at IS NULL \
+             AND (last_update IS NULL \
+             OR (last_update NOT LIKE '%quit%' AND last_update NOT LIKE '%reason%'))",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut derived = 0usize;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, last_update FROM clients WHERE program_trouble_at IS NULL LIMIT $1",
+            )
+            .bind(DERIVE_BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut none: Vec<String> = Vec::new();
+            let mut some: Vec<(String, i64)> = Vec::new();
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                let report: Option<String> = r.try_get("last_update")?;
+                let at = report
+                    .and_then(|t| serde_json::from_str::<UpdateReport>(&t).ok())
+                    .map_or(0, |u| program_trouble_at(&u));
+                if at == 0 {
+                    none.push(id);
+                } else {
+                    some.push((id, at));
+                }
+            }
+            derived += rows.len();
+            self.store_derived(&none, &some).await?;
+        }
+        tracing::info!(
+            clients = derived,
+            "derived the rollout failure column of reports stored before it"
+        );
+        Ok(())
+    }
+
+    /// Stores derived values: 0 for `none`, each value of `some`; rows a check-in wrote
+    /// meanwhile are left as it wrote them.
+    async fn store_derived(
+        &self,
+        none: &[String],
+        some: &[(String, i64)],
+    ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = crate::db::begin_write(&mut conn).await?;
-        for (id, at) in derived {
+        for ids in none.chunks(DERIVE_IDS) {
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE clients SET program_trouble_at = 0 \
+                 WHERE program_trouble_at IS NULL AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (id, at) in some {
             sqlx::query(
                 "UPDATE clients SET program_trouble_at = $1 \
                  WHERE id = $2 AND program_trouble_at IS NULL",
@@ -375,10 +436,6 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        tracing::info!(
-            clients = derived.len(),
-            "derived the rollout failure column of reports stored before it"
-        );
         Ok(())
     }
 }
