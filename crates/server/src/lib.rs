@@ -216,6 +216,12 @@ impl Server {
         })
     }
 
+    /// The state its handlers share (benchmarks time its parts, e.g.
+    /// [`rollout::evaluate`]).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The HTTP application; with trusted proxies, wrapped in the layer that gives every
     /// route the client's address instead of the proxy's ([`forwarded`]).
     pub fn router(&self) -> axum::Router {

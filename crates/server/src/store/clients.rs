@@ -339,8 +339,8 @@ impl Store {
             "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
              last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
              relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
-             ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version) \
-             WHERE id = $9",
+             ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version), \
+             program_trouble_at = COALESCE($10, program_trouble_at) WHERE id = $9",
         )
         .bind(now)
         .bind(c.reported_ip.as_deref())
@@ -351,6 +351,8 @@ impl Store {
         .bind(relay)
         .bind(c.agent_version)
         .bind(id)
+        // What a rollout's evaluation reads (docs/operating.md#rollouts).
+        .bind(c.last_update.map(super::rollouts::program_trouble_at))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

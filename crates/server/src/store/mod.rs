@@ -34,7 +34,7 @@ pub use fleet_stats::{
 };
 pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};
-pub use rollouts::{NewRolloutRecord, RolloutChange, RolloutRecord};
+pub use rollouts::{program_trouble_at, NewRolloutRecord, RingFacts, RolloutChange, RolloutRecord};
 pub use sessions::{FlashKind, NewSession, SessionRecord, TOUCH_EVERY_SECS};
 pub use tokens::TokenKind;
 pub use users::TokenGrant;

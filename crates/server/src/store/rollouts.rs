@@ -3,12 +3,21 @@
 //! from one counter (the highest revision plus one) and is conditional on the revision it
 //! read, so two replicas promoting the same ring at once change it once; the highest
 //! revision is the rollout revision clients fold into their policy revision.
+//!
+//! The evaluation of a rolling rollout reads only what it needs: each client's ring facts
+//! ([`RingFacts`], no report) and the few clients whose last report may fail a rollout
+//! ([`Store::rollout_failure_candidates`], by the `program_trouble_at` column kept at each
+//! check-in, `migrations/0018_rollout_failures.sql`).
 
+use std::collections::BTreeMap;
+
+use cascade_core::report::{Outcome, UpdateReport};
+use cascade_core::Category;
 use cascade_proto::{RingSpec, RolloutState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{to_json, Store, StoreError};
+use super::{to_json, ClientRecord, Store, StoreError};
 
 /// One rollout as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +104,45 @@ fn record(r: &AnyRow) -> Result<RolloutRecord, StoreError> {
         revision: r.try_get("revision")?,
     })
 }
+
+/// What decides a client's ring and whether it updated: no report, no relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingFacts {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The IP it reported.
+    pub reported_ip: Option<String>,
+    /// The IP its last check-in came from.
+    pub peer_ip: Option<String>,
+    /// The address it enrolled from.
+    pub enrolled_from: String,
+    /// Installed version per category.
+    pub installed: BTreeMap<Category, String>,
+}
+
+/// The `program_trouble_at` of a client whose last report is `report`: its finish time when
+/// a programs step quit or carries a failure (a failed install, an agent build rolled back),
+/// else 0. A rollout counts a client as failing only on such a report
+/// (`crate::rollout::failed`), so the clients whose value is before a ring's start cannot be
+/// failing in it.
+pub fn program_trouble_at(report: &UpdateReport) -> i64 {
+    let trouble = report.attempts.iter().any(|a| {
+        a.category == Some(Category::Programs)
+            && (a.outcome == Outcome::Quit
+                || a.reason.as_ref().is_some_and(|r| r.failure().is_some()))
+    });
+    match report.finished_at {
+        Some(at) if trouble => at,
+        _ => 0,
+    }
+}
+
+/// Rows not derived yet (`program_trouble_at` NULL) read and derived per batch.
+const DERIVE_BATCH: i64 = 5_000;
+/// Ids per `UPDATE … WHERE id IN (…)` of the derivation.
+const DERIVE_IDS: usize = 500;
 
 fn ring_number(ring: usize) -> i64 {
     i64::try_from(ring).unwrap_or(i64::MAX)
@@ -243,6 +291,151 @@ impl Store {
             .bind(seen)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Every client's ring facts (no reports: the cheap read for counting rings).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn ring_facts(&self) -> Result<Vec<RingFacts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, reported_ip, peer_ip, enrolled_from, installed FROM clients",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let installed: String = r.try_get("installed")?;
+                Ok(RingFacts {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    reported_ip: r.try_get("reported_ip")?,
+                    peer_ip: r.try_get("peer_ip")?,
+                    enrolled_from: r.try_get("enrolled_from")?,
+                    installed: serde_json::from_str(&installed).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The clients whose last report may fail a rollout since `since` (their report finished
+    /// at or after it with a programs step that quit or failed), by name then id: a superset
+    /// of the failing clients, which `crate::rollout::failed` picks out. Reports stored
+    /// before `program_trouble_at` existed, and clients enrolled since the last call, are
+    /// derived first ([`Store::derive_program_trouble`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rollout_failure_candidates(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        self.derive_program_trouble().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM clients WHERE program_trouble_at >= $1 ORDER BY name, id",
+            super::clients::COLUMNS
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(super::clients::record)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Derives `program_trouble_at` where it is NULL (reports stored before it existed,
+    /// clients enrolled since): nothing but one indexed look when there is none. Rows without
+    /// a report, or whose report has no reason and no `quit` (so no failure), are set to 0 in
+    /// one statement; the rest are read (id and report only) and derived in batches. A
+    /// check-in meanwhile writes its own value, which is kept.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn derive_program_trouble(&self) -> Result<(), StoreError> {
+        let missing =
+            sqlx::query("SELECT id FROM clients WHERE program_trouble_at IS NULL LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if missing.is_none() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE clients SET program_trouble_at = 0 WHERE program_trouble_at IS NULL \
+             AND (last_update IS NULL \
+             OR (last_update NOT LIKE '%quit%' AND last_update NOT LIKE '%reason%'))",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut derived = 0usize;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, last_update FROM clients WHERE program_trouble_at IS NULL LIMIT $1",
+            )
+            .bind(DERIVE_BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut none: Vec<String> = Vec::new();
+            let mut some: Vec<(String, i64)> = Vec::new();
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                let report: Option<String> = r.try_get("last_update")?;
+                let at = report
+                    .and_then(|t| serde_json::from_str::<UpdateReport>(&t).ok())
+                    .map_or(0, |u| program_trouble_at(&u));
+                if at == 0 {
+                    none.push(id);
+                } else {
+                    some.push((id, at));
+                }
+            }
+            derived += rows.len();
+            self.store_derived(&none, &some).await?;
+        }
+        tracing::info!(
+            clients = derived,
+            "derived the rollout failure column of reports stored before it"
+        );
+        Ok(())
+    }
+
+    /// Stores derived values: 0 for `none`, each value of `some`; rows a check-in wrote
+    /// meanwhile are left as it wrote them.
+    async fn store_derived(
+        &self,
+        none: &[String],
+        some: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = crate::db::begin_write(&mut conn).await?;
+        for ids in none.chunks(DERIVE_IDS) {
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE clients SET program_trouble_at = 0 \
+                 WHERE program_trouble_at IS NULL AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (id, at) in some {
+            sqlx::query(
+                "UPDATE clients SET program_trouble_at = $1 \
+                 WHERE id = $2 AND program_trouble_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -208,3 +208,14 @@ async fn postgres_fleet_figures() {
     s.stop().await;
     pg.drop_db().await;
 }
+
+// Rollouts on PostgreSQL: reports stored before the failure column existed (`rollouts.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rollouts_count_reports_stored_before_the_upgrade() {
+    let pg = Database::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), Some(pg.url.clone()), None).await;
+    crate::rollouts::upgraded_reports_count(&s).await;
+    s.stop().await;
+    pg.drop_db().await;
+}

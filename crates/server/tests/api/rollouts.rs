@@ -380,3 +380,110 @@ async fn rollouts_pin_promote_halt_and_roll_back() {
     scenario(&s).await;
     s.stop().await;
 }
+
+/// The database of `s`, opened beside the server.
+async fn database(s: &TestServer) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = s
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", s.data_dir.join("cascade.db").display()));
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// Each client's stored `program_trouble_at`, by name.
+async fn trouble(db: &sqlx::AnyPool) -> Vec<(String, Option<i64>)> {
+    use sqlx::Row;
+    sqlx::query("SELECT name, program_trouble_at FROM clients ORDER BY name")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("name"), r.get("program_trouble_at")))
+        .collect()
+}
+
+/// Reports stored before the evaluation's failure column existed (`program_trouble_at` NULL,
+/// as after the upgrade to `0018_rollout_failures.sql`) still count: a failing one halts the
+/// rollout, and the column is derived once from each report.
+pub async fn upgraded_reports_count(s: &TestServer) {
+    let (id1, c1) = s.enroll_client("pc-1", None).await;
+    let (_, c2) = s.enroll_client("pc-2", None).await;
+    let (_, c3) = s.enroll_client("pc-3", None).await;
+    upload(s, "1").await;
+    // pc-1's report (its clock a little ahead) says app 2 failed to install; pc-2's that
+    // everything is up to date; pc-3 sent none.
+    let at = s.clock.unix_secs() + 10;
+    let report = |outcome, reason: Option<&str>| UpdateReport {
+        finished_at: Some(at),
+        outcome,
+        attempts: vec![Attempt {
+            category: Some(Category::Programs),
+            step: 1,
+            source: "server".into(),
+            outcome,
+            reason: reason.map(Reason::from),
+            bytes: 0,
+            millis: 1,
+        }],
+    };
+    check_in(
+        s,
+        &c1,
+        "10.0.0.1",
+        Some(report(
+            Outcome::Failed,
+            Some("install.failed: app 2: exit status 1"),
+        )),
+    )
+    .await;
+    check_in(s, &c2, "10.0.0.2", Some(report(Outcome::UpToDate, None))).await;
+    check_in(s, &c3, "10.0.0.3", None).await;
+    let db = database(s).await;
+    assert_eq!(
+        trouble(&db).await,
+        [
+            ("pc-1".to_owned(), Some(at)),
+            ("pc-2".to_owned(), Some(0)),
+            ("pc-3".to_owned(), None)
+        ],
+        "each check-in with a report keeps the column"
+    );
+    sqlx::query("UPDATE clients SET program_trouble_at = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    let started: RolloutView = s
+        .admin(
+            Method::POST,
+            "/api/rollouts",
+            json(&rollout(vec![RingSpec {
+                percent: Some(100.0),
+                ..ring("everyone")
+            }])),
+        )
+        .await
+        .typed(201);
+    let halted = wait_for(s, started.id, "halted", |v| v.state == RolloutState::Halted).await;
+    assert_eq!(halted.rings[0].clients, 3);
+    assert_eq!(halted.rings[0].failing, [id1]);
+    assert_eq!(halted.rings[0].failures, 1);
+    assert_eq!(
+        trouble(&db).await,
+        [
+            ("pc-1".to_owned(), Some(at)),
+            ("pc-2".to_owned(), Some(0)),
+            ("pc-3".to_owned(), Some(0))
+        ],
+        "derived once from the stored reports"
+    );
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_count_reports_stored_before_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    upgraded_reports_count(&s).await;
+    s.stop().await;
+}
