@@ -576,6 +576,29 @@ impl SitePublisher {
         .await
     }
 
+    /// Delegates `d.paths` to `d.role` in the targets role (signed with the targets key the
+    /// server holds), as the one writer: on replicas the result is stored as the site tree's
+    /// next version, so it survives every later publish on any replica
+    /// (`docs/operating.md#delegated-program-builds`).
+    ///
+    /// # Errors
+    /// A bad delegation (`delegation.bad`), signing and I/O errors, `publish.busy`.
+    pub async fn delegate(&self, d: &cascade_repo::Delegation) -> Result<(), SiteError> {
+        let p = self.publisher.lock().await;
+        self.as_writer(|| async {
+            let waited = tokio::time::Instant::now();
+            loop {
+                match p.delegate(d, now(self.clock.as_ref())).await {
+                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return other.map_err(SiteError::from),
+                }
+            }
+        })
+        .await
+    }
+
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
     ///
     /// # Errors
