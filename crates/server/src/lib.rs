@@ -164,7 +164,6 @@ impl Server {
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
             health_cache: Arc::default(),
-            rollouts: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
             site,

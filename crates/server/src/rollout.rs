@@ -20,13 +20,13 @@
 //!   (or completed after the last). Each change is conditional on the revision read, so
 //!   replicas sharing the database change a rollout once.
 //! - **Notify**: starting and promoting a rollout notifies the clients of the ring just
-//!   reached only ([`Rollouts::reaches`], consulted by the event streams); uploading the
+//!   reached only (the notice carries them to every replica: `crate::notify::issue_scoped`,
+//!   `Notifier::reaches`, consulted by the event streams); uploading the
 //!   version of a rollout notifies the clients of the rings it reached; a roll back notifies
 //!   everyone.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_core::report::Outcome;
@@ -47,43 +47,6 @@ pub const MAX_RING_ENTRIES: usize = 10_000;
 pub const TICK: Duration = Duration::from_secs(1);
 /// The actor of automatic changes in the audit log.
 pub const AUTO_ACTOR: &str = "server:rollouts";
-/// Scoped notices remembered (the newest ones).
-const SCOPES_KEPT: usize = 64;
-
-/// The rollout state a server holds in memory: which notices reach only some clients.
-#[derive(Debug, Default)]
-pub struct Rollouts {
-    scopes: Mutex<Scopes>,
-}
-
-#[derive(Debug, Default)]
-struct Scopes {
-    by_notice: HashMap<i64, Arc<HashSet<String>>>,
-    order: VecDeque<i64>,
-}
-
-impl Rollouts {
-    /// Whether notice `id` reaches client `client`: every notice does, except those a
-    /// rollout issued for one ring, which reach that ring's clients only.
-    pub fn reaches(&self, id: i64, client: &str) -> bool {
-        self.scopes.lock().map_or(true, |s| {
-            s.by_notice.get(&id).is_none_or(|c| c.contains(client))
-        })
-    }
-
-    fn scope(&self, id: i64, clients: HashSet<String>) {
-        if let Ok(mut s) = self.scopes.lock() {
-            s.by_notice.insert(id, Arc::new(clients));
-            s.order.push_back(id);
-            while s.order.len() > SCOPES_KEPT {
-                if let Some(old) = s.order.pop_front() {
-                    s.by_notice.remove(&old);
-                }
-            }
-        }
-    }
-}
-
 /// One ring's selectors, parsed.
 struct Ring<'a> {
     spec: &'a RingSpec,
@@ -715,7 +678,7 @@ async fn notify_clients(
         &actor,
         vec![Category::Programs],
         st.clock.now(),
-        |id| st.rollouts.scope(id, members),
+        Some(members),
     )
     .await;
     match issued {

@@ -388,7 +388,7 @@ pub async fn events(
         role,
         revision: cur.revision,
     });
-    let replay = missed.filter(|n| st.rollouts.reaches(n.id, &me)).map(|n| {
+    let replay = missed.filter(|n| st.notifier.reaches(n.id, &me)).map(|n| {
         st.metrics.delivered(role);
         Ok(notify_event(&n))
     });
@@ -412,7 +412,7 @@ pub async fn events(
                     };
                     match got {
                         // A notice a rollout issued for one ring reaches that ring only.
-                        Ok(n) if !st.rollouts.reaches(n.id, &me) => {}
+                        Ok(n) if !st.notifier.reaches(n.id, &me) => {}
                         Ok(n) => {
                             st.metrics.delivered(role);
                             return Some((Ok(notify_event(&n)), (rx, sd, gone, st)));
