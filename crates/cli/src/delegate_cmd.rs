@@ -1,6 +1,7 @@
 //! Delegated program builds (`docs/operating.md#delegated-program-builds`):
 //! `cascade repo team-key` makes a build team's key, `cascade repo delegate` (with the
-//! repository's targets key) delegates `programs/...` paths to it, and
+//! repository's targets key, or `--server URL`: the server signs with the one it holds)
+//! delegates `programs/...` paths to it, and
 //! `cascade publish --server URL --delegated-key KEY --role ROLE NAME VERSION FILE` signs the
 //! role's next version with the team's key on the team's machine and sends the build and the
 //! signed role to the server, which checks and publishes them without ever holding the key.
@@ -12,6 +13,8 @@ use cascade_repo::{
     generate_team_key, read_public_key, sign_delegated, DelegatedBuild, Delegation, Passphrase,
     Publisher,
 };
+
+use cascade_client::proto::NewDelegation;
 
 use crate::repo_cmd::PublishArgs;
 use crate::server_cmd::{admin, failed, Conn};
@@ -51,15 +54,28 @@ pub fn run_team_key(out: &Path, passphrase_file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// Where `cascade repo delegate` delegates.
+#[derive(Debug)]
+pub enum DelegateIn {
+    /// A repository directory, signed here with its targets key.
+    Repo {
+        /// The repository directory.
+        repo: PathBuf,
+        /// Its offline keys directory (targets key).
+        keys_dir: PathBuf,
+        /// The passphrase file of encrypted key files.
+        passphrase_file: Option<PathBuf>,
+    },
+    /// A server's own site repository, through its API (`PUT /api/delegations/{role}`): the
+    /// server signs, as the one writer of its replicas.
+    Server(Conn),
+}
+
 /// What `cascade repo delegate` is given.
 #[derive(Debug)]
 pub struct DelegateArgs<'a> {
-    /// The repository directory.
-    pub repo: &'a Path,
-    /// Its offline keys directory (targets key).
-    pub keys_dir: PathBuf,
-    /// The passphrase file of encrypted key files.
-    pub passphrase_file: Option<&'a Path>,
+    /// Where to delegate.
+    pub target: DelegateIn,
     /// The delegated role.
     pub role: &'a str,
     /// The team's public keys.
@@ -71,12 +87,12 @@ pub struct DelegateArgs<'a> {
 }
 
 /// `cascade repo delegate`: the top-level targets role (signed with the targets key) delegates
-/// `paths` to `role`, signed by `threshold` of the keys in `key_files`.
+/// `paths` to `role`, signed by `threshold` of the keys in `key_files`; in a repository
+/// directory here, or in a server's site repository through its API.
 ///
 /// # Errors
-/// A bad delegation (bad input), unreadable keys, signing and I/O errors.
+/// A bad delegation (bad input), unreadable keys, signing and I/O errors, the server's refusal.
 pub fn run_delegate(a: &DelegateArgs<'_>) -> Result<()> {
-    let pass = passphrase(a.passphrase_file)?;
     let keys = a
         .key_files
         .iter()
@@ -94,10 +110,41 @@ pub fn run_delegate(a: &DelegateArgs<'_>) -> Result<()> {
     };
     d.check()
         .map_err(|e| BadInput(format!("{e} [{}]", e.code())))?;
-    let p = Publisher::open(a.repo, &a.keys_dir).with_passphrase(pass);
-    runtime()?
-        .block_on(p.delegate(&d, cascade_repo::Timestamp::now()))
-        .map_err(|e| anyhow::anyhow!("delegating in {}: {e} [{}]", a.repo.display(), e.code()))?;
+    match &a.target {
+        DelegateIn::Repo {
+            repo,
+            keys_dir,
+            passphrase_file,
+        } => {
+            let pass = passphrase(passphrase_file.as_deref())?;
+            let p = Publisher::open(repo, keys_dir).with_passphrase(pass);
+            runtime()?
+                .block_on(p.delegate(&d, cascade_repo::Timestamp::now()))
+                .map_err(|e| {
+                    anyhow::anyhow!("delegating in {}: {e} [{}]", repo.display(), e.code())
+                })?;
+        }
+        DelegateIn::Server(conn) => {
+            let api = admin(conn)?;
+            let body = NewDelegation {
+                keys: d
+                    .keys
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?,
+                threshold: a.threshold,
+                paths: a.paths.to_vec(),
+            };
+            let what = format!("PUT /api/delegations/{}", a.role);
+            let done = runtime()?
+                .block_on(api.delegate(a.role, &body))
+                .map_err(|e| failed(&what, &api, e))?;
+            if conn.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+                return Ok(());
+            }
+        }
+    }
     println!(
         "targets now delegate {} to role {} ({} of {} key(s))",
         a.paths.join(", "),

@@ -141,9 +141,22 @@ pub enum RepoCmd {
     /// then signs its builds itself (`cascade publish --delegated-key`), and clients accept
     /// them under those paths only (`docs/operating.md#delegated-program-builds`).
     Delegate {
-        /// Repository directory (e.g. the server's site repository).
+        /// Repository directory, signed here with its targets key (a repository of its own;
+        /// for a server's site repository use --server, which replicas need).
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        repo: Option<PathBuf>,
+        /// Ask this server to delegate in its own site repository (admin token in
+        /// `CASCADE_TOKEN`): it signs with the targets key it holds, as the one writer, so
+        /// on replicas the delegation is stored for all of them.
         #[arg(long)]
-        repo: PathBuf,
+        server: Option<String>,
+        /// With --server: the server's CA certificate (PEM) to trust (else `CASCADE_CA`, the
+        /// config file's `ca`, or a local server's `DATA_DIR/tls/ca.pem`: docs/operating.md#tls).
+        #[arg(long, env = "CASCADE_CA", requires = "server")]
+        ca: Option<PathBuf>,
+        /// With --server: print the server's JSON answer.
+        #[arg(long, requires = "server")]
+        json: bool,
         /// The delegated role's name, e.g. `build-team`.
         #[arg(long)]
         role: String,
@@ -462,20 +475,37 @@ fn run_delegation(cmd: RepoCmd) -> Result<()> {
         } => crate::delegate_cmd::run_team_key(&out, key_passphrase_file.as_deref()),
         RepoCmd::Delegate {
             repo,
+            server,
+            ca,
+            json,
             role,
             team_keys,
             threshold,
             paths,
             keys,
-        } => crate::delegate_cmd::run_delegate(&crate::delegate_cmd::DelegateArgs {
-            keys_dir: keys_dir(&repo, keys.keys),
-            repo: &repo,
-            passphrase_file: keys.key_passphrase_file.as_deref(),
-            role: &role,
-            key_files: &team_keys,
-            threshold,
-            paths: &paths,
-        }),
+        } => {
+            let target = match (repo, server) {
+                (Some(repo), _) => crate::delegate_cmd::DelegateIn::Repo {
+                    keys_dir: keys_dir(&repo, keys.keys),
+                    repo,
+                    passphrase_file: keys.key_passphrase_file,
+                },
+                (None, server) => {
+                    crate::delegate_cmd::DelegateIn::Server(crate::server_cmd::Conn {
+                        server,
+                        ca,
+                        json,
+                    })
+                }
+            };
+            crate::delegate_cmd::run_delegate(&crate::delegate_cmd::DelegateArgs {
+                target,
+                role: &role,
+                key_files: &team_keys,
+                threshold,
+                paths: &paths,
+            })
+        }
         _ => Ok(()),
     }
 }

@@ -439,6 +439,21 @@ impl AdminClient {
         call(req).await
     }
 
+    /// `PUT /api/delegations/{role}`: the site repository's targets role delegates
+    /// `delegation.paths` to `role` (replacing its keys and paths when delegated already).
+    ///
+    /// # Errors
+    /// Refused token, a bad delegation (400 `delegation.bad`), another publish holding the
+    /// repository (503 `publish.busy`).
+    pub async fn delegate(
+        &self,
+        role: &str,
+        delegation: &p::NewDelegation,
+    ) -> Result<p::Delegated, ClientError> {
+        let path = format!("api/delegations/{}", segment(role));
+        self.write(Method::PUT, &path, None, Some(delegation)).await
+    }
+
     /// `PUT /api/delegations/{role}/files/{sha256}`: uploads a delegated build's content
     /// (`body`, `length` bytes, streamed), staged until the role's signed version lists it.
     ///

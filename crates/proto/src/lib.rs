@@ -44,7 +44,9 @@ pub use clients::{
     ClientDeleted, ClientState, ClientView, ClientsQuery, ClientsResponse, EnrollmentToken,
     EnrollmentTokenInfo, FanOut, NotifyRequest, NotifyResponse,
 };
-pub use delegations::{DelegatedFile, DelegatedMetadata, DelegatedPublished};
+pub use delegations::{
+    Delegated, DelegatedFile, DelegatedMetadata, DelegatedPublished, NewDelegation,
+};
 pub use domains::{DomainSettingsEntry, DomainSettingsList, DomainSettingsView};
 pub use enroll::{CheckInResponse, ClientIdentity, ClientPolicy, EnrollRequest, Enrolled};
 pub use enroll_token::{EnrollTokenError, EnrollmentTokenText, Sha256Digest};

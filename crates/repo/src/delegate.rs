@@ -71,6 +71,40 @@ fn check_role(role: &str) -> Result<(), PublishError> {
 }
 
 impl Delegation {
+    /// A delegation of `paths` to `role` whose keys are given as TUF key objects (JSON, as
+    /// `cascade repo team-key` writes `FILE.pub.json`), checked ([`Delegation::check`]).
+    ///
+    /// # Errors
+    /// [`PublishError::BadDelegation`] naming the key (1-based) that is not a TUF public key,
+    /// or what [`Delegation::check`] finds.
+    pub fn from_json_keys(
+        role: &str,
+        keys: &[serde_json::Value],
+        threshold: u64,
+        paths: &[String],
+    ) -> Result<Delegation, PublishError> {
+        let keys = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| {
+                serde_json::from_value::<Key>(k.clone()).map_err(|e| {
+                    bad(format!(
+                        "keys: key {} is not a TUF public key ({{\"keytype\", \"scheme\", \"keyval\"}}): {e}",
+                        n + 1
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let d = Delegation {
+            role: role.to_owned(),
+            keys,
+            threshold,
+            paths: paths.to_vec(),
+        };
+        d.check()?;
+        Ok(d)
+    }
+
     /// Checks the role name, the threshold and the paths (programs only, four segments).
     ///
     /// # Errors

@@ -317,7 +317,7 @@ pub fn generate(path: &Path, passphrase: Option<&Passphrase>) -> Result<(), KeyE
         .map_err(|_| KeyError::Generate)?;
     let bytes = match passphrase {
         None => Zeroizing::new(doc.as_ref().to_vec()),
-        Some(p) => Zeroizing::new(encrypt(path, doc.as_ref(), p)?.into_bytes()),
+        Some(p) => Zeroizing::new(encrypt_key(path, doc.as_ref(), p)?.as_bytes().to_vec()),
     };
     let create = |source| KeyError::Create {
         path: path.to_owned(),
@@ -344,12 +344,45 @@ pub fn generate(path: &Path, passphrase: Option<&Passphrase>) -> Result<(), KeyE
     f.sync_all().map_err(create)
 }
 
-/// `der` (plain PKCS#8) encrypted with `passphrase` as `ENCRYPTED PRIVATE KEY` PEM: PBES2 with
-/// scrypt (log2 N = 14, r = 8, p = 2) and AES-256-CBC, fresh random salt and IV.
-fn encrypt(path: &Path, der: &[u8], passphrase: &Passphrase) -> Result<String, KeyError> {
+/// `der` (a plain PKCS#8 key) encrypted with `passphrase` as `ENCRYPTED PRIVATE KEY` PEM in
+/// the form OpenSSL 3.0 reads (PKCS#8 version 1: the public key is derived from the private
+/// one when loaded); `what` names the key in errors.
+///
+/// # Errors
+/// [`KeyError::Encrypt`] when `der` is not PKCS#8, [`KeyError::Generate`].
+pub fn encrypt_key(
+    what: &Path,
+    der: &[u8],
+    passphrase: &Passphrase,
+) -> Result<Zeroizing<String>, KeyError> {
+    let fail = |reason: String| KeyError::Encrypt {
+        path: what.to_owned(),
+        reason,
+    };
+    let mut info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| fail(e.to_string()))?;
+    info.public_key = None;
+    let v1 = Zeroizing::new(pkcs8::der::Encode::to_der(&info).map_err(|e| fail(e.to_string()))?);
+    encrypt_bytes(what, &v1, passphrase)
+}
+
+/// The one byte-encryption helper of the product: `plain` encrypted with `passphrase` as
+/// `ENCRYPTED PRIVATE KEY` PEM (PKCS#8 `EncryptedPrivateKeyInfo`: PBES2 with scrypt
+/// (log2 N = 14, r = 8, p = 2) and AES-256-CBC, fresh random salt and IV). Key files are
+/// written with it, and so are the secrets the server keeps in its database (the private
+/// CA's key of replicas, `docs/operating.md#shared-repository-and-one-writer`); when `plain`
+/// is a PKCS#8 key, the result is a standard encrypted key file (`openssl pkey` reads it).
+/// [`decrypt_bytes`] reverses it. `what` names the secret in errors.
+///
+/// # Errors
+/// [`KeyError::Encrypt`], [`KeyError::Generate`].
+pub fn encrypt_bytes(
+    what: &Path,
+    plain: &[u8],
+    passphrase: &Passphrase,
+) -> Result<Zeroizing<String>, KeyError> {
     use aws_lc_rs::rand::SecureRandom;
     let fail = |reason: String| KeyError::Encrypt {
-        path: path.to_owned(),
+        path: what.to_owned(),
         reason,
     };
     let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -361,17 +394,52 @@ fn encrypt(path: &Path, der: &[u8], passphrase: &Passphrase) -> Result<String, K
     let cost = pkcs8::pkcs5::scrypt::Params::new(14, 8, 2, 32).map_err(|e| fail(e.to_string()))?;
     let params =
         pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).map_err(|e| fail(e.to_string()))?;
-    let mut info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| fail(e.to_string()))?;
-    // PKCS#8 version 1 (no public key field): what OpenSSL 3.0 reads; the public key is
-    // derived from the private one when loaded.
-    info.public_key = None;
-    let doc = info
-        .encrypt_with_params(params, passphrase.bytes())
+    let encrypted_data = params
+        .encrypt(passphrase.bytes(), plain)
         .map_err(|e| fail(e.to_string()))?;
+    let doc = SecretDocument::try_from(EncryptedPrivateKeyInfo {
+        encryption_algorithm: params.into(),
+        encrypted_data: &encrypted_data,
+    })
+    .map_err(|e| fail(e.to_string()))?;
     let pem = doc
         .to_pem(ENCRYPTED_LABEL, LineEnding::LF)
         .map_err(|e| fail(e.to_string()))?;
-    Ok(pem.to_string())
+    Ok(pem)
+}
+
+/// The bytes [`encrypt_bytes`] encrypted, decrypted with `passphrase`; `Ok(None)` when `bytes`
+/// are not encrypted (PEM other than `ENCRYPTED PRIVATE KEY`, or anything that is not an
+/// `EncryptedPrivateKeyInfo`). A wrong passphrase is caught by the cipher's padding nearly
+/// always, not always: the caller checks that the result is what it expects (a key parses)
+/// and reports [`KeyError::WrongPassphrase`] when not. `what` names the secret in errors.
+///
+/// # Errors
+/// [`KeyError::PassphraseNeeded`], [`KeyError::WrongPassphrase`], [`KeyError::Parse`].
+pub fn decrypt_bytes(
+    what: &Path,
+    bytes: &[u8],
+    passphrase: Option<&Passphrase>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+    let Some(enc) = encrypted_der(what, bytes)? else {
+        return Ok(None);
+    };
+    let Some(passphrase) = passphrase else {
+        return Err(KeyError::PassphraseNeeded {
+            path: what.to_owned(),
+        });
+    };
+    let info = EncryptedPrivateKeyInfo::try_from(enc.as_slice()).map_err(|e| KeyError::Parse {
+        path: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let plain = info
+        .encryption_algorithm
+        .decrypt(passphrase.bytes(), info.encrypted_data)
+        .map_err(|_| KeyError::WrongPassphrase {
+            path: what.to_owned(),
+        })?;
+    Ok(Some(Zeroizing::new(plain)))
 }
 
 /// Whether the key file at `path` is encrypted.
@@ -418,25 +486,13 @@ fn encrypted_der(path: &Path, bytes: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>
 /// [`KeyError::WrongPassphrase`].
 pub fn load(path: &Path, passphrase: Option<&Passphrase>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let bytes = read(path)?;
-    let der = if let Some(enc) = encrypted_der(path, &bytes)? {
-        let Some(passphrase) = passphrase else {
-            return Err(KeyError::PassphraseNeeded {
-                path: path.to_owned(),
-            });
-        };
-        let wrong = || KeyError::WrongPassphrase {
-            path: path.to_owned(),
-        };
-        let info =
-            EncryptedPrivateKeyInfo::try_from(enc.as_slice()).map_err(|e| KeyError::Parse {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let plain = info.decrypt(passphrase.bytes()).map_err(|_| wrong())?;
+    let der = if let Some(plain) = decrypt_bytes(path, &bytes, passphrase)? {
         // CBC padding can check out by chance with a wrong passphrase; the result then is not
         // a key, which is the same mistake.
-        tough::sign::parse_keypair(plain.as_bytes()).map_err(|_| wrong())?;
-        Zeroizing::new(plain.as_bytes().to_vec())
+        tough::sign::parse_keypair(&plain).map_err(|_| KeyError::WrongPassphrase {
+            path: path.to_owned(),
+        })?;
+        plain
     } else if bytes.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(&bytes).unwrap_or_default();
         let (label, doc) = SecretDocument::from_pem(text).map_err(|e| KeyError::Parse {
@@ -510,5 +566,40 @@ mod tests {
         assert!(!is_encrypted(&plain).unwrap());
         load(&plain, Some(&pass)).unwrap();
         load(&plain, None).unwrap();
+    }
+
+    // The byte helper: encrypted bytes name no plain byte of the secret, decrypt back with the
+    // passphrase, need one, refuse a wrong one; plain bytes are `None`. A PKCS#8 key
+    // encrypted with it is a key file `load` opens.
+    #[test]
+    fn encrypted_bytes_round_trip() {
+        let what = Path::new("database row tls/ca.key");
+        let pass = Passphrase::new("correct horse").unwrap();
+        let secret = b"secret bytes of a CA key\n".repeat(4);
+        let sealed = encrypt_bytes(what, &secret, &pass).unwrap();
+        assert!(sealed.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        assert!(!sealed.contains("secret bytes"), "{}", *sealed);
+        let back = decrypt_bytes(what, sealed.as_bytes(), Some(&pass)).unwrap();
+        assert_eq!(back.as_deref().map(Vec::as_slice), Some(secret.as_slice()));
+        let err = decrypt_bytes(what, sealed.as_bytes(), None).unwrap_err();
+        assert_eq!(err.code(), "key.passphrase_needed");
+        assert!(err.to_string().contains("tls/ca.key"), "{err}");
+        let wrong = Passphrase::new("wrong horse").unwrap();
+        if let Ok(plain) = decrypt_bytes(what, sealed.as_bytes(), Some(&wrong)) {
+            // CBC padding checked out by chance: the result is not the secret.
+            assert_ne!(plain.as_deref().map(Vec::as_slice), Some(secret.as_slice()));
+        }
+        assert!(decrypt_bytes(what, &secret, Some(&pass)).unwrap().is_none());
+        // A key encrypted by the helper opens as a key file.
+        let tmp = tempfile::tempdir().unwrap();
+        let plain_key = tmp.path().join("plain.pk8");
+        generate(&plain_key, None).unwrap();
+        let der = std::fs::read(&plain_key).unwrap();
+        let file = tmp.path().join("sealed.pk8");
+        std::fs::write(&file, encrypt_key(&file, &der, &pass).unwrap().as_bytes()).unwrap();
+        assert_eq!(
+            public_key(&file, Some(&pass)).unwrap(),
+            public_key(&plain_key, None).unwrap()
+        );
     }
 }

@@ -36,7 +36,7 @@ pub use error::PublishError;
 pub use failure::{classify, FailureReason};
 /// The time type of every expiry and `now` argument (re-exported so callers need no `jiff`).
 pub use jiff::Timestamp;
-pub use keys::{KeyError, Passphrase, PASSPHRASE_ENV};
+pub use keys::{decrypt_bytes, encrypt_bytes, encrypt_key, KeyError, Passphrase, PASSPHRASE_ENV};
 pub use layout::{check_segment, full_targets, LayoutError, Listed, TargetMeta, TargetPath};
 pub use meta::Expiries;
 pub use publish::{init, init_with, InitOptions, PublishOptions, PublishedTarget, Publisher};

@@ -117,7 +117,7 @@ impl EventStream {
             };
             match got {
                 // A notice a rollout issued for one ring reaches that ring only.
-                Ok(n) if !self.state.rollouts.reaches(n.id, &self.me) => {}
+                Ok(n) if !self.state.notifier.reaches(n.id, &self.me) => {}
                 Ok(n) => {
                     self.state.metrics.delivered(self.role);
                     self.quiet_until = Instant::now() + KEEP_ALIVE;

@@ -167,7 +167,6 @@ impl Server {
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
             health_cache: Arc::default(),
-            rollouts: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
             site,
@@ -440,24 +439,23 @@ fn mirror_interval(st: &AppState) -> Option<std::time::Duration> {
 }
 
 /// Opens the TLS material; on a replica the private CA is the one stored in the database
-/// (loaded into `DATA/tls/`), or, for the first replica, its own, stored there for the others.
+/// (`tls::open_shared`).
 async fn open_tls(
     settings: &Settings,
     shared: Option<&shared::Shared>,
 ) -> Result<Tls, ServerError> {
-    const PREFIX: &str = "tls";
-    let (Some(sh), TlsMode::PrivateCa { .. }) = (shared, &settings.tls) else {
-        return Ok(Tls::open(&settings.data_dir, &settings.tls)?);
-    };
-    let dir = settings.data_dir.join(PREFIX);
-    if sh.restore_files(PREFIX, &dir).await? == 0 {
-        let tls = Tls::open(&settings.data_dir, &settings.tls)?;
-        sh.put_dir(PREFIX, &dir, |name| name == "ca.pem" || name == "ca.key")
-            .await?;
-        tracing::info!("private CA stored for the other replicas");
-        return Ok(tls);
-    }
-    Ok(Tls::open(&settings.data_dir, &settings.tls)?)
+    Ok(match shared {
+        Some(sh) => {
+            tls::open_shared(
+                &settings.data_dir,
+                &settings.tls,
+                sh,
+                settings.key_passphrase.as_ref(),
+            )
+            .await?
+        }
+        None => Tls::open(&settings.data_dir, &settings.tls)?,
+    })
 }
 
 /// Mirrors the upstream every configured interval until the server shuts down.

@@ -13,9 +13,14 @@
 //! Every notify is a row in `notifications`; [`follow`] reads that table so a notify issued
 //! on one replica reaches the streams held by every other replica sharing the database: on
 //! PostgreSQL when the database signals a new row (`LISTEN`/`NOTIFY`), on SQLite every poll.
+//!
+//! A rollout's ring notice is for some clients only ([`issue_scoped`]): the row carries them
+//! (`scope`), every replica learns them before its streams hear the notice (live, replayed,
+//! or relayed from another replica), and a stream delivers it only to those
+//! ([`Notifier::reaches`]).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_core::Category;
@@ -63,6 +68,19 @@ pub struct Notifier {
     seen: tokio::sync::Mutex<Seen>,
     /// The repository served, whose versions every notice carries.
     served: crate::repo::Served,
+    /// Which clients the newest notices are for.
+    scopes: Mutex<Scopes>,
+}
+
+/// Notices whose scope is remembered (the newest ones; an older one is read again when a
+/// stream replays it).
+const SCOPES_KEPT: usize = 64;
+
+/// Per notice id: the clients it is for (`None`: every client).
+#[derive(Debug, Default)]
+struct Scopes {
+    by_notice: HashMap<i64, Option<Arc<HashSet<String>>>>,
+    order: VecDeque<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -92,7 +110,45 @@ impl Notifier {
             replay_window,
             seen: tokio::sync::Mutex::default(),
             served,
+            scopes: Mutex::default(),
         }
+    }
+
+    /// Whether notice `id` reaches client `client`: every notice does, except those a
+    /// rollout issued for some rings, which reach those rings' clients only.
+    pub fn reaches(&self, id: i64, client: &str) -> bool {
+        self.scopes.lock().map_or(true, |s| {
+            s.by_notice
+                .get(&id)
+                .is_none_or(|only| only.as_ref().is_none_or(|c| c.contains(client)))
+        })
+    }
+
+    /// Remembers that notice `id` is for `only` (`None`: every client).
+    fn remember(&self, id: i64, only: Option<HashSet<String>>) {
+        if let Ok(mut s) = self.scopes.lock() {
+            if s.by_notice.insert(id, only.map(Arc::new)).is_none() {
+                s.order.push_back(id);
+            }
+            while s.order.len() > SCOPES_KEPT {
+                if let Some(old) = s.order.pop_front() {
+                    s.by_notice.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Reads whom notice `id` is for from the database unless remembered.
+    async fn learn_scope(&self, store: &Store, id: i64) -> Result<(), StoreError> {
+        let known = self
+            .scopes
+            .lock()
+            .is_ok_and(|s| s.by_notice.contains_key(&id));
+        if !known {
+            let only = store.notice_scope(id).await?;
+            self.remember(id, only);
+        }
+        Ok(())
     }
 
     /// The repository served (whose versions every notice carries).
@@ -207,6 +263,9 @@ pub async fn missed(
     let Some(n) = store.newest_notice(last_event.unwrap_or(0), since).await? else {
         return Ok(None);
     };
+    // The caller asks `reaches` before replaying it (a replica that restarted since the
+    // notice was issued reads its scope here).
+    notifier.learn_scope(store, n.id).await?;
     let (stage, jitter_ms) = match role {
         Role::Agent => (Stage::Agents, 0),
         Role::Client => (Stage::Clients, notifier.jitter_ms(notifier.connected(role))),
@@ -233,11 +292,12 @@ pub async fn issue(
     categories: Vec<Category>,
     now: i64,
 ) -> Result<(i64, FanOut), StoreError> {
-    issue_scoped(notifier, store, actor, categories, now, |_| {}).await
+    issue_scoped(notifier, store, actor, categories, now, None::<Vec<String>>).await
 }
 
-/// [`issue`], calling `before_send` with the notice's id before any stream hears it (a
-/// rollout uses it to say which clients the notice is for: `crate::rollout`).
+/// [`issue`] for the clients `only` (`None`: every client), recorded with the notice so that
+/// every replica's streams deliver it to those clients only (a rollout's ring notice:
+/// `crate::rollout`).
 ///
 /// # Errors
 /// Database errors; nothing is sent then.
@@ -247,8 +307,14 @@ pub async fn issue_scoped(
     actor: &str,
     categories: Vec<Category>,
     now: i64,
-    before_send: impl FnOnce(i64),
+    only: Option<impl IntoIterator<Item = String>>,
 ) -> Result<(i64, FanOut), StoreError> {
+    let only: Option<Vec<String>> = only.map(|ids| {
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    });
     let mut seen = notifier.seen.lock().await;
     let count = |role| i64::try_from(notifier.connected(role)).unwrap_or(0);
     let id = store
@@ -257,10 +323,11 @@ pub async fn issue_scoped(
             &categories,
             now,
             (count(Role::Agent), count(Role::Client)),
+            only.as_deref(),
         )
         .await?;
     seen.local.insert(id);
-    before_send(id);
+    notifier.remember(id, only.map(|ids| ids.into_iter().collect()));
     Ok((id, notifier.send(id, categories, now)))
 }
 
@@ -342,6 +409,8 @@ async fn follow_once(notifier: &Notifier, store: &Store) -> Result<(), StoreErro
         if seen.local.remove(&id) {
             continue;
         }
+        // Whom it is for, before any stream here hears it.
+        notifier.learn_scope(store, id).await?;
         let fan = notifier.send(id, n.categories, n.issued_at);
         tracing::info!(
             id,

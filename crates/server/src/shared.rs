@@ -325,6 +325,48 @@ impl Shared {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Stores the shared files `files` (name, bytes) in one transaction, each unless one of
+    /// that name is stored already.
+    ///
+    /// # Errors
+    /// Database errors (nothing is stored then).
+    pub async fn put_files(&self, files: &[(&str, &[u8])]) -> Result<(), SharedError> {
+        let mut tx = self.pool.begin().await?;
+        for (name, bytes) in files {
+            sqlx::query(
+                "INSERT INTO shared_files (name, bytes, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(bytes)
+            .bind(self.clock.now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the shared file `name` by `new` when it still holds `old`; returns whether
+    /// it did.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn replace_file(
+        &self,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, SharedError> {
+        let done = sqlx::query("UPDATE shared_files SET bytes = $3 WHERE name = $1 AND bytes = $2")
+            .bind(name)
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Stores every regular file of `dir` whose name `keep` accepts as the shared file
     /// `prefix/NAME` (when not stored yet); returns how many are stored now under `prefix/`.
     ///
@@ -352,7 +394,10 @@ impl Shared {
     }
 
     /// The shared files named `prefix/…`, by name.
-    async fn files_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn files_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SharedError> {
         let rows = sqlx::query(
             "SELECT name, bytes FROM shared_files WHERE name LIKE $1 || '/%' ORDER BY name",
         )

@@ -263,6 +263,9 @@ impl SitePublisher {
         if let (Some(sh), true) = (&shared, stored) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
             restrict(dir)?;
+            if let Some(pass) = &passphrase {
+                encrypt_stored_keys(sh, pass).await?;
+            }
             let n = sh.restore_files(SHARED_KEYS, dir).await?;
             sh.materialize(Tree::Site, &public).await?;
             tracing::info!(site = %dir.display(), keys = n, "site repository: loaded from the shared store");
@@ -573,6 +576,29 @@ impl SitePublisher {
         .await
     }
 
+    /// Delegates `d.paths` to `d.role` in the targets role (signed with the targets key the
+    /// server holds), as the one writer: on replicas the result is stored as the site tree's
+    /// next version, so it survives every later publish on any replica
+    /// (`docs/operating.md#delegated-program-builds`).
+    ///
+    /// # Errors
+    /// A bad delegation (`delegation.bad`), signing and I/O errors, `publish.busy`.
+    pub async fn delegate(&self, d: &cascade_repo::Delegation) -> Result<(), SiteError> {
+        let p = self.publisher.lock().await;
+        self.as_writer(|| async {
+            let waited = tokio::time::Instant::now();
+            loop {
+                match p.delegate(d, now(self.clock.as_ref())).await {
+                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return other.map_err(SiteError::from),
+                }
+            }
+        })
+        .await
+    }
+
     /// Re-signs the timestamp (and the snapshot when half its lifetime has passed).
     ///
     /// # Errors
@@ -687,6 +713,31 @@ fn first_full(added: Vec<PublishedTarget>) -> Result<PublishedTarget, SiteError>
         .into_iter()
         .find(|t| t.delta_from.is_none())
         .ok_or(SiteError::Publish(PublishError::NoFiles))
+}
+
+/// Encrypts with `passphrase` the site keys an earlier replica stored in the database
+/// unencrypted (started without a passphrase), each in place.
+async fn encrypt_stored_keys(
+    sh: &crate::shared::Shared,
+    passphrase: &Passphrase,
+) -> Result<(), SiteError> {
+    for (name, bytes) in sh.files_under(SHARED_KEYS).await? {
+        let what = Path::new(&name);
+        if cascade_repo::decrypt_bytes(what, &bytes, None).is_err() {
+            continue; // encrypted already
+        }
+        let sealed = match cascade_repo::encrypt_key(what, &bytes, passphrase) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::warn!(key = name, error = %e, "site repository key stored unencrypted, left as it is");
+                continue;
+            }
+        };
+        if sh.replace_file(&name, &bytes, sealed.as_bytes()).await? {
+            tracing::warn!(key = name, "site repository key was stored in the database unencrypted; it is encrypted with the key passphrase now");
+        }
+    }
+    Ok(())
 }
 
 /// Only the server's user may enter the site directory (it holds keys).

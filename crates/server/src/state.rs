@@ -49,8 +49,6 @@ pub struct Inner {
     pub mirror: crate::mirror::Mirror,
     /// Notify fan-out.
     pub notifier: Arc<Notifier>,
-    /// Which notices a rollout issued for one ring (`crate::rollout`).
-    pub rollouts: Arc<crate::rollout::Rollouts>,
     /// Prometheus counters.
     pub metrics: Arc<Metrics>,
     /// Small repository files in memory (validated against the file on every request).

@@ -6,6 +6,13 @@
 //! its SHA-256 (of exactly those bytes) travels in the enrollment token
 //! (`docs/architecture.md#trust-model`). Plain HTTP only with
 //! [`TlsMode::InsecurePlainHttp`].
+//!
+//! Replicas on one PostgreSQL share one private CA ([`open_shared`]): the first replica stores
+//! its certificate and its key in the database, the key encrypted with the key passphrase
+//! (`cascade_repo::encrypt_bytes`, the helper that encrypts the site repository's key files);
+//! the others load them into their own `DATA/tls/`. A replica without the passphrase, or with
+//! another one, refuses to start and says which
+//! (`docs/operating.md#shared-repository-and-one-writer`).
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,6 +80,31 @@ pub enum TlsError {
     /// rustls refused the certificate and key.
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// A replica on PostgreSQL was started without the key passphrase that encrypts the
+    /// private CA's key in the database.
+    #[error(
+        "replicas keep the private CA's key in the database ({CA_KEY_ROW}) encrypted with the \
+         key passphrase, and none was given: start every replica with the same \
+         --key-passphrase-file FILE or {PASSPHRASE_ENV} \
+         (docs/operating.md#shared-repository-and-one-writer)",
+        PASSPHRASE_ENV = cascade_repo::PASSPHRASE_ENV
+    )]
+    PassphraseNeeded,
+    /// The key passphrase given does not decrypt the private CA's key in the database.
+    #[error(
+        "the key passphrase given (--key-passphrase-file or {PASSPHRASE_ENV}) does not decrypt \
+         the private CA's key in the database ({CA_KEY_ROW}): give this replica the passphrase \
+         the other replicas were started with \
+         (docs/operating.md#shared-repository-and-one-writer)",
+        PASSPHRASE_ENV = cascade_repo::PASSPHRASE_ENV
+    )]
+    WrongPassphrase,
+    /// The private CA's key in the database is not a key (a damaged or hand-edited row).
+    #[error("the private CA's key in the database ({CA_KEY_ROW}): {0}")]
+    BadStoredKey(String),
+    /// The database of the replicas failed.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
 }
 
 impl TlsError {
@@ -83,6 +115,10 @@ impl TlsError {
             TlsError::BadFile { .. } => "tls.bad_file",
             TlsError::Generate(_) => "tls.generate",
             TlsError::Config(_) => "tls.config",
+            TlsError::PassphraseNeeded => "tls.passphrase_needed",
+            TlsError::WrongPassphrase => "tls.wrong_passphrase",
+            TlsError::BadStoredKey(_) => "tls.bad_stored_key",
+            TlsError::Shared(e) => e.code(),
         }
     }
 }
@@ -90,6 +126,12 @@ impl TlsError {
 /// The subject of the private CA (the same at every start, so certificates issued later
 /// chain to the stored CA certificate).
 const CA_NAME: &str = "cascade private CA";
+
+/// The shared file (a `shared_files` row) holding the replicas' CA certificate (PEM).
+const CA_CERT_ROW: &str = "tls/ca.pem";
+/// The shared file holding the replicas' CA key: PKCS#8, encrypted with the key passphrase
+/// (`ENCRYPTED PRIVATE KEY` PEM).
+pub const CA_KEY_ROW: &str = "tls/ca.key";
 
 /// The server's TLS material, opened once at start.
 pub struct Tls {
@@ -379,6 +421,99 @@ fn last_pem_block(path: &Path, pem: &[u8]) -> Result<Vec<u8>, TlsError> {
             what: "no PEM certificate block".into(),
         }),
     }
+}
+
+/// [`Tls::open`] for a replica sharing `shared` (call it under the start-up lock,
+/// [`crate::shared::Writer::Startup`]): with the private CA, the CA stored in the database is
+/// written to `DATA/tls/` and used; when none is stored (the first replica), this replica's
+/// CA (its own, or created now) is stored, its key encrypted with `passphrase`. A key stored
+/// unencrypted by an earlier version is encrypted in place. Other modes are [`Tls::open`].
+///
+/// # Errors
+/// [`TlsError::PassphraseNeeded`] without a passphrase, [`TlsError::WrongPassphrase`] when it
+/// does not decrypt the stored key, and [`Tls::open`]'s errors.
+pub async fn open_shared(
+    data_dir: &Path,
+    mode: &TlsMode,
+    shared: &crate::shared::Shared,
+    passphrase: Option<&cascade_repo::Passphrase>,
+) -> Result<Tls, TlsError> {
+    if !matches!(mode, TlsMode::PrivateCa { .. }) {
+        return Tls::open(data_dir, mode);
+    }
+    let Some(passphrase) = passphrase else {
+        return Err(TlsError::PassphraseNeeded);
+    };
+    let row = Path::new(CA_KEY_ROW);
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("ca.pem");
+    let key_path = dir.join("ca.key");
+    let stored = (
+        shared.file(CA_CERT_ROW).await?,
+        shared.file(CA_KEY_ROW).await?,
+    );
+    let (Some(cert), Some(stored_key)) = stored else {
+        // The first replica: its CA becomes everyone's.
+        let tls = Tls::open(data_dir, mode)?;
+        let key = tls.ca_key.as_ref().ok_or_else(|| {
+            TlsError::BadStoredKey("this replica has no private CA key to store".into())
+        })?;
+        let sealed = seal_ca_key(row, key, passphrase)?;
+        let cert = tls.ca_pem.clone().unwrap_or_default();
+        shared
+            .put_files(&[
+                (CA_CERT_ROW, cert.as_slice()),
+                (CA_KEY_ROW, sealed.as_bytes()),
+            ])
+            .await?;
+        tracing::info!("private CA stored for the other replicas (its key encrypted)");
+        return Ok(tls);
+    };
+    let key = match cascade_repo::decrypt_bytes(row, &stored_key, Some(passphrase)) {
+        Ok(Some(der)) => {
+            // A wrong passphrase whose padding checked out by chance gives no key.
+            KeyPair::try_from(der.as_slice()).map_err(|_| TlsError::WrongPassphrase)?
+        }
+        Ok(None) => {
+            // Stored unencrypted by an earlier version: encrypted in place now.
+            let text = std::str::from_utf8(&stored_key)
+                .map_err(|e| TlsError::BadStoredKey(e.to_string()))?;
+            let key = KeyPair::from_pem(text).map_err(|e| TlsError::BadStoredKey(e.to_string()))?;
+            let sealed = seal_ca_key(row, &key, passphrase)?;
+            shared
+                .replace_file(CA_KEY_ROW, &stored_key, sealed.as_bytes())
+                .await?;
+            tracing::warn!(
+                "the private CA's key was stored in the database unencrypted (an earlier \
+                 version); it is encrypted with the key passphrase now"
+            );
+            key
+        }
+        Err(cascade_repo::KeyError::WrongPassphrase { .. }) => {
+            return Err(TlsError::WrongPassphrase)
+        }
+        Err(e) => return Err(TlsError::BadStoredKey(e.to_string())),
+    };
+    private_dir(&dir)?;
+    let pem = key.serialize_pem();
+    if std::fs::read(&key_path).ok().as_deref() != Some(pem.as_bytes()) {
+        write_private(&key_path, pem.as_bytes())?;
+    }
+    if std::fs::read(&cert_path).ok().as_deref() != Some(cert.as_slice()) {
+        cascade_repo::fsutil::write_atomic(&cert_path, &cert).map_err(io(&cert_path))?;
+    }
+    Tls::open(data_dir, mode)
+}
+
+/// The CA key `key` as the database keeps it: its PKCS#8 encrypted with `passphrase`.
+fn seal_ca_key(
+    row: &Path,
+    key: &KeyPair,
+    passphrase: &cascade_repo::Passphrase,
+) -> Result<zeroize::Zeroizing<String>, TlsError> {
+    let der = zeroize::Zeroizing::new(key.serialize_der());
+    cascade_repo::encrypt_bytes(row, &der, passphrase)
+        .map_err(|e| TlsError::BadStoredKey(e.to_string()))
 }
 
 /// Creates `dir` `0700` whatever the umask.

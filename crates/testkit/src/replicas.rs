@@ -16,6 +16,9 @@ use url::Url;
 
 use crate::{kit, KitError};
 
+/// The key passphrase every replica is started with (`--key-passphrase-file`).
+pub const PASSPHRASE: &str = "replicas share one passphrase";
+
 /// One replica.
 #[derive(Debug)]
 pub struct Replica {
@@ -140,6 +143,10 @@ impl Replicas {
     fn spawn(&mut self, i: usize) -> Result<(), KitError> {
         let r = &mut self.replicas[i];
         std::fs::create_dir_all(&r.data_dir).map_err(|e| kit("replica data")(&e))?;
+        // Every replica has the same key passphrase: the CA's key is stored encrypted with it.
+        let passphrase = r.data_dir.join("key-passphrase");
+        std::fs::write(&passphrase, format!("{PASSPHRASE}\n"))
+            .map_err(|e| kit("replica key passphrase")(&e))?;
         let file = |name: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -155,6 +162,8 @@ impl Replicas {
             .arg(&r.data_dir)
             .arg("--database-url")
             .arg(&self.database_url)
+            .arg("--key-passphrase-file")
+            .arg(&passphrase)
             .args(&self.extra)
             .env("CASCADE_LOG", "info")
             .env("RUST_LOG", "info")

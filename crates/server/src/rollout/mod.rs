@@ -24,7 +24,8 @@
 //!   promoted to the next ring (or completed after the last). Each change is conditional on
 //!   the revision read, so replicas sharing the database change a rollout once.
 //! - **Notify** ([`notices`]): starting and promoting a rollout notifies the clients of the
-//!   ring just reached only ([`Rollouts::reaches`], consulted by the event streams);
+//!   ring just reached only (the notice carries them to every replica, and the event
+//!   streams ask `Notifier::reaches`);
 //!   uploading the version of a rollout notifies the clients of the rings it reached; a roll
 //!   back notifies everyone.
 
@@ -40,7 +41,7 @@ use std::time::Duration;
 pub use actions::{act, start, Action};
 pub use check::check;
 pub use counts::{failed, list, one, view};
-pub use notices::{on_publish, Rollouts};
+pub use notices::on_publish;
 pub use rings::{bucket, client_pins, pins_for};
 pub use schedule::{evaluate, run_on_schedule};
 

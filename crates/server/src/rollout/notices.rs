@@ -1,10 +1,9 @@
 //! Notices of rollouts: starting or promoting a rollout notifies the ring just reached,
 //! uploading its version the rings reached, a roll back everyone. A notice for some rings
-//! reaches only their clients: [`Rollouts`] remembers each such notice's clients and the
-//! event streams ask it ([`Rollouts::reaches`]).
+//! reaches only their clients: the notice carries them to every replica
+//! (`crate::notify::issue_scoped`) and the event streams ask `Notifier::reaches`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 
 use cascade_core::Category;
 use cascade_proto::RolloutState;
@@ -12,43 +11,6 @@ use cascade_proto::RolloutState;
 use super::rings::{ring_of, Member, Ring};
 use crate::state::AppState;
 use crate::store::{RingFacts, RolloutRecord};
-
-/// Scoped notices remembered (the newest ones).
-const SCOPES_KEPT: usize = 64;
-
-/// The rollout state a server holds in memory: which notices reach only some clients.
-#[derive(Debug, Default)]
-pub struct Rollouts {
-    scopes: Mutex<Scopes>,
-}
-
-#[derive(Debug, Default)]
-struct Scopes {
-    by_notice: HashMap<i64, Arc<HashSet<String>>>,
-    order: VecDeque<i64>,
-}
-
-impl Rollouts {
-    /// Whether notice `id` reaches client `client`: every notice does, except those a
-    /// rollout issued for one ring, which reach that ring's clients only.
-    pub fn reaches(&self, id: i64, client: &str) -> bool {
-        self.scopes.lock().map_or(true, |s| {
-            s.by_notice.get(&id).is_none_or(|c| c.contains(client))
-        })
-    }
-
-    fn scope(&self, id: i64, clients: HashSet<String>) {
-        if let Ok(mut s) = self.scopes.lock() {
-            s.by_notice.insert(id, Arc::new(clients));
-            s.order.push_back(id);
-            while s.order.len() > SCOPES_KEPT {
-                if let Some(old) = s.order.pop_front() {
-                    s.by_notice.remove(&old);
-                }
-            }
-        }
-    }
-}
 
 /// Notifies the clients of `r`'s current ring (and no earlier one) that it reached them.
 pub(super) async fn notify_ring(st: &AppState, r: &RolloutRecord, facts: &[RingFacts]) {
@@ -115,7 +77,7 @@ async fn notify_clients(
         &actor,
         vec![Category::Programs],
         st.clock.now(),
-        |id| st.rollouts.scope(id, members),
+        Some(members),
     )
     .await;
     match issued {

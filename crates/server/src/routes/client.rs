@@ -388,7 +388,7 @@ pub async fn events(
     // Serializing a struct of strings and integers cannot fail.
     .unwrap_or_default();
     let replay = missed
-        .filter(|n| st.rollouts.reaches(n.id, &me))
+        .filter(|n| st.notifier.reaches(n.id, &me))
         .inspect(|_| st.metrics.delivered(role));
     let parts = crate::events::Parts {
         hello,

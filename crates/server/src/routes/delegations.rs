@@ -1,6 +1,7 @@
 //! Delegated program builds (`docs/operating.md#delegated-program-builds`): the site
 //! repository's targets role delegates `programs/...` paths to a build team's key, which the
-//! server never holds. The team uploads a build's content
+//! server never holds (`PUT /api/delegations/{role}`, signed with the targets key the server
+//! holds, through the one writer of the site repository, so replicas store it). The team uploads a build's content
 //! (`PUT /api/delegations/{role}/files/{sha256}`, streamed, size-limited and hashed like a
 //! program upload, staged in `DATA_DIR/delegated-incoming/ROLE/SHA256`), then the role's next
 //! version, signed offline (`POST /api/delegations/{role}`). The server checks that version
@@ -15,11 +16,11 @@ use axum::http::{Method, StatusCode};
 use axum::Json;
 #[allow(unused_imports)] // named by the OpenAPI description
 use cascade_proto::DelegatedMetadata;
-use cascade_proto::{DelegatedFile, DelegatedPublished};
+use cascade_proto::{Delegated, DelegatedFile, DelegatedPublished, NewDelegation};
 use cascade_repo::PublishError;
 
 use crate::auth::Admin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::openapi::{NotFound, Refusals, TooLarge};
 use crate::routes::programs::{internal, parse_sha256, receive};
 use crate::site::SiteError;
@@ -39,6 +40,37 @@ fn incoming(st: &AppState, role: &str) -> std::path::PathBuf {
 fn check_role(role: &str) -> Result<(), ApiError> {
     cascade_repo::check_segment("role", role)
         .map_err(|e| ApiError::bad("delegation.role", "role", e.to_string()))
+}
+
+/// `PUT /api/delegations/{role}`: delegate program paths to a build team's keys.
+#[utoipa::path(put, path = "/api/delegations/{role}", tag = "programs",
+    summary = "Delegate program paths to a build team's keys (replaces the role's keys and paths)",
+    security(("admin" = [])),
+    params(("role" = String, Path, description = "The delegated role, e.g. `build-team`")),
+    request_body(content = NewDelegation, content_type = "application/json"),
+    responses((status = 201, description = "The targets role now delegates to it", body = Delegated),
+        Refusals, TooLarge))]
+pub async fn delegate(
+    Admin(_): Admin,
+    State(st): State<AppState>,
+    Path(role): Path<String>,
+    ApiJson(body): ApiJson<NewDelegation>,
+) -> Result<(StatusCode, Json<Delegated>), ApiError> {
+    check_role(&role)?;
+    let d =
+        cascade_repo::Delegation::from_json_keys(&role, &body.keys, body.threshold, &body.paths)
+            .map_err(|e| ApiError::bad(e.code(), "body", e.to_string()))?;
+    st.site.publisher()?.delegate(&d).await?;
+    tracing::info!(role, paths = ?body.paths, threshold = body.threshold, "delegated");
+    Ok((
+        StatusCode::CREATED,
+        Json(Delegated {
+            role,
+            keys: body.keys.len() as u64,
+            threshold: body.threshold,
+            paths: body.paths,
+        }),
+    ))
 }
 
 /// `PUT /api/delegations/{role}/files/{sha256}`: stage a delegated build's content.

@@ -73,7 +73,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(programs::list))
         .routes(routes!(programs::upload))
         .routes(routes!(delegations::stage_file))
-        .routes(routes!(delegations::publish))
+        .routes(routes!(delegations::publish, delegations::delegate))
         .routes(routes!(rollouts::list, rollouts::start))
         .routes(routes!(rollouts::get_one))
         .routes(routes!(rollouts::promote))

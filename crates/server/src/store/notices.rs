@@ -1,6 +1,9 @@
 //! Rows of `notifications`: every Notify All Clients, so replicas sharing the database
-//! relay each other's. On PostgreSQL each new row is also signalled on [`NOTICE_CHANNEL`]
+//! relay each other's, with the clients a rollout's ring notice is for (`scope`, migration
+//! 0016), so every replica delivers it to those clients only. On PostgreSQL each new row is also signalled on [`NOTICE_CHANNEL`]
 //! (`pg_notify`), so the other replicas hear of it at once instead of at their next poll.
+
+use std::collections::HashSet;
 
 use cascade_core::Category;
 use sqlx::Row;
@@ -33,7 +36,8 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Records a notification with the next id; `reached` is (agents, clients) connected.
+    /// Records a notification with the next id; `reached` is (agents, clients) connected;
+    /// `only` the ids of the clients it is for (`None`: every client).
     ///
     /// # Errors
     /// Database errors.
@@ -43,11 +47,15 @@ impl Store {
         categories: &[Category],
         issued_at: i64,
         reached: (i64, i64),
+        only: Option<&[String]>,
     ) -> Result<i64, StoreError> {
         let id = self.last_notice().await? + 1;
+        let only = only.map(|ids| to_json("scope", &ids)).transpose()?;
+        // `clients` is the column of those reached (a count); `only` goes to `scope`.
         sqlx::query(
-            "INSERT INTO notifications (id, issued_at, issued_by, categories, agents, clients) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO notifications \
+             (id, issued_at, issued_by, categories, agents, clients, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(issued_at)
@@ -55,6 +63,7 @@ impl Store {
         .bind(to_json("categories", &categories)?)
         .bind(reached.0)
         .bind(reached.1)
+        .bind(only)
         .execute(&self.pool)
         .await?;
         if self.postgres_url().is_some() {
@@ -93,6 +102,23 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| record(&r)).transpose()
+    }
+
+    /// The clients notification `id` is for: `None` for every client (or no such notice).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn notice_scope(&self, id: i64) -> Result<Option<HashSet<String>>, StoreError> {
+        let scope: Option<Option<String>> =
+            sqlx::query_scalar("SELECT scope FROM notifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // A scope that does not parse (a hand-edited row) reaches everyone: the pins still
+        // keep clients outside the ring on their version.
+        Ok(scope
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok()))
     }
 
     /// Notifications after `id`, oldest first.

@@ -749,6 +749,25 @@ fn table() -> Vec<Row> {
             "/api/delegations/build-team",
             404,
         ),
+        // After the row above, which needs the role not delegated yet.
+        row(
+            "put",
+            "/api/delegations/{role}",
+            Admin,
+            body(&p::NewDelegation {
+                keys: vec![json!({
+                    "keytype": "ed25519",
+                    "scheme": "ed25519",
+                    "keyval": {"public": "d7f1b7a8c0e4f5a6b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0"}
+                })],
+                threshold: 1,
+                paths: vec!["programs/scanner/*/*".into()],
+            }),
+            201,
+            answer::<p::Delegated>(),
+            "/api/delegations/build-team",
+            201,
+        ),
         row(
             "post",
             "/api/rollouts",

@@ -78,8 +78,18 @@ impl TestServer {
     }
 }
 
+/// The key passphrase every server of a test on PostgreSQL is given.
+pub const PG_PASSPHRASE: &str = "replicas share one passphrase";
+
 fn settings(data_dir: &Path, database_url: Option<String>, clock: Arc<ManualClock>) -> Settings {
     let mut s = Settings::new(data_dir);
+    if database_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"))
+    {
+        // Replicas keep the private CA's key in the database encrypted with it.
+        s.key_passphrase = Some(cascade_repo::Passphrase::new(PG_PASSPHRASE).unwrap());
+    }
     s.database_url = database_url;
     s.clock = clock;
     s.hash_cost = CHEAP_HASHING;

@@ -323,3 +323,97 @@ async fn next_notice_id(sse: &mut Sse) -> i64 {
 async fn hello_first(sse: &mut Sse) {
     assert_eq!(sse.next().await.unwrap().0, "hello");
 }
+
+/// Replicas `dirs.len()` on `database_url` (none: the SQLite file of `dirs[0]`, which every
+/// replica then shares): a rollout's ring notice issued on the first reaches the ring's client
+/// on the second and no other client there; a third replica started after it replays it to
+/// the ring's client only (it reads the notice's scope from the database). The other client's
+/// next notice is the plain notify issued afterwards.
+pub async fn ring_notice_scenario(dirs: [&std::path::Path; 3], database_url: Option<String>) {
+    use cascade_client::proto::{NewRollout, RingSpec};
+    let a = start_with(dirs[0], database_url.clone(), None).await;
+    let tokens = || Some((a.admin.clone(), a.enroll.clone(), a.clock.clone()));
+    let b = start_with(dirs[1], database_url.clone(), tokens()).await;
+    let (_, ring_client) = a.enroll_client("pc-ring", None).await;
+    let (_, other_client) = a.enroll_client("pc-other", None).await;
+    a.admin(
+        Method::POST,
+        "/api/programs/app/1?file=app.bin",
+        raw("build 1"),
+    )
+    .await
+    .expect(201);
+    let mut in_ring = Sse::connect(&b.http, &b.url, &ring_client).await.unwrap();
+    let mut outside = Sse::connect(&b.http, &b.url, &other_client).await.unwrap();
+    hello_first(&mut in_ring).await;
+    hello_first(&mut outside).await;
+
+    let ring = |name: &str| RingSpec {
+        name: name.into(),
+        soak_secs: 600,
+        ..RingSpec::default()
+    };
+    a.admin(
+        Method::POST,
+        "/api/rollouts",
+        json(&NewRollout {
+            program: "app".into(),
+            version: "2".into(),
+            previous_version: Some("1".into()),
+            rings: vec![
+                RingSpec {
+                    clients: vec!["pc-ring".into()],
+                    ..ring("canary")
+                },
+                RingSpec {
+                    percent: Some(100.0),
+                    ..ring("everyone")
+                },
+            ],
+        }),
+    )
+    .await
+    .expect(201);
+    let ring_notice = next_notice_id(&mut in_ring).await;
+
+    // A replica started now knows nothing of the notice but what the database says.
+    let c = start_with(dirs[2], database_url.clone(), tokens()).await;
+    let mut in_ring_c = Sse::connect(&c.http, &c.url, &ring_client).await.unwrap();
+    let mut outside_c = Sse::connect(&c.http, &c.url, &other_client).await.unwrap();
+    hello_first(&mut in_ring_c).await;
+    hello_first(&mut outside_c).await;
+    assert_eq!(
+        next_notice_id(&mut in_ring_c).await,
+        ring_notice,
+        "the ring's client hears the ring notice replayed"
+    );
+
+    let plain = a.admin(Method::POST, "/api/notify", None).await.expect(200)["id"]
+        .as_i64()
+        .unwrap();
+    assert!(plain > ring_notice);
+    for (sse, who) in [
+        (&mut outside, "replica 2"),
+        (&mut outside_c, "replica 3 (replayed)"),
+    ] {
+        assert_eq!(
+            next_notice_id(sse).await,
+            plain,
+            "the client outside the ring heard the ring notice on {who}"
+        );
+    }
+    for sse in [&mut in_ring, &mut in_ring_c] {
+        assert_eq!(next_notice_id(sse).await, plain);
+    }
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+// Two replicas on one SQLite file (and a third started later): a ring's notice reaches the
+// ring only, on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_notice_reaches_the_ring_only_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    ring_notice_scenario([dir.path(); 3], None).await;
+}

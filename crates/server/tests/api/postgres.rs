@@ -187,6 +187,20 @@ async fn postgres_console_sessions_are_shared_by_replicas() {
     pg.drop_db().await;
 }
 
+// Replicas on PostgreSQL: a ring's notice reaches the ring only, on every replica (the same
+// scenario as on SQLite, `notify.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ring_notice_reaches_the_ring_only_on_every_replica() {
+    let pg = Database::new().await;
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    crate::notify::ring_notice_scenario(
+        [dirs[0].path(), dirs[1].path(), dirs[2].path()],
+        Some(pg.url.clone()),
+    )
+    .await;
+    pg.drop_db().await;
+}
+
 // Rollouts on PostgreSQL: the same scenario as on SQLite (`rollouts.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rollouts() {

@@ -130,3 +130,144 @@ async fn postgres_tree_versions_land_timestamp_last_and_the_lock_passes_on() {
     drop(conn);
     db.drop_db().await;
 }
+
+/// The settings of a replica on `url` with data in `dir` and key passphrase `pass`.
+fn replica_settings(dir: &Path, url: &str, pass: Option<&str>) -> cascade_server::Settings {
+    let mut s = cascade_server::Settings::new(dir);
+    s.database_url = Some(url.to_owned());
+    s.hash_cost = cascade_testkit::CHEAP_HASHING;
+    s.key_passphrase = pass.map(|p| cascade_repo::Passphrase::new(p).unwrap());
+    s
+}
+
+/// The code and message of a replica's refusal to start.
+async fn refused(settings: cascade_server::Settings) -> (String, String) {
+    match cascade_server::Server::open(settings).await {
+        Ok(_) => panic!("the replica started"),
+        Err(e) => (e.code().to_owned(), e.to_string()),
+    }
+}
+
+// The replicas' CA key is stored in the database encrypted with the key passphrase: the row
+// holds none of the key's bytes and decrypts to it. A replica without the passphrase, or with
+// another one, refuses to start and says which; a row stored unencrypted by the previous
+// version is encrypted on the first start with the passphrase, and that replica serves the
+// same CA.
+#[tokio::test]
+async fn postgres_ca_key_is_stored_encrypted_and_a_replica_needs_the_passphrase() {
+    use cascade_server::tls::CA_KEY_ROW;
+    const PASS: &str = "replicas share one passphrase";
+    const SITE_KEY: &str = "site/online-keys/timestamp.pk8";
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let first =
+        cascade_server::Server::open(replica_settings(&tmp.path().join("a"), &db.url, Some(PASS)))
+            .await
+            .unwrap();
+    let plain_pem = std::fs::read(tmp.path().join("a/tls/ca.key")).unwrap();
+    let der = rcgen::KeyPair::from_pem(std::str::from_utf8(&plain_pem).unwrap())
+        .unwrap()
+        .serialize_der();
+    let shared = Shared::connect(&db.url, &tmp.path().join("x"), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let stored = |shared: Shared| async move { shared.file(CA_KEY_ROW).await.unwrap().unwrap() };
+    let holds_no_key = |row: &[u8]| {
+        let text = std::str::from_utf8(row).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{text}"
+        );
+        for line in std::str::from_utf8(&plain_pem).unwrap().lines() {
+            if !line.starts_with("-----") {
+                assert!(
+                    !text.contains(line),
+                    "the row holds the key's PEM line {line}"
+                );
+            }
+        }
+        assert!(!row.windows(der.len()).any(|w| w == der.as_slice()));
+        let pass = cascade_repo::Passphrase::new(PASS).unwrap();
+        let back = cascade_repo::decrypt_bytes(Path::new(CA_KEY_ROW), row, Some(&pass))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            back.as_slice(),
+            der.as_slice(),
+            "the row decrypts to the CA key"
+        );
+    };
+    let row = stored(shared.clone()).await;
+    holds_no_key(&row);
+
+    let (code, message) = refused(replica_settings(&tmp.path().join("b"), &db.url, None)).await;
+    assert_eq!(code, "tls.passphrase_needed", "{message}");
+    assert!(
+        message.contains("--key-passphrase-file") && message.contains(CA_KEY_ROW),
+        "{message}"
+    );
+    assert!(!tmp.path().join("b/tls/ca.key").exists());
+    let (code, message) = refused(replica_settings(
+        &tmp.path().join("b"),
+        &db.url,
+        Some("another passphrase"),
+    ))
+    .await;
+    assert_eq!(code, "tls.wrong_passphrase", "{message}");
+    assert!(message.contains("does not decrypt"), "{message}");
+    assert!(!tmp.path().join("b/tls/ca.key").exists());
+
+    // The previous version stored the key file as it was, unencrypted.
+    assert!(shared
+        .replace_file(CA_KEY_ROW, &row, &plain_pem)
+        .await
+        .unwrap());
+    // And a site key the same way (a first replica started without a passphrase).
+    let pass = cascade_repo::Passphrase::new(PASS).unwrap();
+    let sealed_site_key = shared.file(SITE_KEY).await.unwrap().unwrap();
+    let site_der = cascade_repo::decrypt_bytes(Path::new(SITE_KEY), &sealed_site_key, Some(&pass))
+        .unwrap()
+        .unwrap();
+    assert!(shared
+        .replace_file(SITE_KEY, &sealed_site_key, &site_der)
+        .await
+        .unwrap());
+    let (code, _) = refused(replica_settings(&tmp.path().join("c"), &db.url, None)).await;
+    assert_eq!(code, "tls.passphrase_needed");
+    assert_eq!(stored(shared.clone()).await, plain_pem, "nothing changed");
+    let second =
+        cascade_server::Server::open(replica_settings(&tmp.path().join("c"), &db.url, Some(PASS)))
+            .await
+            .unwrap();
+    holds_no_key(&stored(shared.clone()).await);
+    let site_row = shared.file(SITE_KEY).await.unwrap().unwrap();
+    assert!(site_row.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let local = std::fs::read(tmp.path().join("c/site-repo/online-keys/timestamp.pk8")).unwrap();
+    assert_eq!(
+        local, site_row,
+        "the replica's key file is the encrypted one"
+    );
+    let plain_file = tmp.path().join("plain.pk8");
+    std::fs::write(&plain_file, &site_der).unwrap();
+    assert_eq!(
+        cascade_repo::read_public_key(
+            &tmp.path().join("c/site-repo/online-keys/timestamp.pk8"),
+            Some(&pass)
+        )
+        .unwrap(),
+        cascade_repo::read_public_key(&plain_file, None).unwrap(),
+        "the same site key, opened with the passphrase"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("c/tls/ca.pem")).unwrap(),
+        std::fs::read(tmp.path().join("a/tls/ca.pem")).unwrap(),
+        "the second replica serves the first one's CA"
+    );
+    let loaded = std::fs::read_to_string(tmp.path().join("c/tls/ca.key")).unwrap();
+    assert_eq!(
+        rcgen::KeyPair::from_pem(&loaded).unwrap().serialize_der(),
+        der
+    );
+    drop((first, second));
+    db.drop_db().await;
+}
