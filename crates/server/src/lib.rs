@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backfill;
 pub mod console;
 pub mod db;
 pub mod error;
@@ -104,6 +105,8 @@ pub struct Server {
     on_first_start: settings::FirstStartHook,
     site_refresh: std::time::Duration,
     replica_poll: std::time::Duration,
+    backfill_batch: u32,
+    backfill_pause: std::time::Duration,
 }
 
 impl Server {
@@ -164,6 +167,7 @@ impl Server {
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
             health_cache: Arc::default(),
+            backfill: Arc::default(),
             rollouts: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
@@ -191,11 +195,9 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
-        // Clients from before the fleet figures (docs/operating.md#fleet-charts) get theirs.
-        let derived = state.store.derive_missing().await.map_err(ApiError::from)?;
-        if derived > 0 {
-            tracing::info!(clients = derived, "derived the console's fleet figures");
-        }
+        // Clients from before the fleet figures get theirs in the background (`backfill`).
+        let to_derive = state.store.clients_to_derive().await;
+        state.backfill.start(to_derive.map_err(ApiError::from)?);
         publish_pending(&state).await;
         if let Some(lock) = startup {
             lock.release().await;
@@ -209,6 +211,8 @@ impl Server {
             on_first_start: settings.on_first_start,
             site_refresh: settings.site_refresh,
             replica_poll: settings.replica_poll,
+            backfill_batch: settings.backfill_batch,
+            backfill_pause: settings.backfill_pause,
         })
     }
 
@@ -278,6 +282,13 @@ impl Server {
             ));
         }
         tokio::spawn(rollout::run_on_schedule(self.state.clone()));
+        // Fleet figures and the search index for clients from before this version.
+        tokio::spawn(backfill::run(
+            self.state.clone(),
+            self.backfill_batch,
+            self.backfill_pause,
+            self.state.shutdown.subscribe(),
+        ));
         // The console's fleet samples (docs/operating.md#fleet-charts).
         tokio::spawn(fleet::sampler(
             self.state.clone(),

@@ -133,6 +133,11 @@ pub struct Settings {
     pub tls: crate::tls::TlsMode,
     /// Failed logins, enrollments and token uses that lock a name, id or address out.
     pub lockout: crate::lockout::LockoutPolicy,
+    /// Clients per batch when filling in the fleet figures and the search index of clients
+    /// from before this version (`crate::backfill`).
+    pub backfill_batch: u32,
+    /// The pause between two such batches (check-ins get the database meanwhile).
+    pub backfill_pause: Duration,
 }
 
 impl Settings {
@@ -163,6 +168,8 @@ impl Settings {
             metrics_token: None,
             tls: crate::tls::TlsMode::default(),
             lockout: crate::lockout::LockoutPolicy::default(),
+            backfill_batch: 500,
+            backfill_pause: Duration::from_millis(50),
         }
     }
 

@@ -50,6 +50,9 @@ pub struct Chrome {
     pub flash: Option<Flash>,
     /// One line per update agent or URL source that is down (the banner on every page).
     pub alerts: Vec<String>,
+    /// While the fleet figures of clients from before this version are being filled in
+    /// (`crate::backfill`): what to tell the reader.
+    pub filling: Option<String>,
 }
 
 impl Chrome {
@@ -60,6 +63,7 @@ impl Chrome {
             active,
             flash: session.take_flash(),
             alerts: Vec::new(),
+            filling: None,
         }
     }
 
@@ -68,6 +72,13 @@ impl Chrome {
     /// read the page still renders, saying so.
     pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
         let mut chrome = Chrome::new(session, active);
+        chrome.filling = st.backfill.filling().map(|(done, all)| {
+            format!(
+                "The fleet figures of clients from before this version are still being filled \
+                 in ({done} of {all} clients done): counts, charts and health leave the rest out \
+                 until then."
+            )
+        });
         match crate::fleet::health_for_pages(st).await {
             Ok(h) => {
                 chrome.alerts = h
