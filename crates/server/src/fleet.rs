@@ -80,7 +80,11 @@ pub async fn health_for_pages(st: &AppState) -> Result<FleetHealth, StoreError> 
     }
 }
 
-async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
+/// [`health`], kept as the console's last result for [`health_for_pages`].
+///
+/// # Errors
+/// Store errors.
+pub async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
     let started = std::time::Instant::now();
     let value = health(st).await?;
     if let Ok(mut last) = st.health_cache.last.lock() {

@@ -8,7 +8,7 @@ use axum::http::header::{
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use cascade_proto::HealthLevel;
+use cascade_proto::{FleetHealth, HealthLevel};
 
 pub use crate::human::{ago, duration, time};
 
@@ -72,22 +72,9 @@ impl Chrome {
     /// read the page still renders, saying so.
     pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
         let mut chrome = Chrome::new(session, active);
-        chrome.filling = st.backfill.filling().map(|(done, all)| {
-            format!(
-                "The fleet figures of clients from before this version are still being filled \
-                 in ({done} of {all} clients done): counts, charts and health leave the rest out \
-                 until then."
-            )
-        });
+        chrome.filling = filling(st);
         match crate::fleet::health_for_pages(st).await {
-            Ok(h) => {
-                chrome.alerts = h
-                    .sources
-                    .into_iter()
-                    .filter(|s| s.level == HealthLevel::Down)
-                    .map(|s| s.summary)
-                    .collect();
-            }
+            Ok(h) => chrome.alerts = down(&h),
             Err(e) => {
                 tracing::error!(error = %e, "fleet health for the console banner");
                 chrome.alerts =
@@ -95,6 +82,20 @@ impl Chrome {
             }
         }
         chrome
+    }
+
+    /// The chrome for a page of `session` that has just computed the fleet health `h`.
+    pub fn with_health(
+        st: &AppState,
+        session: &Session,
+        active: &'static str,
+        h: &FleetHealth,
+    ) -> Chrome {
+        Chrome {
+            alerts: down(h),
+            filling: filling(st),
+            ..Chrome::new(session, active)
+        }
     }
 
     /// `aria-current` for navigation entry `name`.
@@ -105,6 +106,26 @@ impl Chrome {
             "false"
         }
     }
+}
+
+/// While the fleet figures of older clients are filled in (`crate::backfill`), what to say.
+fn filling(st: &AppState) -> Option<String> {
+    st.backfill.filling().map(|(done, all)| {
+        format!(
+            "The fleet figures of clients from before this version are still being filled \
+             in ({done} of {all} clients done): counts, charts and health leave the rest out \
+             until then."
+        )
+    })
+}
+
+/// A banner line for each source that is down.
+fn down(h: &FleetHealth) -> Vec<String> {
+    h.sources
+        .iter()
+        .filter(|s| s.level == HealthLevel::Down)
+        .map(|s| s.summary.clone())
+        .collect()
 }
 
 /// `GET /login`.
