@@ -44,7 +44,8 @@ pub async fn health(st: &AppState) -> Result<FleetHealth, StoreError> {
 }
 
 /// Health for the console's banner: computed afresh when that is cheap (under
-/// [`CHEAP`]); for a fleet where it is not (100,000 clients), the last result is shown for up
+/// [`CHEAP`], or fewer than [`BIG`] reports); for a fleet where it is not (100,000 clients),
+/// the last result is shown for up
 /// to [`REUSE`] and then refreshed in the background while the old one is still shown, so
 /// no page waits for it. The API and the CLI always call [`health`].
 ///
@@ -58,7 +59,7 @@ pub async fn health_for_pages(st: &AppState) -> Result<FleetHealth, StoreError> 
         .ok()
         .and_then(|c| c.as_ref().map(|c| (c.at, c.cost, c.value.clone())));
     match cached {
-        Some((at, cost, value)) if cost >= CHEAP => {
+        Some((at, cost, value)) if cost >= CHEAP && tallied(&value) >= BIG => {
             if at.elapsed() >= REUSE
                 && !cache
                     .refreshing
@@ -80,7 +81,11 @@ pub async fn health_for_pages(st: &AppState) -> Result<FleetHealth, StoreError> 
     }
 }
 
-async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
+/// [`health`], kept as the console's last result for [`health_for_pages`].
+///
+/// # Errors
+/// Store errors.
+pub async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
     let started = std::time::Instant::now();
     let value = health(st).await?;
     if let Ok(mut last) = st.health_cache.last.lock() {
@@ -93,6 +98,14 @@ async fn refresh(st: &AppState) -> Result<FleetHealth, StoreError> {
     Ok(value)
 }
 
+/// The client reports a health result counts (each client's last attempt at each source).
+fn tallied(h: &FleetHealth) -> u64 {
+    h.sources.iter().map(|s| s.served + s.failed).sum()
+}
+
+/// Health over fewer client reports than this is never reused, however long it took (a
+/// small fleet on a busy machine: the next page shows the change at once).
+pub const BIG: u64 = 10_000;
 /// Health computed faster than this is never reused.
 pub const CHEAP: std::time::Duration = std::time::Duration::from_millis(20);
 /// How long an expensive health result is shown before it is refreshed.

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backfill;
 pub mod console;
 pub mod db;
 pub mod error;
@@ -107,6 +108,8 @@ pub struct Server {
     site_refresh: std::time::Duration,
     replica_poll: std::time::Duration,
     trusted_proxies: Arc<forwarded::TrustedProxies>,
+    backfill_batch: u32,
+    backfill_pause: std::time::Duration,
 }
 
 impl Server {
@@ -167,6 +170,7 @@ impl Server {
             stale_after: settings.stale_after,
             update_interval: settings.update_interval,
             health_cache: Arc::default(),
+            backfill: Arc::default(),
             data_dir: settings.data_dir.clone(),
             repo_dir: repo_dir.clone(),
             site,
@@ -193,11 +197,9 @@ impl Server {
             shutdown: tokio::sync::watch::channel(false).0,
         });
         let first_start = bootstrap(&state).await?;
-        // Clients from before the fleet figures (docs/operating.md#fleet-charts) get theirs.
-        let derived = state.store.derive_missing().await.map_err(ApiError::from)?;
-        if derived > 0 {
-            tracing::info!(clients = derived, "derived the console's fleet figures");
-        }
+        // Clients from before the fleet figures get theirs in the background (`backfill`).
+        let to_derive = state.store.clients_to_derive().await;
+        state.backfill.start(to_derive.map_err(ApiError::from)?);
         publish_pending(&state).await;
         if let Some(lock) = startup {
             lock.release().await;
@@ -212,6 +214,8 @@ impl Server {
             site_refresh: settings.site_refresh,
             replica_poll: settings.replica_poll,
             trusted_proxies: Arc::new(settings.trusted_proxies),
+            backfill_batch: settings.backfill_batch,
+            backfill_pause: settings.backfill_pause,
         })
     }
 
@@ -307,6 +311,13 @@ impl Server {
             ));
         }
         tokio::spawn(rollout::run_on_schedule(self.state.clone()));
+        // Fleet figures and the search index for clients from before this version.
+        tokio::spawn(backfill::run(
+            self.state.clone(),
+            self.backfill_batch,
+            self.backfill_pause,
+            self.state.shutdown.subscribe(),
+        ));
         // The console's fleet samples (docs/operating.md#fleet-charts).
         tokio::spawn(fleet::sampler(
             self.state.clone(),

@@ -136,6 +136,11 @@ pub struct Settings {
     /// Proxies (load balancers) whose `X-Forwarded-For` names the client
     /// (`--trusted-proxy`, `docs/operating.md#trusted-proxies`); empty: the header is never read.
     pub trusted_proxies: crate::forwarded::TrustedProxies,
+    /// Clients per batch when filling in the fleet figures and the search index of clients
+    /// from before this version (`crate::backfill`).
+    pub backfill_batch: u32,
+    /// The pause between two such batches (check-ins get the database meanwhile).
+    pub backfill_pause: Duration,
 }
 
 impl Settings {
@@ -167,6 +172,8 @@ impl Settings {
             tls: crate::tls::TlsMode::default(),
             lockout: crate::lockout::LockoutPolicy::default(),
             trusted_proxies: crate::forwarded::TrustedProxies::default(),
+            backfill_batch: 500,
+            backfill_pause: Duration::from_millis(50),
         }
     }
 

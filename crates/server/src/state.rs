@@ -39,6 +39,8 @@ pub struct Inner {
     pub update_interval: Duration,
     /// The console's last fleet health (`crate::fleet::health_for_pages`).
     pub health_cache: Arc<crate::fleet::HealthCache>,
+    /// How far filling in the fleet figures of older clients is (`crate::backfill`).
+    pub backfill: Arc<crate::backfill::Progress>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The repository directory served at `/repo/`.

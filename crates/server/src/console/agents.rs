@@ -176,7 +176,9 @@ async fn render(
     let cur = st.store.current().await?;
     let now = st.clock.now();
     // Aggregates only: the health, the clients enrolled as agents, and per-source totals.
-    let fleet = crate::fleet::health(st).await?;
+    // The health is computed afresh once and shown both here and in the banner (which
+    // reuses the last result when that is expensive: this one is stored for it too).
+    let fleet = crate::fleet::refresh(st).await?;
     let stale = crate::routes::admin::stale_secs(st);
     let clients: Vec<ClientRow> = st
         .store
@@ -228,7 +230,7 @@ async fn render(
         load,
         bytes_hourly,
         clients_hourly,
-        chrome: Chrome::load(st, session, "agents").await,
+        chrome: Chrome::with_health(st, session, "agents", &fleet),
         revision: cur.revision,
         agents,
         window: super::view::duration(crate::fleet::window_secs(st)),

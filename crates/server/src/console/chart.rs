@@ -20,6 +20,65 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Where a chart's plot lies in its `viewBox`: the y axis at `left` from `top` (the top value)
+/// down to `bottom` (zero), where the x axis runs to `right`.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    /// x of the y axis.
+    pub left: f64,
+    /// Where the x axis ends.
+    pub right: f64,
+    /// y of the top value.
+    pub top: f64,
+    /// y of zero (the x axis).
+    pub bottom: f64,
+}
+
+impl Frame {
+    /// The y of `value` on a scale from zero to `max`.
+    pub fn y(&self, value: f64, max: f64) -> f64 {
+        self.bottom - value / max * (self.bottom - self.top)
+    }
+}
+
+/// The axes of every chart that has them: both axis lines, the unit written up the y axis,
+/// and the y axis' zero, half and top values (`values`, in that order) with a tick each.
+pub fn axes(svg: &mut String, f: Frame, unit: &str, values: [String; 3]) {
+    let Frame {
+        left,
+        right,
+        top,
+        bottom,
+    } = f;
+    let mid = f64::midpoint(bottom, top);
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom:.1}" stroke="#5b6573"/><line x1="{left}" y1="{bottom:.1}" x2="{right:.1}" y2="{bottom:.1}" stroke="#5b6573"/><text x="10" y="{mid:.1}" font-size="10" transform="rotate(-90 10 {mid:.1})" text-anchor="middle">{}</text>"##,
+        esc(unit)
+    );
+    for (frac, text) in [0.0, 0.5, 1.0].into_iter().zip(values) {
+        let y = f.y(frac, 1.0);
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text><line x1="{:.1}" y1="{y:.1}" x2="{left}" y2="{y:.1}" stroke="#5b6573"/>"##,
+            left - 5.0,
+            y + 3.0,
+            esc(&text),
+            left - 3.0,
+        );
+    }
+}
+
+/// Of `groups` labels along an x axis, every how many to write so they stay readable when
+/// the chart shrinks to a phone's width: each up to 6, every second up to 12, else every third.
+pub fn label_every(groups: usize) -> usize {
+    match groups {
+        0..=6 => 1,
+        7..=12 => 2,
+        _ => 3,
+    }
+}
+
 /// One bar of [`hbars`].
 #[derive(Debug, Clone)]
 pub struct Bar {
@@ -130,42 +189,25 @@ pub fn lines(
         .max(1.0);
     let span = (x1 - x0).max(1) as f64;
     let px = |x: i64| L + (x - x0) as f64 / span * (W - L - R);
-    let py = |y: f64| T + (1.0 - y / ymax) * (H - T - B);
     let legend_h = 16.0 * series.len() as f64;
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="{id}-title" class="chart" id="{id}"><title id="{id}-title">{}</title>"#,
         H + legend_h,
         esc(title)
     );
-    // Axes, with the y axis' top, middle and zero written.
-    let _ = write!(
-        svg,
-        r##"<line x1="{L}" y1="{T}" x2="{L}" y2="{:.1}" stroke="#5b6573"/><line x1="{L}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#5b6573"/>"##,
-        H - B,
-        H - B,
-        W - R,
-        H - B
+    let frame = Frame {
+        left: L,
+        right: W - R,
+        top: T,
+        bottom: H - B,
+    };
+    axes(
+        &mut svg,
+        frame,
+        y_unit,
+        [0.0, 0.5, 1.0].map(|frac| y_label(ymax * frac)),
     );
-    for frac in [0.0, 0.5, 1.0] {
-        let v = ymax * frac;
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text><line x1="{:.1}" y1="{:.1}" x2="{L}" y2="{:.1}" stroke="#5b6573"/>"##,
-            L - 5.0,
-            py(v) + 3.0,
-            esc(&y_label(v)),
-            L - 3.0,
-            py(v),
-            py(v)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="10" y="{:.1}" font-size="10" transform="rotate(-90 10 {:.1})" text-anchor="middle">{}</text>"#,
-        f64::midpoint(H - B, T),
-        f64::midpoint(H - B, T),
-        esc(y_unit)
-    );
+    let py = |y: f64| frame.y(y, ymax);
     for x in [x0, x0 + (x1 - x0) / 2, x1] {
         let _ = write!(
             svg,
@@ -281,25 +323,18 @@ pub fn grouped_bars(
         H + 24.0 + legend_h,
         esc(title)
     );
-    let _ = write!(
-        svg,
-        r##"<line x1="{L}" y1="{T}" x2="{L}" y2="{H}" stroke="#5b6573"/><line x1="{L}" y1="{H}" x2="{:.1}" y2="{H}" stroke="#5b6573"/><text x="10" y="{:.1}" font-size="10" transform="rotate(-90 10 {:.1})" text-anchor="middle">{}</text>"##,
-        W - R,
-        f64::midpoint(H, T),
-        f64::midpoint(H, T),
-        esc(y_unit)
+    axes(
+        &mut svg,
+        Frame {
+            left: L,
+            right: W - R,
+            top: T,
+            bottom: H,
+        },
+        y_unit,
+        [0, top / 2, top].map(y_label),
     );
-    for (frac, v) in [(0.0, 0), (0.5, top / 2), (1.0, top)] {
-        let y = H - frac * (H - T);
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
-            L - 4.0,
-            y + 3.0,
-            esc(&y_label(v))
-        );
-    }
-    let every = if groups.len() > 12 { 3 } else { 1 };
+    let every = label_every(groups.len());
     for (g, label) in groups.iter().enumerate() {
         let x0 = L + g as f64 * slot + slot * 0.1;
         for (k, s) in series.iter().enumerate() {
@@ -356,6 +391,34 @@ pub fn grouped_bars(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The one axis code: the unit, and zero, half and top written at their heights.
+    #[test]
+    fn axes_write_unit_and_values() {
+        let f = Frame {
+            left: 60.0,
+            right: 500.0,
+            top: 20.0,
+            bottom: 120.0,
+        };
+        let mut svg = String::new();
+        axes(
+            &mut svg,
+            f,
+            "bytes",
+            ["0".into(), "5 B".into(), "<10>".into()],
+        );
+        for needle in [
+            ">bytes<",
+            r#"y="123.0" font-size="10" text-anchor="end">0<"#,
+            r#"y="73.0" font-size="10" text-anchor="end">5 B<"#,
+            r#"y="23.0" font-size="10" text-anchor="end">&lt;10&gt;<"#,
+        ] {
+            assert!(svg.contains(needle), "{needle}: {svg}");
+        }
+        assert!((f.y(5.0, 10.0) - 70.0).abs() < 1e-9);
+        assert_eq!([1, 6, 7, 12, 13, 24].map(label_every), [1, 1, 2, 2, 3, 3]);
+    }
 
     // Bars carry their value as text and escape labels; no bars, no chart.
     #[test]

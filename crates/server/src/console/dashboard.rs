@@ -105,33 +105,22 @@ fn chart(hours: &BTreeMap<i64, [u64; 4]>) -> String {
         .max(1);
     let max = top as f64;
     let slot = (W - L) / shown.len().max(6) as f64;
-    // Label every hour up to 6 bars, else every second, past 12 every third (the labels
-    // stay readable when the chart shrinks to a phone's width).
-    let every = match shown.len() {
-        0..=6 => 1,
-        7..=12 => 2,
-        _ => 3,
-    };
+    let every = super::chart::label_every(shown.len());
     let mut svg = format!(
         r#"<svg viewBox="0 0 {W} {}" role="img" aria-labelledby="offload-chart-title" class="chart" id="offload-chart"><title id="offload-chart-title">Bytes clients received per hour (UTC, when the report arrived), by source: server, update agents, URL mirrors, ActiveUpdate; the share below each hour is the offload from the server</title>"#,
         H + 58.0
     );
-    let _ = write!(
-        svg,
-        r##"<line x1="{L}" y1="{T}" x2="{L}" y2="{H}" stroke="#5b6573"/><line x1="{L}" y1="{H}" x2="{W}" y2="{H}" stroke="#5b6573"/><text x="10" y="{:.1}" font-size="10" transform="rotate(-90 10 {:.1})" text-anchor="middle">bytes per hour</text>"##,
-        f64::midpoint(H, T),
-        f64::midpoint(H, T)
+    super::chart::axes(
+        &mut svg,
+        super::chart::Frame {
+            left: L,
+            right: W,
+            top: T,
+            bottom: H,
+        },
+        "bytes per hour",
+        [0, top / 2, top].map(bytes),
     );
-    for (frac, value) in [(0.0, 0), (0.5, top / 2), (1.0, top)] {
-        let y = H - frac * (H - T);
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#,
-            L - 4.0,
-            y + 3.0,
-            bytes(value)
-        );
-    }
     for (i, (hour, v)) in shown.iter().enumerate() {
         let x = L + i as f64 * slot + slot * 0.15;
         let mut y = H;

@@ -8,7 +8,7 @@ use axum::http::header::{
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use cascade_proto::HealthLevel;
+use cascade_proto::{FleetHealth, HealthLevel};
 
 pub use crate::human::{ago, duration, time};
 
@@ -50,6 +50,9 @@ pub struct Chrome {
     pub flash: Option<Flash>,
     /// One line per update agent or URL source that is down (the banner on every page).
     pub alerts: Vec<String>,
+    /// While the fleet figures of clients from before this version are being filled in
+    /// (`crate::backfill`): what to tell the reader.
+    pub filling: Option<String>,
 }
 
 impl Chrome {
@@ -60,6 +63,7 @@ impl Chrome {
             active,
             flash: session.take_flash(),
             alerts: Vec::new(),
+            filling: None,
         }
     }
 
@@ -68,15 +72,9 @@ impl Chrome {
     /// read the page still renders, saying so.
     pub async fn load(st: &AppState, session: &Session, active: &'static str) -> Chrome {
         let mut chrome = Chrome::new(session, active);
+        chrome.filling = filling(st);
         match crate::fleet::health_for_pages(st).await {
-            Ok(h) => {
-                chrome.alerts = h
-                    .sources
-                    .into_iter()
-                    .filter(|s| s.level == HealthLevel::Down)
-                    .map(|s| s.summary)
-                    .collect();
-            }
+            Ok(h) => chrome.alerts = down(&h),
             Err(e) => {
                 tracing::error!(error = %e, "fleet health for the console banner");
                 chrome.alerts =
@@ -84,6 +82,20 @@ impl Chrome {
             }
         }
         chrome
+    }
+
+    /// The chrome for a page of `session` that has just computed the fleet health `h`.
+    pub fn with_health(
+        st: &AppState,
+        session: &Session,
+        active: &'static str,
+        h: &FleetHealth,
+    ) -> Chrome {
+        Chrome {
+            alerts: down(h),
+            filling: filling(st),
+            ..Chrome::new(session, active)
+        }
     }
 
     /// `aria-current` for navigation entry `name`.
@@ -94,6 +106,26 @@ impl Chrome {
             "false"
         }
     }
+}
+
+/// While the fleet figures of older clients are filled in (`crate::backfill`), what to say.
+fn filling(st: &AppState) -> Option<String> {
+    st.backfill.filling().map(|(done, all)| {
+        format!(
+            "The fleet figures of clients from before this version are still being filled \
+             in ({done} of {all} clients done): counts, charts and health leave the rest out \
+             until then."
+        )
+    })
+}
+
+/// A banner line for each source that is down.
+fn down(h: &FleetHealth) -> Vec<String> {
+    h.sources
+        .iter()
+        .filter(|s| s.level == HealthLevel::Down)
+        .map(|s| s.summary.clone())
+        .collect()
 }
 
 /// `GET /login`.

@@ -8,6 +8,8 @@ use cascade_proto::ClientState;
 use sqlx::Row;
 
 use super::clients::{record, COLUMNS};
+use super::search::{fts_phrase, PG_TEXT};
+use super::SearchIndex;
 use super::{ClientRecord, Store, StoreError};
 
 /// What the list is sorted by.
@@ -57,8 +59,8 @@ fn like(text: &str) -> String {
 
 impl ClientQuery {
     /// The `WHERE` clause (placeholders from `$1`) and its arguments, for `now` and the
-    /// stale window.
-    fn clause(&self, now: i64, stale_after: i64) -> (String, Vec<Arg>) {
+    /// stale window; a search goes through `index` when it can (`search.rs`).
+    fn clause(&self, now: i64, stale_after: i64, index: SearchIndex) -> (String, Vec<Arg>) {
         let mut parts: Vec<String> = Vec::new();
         let mut args: Vec<Arg> = Vec::new();
         let next = |args: &mut Vec<Arg>, a: Arg| {
@@ -66,12 +68,29 @@ impl ClientQuery {
             format!("${}", args.len())
         };
         if let Some(s) = self.search.as_deref().filter(|s| !s.is_empty()) {
-            let p = next(&mut args, Arg::Text(like(&s.to_lowercase())));
-            parts.push(format!(
-                "(LOWER(name) LIKE {p} ESCAPE '\\' OR COALESCE(reported_ip, '') LIKE {p} ESCAPE '\\' \
-                 OR COALESCE(peer_ip, '') LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(domain, '')) LIKE {p} ESCAPE '\\' \
-                 OR LOWER(installed) LIKE {p} ESCAPE '\\')"
-            ));
+            let lower = s.to_lowercase();
+            match index {
+                // A trigram index finds substrings of three characters or more.
+                SearchIndex::SqliteTrigram if s.chars().count() >= 3 => {
+                    let p = next(&mut args, Arg::Text(fts_phrase(s)));
+                    parts.push(format!(
+                        "rowid IN (SELECT rowid FROM client_search WHERE client_search MATCH {p})"
+                    ));
+                }
+                SearchIndex::PostgresTrigram => {
+                    // `\` is PostgreSQL's default LIKE escape.
+                    let p = next(&mut args, Arg::Text(like(&lower)));
+                    parts.push(format!("{PG_TEXT} LIKE {p}"));
+                }
+                _ => {
+                    let p = next(&mut args, Arg::Text(like(&lower)));
+                    parts.push(format!(
+                        "(LOWER(name) LIKE {p} ESCAPE '\\' OR COALESCE(reported_ip, '') LIKE {p} ESCAPE '\\' \
+                         OR COALESCE(peer_ip, '') LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(domain, '')) LIKE {p} ESCAPE '\\' \
+                         OR LOWER(installed) LIKE {p} ESCAPE '\\')"
+                    ));
+                }
+            }
         }
         if !self.states.is_empty() {
             let cut = next(&mut args, Arg::Int(now.saturating_sub(stale_after)));
@@ -170,7 +189,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<ClientRecord>, u64), StoreError> {
-        let (clause, args) = q.clause(now, stale_after);
+        let (clause, args) = q.clause(now, stale_after, self.search_index());
         let count_sql = format!("SELECT COUNT(*) AS n FROM clients{clause}");
         let total: i64 = bind(sqlx::query(&count_sql), &args)
             .fetch_one(&self.pool)
@@ -197,7 +216,7 @@ impl Store {
         now: i64,
         stale_after: i64,
     ) -> Result<Vec<ClientRecord>, StoreError> {
-        let (clause, args) = q.clause(now, stale_after);
+        let (clause, args) = q.clause(now, stale_after, self.search_index());
         let sql = format!("SELECT {COLUMNS} FROM clients{clause}{}", q.order());
         let rows = bind(sqlx::query(&sql), &args).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
@@ -223,7 +242,7 @@ mod tests {
             source: Some("agent:10.0.0.5:8443".into()),
             ..ClientQuery::default()
         };
-        let (clause, args) = q.clause(100, 10);
+        let (clause, args) = q.clause(100, 10, SearchIndex::Scan);
         assert!(
             clause.contains("$1") && clause.contains("$2") && clause.contains("$3"),
             "{clause}"

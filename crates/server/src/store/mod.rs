@@ -16,6 +16,7 @@ mod lockouts;
 mod notices;
 mod policy;
 mod rollouts;
+mod search;
 mod sessions;
 mod tokens;
 mod users;
@@ -35,6 +36,7 @@ pub use fleet_stats::{
 pub use lockouts::{FailureRule, LockState};
 pub use notices::{NoticeRecord, NOTICE_CHANNEL};
 pub use rollouts::{program_trouble_at, NewRolloutRecord, RingFacts, RolloutChange, RolloutRecord};
+pub use search::{SearchFill, SearchIndex};
 pub use sessions::{FlashKind, NewSession, SessionRecord, TOUCH_EVERY_SECS};
 pub use tokens::TokenKind;
 pub use users::TokenGrant;
@@ -84,6 +86,8 @@ pub struct Store {
     pool: AnyPool,
     clock: Arc<dyn Clock>,
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Which clients search index is complete (`search.rs`).
+    search: Arc<search::Ready>,
 }
 
 /// A policy and its revision.
@@ -119,6 +123,7 @@ impl Store {
             pool,
             clock,
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            search: Arc::default(),
         }
     }
 

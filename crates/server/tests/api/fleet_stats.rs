@@ -15,7 +15,7 @@ use crate::harness::{json, start, TestServer};
 
 const AGENT: &str = "127.0.0.3:8443";
 
-fn attempt(step: u32, source: &str, outcome: Outcome, bytes: u64) -> Attempt {
+pub(crate) fn attempt(step: u32, source: &str, outcome: Outcome, bytes: u64) -> Attempt {
     Attempt {
         category: Some(Category::Components),
         step,
@@ -27,7 +27,7 @@ fn attempt(step: u32, source: &str, outcome: Outcome, bytes: u64) -> Attempt {
     }
 }
 
-async fn check_in(s: &TestServer, cred: &str, ip: &str, report: Option<UpdateReport>) {
+pub(crate) async fn check_in(s: &TestServer, cred: &str, ip: &str, report: Option<UpdateReport>) {
     s.call(
         Method::POST,
         "/api/client/checkin",
@@ -44,7 +44,7 @@ async fn check_in(s: &TestServer, cred: &str, ip: &str, report: Option<UpdateRep
     .expect(200);
 }
 
-async fn page(s: &TestServer, cookie: &str, path: &str) -> String {
+pub(crate) async fn page(s: &TestServer, cookie: &str, path: &str) -> String {
     let resp = s
         .console_http()
         .get(format!("{}{path}", s.url))
@@ -57,7 +57,7 @@ async fn page(s: &TestServer, cookie: &str, path: &str) -> String {
 }
 
 /// The names in the clients table of a clients page, in order.
-fn names(page: &str) -> Vec<String> {
+pub(crate) fn names(page: &str) -> Vec<String> {
     page.split("<a href=\"/clients/")
         .skip(1)
         .filter_map(|p| p.split('>').nth(1))

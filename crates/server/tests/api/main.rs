@@ -10,6 +10,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod backfill;
 mod clients;
 mod contract;
 mod domains;

@@ -233,3 +233,21 @@ async fn postgres_rollouts_count_reports_stored_before_the_upgrade() {
     s.stop().await;
     pg.drop_db().await;
 }
+
+// Fleet figures filled in the background after an upgrade, on PostgreSQL (`backfill`).
+#[tokio::test]
+async fn postgres_fleet_figures_after_upgrade() {
+    let pg = Database::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::backfill::fleet_figures_after_upgrade(dir.path(), Some(pg.url.clone())).await;
+    pg.drop_db().await;
+}
+
+// The clients search through pg_trgm (`backfill`).
+#[tokio::test]
+async fn postgres_client_search() {
+    let pg = Database::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::backfill::search(dir.path(), Some(pg.url.clone())).await;
+    pg.drop_db().await;
+}

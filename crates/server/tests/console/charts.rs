@@ -11,7 +11,7 @@ use cascade_client::proto::{AgentDoc, Attempt, Category, CheckIn, Outcome, Updat
 use cascade_testkit::Upstream;
 use reqwest::Method;
 
-use crate::harness::{json, start, TestServer};
+use crate::harness::{json, start, start_tuned, TestServer};
 use crate::webdriver::Browser;
 
 const AGENT_A: &str = "127.0.0.3:8443";
@@ -318,5 +318,53 @@ async fn charts_and_filters() {
     b.goto(&at("/")).await;
     b.screenshot("34-dashboard-charts-400").await;
     b.resize(1280, 900).await;
+    b.quit().await;
+}
+
+// After an upgrade the server answers while it fills in the fleet figures of older clients,
+// and every page says so (`docs/operating.md#filling-in-after-an-upgrade`).
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver: scripts/browser-tests installs them and runs this"]
+async fn filling_in_after_an_upgrade_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let s = start(&data).await;
+    let (admin, clock) = (s.admin.clone(), s.clock.clone());
+    for n in 0..30 {
+        let (_, cred) = s.enroll_client(&format!("pc-{n:02}")).await;
+        check_in(&s, &cred, "127.0.0.9", "patterns 1.0", "server", MIB, false).await;
+    }
+    s.stop().await;
+    // Back to a database from before the figures.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("cascade.db").display()))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE clients SET derived = NULL",
+        "DELETE FROM client_sources",
+        "DELETE FROM traffic",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+    // Batches of 10 an hour apart: the first page is served with 20 or 30 clients to go.
+    let s = start_tuned(&data, clock, |st| {
+        st.backfill_batch = 10;
+        st.backfill_pause = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let Some(b) = Browser::start(&s.ca_spki_sha256).await else {
+        return;
+    };
+    b.goto(&format!("{}/login", s.url)).await;
+    b.fill("#token", &admin).await;
+    b.click("form button[type=submit]").await;
+    b.wait_url(&format!("{}/", s.url)).await;
+    let text = b.text("#filling").await;
+    assert!(
+        text.contains("still being filled in") && text.contains("of 30 clients done"),
+        "{text}"
+    );
+    b.screenshot("35-filling-in").await;
     b.quit().await;
 }

@@ -26,7 +26,7 @@ pub struct TestServer {
     pub ca_spki_sha256: String,
     /// The server's clock (it stands still until a test moves it).
     pub clock: Arc<ManualClock>,
-    _server: RunningServer,
+    server: RunningServer,
 }
 
 /// Standard base64 (with padding) of `bytes`.
@@ -58,11 +58,21 @@ fn ca_spki_sha256(data_dir: &Path) -> String {
 }
 
 pub async fn start(data_dir: &Path) -> TestServer {
+    start_tuned(data_dir, Arc::new(ManualClock::at(1_700_000_000)), |_| {}).await
+}
+
+/// [`start`] on `clock`, with a last say on the settings (a start on a data directory that
+/// already has a server keeps its tokens: the caller knows them).
+pub async fn start_tuned(
+    data_dir: &Path,
+    clock: Arc<ManualClock>,
+    tune: impl FnOnce(&mut Settings),
+) -> TestServer {
     let mut s = Settings::new(data_dir);
-    let clock = Arc::new(ManualClock::at(1_700_000_000));
     s.clock = clock.clone();
     s.hash_cost = CHEAP_HASHING;
     s.agent_head_start = Duration::from_millis(100);
+    tune(&mut s);
     let server = RunningServer::start(s, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -73,20 +83,28 @@ pub async fn start(data_dir: &Path) -> TestServer {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let first = server.first_start.clone().expect("first-start tokens");
+    let (admin, admin_password, enroll) = server.first_start.clone().map_or_else(
+        || (String::new(), String::new(), String::new()),
+        |f| (f.admin_token, f.admin_password, f.enrollment_token),
+    );
     TestServer {
         url,
-        admin: first.admin_token,
-        admin_password: first.admin_password,
-        enroll: first.enrollment_token,
+        admin,
+        admin_password,
+        enroll,
         http,
         ca_spki_sha256: ca_spki_sha256(data_dir),
         clock,
-        _server: server,
+        server,
     }
 }
 
 impl TestServer {
+    /// Stops the server (its data directory stays).
+    pub async fn stop(mut self) {
+        self.server.stop().await.unwrap();
+    }
+
     /// An API call with a bearer token; asserts the status and returns the JSON body.
     pub async fn api(
         &self,
