@@ -354,6 +354,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        conn.restore().await?;
         Ok(())
     }
 
