@@ -91,16 +91,22 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
         })
         .after_release(move |conn, _| {
             Box::pin(async move {
-                // SQLite runs a dropped transaction's ROLLBACK on its worker thread: let it
-                // run first (PostgreSQL counts it as done when queued). Then keep the
-                // connection only if it is really out of every transaction.
-                // The same statement puts a check-in's relaxed sync level back.
-                if backend == Backend::Sqlite {
+                // SQLite runs a dropped transaction's ROLLBACK on its worker thread, and
+                // counts the transaction as open until it has run: when one is pending, let
+                // it run first (PostgreSQL counts it as done when queued). Then keep the
+                // connection only if it is really out of every transaction. A connection out
+                // of every transaction goes back at once: a statement here would cost every
+                // query a round trip to the worker thread. (A check-in's relaxed sync level
+                // is put back by [`Relaxed::restore`], or its connection closed.)
+                let depth = |c: &sqlx::AnyConnection| {
+                    <Any as Database>::TransactionManager::get_transaction_depth(c)
+                };
+                if backend == Backend::Sqlite && depth(conn) > 0 {
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
                 }
-                Ok(<Any as Database>::TransactionManager::get_transaction_depth(conn) == 0)
+                Ok(depth(conn) == 0)
             })
         })
         .connect(&url)
@@ -115,19 +121,70 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
 }
 
 /// A connection for a write that may use SQLite's `synchronous = NORMAL` (WAL still makes it
-/// atomic and crash-safe; a power cut may lose it). The pool puts `FULL` back when the
-/// connection is released. On PostgreSQL it is a plain connection.
+/// atomic and crash-safe; a power cut may lose it). [`Relaxed::restore`] puts `FULL` back
+/// before the connection returns to the pool; a connection dropped without it (an error, a
+/// cancelled request) is closed, never reused at the relaxed level. On PostgreSQL it is a
+/// plain connection.
 ///
 /// # Errors
 /// The pool's errors.
-pub async fn relaxed_sync(pool: &AnyPool) -> Result<PoolConnection<Any>, sqlx::Error> {
+pub async fn relaxed_sync(pool: &AnyPool) -> Result<Relaxed, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    if conn.backend_name() == "SQLite" {
+    let sqlite = conn.backend_name() == "SQLite";
+    if sqlite {
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
     }
-    Ok(conn)
+    Ok(Relaxed {
+        conn,
+        restored: !sqlite,
+    })
+}
+
+/// A pooled connection at SQLite's relaxed sync level ([`relaxed_sync`]).
+#[derive(Debug)]
+pub struct Relaxed {
+    conn: PoolConnection<Any>,
+    /// `FULL` again (or never changed): the connection may go back to the pool.
+    restored: bool,
+}
+
+impl Relaxed {
+    /// Puts `synchronous = FULL` back, so the connection returns to the pool as it left it.
+    ///
+    /// # Errors
+    /// The database's errors (the connection is then closed, not reused).
+    pub async fn restore(mut self) -> Result<(), sqlx::Error> {
+        if !self.restored {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *self.conn)
+                .await?;
+            self.restored = true;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Relaxed {
+    type Target = PoolConnection<Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Relaxed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for Relaxed {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// A transaction that will write, on `conn`: on SQLite `BEGIN IMMEDIATE`, so it takes the
@@ -259,6 +316,63 @@ mod tests {
         for conn in &mut all {
             assert_eq!(sync_level(conn).await, 2);
         }
+    }
+
+    // A restored relaxed connection goes back to the pool (no new connection is opened for
+    // it) and at FULL; a query's connection returns without a statement run on release.
+    #[tokio::test]
+    async fn restored_relaxed_connection_is_reused_at_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path(), None).await.unwrap();
+        let mut relaxed = relaxed_sync(&db.pool).await.unwrap();
+        assert_eq!(sync_level(&mut relaxed).await, 1);
+        let open = db.pool.size();
+        relaxed.restore().await.unwrap();
+        // Connections go back (or are closed) in a task of their own: wait for it, bounded.
+        for _ in 0..500 {
+            if usize::try_from(db.pool.size()).ok() == Some(db.pool.num_idle()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(db.pool.size(), open, "the restored connection is kept");
+        assert_eq!(
+            usize::try_from(open).ok(),
+            Some(db.pool.num_idle()),
+            "and is idle in the pool"
+        );
+        // Not restored: closed, not reused.
+        let relaxed = relaxed_sync(&db.pool).await.unwrap();
+        drop(relaxed);
+        for _ in 0..500 {
+            if db.pool.size() < open {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(db.pool.size(), open - 1, "the relaxed connection is closed");
+        let mut again = db.pool.acquire().await.unwrap();
+        assert_eq!(sync_level(&mut again).await, 2);
+        drop(again);
+        // A dropped transaction is rolled back before the connection is reused.
+        let mut conn = db.pool.acquire().await.unwrap();
+        let mut tx = super::begin_write(&mut conn).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        drop(tx);
+        drop(conn);
+        let mut conn = db.pool.acquire().await.unwrap();
+        let gone = sqlx::query("SELECT name FROM sqlite_master WHERE name = 't'")
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap();
+        assert!(
+            gone.is_none(),
+            "the dropped transaction's table is not there"
+        );
+        assert_eq!(sync_level(&mut conn).await, 2);
     }
 
     #[test]

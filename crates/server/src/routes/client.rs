@@ -142,12 +142,11 @@ pub async fn policy(
     State(st): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cur = st.store.current().await?;
     // The rollout revision is folded in, so a rollout change refetches too (both only grow:
-    // the sum changes whenever either does).
-    let rollout_revision = st.store.rollout_revision().await?;
-    let revision = cur.revision + rollout_revision;
-    let etag = format!("\"{revision}\"");
+    // the sum changes whenever either does). The common answer, 304, reads only the two
+    // revisions (one statement, the stored policy not decoded).
+    let (policy_revision, rollout_revision) = st.store.client_revisions().await?;
+    let etag = format!("\"{}\"", policy_revision + rollout_revision);
     let versions = HeaderValue::try_from(
         crate::repo::Served::from_ref(&st)
             .announced()
@@ -170,6 +169,11 @@ pub async fn policy(
         }
         return Ok(announce(resp));
     }
+    // A 200: the policy and the rollout revision read again, so the revision answered is the
+    // one of the policy sent.
+    let cur = st.store.current().await?;
+    let rollout_revision = st.store.rollout_revision().await?;
+    let revision = cur.revision + rollout_revision;
     let me = own_record(&st.store, &id).await?;
     let program_pins = if rollout_revision == 0 {
         std::collections::BTreeMap::new()
@@ -260,7 +264,8 @@ pub async fn checkin(
         let field = format!("installed.{}", category.as_str());
         text_limit("request.installed", &field, version, limits::MAX_VERSION)?;
     }
-    st.store
+    let (policy, rollouts) = st
+        .store
         .check_in(
             &id,
             &CheckInRecord {
@@ -273,10 +278,8 @@ pub async fn checkin(
             },
         )
         .await?;
-    let cur = st.store.current().await?;
-    let rollouts = st.store.rollout_revision().await?;
     Ok(Json(CheckInResponse {
-        policy_revision: cur.revision + rollouts,
+        policy_revision: policy + rollouts,
     }))
 }
 

@@ -308,11 +308,17 @@ impl Store {
     }
 
     /// Records a check-in of `id`, with SQLite's relaxed sync (docs/operating.md#durability):
-    /// check-ins are the high-rate write, and the client sends the same facts again.
+    /// check-ins are the high-rate write, and the client sends the same facts again. Returns
+    /// the policy and rollout revisions after it ([`Store::client_revisions`]), read on the
+    /// same connection.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn check_in(&self, id: &str, c: &CheckInRecord<'_>) -> Result<(), StoreError> {
+    pub async fn check_in(
+        &self,
+        id: &str,
+        c: &CheckInRecord<'_>,
+    ) -> Result<(i64, i64), StoreError> {
         let installed = to_json("installed", c.installed)?;
         let report = c
             .last_update
@@ -356,7 +362,19 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        let revisions = revisions(&mut conn).await?;
+        conn.restore().await?;
+        Ok(revisions)
+    }
+
+    /// The policy revision and the rollout revision (what a client's policy `ETag` and its
+    /// check-in answer are made of), in one statement: the client cycle's cheap read, without
+    /// decoding the stored policy.
+    ///
+    /// # Errors
+    /// Database errors, a missing policy row.
+    pub async fn client_revisions(&self) -> Result<(i64, i64), StoreError> {
+        revisions(&mut *self.pool.acquire().await?).await
     }
 
     /// Forgets a client; `false` when there was none.
@@ -370,4 +388,17 @@ impl Store {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// The policy and rollout revisions, one statement on `conn`.
+async fn revisions(conn: &mut sqlx::AnyConnection) -> Result<(i64, i64), StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT revision FROM policy WHERE id = 1) AS policy, \
+         (SELECT COALESCE(MAX(revision), 0) FROM rollouts) AS rollouts",
+    )
+    .fetch_one(conn)
+    .await?;
+    let policy: Option<i64> = row.try_get("policy")?;
+    let policy = policy.ok_or_else(|| StoreError::Corrupt("no policy row".into()))?;
+    Ok((policy, row.try_get("rollouts")?))
 }
