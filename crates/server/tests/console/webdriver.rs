@@ -12,6 +12,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long one navigation may take before chromedriver gives up on it.
+const PAGE_LOAD_MS: u64 = 60_000;
+/// Navigations tried before a page counts as never loading ([`Browser::goto`]).
+const NAVIGATION_TRIES: u32 = 3;
 
 fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
@@ -104,6 +108,11 @@ impl Browser {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            // Headless chromium may stop producing frames for a window it thinks hidden
+            // (seen after a resize); keep the renderer running at full speed.
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
+            "--disable-background-timer-throttling",
             "--no-first-run",
             "--window-size=1280,900",
             format!("--user-data-dir={}", profile.path().display()),
@@ -132,8 +141,12 @@ impl Browser {
             driver,
             _profile: profile,
         };
-        b.cmd(Method::POST, "/timeouts", Some(json!({"implicit": 5000})))
-            .await;
+        b.cmd(
+            Method::POST,
+            "/timeouts",
+            Some(json!({"implicit": 5000, "pageLoad": PAGE_LOAD_MS})),
+        )
+        .await;
         Some(b)
     }
 
@@ -159,9 +172,30 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Opens `url`. chromedriver sometimes loses its renderer ("Timed out receiving message
+    /// from renderer") with no request reaching the server; such a navigation is tried again,
+    /// at most [`NAVIGATION_TRIES`] times in all, so a page that really never loads still fails.
     pub async fn goto(&self, url: &str) {
-        self.cmd(Method::POST, "/url", Some(json!({"url": url})))
-            .await;
+        for attempt in 1..=NAVIGATION_TRIES {
+            let resp = self
+                .http
+                .post(format!("{}/url", self.session))
+                .json(&json!({"url": url}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap();
+            if status.is_success() {
+                return;
+            }
+            let timed_out = v["value"]["error"] == "timeout";
+            assert!(
+                timed_out && attempt < NAVIGATION_TRIES,
+                "webdriver POST /url {url} (try {attempt}): {status} {v}"
+            );
+            eprintln!("navigation to {url} timed out (try {attempt}), trying again: {v}");
+        }
     }
 
     pub async fn url(&self) -> String {
