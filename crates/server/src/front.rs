@@ -22,6 +22,9 @@
 //! exactly the routed server's. The header-read timeout holds here too (idle and slow
 //! heads are closed); a head that outgrows [`HEAD_MAX`] is handed over and hyper's own
 //! timer and size limit take it from there.
+//!
+//! Reading the head, writing response heads (with the cached `Date`), `sendfile` and the
+//! open-files limit come from `cascade-front`, shared with the relay's front door.
 
 use std::fs::File;
 use std::io;
@@ -32,7 +35,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::http::{Method, Request, Version};
+use axum::http::{Method, Request, StatusCode, Version};
+use cascade_front::ResponseHead;
 use futures::StreamExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -44,6 +48,12 @@ use crate::repo::{Served, Whole, WholeBody};
 
 /// The longest request head the front parses itself; a longer one goes to hyper.
 const HEAD_MAX: usize = 8 * 1024;
+
+/// Request heads: at most [`HEAD_MAX`] bytes, read into a buffer grown 1 KiB at a time.
+const HEAD_LIMITS: cascade_front::HeadLimits = cascade_front::HeadLimits {
+    max_bytes: HEAD_MAX,
+    grow: 1024,
+};
 
 /// Headers the front parses; a request with more goes to hyper (which takes 100).
 const MAX_HEADERS: usize = 32;
@@ -83,27 +93,10 @@ impl Conn for tokio::net::TcpStream {
         len: u64,
     ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_ {
         // One `sendfile` call sends at most this much (the kernel's own cap is ~2 GiB).
-        const MAX_CALL: u64 = 1 << 30;
+        const MAX_CALL: usize = 1 << 30;
         async move {
-            let tcp: &tokio::net::TcpStream = self;
-            let mut offset: u64 = 0;
-            while offset < len {
-                let want = usize::try_from((len - offset).min(MAX_CALL)).unwrap_or(1 << 20);
-                tcp.writable().await?;
-                let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                    rustix::fs::sendfile(tcp, &file, Some(&mut offset), want)
-                        .map_err(io::Error::from)
-                });
-                match sent {
-                    // The file is shorter than its `fstat` said: the client sees a short
-                    // answer against its `Content-Length`, never other bytes.
-                    Ok(0) => return Err(shrank()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
+            let pacing = cascade_front::Pacing::unpaced(MAX_CALL);
+            Ok(cascade_front::send_file(self, &file, 0, len, pacing).await?)
         }
     }
 
@@ -142,30 +135,11 @@ async fn copy_file<W: AsyncWrite + Unpin + Send>(
     Ok(())
 }
 
-fn shrank() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the file shrank while it was sent",
-    )
-}
-
-/// Raises the soft open-files limit to the hard one (every held stream and every connection
-/// is a descriptor; the default soft limit, often 1,024, would cap them long before
-/// `--max-connections`); warns when even the hard limit is below `want`. Returns the limit.
-#[cfg(target_os = "linux")]
+/// Raises the soft open-files limit to the hard one ([`cascade_front::raise_open_files`]:
+/// every held stream and every connection is a descriptor); warns when even the hard limit
+/// is below `want`. Returns the limit.
 pub(crate) fn raise_open_files(want: u64) -> Option<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let now = getrlimit(Resource::Nofile);
-    let raised = Rlimit {
-        current: now.maximum,
-        maximum: now.maximum,
-    };
-    if now.current != now.maximum {
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "cannot raise the open-files limit");
-        }
-    }
-    let limit = getrlimit(Resource::Nofile).current;
+    let limit = cascade_front::raise_open_files();
     if let Some(l) = limit.filter(|l| *l < want) {
         tracing::warn!(
             limit = l,
@@ -175,12 +149,6 @@ pub(crate) fn raise_open_files(want: u64) -> Option<u64> {
         );
     }
     limit
-}
-
-/// Elsewhere the limit is left as it is.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn raise_open_files(_want: u64) -> Option<u64> {
-    None
 }
 
 /// What one parsed request head asks for.
@@ -285,51 +253,33 @@ async fn read_head<I: Conn>(
     peer: SocketAddr,
 ) -> Head {
     let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
-    loop {
-        if !buf.is_empty() {
-            match parse(buf, peer) {
-                Parsed::Done(n, ask) => return Head::Complete(n, ask),
-                Parsed::HandOver => return Head::HandOver,
-                Parsed::Partial if buf.len() >= HEAD_MAX => return Head::HandOver,
-                Parsed::Partial => {}
-            }
-        }
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(1024);
-        }
-        let read = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return Head::Close,
-            r = tokio::time::timeout_at(deadline, io.read_buf(buf)) => r,
-        };
-        match read {
-            Ok(Ok(0) | Err(_)) => return Head::Close,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                tracing::debug!(%peer, "request head not received within the header-read timeout");
-                return Head::Close;
-            }
+    let read =
+        cascade_front::read_head::<MAX_HEADERS, _, _>(io, buf, HEAD_LIMITS, |req| ask(req, peer));
+    let read = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return Head::Close,
+        r = tokio::time::timeout_at(deadline, read) => r,
+    };
+    match read {
+        Ok(Ok((n, ask))) => Head::Complete(n, ask),
+        Ok(Err(cascade_front::HeadError::Closed)) => Head::Close,
+        // Too large, too many headers, bad syntax: hyper answers (or refuses) as it always
+        // did.
+        Ok(Err(
+            cascade_front::HeadError::TooLarge
+            | cascade_front::HeadError::TooManyHeaders
+            | cascade_front::HeadError::Invalid,
+        )) => Head::HandOver,
+        Err(_) => {
+            tracing::debug!(%peer, "request head not received within the header-read timeout");
+            Head::Close
         }
     }
 }
 
-enum Parsed {
-    Done(usize, Ask),
-    Partial,
-    HandOver,
-}
-
-/// Parses the head at the start of `buf` and decides who answers it.
-fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        // Too many headers, bad syntax: hyper answers (or refuses) as it always did.
-        Err(_) => return Parsed::HandOver,
-    };
+/// Decides who answers a parsed request head.
+fn ask(req: &httparse::Request<'_, '_>, peer: SocketAddr) -> Ask {
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
-        return Parsed::Done(n, Ask::Other);
+        return Ask::Other;
     };
     let mut close = false;
     let mut if_none_match = None;
@@ -341,7 +291,7 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("upgrade")
         {
-            return Parsed::Done(n, Ask::Other);
+            return Ask::Other;
         }
         if name.eq_ignore_ascii_case("connection") {
             let v = h.value;
@@ -352,13 +302,13 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
             }
         } else if name.eq_ignore_ascii_case("if-none-match") {
             if if_none_match.is_some() {
-                return Parsed::Done(n, Ask::Other);
+                return Ask::Other;
             }
             if_none_match = Some(h.value.to_vec());
         }
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let ask = match (method, path.strip_prefix("/repo")) {
+    match (method, path.strip_prefix("/repo")) {
         ("GET" | "HEAD", Some(rest)) if rest.starts_with('/') => Ask::Repo {
             path: rest.to_owned(),
             head: method == "HEAD",
@@ -370,8 +320,7 @@ fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
             None => Ask::Other,
         },
         _ => Ask::Other,
-    };
-    Parsed::Done(n, ask)
+    }
 }
 
 /// The `GET` request for the router, from the parsed head.
@@ -393,24 +342,6 @@ fn routed_request(
     Some(req)
 }
 
-/// The `Date` header's value, formatted once a second per thread.
-fn date() -> Bytes {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-    thread_local! {
-        static CACHED: RefCell<(u64, Bytes)> = const { RefCell::new((0, Bytes::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs || c.1.is_empty() {
-            *c = (secs, Bytes::from(httpdate::fmt_http_date(now)));
-        }
-        c.1.clone()
-    })
-}
-
 /// Writes one repository answer.
 async fn answer_repo<I: Conn>(
     io: &mut I,
@@ -420,12 +351,11 @@ async fn answer_repo<I: Conn>(
     metrics: &Metrics,
     started: Instant,
 ) -> io::Result<()> {
-    let mut out = Vec::with_capacity(256);
-    let (status, len) = match &answer {
+    let (mut head, status, len) = match &answer {
         Whole::NotModified(etag) => {
-            out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\netag: ");
-            out.extend_from_slice(etag.as_bytes());
-            (304, 0)
+            let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
+            head.header("etag", etag.as_bytes());
+            (head, 304, 0)
         }
         Whole::File {
             etag,
@@ -433,21 +363,19 @@ async fn answer_repo<I: Conn>(
             content_type,
             ..
         } => {
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: ");
-            out.extend_from_slice(len.to_string().as_bytes());
-            out.extend_from_slice(b"\r\ncontent-type: ");
-            out.extend_from_slice(content_type.as_bytes());
-            out.extend_from_slice(b"\r\naccept-ranges: bytes\r\netag: ");
-            out.extend_from_slice(etag.as_bytes());
-            (200, *len)
+            let mut head = ResponseHead::new(StatusCode::OK);
+            head.content_length(*len)
+                .header("content-type", content_type.as_bytes())
+                .header("accept-ranges", "bytes")
+                .header("etag", etag.as_bytes());
+            (head, 200, *len)
         }
     };
     if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+        head.header("connection", "close");
     }
-    out.extend_from_slice(b"\r\ndate: ");
-    out.extend_from_slice(&date());
-    out.extend_from_slice(b"\r\n\r\n");
+    head.date();
+    let mut out = head.finish();
     match answer {
         Whole::File {
             body: WholeBody::Bytes(bytes),
@@ -496,12 +424,7 @@ async fn answer_streamed<I: Conn>(
         .get::<crate::events::Held>()
         .and_then(crate::events::Held::take);
     let exact = axum::body::HttpBody::size_hint(&body).exact();
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let mut response = ResponseHead::new(parts.status);
     for (name, value) in &parts.headers {
         if matches!(
             name.as_str(),
@@ -509,22 +432,14 @@ async fn answer_streamed<I: Conn>(
         ) {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        response.header(name.as_str(), value.as_bytes());
     }
     match exact {
-        Some(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
-    out.extend_from_slice(b"connection: close\r\ndate: ");
-    out.extend_from_slice(&date());
-    out.extend_from_slice(b"\r\n\r\n");
+        Some(n) => response.content_length(n),
+        None => response.header("transfer-encoding", "chunked"),
+    };
+    response.header("connection", "close").date();
+    let out = response.finish();
     io.write_all(&out).await?;
     io.flush().await?;
     drop(out);

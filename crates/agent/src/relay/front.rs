@@ -11,6 +11,9 @@
 //! answers, and waits for the next (keep-alive, pipelined requests in order). Requests with a
 //! body are refused (the relay takes none). The bandwidth caps of domain settings pace the
 //! `sendfile` calls.
+//!
+//! Reading the head, writing response heads, the paced `sendfile` loop and `Range` parsing
+//! come from `cascade-front`, shared with the server's connection front.
 
 use std::future::Future;
 use std::io;
@@ -22,8 +25,8 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::http::{self, StatusCode};
 use cascade_client::proto::RepoVersions;
-use cascade_repo::throttle::Throttle;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, Interest};
+use cascade_front::{HeadError as ReadError, HeadLimits, Pacing, ResponseHead};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,8 +34,12 @@ use tower::ServiceExt as _;
 
 use super::{Relay, RelayError, FLOOR_HEADER};
 
-/// The longest request head taken (request line and headers).
-const MAX_HEAD: usize = 16 * 1024;
+/// The longest request head taken (request line and headers), read into a buffer grown
+/// 4 KiB at a time.
+const HEAD_LIMITS: HeadLimits = HeadLimits {
+    max_bytes: 16 * 1024,
+    grow: 4096,
+};
 /// At most this many request headers.
 const MAX_HEADERS: usize = 64;
 /// An idle keep-alive connection (or one sending its head this slowly) is closed after this.
@@ -144,22 +151,15 @@ impl Answer {
     /// The head's bytes, with `Content-Length: len` and `Connection: close` unless
     /// `keep_alive`.
     fn bytes(&self, len: u64, keep_alive: bool) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\ncontent-length: {len}\r\n",
-            self.status.as_u16(),
-            self.status.canonical_reason().unwrap_or("")
-        );
+        let mut head = ResponseHead::new(self.status);
+        head.content_length(len);
         for (name, value) in &self.headers {
-            out.push_str(name);
-            out.push_str(": ");
-            out.push_str(value);
-            out.push_str("\r\n");
+            head.header(name, value);
         }
         if !keep_alive {
-            out.push_str("connection: close\r\n");
+            head.header("connection", "close");
         }
-        out.push_str("\r\n");
-        out.into_bytes()
+        head.finish()
     }
 }
 
@@ -246,7 +246,8 @@ impl Connection {
         let range = if head.header("if-range").is_some() {
             None
         } else {
-            head.header("range").and_then(|r| parse_range(r, len))
+            head.header("range")
+                .and_then(|r| cascade_front::parse_range(r, len))
         };
         let (answer, start, count) = match range {
             None => (Answer::new(StatusCode::OK), 0, len),
@@ -256,7 +257,7 @@ impl Connection {
                 start,
                 end + 1 - start,
             ),
-            Some(Err(())) => {
+            Some(Err(cascade_front::Unsatisfiable)) => {
                 relay.served.record(ip, 0);
                 let answer = Answer::new(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header("content-range", format!("bytes */{len}"));
@@ -285,7 +286,14 @@ impl Connection {
             return self.stream.write_all(&out).await;
         }
         self.stream.write_all(&out).await?;
-        send_file(&self.stream, &file, start, count, &caps).await
+        // With a bandwidth cap, each step waits for what every cap in force reserves.
+        let wait = |n: u64| caps.iter().map(|t| t.reserve(n)).max().unwrap_or_default();
+        let pacing = if caps.is_empty() {
+            Pacing::unpaced(CHUNK)
+        } else {
+            Pacing::paced(CAPPED_CHUNK, &wait)
+        };
+        Ok(cascade_front::send_file(&self.stream, &file, start, count, pacing).await?)
     }
 
     /// Any other request: through the relay's router.
@@ -385,42 +393,26 @@ fn repo_path(head: &Head) -> Option<String> {
 /// Reads one request head from `stream` (what is already in `buf` first); leaves the bytes
 /// after it (a pipelined request) in `buf`.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
-    loop {
-        if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let head = owned_head(&req)?;
-                    buf.drain(..n);
-                    return Ok(head);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(HeadError::Bad(
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "relay.bad_request: too many headers\n",
-                    ))
-                }
-                Err(_) => {
-                    return Err(HeadError::Bad(
-                        StatusCode::BAD_REQUEST,
-                        "relay.bad_request: not an HTTP/1.x request\n",
-                    ))
-                }
-            }
-            if buf.len() >= MAX_HEAD {
-                return Err(HeadError::Bad(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "relay.bad_request: request head too large\n",
-                ));
-            }
+    let read = cascade_front::read_head::<MAX_HEADERS, _, _>(stream, buf, HEAD_LIMITS, owned_head);
+    match read.await {
+        Ok((n, head)) => {
+            let head = head?;
+            buf.drain(..n);
+            Ok(head)
         }
-        buf.reserve(4096);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(HeadError::Closed),
-            Ok(_) => {}
-        }
+        Err(ReadError::Closed) => Err(HeadError::Closed),
+        Err(ReadError::TooManyHeaders) => Err(HeadError::Bad(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "relay.bad_request: too many headers\n",
+        )),
+        Err(ReadError::Invalid) => Err(HeadError::Bad(
+            StatusCode::BAD_REQUEST,
+            "relay.bad_request: not an HTTP/1.x request\n",
+        )),
+        Err(ReadError::TooLarge) => Err(HeadError::Bad(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "relay.bad_request: request head too large\n",
+        )),
     }
 }
 
@@ -462,101 +454,4 @@ fn owned_head(req: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
         keep_alive,
         has_body,
     })
-}
-
-/// A single `bytes=` range of a file of `len` bytes, inclusive: `None` when the header is
-/// not one plain range (then the whole file is sent), `Err` when it cannot be satisfied.
-fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (first, last) = spec.split_once('-')?;
-    let (first, last) = (first.trim(), last.trim());
-    let range = if first.is_empty() {
-        // The last N bytes.
-        let n: u64 = last.parse().ok()?;
-        if n == 0 || len == 0 {
-            return Some(Err(()));
-        }
-        (len.saturating_sub(n), len - 1)
-    } else {
-        let start: u64 = first.parse().ok()?;
-        let end = if last.is_empty() {
-            len.saturating_sub(1)
-        } else {
-            let end: u64 = last.parse().ok()?;
-            if end < start {
-                return None;
-            }
-            end.min(len.saturating_sub(1))
-        };
-        if start >= len {
-            return Some(Err(()));
-        }
-        (start, end)
-    };
-    Some(Ok(range))
-}
-
-/// Sends `count` bytes of `file` from `offset` with `sendfile(2)`, waiting for the socket
-/// whenever it is full and, with `caps`, for the bandwidth each step reserves.
-async fn send_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    mut offset: u64,
-    mut count: u64,
-    caps: &[Arc<Throttle>],
-) -> io::Result<()> {
-    let step = if caps.is_empty() { CHUNK } else { CAPPED_CHUNK };
-    while count > 0 {
-        let want = usize::try_from(count).unwrap_or(usize::MAX).min(step);
-        if !caps.is_empty() {
-            let n = want as u64;
-            let pause = caps.iter().map(|t| t.reserve(n)).max().unwrap_or_default();
-            tokio::time::sleep(pause).await;
-        }
-        let mut left = want;
-        while left > 0 {
-            stream.writable().await?;
-            let sent = stream.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(stream, file, Some(&mut offset), left).map_err(io::Error::from)
-            });
-            match sent {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the cached file is shorter than its length",
-                    ))
-                }
-                Ok(n) => {
-                    left -= n;
-                    count -= n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-", 10), Some(Ok((0, 9))));
-        assert_eq!(parse_range("bytes=4-", 10), Some(Ok((4, 9))));
-        assert_eq!(parse_range("bytes=2-5", 10), Some(Ok((2, 5))));
-        assert_eq!(parse_range("bytes=2-50", 10), Some(Ok((2, 9))));
-        assert_eq!(parse_range("bytes=-3", 10), Some(Ok((7, 9))));
-        assert_eq!(parse_range("bytes=-30", 10), Some(Ok((0, 9))));
-        assert_eq!(parse_range("bytes=10-", 10), Some(Err(())));
-        assert_eq!(parse_range("bytes=0-1,4-5", 10), None);
-        assert_eq!(parse_range("bytes=5-2", 10), None);
-        assert_eq!(parse_range("items=0-1", 10), None);
-        assert_eq!(parse_range("bytes=x-", 10), None);
-    }
 }
