@@ -74,6 +74,10 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
     let max = if backend == Backend::Sqlite { 4 } else { 10 };
     let pool = AnyPoolOptions::new()
         .max_connections(max)
+        // A pooled SQLite connection is a file handle that cannot go stale; pinging it before
+        // each use cost every query a round trip to its worker thread. PostgreSQL
+        // connections can die with the network, so they are still checked.
+        .test_before_acquire(backend != Backend::Sqlite)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
