@@ -13,6 +13,7 @@
 pub mod cli;
 mod clock;
 mod hostile;
+pub mod nginx;
 pub mod postgres;
 mod proxy;
 pub mod replicas;

@@ -8,56 +8,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use cascade_testkit::nginx::{self, Nginx};
 
 use cascade_core::report::Outcome;
 use cascade_core::Category;
-
-/// The configuration block of the document, between its markers.
-fn documented_config() -> String {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operating.md");
-    let text = std::fs::read_to_string(&doc).unwrap();
-    let begin = text
-        .find("<!-- nginx-url-source: begin -->")
-        .expect("begin marker");
-    let end = text
-        .find("<!-- nginx-url-source: end -->")
-        .expect("end marker");
-    let block = &text[begin..end];
-    let start = block.find("```nginx\n").expect("nginx block") + "```nginx\n".len();
-    let stop = block[start..].find("```").expect("end of block") + start;
-    block[start..stop].to_owned()
-}
-
-fn nginx_binary() -> PathBuf {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!(
-        "nginx is not installed: this test runs the documented nginx configuration for real. \
-         Install it with scripts/nginx (apt-get install nginx), which scripts/test runs."
-    );
-}
-
-/// Kills nginx when the test ends, however it ends.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// nginx in the foreground with the documented block, listening on `listen` in front of
 /// `server`, everything it writes below `dir`.
 fn start_nginx(dir: &Path, listen: &str, server: &str, ca_file: &Path) -> Nginx {
     use std::os::unix::fs::PermissionsExt as _;
-    let nginx = nginx_binary();
+    let nginx = nginx::binary("the documented nginx configuration");
     // Workers may run as an unprivileged user: let them reach the cache and temp dirs.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     for sub in ["cache", "tmp", "logs"] {
@@ -65,7 +29,7 @@ fn start_nginx(dir: &Path, listen: &str, server: &str, ca_file: &Path) -> Nginx 
         std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let d = dir.display();
-    let server_block = documented_config()
+    let server_block = nginx::documented_block("nginx-url-source")
         .replace("CACHE_DIR", &format!("{d}/cache"))
         .replace("LISTEN", listen)
         .replace("CASCADE_SERVER", server)

@@ -9,8 +9,10 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use cascade_testkit::nginx::{self, Nginx};
 
 use cascade_client::proto::{CheckIn, ClientView, EnrollRequest, Enrolled};
 use cascade_server::forwarded::{parse_trusted_proxy, TrustedProxies};
@@ -153,44 +155,6 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     (chain, key, ca_cert.pem().into_bytes())
 }
 
-/// The balancer block of the document, between its markers.
-fn documented_balancer() -> String {
-    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operating.md");
-    let text = std::fs::read_to_string(&doc).unwrap();
-    let begin = text
-        .find("<!-- replicas-nginx: begin -->")
-        .expect("begin marker");
-    let end = text
-        .find("<!-- replicas-nginx: end -->")
-        .expect("end marker");
-    let block = &text[begin..end];
-    let start = block.find("```nginx\n").expect("nginx block") + "```nginx\n".len();
-    let stop = block[start..].find("```").expect("end of block") + start;
-    block[start..stop].to_owned()
-}
-
-fn nginx_binary() -> PathBuf {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!(
-        "nginx is not installed: this test runs the documented balancer for real. Install it \
-         with scripts/nginx (apt-get install nginx), which scripts/test runs."
-    );
-}
-
-/// Kills nginx when the test ends, however it ends.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// nginx in the foreground with the documented balancer block, listening on `listen` in front
 /// of the one replica `server`, connecting to it from [`BALANCER`], everything below `dir`.
 fn start_nginx(dir: &Path, listen: &str, server: &str, tls: &(PathBuf, PathBuf, PathBuf)) -> Nginx {
@@ -206,7 +170,7 @@ fn start_nginx(dir: &Path, listen: &str, server: &str, tls: &(PathBuf, PathBuf, 
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let d = dir.display();
-    let block = documented_balancer()
+    let block = nginx::documented_block("replicas-nginx")
         .replace(
             "REPLICA_SERVERS",
             &format!("server {server} max_fails=1 fail_timeout=5s;"),
@@ -226,7 +190,7 @@ fn start_nginx(dir: &Path, listen: &str, server: &str, tls: &(PathBuf, PathBuf, 
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx_binary())
+    let child = Command::new(nginx::binary("the documented balancer"))
         .arg("-p")
         .arg(dir)
         .arg("-c")
