@@ -41,7 +41,7 @@ async fn enroll(r: &Replicas, i: usize, name: &str) -> String {
 }
 
 // A notify on replica A reaches clients streaming from B and from C; the delivery time of
-// each is printed (docs/BENCHMARKS.md records it), not asserted against a bound.
+// each is printed (BENCHMARKS.md records it), not asserted against a bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notify_on_one_replica_reaches_streams_on_the_others() {
     let pg = Database::new().await.unwrap();

@@ -18,7 +18,7 @@ use crate::store::{ClientRecord, NewAudit, RolloutChange, RolloutRecord};
 /// One look at every rolling rollout: halt those with too many failing clients, promote
 /// those whose soak is over. Returns how many changed. It reads the rollouts and only the
 /// clients whose last report may fail one (`crate::store::Store::rollout_failure_candidates`),
-/// not every client: cheap at 100,000 clients (docs/BENCHMARKS.md#rollouts).
+/// not every client: cheap at 100,000 clients (BENCHMARKS.md#rollouts).
 ///
 /// # Errors
 /// Database errors.
