@@ -4,7 +4,7 @@
 //! a guard that stops nginx however the test ends.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 
 /// The ```` ```nginx ```` block of `docs/operating.md` between `<!-- MARKER: begin -->` and
 /// `<!-- MARKER: end -->`.
@@ -59,4 +59,43 @@ impl Drop for Nginx {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// nginx in the foreground, everything it writes below `dir` (made reachable for workers that
+/// run as an unprivileged user: `dir`, `dir/tmp` and `dir/logs` mode 0777), with `http` as the
+/// body of its `http` block after the temp and log paths; `what` as for [`binary`].
+///
+/// # Panics
+/// When nginx is missing, or `dir` or the configuration cannot be written.
+#[must_use]
+pub fn run(dir: &Path, what: &str, http: &str) -> Nginx {
+    use std::os::unix::fs::PermissionsExt as _;
+    let open = || std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(dir, open()).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for sub in ["tmp", "logs"] {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        std::fs::set_permissions(&p, open()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+         events {{ worker_connections 64; }}\nhttp {{\n\
+         access_log {d}/logs/access.log;\nclient_body_temp_path {d}/tmp/body;\n\
+         proxy_temp_path {d}/tmp/proxy;\nfastcgi_temp_path {d}/tmp/fastcgi;\n\
+         uwsgi_temp_path {d}/tmp/uwsgi;\nscgi_temp_path {d}/tmp/scgi;\n{http}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap_or_else(|e| panic!("{}: {e}", conf_path.display()));
+    let child = Command::new(binary(what))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting nginx: {e}"));
+    Nginx(child)
 }

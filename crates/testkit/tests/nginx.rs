@@ -9,7 +9,6 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cascade_testkit::nginx::{self, Nginx};
@@ -21,13 +20,10 @@ use cascade_core::Category;
 /// `server`, everything it writes below `dir`.
 fn start_nginx(dir: &Path, listen: &str, server: &str, ca_file: &Path) -> Nginx {
     use std::os::unix::fs::PermissionsExt as _;
-    let nginx = nginx::binary("the documented nginx configuration");
-    // Workers may run as an unprivileged user: let them reach the cache and temp dirs.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    for sub in ["cache", "tmp", "logs"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    // Workers may run as an unprivileged user: let them reach the cache (nginx::run does the
+    // temp and log dirs).
+    std::fs::create_dir_all(dir.join("cache")).unwrap();
+    std::fs::set_permissions(dir.join("cache"), std::fs::Permissions::from_mode(0o777)).unwrap();
     let d = dir.display();
     let server_block = nginx::documented_block("nginx-url-source")
         .replace("CACHE_DIR", &format!("{d}/cache"))
@@ -35,26 +31,7 @@ fn start_nginx(dir: &Path, listen: &str, server: &str, ca_file: &Path) -> Nginx 
         .replace("CASCADE_SERVER", server)
         .replace("CA_FILE", &ca_file.display().to_string())
         .replace("SERVER_NAME", "localhost");
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-         events {{ worker_connections 64; }}\nhttp {{\n\
-         access_log {d}/logs/access.log;\nclient_body_temp_path {d}/tmp/body;\n\
-         proxy_temp_path {d}/tmp/proxy;\nfastcgi_temp_path {d}/tmp/fastcgi;\n\
-         uwsgi_temp_path {d}/tmp/uwsgi;\nscgi_temp_path {d}/tmp/scgi;\n{server_block}\n}}\n"
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Nginx(child)
+    nginx::run(dir, "the documented nginx configuration", &server_block)
 }
 
 async fn get(url: &str) -> (u16, String) {

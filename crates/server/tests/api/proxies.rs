@@ -9,7 +9,6 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cascade_testkit::nginx::{self, Nginx};
@@ -159,17 +158,10 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
 /// of the one replica `server`, connecting to it from [`BALANCER`], everything below `dir`.
 fn start_nginx(dir: &Path, listen: &str, server: &str, tls: &(PathBuf, PathBuf, PathBuf)) -> Nginx {
     use std::os::unix::fs::PermissionsExt as _;
-    // Workers may run as an unprivileged user: let them reach the temp dirs and the files.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    for sub in ["tmp", "logs"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
     let (chain, key, ca) = tls;
     for f in [chain, key, ca] {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let d = dir.display();
     let block = nginx::documented_block("replicas-nginx")
         .replace(
             "REPLICA_SERVERS",
@@ -180,27 +172,11 @@ fn start_nginx(dir: &Path, listen: &str, server: &str, tls: &(PathBuf, PathBuf, 
         .replace("KEY_FILE", &key.display().to_string())
         .replace("CA_FILE", &ca.display().to_string())
         .replace("SERVER_NAME", "localhost");
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-         events {{ worker_connections 64; }}\nhttp {{\n\
-         access_log {d}/logs/access.log;\nclient_body_temp_path {d}/tmp/body;\n\
-         proxy_temp_path {d}/tmp/proxy;\nfastcgi_temp_path {d}/tmp/fastcgi;\n\
-         uwsgi_temp_path {d}/tmp/uwsgi;\nscgi_temp_path {d}/tmp/scgi;\n\
-         proxy_bind {BALANCER};\n{block}\n}}\n"
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx::binary("the documented balancer"))
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    Nginx(child)
+    nginx::run(
+        dir,
+        "the documented balancer",
+        &format!("proxy_bind {BALANCER};\n{block}"),
+    )
 }
 
 /// `GET /api/policy` with `token` through `base` from `http`: the status and `Retry-After`.
