@@ -116,18 +116,8 @@ pub async fn upstream_and_server(
     dir: &std::path::Path,
     v1: &[u8],
 ) -> Result<(Upstream, std::path::PathBuf, Fleet), KitError> {
+    let (upstream, root) = cli::patterns_upstream(dir, v1).await?;
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let upstream = Upstream::create(&dir.join("upstream"), Some(loopback)).await?;
-    upstream
-        .publish(
-            cascade_core::Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", v1)],
-        )
-        .await?;
-    let root = dir.join("upstream-root.json");
-    upstream.write_root(&root)?;
     let fleet = start_fleet(&dir.join("server"), loopback, Some(root.clone())).await?;
     Ok((upstream, root, fleet))
 }
