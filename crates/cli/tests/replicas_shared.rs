@@ -18,7 +18,9 @@ use std::time::Duration;
 use cascade_client::proto::ProgramUpload;
 use cascade_client::Client;
 use cascade_core::Category;
-use cascade_testkit::cli::{patterns_upstream, publish_upstream_patterns, replicas_on_postgres};
+use cascade_testkit::cli::{
+    patterns_upstream, publish_upstream_patterns, replicas_on_postgres, PgReplicas,
+};
 use cascade_testkit::replicas::Replicas;
 use cascade_testkit::{pseudo_random, wait_until, CountingProxy};
 
@@ -39,7 +41,7 @@ where
 }
 
 /// Whether replica `i` runs and its log says it is the mirror leader.
-fn is_leader(r: &cascade_testkit::cli::PgReplicas, i: usize) -> bool {
+fn is_leader(r: &PgReplicas, i: usize) -> bool {
     r.replicas[i].pid().is_some() && r.log(i).contains("this replica runs the scheduled mirror")
 }
 
