@@ -7,7 +7,8 @@
 //! hand ([`ManualClock`]), a fresh PostgreSQL database ([`postgres::Database`]), replicas of
 //! the server as real processes on one database ([`replicas::Replicas`]), a swap of the
 //! process's TLS trust store ([`one_tls_root`]), and the harness of the tests that run the
-//! `cascade` binary ([`cli`]: a server, enrolled agents, the command run against them).
+//! `cascade` binary ([`cli`]: a server, enrolled agents, replicas on PostgreSQL, build teams,
+//! the command run against them).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
 pub mod cli;
