@@ -9,52 +9,23 @@
 //! nothing of it is installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use cascade_client::proto::ClientsQuery;
 use cascade_core::Category;
+use cascade_testkit::cli::{cascade_command, output, output_text as text, BuildTeam, SiteRepo};
 use cascade_testkit::{upstream_and_server, wait_until, AgentHandle, Fleet};
 
 const ROLE: &str = "build-team";
+const EXE: &str = env!("CARGO_BIN_EXE_cascade");
 
-async fn cascade(args: Vec<String>, fleet: &Fleet, dir: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    cmd.args(&args)
-        .env("CASCADE_TOKEN", &fleet.admin)
-        .env("CASCADE_CONFIG", dir.join("no-config.toml"))
-        .env_remove("CASCADE_KEY_PASSPHRASE");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+async fn cascade(args: Vec<OsString>, fleet: &Fleet) -> Output {
+    output(cascade_command(EXE, &fleet.admin, args))
         .await
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `cascade repo team-key --out DIR/NAME.pk8`: the private key and its public key's file.
-async fn team_key(fleet: &Fleet, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let key = dir.join(format!("{name}.pk8"));
-    let out = cascade(
-        vec![
-            "repo".into(),
-            "team-key".into(),
-            "--out".into(),
-            key.display().to_string(),
-        ],
-        fleet,
-        dir,
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out));
-    (key.clone(), dir.join(format!("{name}.pk8.pub.json")))
 }
 
 /// The team's `cascade publish --server … --delegated-key KEY --role build-team NAME VERSION
@@ -62,36 +33,16 @@ async fn team_key(fleet: &Fleet, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 async fn publish(
     fleet: &Fleet,
     dir: &Path,
-    key: &Path,
+    team: &BuildTeam,
     name: &str,
     version: &str,
     bytes: &[u8],
 ) -> Output {
-    let build = dir.join("builds").join(name).join(version);
-    std::fs::create_dir_all(&build).unwrap();
-    let file = build.join("tool.bin");
-    std::fs::write(&file, bytes).unwrap();
-    cascade(
-        vec![
-            "publish".into(),
-            "--server".into(),
-            fleet.url.to_string(),
-            "--ca".into(),
-            fleet.data_dir.join("tls/ca.pem").display().to_string(),
-            "--category".into(),
-            "programs".into(),
-            "--delegated-key".into(),
-            key.display().to_string(),
-            "--role".into(),
-            ROLE.into(),
-            name.into(),
-            version.into(),
-            file.display().to_string(),
-        ],
-        fleet,
-        dir,
-    )
-    .await
+    let ca = fleet.data_dir.join("tls/ca.pem");
+    let args = team
+        .publish_args(fleet.url.as_str(), &ca, dir, name, version, bytes)
+        .unwrap();
+    cascade(args, fleet).await
 }
 
 // The team's build installs on an agent; builds of the wrong key or outside the delegated
@@ -102,26 +53,15 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
     let dir = tmp.path();
     let (_upstream, root, fleet) = upstream_and_server(dir, b"one").await.unwrap();
     let site = fleet.data_dir.join("site-repo");
-    let (key, public) = team_key(&fleet, &dir.join("team"), "team").await;
-    let (wrong, _) = team_key(&fleet, &dir.join("other"), "wrong").await;
+    let team = BuildTeam::create(EXE, &fleet.admin, &dir.join("team"), "team", ROLE)
+        .await
+        .unwrap();
+    let wrong = BuildTeam::create(EXE, &fleet.admin, &dir.join("other"), "wrong", ROLE)
+        .await
+        .unwrap();
 
-    let out = cascade(
-        vec![
-            "repo".into(),
-            "delegate".into(),
-            "--repo".into(),
-            site.display().to_string(),
-            "--role".into(),
-            ROLE.into(),
-            "--key".into(),
-            public.display().to_string(),
-            "--paths".into(),
-            "programs/tool/*/*".into(),
-        ],
-        &fleet,
-        dir,
-    )
-    .await;
+    let delegate = team.delegate_args(SiteRepo::Dir(&site), "programs/tool/*/*");
+    let out = cascade(delegate, &fleet).await;
     assert!(out.status.success(), "{}", text(&out));
     // The server never sees the team's key.
     assert!(!text(&out).contains("team.pk8"));
@@ -135,7 +75,7 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
         "{}",
         text(&out)
     );
-    let out = publish(&fleet, dir, &key, "other", "1.0", b"outside").await;
+    let out = publish(&fleet, dir, &team, "other", "1.0", b"outside").await;
     assert!(!out.status.success());
     assert!(
         text(&out).contains("[delegation.refused]") && text(&out).contains("outside the paths"),
@@ -143,7 +83,7 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
         text(&out)
     );
 
-    let out = publish(&fleet, dir, &key, "tool", "1.0", b"tool one").await;
+    let out = publish(&fleet, dir, &team, "tool", "1.0", b"tool one").await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("published programs/tool/1.0/tool.bin (8 bytes")
@@ -201,7 +141,7 @@ async fn a_build_signed_through_the_delegation_installs_and_others_are_refused()
             file: &bad,
             hotfix: false,
         },
-        &wrong,
+        &wrong.key,
         None,
         cascade_repo::Timestamp::from_second(cascade_repo::Timestamp::now().as_second() + 86_400)
             .unwrap(),

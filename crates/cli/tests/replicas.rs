@@ -4,20 +4,20 @@
 //! (`cascade_testkit::postgres`): these tests fail, never skip, without PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cascade_client::proto::{EnrollRequest, NotifyRequest};
-use cascade_core::Category;
-use cascade_testkit::postgres::Database;
+use cascade_testkit::cli::{
+    installed_patterns, patterns_upstream, publish_upstream_patterns, replicas_on_postgres,
+    PgReplicas,
+};
 use cascade_testkit::replicas::Replicas;
 use cascade_testkit::{pseudo_random, wait_until, Sse, Upstream};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_cascade"))
-}
+const EXE: &str = env!("CARGO_BIN_EXE_cascade");
 
 /// Every client hears a notify at once (no head start for update agents).
 fn no_head_start() -> Vec<String> {
@@ -44,9 +44,8 @@ async fn enroll(r: &Replicas, i: usize, name: &str) -> String {
 // each is printed (BENCHMARKS.md records it), not asserted against a bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notify_on_one_replica_reaches_streams_on_the_others() {
-    let pg = Database::new().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut r = Replicas::start(bin(), tmp.path(), &pg.url, 3, &no_head_start())
+    let r = replicas_on_postgres(EXE, tmp.path(), 3, &no_head_start())
         .await
         .unwrap();
     let http = cascade_client::http_builder(Some(&r.ca_pem))
@@ -87,8 +86,7 @@ async fn a_notify_on_one_replica_reaches_streams_on_the_others() {
         "notify across replicas: worst of {} deliveries {worst:?}",
         latencies.len()
     );
-    r.stop();
-    pg.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }
 
 /// The name=value of the `Set-Cookie` for `name`.
@@ -109,11 +107,8 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> String {
 // logout on C ends it on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_login_on_one_replica_is_valid_on_the_others() {
-    let pg = Database::new().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut r = Replicas::start(bin(), tmp.path(), &pg.url, 3, &[])
-        .await
-        .unwrap();
+    let r = replicas_on_postgres(EXE, tmp.path(), 3, &[]).await.unwrap();
     let http = cascade_client::http_builder(Some(&r.ca_pem))
         .unwrap()
         .redirect(reqwest::redirect::Policy::none())
@@ -192,8 +187,7 @@ async fn a_console_login_on_one_replica_is_valid_on_the_others() {
         (303, Some("/login")),
         "logged out on replica 3, refused on replica 1"
     );
-    r.stop();
-    pg.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }
 
 /// A real agent daemon with every replica's URL (`--server` repeated, in `order`).
@@ -201,7 +195,7 @@ fn agent(dir: &Path, k: u8, urls: &[url::Url], token: &str) -> Child {
     let data = dir.join(format!("agent-{k}"));
     std::fs::create_dir_all(&data).unwrap();
     let log = std::fs::File::create(dir.join(format!("agent-{k}.log"))).unwrap();
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(EXE);
     cmd.args([
         "agent",
         "--interval",
@@ -229,11 +223,7 @@ fn agent(dir: &Path, k: u8, urls: &[url::Url], token: &str) -> Child {
 }
 
 fn installed(dir: &Path, k: u8) -> Option<Vec<u8>> {
-    std::fs::read(
-        dir.join(format!("agent-{k}"))
-            .join("installed/components/patterns/current/patterns.db"),
-    )
-    .ok()
+    installed_patterns(&dir.join(format!("agent-{k}")))
 }
 
 /// Bytes replica `i` has served from `/repo/` (its `/metrics`).
@@ -260,21 +250,8 @@ impl Drop for Agents {
 
 /// An upstream publishing `patterns` version 1 (`v1`) and three replicas mirroring it, under
 /// a policy that allows no source but the server.
-async fn mirroring_replicas(tmp: &Path, database_url: &str, v1: &[u8]) -> (Upstream, Replicas) {
-    let upstream = Upstream::create(&tmp.join("upstream"), Some(([127, 0, 0, 1], 0).into()))
-        .await
-        .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", v1)],
-        )
-        .await
-        .unwrap();
-    let root: PathBuf = tmp.join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
+async fn mirroring_replicas(tmp: &Path, v1: &[u8]) -> (Upstream, PgReplicas) {
+    let (upstream, root) = patterns_upstream(tmp, v1).await.unwrap();
     let mut extra = no_head_start();
     extra.extend([
         "--upstream-root".into(),
@@ -282,19 +259,16 @@ async fn mirroring_replicas(tmp: &Path, database_url: &str, v1: &[u8]) -> (Upstr
         "--mirror-every".into(),
         "0".into(),
     ]);
-    let r = Replicas::start(bin(), tmp, database_url, 3, &extra)
-        .await
-        .unwrap();
-    let policy = cascade_core::Policy::from_toml(&format!(
-        "activeupdate_url = \"{}\"\nactiveupdate_fallback = \"never\"\n",
-        upstream.url().unwrap()
-    ))
+    let r = replicas_on_postgres(EXE, tmp, 3, &extra).await.unwrap();
+    r.apply_policy(
+        0,
+        &format!(
+            "activeupdate_url = \"{}\"\nactiveupdate_fallback = \"never\"\n",
+            upstream.url().unwrap()
+        ),
+    )
+    .await
     .unwrap();
-    r.admin(0)
-        .unwrap()
-        .put_policy(&cascade_core::PolicyDoc::from_policy(&policy), None)
-        .await
-        .unwrap();
     for i in 0..3 {
         r.admin(i).unwrap().mirror_now().await.unwrap();
     }
@@ -308,12 +282,11 @@ async fn mirroring_replicas(tmp: &Path, database_url: &str, v1: &[u8]) -> (Upstr
 // and those that were using replica 2 say in their log that they moved on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_update_and_the_fleet_still_converges() {
-    let pg = Database::new().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let v1 = pseudo_random(64 << 10, 1);
     let v2 = pseudo_random(6 << 20, 2);
     let started = Instant::now();
-    let (upstream, mut r) = mirroring_replicas(tmp.path(), &pg.url, &v1).await;
+    let (upstream, mut r) = mirroring_replicas(tmp.path(), &v1).await;
     let admin = r.admin(0).unwrap();
     println!(
         "{:?}: three replicas up, version 1 mirrored",
@@ -336,13 +309,7 @@ async fn a_replica_killed_mid_update_and_the_fleet_still_converges() {
     .expect("every agent installs version 1");
     println!("{:?}: version 1 installed everywhere", started.elapsed());
 
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &v2)],
-        )
+    publish_upstream_patterns(&upstream, "2", &v2)
         .await
         .unwrap();
     for i in 0..3 {
@@ -389,8 +356,7 @@ async fn a_replica_killed_mid_update_and_the_fleet_still_converges() {
         );
     }
     drop(agents);
-    r.stop();
-    pg.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }
 
 // An agent enrolled through replica 2 alone learns every replica from the enrollment answer
@@ -398,15 +364,14 @@ async fn a_replica_killed_mid_update_and_the_fleet_still_converges() {
 // installs version 2 from another replica (logged as a failover).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_enrolled_through_one_replica_learns_the_others_and_fails_over() {
-    let pg = Database::new().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let v1 = pseudo_random(64 << 10, 1);
     let v2 = pseudo_random(64 << 10, 2);
-    let (upstream, mut r) = mirroring_replicas(tmp.path(), &pg.url, &v1).await;
+    let (upstream, mut r) = mirroring_replicas(tmp.path(), &v1).await;
     let data = tmp.path().join("agent-1");
     let token = r.secrets.enroll_token.clone();
     let once = |server: Option<&url::Url>| {
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(EXE);
         cmd.args(["agent", "--once", "--bind-ip", "127.0.2.20", "--data-dir"])
             .arg(&data)
             .env("CASCADE_LOG", "warn,cascade=info");
@@ -442,13 +407,7 @@ async fn an_agent_enrolled_through_one_replica_learns_the_others_and_fails_over(
     );
 
     r.kill(1);
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &v2)],
-        )
+    publish_upstream_patterns(&upstream, "2", &v2)
         .await
         .unwrap();
     for i in [0, 2] {
@@ -459,6 +418,5 @@ async fn an_agent_enrolled_through_one_replica_learns_the_others_and_fails_over(
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert_eq!(installed(tmp.path(), 1).unwrap(), v2, "{log}");
     assert!(log.contains("server failover: now using"), "{log}");
-    r.stop();
-    pg.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }

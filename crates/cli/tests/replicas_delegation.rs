@@ -7,39 +7,23 @@
 //! (`cascade_testkit::postgres`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::ffi::OsString;
+use std::process::Output;
 use std::time::Duration;
 
 use cascade_client::proto::ProgramUpload;
-use cascade_testkit::postgres::Database;
+use cascade_testkit::cli::{
+    cascade_command, output, output_text as text, replicas_on_postgres, BuildTeam, SiteRepo,
+};
 use cascade_testkit::replicas::Replicas;
 
 const ROLE: &str = "build-team";
+const EXE: &str = env!("CARGO_BIN_EXE_cascade");
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_cascade"))
-}
-
-async fn cascade(args: Vec<String>, r: &Replicas, dir: &Path) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(&args)
-        .env("CASCADE_TOKEN", &r.secrets.admin_token)
-        .env("CASCADE_CONFIG", dir.join("no-config.toml"))
-        .env_remove("CASCADE_KEY_PASSPHRASE")
-        .env_remove("CASCADE_SERVER")
-        .env_remove("CASCADE_CA");
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+async fn cascade(args: Vec<OsString>, r: &Replicas) -> Output {
+    output(cascade_command(EXE, &r.secrets.admin_token, args))
         .await
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `signed.meta[name].version` of metadata `bytes`.
@@ -111,47 +95,24 @@ fn names(targets: &serde_json::Value) -> Vec<String> {
 // delegation, both replicas serve it, and the team publishes through it on B and then on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegation_made_on_one_replica_survives_a_publish_on_another() {
-    let pg = Database::new().await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut r = Replicas::start(bin(), dir, &pg.url, 2, &[]).await.unwrap();
+    let r = replicas_on_postgres(EXE, dir, 2, &[]).await.unwrap();
     let ca = r.replicas[0].data_dir.join("tls/ca.pem");
     let url = |i: usize| r.replicas[i].url.to_string();
 
-    let key = dir.join("team/team.pk8");
-    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
-    let out = cascade(
-        vec![
-            "repo".into(),
-            "team-key".into(),
-            "--out".into(),
-            key.display().to_string(),
-        ],
-        &r,
-        dir,
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out));
-    let public: PathBuf = dir.join("team/team.pk8.pub.json");
+    let team = BuildTeam::create(EXE, &r.secrets.admin_token, &dir.join("team"), "team", ROLE)
+        .await
+        .unwrap();
 
     // A bad delegation is refused by the server, naming what is wrong; nothing is signed.
-    let delegate = |paths: &str| {
-        vec![
-            "repo".to_owned(),
-            "delegate".into(),
-            "--server".into(),
-            url(0),
-            "--ca".into(),
-            ca.display().to_string(),
-            "--role".into(),
-            ROLE.into(),
-            "--key".into(),
-            public.display().to_string(),
-            "--paths".into(),
-            paths.into(),
-        ]
+    let first = url(0);
+    let site = SiteRepo::Server {
+        url: &first,
+        ca: &ca,
     };
-    let out = cascade(delegate("domain-settings/*/*/*"), &r, dir).await;
+    let delegate = |paths: &str| team.delegate_args(site, paths);
+    let out = cascade(delegate("domain-settings/*/*/*"), &r).await;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("programs/NAME/VERSION/FILE"),
@@ -160,7 +121,7 @@ async fn a_delegation_made_on_one_replica_survives_a_publish_on_another() {
     );
     assert!(delegated_roles(&served_targets(&r, 0).await).is_empty());
 
-    let out = cascade(delegate("programs/tool/*/*"), &r, dir).await;
+    let out = cascade(delegate("programs/tool/*/*"), &r).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("targets now delegate programs/tool/*/* to role build-team"),
@@ -205,29 +166,11 @@ async fn a_delegation_made_on_one_replica_survives_a_publish_on_another() {
 
     // The team publishes through the delegation on B, then on A.
     for (i, version) in [(1, "1.0"), (0, "1.1")] {
-        let file = dir.join(format!("tool-{version}.bin"));
-        std::fs::write(&file, format!("tool {version}")).unwrap();
-        let out = cascade(
-            vec![
-                "publish".into(),
-                "--server".into(),
-                url(i),
-                "--ca".into(),
-                ca.display().to_string(),
-                "--category".into(),
-                "programs".into(),
-                "--delegated-key".into(),
-                key.display().to_string(),
-                "--role".into(),
-                ROLE.into(),
-                "tool".into(),
-                version.into(),
-                file.display().to_string(),
-            ],
-            &r,
-            dir,
-        )
-        .await;
+        let build = format!("tool {version}");
+        let publish = team
+            .publish_args(&url(i), &ca, dir, "tool", version, build.as_bytes())
+            .unwrap();
+        let out = cascade(publish, &r).await;
         assert!(out.status.success(), "replica {}: {}", i + 1, text(&out));
     }
     // Both replicas serve the role's second version, under the delegation.
@@ -260,6 +203,5 @@ async fn a_delegation_made_on_one_replica_survives_a_publish_on_another() {
             i + 1
         );
     }
-    r.stop();
-    pg.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }

@@ -12,145 +12,37 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 #![cfg(unix)]
 
-use std::io::{BufRead as _, BufReader};
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use cascade_client::proto::ProgramUpload;
 use cascade_client::Client;
 use cascade_core::Category;
-use cascade_testkit::postgres::Database;
-use cascade_testkit::{pseudo_random, CountingProxy, Upstream};
-use url::Url;
+use cascade_testkit::cli::{
+    patterns_upstream, publish_upstream_patterns, replicas_on_postgres, PgReplicas,
+};
+use cascade_testkit::replicas::Replicas;
+use cascade_testkit::{pseudo_random, wait_until, CountingProxy};
 
-fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const EXE: &str = env!("CARGO_BIN_EXE_cascade");
 
-/// One `cascade server` process on its own 127.0.0.x address and data directory.
-struct Replica {
-    name: &'static str,
-    ip: Ipv4Addr,
-    port: u16,
-    data: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
+/// The replicas' names in messages, in order.
+const NAMES: [&str; 3] = ["a", "b", "c"];
 
-/// What every replica is started with.
-struct Common {
-    database_url: String,
-    upstream_root: PathBuf,
-    passphrase: PathBuf,
-}
-
-impl Replica {
-    fn new(tmp: &Path, name: &'static str, last: u8) -> Replica {
-        let ip = Ipv4Addr::new(127, 0, 0, last);
-        Replica {
-            name,
-            ip,
-            port: free_port(ip),
-            data: tmp.join(name),
-            log: tmp.join(format!("{name}.log")),
-            child: None,
-        }
-    }
-
-    /// Starts the process; its log goes to `self.log` (appended), its stdout is returned.
-    fn start(&mut self, c: &Common) -> std::process::ChildStdout {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-            .arg("server")
-            .arg("--listen")
-            .arg(format!("{}:{}", self.ip, self.port))
-            .arg("--data-dir")
-            .arg(&self.data)
-            .arg("--database-url")
-            .arg(&c.database_url)
-            .arg("--upstream-root")
-            .arg(&c.upstream_root)
-            .args(["--mirror-every", "1", "--replica-poll", "1"])
-            .arg("--key-passphrase-file")
-            .arg(&c.passphrase)
-            .env("RUST_LOG", "info,sqlx=warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        self.child = Some(child);
-        out
-    }
-
-    fn url(&self) -> Url {
-        Url::parse(&format!("https://{}:{}/", self.ip, self.port)).unwrap()
-    }
-
-    fn client(&self, ca: &[u8]) -> Client {
-        Client::builder(self.url())
-            .trust_ca_pem(Some(ca.to_vec()))
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn is_leader(&self) -> bool {
-        self.child.is_some()
-            && self
-                .log_text()
-                .contains("this replica runs the scheduled mirror")
-    }
-
-    /// SIGKILL.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- replica {} log:\n{}", self.name, self.log_text());
-        }
-    }
-}
-
-/// Polls `check` every 100 ms until it holds or `limit` passes (then panics with `what`).
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+/// Polls `check` until it holds or `limit` passes (then panics with `what`).
+async fn eventually<F, Fut>(limit: Duration, what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(e) = wait_until(limit, check).await {
+        panic!("{what}: {e}");
     }
+}
+
+/// Whether replica `i` runs and its log says it is the mirror leader.
+fn is_leader(r: &PgReplicas, i: usize) -> bool {
+    r.replicas[i].pid().is_some() && r.log(i).contains("this replica runs the scheduled mirror")
 }
 
 /// Every file below `dir` as (path relative to it, bytes), skipping temporary files.
@@ -200,35 +92,17 @@ async fn serves_all(client: &Client, prefix: &str, files: &[(String, Vec<u8>)]) 
     true
 }
 
-/// Reads a replica's standard output to its end.
-fn drain(out: std::process::ChildStdout) {
-    std::thread::spawn(move || BufReader::new(out).lines().for_each(drop));
-}
-
-/// The admin token from the first start's message on stdout.
-fn admin_token(out: std::process::ChildStdout) -> String {
-    let mut lines = BufReader::new(out).lines().map_while(Result::ok);
-    while let Some(l) = lines.next() {
-        if l.starts_with("its API token") {
-            let token = lines.next().unwrap().trim().to_owned();
-            // The rest of the message is read too: a closed pipe would kill the server.
-            std::thread::spawn(move || lines.for_each(drop));
-            return token;
-        }
-    }
-    panic!("the first replica printed no admin token");
-}
-
-/// The newest `programs/tool` fetched from `r`'s site repository by a TUF client that trusts
-/// `site_root` (over HTTPS trusting `ca`), with its state in `dir`.
-async fn verified_fetch(r: &Replica, ca: &[u8], site_root: &[u8], dir: &Path) -> Vec<u8> {
+/// The newest `programs/tool` fetched from replica `i`'s site repository by a TUF client that
+/// trusts `site_root` (over HTTPS trusting the replicas' CA), with its state in `dir`.
+async fn verified_fetch(r: &Replicas, i: usize, site_root: &[u8], dir: &Path) -> Vec<u8> {
     use cascade_repo::{RepoClient, RepoSource, SourceTransport, TransportLimits};
     let transport =
-        SourceTransport::new_bound_trusting(TransportLimits::default(), None, Some(ca)).unwrap();
+        SourceTransport::new_bound_trusting(TransportLimits::default(), None, Some(&r.ca_pem))
+            .unwrap();
     let client =
         RepoClient::with_transport(site_root.to_vec(), &dir.join("trust"), transport, None)
             .unwrap();
-    let source = RepoSource::new(r.url().join("repo/site").unwrap());
+    let source = RepoSource::new(r.replicas[i].url.join("repo/site").unwrap());
     let fetched = client
         .fetch_latest(
             &[source],
@@ -238,7 +112,7 @@ async fn verified_fetch(r: &Replica, ca: &[u8], site_root: &[u8], dir: &Path) ->
             &dir.join("out"),
         )
         .await
-        .unwrap_or_else(|e| panic!("replica {}: {e:?}", r.name));
+        .unwrap_or_else(|e| panic!("replica {}: {e:?}", NAMES[i]));
     std::fs::read(&fetched.files[0].path).unwrap()
 }
 
@@ -266,65 +140,41 @@ async fn upload(client: &Client, token: &str, name: &str, version: &str, body: V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_one_repository() {
-    let db = Database::new().await.expect("PostgreSQL for the replicas");
     let tmp = tempfile::tempdir().unwrap();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
     // The upstream, reached through a proxy that can hold one path's answers.
-    let upstream = Upstream::create(&tmp.path().join("upstream"), Some(loopback))
+    let (upstream, root) = patterns_upstream(tmp.path(), &pseudo_random(1 << 16, 1))
         .await
         .unwrap();
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", &pseudo_random(1 << 16, 1))],
-        )
-        .await
-        .unwrap();
-    let root = tmp.path().join("upstream-root.json");
-    upstream.write_root(&root).unwrap();
     let proxy = CountingProxy::start(upstream.url().unwrap(), loopback)
         .await
         .unwrap();
-    let passphrase = tmp.path().join("passphrase");
-    std::fs::write(&passphrase, "replicas share one passphrase\n").unwrap();
-    let common = Common {
-        database_url: db.url.clone(),
-        upstream_root: root,
-        passphrase,
-    };
 
     // A starts first (and creates the CA, the site repository and the admin); B and C load.
-    let mut replicas = [
-        Replica::new(tmp.path(), "a", 21),
-        Replica::new(tmp.path(), "b", 22),
-        Replica::new(tmp.path(), "c", 23),
+    let extra = [
+        "--upstream-root".to_owned(),
+        root.display().to_string(),
+        "--mirror-every".into(),
+        "1".into(),
+        "--replica-poll".into(),
+        "1".into(),
     ];
-    let out = replicas[0].start(&common);
-    let token = tokio::task::spawn_blocking(move || admin_token(out))
+    let mut r = replicas_on_postgres(EXE, tmp.path(), 3, &extra)
         .await
-        .unwrap();
-    let ca = std::fs::read(replicas[0].data.join("tls/ca.pem")).unwrap();
-    for r in &mut replicas[1..] {
-        drain(r.start(&common));
-    }
-    let clients: Vec<Client> = replicas.iter().map(|r| r.client(&ca)).collect();
-    for (r, c) in replicas.iter().zip(&clients) {
+        .expect("PostgreSQL for the replicas");
+    let token = r.secrets.admin_token.clone();
+    let ca = r.ca_pem.clone();
+    let clients: Vec<Client> = (0..3).map(|i| r.client(i).unwrap()).collect();
+    for (name, c) in NAMES.iter().zip(&clients) {
         // Trusting A's CA is enough to reach every replica: they share it.
         eventually(
             Duration::from_secs(60),
-            &format!("replica {} up", r.name),
+            &format!("replica {name} up"),
             || async { c.health().await.is_ok() },
         )
         .await;
-        assert_eq!(
-            c.repo_file("ca.pem").await.unwrap(),
-            ca,
-            "replica {}",
-            r.name
-        );
+        assert_eq!(c.repo_file("ca.pem").await.unwrap(), ca, "replica {name}");
     }
     let site_root = clients[0]
         .repo_file("repo/site/metadata/1.root.json")
@@ -336,18 +186,17 @@ async fn three_replicas_share_one_repository() {
             site_root
         );
     }
-    for r in &replicas[1..] {
+    for (name, replica) in NAMES.iter().zip(&r.replicas).skip(1) {
+        let data = &replica.data_dir;
         assert!(
-            !r.data.join("site-repo/root-keys-offline").exists(),
-            "replica {}: the root key never leaves the first replica",
-            r.name
+            !data.join("site-repo/root-keys-offline").exists(),
+            "replica {name}: the root key never leaves the first replica",
         );
         let key =
-            std::fs::read_to_string(r.data.join("site-repo/online-keys/timestamp.pk8")).unwrap();
+            std::fs::read_to_string(data.join("site-repo/online-keys/timestamp.pk8")).unwrap();
         assert!(
             key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "replica {}",
-            r.name
+            "replica {name}",
         );
     }
 
@@ -355,20 +204,20 @@ async fn three_replicas_share_one_repository() {
     let build = pseudo_random(200_000, 7);
     let target = upload(&clients[0], &token, "tool", "1.0", build.clone()).await;
     assert_eq!(target, "programs/tool/1.0/tool");
-    let a_site = tree(&replicas[0].data.join("site-repo/public"));
+    let a_site = tree(&r.replicas[0].data_dir.join("site-repo/public"));
     assert!(a_site.iter().any(|(_, b)| *b == build), "A holds the build");
-    for (r, c) in replicas.iter().zip(&clients).skip(1) {
+    for (name, c) in NAMES.iter().zip(&clients).skip(1) {
         eventually(
             Duration::from_secs(30),
-            &format!("replica {} serves A's publish", r.name),
+            &format!("replica {name} serves A's publish"),
             || serves_all(c, "repo/site", &a_site),
         )
         .await;
     }
     // And it verifies: a TUF client pinned to A's site root fetches it from B and from C.
-    for (i, r) in replicas.iter().enumerate().skip(1) {
-        let got = verified_fetch(r, &ca, &site_root, &tmp.path().join(format!("tuf-{i}"))).await;
-        assert_eq!(got, build, "replica {}", r.name);
+    for (i, name) in NAMES.iter().enumerate().skip(1) {
+        let got = verified_fetch(&r, i, &site_root, &tmp.path().join(format!("tuf-{i}"))).await;
+        assert_eq!(got, build, "replica {name}");
     }
     // The other replicas list it too (they read the signed targets they materialized).
     let listed = clients[2].admin(&token).programs().await.unwrap();
@@ -384,18 +233,7 @@ async fn three_replicas_share_one_repository() {
         format!("/targets/{}", files[0].0)
     };
     proxy.hold(&held);
-    clients[1]
-        .admin(&token)
-        .put_policy(
-            &cascade_core::PolicyDoc::from_policy(
-                &cascade_core::Policy::from_toml(&format!(
-                    "activeupdate_url = \"{}\"",
-                    proxy.url()
-                ))
-                .unwrap(),
-            ),
-            None,
-        )
+    r.apply_policy(1, &format!("activeupdate_url = \"{}\"", proxy.url()))
         .await
         .unwrap();
     eventually(
@@ -404,10 +242,10 @@ async fn three_replicas_share_one_repository() {
         || async { proxy.waiting() >= 1 },
     )
     .await;
-    let leaders: Vec<usize> = (0..3).filter(|&i| replicas[i].is_leader()).collect();
+    let leaders: Vec<usize> = (0..3).filter(|&i| is_leader(&r, i)).collect();
     assert_eq!(leaders.len(), 1, "exactly one mirror leader: {leaders:?}");
     let dead = leaders[0];
-    replicas[dead].kill();
+    r.kill(dead);
     proxy.release();
     let upstream_tree = mirrored(&upstream.public_dir());
     let alive: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
@@ -416,25 +254,19 @@ async fn three_replicas_share_one_repository() {
             Duration::from_secs(60),
             &format!(
                 "replica {} serves the mirror another leader completed",
-                replicas[i].name
+                NAMES[i]
             ),
             || serves_all(&clients[i], "repo/upstream", &upstream_tree),
         )
         .await;
     }
     assert!(
-        alive.iter().any(|&i| replicas[i].is_leader()),
+        alive.iter().any(|&i| is_leader(&r, i)),
         "no replica took the mirror over"
     );
 
     // While the killed replica is down: a new upstream version and a new site publish.
-    upstream
-        .publish(
-            Category::Components,
-            "patterns",
-            "2",
-            &[("patterns.db", &pseudo_random(1 << 16, 2))],
-        )
+    publish_upstream_patterns(&upstream, "2", &pseudo_random(1 << 16, 2))
         .await
         .unwrap();
     let upstream_tree = mirrored(&upstream.public_dir());
@@ -469,7 +301,7 @@ async fn three_replicas_share_one_repository() {
         )
         .await;
     }
-    let site_of = |i: usize| tree(&replicas[i].data.join("site-repo/public"));
+    let site_of = |i: usize| tree(&r.replicas[i].data_dir.join("site-repo/public"));
     eventually(
         Duration::from_secs(30),
         "the living replicas hold one site tree",
@@ -490,7 +322,7 @@ async fn three_replicas_share_one_repository() {
     }
 
     // Restarted, it catches up to the newest trees.
-    drain(replicas[dead].start(&common));
+    r.restart(dead).await.unwrap();
     let c = &clients[dead];
     eventually(
         Duration::from_secs(60),
@@ -512,8 +344,5 @@ async fn three_replicas_share_one_repository() {
     .await;
     assert_eq!(c.repo_file("ca.pem").await.unwrap(), ca);
 
-    for r in &mut replicas {
-        r.kill();
-    }
-    db.drop_db().await.unwrap();
+    r.finish().await.unwrap();
 }

@@ -7,7 +7,8 @@
 //! hand ([`ManualClock`]), a fresh PostgreSQL database ([`postgres::Database`]), replicas of
 //! the server as real processes on one database ([`replicas::Replicas`]), a swap of the
 //! process's TLS trust store ([`one_tls_root`]), and the harness of the tests that run the
-//! `cascade` binary ([`cli`]: a server, enrolled agents, the command run against them).
+//! `cascade` binary ([`cli`]: a server, enrolled agents, replicas on PostgreSQL, build teams,
+//! the command run against them).
 //! Nothing here binds or contacts an address outside 127.0.0.0/8 unless the caller asks.
 
 pub mod cli;
@@ -116,18 +117,8 @@ pub async fn upstream_and_server(
     dir: &std::path::Path,
     v1: &[u8],
 ) -> Result<(Upstream, std::path::PathBuf, Fleet), KitError> {
+    let (upstream, root) = cli::patterns_upstream(dir, v1).await?;
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let upstream = Upstream::create(&dir.join("upstream"), Some(loopback)).await?;
-    upstream
-        .publish(
-            cascade_core::Category::Components,
-            "patterns",
-            "1",
-            &[("patterns.db", v1)],
-        )
-        .await?;
-    let root = dir.join("upstream-root.json");
-    upstream.write_root(&root)?;
     let fleet = start_fleet(&dir.join("server"), loopback, Some(root.clone())).await?;
     Ok((upstream, root, fleet))
 }
