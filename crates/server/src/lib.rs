@@ -343,6 +343,9 @@ impl Server {
             limits: self.state.limits,
         });
         accept_loop(listener, acceptor, app, front, signal).await?;
+        // Check-ins still queued are stored before the pool closes
+        // (docs/operating.md#group-commit).
+        self.state.store.stop_check_ins().await;
         self.state.db.pool.close().await;
         Ok(())
     }

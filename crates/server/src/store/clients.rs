@@ -307,13 +307,15 @@ impl Store {
         Ok(Some(true))
     }
 
-    /// Records a check-in of `id`, with SQLite's relaxed sync (docs/operating.md#durability):
-    /// check-ins are the high-rate write, and the client sends the same facts again. Returns
-    /// the policy and rollout revisions after it ([`Store::client_revisions`]), read on the
-    /// same connection.
+    /// Records a check-in of `id` and returns the policy and rollout revisions after it
+    /// ([`Store::client_revisions`]), read in the same transaction. The check-in writer stores
+    /// it with the others waiting, in one transaction with SQLite's relaxed sync, and this
+    /// returns after that commit (docs/operating.md#group-commit,
+    /// docs/operating.md#durability): check-ins are the high-rate write, and the client sends
+    /// the same facts again.
     ///
     /// # Errors
-    /// Database errors.
+    /// Database errors; 503-class errors while the server stops.
     pub async fn check_in(
         &self,
         id: &str,
@@ -322,49 +324,33 @@ impl Store {
         let installed = to_json("installed", c.installed)?;
         let report = c
             .last_update
-            .map(|r| to_json("last_update", r))
+            .map(|r| {
+                Ok::<_, StoreError>(super::check_ins::ReportFacts {
+                    text: to_json("last_update", r)?,
+                    outcome: serde_json::to_value(r.outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned)),
+                    // The console's fleet figures (docs/operating.md#fleet-charts).
+                    derived: super::fleet_stats::derive(r),
+                    // What a rollout's evaluation reads (docs/operating.md#rollouts).
+                    trouble_at: super::rollouts::program_trouble_at(r),
+                })
+            })
             .transpose()?;
-        let outcome = c
-            .last_update
-            .and_then(|r| serde_json::to_value(r.outcome).ok())
-            .and_then(|v| v.as_str().map(str::to_owned));
         let relay = c.relay.map(|r| to_json("relay", r)).transpose()?;
-        let now = self.clock.now();
-        let mut conn = crate::db::relaxed_sync(&self.pool).await?;
-        let mut tx = crate::db::begin_write(&mut conn).await?;
-        // The console's fleet figures (docs/operating.md#fleet-charts), before the UPDATE.
-        super::fleet_stats::check_in(
-            &mut tx,
-            id,
-            super::fleet_stats::ip_key_of(c.reported_ip.as_deref(), Some(&c.peer_ip)).as_deref(),
-            c.last_update.zip(report.as_deref()),
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
-             last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
-             relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
-             ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version), \
-             program_trouble_at = COALESCE($10, program_trouble_at) WHERE id = $9",
-        )
-        .bind(now)
-        .bind(c.reported_ip.as_deref())
-        .bind(&c.peer_ip)
-        .bind(installed)
-        .bind(report)
-        .bind(outcome)
-        .bind(relay)
-        .bind(c.agent_version)
-        .bind(id)
-        // What a rollout's evaluation reads (docs/operating.md#rollouts).
-        .bind(c.last_update.map(super::rollouts::program_trouble_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let revisions = revisions(&mut conn).await?;
-        conn.restore().await?;
-        Ok(revisions)
+        self.check_ins
+            .submit(super::check_ins::Job {
+                id: id.to_owned(),
+                now: self.clock.now(),
+                ip_key: super::fleet_stats::ip_key_of(c.reported_ip.as_deref(), Some(&c.peer_ip)),
+                reported_ip: c.reported_ip.clone(),
+                peer_ip: c.peer_ip.clone(),
+                installed,
+                report,
+                relay,
+                agent_version: c.agent_version.map(str::to_owned),
+            })
+            .await
     }
 
     /// The policy revision and the rollout revision (what a client's policy `ETag` and its
@@ -391,7 +377,7 @@ impl Store {
 }
 
 /// The policy and rollout revisions, one statement on `conn`.
-async fn revisions(conn: &mut sqlx::AnyConnection) -> Result<(i64, i64), StoreError> {
+pub(super) async fn revisions(conn: &mut sqlx::AnyConnection) -> Result<(i64, i64), StoreError> {
     let row = sqlx::query(
         "SELECT (SELECT revision FROM policy WHERE id = 1) AS policy, \
          (SELECT COALESCE(MAX(revision), 0) FROM rollouts) AS rollouts",

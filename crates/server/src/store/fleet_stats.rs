@@ -55,7 +55,8 @@ pub fn failed_categories(report: &UpdateReport) -> Vec<Category> {
         .collect()
 }
 
-fn categories_text(c: &[Category]) -> String {
+/// `components,programs`, as stored.
+pub(super) fn categories_text(c: &[Category]) -> String {
     c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
 }
 
@@ -137,7 +138,8 @@ pub fn derive(report: &UpdateReport) -> Derived {
     }
 }
 
-fn as_i64(n: u64) -> i64 {
+/// A count as stored (saturating).
+pub(super) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -197,48 +199,6 @@ pub(super) async fn record_report(
             .bind(as_i64(s.bytes))
             .execute(&mut *conn)
             .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Part of a check-in: the IP key (written when it changed), and when the report is new (not
-/// the one stored), what it says; else the client's per-source rows learn it was seen. Runs
-/// in the check-in's transaction, before its `UPDATE` (to see the old report).
-pub(super) async fn check_in(
-    conn: &mut AnyConnection,
-    id: &str,
-    ip_key: Option<&str>,
-    report: Option<(&UpdateReport, &str)>,
-    seen: i64,
-) -> Result<(), sqlx::Error> {
-    let Some(row) = sqlx::query("SELECT last_update, ip_key FROM clients WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    let stored: Option<String> = row.try_get("last_update")?;
-    let stored_key: Option<String> = row.try_get("ip_key")?;
-    if stored_key.as_deref() != ip_key {
-        sqlx::query("UPDATE clients SET ip_key = $1 WHERE id = $2")
-            .bind(ip_key)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    match report {
-        Some((report, text)) if stored.as_deref() != Some(text) => {
-            record_report(conn, id, report, seen).await?;
-        }
-        _ => {
-            // Still seen: the source health counts clients by their last check-in.
-            sqlx::query("UPDATE client_sources SET seen = $1 WHERE client_id = $2")
-                .bind(seen)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! $current` keeps replicas sharing one PostgreSQL honest too.
 
 mod audit;
+mod check_ins;
 mod client_list;
 mod clients;
 mod fleet_stats;
@@ -88,6 +89,8 @@ pub struct Store {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Which clients search index is complete (`search.rs`).
     search: Arc<search::Ready>,
+    /// The check-in writer (docs/operating.md#group-commit).
+    check_ins: Arc<check_ins::CheckInWriter>,
 }
 
 /// A policy and its revision.
@@ -120,11 +123,18 @@ impl Store {
     /// A store over `pool`, stamping writes with `clock`.
     pub fn new(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
         Store {
-            pool,
             clock,
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             search: Arc::default(),
+            check_ins: check_ins::CheckInWriter::new(pool.clone()),
+            pool,
         }
+    }
+
+    /// Stops the check-in writer (docs/operating.md#group-commit): the check-ins queued are
+    /// stored or answered with an error before this returns, later ones are refused (503).
+    pub async fn stop_check_ins(&self) {
+        self.check_ins.stop().await;
     }
 
     /// Now, by the injected clock (unix seconds).
