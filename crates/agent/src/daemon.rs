@@ -146,7 +146,12 @@ impl AgentError {
     }
 }
 
-/// A running agent's parts.
+/// A running agent's parts. Started once per daemon run and kept for its life, so every
+/// cycle reuses the same HTTP clients (the server's API client per server, the repository
+/// transport): their kept-alive connections and TLS session caches, so a later cycle reuses a
+/// connection or resumes its TLS session instead of a full handshake
+/// (`docs/operating.md#tls-session-resumption`). The clients trust the CA pinned at
+/// enrollment, which does not change while the agent runs.
 struct Agent {
     cfg: AgentConfig,
     data: DataDir,
@@ -401,6 +406,9 @@ impl Agent {
         Ok((policy, domain, versions, program_pins))
     }
 
+    /// The address this agent's connections to the current server leave from: the bind
+    /// address, else the one the system routes from. A UDP socket "connected" to the server
+    /// learns it without sending anything, so the server sees no connection for it.
     async fn my_ip(&self) -> IpAddr {
         if let Some(ip) = self.cfg.bind_ip {
             return ip;
@@ -408,10 +416,21 @@ impl Agent {
         let server = self.servers.current();
         let host = server.host_str().unwrap_or("127.0.0.1").to_owned();
         let port = server.port_or_known_default().unwrap_or(80);
-        match tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .and_then(|s| s.local_addr())
-        {
+        let routed = async {
+            let target = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let any: IpAddr = if target.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            };
+            let socket = tokio::net::UdpSocket::bind((any, 0)).await?;
+            socket.connect(target).await?;
+            socket.local_addr()
+        };
+        match routed.await {
             Ok(a) => a.ip(),
             Err(_) => IpAddr::from([127, 0, 0, 1]),
         }
@@ -819,6 +838,43 @@ async fn enroll(
     };
     data.save_identity(&id)?;
     Ok(id)
+}
+
+/// An agent started once and kept, cycle after cycle, as the daemon keeps it ([`run`]): its
+/// cycles share its HTTP clients, so they reuse kept-alive connections and resume TLS
+/// sessions. For callers that drive cycles themselves (a benchmark modelling a fleet of
+/// daemons); it holds the data directory's lock while it lives.
+pub struct Session {
+    agent: Agent,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.agent.id.client_id)
+            .field("servers", &self.agent.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts the agent (enrolling it first when it is not yet), as [`run`] does.
+    ///
+    /// # Errors
+    /// Start-up failures (not enrolled, locked).
+    pub async fn start(cfg: AgentConfig) -> Result<Session, AgentError> {
+        Ok(Session {
+            agent: Agent::start(cfg).await?,
+        })
+    }
+
+    /// One update cycle, as the daemon runs it on a notice or its schedule; the report.
+    ///
+    /// # Errors
+    /// No policy (the server unreachable and none cached).
+    pub async fn cycle(&self) -> Result<UpdateReport, AgentError> {
+        self.agent.cycle().await
+    }
 }
 
 /// Runs one cycle and returns its report (`cascade agent --once`, `cascade update-now`).
