@@ -73,6 +73,11 @@ struct Args {
     /// verified credentials (one minute) has expired.
     #[arg(long, default_value_t = 65)]
     cold_wait: u64,
+    /// With --processes: each client cycle is a fresh one-shot agent (`cascade update-now`:
+    /// new HTTP clients, new connections, full TLS handshakes) instead of a kept agent, as a
+    /// daemon keeps it (connections and TLS sessions reused across cycles).
+    #[arg(long)]
+    one_shot: bool,
 }
 
 /// One measured phase.

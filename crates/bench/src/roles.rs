@@ -12,13 +12,20 @@
 //! credential (the server keeps one for a minute); (3) after `--cold-wait` seconds, version 3
 //! the same way with that memory expired, as for clients on an hourly schedule: each client's
 //! first request of the cycle pays one argon2 verification.
+//!
+//! Each simulated client is a kept agent ([`cascade_agent::daemon::Session`]): started once
+//! and kept across the phases, as the daemon keeps itself, so its cycles reuse its HTTP
+//! clients (kept-alive connections, TLS sessions resumed from the server's tickets). With
+//! `--one-shot` each cycle is a fresh agent instead (`cascade update-now`: new clients, a full
+//! TLS handshake per connection). The report says which ([`ClientMode`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use cascade_agent::daemon::AgentConfig;
+use cascade_agent::daemon::{AgentConfig, Session};
 use cascade_client::proto::{NewEnrollmentToken, NotifyRequest};
 use cascade_client::{AdminClient, Client};
 use cascade_core::{Category, Policy, PolicyDoc, TrustDomain};
@@ -29,6 +36,36 @@ use serde::Serialize;
 use url::Url;
 
 use super::{client_ip, installed, machine, payload, relay_ip, served, Args, Machine, ITEM};
+
+/// How each simulated client runs its cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum ClientMode {
+    /// One agent per client, started at its first cycle and kept across phases (a daemon).
+    Kept,
+    /// A fresh agent per cycle (`cascade update-now`, `--one-shot`).
+    OneShot,
+}
+
+impl ClientMode {
+    fn of(args: &Args) -> ClientMode {
+        if args.one_shot {
+            ClientMode::OneShot
+        } else {
+            ClientMode::Kept
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ClientMode::Kept => "kept agents (connections and TLS sessions reused)",
+            ClientMode::OneShot => "one-shot agents (a fresh agent per cycle)",
+        }
+    }
+}
+
+/// The kept agent of each client (`None` until its first successful start).
+type Sessions = Vec<Option<Arc<Session>>>;
 
 /// A child process killed when dropped.
 struct Proc {
@@ -94,6 +131,10 @@ struct RolePhase {
     server_requests_per_cycle: f64,
     /// The same by `method route status`.
     server_requests_per_cycle_by_route: std::collections::BTreeMap<String, f64>,
+    /// TLS handshakes the server completed over the phase, per cycle: full, and resumed
+    /// from a session ticket (0 with a server that does not count them).
+    server_tls_full_per_cycle: f64,
+    server_tls_resumed_per_cycle: f64,
     /// CPU of all update agents over the phase, divided by the clients' cycles.
     relay_cpu_us_per_client: f64,
     /// CPU of this process (the clients' cycles and the upstream) per cycle.
@@ -115,6 +156,7 @@ struct RoleReport {
     relays: usize,
     concurrency: usize,
     payload_kib: usize,
+    client_mode: ClientMode,
     cascade_bin: String,
     machine: Machine,
     phases: Vec<RolePhase>,
@@ -196,6 +238,17 @@ fn policy(up: &Url, relays: &[std::net::SocketAddr]) -> String {
     s
 }
 
+/// The server's `--max-connections`: with kept agents every client may hold a kept-alive
+/// connection to the API and one to `/repo/` between its cycles (until the server's idle
+/// limit closes them), besides the pool's cycles in flight.
+fn max_connections(args: &Args) -> usize {
+    let pool = args.concurrency * 4 + 1024;
+    match ClientMode::of(args) {
+        ClientMode::OneShot => pool,
+        ClientMode::Kept => pool + args.clients * 2,
+    }
+}
+
 async fn start(args: &Args, bin: &Path, work: PathBuf) -> Result<Roles> {
     let upstream = Upstream::create(
         &work.join("upstream"),
@@ -229,7 +282,7 @@ async fn start(args: &Args, bin: &Path, work: PathBuf) -> Result<Roles> {
             "--agent-head-start".into(),
             "1".into(),
             "--max-connections".into(),
-            (args.concurrency * 4 + 1024).to_string(),
+            max_connections(args).to_string(),
         ],
         &work.join("server.log"),
         &work.join("server.out"),
@@ -353,8 +406,18 @@ fn client_config(r: &Roles, dir: PathBuf, ip: std::net::IpAddr) -> AgentConfig {
 /// Requests the server answered so far by `method route status`, from `/metrics`.
 type ByRoute = std::collections::BTreeMap<String, u64>;
 
-/// The server's (requests answered by route, `/repo/` bytes) so far, from `/metrics`.
-async fn server_counts(r: &Roles) -> Result<(ByRoute, u64)> {
+/// What the server counted so far, from `/metrics`.
+struct Counts {
+    /// Requests answered by route.
+    requests: ByRoute,
+    /// Bytes sent from `/repo/`.
+    repo_bytes: u64,
+    /// TLS handshakes completed: full, resumed.
+    tls: (u64, u64),
+}
+
+/// The server's counts so far, from `/metrics`.
+async fn server_counts(r: &Roles) -> Result<Counts> {
     let text = r.api.client().metrics().await.context("metrics")?;
     let requests = text
         .lines()
@@ -376,12 +439,20 @@ async fn server_counts(r: &Roles) -> Result<(ByRoute, u64)> {
             Some((key, n.trim().parse::<u64>().ok()?))
         })
         .collect();
-    let bytes = text
-        .lines()
-        .find_map(|l| l.strip_prefix("cascade_repo_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Ok((requests, bytes))
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Counts {
+        requests,
+        repo_bytes: value("cascade_repo_bytes_total "),
+        tls: (
+            value("cascade_tls_handshakes_total{kind=\"full\"} "),
+            value("cascade_tls_handshakes_total{kind=\"resumed\"} "),
+        ),
+    })
 }
 
 fn relays_cpu_us(r: &Roles) -> u64 {
@@ -393,9 +464,71 @@ fn per(total: u64, n: usize) -> f64 {
     (total as f64 / n.max(1) as f64 * 10.0).round() / 10.0
 }
 
+/// One client's cycle: through its kept agent (started now at its first cycle), or a fresh
+/// one-shot agent. The report, and the kept agent to keep.
+async fn client_cycle(
+    mode: ClientMode,
+    kept: Option<Arc<Session>>,
+    cfg: AgentConfig,
+) -> (
+    Result<cascade_core::report::UpdateReport, String>,
+    Option<Arc<Session>>,
+) {
+    match (mode, kept) {
+        (ClientMode::OneShot, _) => (update_once(cfg).await.map_err(|e| e.to_string()), None),
+        (ClientMode::Kept, Some(s)) => (s.cycle().await.map_err(|e| e.to_string()), Some(s)),
+        (ClientMode::Kept, None) => match Session::start(cfg).await {
+            Ok(s) => {
+                let s = Arc::new(s);
+                (s.cycle().await.map_err(|e| e.to_string()), Some(s))
+            }
+            Err(e) => (Err(e.to_string()), None),
+        },
+    }
+}
+
+/// Runs every client's cycle once, `--concurrency` at a time (each client's kept agent taken
+/// out of `sessions`): per client, its index, the cycle's result and the agent to keep.
+async fn all_cycles(r: &Roles, args: &Args, sessions: &mut Sessions) -> Result<Vec<Cycled>> {
+    let count = args.clients;
+    let mode = ClientMode::of(args);
+    sessions.resize(count, None);
+    let cfgs = (0..count)
+        .map(|k| {
+            let dir = r.work.join("clients").join(k.to_string());
+            let kept = sessions.get_mut(k).and_then(Option::take);
+            Ok((k, kept, client_config(r, dir, client_ip(k, args.relays)?)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let done: Vec<_> = futures::stream::iter(cfgs)
+        .map(|(k, kept, cfg)| {
+            tokio::spawn(async move {
+                let (result, kept) = client_cycle(mode, kept, cfg).await;
+                (k, result, kept)
+            })
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    done.into_iter().map(|j| j.context("client task")).collect()
+}
+
+/// One client's cycle as [`all_cycles`] returns it.
+type Cycled = (
+    usize,
+    Result<cascade_core::report::UpdateReport, String>,
+    Option<Arc<Session>>,
+);
+
 /// Publishes `version` (unless 1), mirrors, notifies, runs every client's cycle once, and
 /// measures each role.
-async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RolePhase> {
+async fn phase(
+    r: &Roles,
+    args: &Args,
+    sessions: &mut Sessions,
+    name: &str,
+    version: u32,
+) -> Result<RolePhase> {
     let want = version.to_string();
     if version > 1 {
         let body = payload(args.payload_kib, version);
@@ -404,7 +537,7 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
             .await?;
         r.api.mirror_now().await.context("mirror")?;
     }
-    let (req0, bytes0) = server_counts(r).await?;
+    let before = server_counts(r).await?;
     let server0 = cpu_us(r.server.pid());
     let relays0 = relays_cpu_us(r);
     let me0 = cpu_us(std::process::id());
@@ -416,26 +549,19 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
     }
     let t0 = Instant::now();
     let count = args.clients;
-    let cfgs = (0..count)
-        .map(|k| {
-            let dir = r.work.join("clients").join(k.to_string());
-            Ok((k, client_config(r, dir, client_ip(k, args.relays)?)))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let done: Vec<_> = futures::stream::iter(cfgs)
-        .map(|(k, cfg)| tokio::spawn(async move { (k, update_once(cfg).await) }))
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
+    let done = all_cycles(r, args, sessions).await?;
     let wall = t0.elapsed().as_secs_f64();
     let me1 = cpu_us(std::process::id());
     let server1 = cpu_us(r.server.pid());
     let relays1 = relays_cpu_us(r);
-    let (req1, bytes1) = server_counts(r).await?;
+    let after = server_counts(r).await?;
     let (mut by_relay, mut by_server, mut current) = (0, 0, 0);
     let mut errors = 0;
     for joined in done {
-        let (k, result) = joined.context("client task")?;
+        let (k, result, kept) = joined;
+        if let Some(slot) = sessions.get_mut(k) {
+            *slot = kept;
+        }
         match result {
             Ok(report) => match served(&report).0 {
                 "relay" => by_relay += 1,
@@ -454,8 +580,8 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
     }
     let mut by_route = std::collections::BTreeMap::new();
     let mut requests = 0;
-    for (key, after) in &req1 {
-        let d = after.saturating_sub(req0.get(key).copied().unwrap_or(0));
+    for (key, n) in &after.requests {
+        let d = n.saturating_sub(before.requests.get(key).copied().unwrap_or(0));
         if d > 0 {
             requests += d;
             by_route.insert(key.clone(), per(d, count));
@@ -474,9 +600,11 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
         // The one scrape of /metrics before the phase is counted in it.
         server_requests_per_cycle: per(requests.saturating_sub(1), count),
         server_requests_per_cycle_by_route: by_route,
+        server_tls_full_per_cycle: per(after.tls.0.saturating_sub(before.tls.0), count),
+        server_tls_resumed_per_cycle: per(after.tls.1.saturating_sub(before.tls.1), count),
         relay_cpu_us_per_client: per(relays1.saturating_sub(relays0), count),
         clients_cpu_us_per_cycle: per(me1.saturating_sub(me0), count),
-        server_repo_bytes_per_cycle: per(bytes1.saturating_sub(bytes0), count),
+        server_repo_bytes_per_cycle: per(after.repo_bytes.saturating_sub(before.repo_bytes), count),
         server_rss_kib: status_kib(&server_pid, "VmRSS:"),
         server_peak_rss_kib: status_kib(&server_pid, "VmHWM:"),
         relay_rss_kib: pids.iter().map(|p| status_kib(p, "VmRSS:")).collect(),
@@ -487,16 +615,23 @@ async fn phase(r: &Roles, args: &Args, name: &str, version: u32) -> Result<RoleP
 
 fn print_table(r: &RoleReport) {
     println!(
-        "\nfleet bench, per role (separate processes): {} clients, {} update agents, pool {}, payload {} KiB, {} CPUs ({})",
-        r.clients, r.relays, r.concurrency, r.payload_kib, r.machine.nproc, r.machine.cpu
+        "\nfleet bench, per role (separate processes): {} clients ({}), {} update agents, pool {}, payload {} KiB, {} CPUs ({})",
+        r.clients,
+        r.client_mode.label(),
+        r.relays,
+        r.concurrency,
+        r.payload_kib,
+        r.machine.nproc,
+        r.machine.cpu
     );
     println!(
-        "{:<34} {:>9} {:>7} {:>12} {:>9} {:>12} {:>11} {:>11} {:>14}",
+        "{:<34} {:>9} {:>7} {:>12} {:>9} {:>13} {:>12} {:>11} {:>11} {:>14}",
         "phase",
         "current",
         "wall s",
         "server µs/c",
         "req/c",
+        "TLS full/res",
         "relay µs/cl",
         "server RSS",
         "agent RSS",
@@ -505,12 +640,16 @@ fn print_table(r: &RoleReport) {
     for p in &r.phases {
         let agent_rss = p.relay_rss_kib.iter().max().copied().unwrap_or(0);
         println!(
-            "{:<34} {:>9} {:>7.2} {:>12.1} {:>9.1} {:>12.1} {:>7} MiB {:>7} MiB {:>14.1}",
+            "{:<34} {:>9} {:>7.2} {:>12.1} {:>9.1} {:>13} {:>12.1} {:>7} MiB {:>7} MiB {:>14.1}",
             p.name,
             format!("{}/{}", p.current, p.clients),
             p.wall_seconds,
             p.server_cpu_us_per_cycle,
             p.server_requests_per_cycle,
+            format!(
+                "{:.1}/{:.1}",
+                p.server_tls_full_per_cycle, p.server_tls_resumed_per_cycle
+            ),
             p.relay_cpu_us_per_client,
             p.server_rss_kib / 1024,
             agent_rss / 1024,
@@ -533,27 +672,40 @@ pub(crate) async fn run(args: &Args, bin: &Path, work: PathBuf) -> Result<()> {
         work.display()
     );
     let r = start(args, bin, work).await?;
+    let mode = ClientMode::of(args);
+    eprintln!("clients: {}", mode.label());
+    let mut sessions = Sessions::new();
     let mut phases = Vec::new();
     eprintln!(
         "phase 1: {} clients enroll and install version 1",
         args.clients
     );
-    phases.push(phase(&r, args, "enroll + install v1", 1).await?);
+    phases.push(phase(&r, args, &mut sessions, "enroll + install v1", 1).await?);
     eprintln!("phase 2: version 2, notify (credentials remembered by the server)");
-    phases.push(phase(&r, args, "update v2, credentials cached", 2).await?);
+    phases.push(phase(&r, args, &mut sessions, "update v2, credentials cached", 2).await?);
     eprintln!(
         "waiting {} s for the server's memory of verified credentials to expire",
         args.cold_wait
     );
     tokio::time::sleep(Duration::from_secs(args.cold_wait)).await;
     eprintln!("phase 3: version 3, notify (each client's credential verified again)");
-    phases.push(phase(&r, args, "update v3, credentials verified", 3).await?);
+    phases.push(
+        phase(
+            &r,
+            args,
+            &mut sessions,
+            "update v3, credentials verified",
+            3,
+        )
+        .await?,
+    );
     let report = RoleReport {
         bench: "fleet-processes",
         clients: args.clients,
         relays: args.relays,
         concurrency: args.concurrency,
         payload_kib: args.payload_kib,
+        client_mode: mode,
         cascade_bin: bin.display().to_string(),
         machine: machine(),
         phases,
@@ -566,6 +718,7 @@ pub(crate) async fn run(args: &Args, bin: &Path, work: PathBuf) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("wrote {}", args.out.display());
     let all = report.phases.iter().all(|p| p.current == p.clients);
+    drop(sessions);
     drop(r);
     if !all {
         bail!("not every client converged");

@@ -402,7 +402,13 @@ async fn accept_loop(
                         let handshake =
                             tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
                         match handshake.await {
-                            Ok(Ok(tls)) => front::serve(tls, front, app, stop, peer, slot).await,
+                            Ok(Ok(tls)) => {
+                                let kind = tls.get_ref().1.handshake_kind();
+                                front
+                                    .metrics
+                                    .tls_handshake(kind == Some(rustls::HandshakeKind::Resumed));
+                                front::serve(tls, front, app, stop, peer, slot).await;
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, %peer, "TLS handshake failed");
                             }

@@ -91,6 +91,10 @@ pub struct Metrics {
     delivered_clients: AtomicU64,
     mirror_ok: AtomicU64,
     mirror_failed: AtomicU64,
+    /// TLS handshakes completed: full, and resumed from a session ticket
+    /// (`docs/operating.md#tls-session-resumption`).
+    tls_full: AtomicU64,
+    tls_resumed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -107,6 +111,8 @@ impl Default for Metrics {
             delivered_clients: AtomicU64::new(0),
             mirror_ok: AtomicU64::new(0),
             mirror_failed: AtomicU64::new(0),
+            tls_full: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
         };
         // An empty table has room for the first label.
         m.repo = m.route(REPO_ROUTE).unwrap_or(0);
@@ -126,6 +132,16 @@ impl Metrics {
             &self.mirror_ok
         } else {
             &self.mirror_failed
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One TLS handshake completed, full or resumed (`docs/operating.md#tls-session-resumption`).
+    pub fn tls_handshake(&self, resumed: bool) {
+        if resumed {
+            &self.tls_resumed
+        } else {
+            &self.tls_full
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -301,6 +317,14 @@ impl Metrics {
             "cascade_repo_responses_total {}",
             self.repo_responses.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# HELP cascade_tls_handshakes_total TLS handshakes completed, full or resumed from a session ticket.\n# TYPE cascade_tls_handshakes_total counter");
+        for (kind, n) in [("full", &self.tls_full), ("resumed", &self.tls_resumed)] {
+            let _ = writeln!(
+                out,
+                "cascade_tls_handshakes_total{{kind=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(out, "# HELP cascade_http_request_duration_seconds Request latency by route.\n# TYPE cascade_http_request_duration_seconds histogram");
         self.render_latency(&mut out);
         let _ = writeln!(out, "# HELP cascade_http_series_dropped_total Requests not recorded in a latency series (series table full).\n# TYPE cascade_http_series_dropped_total counter");

@@ -197,3 +197,62 @@ async fn an_organisations_own_certificate_is_used() {
         "no private CA made"
     );
 }
+
+/// Connects with `config` (its session store keeps the server's tickets), asks `/healthz`
+/// and reads the answer to the end (the tickets arrive after the handshake); how the
+/// handshake went.
+async fn handshake_with(
+    addr: std::net::SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(&mut tls).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    kind
+}
+
+// A client that connects again resumes its TLS session from the server's session ticket
+// (`docs/operating.md#tls-session-resumption`), even after more other clients than a
+// server-side session cache holds (rustls' default keeps 256) connected in between: the
+// tickets are stateless. The server counts full and resumed handshakes in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_its_tls_session_after_many_others() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let ca = s.ca_pem.clone().unwrap();
+    let first = crate::harness::rustls_client(&ca);
+    assert_eq!(handshake_with(s.addr(), first.clone()).await, Full);
+    for _ in 0..300 {
+        let other = crate::harness::rustls_client(&ca);
+        assert_eq!(handshake_with(s.addr(), other).await, Full);
+    }
+    assert_eq!(handshake_with(s.addr(), first.clone()).await, Resumed);
+    // Again: each resumption brings a new ticket.
+    assert_eq!(handshake_with(s.addr(), first).await, Resumed);
+
+    let text = s.client.metrics().await.unwrap();
+    let count = |kind: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("cascade_tls_handshakes_total{{kind=\"{kind}\"}} "))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    assert!(count("full") >= 301, "{text}");
+    assert!(count("resumed") >= 2, "{text}");
+}
