@@ -27,6 +27,7 @@
 //! open-files limit come from `cascade-front`, shared with the relay's front door.
 
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -182,16 +183,20 @@ pub(crate) async fn serve<I: Conn>(
     mut io: I,
     front: Arc<Front>,
     app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
 ) {
     let mut buf: Vec<u8> = Vec::new();
+    if *stop.borrow() {
+        return;
+    }
+    let mut waits = HeadWaits::new(&stop, front.limits.header_read_timeout);
     loop {
-        if *stop.borrow() {
+        if stopping(&stop) {
             return;
         }
-        match read_head(&mut io, &mut buf, &front.limits, &mut stop, peer).await {
+        match read_head(&mut io, &mut buf, &front.limits, &mut waits, &stop, peer).await {
             Head::Close => return,
             Head::Complete(
                 n,
@@ -243,21 +248,78 @@ pub(crate) async fn serve<I: Conn>(
     drop(slot);
 }
 
+/// What a connection waits on besides its socket while it reads request heads: the
+/// header-read timer and the server's stop signal, each set up once for the connection's
+/// life. Between heads the timer is pushed later (`Sleep::reset` to a later deadline takes no
+/// lock) and the stop signal is looked at with one atomic load: a request registers nothing
+/// with the runtime's timer wheel or the signal's waiter list, both shared by every worker
+/// thread (`docs/architecture.md#serving-the-repository`).
+struct HeadWaits {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Resolves when the server stops (or its signal's sender is gone).
+    stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Whether `stopped` has been polled (and so holds this task's waker).
+    armed: bool,
+}
+
+impl HeadWaits {
+    fn new(stop: &watch::Receiver<bool>, timeout: std::time::Duration) -> Self {
+        let mut rx = stop.clone();
+        HeadWaits {
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            stopped: Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }),
+            armed: false,
+        }
+    }
+
+    /// Ready once the server stops. Once armed, the waiter is polled again only when the
+    /// signal has a new value: it wakes this task then, and only then can it be ready.
+    fn poll_stopped(&mut self, stop: &watch::Receiver<bool>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed && matches!(stop.has_changed(), Ok(false)) {
+            return Poll::Pending;
+        }
+        self.armed = true;
+        self.stopped.as_mut().poll(cx)
+    }
+}
+
+/// Whether the server is stopping: one atomic load while the signal has no new value
+/// (`stop` is never marked seen, so a value sent stays new).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    !matches!(stop.has_changed(), Ok(false)) && *stop.borrow()
+}
+
 /// Reads until the buffer starts with a whole request head (or a reason to stop reading),
 /// within the header-read timeout.
 async fn read_head<I: Conn>(
     io: &mut I,
     buf: &mut Vec<u8>,
     limits: &ServeLimits,
-    stop: &mut watch::Receiver<bool>,
+    waits: &mut HeadWaits,
+    stop: &watch::Receiver<bool>,
     peer: SocketAddr,
 ) -> Head {
-    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    waits
+        .timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + limits.header_read_timeout);
     let read =
         cascade_front::read_head::<MAX_HEADERS, _, _>(io, buf, HEAD_LIMITS, |req| ask(req, peer));
-    let read = tokio::select! {
-        _ = stop.wait_for(|s| *s) => return Head::Close,
-        r = tokio::time::timeout_at(deadline, read) => r,
+    let mut read = std::pin::pin!(read);
+    let read = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(Ok(r)));
+        }
+        if waits.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(())));
+        }
+        waits.poll_stopped(stop, cx).map(|()| None)
+    })
+    .await;
+    let Some(read) = read else {
+        return Head::Close;
     };
     match read {
         Ok(Ok((n, ask))) => Head::Complete(n, ask),
@@ -269,7 +331,7 @@ async fn read_head<I: Conn>(
             | cascade_front::HeadError::TooManyHeaders
             | cascade_front::HeadError::Invalid,
         )) => Head::HandOver,
-        Err(_) => {
+        Err(()) => {
             tracing::debug!(%peer, "request head not received within the header-read timeout");
             Head::Close
         }

@@ -12,7 +12,10 @@
 //! modification and change times are all unchanged, so a file replaced by an atomic rename
 //! or rewritten in place is read again. A miss opens the file, `fstat`s the descriptor and
 //! reads it whole from that descriptor, so the `ETag` and the bytes come from the same
-//! version. Large whole files are streamed from the descriptor that was `fstat`ed, in 1 MiB
+//! version. Each thread also keeps its own copy of the entries it served (up to
+//! [`LOCAL_BUDGET`], checked against the same version): a hit there takes no lock and
+//! touches no reference count another core writes, as nginx's independent workers do. Large
+//! whole files are streamed from the descriptor that was `fstat`ed, in 1 MiB
 //! chunks read on the blocking pool straight into the buffers sent. Directories and `Range`
 //! requests go to `tower-http`'s `ServeDir` (ranges, `Last-Modified`).
 //!
@@ -20,6 +23,7 @@
 //! own site repository ([`crate::site`]) lives outside the repository directory; `/repo/site/…`
 //! is looked up in its served tree ([`Served::site`]) under the same rules.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::Read as _;
@@ -90,6 +94,10 @@ pub const CACHED_FILE: u64 = 256 * 1024;
 /// it, the cache is emptied and starts over (the hot set of a repository, its metadata and
 /// small targets, is far smaller).
 const CACHE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Each thread's copy of the [`Cache`] entries it served holds at most this many bytes (a
+/// server has a worker thread per core); past it, the copy is emptied and starts over.
+const LOCAL_BUDGET: usize = 8 * 1024 * 1024;
 
 /// `ServeDir` (ranges) reads in chunks of this size, each one trip to the blocking pool (its
 /// default, 64 KiB, makes 320 trips for 20 MiB). Memory in flight is a chunk or two per
@@ -164,26 +172,65 @@ struct Files {
 }
 
 impl Cache {
+    /// The entry of `full` at `version`: from this thread's copy when it has it, else from
+    /// the shared map, then copied (bytes and `ETag` into buffers of this thread's own) into
+    /// this thread's copy. Keyed by path and checked against the version like the shared map,
+    /// so one copy serves every `Cache` of the process alike.
     fn get(&self, full: &Path, version: Version) -> Option<Entry> {
-        let files = self.files.read().ok()?;
-        files
-            .map
-            .get(full)
-            .filter(|e| e.version == version)
-            .cloned()
+        thread_local! {
+            static LOCAL: RefCell<Files> = RefCell::new(Files::default());
+        }
+        let local = LOCAL.with(|l| {
+            l.borrow()
+                .map
+                .get(full)
+                .filter(|e| e.version == version)
+                .cloned()
+        });
+        if local.is_some() {
+            return local;
+        }
+        let shared = {
+            let files = self.files.read().ok()?;
+            files
+                .map
+                .get(full)
+                .filter(|e| e.version == version)
+                .cloned()?
+        };
+        let Ok(etag) = HeaderValue::from_bytes(shared.etag.as_bytes()) else {
+            return Some(shared);
+        };
+        let own = Entry {
+            version,
+            etag,
+            bytes: Bytes::copy_from_slice(&shared.bytes),
+        };
+        LOCAL.with(|l| {
+            l.borrow_mut()
+                .put(full.to_path_buf(), own.clone(), LOCAL_BUDGET);
+        });
+        Some(own)
     }
 
     fn put(&self, full: PathBuf, entry: Entry) {
         let Ok(mut files) = self.files.write() else {
             return;
         };
-        if files.bytes + entry.bytes.len() > CACHE_BUDGET {
-            files.map.clear();
-            files.bytes = 0;
+        files.put(full, entry, CACHE_BUDGET);
+    }
+}
+
+impl Files {
+    /// Adds `entry`, first emptying the map when it would grow past `budget` bytes.
+    fn put(&mut self, full: PathBuf, entry: Entry, budget: usize) {
+        if self.bytes + entry.bytes.len() > budget {
+            self.map.clear();
+            self.bytes = 0;
         }
-        files.bytes += entry.bytes.len();
-        if let Some(old) = files.map.insert(full, entry) {
-            files.bytes -= old.bytes.len();
+        self.bytes += entry.bytes.len();
+        if let Some(old) = self.map.insert(full, entry) {
+            self.bytes -= old.bytes.len();
         }
     }
 }
@@ -565,5 +612,53 @@ mod tests {
         assert!(relative(&format!("/{}", "a".repeat(255))).is_some());
         assert!(matches("W/\"x\", \"y\"", b"\"y\""));
         assert!(!matches("\"x\"", b"\"y\""));
+    }
+
+    fn bytes_of(cache: &Cache, full: &Path) -> Vec<u8> {
+        match look(cache, full.to_path_buf(), true).unwrap().content {
+            Content::Bytes(b) => b.to_vec(),
+            Content::File(..) | Content::Elsewhere => panic!("not from the cache"),
+        }
+    }
+
+    // Threads answering from their own copies of the cache still see a file replaced (an
+    // atomic rename) or rewritten in place, each on its next look, and a second cache of the
+    // same process answers the file as it is now.
+    #[test]
+    fn thread_copies_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("timestamp.json");
+        std::fs::write(&full, b"one").unwrap();
+        let cache = Arc::new(Cache::default());
+        let look_from_threads = |want: &'static [u8]| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (cache, full) = (Arc::clone(&cache), full.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..3 {
+                            assert_eq!(bytes_of(&cache, &full), want);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        };
+        look_from_threads(b"one");
+        assert_eq!(bytes_of(&cache, &full), b"one");
+        assert_eq!(bytes_of(&cache, &full), b"one");
+
+        let next = dir.path().join("timestamp.json.new");
+        std::fs::write(&next, b"two, longer").unwrap();
+        std::fs::rename(&next, &full).unwrap();
+        look_from_threads(b"two, longer");
+        assert_eq!(bytes_of(&cache, &full), b"two, longer");
+
+        // Written in place (another length: timestamps may not tick between the writes).
+        std::fs::write(&full, b"three").unwrap();
+        look_from_threads(b"three");
+        assert_eq!(bytes_of(&cache, &full), b"three");
+        assert_eq!(bytes_of(&Cache::default(), &full), b"three");
     }
 }

@@ -361,3 +361,79 @@ async fn event_stream_held_by_the_front_and_by_hyper() {
         .expect(200);
     read_until(tcp, pending, b"0\r\n\r\n").await;
 }
+
+// On a multi-threaded runtime, a kept-alive connection answered by the front again and
+// again, its requests spread over longer than the header-read timeout, gets every answer
+// (the timeout counts from each new head, not from the first) and is closed once it goes
+// quiet for longer than the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn front_header_timeout_restarts_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_tuned(dir.path(), None, None, |st| {
+        st.tls = cascade_server::TlsMode::InsecurePlainHttp;
+        st.limits.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let repo = s.data_dir.join("repo");
+    std::fs::create_dir_all(repo.join("t")).unwrap();
+    let small = random_bytes(4096);
+    std::fs::write(repo.join("t/small.json"), &small).unwrap();
+
+    let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..5 {
+        tcp.write_all(b"GET /repo/t/small.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let got = answer(&mut tcp, &mut pending, false).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, small);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut tail = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut tail))
+        .await
+        .expect("an idle connection is closed")
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+// A kept-alive connection waiting for its next head after answers from the front is closed
+// when the server stops (the header-read timeout is far away), and the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn front_connections_end_when_the_server_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_tuned(dir.path(), None, None, |st| {
+        st.tls = cascade_server::TlsMode::InsecurePlainHttp;
+        st.limits.header_read_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let repo = s.data_dir.join("repo");
+    std::fs::create_dir_all(repo.join("t")).unwrap();
+    let small = random_bytes(4096);
+    std::fs::write(repo.join("t/small.json"), &small).unwrap();
+
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            tcp.write_all(b"GET /repo/t/small.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let got = answer(&mut tcp, &mut pending, false).await;
+            assert_eq!(got.status, 200);
+        }
+        conns.push(tcp);
+    }
+    let stopped = tokio::spawn(s.stop());
+    for mut tcp in conns {
+        let mut tail = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut tail))
+            .await
+            .expect("closed when the server stops")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    stopped.await.unwrap();
+}
