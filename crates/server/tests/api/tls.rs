@@ -27,6 +27,20 @@ async fn read_all(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
     got
 }
 
+/// Asks `/healthz` on `stream` (closing after it) and checks the answer is a 200.
+async fn healthz_answers(stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin)) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(stream).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 // What `openssl s_client` found ("wrong version number": plain HTTP) is turned around: a
 // plain-HTTP request to the server's port gets no HTTP answer, a TLS client that does not
 // trust the server's CA fails its handshake, and rustls trusting the CA gets 200.
@@ -67,15 +81,7 @@ async fn only_tls_to_the_servers_ca_gets_answers() {
 
     // rustls trusting the CA, on the raw socket: 200.
     let mut tls = s.raw_connect().await;
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_all(&mut tls).await;
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    healthz_answers(&mut tls).await;
     // And the typed client trusting the CA.
     s.client.health().await.unwrap();
 }
@@ -212,15 +218,7 @@ async fn handshake_with(
         .await
         .unwrap();
     let kind = tls.get_ref().1.handshake_kind().unwrap();
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_all(&mut tls).await;
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    healthz_answers(&mut tls).await;
     kind
 }
 
