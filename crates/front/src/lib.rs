@@ -12,10 +12,12 @@
 //! - [`send_file`]: sending part of a file with `sendfile(2)`, optionally paced (bandwidth
 //!   caps);
 //! - [`parse_range`]: one `Range: bytes=…` header;
-//! - [`raise_open_files`]: the soft open-files limit raised to the hard one.
+//! - [`raise_open_files`]: the soft open-files limit raised to the hard one;
+//! - [`listen`]: a listening socket with a backlog sized for bursts of clients.
 
 mod head;
 mod limits;
+mod listen;
 mod range;
 mod response;
 #[cfg(target_os = "linux")]
@@ -23,6 +25,7 @@ mod sendfile;
 
 pub use head::{read_head, HeadError, HeadLimits};
 pub use limits::raise_open_files;
+pub use listen::{listen, BACKLOG};
 pub use range::{parse_range, Unsatisfiable};
 pub use response::ResponseHead;
 #[cfg(target_os = "linux")]

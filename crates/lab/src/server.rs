@@ -45,9 +45,7 @@ impl RunningServer {
                 *g = Some(f.clone());
             }
         });
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| kit("bind server")(&e))?;
+        let listener = cascade_front::listen(listen).map_err(|e| kit("bind server")(&e))?;
         let addr = listener.local_addr().map_err(|e| kit("bind server")(&e))?;
         let server = Server::open(settings.clone())
             .await

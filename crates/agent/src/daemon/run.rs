@@ -138,7 +138,7 @@ pub async fn run_self_updating(
         agent.id.credential.clone(),
         tx,
     ));
-    let (relay_stop, relay_task) = serve_relay(&agent).await?;
+    let (relay_stop, relay_task) = serve_relay(&agent)?;
     let reports = tokio::spawn(Arc::clone(&agent).report_relay());
     tokio::pin!(shutdown);
     let mut n: i64 = 0;
@@ -225,7 +225,8 @@ pub async fn run_self_updating(
 }
 
 /// Starts serving the relay, when the agent is one: the sender that stops it, and its task.
-async fn serve_relay(
+/// Runs inside the agent's runtime (the listener registers with it).
+fn serve_relay(
     agent: &Agent,
 ) -> Result<
     (
@@ -237,8 +238,7 @@ async fn serve_relay(
     let (relay_stop, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let task = match (&agent.relay, agent.cfg.relay_listen) {
         (Some(relay), Some(addr)) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            let listener = cascade_front::listen(addr)
                 .map_err(|e| AgentError::Relay(format!("bind {addr}: {e}")))?;
             let relay = Arc::clone(relay);
             Some(tokio::spawn(relay.serve(listener, async move {

@@ -205,9 +205,8 @@ fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize, tls: boo
         println!("{line}");
     });
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let listener =
+            cascade_front::listen(listen).with_context(|| format!("binding {listen}"))?;
         // The parent kills this process when the bench ends.
         cascade_server::launch(s, listener, std::future::pending())
             .await

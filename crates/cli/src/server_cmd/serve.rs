@@ -186,8 +186,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             limits: cascade_repo::TransportLimits::default(),
         });
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = cascade_front::listen(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         cascade_server::launch(settings, listener, crate::shutdown_signal())
             .await

@@ -71,9 +71,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         0,
     );
     relay.set_upstreams(vec![args.upstream.clone()]);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("bind {}", args.listen))?;
+    let listener =
+        cascade_front::listen(args.listen).with_context(|| format!("bind {}", args.listen))?;
     println!("relay-serve: listening on {}", args.listen);
     match args.front {
         Front::Sendfile => relay.serve(listener, std::future::pending()).await,
