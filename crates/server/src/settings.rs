@@ -14,6 +14,17 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> i64;
 }
 
+/// A clock a test sets by hand (`clock.0.store(t, Ordering::SeqCst)`).
+#[cfg(test)]
+pub(crate) struct TestClock(pub std::sync::atomic::AtomicI64);
+
+#[cfg(test)]
+impl Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

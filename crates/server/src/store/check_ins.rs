@@ -450,16 +450,8 @@ mod tests {
     use cascade_core::Category;
     use sqlx::{AnyPool, Connection as _, Row as _};
 
-    use crate::settings::Clock;
+    use crate::settings::TestClock;
     use crate::store::{CheckInRecord, Store, StoreError};
-
-    struct TestClock(AtomicI64);
-
-    impl Clock for TestClock {
-        fn now(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 
     /// A store on a fresh database: SQLite in `dir`, or the PostgreSQL `url`.
     struct Fixture {

@@ -199,15 +199,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::settings::Clock;
-
-    struct TestClock(AtomicI64);
-
-    impl Clock for TestClock {
-        fn now(&self) -> i64 {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use crate::settings::TestClock;
 
     async fn store(dir: &std::path::Path) -> (Store, Arc<TestClock>) {
         let db = crate::db::open(dir, None).await.unwrap();
