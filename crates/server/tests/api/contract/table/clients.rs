@@ -1,0 +1,158 @@
+//! The contract's rows for clients (enrollment, policy, check-in, status, events), notify,
+//! the clients list, the fleet views and the enrollment token.
+
+use cascade_proto as p;
+
+use crate::contract::row::{answer, body, row, Row, Who};
+
+/// The clients' and fleet's operations, in the order the drive runs them.
+pub(super) fn rows() -> Vec<Row> {
+    use Who::{Admin, Client, Enroll};
+    let checkin = p::CheckIn {
+        agent_version: None,
+        ip: Some("10.0.0.7".into()),
+        installed: [(p::Category::Components, "1.0.0".to_owned())].into(),
+        last_update: Some(p::UpdateReport {
+            finished_at: Some(1_700_000_000),
+            outcome: p::Outcome::Ok,
+            attempts: vec![p::Attempt {
+                category: Some(p::Category::Components),
+                step: 1,
+                source: "server".into(),
+                outcome: p::Outcome::Ok,
+                reason: None,
+                bytes: 10,
+                millis: 5,
+            }],
+        }),
+        relay: None,
+    };
+    vec![
+        row(
+            "post",
+            "/api/client/enroll",
+            Enroll,
+            body(&p::EnrollRequest {
+                name: "pc-1".into(),
+                domain: Some("eng".into()),
+                agent_address: None,
+            }),
+            201,
+            answer::<p::Enrolled>(),
+            "/api/client/enroll",
+            201,
+        ),
+        row(
+            "get",
+            "/api/client/policy",
+            Client,
+            None,
+            200,
+            answer::<p::ClientPolicy>(),
+            "/api/client/policy",
+            200,
+        ),
+        row(
+            "post",
+            "/api/client/checkin",
+            Client,
+            body(&checkin),
+            200,
+            answer::<p::CheckInResponse>(),
+            "/api/client/checkin",
+            200,
+        ),
+        row(
+            "get",
+            "/api/client/status",
+            Client,
+            None,
+            200,
+            answer::<p::ClientView>(),
+            "/api/client/status",
+            200,
+        ),
+        row(
+            "get",
+            "/api/client/events",
+            Client,
+            None,
+            200,
+            answer::<p::StreamEvent>(),
+            "/api/client/events",
+            200,
+        ),
+        row(
+            "post",
+            "/api/notify",
+            Admin,
+            body(&p::NotifyRequest {
+                categories: vec![p::Category::Components],
+            }),
+            200,
+            answer::<p::NotifyResponse>(),
+            "/api/notify",
+            200,
+        ),
+        row(
+            "get",
+            "/api/clients",
+            Admin,
+            None,
+            200,
+            answer::<p::ClientsResponse>(),
+            "/api/clients?stale=0",
+            200,
+        ),
+        row(
+            "get",
+            "/api/fleet/health",
+            Admin,
+            None,
+            200,
+            answer::<p::FleetHealth>(),
+            "/api/fleet/health",
+            200,
+        ),
+        row(
+            "get",
+            "/api/fleet/compliance",
+            Admin,
+            None,
+            200,
+            answer::<p::ComplianceResponse>(),
+            "/api/fleet/compliance",
+            200,
+        ),
+        row(
+            "get",
+            "/api/clients/{id}",
+            Admin,
+            None,
+            200,
+            answer::<p::ClientView>(),
+            "/api/clients/CLIENT",
+            200,
+        ),
+        row(
+            "get",
+            "/api/enrollment-token",
+            Admin,
+            None,
+            200,
+            answer::<p::EnrollmentTokenInfo>(),
+            "/api/enrollment-token",
+            200,
+        ),
+        row(
+            "post",
+            "/api/enrollment-token/rotate",
+            Admin,
+            None,
+            201,
+            answer::<p::EnrollmentToken>(),
+            "/api/enrollment-token/rotate",
+            201,
+        ),
+    ]
+}
