@@ -109,11 +109,15 @@ impl StaticServer {
     ///
     /// # Errors
     /// When the address cannot be bound.
+    // Async though nothing is awaited: binding and spawning need the runtime, and callers
+    // await it.
+    #[allow(clippy::unused_async)]
     pub async fn restart(&mut self) -> Result<(), KitError> {
         self.stop();
-        let listener = tokio::net::TcpListener::bind(self.addr)
-            .await
-            .map_err(|e| kit("bind static server")(&e))?;
+        // The fronts' queue of pending connections (docs/operating.md#listen-backlog): a
+        // burst of agents and clients at a mirror is queued, not dropped.
+        let listener =
+            cascade_front::listen(self.addr).map_err(|e| kit("bind static server")(&e))?;
         self.addr = listener
             .local_addr()
             .map_err(|e| kit("bind static server")(&e))?;
