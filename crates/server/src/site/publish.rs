@@ -215,20 +215,13 @@ impl SitePublisher {
         options: PublishOptions,
     ) -> Result<Vec<PublishedTarget>, SiteError> {
         self.as_writer(|| async {
-            let waited = tokio::time::Instant::now();
-            loop {
+            let added = retry_busy(|| {
                 let at = now(self.clock.as_ref());
-                match p.publish(category, name, version, files, options, at).await {
-                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Ok(added) => {
-                        tracing::info!(%category, name, version, targets = added.len(), "site repository: published");
-                        return Ok(added);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+                p.publish(category, name, version, files, options, at)
+            })
+            .await?;
+            tracing::info!(%category, name, version, targets = added.len(), "site repository: published");
+            Ok(added)
         })
         .await
     }
@@ -250,16 +243,12 @@ impl SitePublisher {
         // Through the one writer, like every other publish: on replicas the result is stored
         // as the site tree's next version.
         self.as_writer(|| async {
-            let waited = tokio::time::Instant::now();
-            loop {
+            retry_busy(|| {
                 let at = now(self.clock.as_ref());
-                match p.publish_delegated(role, metadata, incoming, at).await {
-                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    other => return other.map_err(SiteError::from),
-                }
-            }
+                p.publish_delegated(role, metadata, incoming, at)
+            })
+            .await
+            .map_err(SiteError::from)
         })
         .await
     }
@@ -274,15 +263,9 @@ impl SitePublisher {
     pub async fn delegate(&self, d: &cascade_repo::Delegation) -> Result<(), SiteError> {
         let p = self.publisher.lock().await;
         self.as_writer(|| async {
-            let waited = tokio::time::Instant::now();
-            loop {
-                match p.delegate(d, now(self.clock.as_ref())).await {
-                    Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    other => return other.map_err(SiteError::from),
-                }
-            }
+            retry_busy(|| p.delegate(d, now(self.clock.as_ref())))
+                .await
+                .map_err(SiteError::from)
         })
         .await
     }
@@ -299,6 +282,24 @@ impl SitePublisher {
                 .map_err(SiteError::from)
         })
         .await
+    }
+}
+
+/// Runs `op` again while the repository's directory lock is held by another process
+/// (`publish.busy`), every 50 ms for up to [`BUSY_WAIT`]; then its answer, whatever it is.
+async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T, PublishError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PublishError>>,
+{
+    let waited = tokio::time::Instant::now();
+    loop {
+        match op().await {
+            Err(PublishError::Busy(_)) if waited.elapsed() < BUSY_WAIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use cascade_core::Category;
-use cascade_repo::Passphrase;
+use cascade_repo::{Passphrase, PublishedTarget};
 
-use super::SitePublisher;
+use super::{SiteError, SitePublisher};
 use crate::settings::Clock;
 
 struct Fixed;
@@ -17,6 +17,18 @@ impl Clock for Fixed {
 
 fn passphrase() -> Passphrase {
     Passphrase::new("correct horse battery staple").unwrap()
+}
+
+/// Publishes `{}` as version 1 of the default settings document.
+async fn publish_default_settings(site: &SitePublisher) -> Result<PublishedTarget, SiteError> {
+    site.publish_bytes(
+        Category::DomainSettings,
+        "default",
+        "1",
+        "settings.json",
+        b"{}",
+    )
+    .await
 }
 
 // First open creates the repository with private, encrypted keys and takes the root key
@@ -59,43 +71,16 @@ async fn created_once_then_published_to() {
     let locked = SitePublisher::open_or_create(&dir, None, Arc::new(Fixed))
         .await
         .unwrap();
-    let refused = locked
-        .publish_bytes(
-            Category::DomainSettings,
-            "default",
-            "1",
-            "settings.json",
-            b"{}",
-        )
-        .await
-        .unwrap_err();
+    let refused = publish_default_settings(&locked).await.unwrap_err();
     assert_eq!(refused.code(), "key.passphrase_needed", "{refused}");
     drop(locked);
     let site = SitePublisher::open_or_create(&dir, Some(passphrase()), Arc::new(Fixed))
         .await
         .unwrap();
     assert_eq!(std::fs::read(site.root_path()).unwrap(), root);
-    let t = site
-        .publish_bytes(
-            Category::DomainSettings,
-            "default",
-            "1",
-            "settings.json",
-            b"{}",
-        )
-        .await
-        .unwrap();
+    let t = publish_default_settings(&site).await.unwrap();
     assert_eq!(t.name, "domain-settings/default/1/settings.json");
-    let again = site
-        .publish_bytes(
-            Category::DomainSettings,
-            "default",
-            "1",
-            "settings.json",
-            b"{}",
-        )
-        .await
-        .unwrap_err();
+    let again = publish_default_settings(&site).await.unwrap_err();
     assert_eq!(again.code(), "publish.version_exists");
     assert!(!dir.join("server-incoming").exists());
     site.refresh_timestamp().await.unwrap();
