@@ -21,6 +21,29 @@ fn sha256(bytes: &[u8]) -> String {
     cascade_repo::fsutil::sha256_hex(bytes)
 }
 
+/// Uploads `body` as `tool` `version`, file `file` (not a hotfix, declared SHA-256 `sha256`),
+/// through `api`, which must refuse it (`what` names the case): the status and stable code.
+async fn refused_upload(
+    api: &cascade_client::AdminClient,
+    what: &str,
+    version: &str,
+    file: &str,
+    sha256: Option<String>,
+    body: &[u8],
+) -> (Option<u16>, Option<String>) {
+    let e = api
+        .upload_program(
+            "tool",
+            version,
+            &upload(file, false, sha256),
+            body.to_vec().into(),
+            body.len() as u64,
+        )
+        .await
+        .expect_err(what);
+    (e.status(), e.server_error().map(|d| d.code.clone()))
+}
+
 // A hotfix and a plain build are published, listed newest first, and served as signed
 // targets; each refusal names its cause and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,23 +116,9 @@ async fn uploads_are_published_or_refused_with_nothing_left() {
         .get("hotfix")
         .is_none());
 
-    let refused = |what: &str, r: Result<_, cascade_client::ClientError>| {
-        let e = r.expect_err(what);
-        (e.status(), e.server_error().map(|d| d.code.clone()))
-    };
     let big = vec![7u8; 1001];
     assert_eq!(
-        refused(
-            "over the limit",
-            api.upload_program(
-                "tool",
-                "2",
-                &upload("tool.sh", false, None),
-                big.clone().into(),
-                1001
-            )
-            .await
-        ),
+        refused_upload(&api, "over the limit", "2", "tool.sh", None, &big).await,
         (Some(413), Some("request.too_large".into()))
     );
     // Without a declared length the limit is counted while the body arrives.
@@ -128,73 +137,31 @@ async fn uploads_are_published_or_refused_with_nothing_left() {
         .unwrap();
     assert_eq!(req.status(), 413);
     assert_eq!(
-        refused(
+        refused_upload(
+            &api,
             "hash mismatch",
-            api.upload_program(
-                "tool",
-                "2",
-                &upload("tool.sh", false, Some(sha256(b"other"))),
-                build.clone().into(),
-                build.len() as u64
-            )
-            .await
-        ),
+            "2",
+            "tool.sh",
+            Some(sha256(b"other")),
+            &build
+        )
+        .await,
         (Some(400), Some("program.sha256_mismatch".into()))
     );
     assert_eq!(
-        refused(
-            "empty",
-            api.upload_program(
-                "tool",
-                "2",
-                &upload("tool.sh", false, None),
-                Vec::<u8>::new().into(),
-                0
-            )
-            .await
-        ),
+        refused_upload(&api, "empty", "2", "tool.sh", None, &[]).await,
         (Some(400), Some("program.empty".into()))
     );
     assert_eq!(
-        refused(
-            "bad version",
-            api.upload_program(
-                "tool",
-                "../2",
-                &upload("tool.sh", false, None),
-                build.clone().into(),
-                build.len() as u64
-            )
-            .await
-        ),
+        refused_upload(&api, "bad version", "../2", "tool.sh", None, &build).await,
         (Some(400), Some("program.name".into()))
     );
     assert_eq!(
-        refused(
-            "bad file",
-            api.upload_program(
-                "tool",
-                "2",
-                &upload(".hidden", false, None),
-                build.clone().into(),
-                build.len() as u64
-            )
-            .await
-        ),
+        refused_upload(&api, "bad file", "2", ".hidden", None, &build).await,
         (Some(400), Some("program.name".into()))
     );
     assert_eq!(
-        refused(
-            "existing version",
-            api.upload_program(
-                "tool",
-                "1.0",
-                &upload("tool.sh", false, None),
-                build.clone().into(),
-                build.len() as u64
-            )
-            .await
-        ),
+        refused_upload(&api, "existing version", "1.0", "tool.sh", None, &build).await,
         (Some(409), Some("publish.version_exists".into()))
     );
     // An operator may list but not publish (a build can replace agents' binaries).
@@ -217,18 +184,7 @@ async fn uploads_are_published_or_refused_with_nothing_left() {
     let operator = s.client.admin(&token);
     assert_eq!(operator.programs().await.unwrap().programs.len(), 2);
     assert_eq!(
-        refused(
-            "operator",
-            operator
-                .upload_program(
-                    "tool",
-                    "2",
-                    &upload("tool.sh", false, None),
-                    build.clone().into(),
-                    build.len() as u64
-                )
-                .await
-        ),
+        refused_upload(&operator, "operator", "2", "tool.sh", None, &build).await,
         (Some(403), Some("auth.forbidden".into()))
     );
 
