@@ -2,74 +2,17 @@
 //! privilege control, a settings form that stores and publishes through the API's code path
 //! (a refusal shown beside its field, nothing stored), and the privilege saved per domain.
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::{Method, Response};
+use reqwest::header::{COOKIE, LOCATION};
+use reqwest::Method;
 
-use crate::harness::{csrf_in, revision_in, start, TestServer};
-
-const FORM: &str = "application/x-www-form-urlencoded";
-
-fn encode(form: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish()
-}
-
-fn cookie_named(resp: &Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with(name) || name.is_empty())
-}
-
-async fn login(s: &TestServer) -> String {
-    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
-    let login_cookie = cookie_named(&page, "").unwrap();
-    let csrf = csrf_in(&page.text().await.unwrap());
-    let resp = s
-        .http
-        .post(format!("{}/login", s.url))
-        .header(COOKIE, login_cookie)
-        .header(CONTENT_TYPE, FORM)
-        .body(encode(&[
-            ("csrf", csrf.as_str()),
-            ("token", s.admin.as_str()),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    cookie_named(&resp, "cascade_session=").unwrap()
-}
-
-async fn get(s: &TestServer, cookie: &str, path: &str) -> (u16, String) {
-    let r = s
-        .http
-        .get(format!("{}{path}", s.url))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn post(s: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
-    s.http
-        .post(format!("{}{path}", s.url))
-        .header(COOKIE, cookie)
-        .header(CONTENT_TYPE, FORM)
-        .body(encode(form))
-        .send()
-        .await
-        .unwrap()
-}
+use crate::forms::{get, login, post};
+use crate::harness::{csrf_in, revision_in, start};
 
 #[tokio::test]
 async fn domains_page_edits_settings_and_the_privilege() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
-    let cookie = login(&s).await;
+    let cookie = login(&s, &s.admin).await.unwrap();
 
     let (status, page) = get(&s, &cookie, "/domains").await;
     assert_eq!(status, 200);

@@ -1,93 +1,11 @@
 //! Console sessions, CSRF and revision checks, spoken over plain HTTP (no browser needed).
 
 use cascade_client::proto::{AgentDoc, Category, CheckIn, EnrollRequest, RelayReport, SourceBody};
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::{Method, Response};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION};
+use reqwest::Method;
 
-use crate::harness::{csrf_in, json, revision_in, start, TestServer};
-
-const FORM: &str = "application/x-www-form-urlencoded";
-
-fn encode(form: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish()
-}
-
-fn cookies(resp: &Response) -> Vec<String> {
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-fn cookie_pair(set: &str) -> String {
-    set.split(';').next().unwrap().to_owned()
-}
-
-/// Logs in through the form with an API token; returns the session cookie pair.
-async fn login(s: &TestServer, token: &str) -> Result<String, (u16, String)> {
-    login_with(s, &[("token", token)]).await
-}
-
-/// Logs in through the form with `fields`; returns the session cookie pair.
-async fn login_with(s: &TestServer, fields: &[(&str, &str)]) -> Result<String, (u16, String)> {
-    let page = s.http.get(format!("{}/login", s.url)).send().await.unwrap();
-    let login_cookie = cookie_pair(&cookies(&page)[0]);
-    let csrf = csrf_in(&page.text().await.unwrap());
-    let resp = s
-        .http
-        .post(format!("{}/login", s.url))
-        .header(COOKIE, login_cookie)
-        .header(CONTENT_TYPE, FORM)
-        .body(encode(
-            &[("csrf", csrf.as_str())]
-                .into_iter()
-                .chain(fields.iter().copied())
-                .collect::<Vec<_>>(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    if resp.status() != 303 {
-        return Err((resp.status().as_u16(), resp.text().await.unwrap()));
-    }
-    let set = cookies(&resp);
-    let session = set
-        .iter()
-        .find(|c| c.starts_with("cascade_session="))
-        .expect("a session cookie");
-    assert!(session.contains("HttpOnly"), "{session}");
-    assert!(
-        session.contains("; Secure;"),
-        "the session cookie is Secure: {session}"
-    );
-    assert!(session.contains("SameSite=Strict"), "{session}");
-    Ok(cookie_pair(session))
-}
-
-async fn get(s: &TestServer, cookie: &str, path: &str) -> (u16, String) {
-    let r = s
-        .http
-        .get(format!("{}{path}", s.url))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn post(s: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
-    s.http
-        .post(format!("{}{path}", s.url))
-        .header(COOKIE, cookie)
-        .header(CONTENT_TYPE, FORM)
-        .body(encode(form))
-        .send()
-        .await
-        .unwrap()
-}
+use crate::forms::{cookie_pair, cookies, encode, get, login, login_with, post, FORM};
+use crate::harness::{csrf_in, json, revision_in, start};
 
 // Pages need a session; only the admin token opens one, and logout ends it.
 #[tokio::test]

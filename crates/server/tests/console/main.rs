@@ -9,6 +9,7 @@ mod browser;
 mod charts;
 mod domains;
 mod fleet;
+mod forms;
 mod harness;
 mod http;
 mod programs;
