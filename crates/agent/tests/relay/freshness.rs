@@ -12,6 +12,16 @@ use url::Url;
 
 use super::{relay, relay_timed, upstream};
 
+/// The body of `GET url`.
+async fn text_of(url: &Url) -> String {
+    reqwest::get(url.clone())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 // timestamp.json is fetched afresh each time, and served from cache when the upstream is gone.
 #[tokio::test]
 async fn timestamp_is_refreshed_and_survives_upstream_loss() {
@@ -23,29 +33,13 @@ async fn timestamp_is_refreshed_and_survives_upstream_loss() {
     let clock = Arc::new(ManualClock::at(1_700_000_000));
     let (relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
     let url = base.join("metadata/timestamp.json").unwrap();
-    assert_eq!(
-        reqwest::get(url.clone())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "v1"
-    );
+    assert_eq!(text_of(&url).await, "v1");
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
     clock.advance_by(Duration::from_millis(600));
-    assert_eq!(
-        reqwest::get(url.clone())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "v2"
-    );
+    assert_eq!(text_of(&url).await, "v2");
     relay.set_upstreams(vec![Url::parse("http://127.0.0.1:9/repo/").unwrap()]);
     clock.advance_by(Duration::from_millis(600));
-    assert_eq!(reqwest::get(url).await.unwrap().text().await.unwrap(), "v2");
+    assert_eq!(text_of(&url).await, "v2");
 }
 
 // A timestamp fetched a moment ago is reused for a burst of requests, but not after
@@ -59,14 +53,7 @@ async fn revalidate_skips_the_reuse_window() {
     let cache = tempfile::tempdir().unwrap();
     let (relay, base) = relay(cache.path(), vec![up.url()], u64::MAX).await;
     let url = base.join("metadata/timestamp.json").unwrap();
-    let get = || async {
-        reqwest::get(url.clone())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let get = || text_of(&url);
     assert_eq!(get().await, "v1");
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
     relay.revalidate();
@@ -86,14 +73,7 @@ async fn reuse_window_follows_the_clock() {
     let clock = Arc::new(ManualClock::at(1_700_000_000));
     let (_relay, base) = relay_timed(cache.path(), vec![up.url()], u64::MAX, clock.clone()).await;
     let url = base.join("metadata/timestamp.json").unwrap();
-    let get = || async {
-        reqwest::get(url.clone())
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let get = || text_of(&url);
     assert_eq!(get().await, "v1");
     std::fs::write(dir.path().join("metadata/timestamp.json"), "v2").unwrap();
     clock.advance_by(Duration::from_millis(400));
