@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use cascade_bench::procs::{free_port, machine, open_files_limit, Machine};
 use cascade_core::report::{Outcome, UpdateReport};
 use cascade_core::Category;
 use cascade_testkit::{start_fleet, update_once, wait_until, AgentHandle, Fleet, Upstream};
@@ -136,14 +137,6 @@ struct Report {
     note: &'static str,
 }
 
-#[derive(Debug, Serialize)]
-struct Machine {
-    nproc: usize,
-    cpu: String,
-    mem_total_kib: u64,
-    open_files_limit: Option<u64>,
-}
-
 /// The running system.
 struct World {
     work: PathBuf,
@@ -172,11 +165,6 @@ fn client_ip(k: usize, relays: usize) -> Result<IpAddr> {
     let hi = u8::try_from(j / 250).context("too many clients per office (max 64000)")?;
     let lo = u8::try_from(j % 250 + 1).context("client address")?;
     Ok(IpAddr::V4(Ipv4Addr::new(127, office, hi, lo)))
-}
-
-fn free_port(ip: Ipv4Addr) -> Result<SocketAddr> {
-    let l = std::net::TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}"))?;
-    Ok(l.local_addr()?)
 }
 
 /// Deterministic content of `kib` KiB; version `v` rewrites about 1 % of it.
@@ -236,39 +224,6 @@ fn proc_status(field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn open_files_limit() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = s.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
-fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let mem_total_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0);
-    Machine {
-        nproc: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        cpu,
-        mem_total_kib,
-        open_files_limit: open_files_limit(),
-    }
 }
 
 /// The server's `cascade_repo_bytes_total`.
@@ -663,13 +618,7 @@ async fn main() -> Result<()> {
         }
     }
     if args.processes {
-        let bin = match &args.cascade_bin {
-            Some(b) => b.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("this binary's directory")?
-                .join("cascade"),
-        };
+        let bin = cascade_bench::procs::cascade_bin(args.cascade_bin.as_deref())?;
         roles::run(&args, &bin, work).await?;
         drop(tmp);
         return Ok(());

@@ -20,7 +20,6 @@
 //! TLS handshake per connection). The report says which ([`ClientMode`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +34,11 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use url::Url;
 
-use super::{client_ip, installed, machine, payload, relay_ip, served, Args, Machine, ITEM};
+use cascade_bench::procs::{
+    cpu_us, free_port, machine, server_counts, spawn, start_server, status_kib, Machine, Proc,
+};
+
+use super::{client_ip, installed, payload, relay_ip, served, Args, ITEM};
 
 /// How each simulated client runs its cycles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,53 +69,6 @@ impl ClientMode {
 
 /// The kept agent of each client (`None` until its first successful start).
 type Sessions = Vec<Option<Arc<Session>>>;
-
-/// A child process killed when dropped.
-struct Proc {
-    child: Child,
-    name: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-/// CPU time (user + system) used so far by process `pid`, µs (clock-tick resolution).
-fn cpu_us(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the command name;
-    // USER_HZ is 100 on Linux.
-    (ticks(11) + ticks(12)) * 10_000
-}
-
-/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unknown.
-fn status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// One phase of the per-role mode.
 #[derive(Debug, Serialize)]
@@ -175,53 +131,6 @@ struct Roles {
     relays: Vec<(std::net::SocketAddr, Proc)>,
 }
 
-/// Reads the first-start message of `cascade server` from `out`: (URL, admin token,
-/// enrollment token).
-async fn first_start(out: &Path, server: &mut Proc) -> Result<(Url, String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        let after = |marker: &str| {
-            let mut lines = text.lines();
-            lines.find(|l| l.contains(marker))?;
-            lines.next().map(|l| l.trim().to_owned())
-        };
-        let url = text
-            .lines()
-            .find_map(|l| l.strip_prefix("cascade server first start: "))
-            .map(str::trim);
-        if let (Some(url), Some(admin), Some(enroll)) = (
-            url,
-            after("its API token"),
-            after("enrollment token for clients"),
-        ) {
-            return Ok((Url::parse(url)?, admin, enroll));
-        }
-        if let Some(status) = server.child.try_wait()? {
-            bail!("{} exited: {status}", server.name);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no first-start message from {} in {}",
-                server.name,
-                out.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn spawn(bin: &Path, args: &[String], log: &Path, out: &Path, name: String) -> Result<Proc> {
-    let child = Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::from(std::fs::File::create(out)?))
-        .stderr(Stdio::from(std::fs::File::create(log)?))
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    Ok(Proc { child, name })
-}
-
 fn policy(up: &Url, relays: &[std::net::SocketAddr]) -> String {
     use std::fmt::Write as _;
     let mut s = format!("mode = \"customized\"\nactiveupdate_url = \"{up}\"\n");
@@ -265,16 +174,10 @@ async fn start(args: &Args, bin: &Path, work: PathBuf) -> Result<Roles> {
         .await?;
     let root = work.join("upstream-root.json");
     upstream.write_root(&root)?;
-    let addr = super::free_port(std::net::Ipv4Addr::LOCALHOST)?;
-    let data = work.join("server");
-    let mut server = spawn(
+    let started = start_server(
         bin,
+        &work,
         &[
-            "server".into(),
-            "--listen".into(),
-            addr.to_string(),
-            "--data-dir".into(),
-            data.display().to_string(),
             "--upstream-root".into(),
             root.display().to_string(),
             "--mirror-every".into(),
@@ -284,14 +187,11 @@ async fn start(args: &Args, bin: &Path, work: PathBuf) -> Result<Roles> {
             "--max-connections".into(),
             max_connections(args).to_string(),
         ],
-        &work.join("server.log"),
-        &work.join("server.out"),
-        "cascade server".into(),
-    )?;
-    let (url, admin, enroll) = first_start(&work.join("server.out"), &mut server).await?;
-    let ca = std::fs::read(data.join("tls/ca.pem")).context("the server's CA")?;
-    let http = cascade_client::http_builder(Some(&ca))?.build()?;
-    let api = Client::with_http(url.clone(), http).admin(admin.as_str());
+    )
+    .await?;
+    let (server, url, enroll) = (started.proc, started.url, started.enroll);
+    let http = cascade_client::http_builder(Some(&started.ca_pem))?.build()?;
+    let api = Client::with_http(url.clone(), http).admin(started.admin.as_str());
     let agent_enroll = api
         .create_enrollment_token(&NewEnrollmentToken {
             name: "fleet-bench update agents".into(),
@@ -302,7 +202,7 @@ async fn start(args: &Args, bin: &Path, work: PathBuf) -> Result<Roles> {
         .token;
     let mut addrs = Vec::new();
     for i in 0..args.relays {
-        addrs.push(super::free_port(relay_ip(i)?)?);
+        addrs.push(free_port(relay_ip(i)?)?);
     }
     let up = upstream.url().context("upstream URL")?;
     let doc = PolicyDoc::from_policy(&Policy::from_toml(&policy(&up, &addrs))?);
@@ -403,58 +303,6 @@ fn client_config(r: &Roles, dir: PathBuf, ip: std::net::IpAddr) -> AgentConfig {
     }
 }
 
-/// Requests the server answered so far by `method route status`, from `/metrics`.
-type ByRoute = std::collections::BTreeMap<String, u64>;
-
-/// What the server counted so far, from `/metrics`.
-struct Counts {
-    /// Requests answered by route.
-    requests: ByRoute,
-    /// Bytes sent from `/repo/`.
-    repo_bytes: u64,
-    /// TLS handshakes completed: full, resumed.
-    tls: (u64, u64),
-}
-
-/// The server's counts so far, from `/metrics`.
-async fn server_counts(r: &Roles) -> Result<Counts> {
-    let text = r.api.client().metrics().await.context("metrics")?;
-    let requests = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("cascade_http_request_duration_seconds_count{"))
-        .filter_map(|l| {
-            let (labels, n) = l.rsplit_once("} ")?;
-            let label = |k: &str| {
-                labels
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix("=\""))
-                    .map(|v| v.trim_end_matches('"').to_owned())
-            };
-            let key = format!(
-                "{} {} {}",
-                label("method")?,
-                label("route")?,
-                label("status")?
-            );
-            Some((key, n.trim().parse::<u64>().ok()?))
-        })
-        .collect();
-    let value = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(Counts {
-        requests,
-        repo_bytes: value("cascade_repo_bytes_total "),
-        tls: (
-            value("cascade_tls_handshakes_total{kind=\"full\"} "),
-            value("cascade_tls_handshakes_total{kind=\"resumed\"} "),
-        ),
-    })
-}
-
 fn relays_cpu_us(r: &Roles) -> u64 {
     r.relays.iter().map(|(_, p)| cpu_us(p.pid())).sum()
 }
@@ -537,7 +385,7 @@ async fn phase(
             .await?;
         r.api.mirror_now().await.context("mirror")?;
     }
-    let before = server_counts(r).await?;
+    let before = server_counts(&r.api).await?;
     let server0 = cpu_us(r.server.pid());
     let relays0 = relays_cpu_us(r);
     let me0 = cpu_us(std::process::id());
@@ -554,7 +402,7 @@ async fn phase(
     let me1 = cpu_us(std::process::id());
     let server1 = cpu_us(r.server.pid());
     let relays1 = relays_cpu_us(r);
-    let after = server_counts(r).await?;
+    let after = server_counts(&r.api).await?;
     let (mut by_relay, mut by_server, mut current) = (0, 0, 0);
     let mut errors = 0;
     for joined in done {
@@ -578,15 +426,11 @@ async fn phase(
         let dir = r.work.join("clients").join(k.to_string());
         current += usize::from(installed(&dir).as_deref() == Some(want.as_str()));
     }
-    let mut by_route = std::collections::BTreeMap::new();
-    let mut requests = 0;
-    for (key, n) in &after.requests {
-        let d = n.saturating_sub(before.requests.get(key).copied().unwrap_or(0));
-        if d > 0 {
-            requests += d;
-            by_route.insert(key.clone(), per(d, count));
-        }
-    }
+    let (by_route, requests) = after.requests_since(&before);
+    let by_route = by_route
+        .into_iter()
+        .map(|(key, d)| (key, per(d, count)))
+        .collect();
     let pids: Vec<String> = r.relays.iter().map(|(_, p)| p.pid().to_string()).collect();
     let server_pid = r.server.pid().to_string();
     Ok(RolePhase {
@@ -660,12 +504,6 @@ fn print_table(r: &RoleReport) {
 
 /// Runs the per-role mode and writes its report.
 pub(crate) async fn run(args: &Args, bin: &Path, work: PathBuf) -> Result<()> {
-    if !bin.is_file() {
-        bail!(
-            "no cascade binary at {} (cargo build --release -p cascade-cli, or --cascade-bin)",
-            bin.display()
-        );
-    }
     eprintln!(
         "starting `cascade server` and {} `cascade agent --relay` processes in {}",
         args.relays,

@@ -25,6 +25,7 @@ pub mod mirror;
 pub mod notify;
 pub mod openapi;
 pub mod repo;
+pub mod revisions;
 pub mod rollout;
 pub mod routes;
 pub mod settings;
@@ -151,7 +152,8 @@ impl Server {
             sh.materialize(shared::Tree::Upstream, &repo_dir.join("upstream"))
                 .await?;
         }
-        let store = store::Store::new(db.pool.clone(), settings.clock.clone());
+        let store = store::Store::new(db.pool.clone(), settings.clock.clone())
+            .with_revisions_max_age(settings.revisions_max_age);
         let auth = auth::Verifier::new(store.clone(), settings.clock.clone(), settings.hash_cost)
             .with_random(settings.random.clone())
             .with_lockout(settings.lockout);

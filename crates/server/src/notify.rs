@@ -264,8 +264,10 @@ pub async fn missed(
         return Ok(None);
     };
     // The caller asks `reaches` before replaying it (a replica that restarted since the
-    // notice was issued reads its scope here).
+    // notice was issued reads its scope here). It may come from another replica not followed
+    // yet: the revisions are read again before the client's next policy request.
     notifier.learn_scope(store, n.id).await?;
+    store.revisions().forget();
     let (stage, jitter_ms) = match role {
         Role::Agent => (Stage::Agents, 0),
         Role::Client => (Stage::Clients, notifier.jitter_ms(notifier.connected(role))),
@@ -328,6 +330,9 @@ pub async fn issue_scoped(
         .await?;
     seen.local.insert(id);
     notifier.remember(id, only.map(|ids| ids.into_iter().collect()));
+    // A client told to update must not get a 304 for a revision another replica moved on
+    // (docs/operating.md#policy-revisions-in-memory).
+    store.revisions().forget();
     Ok((id, notifier.send(id, categories, now)))
 }
 
@@ -409,8 +414,10 @@ async fn follow_once(notifier: &Notifier, store: &Store) -> Result<(), StoreErro
         if seen.local.remove(&id) {
             continue;
         }
-        // Whom it is for, before any stream here hears it.
+        // Whom it is for, and the revisions the other replica may have changed, before any
+        // stream here hears it.
         notifier.learn_scope(store, id).await?;
+        store.revisions().forget();
         let fan = notifier.send(id, n.categories, n.issued_at);
         tracing::info!(
             id,

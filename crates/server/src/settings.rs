@@ -128,6 +128,11 @@ pub struct Settings {
     pub replica_poll: Duration,
     /// How often to look for notifies issued by other replicas sharing the database.
     pub notify_poll: Duration,
+    /// How long the policy and rollout revisions read from the database answer clients'
+    /// policy requests (304) without reading it again: the bound on how late a change made
+    /// by another replica, and not followed by a notify, is seen here
+    /// (`docs/operating.md#policy-revisions-in-memory`).
+    pub revisions_max_age: Duration,
     /// A notify is still delivered to event streams that (re)connect within this long after
     /// it was issued, unless the client sent a later event id or checked in since
     /// (`docs/architecture.md#notify-across-restarts`).
@@ -174,6 +179,7 @@ impl Settings {
             jitter_per_client: Duration::from_millis(5),
             max_jitter: Duration::from_secs(60),
             notify_poll: Duration::from_secs(2),
+            revisions_max_age: crate::revisions::MAX_AGE,
             replica_poll: Duration::from_secs(10),
             notify_replay_window: Duration::from_secs(3600),
             on_first_start: Arc::new(print_first_start),

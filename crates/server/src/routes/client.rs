@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRef, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::IF_NONE_MATCH;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -147,11 +147,7 @@ pub async fn policy(
     // revisions (one statement, the stored policy not decoded).
     let (policy_revision, rollout_revision) = st.store.client_revisions().await?;
     let etag = format!("\"{}\"", policy_revision + rollout_revision);
-    let versions = HeaderValue::try_from(
-        crate::repo::Served::from_ref(&st)
-            .announced()
-            .header_value(),
-    );
+    let versions = HeaderValue::try_from(st.notifier.served().announced().header_value());
     let announce = |mut resp: Response| {
         if let Ok(v) = versions {
             resp.headers_mut().insert(REPO_VERSIONS, v);

@@ -351,16 +351,22 @@ impl Store {
                 agent_version: c.agent_version.map(str::to_owned),
             })
             .await
+            .inspect(|&(policy, rollouts)| self.revisions.saw(policy, rollouts))
     }
 
     /// The policy revision and the rollout revision (what a client's policy `ETag` and its
-    /// check-in answer are made of), in one statement: the client cycle's cheap read, without
-    /// decoding the stored policy.
+    /// check-in answer are made of): from memory while fresh, else in one statement, without
+    /// decoding the stored policy (docs/operating.md#policy-revisions-in-memory).
     ///
     /// # Errors
     /// Database errors, a missing policy row.
     pub async fn client_revisions(&self) -> Result<(i64, i64), StoreError> {
-        revisions(&mut *self.pool.acquire().await?).await
+        if let Some(held) = self.revisions.fresh() {
+            return Ok(held);
+        }
+        let reading = self.revisions.begin_read();
+        let (policy, rollouts) = revisions(&mut *self.pool.acquire().await?).await?;
+        Ok(self.revisions.end_read(reading, policy, rollouts))
     }
 
     /// Forgets a client; `false` when there was none.

@@ -91,6 +91,9 @@ pub struct Store {
     search: Arc<search::Ready>,
     /// The check-in writer (docs/operating.md#group-commit).
     check_ins: Arc<check_ins::CheckInWriter>,
+    /// The policy and rollout revisions in memory
+    /// (docs/operating.md#policy-revisions-in-memory).
+    revisions: Arc<crate::revisions::Revisions>,
 }
 
 /// A policy and its revision.
@@ -127,8 +130,22 @@ impl Store {
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             search: Arc::default(),
             check_ins: check_ins::CheckInWriter::new(pool.clone()),
+            revisions: Arc::default(),
             pool,
         }
+    }
+
+    /// This store with revisions read from the database answering for `max_age`
+    /// (docs/operating.md#policy-revisions-in-memory).
+    #[must_use]
+    pub fn with_revisions_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.revisions = Arc::new(crate::revisions::Revisions::new(max_age));
+        self
+    }
+
+    /// The policy and rollout revisions held in memory.
+    pub fn revisions(&self) -> &crate::revisions::Revisions {
+        &self.revisions
     }
 
     /// Stops the check-in writer (docs/operating.md#group-commit): the check-ins queued are
@@ -153,6 +170,7 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("no policy row".into()))?;
         let revision: i64 = row.try_get("revision")?;
         let doc: String = row.try_get("doc")?;
+        self.revisions.saw_policy(revision);
         Ok(Stored {
             revision,
             policy: decode(&doc)?,
@@ -239,6 +257,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.revisions.saw_policy(next);
         tracing::info!(revision = next, actor, "policy written");
         Ok(Stored {
             revision: next,

@@ -157,7 +157,9 @@ impl Store {
         let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) AS n FROM rollouts")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get("n")?)
+        let n = row.try_get("n")?;
+        self.revisions.saw_rollouts(n);
+        Ok(n)
     }
 
     /// Every rollout, newest first.
@@ -235,6 +237,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.revisions.saw_rollouts(rev);
         self.rollout(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("rollout {id} not found after insert")))
@@ -276,6 +279,7 @@ impl Store {
             return Ok(None);
         }
         tx.commit().await?;
+        self.revisions.saw_rollouts(rev);
         self.rollout(id).await
     }
 

@@ -28,6 +28,7 @@ mod policy;
 mod postgres;
 mod programs;
 mod proxies;
+mod revisions;
 mod rollouts;
 mod sessions;
 mod shared_repo;

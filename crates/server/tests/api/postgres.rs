@@ -171,6 +171,60 @@ async fn postgres_notify_reaches_other_replicas_without_polling() {
     pg.drop_db().await;
 }
 
+// Replicas on one PostgreSQL database: a policy write on replica a is not seen by replica b
+// while b holds the revisions (an hour here; a second by default), and b reads them again when
+// it hears a's notify, before its streams do: the client told to update gets the new policy
+// from b, not a 304 (`docs/operating.md#policy-revisions-in-memory`).
+#[tokio::test]
+async fn postgres_notify_ends_the_304_on_other_replicas() {
+    let pg = Database::new().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tune = |s: &mut cascade_server::Settings| {
+        s.notify_poll = Duration::from_secs(3600);
+        crate::revisions::held_an_hour(s);
+    };
+    let a = start_tuned(dir_a.path(), Some(pg.url.clone()), None, tune).await;
+    let tokens = (a.admin.clone(), a.enroll.clone(), a.clock.clone());
+    let b = start_tuned(dir_b.path(), Some(pg.url.clone()), Some(tokens), tune).await;
+    let (_, c) = a.enroll_client("pc-pg", None).await;
+    let first = crate::revisions::fetch(&b, &c, None).await.unwrap();
+    assert_eq!(
+        crate::revisions::fetch(&b, &c, Some(first.revision)).await,
+        None
+    );
+    let mut sse = Sse::connect(&b.http, &b.url, &c).await.unwrap();
+    assert_eq!(sse.next().await.unwrap().0, "hello");
+    a.admin(
+        Method::PATCH,
+        "/api/policy/settings",
+        json(&SettingsPatch {
+            mode: Some(Mode::Customized),
+            ..SettingsPatch::default()
+        }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        crate::revisions::fetch(&b, &c, Some(first.revision)).await,
+        None,
+        "b holds the revisions it read: a's write is not seen yet"
+    );
+    let v = a.admin(Method::POST, "/api/notify", None).await.expect(200);
+    let (event, data) = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .expect("a's notice on b's stream")
+        .unwrap();
+    assert_eq!(event, "notify");
+    assert_eq!(data["id"], v["id"]);
+    let next = crate::revisions::fetch(&b, &c, Some(first.revision))
+        .await
+        .expect("a 200 from b after the notify, not a 304");
+    assert_eq!(next.revision, first.revision + 1);
+    b.stop().await;
+    a.stop().await;
+    pg.drop_db().await;
+}
+
 // Replicas on one PostgreSQL database share console sessions: a login on one is a session on
 // the other; logout, user deletion, role change and token revocation end it on both
 // (`docs/operating.md#console-sessions`).
