@@ -25,6 +25,10 @@
 //!
 //! Reading the head, writing response heads (with the cached `Date`), `sendfile` and the
 //! open-files limit come from `cascade-front`, shared with the relay's front door.
+//!
+//! The front runs on whichever runtime accepted the connection ([`crate::accept`]): the
+//! server's runtime, or an accepting thread's own, whose router then runs each request on the
+//! server's runtime.
 
 use std::fs::File;
 use std::future::Future;
