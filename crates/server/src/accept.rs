@@ -18,14 +18,18 @@
 //! (`sqlx`: a PostgreSQL connection's socket belongs to the runtime that opened it, and the
 //! pool opens connections on whichever runtime asks first), spawn tasks that must outlive a
 //! connection (group commit, notifications) and keep state bound to the server's runtime.
-//! So in this mode the router is wrapped ([`OnRuntime`]): every routed request (`/api/…`, the
-//! console, `/metrics`, a `/repo/` request the front hands over) is spawned as a task on the
-//! server's runtime, whose answer comes back to the accepting thread to be written; the
-//! request body streams to it and the response body from it through hyper's channels, which
-//! wake across runtimes. The split is at the request, not the connection: sockets never move
-//! between runtimes (a tokio socket is registered with one runtime's I/O driver), and a
-//! request dropped by its connection (the peer went away) aborts its task, as dropping the
-//! future does in shared mode.
+//! So the split is at the hand-over: a connection the front hands to hyper and the router
+//! (`/api/…`, the console, `/metrics`, a `/repo/` request the front does not answer) moves,
+//! with the bytes already read and its TLS session, to the server's runtime for the rest of
+//! its life ([`Portable`]: its socket is taken off the thread's I/O driver and registered
+//! with the server's; a tokio socket belongs to one driver, so it is moved, never shared) and
+//! is served there exactly as in shared mode, with no request crossing runtimes. The one
+//! routed request the front itself writes the answer of, a notification stream, runs on the
+//! server's runtime as a task ([`OnRuntime`]) whose answer (the stream) comes back to be held
+//! on the accepting thread; a request dropped by its connection aborts its task, as dropping
+//! the future does in shared mode. (Running every routed request of a connection that stays
+//! on its thread as such a task was measured first: two wake-ups across threads per request,
+//! ~20 % more CPU per routed request on 2 cores.)
 //!
 //! Both modes keep the same rules: at most `--max-connections` connections served at once,
 //! counted across all threads by one semaphore (per thread, a connection is accepted and then
@@ -47,7 +51,7 @@ use axum::response::{IntoResponse as _, Response};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::front::{self, Front};
+use crate::front::{self, Conn, Front};
 use crate::ServerError;
 
 /// How the server accepts connections (module documentation).
@@ -163,7 +167,17 @@ async fn per_thread(
     let mut first = Some(listener.into_std().map_err(ServerError::Serve)?);
     accepting.front.metrics.count_accepted(threads.get());
     let mut accepting = accepting.clone();
-    accepting.app = OnRuntime::router(accepting.app, tokio::runtime::Handle::current());
+    let runtime = tokio::runtime::Handle::current();
+    accepting.front = Arc::new(Front {
+        served: accepting.front.served.clone(),
+        metrics: accepting.front.metrics.clone(),
+        limits: accepting.front.limits,
+        home: Some(front::Home {
+            runtime: runtime.clone(),
+            app: accepting.app.clone(),
+        }),
+    });
+    accepting.app = OnRuntime::router(accepting.app, runtime);
     // `accepting` (stop listening) and `done` (end the runtime) are two signals: a thread's
     // connections outlive its listener until every connection, on every thread, has ended.
     let (listening_tx, listening) = watch::channel(true);
@@ -178,50 +192,21 @@ async fn per_thread(
         let (ready_tx, ready) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
-        let own = first.take();
-        let accepting = accepting.clone();
-        let mut listening = listening.clone();
-        let mut done = done.clone();
+        let start = ThreadStart {
+            index: i,
+            own: first.take(),
+            addr,
+            threads,
+            accepting: accepting.clone(),
+            listening: listening.clone(),
+            done: done.clone(),
+            ready: ready_tx,
+            closed: closed_tx,
+            ended: ended_tx,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("cascade-accept-{i}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listener = match own {
-                        Some(l) => TcpListener::from_std(l),
-                        None => listen(addr, Accept::PerThread { threads }),
-                    };
-                    let listener = match listener {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let stop = async move {
-                        let _ = listening.wait_for(|l| !*l).await;
-                    };
-                    if let Err(e) =
-                        accept_until(listener, i, &accepting, Order::ConnectionFirst, stop).await
-                    {
-                        tracing::warn!(error = %e, thread = i, "accepting thread stopped");
-                    }
-                    drop(closed_tx);
-                    let _ = done.wait_for(|d| *d).await;
-                });
-                drop(runtime);
-                drop(ended_tx);
-            });
+            .spawn(move || accepting_thread(start));
         match thread {
             Ok(_) => out.ended.push(ended),
             Err(e) => {
@@ -256,6 +241,79 @@ async fn per_thread(
             Err(ServerError::Serve(e))
         }
     }
+}
+
+/// What one accepting thread is given.
+struct ThreadStart {
+    index: usize,
+    /// The listener the server was given (the first thread's); the others bind their own.
+    own: Option<std::net::TcpListener>,
+    addr: std::net::SocketAddr,
+    threads: NonZeroUsize,
+    accepting: Accepting,
+    /// Flips to `false`: stop accepting.
+    listening: watch::Receiver<bool>,
+    /// Flips to `true`: every connection has ended, the runtime may end.
+    done: watch::Receiver<bool>,
+    /// Whether the thread listens.
+    ready: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+    /// Dropped when the thread's listener is closed.
+    closed: tokio::sync::oneshot::Sender<()>,
+    /// Dropped when the thread's runtime is.
+    ended: tokio::sync::oneshot::Sender<()>,
+}
+
+/// One accepting thread: its runtime, its listener, its accept loop; the runtime runs until
+/// every connection of the server has ended.
+fn accepting_thread(t: ThreadStart) {
+    let ThreadStart {
+        index,
+        own,
+        addr,
+        threads,
+        accepting,
+        mut listening,
+        mut done,
+        ready,
+        closed,
+        ended,
+    } = t;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match own {
+            Some(l) => TcpListener::from_std(l),
+            None => listen(addr, Accept::PerThread { threads }),
+        };
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let stop = async move {
+            let _ = listening.wait_for(|l| !*l).await;
+        };
+        if let Err(e) =
+            accept_until(listener, index, &accepting, Order::ConnectionFirst, stop).await
+        {
+            tracing::warn!(error = %e, thread = index, "accepting thread stopped");
+        }
+        drop(closed);
+        let _ = done.wait_for(|d| *d).await;
+    });
+    drop(runtime);
+    drop(ended);
 }
 
 /// Whether a loop takes a place under `--max-connections` before it accepts (one loop:
@@ -321,7 +379,11 @@ async fn accept_until(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        tokio::spawn(serve_connection(tcp, peer, slot, a.clone()));
+        if a.front.home.is_some() {
+            tokio::spawn(serve_connection(Portable::new(tcp), peer, slot, a.clone()));
+        } else {
+            tokio::spawn(serve_connection(tcp, peer, slot, a.clone()));
+        }
     }
     drop(listener);
     Ok(())
@@ -329,12 +391,15 @@ async fn accept_until(
 
 /// Serves one accepted connection: plain, or TLS after a handshake within the header-read
 /// timeout.
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
+async fn serve_connection<C>(
+    tcp: C,
     peer: std::net::SocketAddr,
     slot: OwnedSemaphorePermit,
     a: Accepting,
-) {
+) where
+    C: Conn,
+    tokio_rustls::server::TlsStream<C>: Conn,
+{
     let Accepting {
         acceptor,
         app,
@@ -400,6 +465,114 @@ impl tower::Service<Request<Body>> for OnRuntime {
                 Err(_) => Ok(axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()),
             }
         })
+    }
+}
+
+/// An accepting thread's TCP connection, which can move to the server's runtime when it is
+/// handed over to hyper ([`Conn::rehome`]): its socket is taken off the thread's I/O driver
+/// and registered with the server's (a tokio socket belongs to one driver). Handed-over
+/// connections then live as in shared mode, with no request crossing runtimes.
+pub(crate) struct Portable {
+    /// `None` only while it moves.
+    tcp: Option<tokio::net::TcpStream>,
+}
+
+impl Portable {
+    fn new(tcp: tokio::net::TcpStream) -> Self {
+        Portable { tcp: Some(tcp) }
+    }
+
+    fn tcp(&mut self) -> std::io::Result<&mut tokio::net::TcpStream> {
+        self.tcp
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl Conn for Portable {
+    async fn send_file(&mut self, file: std::fs::File, len: u64) -> std::io::Result<()> {
+        self.tcp()?.send_file(file, len).await
+    }
+
+    fn rehome(&mut self, to: &tokio::runtime::Handle) -> std::io::Result<()> {
+        let tcp = self
+            .tcp
+            .take()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+        let std = tcp.into_std()?;
+        let _on = to.enter();
+        self.tcp = Some(tokio::net::TcpStream::from_std(std)?);
+        Ok(())
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<Portable> {
+    fn send_file(
+        &mut self,
+        file: std::fs::File,
+        len: u64,
+    ) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        // Encrypted in user space, as every TLS connection (`front::copy_file`).
+        front::copy_file(self, file, len)
+    }
+
+    fn rehome(&mut self, to: &tokio::runtime::Handle) -> std::io::Result<()> {
+        self.get_mut().0.rehome(to)
+    }
+}
+
+impl tokio::io::AsyncRead for Portable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.tcp() {
+            Ok(t) => Pin::new(t).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Portable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.tcp() {
+            Ok(t) => Pin::new(t).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.tcp() {
+            Ok(t) => Pin::new(t).poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.tcp() {
+            Ok(t) => Pin::new(t).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.tcp() {
+            Ok(t) => Pin::new(t).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 

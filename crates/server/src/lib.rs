@@ -347,6 +347,7 @@ impl Server {
             served: self.state.notifier.served().clone(),
             metrics: self.state.metrics.clone(),
             limits: self.state.limits,
+            home: None,
         });
         accept::serve(listener, self.accept, acceptor, app, front, signal).await?;
         // Check-ins still queued are stored before the pool closes

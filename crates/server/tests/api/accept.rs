@@ -61,8 +61,8 @@ fn small_file(s: &TestServer) -> Vec<u8> {
     small
 }
 
-/// A plain connection that got one `/repo/` answer from the front and one from the router
-/// (`/healthz`, handed over to hyper on the same connection).
+/// A plain connection that got one `/repo/` answer from the front, then, handed over to hyper
+/// on the same connection, one from the router (`/healthz`) and the file again.
 async fn answered_connection(s: &TestServer, small: &[u8]) -> tokio::net::TcpStream {
     let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
     let mut pending = Vec::new();
@@ -82,6 +82,13 @@ async fn answered_connection(s: &TestServer, small: &[u8]) -> tokio::net::TcpStr
         "{:?}",
         String::from_utf8_lossy(&health.body)
     );
+    // Handed over: the router answers the rest of the connection's requests.
+    tcp.write_all(b"GET /repo/t/small.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let again = answer(&mut tcp, &mut pending, false).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, small);
     tcp
 }
 
@@ -212,7 +219,8 @@ async fn max_connections_counts_every_thread() {
 }
 
 // Over TLS (the private CA): 16 raw connections handshake with the accepting threads and get
-// a repository file each; a large file read in user space arrives whole.
+// a repository file each, then, handed over to the router on the same session, a routed
+// answer and the file again; a large file read in user space arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_through_per_thread_listeners() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +238,19 @@ async fn tls_through_per_thread_listeners() {
         let got = answer(&mut tls, &mut pending, false).await;
         assert_eq!(got.status, 200);
         assert_eq!(got.body, small);
+        // Handed over to hyper (the connection moves to the server's runtime): a routed
+        // request, then the file again, on the same TLS session.
+        tls.write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /repo/t/small.json HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let health = answer(&mut tls, &mut pending, false).await;
+        assert_eq!(health.status, 200);
+        let again = answer(&mut tls, &mut pending, false).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, small);
         conns.push(tls);
     }
     let counts = accepted(&s).await;
