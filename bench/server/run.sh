@@ -10,8 +10,9 @@
 # cascade runs twice: on plain HTTP (`--insecure-plain-http`, the flag says what it is:
 # whole files go out by sendfile(2)) and, with TLS=1, also over TLS (its own CA; wrk does
 # not verify), so the cost of TLS per request and per GB is measured in the same run.
-# With PER_THREAD=1 (the default) each of those runs once more with `--accept per-thread`
-# (a listener and a current-thread runtime per thread, SO_REUSEPORT: docs/operating.md#accept-per-thread),
+# Those two run with `--accept shared`; with PER_THREAD=1 (the default) each of them runs
+# once more with `--accept per-thread` (the default of `cascade server`:
+# a listener and a current-thread runtime per thread, SO_REUSEPORT: docs/operating.md#accept-per-thread),
 # named cascade-pt (and cascade-pt-tls); at the end the script prints how the kernel spread
 # that server's connections over its listeners (`cascade_accepted_connections_total`).
 #
@@ -114,13 +115,13 @@ CONF
 "${server_cpu[@]}" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 nginx_pid=$!
-RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --insecure-plain-http \
+RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --insecure-plain-http --accept shared \
     --listen "127.0.0.1:$PLAIN_PORT" --data-dir "$work/data" >"$work/plain.log" 2>&1 &
 pids+=($!)
 plain_pid=$!
 servers=("nginx http://127.0.0.1:$NGINX_PORT $nginx_pid" "cascade http://127.0.0.1:$PLAIN_PORT $plain_pid")
 if [ "$TLS" = 1 ]; then
-    RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server \
+    RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --accept shared \
         --listen "127.0.0.1:$TLS_PORT" --data-dir "$work/tls" >"$work/tls.log" 2>&1 &
     pids+=($!)
     servers+=("cascade-tls https://127.0.0.1:$TLS_PORT $!")

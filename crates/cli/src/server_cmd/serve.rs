@@ -73,12 +73,12 @@ pub struct ServerArgs {
     /// Connections served at once; more wait in the listen queue.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
-    /// How connections are accepted: `shared`, one listening socket and one accept loop
-    /// feeding the runtime's worker threads; `per-thread`, `--accept-threads` threads, each
-    /// with its own listening socket on the address (`SO_REUSEPORT`) serving the connections
-    /// it accepts end to end, routed requests run on the main runtime
+    /// How connections are accepted: `per-thread`, `--accept-threads` threads, each with its
+    /// own listening socket on the address (`SO_REUSEPORT`) and runtime, serving the
+    /// connections it accepts (a connection handed to the router moves to the main runtime);
+    /// `shared`, one listening socket and one accept loop feeding the runtime's worker threads
     /// (docs/operating.md#accept-per-thread).
-    #[arg(long, value_enum, default_value_t = AcceptMode::Shared)]
+    #[arg(long, value_enum, default_value_t = AcceptMode::PerThread)]
     pub accept: AcceptMode,
     /// With `--accept per-thread`: the number of accepting threads (default: the CPUs this
     /// process may run on).
@@ -270,10 +270,18 @@ mod tests {
         assert!(e.contains("`10.0.0.0/33` is not an IP address"), "{e}");
     }
 
-    // Shared by default; `per-thread` with the threads asked for; a bad mode names the flag.
+    // Per thread by default, one thread per CPU; `shared`; `per-thread` with the threads asked
+    // for; a bad mode names the flag.
     #[test]
     fn accept_flag() {
         let a = parse(&[]).unwrap();
+        assert_eq!(
+            a.accept.setting(a.accept_threads),
+            cascade_server::Accept::PerThread {
+                threads: std::thread::available_parallelism().unwrap()
+            }
+        );
+        let a = parse(&["--accept", "shared"]).unwrap();
         assert_eq!(
             a.accept.setting(a.accept_threads),
             cascade_server::Accept::Shared
