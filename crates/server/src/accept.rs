@@ -1,7 +1,8 @@
 //! How the server accepts connections (`docs/operating.md#accept-per-thread`,
 //! `docs/architecture.md#serving-the-repository`): [`Accept::Shared`] or [`Accept::PerThread`].
 //!
-//! **Shared** (the default): one listening socket, one accept loop on the server's tokio
+//! **Shared** (the default of [`crate::Settings`]; `cascade server`'s is per thread): one
+//! listening socket, one accept loop on the server's tokio
 //! runtime, and every connection a task of that runtime (its worker threads steal tasks from
 //! one another and share one I/O driver).
 //!
@@ -10,9 +11,8 @@
 //! each with the listen backlog of `docs/operating.md#listen-backlog`); the kernel spreads new
 //! connections over the sockets, and a connection lives on the thread that accepted it: the
 //! connection front ([`crate::front`]), TLS, `/repo/` answers (`sendfile`, the thread's own
-//! small-file copies and counter shard), hyper's HTTP/1 for handed-over connections and held
-//! event streams all run there, with no wake-up or task moved between threads — nginx's
-//! worker processes, as threads.
+//! small-file copies and counter shard) and held event streams all run there, with no
+//! wake-up or task moved between threads — nginx's worker processes, as threads.
 //!
 //! What is *not* run on those threads: the router. Its handlers use the database pool
 //! (`sqlx`: a PostgreSQL connection's socket belongs to the runtime that opened it, and the
