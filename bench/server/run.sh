@@ -10,6 +10,11 @@
 # cascade runs twice: on plain HTTP (`--insecure-plain-http`, the flag says what it is:
 # whole files go out by sendfile(2)) and, with TLS=1, also over TLS (its own CA; wrk does
 # not verify), so the cost of TLS per request and per GB is measured in the same run.
+# Those two run with `--accept shared`; with PER_THREAD=1 (the default) each of them runs
+# once more with `--accept per-thread` (the default of `cascade server`:
+# a listener and a current-thread runtime per thread, SO_REUSEPORT: docs/operating.md#accept-per-thread),
+# named cascade-pt (and cascade-pt-tls); at the end the script prints how the kernel spread
+# that server's connections over its listeners (`cascade_accepted_connections_total`).
 #
 # Usage: bench/server/run.sh   (installs nginx-light and wrk with apt-get if missing)
 # Env:   CASCADE_BIN (default target/release/cascade), DURATION (10s), REPEAT (3),
@@ -19,6 +24,8 @@
 #        WORKERS (nginx worker_processes; default: the number of SERVER_CPUS, else auto;
 #                 cascade's tokio runtime takes one worker per CPU it may run on),
 #        THREADS (wrk threads; default: the number of LOAD_CPUS, else 2),
+#        PER_THREAD (1; 0 = shared accept only), ACCEPT_THREADS (--accept-threads of the
+#                 per-thread servers; default: the CPUs they may run on),
 #        PIN=1 (shorthand kept from before: SERVER_CPUS=1 LOAD_CPUS=0).
 set -euo pipefail
 
@@ -28,6 +35,8 @@ SMALL_CONNS=${SMALL_CONNS:-64}
 LARGE_CONNS=${LARGE_CONNS:-8}
 REPEAT=${REPEAT:-3}
 TLS=${TLS:-1}
+PER_THREAD=${PER_THREAD:-1}
+ACCEPT_THREADS=${ACCEPT_THREADS:-}
 if [ -n "${PIN:-}" ]; then
     SERVER_CPUS=${SERVER_CPUS:-1}
     LOAD_CPUS=${LOAD_CPUS:-0}
@@ -71,11 +80,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 NGINX_PORT=$(free_port)
 PLAIN_PORT=$(free_port)
 TLS_PORT=$(free_port)
+PT_PORT=$(free_port)
+PT_TLS_PORT=$(free_port)
 
-mkdir -p "$work/data/repo" "$work/tls/repo" "$work/nginx"
+mkdir -p "$work/data/repo" "$work/tls/repo" "$work/pt/repo" "$work/pt-tls/repo" "$work/nginx"
 head -c 4096 /dev/urandom >"$work/data/repo/small.bin"
 head -c $((20 * 1024 * 1024)) /dev/urandom >"$work/data/repo/large.bin"
-cp "$work/data/repo/small.bin" "$work/data/repo/large.bin" "$work/tls/repo/"
+for d in tls pt pt-tls; do cp "$work/data/repo/small.bin" "$work/data/repo/large.bin" "$work/$d/repo/"; done
+pt_args=(--accept per-thread)
+shared_args=(--accept shared)
+if ! "$CASCADE_BIN" server --help 2>/dev/null | grep -q -- '--accept '; then
+    echo "note: $CASCADE_BIN has no --accept (a build from before it): shared accept only" >&2
+    shared_args=()
+    PER_THREAD=0
+fi
+[ -n "$ACCEPT_THREADS" ] && pt_args+=(--accept-threads "$ACCEPT_THREADS")
 
 user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
@@ -102,16 +121,28 @@ CONF
 "${server_cpu[@]}" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
 pids+=($!)
 nginx_pid=$!
-RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --insecure-plain-http \
+RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --insecure-plain-http "${shared_args[@]}" \
     --listen "127.0.0.1:$PLAIN_PORT" --data-dir "$work/data" >"$work/plain.log" 2>&1 &
 pids+=($!)
 plain_pid=$!
 servers=("nginx http://127.0.0.1:$NGINX_PORT $nginx_pid" "cascade http://127.0.0.1:$PLAIN_PORT $plain_pid")
 if [ "$TLS" = 1 ]; then
-    RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server \
+    RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server "${shared_args[@]}" \
         --listen "127.0.0.1:$TLS_PORT" --data-dir "$work/tls" >"$work/tls.log" 2>&1 &
     pids+=($!)
     servers+=("cascade-tls https://127.0.0.1:$TLS_PORT $!")
+fi
+if [ "$PER_THREAD" = 1 ]; then
+    RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server --insecure-plain-http "${pt_args[@]}" \
+        --listen "127.0.0.1:$PT_PORT" --data-dir "$work/pt" >"$work/pt.log" 2>&1 &
+    pids+=($!)
+    servers+=("cascade-pt http://127.0.0.1:$PT_PORT $!")
+    if [ "$TLS" = 1 ]; then
+        RUST_LOG=warn "${server_cpu[@]}" "$CASCADE_BIN" server "${pt_args[@]}" \
+            --listen "127.0.0.1:$PT_TLS_PORT" --data-dir "$work/pt-tls" >"$work/pt-tls.log" 2>&1 &
+        pids+=($!)
+        servers+=("cascade-pt-tls https://127.0.0.1:$PT_TLS_PORT $!")
+    fi
 fi
 
 for s in "${servers[@]}"; do
@@ -149,7 +180,7 @@ echo "machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 echo "versions: $(nginx -v 2>&1); wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'); $("$CASCADE_BIN" --version 2>/dev/null || echo cascade)"
 echo "pinning: servers ${SERVER_CPUS:-unpinned} (nginx worker_processes $WORKERS), wrk ${LOAD_CPUS:-unpinned} (-t$THREADS); $DURATION per run, $REPEAT runs each, alternating"
 echo "load before: $(uptime)"
-printf "%-7s %-12s %12s %14s %11s %10s   %s\n" file server "requests/s" "bytes/s" "CPU us/req" "CPU s/GB" "runs (requests/s)"
+printf "%-7s %-14s %12s %14s %11s %10s   %s\n" file server "requests/s" "bytes/s" "CPU us/req" "CPU s/GB" "runs (requests/s)"
 for f in small large; do
     conns=$SMALL_CONNS
     [ "$f" = large ] && conns=$LARGE_CONNS
@@ -171,7 +202,7 @@ for f in small large; do
         read -r name _ _ <<<"$s"
         med[$name]=$(printf '%s' "${runs[$name]}" | median)
         read -r rps bps cpu gb <<<"${med[$name]}"
-        printf "%-7s %-12s %12s %14s %11s %10s   %s\n" "$label" "$name" "$rps" "$bps" "$cpu" "$gb" \
+        printf "%-7s %-14s %12s %14s %11s %10s   %s\n" "$label" "$name" "$rps" "$bps" "$cpu" "$gb" \
             "$(printf '%s' "${runs[$name]}" | cut -d' ' -f1 | tr '\n' ' ')"
     done
     read -r n_rps _ <<<"${med[nginx]}"
@@ -179,8 +210,15 @@ for f in small large; do
         read -r name _ _ <<<"$s"
         [ "$name" = nginx ] && continue
         read -r c_rps _ <<<"${med[$name]}"
-        awk -v c="$c_rps" -v n="$n_rps" -v l="$label" -v s="$name" 'BEGIN { printf "%-7s %-12s ratio %.2f (%s/nginx, medians of requests/s, same run)\n", l, s, (n > 0 ? c / n : 0), s }'
+        awk -v c="$c_rps" -v n="$n_rps" -v l="$label" -v s="$name" 'BEGIN { printf "%-7s %-14s ratio %.2f (%s/nginx, medians of requests/s, same run)\n", l, s, (n > 0 ? c / n : 0), s }'
     done
     unset runs med
 done
+if [ "$PER_THREAD" = 1 ]; then
+    for s in "${servers[@]}"; do
+        read -r name base _ <<<"$s"
+        case $name in cascade-pt*) ;; *) continue ;; esac
+        echo "$name connections accepted per listener: $(curl -kfsS "$base/metrics" | awk '/^cascade_accepted_connections_total/ { sub(/.*listener="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2 }')"
+    done
+fi
 echo "load after: $(uptime)"

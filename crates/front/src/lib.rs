@@ -13,7 +13,8 @@
 //!   caps);
 //! - [`parse_range`]: one `Range: bytes=…` header;
 //! - [`raise_open_files`]: the soft open-files limit raised to the hard one;
-//! - [`listen`]: a listening socket with a backlog sized for bursts of clients.
+//! - [`listen`]: a listening socket with a backlog sized for bursts of clients, and
+//!   [`listen_reuseport`] for several such sockets on one port (one per accepting thread).
 
 mod head;
 mod limits;
@@ -25,6 +26,8 @@ mod sendfile;
 
 pub use head::{read_head, HeadError, HeadLimits};
 pub use limits::raise_open_files;
+#[cfg(unix)]
+pub use listen::listen_reuseport;
 pub use listen::{listen, BACKLOG};
 pub use range::{parse_range, Unsatisfiable};
 pub use response::ResponseHead;

@@ -45,7 +45,8 @@ impl RunningServer {
                 *g = Some(f.clone());
             }
         });
-        let listener = cascade_front::listen(listen).map_err(|e| kit("bind server")(&e))?;
+        let listener =
+            cascade_server::listen(listen, settings.accept).map_err(|e| kit("bind server")(&e))?;
         let addr = listener.local_addr().map_err(|e| kit("bind server")(&e))?;
         let server = Server::open(settings.clone())
             .await

@@ -25,6 +25,10 @@
 //!
 //! Reading the head, writing response heads (with the cached `Date`), `sendfile` and the
 //! open-files limit come from `cascade-front`, shared with the relay's front door.
+//!
+//! The front runs on whichever runtime accepted the connection ([`crate::accept`]): the
+//! server's runtime, or an accepting thread's own, whose router then runs each request on the
+//! server's runtime.
 
 use std::fs::File;
 use std::future::Future;
@@ -74,6 +78,19 @@ pub(crate) struct Front {
     pub metrics: Arc<Metrics>,
     /// Timeouts and caps.
     pub limits: ServeLimits,
+    /// With per-thread accept ([`crate::accept`]): where a connection handed over to hyper
+    /// goes to live the rest of its life; `None`: it stays where it is.
+    pub home: Option<Home>,
+}
+
+/// The server's runtime and its router, for connections handed over from an accepting
+/// thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    /// The server's runtime.
+    pub runtime: tokio::runtime::Handle,
+    /// The router, run there directly.
+    pub app: axum::Router,
 }
 
 /// A connection the front can serve: a plain TCP stream or a TLS stream over one.
@@ -84,6 +101,13 @@ pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         file: File,
         len: u64,
     ) -> impl std::future::Future<Output = io::Result<()>> + Send + '_;
+
+    /// Moves the connection's socket to runtime `to`'s I/O driver, so that it can be served
+    /// there ([`crate::accept::Portable`]); other connections cannot move.
+    fn rehome(&mut self, to: &tokio::runtime::Handle) -> io::Result<()> {
+        let _ = to;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 impl Conn for tokio::net::TcpStream {
@@ -124,7 +148,7 @@ impl Conn for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 
 /// Writes `len` bytes of `file` through user space: 1 MiB reads on the blocking pool straight
 /// into the buffers written.
-async fn copy_file<W: AsyncWrite + Unpin + Send>(
+pub(crate) async fn copy_file<W: AsyncWrite + Unpin + Send>(
     io: &mut W,
     file: File,
     len: u64,
@@ -243,6 +267,21 @@ pub(crate) async fn serve<I: Conn>(
             }
             Head::HandOver | Head::Complete(_, Ask::Other) => break,
         }
+    }
+    if let Some(home) = &front.home {
+        // From an accepting thread: the rest of the connection's life on the server's
+        // runtime, with the router run there directly (`crate::accept`).
+        match io.rehome(&home.runtime) {
+            Ok(()) => {
+                let (limits, app) = (front.limits, home.app.clone());
+                home.runtime.spawn(async move {
+                    hand_over(io, buf, limits, app, stop, peer).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, %peer, "connection not moved; closed"),
+        }
+        return;
     }
     hand_over(io, buf, front.limits, app, stop, peer).await;
     drop(slot);
@@ -729,6 +768,7 @@ mod tests {
             },
             metrics: Arc::default(),
             limits: ServeLimits::default(),
+            home: None,
         });
         let (_tx, rx) = watch::channel(false);
         let peer = c.local_addr().unwrap();

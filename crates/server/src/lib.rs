@@ -6,6 +6,7 @@
 //! Start it with [`launch`] (or [`Server::open`] then [`Server::serve`]) on a listener you bound,
 //! so tests can use `127.0.0.1:0`.
 
+pub mod accept;
 pub mod audit;
 pub mod auth;
 pub mod backfill;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use accept::{listen, Accept};
 pub use error::ApiError;
 pub use limits::ServeLimits;
 pub use settings::{Clock, FirstStart, HashCost, Settings, SystemClock};
@@ -111,6 +113,7 @@ pub struct Server {
     trusted_proxies: Arc<forwarded::TrustedProxies>,
     backfill_batch: u32,
     backfill_pause: std::time::Duration,
+    accept: Accept,
 }
 
 impl Server {
@@ -218,6 +221,7 @@ impl Server {
             trusted_proxies: Arc::new(settings.trusted_proxies),
             backfill_batch: settings.backfill_batch,
             backfill_pause: settings.backfill_pause,
+            accept: settings.accept,
         })
     }
 
@@ -241,7 +245,9 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, ends event
-    /// streams and waits for requests in flight.
+    /// streams and waits for requests in flight. With [`Accept::PerThread`] in the settings,
+    /// `listener` must have been bound by [`listen`] (`SO_REUSEPORT`): each further
+    /// accepting thread binds its own socket on its address ([`accept`]).
     ///
     /// # Errors
     /// When the listener fails.
@@ -343,91 +349,15 @@ impl Server {
             served: self.state.notifier.served().clone(),
             metrics: self.state.metrics.clone(),
             limits: self.state.limits,
+            home: None,
         });
-        accept_loop(listener, acceptor, app, front, signal).await?;
+        accept::serve(listener, self.accept, acceptor, app, front, signal).await?;
         // Check-ins still queued are stored before the pool closes
         // (docs/operating.md#group-commit).
         self.state.store.stop_check_ins().await;
         self.state.db.pool.close().await;
         Ok(())
     }
-}
-
-/// Accepts connections until `shutdown` completes, at most `limits.max_connections` at a time
-/// (more wait in the listen queue), each served by the connection front ([`front`]: the
-/// repository's whole files and event streams itself, the rest by HTTP/1 with the header-read
-/// timeout; over TLS when `acceptor` is given: the handshake must also end within that
-/// timeout); then asks every connection to finish its request in flight and waits for them.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    app: axum::Router,
-    front: Arc<front::Front>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let limits = front.limits;
-    let max = limits.max_connections.max(1);
-    let slots = Arc::new(tokio::sync::Semaphore::new(max));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            s = slots.clone().acquire_owned() => s.map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
-        };
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Without TCP_NODELAY a small response waits for the peer's delayed ACK (~40 ms).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let app = app.clone();
-        let front = front.clone();
-        let stop = stop.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            match acceptor {
-                None => front::serve(tcp, front, app, stop, peer, slot).await,
-                // Boxed: a plain connection's task does not carry the size of a TLS session.
-                Some(acceptor) => {
-                    Box::pin(async move {
-                        let handshake =
-                            tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
-                        match handshake.await {
-                            Ok(Ok(tls)) => {
-                                let kind = tls.get_ref().1.handshake_kind();
-                                front
-                                    .metrics
-                                    .tls_handshake(kind == Some(rustls::HandshakeKind::Resumed));
-                                front::serve(tls, front, app, stop, peer, slot).await;
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        }
-                    })
-                    .await;
-                }
-            }
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    // Every connection holds a slot: when all are back, all connections have ended.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
-    Ok(())
 }
 
 /// Opens the server and serves on `listener` until `shutdown` completes (the atuin style).

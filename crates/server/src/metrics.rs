@@ -166,6 +166,9 @@ pub struct Metrics {
     /// (`docs/operating.md#tls-session-resumption`).
     tls_full: AtomicU64,
     tls_resumed: AtomicU64,
+    /// Connections accepted, one counter per listening socket (one per accepting thread with
+    /// `docs/operating.md#accept-per-thread`); set when the server starts serving.
+    accepted: OnceLock<Box<[AtomicU64]>>,
 }
 
 impl Default for Metrics {
@@ -185,6 +188,7 @@ impl Default for Metrics {
             mirror_failed: AtomicU64::new(0),
             tls_full: AtomicU64::new(0),
             tls_resumed: AtomicU64::new(0),
+            accepted: OnceLock::new(),
         };
         // An empty table has room for the first label.
         m.repo = m.route(REPO_ROUTE).unwrap_or(0);
@@ -216,6 +220,20 @@ impl Metrics {
             &self.tls_full
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts connections accepted on `listeners` sockets from now on (the first call wins).
+    pub fn count_accepted(&self, listeners: usize) {
+        let _ = self
+            .accepted
+            .set((0..listeners).map(|_| AtomicU64::new(0)).collect());
+    }
+
+    /// One connection accepted on listening socket `listener` (0-based).
+    pub fn accepted(&self, listener: usize) {
+        if let Some(n) = self.accepted.get().and_then(|a| a.get(listener)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// One notice written to a stream.
@@ -431,6 +449,16 @@ impl Metrics {
                 "cascade_tls_handshakes_total{{kind=\"{kind}\"}} {}",
                 n.load(Ordering::Relaxed)
             );
+        }
+        if let Some(accepted) = self.accepted.get() {
+            let _ = writeln!(out, "# HELP cascade_accepted_connections_total Connections accepted, by listening socket (one per accepting thread with --accept per-thread).\n# TYPE cascade_accepted_connections_total counter");
+            for (i, n) in accepted.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "cascade_accepted_connections_total{{listener=\"{i}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
         }
         let _ = writeln!(out, "# HELP cascade_http_request_duration_seconds Request latency by route.\n# TYPE cascade_http_request_duration_seconds histogram");
         self.render_latency(&mut out);

@@ -157,6 +157,9 @@ pub struct Settings {
     pub backfill_batch: u32,
     /// The pause between two such batches (check-ins get the database meanwhile).
     pub backfill_pause: Duration,
+    /// One accept loop, or one per thread (`docs/operating.md#accept-per-thread`); bind the
+    /// listener with [`crate::listen`] to match.
+    pub accept: crate::accept::Accept,
 }
 
 impl Settings {
@@ -191,6 +194,7 @@ impl Settings {
             trusted_proxies: crate::forwarded::TrustedProxies::default(),
             backfill_batch: 500,
             backfill_pause: Duration::from_millis(50),
+            accept: crate::accept::Accept::Shared,
         }
     }
 
@@ -215,6 +219,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("limits", &self.limits)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("accept", &self.accept)
             .finish_non_exhaustive()
     }
 }

@@ -73,6 +73,17 @@ pub struct ServerArgs {
     /// Connections served at once; more wait in the listen queue.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// How connections are accepted: `per-thread`, `--accept-threads` threads, each with its
+    /// own listening socket on the address (`SO_REUSEPORT`) and runtime, serving the
+    /// connections it accepts (a connection handed to the router moves to the main runtime);
+    /// `shared`, one listening socket and one accept loop feeding the runtime's worker threads
+    /// (docs/operating.md#accept-per-thread).
+    #[arg(long, value_enum, default_value_t = AcceptMode::PerThread)]
+    pub accept: AcceptMode,
+    /// With `--accept per-thread`: the number of accepting threads (default: the CPUs this
+    /// process may run on).
+    #[arg(long, value_name = "N")]
+    pub accept_threads: Option<std::num::NonZeroUsize>,
     /// The largest request body in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -128,6 +139,30 @@ pub struct ServerArgs {
     pub trusted_proxies: Vec<cascade_server::forwarded::IpNet>,
 }
 
+/// `--accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcceptMode {
+    /// One listener, one accept loop.
+    Shared,
+    /// One listener and one runtime per thread.
+    PerThread,
+}
+
+impl AcceptMode {
+    /// The server's setting, `threads` accepting threads for `per-thread` (default: the CPUs
+    /// this process may run on).
+    fn setting(self, threads: Option<std::num::NonZeroUsize>) -> cascade_server::Accept {
+        match self {
+            AcceptMode::Shared => cascade_server::Accept::Shared,
+            AcceptMode::PerThread => cascade_server::Accept::PerThread {
+                threads: threads
+                    .or_else(|| std::thread::available_parallelism().ok())
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            },
+        }
+    }
+}
+
 /// One `--trusted-proxy` value.
 fn trusted_proxy(text: &str) -> Result<cascade_server::forwarded::IpNet, String> {
     cascade_server::forwarded::parse_trusted_proxy(text).map_err(|e| e.to_string())
@@ -178,6 +213,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         lockout: Duration::from_secs(args.lockout_secs.max(1)),
     };
     settings.trusted_proxies = cascade_server::forwarded::TrustedProxies::new(args.trusted_proxies);
+    settings.accept = args.accept.setting(args.accept_threads);
     settings.mirror = args
         .upstream_root
         .map(|root| cascade_server::mirror::MirrorSettings {
@@ -186,7 +222,7 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             limits: cascade_repo::TransportLimits::default(),
         });
     runtime()?.block_on(async move {
-        let listener = cascade_front::listen(args.listen)
+        let listener = cascade_server::listen(args.listen, settings.accept)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         cascade_server::launch(settings, listener, crate::shutdown_signal())
             .await
@@ -232,5 +268,33 @@ mod tests {
             .to_string();
         assert!(e.contains("--trusted-proxy"), "{e}");
         assert!(e.contains("`10.0.0.0/33` is not an IP address"), "{e}");
+    }
+
+    // Per thread by default, one thread per CPU; `shared`; `per-thread` with the threads asked
+    // for; a bad mode names the flag.
+    #[test]
+    fn accept_flag() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(
+            a.accept.setting(a.accept_threads),
+            cascade_server::Accept::PerThread {
+                threads: std::thread::available_parallelism().unwrap()
+            }
+        );
+        let a = parse(&["--accept", "shared"]).unwrap();
+        assert_eq!(
+            a.accept.setting(a.accept_threads),
+            cascade_server::Accept::Shared
+        );
+        let a = parse(&["--accept", "per-thread", "--accept-threads", "3"]).unwrap();
+        assert_eq!(
+            a.accept.setting(a.accept_threads),
+            cascade_server::Accept::PerThread {
+                threads: std::num::NonZeroUsize::new(3).unwrap()
+            }
+        );
+        let e = parse(&["--accept", "both"]).unwrap_err().to_string();
+        assert!(e.contains("--accept"), "{e}");
+        assert!(parse(&["--accept-threads", "0"]).is_err());
     }
 }

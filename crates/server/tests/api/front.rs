@@ -13,14 +13,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use crate::harness::{json, start, start_tuned, Sse};
 
 /// One response read off a raw connection: status, headers (lower-case names), body.
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 /// Reads one response; `pending` keeps bytes read past it (pipelined answers).
-async fn answer(
+pub(crate) async fn answer(
     io: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     head_request: bool,
@@ -77,7 +77,7 @@ async fn answer(
     }
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..n)
         .map(|_| {
@@ -282,7 +282,11 @@ async fn tls_large_file_and_event_stream() {
 }
 
 /// Reads from `io` until `pending` holds `needle`; what was read stays in `pending`.
-async fn read_until(io: &mut (impl AsyncRead + Unpin), pending: &mut Vec<u8>, needle: &[u8]) {
+pub(crate) async fn read_until(
+    io: &mut (impl AsyncRead + Unpin),
+    pending: &mut Vec<u8>,
+    needle: &[u8],
+) {
     while !pending.windows(needle.len()).any(|w| w == needle) {
         let mut b = vec![0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(20), io.read(&mut b))

@@ -7,6 +7,7 @@
     clippy::many_single_char_names
 )]
 
+mod accept;
 mod accounts;
 mod audit;
 mod auth;
