@@ -21,6 +21,10 @@ use sqlx::{Any, AnyPool, Database, TransactionManager as _};
 
 use crate::ServerError;
 
+/// How long a SQLite connection waits for another writer before it fails with "database is
+/// locked" (every connection: the pool's and the check-in writer's).
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5000;
+
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -86,7 +90,7 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
+                    sqlx::query(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))
                         .execute(&mut *conn)
                         .await?;
                 }
