@@ -5,8 +5,10 @@
 //! Durability (docs/operating.md#durability): a write the server acknowledged is committed.
 //! SQLite runs in WAL mode with `synchronous = FULL` (every commit is synced to disk before it
 //! returns); the one high-rate write, a client's check-in, is telemetry the client sends again
-//! at its next cycle, and runs with `NORMAL` ([`relaxed_sync`]): it survives a crash or kill of
-//! the server, and at most the last moments of check-ins are lost on a power cut. A connection
+//! at its next cycle, and runs with `NORMAL`: it survives a crash or kill of the server, and at
+//! most the last moments of check-ins are lost on a power cut. On a SQLite file the check-in
+//! writer has a connection of its own at that level (`store/check_in_thread.rs`,
+//! docs/operating.md#group-commit); elsewhere it takes a pooled one with [`relaxed_sync`]. A connection
 //! that comes back to the pool still inside a transaction is closed rather than reused. That
 //! last rule matters on a full disk: SQLite may roll a transaction back by itself on
 //! `SQLITE_FULL`, the pool's own `ROLLBACK` then fails, and a reused connection would run every later "transaction" as a savepoint inside one that never
@@ -20,6 +22,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Database, TransactionManager as _};
 
 use crate::ServerError;
+
+/// How long a SQLite connection waits for another writer before it fails with "database is
+/// locked" (every connection: the pool's and the check-in writer's).
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5000;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +92,7 @@ pub async fn open(data_dir: &Path, url: Option<&str>) -> Result<Db, ServerError>
                     sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
+                    sqlx::query(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))
                         .execute(&mut *conn)
                         .await?;
                 }

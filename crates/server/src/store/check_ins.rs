@@ -1,9 +1,14 @@
-//! Group commit of check-ins (docs/operating.md#group-commit): one writer task owns the
-//! check-in write path. It takes the check-ins waiting in a bounded queue (at most
-//! [`MAX_BATCH`] at a time), stores them in one transaction (one relaxed-sync toggle, one
-//! `BEGIN`/`COMMIT`, one read of the stored reports, one read of the revisions, multi-row
-//! statements for the per-source rows and the traffic) and answers each request only after
-//! the commit: an acknowledged check-in is durable as before (docs/operating.md#durability).
+//! Group commit of check-ins (docs/operating.md#group-commit): one writer owns the check-in
+//! write path. It takes the check-ins waiting in a bounded queue (at most [`MAX_BATCH`] at a
+//! time), stores them in one transaction (one `BEGIN`/`COMMIT`, one read of the stored
+//! reports, one read of the revisions, multi-row statements for the per-source rows and the
+//! traffic) and answers each request only after the commit: an acknowledged check-in is
+//! durable as before (docs/operating.md#durability).
+//!
+//! On SQLite the writer is an OS thread of its own with its own connection
+//! (`check_in_thread.rs`): a batch is one hand-off from the runtime, its statements run as
+//! direct calls. On PostgreSQL it is a task on the runtime that writes through the pool. Both
+//! run the same statements, planned once here ([`plan`]) from the same text and values.
 //!
 //! A batch that fails for a reason of one check-in (not the storage being unavailable) is
 //! rolled back and its check-ins are stored again one by one, each in its own transaction,
@@ -12,12 +17,16 @@
 //! [`CheckInWriter::stop`] stores or refuses what is queued before it returns, so nothing is
 //! dropped unanswered.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, ConnectOptions as _, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::check_in_thread;
 use super::fleet_stats::{as_i64, categories_text, Derived};
 use super::StoreError;
 
@@ -26,7 +35,7 @@ pub const MAX_BATCH: usize = 256;
 /// Check-ins that may wait for the writer; more senders wait (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 /// Rows per multi-row statement (8 parameters a row stays far under both databases' limits).
-const ROWS_PER_STATEMENT: usize = 200;
+pub(super) const ROWS_PER_STATEMENT: usize = 200;
 
 /// What a new update report adds, worked out before it is queued.
 #[derive(Debug)]
@@ -64,23 +73,42 @@ pub(super) struct Job {
     pub agent_version: Option<String>,
 }
 
-type Reply = oneshot::Sender<Result<(i64, i64), StoreError>>;
+/// Where a check-in's answer goes: the revisions after its commit, or why it failed.
+pub(super) type Reply = oneshot::Sender<Result<(i64, i64), StoreError>>;
+
+/// What the writer's queue carries.
+// Nearly every message is a check-in: boxing it would cost each one an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Message {
+    /// A check-in to store.
+    CheckIn(Job, Reply),
+    /// Store what is queued, refuse the rest, end.
+    Stop,
+}
+
+/// Where the writer writes.
+enum Target {
+    /// Through the pool, from a task (PostgreSQL; SQLite in memory).
+    Pool(AnyPool),
+    /// Through a connection of its own to this SQLite file, on a thread of its own.
+    SqliteFile(PathBuf),
+}
 
 /// The writer while it runs.
 struct Running {
-    queue: mpsc::Sender<(Job, Reply)>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    queue: mpsc::Sender<Message>,
+    /// Resolves (with an error: its sender is dropped) when the writer has ended.
+    ended: oneshot::Receiver<()>,
 }
 
-/// The check-in writer of one store: started at the first check-in, on the runtime of that
-/// check-in.
+/// The check-in writer of one store: started at the first check-in (a task on the runtime of
+/// that check-in, or its thread).
 pub(super) struct CheckInWriter {
-    pool: AnyPool,
+    target: Target,
     /// Transactions the writer committed or tried (tests see the check-ins batched).
-    batches: Arc<std::sync::atomic::AtomicU64>,
+    batches: Arc<AtomicU64>,
     running: std::sync::Mutex<Option<Running>>,
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: AtomicBool,
 }
 
 /// Why a check-in could not be handed to the writer: it is stopped (the server is shutting
@@ -89,19 +117,36 @@ fn stopped() -> StoreError {
     StoreError::Db(sqlx::Error::PoolClosed)
 }
 
+/// The SQLite file behind `pool`, when it is one (not in memory): the check-in thread opens
+/// its own connection to it.
+fn sqlite_file(pool: &AnyPool) -> Option<PathBuf> {
+    let options = pool.connect_options();
+    let url = &options.database_url;
+    if !url.scheme().starts_with("sqlite") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_url(url).ok()?;
+    let file = options.get_filename();
+    (file.as_os_str() != ":memory:" && !file.as_os_str().is_empty()).then(|| file.to_owned())
+}
+
 impl CheckInWriter {
     pub(super) fn new(pool: AnyPool) -> Arc<Self> {
+        let target = match sqlite_file(&pool) {
+            Some(file) => Target::SqliteFile(file),
+            None => Target::Pool(pool),
+        };
         Arc::new(CheckInWriter {
-            pool,
+            target,
             batches: Arc::default(),
             running: std::sync::Mutex::new(None),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         })
     }
 
     /// The writer's queue, starting the writer when it is not running.
-    fn queue(&self) -> Result<mpsc::Sender<(Job, Reply)>, StoreError> {
-        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+    fn queue(&self) -> Result<mpsc::Sender<Message>, StoreError> {
+        if self.stopped.load(Ordering::Acquire) {
             return Err(stopped());
         }
         let mut running = self
@@ -112,12 +157,22 @@ impl CheckInWriter {
             return Ok(r.queue.clone());
         }
         let (queue, rx) = mpsc::channel(QUEUE);
-        let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(self.pool.clone(), self.batches.clone(), rx, stop_rx));
+        let (ended_tx, ended) = oneshot::channel();
+        match &self.target {
+            Target::Pool(pool) => {
+                let (pool, batches) = (pool.clone(), self.batches.clone());
+                tokio::spawn(async move {
+                    run(pool, batches, rx).await;
+                    drop(ended_tx);
+                });
+            }
+            Target::SqliteFile(file) => {
+                check_in_thread::start(file.clone(), self.batches.clone(), rx, ended_tx)?;
+            }
+        }
         *running = Some(Running {
             queue: queue.clone(),
-            stop,
-            task,
+            ended,
         });
         Ok(queue)
     }
@@ -127,72 +182,93 @@ impl CheckInWriter {
     pub(super) async fn submit(&self, job: Job) -> Result<(i64, i64), StoreError> {
         let queue = self.queue()?;
         let (reply, answer) = oneshot::channel();
-        queue.send((job, reply)).await.map_err(|_| stopped())?;
+        queue
+            .send(Message::CheckIn(job, reply))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Batches taken so far.
     #[cfg(test)]
     pub(super) fn batches(&self) -> u64 {
-        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer runs on a thread with a connection of its own (SQLite).
+    #[cfg(test)]
+    pub(super) fn on_own_thread(&self) -> bool {
+        matches!(self.target, Target::SqliteFile(_))
     }
 
     /// Stops the writer: what is queued is stored (or refused with an error) before this
     /// returns; later check-ins are refused.
     pub(super) async fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
         let running = self.running.lock().ok().and_then(|mut r| r.take());
         if let Some(r) = running {
-            let _ = r.stop.send(());
+            // Behind what is queued; a writer that has already ended does not take it.
+            let _ = r.queue.send(Message::Stop).await;
             drop(r.queue);
-            if let Err(e) = r.task.await {
-                tracing::error!(error = %e, "the check-in writer failed");
-            }
+            // Its sender is dropped when the writer ends, panicked or not.
+            let _ = r.ended.await;
         }
     }
 }
 
-/// The writer task: a batch at a time until stopped (then what is queued) or every sender is
-/// gone.
-async fn run(
-    pool: AnyPool,
-    batches: Arc<std::sync::atomic::AtomicU64>,
-    mut rx: mpsc::Receiver<(Job, Reply)>,
-    mut stop: oneshot::Receiver<()>,
-) {
+/// Adds `message` to `batch`; `false` for [`Message::Stop`] (the queue is then to be closed).
+pub(super) fn take(batch: &mut Vec<(Job, Reply)>, message: Message) -> bool {
+    match message {
+        Message::CheckIn(job, reply) => {
+            batch.push((job, reply));
+            true
+        }
+        Message::Stop => false,
+    }
+}
+
+/// The writer task (through the pool): a batch at a time until stopped (then what is
+/// queued) or every sender is gone.
+async fn run(pool: AnyPool, batches: Arc<AtomicU64>, mut rx: mpsc::Receiver<Message>) {
+    let mut messages = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut stopping = false;
     loop {
-        let n = if stopping {
-            rx.recv_many(&mut batch, MAX_BATCH).await
-        } else {
-            tokio::select! {
-                n = rx.recv_many(&mut batch, MAX_BATCH) => n,
-                _ = &mut stop => {
-                    // No new check-ins; those queued are still stored.
-                    rx.close();
-                    stopping = true;
-                    continue;
-                }
-            }
-        };
-        if n == 0 {
+        if rx.recv_many(&mut messages, MAX_BATCH).await == 0 {
             return;
         }
-        batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        store_batch(&pool, &mut batch).await;
+        for m in messages.drain(..) {
+            if !take(&mut batch, m) {
+                // No new check-ins; those queued are still stored.
+                rx.close();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        batches.fetch_add(1, Ordering::Relaxed);
+        let jobs: Vec<&Job> = batch.iter().map(|(j, _)| j).collect();
+        let first = write_pool(&pool, &jobs).await;
+        if let Some(redo) = answer(&mut batch, first) {
+            for (job, reply) in redo {
+                let _ = reply.send(write_pool(&pool, &[&job]).await);
+            }
+        }
     }
 }
 
-/// Stores `batch` and answers each of its requests; empties it.
-async fn store_batch(pool: &AnyPool, batch: &mut Vec<(Job, Reply)>) {
-    let jobs: Vec<&Job> = batch.iter().map(|(j, _)| j).collect();
-    match write(pool, &jobs).await {
+/// Answers each request of `batch` with the outcome of its transaction (`result`) and
+/// empties it; when that transaction failed for a reason of one check-in, answers none and
+/// returns them all, to be stored one by one.
+pub(super) fn answer(
+    batch: &mut Vec<(Job, Reply)>,
+    result: Result<(i64, i64), StoreError>,
+) -> Option<Vec<(Job, Reply)>> {
+    match result {
         Ok(revisions) => {
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Ok(revisions));
             }
+            None
         }
         Err(e)
             if batch.len() == 1
@@ -207,13 +283,12 @@ async fn store_batch(pool: &AnyPool, batch: &mut Vec<(Job, Reply)>) {
                     .unwrap_or_else(|| StoreError::Db(same_error(&text)));
                 let _ = reply.send(Err(e));
             }
+            None
         }
         Err(e) => {
             // One check-in's fault fails the whole transaction: store each on its own.
             tracing::debug!(error = %e, check_ins = batch.len(), "check-in batch failed, storing one by one");
-            for (job, reply) in batch.drain(..) {
-                let _ = reply.send(write(pool, &[&job]).await);
-            }
+            Some(std::mem::take(batch))
         }
     }
 }
@@ -240,6 +315,88 @@ fn rows(rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+/// A value bound to a planned statement; both writers bind the same ones.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Value<'a> {
+    /// An integer or NULL.
+    Int(Option<i64>),
+    /// A text or NULL.
+    Text(Option<Cow<'a, str>>),
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Value<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(Some(Cow::Borrowed(v)))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Value::Text(v.map(Cow::Borrowed))
+    }
+}
+
+impl From<Option<String>> for Value<'_> {
+    fn from(v: Option<String>) -> Self {
+        Value::Text(v.map(Cow::Owned))
+    }
+}
+
+/// One statement of a batch: its text (`$1`, `$2`, … numbered in order of first use, so a
+/// value's place in `params` is its number on both databases) and its values.
+#[derive(Debug)]
+pub(super) struct Statement<'a> {
+    /// The SQL.
+    pub sql: Cow<'static, str>,
+    /// `$1`, `$2`, …
+    pub params: Vec<Value<'a>>,
+}
+
+/// The stored report of each of `n` clients (a deleted client has no row: its check-in
+/// stores nothing). Columns: `id`, `last_update`.
+pub(super) fn select_stored(n: usize) -> String {
+    format!(
+        "SELECT id, last_update FROM clients WHERE id IN ({})",
+        params(1, n)
+    )
+}
+
+/// A check-in's update of its client's row.
+const UPDATE_CLIENT: &str = "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, \
+     installed = $4, last_update = COALESCE($5, last_update), \
+     last_outcome = COALESCE($6, last_outcome), \
+     relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
+     ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version), \
+     program_trouble_at = COALESCE($9, program_trouble_at), ip_key = $10, \
+     report_at = CASE WHEN $11 = 1 THEN $12 ELSE report_at END, \
+     failed_categories = CASE WHEN $11 = 1 THEN $13 ELSE failed_categories END, \
+     failed_attempts = CASE WHEN $11 = 1 THEN $14 ELSE failed_attempts END, \
+     problem_attempts = CASE WHEN $11 = 1 THEN $15 ELSE problem_attempts END, \
+     derived = CASE WHEN $11 = 1 THEN 1 ELSE derived END WHERE id = $16";
+
+/// The check-ins of a batch in the order they are stored: by client (so concurrent writers on
+/// PostgreSQL take row locks in one order), in arrival order for each; and their clients,
+/// each once.
+pub(super) fn in_order<'a>(jobs: &[&'a Job]) -> (Vec<&'a Job>, Vec<&'a str>) {
+    let mut order: Vec<&Job> = jobs.to_vec();
+    order.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut ids: Vec<&str> = order.iter().map(|j| j.id.as_str()).collect();
+    ids.dedup();
+    (order, ids)
+}
+
 /// What a client's check-ins in the batch leave in `client_sources`.
 struct SourcesAfter<'a> {
     /// The rows of its last new report, and when that report's check-in came.
@@ -248,80 +405,57 @@ struct SourcesAfter<'a> {
     seen: i64,
 }
 
-/// Stores `jobs` in one transaction (in client order, so concurrent writers on PostgreSQL
-/// take row locks in one order); the revisions after them.
-async fn write(pool: &AnyPool, jobs: &[&Job]) -> Result<(i64, i64), StoreError> {
-    let mut order: Vec<&Job> = jobs.to_vec();
-    order.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut ids: Vec<&str> = order.iter().map(|j| j.id.as_str()).collect();
-    ids.dedup();
-    let mut conn = crate::db::relaxed_sync(pool).await?;
-    let mut tx = crate::db::begin_write(&mut conn).await?;
-    // The stored report and IP key of each client (a deleted client has no row: its
-    // check-in stores nothing).
-    let mut stored: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT id, last_update, ip_key FROM clients WHERE id IN ({})",
-            params(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *tx).await? {
-            stored.insert(
-                r.try_get("id")?,
-                (r.try_get("last_update")?, r.try_get("ip_key")?),
-            );
-        }
-    }
+/// The statements that store `order` (from [`in_order`]), given each client's stored report
+/// (`stored`: clients without a row are left out).
+pub(super) fn plan<'a>(
+    order: &[&'a Job],
+    stored: &'a HashMap<String, Option<String>>,
+) -> Vec<Statement<'a>> {
+    let mut out = Vec::new();
+    // Each client's report as the batch goes on.
+    let mut last: HashMap<&str, Option<&str>> = HashMap::new();
     let mut sources: BTreeMap<&str, SourcesAfter<'_>> = BTreeMap::new();
     let mut traffic: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
-    for job in &order {
-        let Some((last_update, ip_key)) = stored.get_mut(&job.id) else {
+    for &job in order {
+        let Some(stored_report) = stored.get(&job.id) else {
             continue;
         };
+        let last_update = last
+            .entry(job.id.as_str())
+            .or_insert_with(|| stored_report.as_deref());
         // A report is new when it is not the one stored (docs/operating.md#fleet-charts).
         let new = job
             .report
             .as_ref()
-            .filter(|r| last_update.as_deref() != Some(r.text.as_str()));
+            .filter(|r| *last_update != Some(r.text.as_str()));
         let d = new.map(|r| &r.derived);
-        sqlx::query(
-            "UPDATE clients SET last_seen = $1, reported_ip = $2, peer_ip = $3, installed = $4, \
-             last_update = COALESCE($5, last_update), last_outcome = COALESCE($6, last_outcome), \
-             relay_report = CASE WHEN agent_approved_at IS NULL THEN relay_report \
-             ELSE COALESCE($7, relay_report) END, agent_version = COALESCE($8, agent_version), \
-             program_trouble_at = COALESCE($10, program_trouble_at), ip_key = $11, \
-             report_at = CASE WHEN $12 = 1 THEN $13 ELSE report_at END, \
-             failed_categories = CASE WHEN $12 = 1 THEN $14 ELSE failed_categories END, \
-             failed_attempts = CASE WHEN $12 = 1 THEN $15 ELSE failed_attempts END, \
-             problem_attempts = CASE WHEN $12 = 1 THEN $16 ELSE problem_attempts END, \
-             derived = CASE WHEN $12 = 1 THEN 1 ELSE derived END WHERE id = $9",
-        )
-        .bind(job.now)
-        .bind(job.reported_ip.as_deref())
-        .bind(&job.peer_ip)
-        .bind(&job.installed)
-        .bind(job.report.as_ref().map(|r| r.text.as_str()))
-        .bind(job.report.as_ref().and_then(|r| r.outcome.as_deref()))
-        .bind(job.relay.as_deref())
-        .bind(job.agent_version.as_deref())
-        .bind(&job.id)
-        .bind(job.report.as_ref().map(|r| r.trouble_at))
-        .bind(job.ip_key.as_deref())
-        .bind(i64::from(d.is_some()))
-        .bind(d.and_then(|d| d.finished_at))
-        .bind(d.map(|d| categories_text(&d.failed)))
-        .bind(d.map(|d| d.failed_attempts))
-        .bind(d.map(|d| d.problem_attempts))
-        .execute(&mut *tx)
-        .await?;
+        out.push(Statement {
+            sql: Cow::Borrowed(UPDATE_CLIENT),
+            params: vec![
+                job.now.into(),
+                job.reported_ip.as_deref().into(),
+                job.peer_ip.as_str().into(),
+                job.installed.as_str().into(),
+                job.report.as_ref().map(|r| r.text.as_str()).into(),
+                job.report
+                    .as_ref()
+                    .and_then(|r| r.outcome.as_deref())
+                    .into(),
+                job.relay.as_deref().into(),
+                job.agent_version.as_deref().into(),
+                job.report.as_ref().map(|r| r.trouble_at).into(),
+                job.ip_key.as_deref().into(),
+                i64::from(d.is_some()).into(),
+                d.and_then(|d| d.finished_at).into(),
+                d.map(|d| categories_text(&d.failed)).into(),
+                d.map(|d| d.failed_attempts).into(),
+                d.map(|d| d.problem_attempts).into(),
+                job.id.as_str().into(),
+            ],
+        });
         if let Some(r) = &job.report {
-            *last_update = Some(r.text.clone());
+            *last_update = Some(r.text.as_str());
         }
-        ip_key.clone_from(&job.ip_key);
         let after = sources.entry(job.id.as_str()).or_insert(SourcesAfter {
             report: None,
             seen: job.now,
@@ -338,34 +472,26 @@ async fn write(pool: &AnyPool, jobs: &[&Job]) -> Result<(i64, i64), StoreError> 
             }
         }
     }
-    write_sources(&mut tx, &sources).await?;
-    write_traffic(&mut tx, &traffic).await?;
-    let revisions = super::clients::revisions(&mut tx).await?;
-    tx.commit().await?;
-    conn.restore().await?;
-    Ok(revisions)
+    plan_sources(&mut out, &sources);
+    plan_traffic(&mut out, &traffic);
+    out
 }
 
 /// The per-source rows: replaced for a client with a new report, else only `seen` moves.
-async fn write_sources(
-    conn: &mut sqlx::AnyConnection,
-    sources: &BTreeMap<&str, SourcesAfter<'_>>,
-) -> Result<(), sqlx::Error> {
+fn plan_sources<'a>(out: &mut Vec<Statement<'a>>, sources: &BTreeMap<&'a str, SourcesAfter<'a>>) {
     let replaced: Vec<&str> = sources
         .iter()
         .filter(|(_, a)| a.report.is_some())
         .map(|(id, _)| *id)
         .collect();
     for chunk in replaced.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "DELETE FROM client_sources WHERE client_id IN ({})",
-            params(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await?;
+        out.push(Statement {
+            sql: Cow::Owned(format!(
+                "DELETE FROM client_sources WHERE client_id IN ({})",
+                params(1, chunk.len())
+            )),
+            params: chunk.iter().map(|id| (*id).into()).collect(),
+        });
     }
     let mut new_rows = Vec::new();
     for (id, a) in sources {
@@ -376,24 +502,27 @@ async fn write_sources(
         }
     }
     for chunk in new_rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO client_sources (client_id, source, ok, seen, at, reason, served_by, \
-             bytes) VALUES {}",
-            rows(chunk.len(), 8)
-        );
-        let mut q = sqlx::query(&sql);
+        let mut values = Vec::with_capacity(chunk.len() * 8);
         for (id, s, d, at_check_in, seen) in chunk {
-            q = q
-                .bind(*id)
-                .bind(&s.source)
-                .bind(s.ok.map_or(-1_i64, i64::from))
-                .bind(*seen)
-                .bind(d.finished_at.unwrap_or(*at_check_in))
-                .bind(s.reason.as_deref())
-                .bind(d.served_by.as_deref())
-                .bind(as_i64(s.bytes));
+            values.extend([
+                (*id).into(),
+                s.source.as_str().into(),
+                s.ok.map_or(-1_i64, i64::from).into(),
+                (*seen).into(),
+                d.finished_at.unwrap_or(*at_check_in).into(),
+                s.reason.as_deref().into(),
+                d.served_by.as_deref().into(),
+                as_i64(s.bytes).into(),
+            ]);
         }
-        q.execute(&mut *conn).await?;
+        out.push(Statement {
+            sql: Cow::Owned(format!(
+                "INSERT INTO client_sources (client_id, source, ok, seen, at, reason, \
+                 served_by, bytes) VALUES {}",
+                rows(chunk.len(), 8)
+            )),
+            params: values,
+        });
     }
     // Still seen: the source health counts clients by their last check-in.
     let mut seen_only: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
@@ -404,40 +533,83 @@ async fn write_sources(
     }
     for (seen, ids) in &seen_only {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE client_sources SET seen = $1 WHERE client_id IN ({})",
-                params(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(*seen);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *conn).await?;
+            let mut values = vec![(*seen).into()];
+            values.extend(chunk.iter().map(|id| (*id).into()));
+            out.push(Statement {
+                sql: Cow::Owned(format!(
+                    "UPDATE client_sources SET seen = $1 WHERE client_id IN ({})",
+                    params(2, chunk.len())
+                )),
+                params: values,
+            });
         }
     }
-    Ok(())
 }
 
 /// The batch's bytes per hour and source added to `traffic`, each key once.
-async fn write_traffic(
-    conn: &mut sqlx::AnyConnection,
-    traffic: &BTreeMap<(i64, &str), (i64, i64)>,
-) -> Result<(), sqlx::Error> {
+fn plan_traffic<'a>(out: &mut Vec<Statement<'a>>, traffic: &BTreeMap<(i64, &'a str), (i64, i64)>) {
     let all: Vec<_> = traffic.iter().collect();
     for chunk in all.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO traffic (hour, source, bytes, clients) VALUES {} \
-             ON CONFLICT (hour, source) DO UPDATE SET bytes = traffic.bytes + excluded.bytes, \
-             clients = traffic.clients + excluded.clients",
-            rows(chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql);
+        let mut values = Vec::with_capacity(chunk.len() * 4);
         for ((hour, source), (bytes, clients)) in chunk {
-            q = q.bind(*hour).bind(*source).bind(*bytes).bind(*clients);
+            values.extend([
+                (*hour).into(),
+                (*source).into(),
+                (*bytes).into(),
+                (*clients).into(),
+            ]);
         }
-        q.execute(&mut *conn).await?;
+        out.push(Statement {
+            sql: Cow::Owned(format!(
+                "INSERT INTO traffic (hour, source, bytes, clients) VALUES {} \
+                 ON CONFLICT (hour, source) DO UPDATE SET bytes = traffic.bytes + \
+                 excluded.bytes, clients = traffic.clients + excluded.clients",
+                rows(chunk.len(), 4)
+            )),
+            params: values,
+        });
     }
-    Ok(())
+}
+
+/// `statement` with `values` bound, for the pool.
+fn bind_pool<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &'q [Value<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for v in values {
+        q = match v {
+            Value::Int(i) => q.bind(*i),
+            Value::Text(t) => q.bind(t.as_deref()),
+        };
+    }
+    q
+}
+
+/// Stores `jobs` in one transaction through the pool; the revisions after them.
+async fn write_pool(pool: &AnyPool, jobs: &[&Job]) -> Result<(i64, i64), StoreError> {
+    let (order, ids) = in_order(jobs);
+    let mut conn = crate::db::relaxed_sync(pool).await?;
+    let mut tx = crate::db::begin_write(&mut conn).await?;
+    let mut stored: HashMap<String, Option<String>> = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = select_stored(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            stored.insert(r.try_get("id")?, r.try_get("last_update")?);
+        }
+    }
+    for s in plan(&order, &stored) {
+        bind_pool(sqlx::query(&s.sql), &s.params)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let revisions = super::clients::revisions(&mut tx).await?;
+    tx.commit().await?;
+    conn.restore().await?;
+    Ok(revisions)
 }
 
 #[cfg(test)]
@@ -798,6 +970,62 @@ mod tests {
         }
     }
 
+    /// The writer and the pool see each other's writes: an approval, a policy write and a
+    /// deletion made through the pool count for the next check-in, and each check-in is
+    /// there for the pool once answered.
+    async fn writer_and_pool_see_each_other(f: &Fixture) {
+        reset(&f.pool).await;
+        let mut p = waves()[0].iter().find(|p| p.id == "c04").unwrap().clone();
+        let relay_report = |pool: AnyPool| async move {
+            sqlx::query("SELECT relay_report, last_seen FROM clients WHERE id = 'c04'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+                .map(|r| {
+                    (
+                        r.try_get::<Option<String>, _>("relay_report").unwrap(),
+                        r.try_get::<Option<i64>, _>("last_seen").unwrap(),
+                    )
+                })
+        };
+        assert!(p.relay.is_some());
+        assert_eq!(check_in(f, &p).await.unwrap(), (1, 0));
+        assert_eq!(
+            relay_report(f.pool.clone()).await,
+            Some((None, Some(p.now))),
+            "not an approved agent: its relay report is not kept"
+        );
+        sqlx::query("UPDATE clients SET agent_approved_at = 1 WHERE id = 'c04'")
+            .execute(&f.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE policy SET revision = 2 WHERE id = 1")
+            .execute(&f.pool)
+            .await
+            .unwrap();
+        p.now += 1;
+        assert_eq!(
+            check_in(f, &p).await.unwrap(),
+            (2, 0),
+            "the policy written through the pool"
+        );
+        let (relay, seen) = relay_report(f.pool.clone()).await.unwrap();
+        assert!(relay.is_some(), "approved through the pool: kept");
+        assert_eq!(seen, Some(p.now));
+        assert!(f.store.delete_client("c04").await.unwrap());
+        p.now += 1;
+        assert_eq!(check_in(f, &p).await.unwrap(), (2, 0));
+        assert_eq!(
+            relay_report(f.pool.clone()).await,
+            None,
+            "deleted through the pool: nothing stored"
+        );
+        sqlx::query("UPDATE policy SET revision = 1 WHERE id = 1")
+            .execute(&f.pool)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn sqlite_batched_check_ins_store_what_sequential_ones_do() {
         let dir = tempfile::tempdir().unwrap();
@@ -808,6 +1036,78 @@ mod tests {
     async fn sqlite_check_in_is_answered_after_its_commit() {
         let dir = tempfile::tempdir().unwrap();
         answered_after_commit(&fixture(dir.path(), None).await).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_writer_thread_and_pool_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fixture(dir.path(), None).await;
+        assert!(
+            f.store.check_ins.on_own_thread(),
+            "SQLite file: its own thread"
+        );
+        writer_and_pool_see_each_other(&f).await;
+    }
+
+    // Check-ins that wait for the writer's thread go in together: while another connection
+    // holds the write lock, none is stored, and once it is released they take fewer
+    // transactions than check-ins.
+    #[tokio::test]
+    async fn sqlite_writer_thread_stores_a_batch_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fixture(dir.path(), None).await;
+        reset(&f.pool).await;
+        let wave = waves()[2].clone();
+        // The first check-in starts the writer; it then waits for the lock held here.
+        check_in(&f, &wave[0]).await.unwrap();
+        let mut lock = sqlx::AnyConnection::connect(&f.url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let before = f.store.check_ins.batches();
+        let release = async {
+            // Wait (bounded) until the writer has taken a batch: it waits for the lock.
+            for _ in 0..300 {
+                if f.store.check_ins.batches() > before {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let seen: i64 = sqlx::query("SELECT COUNT(*) AS n FROM clients WHERE last_seen = $1")
+                .bind(wave[1].now)
+                .fetch_one(&mut lock)
+                .await
+                .unwrap()
+                .try_get("n")
+                .unwrap();
+            assert_eq!(
+                seen, 1,
+                "only the first check-in is stored while the lock is held"
+            );
+            sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+        };
+        let (answers, ()) = tokio::join!(
+            futures::future::join_all(wave.iter().skip(1).map(|p| check_in(&f, p))),
+            release
+        );
+        for a in answers {
+            assert_eq!(a.unwrap(), (1, 0));
+        }
+        let batches = f.store.check_ins.batches() - before;
+        assert!(
+            batches < u64::try_from(wave.len() - 1).unwrap(),
+            "{} check-ins took {batches} transactions",
+            wave.len() - 1
+        );
+        let seen: i64 = sqlx::query("SELECT COUNT(*) AS n FROM clients WHERE last_seen = $1")
+            .bind(wave[1].now)
+            .fetch_one(&f.pool)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(seen, i64::try_from(wave.len()).unwrap());
     }
 
     #[tokio::test]
@@ -833,7 +1133,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = fixture(dir.path(), Some(&pg.url)).await;
         batched_equals_sequential(&f).await;
+        assert!(
+            !f.store.check_ins.on_own_thread(),
+            "PostgreSQL: through the pool"
+        );
         answered_after_commit(&f).await;
+        writer_and_pool_see_each_other(&f).await;
         one_refused_check_in_loses_no_other(
             &f,
             &[

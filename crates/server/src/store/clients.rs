@@ -382,14 +382,13 @@ impl Store {
     }
 }
 
+/// The policy and rollout revisions (columns `policy`, `rollouts`), one statement.
+pub(super) const REVISIONS: &str = "SELECT (SELECT revision FROM policy WHERE id = 1) AS policy, \
+     (SELECT COALESCE(MAX(revision), 0) FROM rollouts) AS rollouts";
+
 /// The policy and rollout revisions, one statement on `conn`.
 pub(super) async fn revisions(conn: &mut sqlx::AnyConnection) -> Result<(i64, i64), StoreError> {
-    let row = sqlx::query(
-        "SELECT (SELECT revision FROM policy WHERE id = 1) AS policy, \
-         (SELECT COALESCE(MAX(revision), 0) FROM rollouts) AS rollouts",
-    )
-    .fetch_one(conn)
-    .await?;
+    let row = sqlx::query(REVISIONS).fetch_one(conn).await?;
     let policy: Option<i64> = row.try_get("policy")?;
     let policy = policy.ok_or_else(|| StoreError::Corrupt("no policy row".into()))?;
     Ok((policy, row.try_get("rollouts")?))

@@ -9,6 +9,7 @@
 //! $current` keeps replicas sharing one PostgreSQL honest too.
 
 mod audit;
+mod check_in_thread;
 mod check_ins;
 mod client_list;
 mod clients;
