@@ -597,18 +597,7 @@ async fn main() -> Result<()> {
     if args.clients > 64_000 * args.relays {
         bail!("at most 64000 clients per relay");
     }
-    let mut tmp = None;
-    let work = if let Some(d) = &args.work_dir {
-        std::fs::create_dir_all(d)?;
-        d.clone()
-    } else {
-        let t = tempfile::Builder::new()
-            .prefix("cascade-fleet-")
-            .tempdir()?;
-        let p = t.path().to_owned();
-        tmp = Some(t);
-        p
-    };
+    let (work, tmp) = cascade_bench::procs::work_dir(args.work_dir.as_deref(), "cascade-fleet-")?;
     if let Some(limit) = open_files_limit() {
         let need = u64::try_from(args.concurrency * 16 + 256).unwrap_or(u64::MAX);
         if limit < need {

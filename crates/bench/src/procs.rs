@@ -188,6 +188,23 @@ pub fn cpu_us(pid: u32) -> u64 {
     user + system
 }
 
+/// The working directory of a run: `given` (created if missing), or a new temporary one named
+/// `PREFIX…`, returned with its guard (removed when the guard drops; keep it for the run).
+///
+/// # Errors
+/// When the directory cannot be created.
+pub fn work_dir(
+    given: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(d) = given {
+        std::fs::create_dir_all(d)?;
+        return Ok((d.to_owned(), None));
+    }
+    let t = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    Ok((t.path().to_owned(), Some(t)))
+}
+
 /// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`; `pid` may be `self`), 0 when
 /// unknown.
 pub fn status_kib(pid: &str, field: &str) -> u64 {

@@ -392,18 +392,7 @@ async fn main() -> Result<()> {
         bail!("--rate must be 0 or a number of cycles per second");
     }
     let bin = cascade_bin(args.cascade_bin.as_deref())?;
-    let mut tmp = None;
-    let work = if let Some(d) = &args.work_dir {
-        std::fs::create_dir_all(d)?;
-        d.clone()
-    } else {
-        let t = tempfile::Builder::new()
-            .prefix("cascade-cycle-")
-            .tempdir()?;
-        let p = t.path().to_owned();
-        tmp = Some(t);
-        p
-    };
+    let (work, tmp) = cascade_bench::procs::work_dir(args.work_dir.as_deref(), "cascade-cycle-")?;
     // The server needs a trusted upstream root; nothing is mirrored from it.
     let upstream = cascade_testkit::Upstream::create(&work.join("upstream"), None).await?;
     let root = work.join("upstream-root.json");

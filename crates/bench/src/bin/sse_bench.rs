@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use cascade_bench::procs::status_kib;
 use cascade_client::proto::{EnrollRequest, NotifyRequest};
 use cascade_client::Client;
 use clap::{Parser, Subcommand};
@@ -239,19 +240,6 @@ fn cpu_ms(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) * 10.0
 }
 
-/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unknown.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// The `i`-th client's source address: 127.2.0.1 upwards, 250 per /24, 62,500 per /16.
 fn source(i: usize) -> IpAddr {
     let b = u8::try_from(2 + i / 62_500).unwrap_or(255);
@@ -454,7 +442,7 @@ async fn arrivals(
 /// The server's RSS (KiB) after letting it settle for 2 s (freed buffers, timers).
 async fn settled_rss(pid: u32) -> u64 {
     tokio::time::sleep(Duration::from_secs(2)).await;
-    status_kib(pid, "VmRSS:")
+    status_kib(&pid.to_string(), "VmRSS:")
 }
 
 async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> Result<Report> {
@@ -470,7 +458,7 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
         .build()
         .context("http client")?;
     let tls = ca.as_deref().map(tls_connector).transpose()?;
-    let rss_idle = status_kib(pid, "VmRSS:");
+    let rss_idle = status_kib(&pid.to_string(), "VmRSS:");
 
     let t = Instant::now();
     let api = Client::with_http(url::Url::parse(&started.url).context("server URL")?, http);
@@ -549,7 +537,7 @@ async fn run(args: &Args, started: &Started, pid: u32, ca: Option<Vec<u8>>) -> R
         server_rss_idle_kib: rss_idle,
         server_rss_enrolled_kib: rss_enrolled,
         server_rss_holding_kib: rss_holding,
-        server_rss_peak_kib: status_kib(pid, "VmHWM:"),
+        server_rss_peak_kib: status_kib(&pid.to_string(), "VmHWM:"),
         server_rss_per_stream_kib: 0.0,
         server_rss_per_stream_after_enroll_kib: 0.0,
         notify_request_ms,
