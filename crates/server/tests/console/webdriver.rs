@@ -32,6 +32,50 @@ pub fn screenshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
 }
 
+/// Chromedriver on a free port of 127.0.0.1, ready: `(process, base URL)`. The port is free
+/// when picked but another process may take it before chromedriver binds it (it then exits),
+/// so a driver that exits or is not ready within 30 s is ended and started again on a new
+/// port, three times at most; its log (in `dir`) is in the panic message.
+async fn start_driver(bin: &Path, http: &reqwest::Client, dir: &Path) -> (Child, String) {
+    let log = dir.join("chromedriver.log");
+    for _ in 0..3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut driver = Command::new(bin)
+            .process_group(0)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let base = format!("http://127.0.0.1:{port}");
+        // Generous: chromedriver starts slowly on a loaded machine.
+        for _ in 0..300 {
+            if driver.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if v["value"]["ready"] == true {
+                        return (driver, base);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!(
+        "chromedriver did not become ready on three ports; its last log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
 pub struct Browser {
     http: reqwest::Client,
     session: String,
@@ -70,36 +114,9 @@ impl Browser {
                  or set CASCADE_SKIP_BROWSER=1 to skip them"
             );
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(&driver_bin)
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", driver_bin.display()));
         let profile = tempfile::tempdir().unwrap();
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ready = false;
-        // Generous: chromedriver starts slowly on a loaded machine.
-        for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{base}/status")).send().await {
-                if let Ok(v) = r.json::<Value>().await {
-                    if v["value"]["ready"] == true {
-                        ready = true;
-                        break;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ready, "chromedriver did not become ready on port {port}");
+        let (driver, base) = start_driver(&driver_bin, &http, profile.path()).await;
         let args = json!([
             "--headless",
             "--no-sandbox",
