@@ -1,12 +1,10 @@
 //! The audit log and restoring a policy revision (`docs/operating.md#audit-log`).
 
-use cascade_client::proto::{
-    Mode, NewEnrollmentToken, NewToken, NewUser, NotifyRequest, SettingsPatch, UserRole,
-};
+use cascade_client::proto::{NewEnrollmentToken, NewToken, NewUser, NotifyRequest, UserRole};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::start;
+use crate::harness::{customized, start};
 
 // Every change and every refused admin action is recorded with actor, time, source address
 // and status; a policy change carries the changed parts before and after; secrets never.
@@ -15,15 +13,7 @@ async fn changes_and_refusals_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let api = s.api();
-    api.patch_settings(
-        &SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    api.patch_settings(&customized(), None).await.unwrap();
     api.create_user(&NewUser {
         name: "vera".into(),
         role: UserRole::Viewer,
@@ -98,15 +88,7 @@ async fn an_earlier_revision_is_restored() {
     let s = start(dir.path()).await;
     let api = s.api();
     let first = api.policy().await.unwrap();
-    api.patch_settings(
-        &SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    api.patch_settings(&customized(), None).await.unwrap();
     let back = api.restore_policy(1, Some(2)).await.unwrap();
     assert_eq!(back.revision, 3);
     assert_eq!(back.policy, first.policy);

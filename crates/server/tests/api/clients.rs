@@ -8,14 +8,7 @@ use cascade_client::proto::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{json, start, start_with};
-
-fn customized() -> SettingsPatch {
-    SettingsPatch {
-        mode: Some(Mode::Customized),
-        ..SettingsPatch::default()
-    }
-}
+use crate::harness::{customized, json, start, start_with};
 
 fn agent(address: &str) -> AgentDoc {
     AgentDoc {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cascade_client::proto::{EnrollRequest, Enrolled};
+use cascade_client::proto::{EnrollRequest, Enrolled, Mode, SettingsPatch};
 use cascade_client::{AdminClient, Client};
 use cascade_server::Settings;
 pub use cascade_testkit::{ManualClock, Sse};
@@ -158,6 +158,14 @@ pub async fn start(data_dir: &Path) -> TestServer {
 /// A request body: the JSON of an API type, or raw text (malformed or invalid on purpose).
 pub struct Body {
     text: String,
+}
+
+/// The settings patch that switches the policy to the customized source list.
+pub fn customized() -> SettingsPatch {
+    SettingsPatch {
+        mode: Some(Mode::Customized),
+        ..SettingsPatch::default()
+    }
 }
 
 /// `value` (a `cascade-proto` type) as the JSON body.

@@ -8,7 +8,7 @@ use cascade_core::{Policy, PolicyDoc};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{json, raw, start};
+use crate::harness::{customized, json, raw, start};
 
 const POLICY: &str = r#"
 mode = "customized"
@@ -195,10 +195,7 @@ async fn stale_revision_conflicts() {
         rev,
         Method::PATCH,
         "/api/policy/settings",
-        json(&SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        }),
+        json(&customized()),
     )
     .await
     .expect(200);

@@ -4,13 +4,13 @@
 //! own from Debian's postgresql package (in a temporary directory, on a 127.0.0.1 port). It
 //! never skips: with neither, or a cluster it cannot reach, it fails and says why.
 
-use cascade_client::proto::{CheckIn, Mode, SettingsPatch, SourceBody};
+use cascade_client::proto::{CheckIn, SourceBody};
 use cascade_core::Category;
 use reqwest::Method;
 
 use std::time::Duration;
 
-use crate::harness::{json, start_tuned, start_with, Sse};
+use crate::harness::{customized, json, start_tuned, start_with, Sse};
 
 fn mirror_entry(range: &str) -> SourceBody {
     SourceBody {
@@ -59,10 +59,7 @@ async fn postgres_store_round_trip() {
         rev,
         Method::PATCH,
         "/api/policy/settings",
-        json(&SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        }),
+        json(&customized()),
     )
     .await
     .expect(200);
@@ -194,16 +191,9 @@ async fn postgres_notify_ends_the_304_on_other_replicas() {
     );
     let mut sse = Sse::connect(&b.http, &b.url, &c).await.unwrap();
     assert_eq!(sse.next().await.unwrap().0, "hello");
-    a.admin(
-        Method::PATCH,
-        "/api/policy/settings",
-        json(&SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        }),
-    )
-    .await
-    .expect(200);
+    a.admin(Method::PATCH, "/api/policy/settings", json(&customized()))
+        .await
+        .expect(200);
     assert_eq!(
         crate::revisions::fetch(&b, &c, Some(first.revision)).await,
         None,

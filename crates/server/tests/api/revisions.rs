@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use cascade_client::proto::{ClientPolicy, Mode, NewRollout, RingSpec, SettingsPatch};
+use cascade_client::proto::{ClientPolicy, NewRollout, RingSpec};
 use reqwest::Method;
 
-use crate::harness::{json, raw, start_tuned, TestServer};
+use crate::harness::{customized, json, raw, start_tuned, TestServer};
 
 /// Revisions read from the database answer for an hour: only a write or a notify renews them.
 pub fn held_an_hour(s: &mut cascade_server::Settings) {
@@ -44,16 +44,9 @@ async fn a_policy_write_ends_the_304() {
     let (_, cred) = s.enroll_client("pc-1", None).await;
     let first = fetch(&s, &cred, None).await.unwrap();
     assert_eq!(fetch(&s, &cred, Some(first.revision)).await, None);
-    s.admin(
-        Method::PATCH,
-        "/api/policy/settings",
-        json(&SettingsPatch {
-            mode: Some(Mode::Customized),
-            ..SettingsPatch::default()
-        }),
-    )
-    .await
-    .expect(200);
+    s.admin(Method::PATCH, "/api/policy/settings", json(&customized()))
+        .await
+        .expect(200);
     let next = fetch(&s, &cred, Some(first.revision))
         .await
         .expect("a 200 after the policy write, not a 304");
