@@ -15,6 +15,15 @@
 //! (its `/metrics`), its TLS handshakes, this process's CPU per cycle, the wall time, and the
 //! load average before and after. `--perf FILE` records the server with `perf record -g`
 //! over the measured rounds. A table goes to stdout (`--json`: the report as JSON instead).
+//!
+//! The reference (`--reference nginx`, the default): after each round, the same clients from
+//! the same addresses run the same cycles at the same pace against nginx over TLS on this
+//! machine ([`cascade_bench::reference`]), which answers the two requests from its
+//! configuration alone (a 304, and the check-in's answer). Its CPU per cycle is what two
+//! requests on kept TLS connections cost here at that pace with no work behind them; the
+//! server's figure is printed as a ratio to it. On a small VM a paced request costs several
+//! times a busy one for any server (each wakes a cold CPU), so the ratio is the figure to
+//! compare between machines.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -25,7 +34,8 @@ use cascade_bench::procs::{
     cascade_bin, cpu_split_us, cpu_us, loadavg, machine, server_counts, start_server, status_kib,
     ByRoute, Machine,
 };
-use cascade_client::proto::EnrollRequest;
+use cascade_bench::reference::{nginx_bin, NginxTls};
+use cascade_client::proto::{CheckInResponse, EnrollRequest};
 use cascade_client::{AdminClient, Client};
 use cascade_core::report::{Attempt, CheckIn, Outcome, UpdateReport};
 use cascade_core::Category;
@@ -65,9 +75,45 @@ struct Args {
     /// Record the server with `perf record -g` into FILE over the measured rounds.
     #[arg(long)]
     perf: Option<PathBuf>,
+    /// The reference run after each round: `nginx` (over TLS, the same clients from the same
+    /// addresses at the same pace, the two requests answered from its configuration), or
+    /// `none`.
+    #[arg(long, value_enum, default_value_t = Reference::Nginx)]
+    reference: Reference,
+    /// The nginx binary for the reference (default: /usr/sbin/nginx or the like, or PATH).
+    #[arg(long)]
+    nginx_bin: Option<PathBuf>,
+    /// nginx worker processes for the reference (default: `auto`, one per CPU).
+    #[arg(long)]
+    nginx_workers: Option<usize>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    /// Refuses values the bench cannot run with, naming the option.
+    fn check(&self) -> Result<()> {
+        if self.clients == 0 || self.clients > 64_000 {
+            bail!("--clients must be 1..=64000");
+        }
+        if self.concurrency == 0 || self.concurrency > self.clients {
+            bail!("--concurrency must be 1..=--clients");
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be 0 or a number of cycles per second");
+        }
+        Ok(())
+    }
+}
+
+/// What the rounds are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Reference {
+    /// nginx over TLS ([`cascade_bench::reference`]).
+    Nginx,
+    /// No reference run.
+    None,
 }
 
 /// One simulated kept agent.
@@ -101,6 +147,17 @@ struct Round {
     /// `/proc/loadavg` (1, 5, 15 min) before and after the round.
     load_before: String,
     load_after: String,
+    /// The reference run after this round (`--reference`), if any.
+    reference: Option<ReferenceRound>,
+}
+
+/// The same cycles, clients and pace against the reference server.
+#[derive(Debug, Serialize)]
+struct ReferenceRound {
+    errors: usize,
+    wall_seconds: f64,
+    /// Its CPU (master and workers, user + system) per cycle.
+    cpu_us_per_cycle: f64,
 }
 
 /// The report.
@@ -118,6 +175,12 @@ struct Report {
     /// Median over the rounds of the server's CPU per cycle.
     median_server_cpu_us_per_cycle: f64,
     server_peak_rss_kib: u64,
+    /// The reference server (`nginx -v`), if one ran.
+    reference: Option<String>,
+    /// Median over the rounds of the reference's CPU per cycle.
+    median_reference_cpu_us_per_cycle: Option<f64>,
+    /// The server's median over the reference's.
+    ratio_to_reference: Option<f64>,
     note: &'static str,
 }
 
@@ -190,6 +253,49 @@ async fn enroll(url: &Url, ca: &[u8], token: &str, args: &Args) -> Result<Vec<Ag
         .collect()
         .await;
     made.into_iter().collect()
+}
+
+/// The clients of the reference run: the same addresses and check-ins, holding `revision`
+/// (the reference answers every policy request 304 and every check-in with it).
+fn reference_agents(url: &Url, ca: &[u8], revision: i64, clients: usize) -> Result<Vec<Agent>> {
+    (0..clients)
+        .map(|k| {
+            let ip = source(k)?;
+            let http = cascade_client::http_builder(Some(ca))?
+                .local_address(ip)
+                .timeout(Duration::from_secs(30))
+                .build()?;
+            Ok(Agent {
+                client: Client::with_http(url.clone(), http),
+                credential: "reference".into(),
+                revision: Some(revision),
+                check_in: check_in(ip),
+            })
+        })
+        .collect()
+}
+
+/// nginx's answers to a cycle's two requests: 304 to the policy, `revision` to the check-in.
+fn reference_locations(revision: i64) -> Result<String> {
+    let answer = serde_json::to_string(&CheckInResponse {
+        policy_revision: revision,
+    })?;
+    Ok(format!(
+        "location = /api/client/policy {{ add_header ETag '\"{revision}\"' always; return 304; }}\n\
+         location = /api/client/checkin {{ default_type application/json; return 200 '{answer}'; }}\n\
+         location / {{ return 404; }}"
+    ))
+}
+
+/// Clients `0..n` in `workers` groups: worker w takes clients w, w + workers, …
+fn grouped(agents: Vec<Agent>, workers: usize) -> Vec<Vec<Agent>> {
+    let mut groups: Vec<Vec<Agent>> = (0..workers).map(|_| Vec::new()).collect();
+    for (k, a) in agents.into_iter().enumerate() {
+        if let Some(g) = groups.get_mut(k % workers) {
+            g.push(a);
+        }
+    }
+    groups
 }
 
 /// One kept agent's cycle: the policy unless unchanged, then the check-in.
@@ -286,7 +392,26 @@ async fn round(
         bench_cpu_us_per_cycle: per(me1.saturating_sub(me0), cycles),
         load_before,
         load_after: loadavg(),
+        reference: None,
     })
+}
+
+/// The same cycles against the reference.
+async fn reference_round(
+    groups: &mut [Vec<Agent>],
+    nginx: &NginxTls,
+    cycles: usize,
+    rate: f64,
+) -> ReferenceRound {
+    let cpu0 = nginx.cpu_us();
+    let t0 = Instant::now();
+    let errors = run_cycles(groups, cycles, rate).await;
+    let wall = t0.elapsed().as_secs_f64();
+    ReferenceRound {
+        errors,
+        wall_seconds: (wall * 1000.0).round() / 1000.0,
+        cpu_us_per_cycle: per(nginx.cpu_us().saturating_sub(cpu0), cycles),
+    }
 }
 
 /// `perf record -g` of `pid` into `out`, stopped (SIGINT) when dropped.
@@ -334,11 +459,12 @@ fn print_table(r: &Report) {
         r.cascade_bin
     );
     println!(
-        "{:<6} {:>8} {:>10} {:>14} {:>12} {:>7} {:>9} {:>11} {:>8}  load before → after",
+        "{:<6} {:>8} {:>10} {:>14} {:>12} {:>12} {:>7} {:>9} {:>11} {:>8}  load before → after",
         "round",
         "wall s",
         "cycles/s",
         "server µs/c",
+        "nginx µs/c",
         "user/sys",
         "req/c",
         "TLS f/r",
@@ -347,11 +473,14 @@ fn print_table(r: &Report) {
     );
     for (i, x) in r.rounds.iter().enumerate() {
         println!(
-            "{:<6} {:>8.2} {:>10.0} {:>14.1} {:>12} {:>7.2} {:>9} {:>11.1} {:>8}  {} → {}",
+            "{:<6} {:>8.2} {:>10.0} {:>14.1} {:>12} {:>12} {:>7.2} {:>9} {:>11.1} {:>8}  {} → {}",
             i + 1,
             x.wall_seconds,
             x.cycles_per_second,
             x.server_cpu_us_per_cycle,
+            x.reference
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.1}", r.cpu_us_per_cycle)),
             format!(
                 "{:.0}/{:.0}",
                 x.server_user_us_per_cycle, x.server_system_us_per_cycle
@@ -362,7 +491,7 @@ fn print_table(r: &Report) {
                 x.server_tls_handshakes.0, x.server_tls_handshakes.1
             ),
             x.bench_cpu_us_per_cycle,
-            x.errors,
+            x.errors + x.reference.as_ref().map_or(0, |r| r.errors),
             x.load_before,
             x.load_after
         );
@@ -372,6 +501,16 @@ fn print_table(r: &Report) {
         r.median_server_cpu_us_per_cycle,
         r.server_peak_rss_kib / 1024
     );
+    if let (Some(name), Some(m), Some(ratio)) = (
+        &r.reference,
+        r.median_reference_cpu_us_per_cycle,
+        r.ratio_to_reference,
+    ) {
+        println!(
+            "median reference CPU per cycle: {m:.1} µs ({name}, the same clients, cycles and \
+             pace, answers from its configuration); server / reference: {ratio:.2}"
+        );
+    }
     if let Some(x) = r.rounds.last() {
         for (route, n) in &x.server_requests_per_cycle_by_route {
             println!("  {route}: {n:.2} per cycle");
@@ -379,18 +518,40 @@ fn print_table(r: &Report) {
     }
 }
 
+/// nginx as the reference, with its clients warmed up (one cycle each).
+async fn start_reference(
+    args: &Args,
+    groups: &[Vec<Agent>],
+    work: &std::path::Path,
+) -> Result<(NginxTls, Vec<Vec<Agent>>)> {
+    let revision = groups
+        .first()
+        .and_then(|g| g.first())
+        .and_then(|a| a.revision)
+        .context("no policy revision after the warm-up")?;
+    let nginx = NginxTls::start(
+        &nginx_bin(args.nginx_bin.as_deref())?,
+        &work.join("nginx"),
+        args.nginx_workers,
+        &reference_locations(revision)?,
+    )?;
+    let agents = reference_agents(&nginx.url, &nginx.ca_pem, revision, args.clients)?;
+    let mut groups = grouped(agents, args.concurrency);
+    eprintln!(
+        "reference warm-up: one cycle per client ({})",
+        nginx.version
+    );
+    let errors = run_cycles(&mut groups, args.clients, 0.0).await;
+    if errors > 0 {
+        bail!("{errors} reference warm-up cycles failed");
+    }
+    Ok((nginx, groups))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.clients == 0 || args.clients > 64_000 {
-        bail!("--clients must be 1..=64000");
-    }
-    if args.concurrency == 0 || args.concurrency > args.clients {
-        bail!("--concurrency must be 1..=--clients");
-    }
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        bail!("--rate must be 0 or a number of cycles per second");
-    }
+    args.check()?;
     let bin = cascade_bin(args.cascade_bin.as_deref())?;
     let (work, tmp) = cascade_bench::procs::work_dir(args.work_dir.as_deref(), "cascade-cycle-")?;
     // The server needs a trusted upstream root; nothing is mirrored from it.
@@ -418,18 +579,16 @@ async fn main() -> Result<()> {
         server.url, args.clients
     );
     let agents = enroll(&server.url, &server.ca_pem, &server.enroll, &args).await?;
-    // Worker w takes clients w, w + C, w + 2C, …
-    let mut groups: Vec<Vec<Agent>> = (0..args.concurrency).map(|_| Vec::new()).collect();
-    for (k, a) in agents.into_iter().enumerate() {
-        if let Some(g) = groups.get_mut(k % args.concurrency) {
-            g.push(a);
-        }
-    }
+    let mut groups = grouped(agents, args.concurrency);
     eprintln!("warm-up: one cycle per client");
     let errors = run_cycles(&mut groups, args.clients, 0.0).await;
     if errors > 0 {
         bail!("{errors} warm-up cycles failed (see {})", work.display());
     }
+    let mut reference = match args.reference {
+        Reference::None => None,
+        Reference::Nginx => Some(start_reference(&args, &groups, &work).await?),
+    };
     let perf = args
         .perf
         .as_deref()
@@ -438,9 +597,24 @@ async fn main() -> Result<()> {
     let mut rounds = Vec::new();
     for i in 0..args.rounds {
         eprintln!("round {}: {} cycles", i + 1, args.cycles);
-        rounds.push(round(&mut groups, &api, pid, args.cycles, args.rate).await?);
+        let mut r = round(&mut groups, &api, pid, args.cycles, args.rate).await?;
+        if let Some((nginx, groups)) = reference.as_mut() {
+            eprintln!("round {}: the reference", i + 1);
+            r.reference = Some(reference_round(groups, nginx, args.cycles, args.rate).await);
+        }
+        rounds.push(r);
     }
     drop(perf);
+    let median_server = median(rounds.iter().map(|r| r.server_cpu_us_per_cycle).collect());
+    let median_reference = reference.as_ref().map(|_| {
+        median(
+            rounds
+                .iter()
+                .filter_map(|r| r.reference.as_ref())
+                .map(|x| x.cpu_us_per_cycle)
+                .collect(),
+        )
+    });
     let report = Report {
         bench: "cycle",
         clients: args.clients,
@@ -449,11 +623,14 @@ async fn main() -> Result<()> {
         rate: args.rate,
         cascade_bin: bin.display().to_string(),
         machine: machine(),
-        median_server_cpu_us_per_cycle: median(
-            rounds.iter().map(|r| r.server_cpu_us_per_cycle).collect(),
-        ),
+        median_server_cpu_us_per_cycle: median_server,
         rounds,
         server_peak_rss_kib: status_kib(&pid.to_string(), "VmHWM:"),
+        reference: reference.as_ref().map(|(n, _)| n.version.clone()),
+        median_reference_cpu_us_per_cycle: median_reference,
+        ratio_to_reference: median_reference
+            .filter(|r| *r > 0.0)
+            .map(|r| (median_server / r * 100.0).round() / 100.0),
         note: "server CPU from /proc/PID/stat (10 ms ticks) over the measured rounds only; clients share the machine",
     };
     if args.json {
@@ -461,7 +638,12 @@ async fn main() -> Result<()> {
     } else {
         print_table(&report);
     }
-    let failed: usize = report.rounds.iter().map(|r| r.errors).sum();
+    let failed: usize = report
+        .rounds
+        .iter()
+        .map(|r| r.errors + r.reference.as_ref().map_or(0, |x| x.errors))
+        .sum();
+    drop(reference);
     drop(groups);
     drop(server);
     drop(tmp);
