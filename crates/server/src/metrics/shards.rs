@@ -40,9 +40,10 @@ fn shard_index() -> usize {
 
 impl Metrics {
     /// Records a `/repo/` answer the connection front gave itself (`crate::front`): the same
-    /// counters and latency series as [`track`](super::track) keeps for the routed ones,
-    /// written in this thread's `RepoShard` (four uncontended atomic adds, nothing shared
-    /// between cores).
+    /// counters and latency series as [`track`] keeps for the routed ones, written in this
+    /// thread's `RepoShard` (four uncontended atomic adds, nothing shared between cores).
+    ///
+    /// [`track`]: super::track
     pub fn repo_answered(&self, head: bool, status: u16, content_length: u64, started: Instant) {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let shard = &self.shards[shard_index()];
