@@ -2,7 +2,7 @@
 //! (`docs/operating.md#notification-streams`): a struct of the stream's receivers and the
 //! events still to send, and [`EventStream::next`], which waits for the next event. No boxed
 //! body, no stream combinators, no per-stream buffer: the connection front
-//! ([`crate::front`]) takes the stream out of the routed answer ([`Held`]) and holds it in a
+//! (`crate::front`) takes the stream out of the routed answer ([`Held`]) and holds it in a
 //! task of its own, so a waiting stream costs that task (its socket, this struct and the
 //! futures `next` waits on), its socket's registration and the client's id.
 //!

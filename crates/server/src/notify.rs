@@ -346,7 +346,7 @@ pub async fn start_following(notifier: &Notifier, store: &Store) -> Result<(), S
 }
 
 /// Sends notifications that other replicas recorded until `stop` turns true: on PostgreSQL
-/// when the database signals one ([`listen`]), on SQLite by reading the table every `poll`.
+/// when the database signals one (`listen`), on SQLite by reading the table every `poll`.
 pub async fn follow(notifier: Arc<Notifier>, store: Store, stop: watch::Receiver<bool>) {
     match store.postgres_url() {
         Some(url) => listen(&notifier, &store, &url, stop).await,

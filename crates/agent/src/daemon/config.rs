@@ -48,8 +48,8 @@ pub struct AgentConfig {
     /// enrollment token carries, else the server's (over HTTPS to the CA pinned from the
     /// token: `docs/architecture.md#trust-model`).
     pub pinned_roots: Vec<(TrustDomain, PathBuf)>,
-    /// How the daemon updates itself ([`run_self_updating`]); `None`: it does not, and
-    /// reports this crate's version.
+    /// How the daemon updates itself ([`run_self_updating`](super::run_self_updating));
+    /// `None`: it does not, and reports this crate's version.
     pub self_update: Option<SelfUpdate>,
 }
 

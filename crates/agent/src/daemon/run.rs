@@ -103,8 +103,9 @@ pub async fn run(
 pub enum Ended {
     /// Asked to stop.
     Stopped,
-    /// Start this binary in place of this process, with [`SelfUpdate::args`] (a new build on
-    /// trial, or back to the old one), `docs/operating.md#agent-self-update`.
+    /// Start this binary in place of this process, with
+    /// [`SelfUpdate::args`](crate::selfupdate::SelfUpdate::args) (a new build on trial, or back
+    /// to the old one), `docs/operating.md#agent-self-update`.
     Exec(PathBuf),
 }
 

@@ -20,7 +20,7 @@ pub enum SearchIndex {
     Scan,
     /// SQLite's FTS5 trigram table.
     SqliteTrigram,
-    /// PostgreSQL's `pg_trgm` index on [`PG_TEXT`].
+    /// PostgreSQL's `pg_trgm` index on `PG_TEXT`.
     PostgresTrigram,
 }
 
