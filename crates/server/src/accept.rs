@@ -10,7 +10,7 @@
 //! listening socket on the same address (`SO_REUSEPORT`, [`cascade_front::listen_reuseport`],
 //! each with the listen backlog of `docs/operating.md#listen-backlog`); the kernel spreads new
 //! connections over the sockets, and a connection lives on the thread that accepted it: the
-//! connection front ([`crate::front`]), TLS, `/repo/` answers (`sendfile`, the thread's own
+//! connection front (`crate::front`), TLS, `/repo/` answers (`sendfile`, the thread's own
 //! small-file copies and counter shard) and held event streams all run there, with no
 //! wake-up or task moved between threads — nginx's worker processes, as threads.
 //!
@@ -21,11 +21,11 @@
 //! So the split is at the hand-over: a connection the front hands to hyper and the router
 //! (`/api/…`, the console, `/metrics`, a `/repo/` request the front does not answer) moves,
 //! with the bytes already read and its TLS session, to the server's runtime for the rest of
-//! its life ([`Portable`]: its socket is taken off the thread's I/O driver and registered
+//! its life (`Portable`: its socket is taken off the thread's I/O driver and registered
 //! with the server's; a tokio socket belongs to one driver, so it is moved, never shared) and
 //! is served there exactly as in shared mode, with no request crossing runtimes. The one
 //! routed request the front itself writes the answer of, a notification stream, runs on the
-//! server's runtime as a task ([`OnRuntime`]) whose answer (the stream) comes back to be held
+//! server's runtime as a task (`OnRuntime`) whose answer (the stream) comes back to be held
 //! on the accepting thread; a request dropped by its connection aborts its task, as dropping
 //! the future does in shared mode. (Running every routed request of a connection that stays
 //! on its thread as such a task was measured first: two wake-ups across threads per request,

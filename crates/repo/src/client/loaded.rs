@@ -192,9 +192,10 @@ impl Loaded {
     ///
     /// `stage` is a staging directory: only verified files ever appear in it under their names
     /// (each by atomic rename, never outside it), plus, unless the client has a
-    /// [`RepoClient::with_partial_dir`], `.partial-SHA256` files of broken transfers, which a
-    /// later call with the same `stage` resumes (from any source) and hash-checks before use. After an `Err` it may hold some files of the version whose other
-    /// files failed.
+    /// [`RepoClient::with_partial_dir`](crate::client::RepoClient::with_partial_dir),
+    /// `.partial-SHA256` files of broken transfers, which a later call with the same `stage`
+    /// resumes (from any source) and hash-checks before use. After an `Err` it may hold some
+    /// files of the version whose other files failed.
     ///
     /// # Errors
     /// The reason the source failed: an unsafe signed name, a transfer or a hash.
