@@ -51,10 +51,7 @@ impl RunningServer {
         let server = Server::open(settings.clone())
             .await
             .map_err(|e| kit("open server")(&e))?;
-        let ca_pem = cascade_server::Tls::open(&settings.data_dir, &settings.tls)
-            .map_err(|e| kit("server CA")(&e))?
-            .ca_pem()
-            .map(<[u8]>::to_vec);
+        let ca_pem = server.state().tls.ca_pem().map(<[u8]>::to_vec);
         let scheme = if ca_pem.is_some() { "https" } else { "http" };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(listener, async move {

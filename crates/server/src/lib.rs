@@ -406,7 +406,11 @@ async fn open_tls(
             )
             .await?
         }
-        None => Tls::open(&settings.data_dir, &settings.tls)?,
+        None => Tls::open(
+            &settings.data_dir,
+            &settings.tls,
+            settings.key_passphrase.as_ref(),
+        )?,
     })
 }
 

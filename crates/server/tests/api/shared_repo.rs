@@ -164,10 +164,21 @@ async fn postgres_ca_key_is_stored_encrypted_and_a_replica_needs_the_passphrase(
         cascade_server::Server::open(replica_settings(&tmp.path().join("a"), &db.url, Some(PASS)))
             .await
             .unwrap();
-    let plain_pem = std::fs::read(tmp.path().join("a/tls/ca.key")).unwrap();
-    let der = rcgen::KeyPair::from_pem(std::str::from_utf8(&plain_pem).unwrap())
+    // The replica's own copy of the key is encrypted with the passphrase too.
+    let local = std::fs::read(tmp.path().join("a/tls/ca.key")).unwrap();
+    assert!(local.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let der = cascade_repo::decrypt_bytes(
+        Path::new("a/tls/ca.key"),
+        &local,
+        Some(&cascade_repo::Passphrase::new(PASS).unwrap()),
+    )
+    .unwrap()
+    .unwrap()
+    .to_vec();
+    let plain_pem = rcgen::KeyPair::try_from(der.as_slice())
         .unwrap()
-        .serialize_der();
+        .serialize_pem()
+        .into_bytes();
     let shared = Shared::connect(&db.url, &tmp.path().join("x"), Arc::new(SystemClock))
         .await
         .unwrap();
@@ -263,10 +274,15 @@ async fn postgres_ca_key_is_stored_encrypted_and_a_replica_needs_the_passphrase(
         std::fs::read(tmp.path().join("a/tls/ca.pem")).unwrap(),
         "the second replica serves the first one's CA"
     );
-    let loaded = std::fs::read_to_string(tmp.path().join("c/tls/ca.key")).unwrap();
+    let loaded = std::fs::read(tmp.path().join("c/tls/ca.key")).unwrap();
+    assert!(loaded.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----"));
     assert_eq!(
-        rcgen::KeyPair::from_pem(&loaded).unwrap().serialize_der(),
-        der
+        cascade_repo::decrypt_bytes(Path::new("c/tls/ca.key"), &loaded, Some(&pass))
+            .unwrap()
+            .unwrap()
+            .as_slice(),
+        der.as_slice(),
+        "the second replica's copy decrypts to the same key"
     );
     drop((first, second));
     db.drop_db().await;

@@ -1,5 +1,6 @@
 //! HTTPS for the server (`docs/operating.md#tls`): by default a private certificate
-//! authority is created in `DATA/tls/` on first start (`ca.pem`, and `ca.key` mode `0600`)
+//! authority is created in `DATA/tls/` on first start (`ca.pem`, and `ca.key` mode `0600`,
+//! encrypted with the key passphrase when one is given, as the site repository's key files)
 //! and a server certificate signed by it is issued at every start for the listen address and
 //! the names given (so a new address or name needs only a restart); or an organisation's own
 //! certificate chain and key are used. The CA certificate is served at `GET /ca.pem`, and
@@ -14,7 +15,6 @@
 //! another one, refuses to start and says which
 //! (`docs/operating.md#shared-repository-and-one-writer`).
 
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,11 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+mod ca_key;
+
+pub use ca_key::open_shared;
+use ca_key::{private_dir, read_ca_key, write_ca_key};
 
 /// How the server speaks to its clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +104,26 @@ pub enum TlsError {
         PASSPHRASE_ENV = cascade_repo::PASSPHRASE_ENV
     )]
     WrongPassphrase,
+    /// The private CA's key file is encrypted and no key passphrase was given.
+    #[error(
+        "{path} is encrypted with the key passphrase, and none was given: start the server \
+         with --key-passphrase-file FILE or {PASSPHRASE_ENV} (docs/operating.md#tls)",
+        PASSPHRASE_ENV = cascade_repo::PASSPHRASE_ENV
+    )]
+    KeyFileLocked {
+        /// The key file.
+        path: String,
+    },
+    /// The key passphrase given does not decrypt the private CA's key file.
+    #[error(
+        "the key passphrase given (--key-passphrase-file or {PASSPHRASE_ENV}) does not decrypt \
+         {path}: give the passphrase it was encrypted with (docs/operating.md#tls)",
+        PASSPHRASE_ENV = cascade_repo::PASSPHRASE_ENV
+    )]
+    KeyFileWrongPassphrase {
+        /// The key file.
+        path: String,
+    },
     /// The private CA's key in the database is not a key (a damaged or hand-edited row).
     #[error("the private CA's key in the database ({CA_KEY_ROW}): {0}")]
     BadStoredKey(String),
@@ -117,6 +142,8 @@ impl TlsError {
             TlsError::Config(_) => "tls.config",
             TlsError::PassphraseNeeded => "tls.passphrase_needed",
             TlsError::WrongPassphrase => "tls.wrong_passphrase",
+            TlsError::KeyFileLocked { .. } => "tls.key_file_locked",
+            TlsError::KeyFileWrongPassphrase { .. } => "tls.key_file_wrong_passphrase",
             TlsError::BadStoredKey(_) => "tls.bad_stored_key",
             TlsError::Shared(e) => e.code(),
         }
@@ -160,11 +187,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TlsError + '_ {
 
 impl Tls {
     /// Opens the TLS material for `mode`: for the private CA, reads `DATA/tls/ca.pem` and
-    /// `ca.key`, creating both on first start (directory `0700`, key `0600`).
+    /// `ca.key`, creating both on first start (directory `0700`, key `0600`). With
+    /// `passphrase` the key file is encrypted with it (a key file in clear, made without one
+    /// or by an earlier version, is encrypted in place); without, it is PEM in clear and a
+    /// warning says so.
     ///
     /// # Errors
-    /// See [`TlsError`].
-    pub fn open(data_dir: &Path, mode: &TlsMode) -> Result<Tls, TlsError> {
+    /// See [`TlsError`]: [`TlsError::KeyFileLocked`] when the key file is encrypted and no
+    /// passphrase was given, [`TlsError::KeyFileWrongPassphrase`] when it does not decrypt it.
+    pub fn open(
+        data_dir: &Path,
+        mode: &TlsMode,
+        passphrase: Option<&cascade_repo::Passphrase>,
+    ) -> Result<Tls, TlsError> {
         match mode {
             TlsMode::InsecurePlainHttp => Ok(Tls {
                 mode: mode.clone(),
@@ -188,18 +223,14 @@ impl Tls {
                 let cert_path = dir.join("ca.pem");
                 let key_path = dir.join("ca.key");
                 let (ca_pem, key) = if key_path.exists() && cert_path.exists() {
-                    let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
-                    let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::BadFile {
-                        path: key_path.display().to_string(),
-                        what: e.to_string(),
-                    })?;
+                    let key = read_ca_key(&key_path, passphrase)?;
                     let pem = std::fs::read(&cert_path).map_err(io(&cert_path))?;
                     certs(&cert_path, &pem)?;
                     (pem, key)
                 } else {
                     let key = KeyPair::generate()?;
                     let cert = ca_params().self_signed(&key)?;
-                    write_private(&key_path, key.serialize_pem().as_bytes())?;
+                    write_ca_key(&key_path, &key, passphrase)?;
                     let pem = cert.pem().into_bytes();
                     cascade_repo::fsutil::write_atomic(&cert_path, &pem).map_err(io(&cert_path))?;
                     tracing::info!(path = %cert_path.display(), "private CA created");
@@ -428,127 +459,6 @@ fn last_pem_block(path: &Path, pem: &[u8]) -> Result<Vec<u8>, TlsError> {
     }
 }
 
-/// [`Tls::open`] for a replica sharing `shared` (call it under the start-up lock,
-/// [`crate::shared::Writer::Startup`]): with the private CA, the CA stored in the database is
-/// written to `DATA/tls/` and used; when none is stored (the first replica), this replica's
-/// CA (its own, or created now) is stored, its key encrypted with `passphrase`. A key stored
-/// unencrypted by an earlier version is encrypted in place. Other modes are [`Tls::open`].
-///
-/// # Errors
-/// [`TlsError::PassphraseNeeded`] without a passphrase, [`TlsError::WrongPassphrase`] when it
-/// does not decrypt the stored key, and [`Tls::open`]'s errors.
-pub async fn open_shared(
-    data_dir: &Path,
-    mode: &TlsMode,
-    shared: &crate::shared::Shared,
-    passphrase: Option<&cascade_repo::Passphrase>,
-) -> Result<Tls, TlsError> {
-    if !matches!(mode, TlsMode::PrivateCa { .. }) {
-        return Tls::open(data_dir, mode);
-    }
-    let Some(passphrase) = passphrase else {
-        return Err(TlsError::PassphraseNeeded);
-    };
-    let row = Path::new(CA_KEY_ROW);
-    let dir = data_dir.join("tls");
-    let cert_path = dir.join("ca.pem");
-    let key_path = dir.join("ca.key");
-    let stored = (
-        shared.file(CA_CERT_ROW).await?,
-        shared.file(CA_KEY_ROW).await?,
-    );
-    let (Some(cert), Some(stored_key)) = stored else {
-        // The first replica: its CA becomes everyone's.
-        let tls = Tls::open(data_dir, mode)?;
-        let key = tls.ca_key.as_ref().ok_or_else(|| {
-            TlsError::BadStoredKey("this replica has no private CA key to store".into())
-        })?;
-        let sealed = seal_ca_key(row, key, passphrase)?;
-        let cert = tls.ca_pem.clone().unwrap_or_default();
-        shared
-            .put_files(&[
-                (CA_CERT_ROW, cert.as_slice()),
-                (CA_KEY_ROW, sealed.as_bytes()),
-            ])
-            .await?;
-        tracing::info!("private CA stored for the other replicas (its key encrypted)");
-        return Ok(tls);
-    };
-    let key = match cascade_repo::decrypt_bytes(row, &stored_key, Some(passphrase)) {
-        Ok(Some(der)) => {
-            // A wrong passphrase whose padding checked out by chance gives no key.
-            KeyPair::try_from(der.as_slice()).map_err(|_| TlsError::WrongPassphrase)?
-        }
-        Ok(None) => {
-            // Stored unencrypted by an earlier version: encrypted in place now.
-            let text = std::str::from_utf8(&stored_key)
-                .map_err(|e| TlsError::BadStoredKey(e.to_string()))?;
-            let key = KeyPair::from_pem(text).map_err(|e| TlsError::BadStoredKey(e.to_string()))?;
-            let sealed = seal_ca_key(row, &key, passphrase)?;
-            shared
-                .replace_file(CA_KEY_ROW, &stored_key, sealed.as_bytes())
-                .await?;
-            tracing::warn!(
-                "the private CA's key was stored in the database unencrypted (an earlier \
-                 version); it is encrypted with the key passphrase now"
-            );
-            key
-        }
-        Err(cascade_repo::KeyError::WrongPassphrase { .. }) => {
-            return Err(TlsError::WrongPassphrase)
-        }
-        Err(e) => return Err(TlsError::BadStoredKey(e.to_string())),
-    };
-    private_dir(&dir)?;
-    let pem = key.serialize_pem();
-    if std::fs::read(&key_path).ok().as_deref() != Some(pem.as_bytes()) {
-        write_private(&key_path, pem.as_bytes())?;
-    }
-    if std::fs::read(&cert_path).ok().as_deref() != Some(cert.as_slice()) {
-        cascade_repo::fsutil::write_atomic(&cert_path, &cert).map_err(io(&cert_path))?;
-    }
-    Tls::open(data_dir, mode)
-}
-
-/// The CA key `key` as the database keeps it: its PKCS#8 encrypted with `passphrase`.
-fn seal_ca_key(
-    row: &Path,
-    key: &KeyPair,
-    passphrase: &cascade_repo::Passphrase,
-) -> Result<zeroize::Zeroizing<String>, TlsError> {
-    let der = zeroize::Zeroizing::new(key.serialize_der());
-    cascade_repo::encrypt_bytes(row, &der, passphrase)
-        .map_err(|e| TlsError::BadStoredKey(e.to_string()))
-}
-
-/// Creates `dir` `0700` whatever the umask.
-fn private_dir(dir: &Path) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically through a temporary file created `0600`.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        open.mode(0o600);
-    }
-    let mut f = open.open(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,8 +468,8 @@ mod tests {
     fn private_ca_is_created_once_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mode = TlsMode::default();
-        let a = Tls::open(dir.path(), &mode).unwrap();
-        let b = Tls::open(dir.path(), &mode).unwrap();
+        let a = Tls::open(dir.path(), &mode, None).unwrap();
+        let b = Tls::open(dir.path(), &mode, None).unwrap();
         assert_eq!(a.ca_pem(), b.ca_pem());
         assert_eq!(a.ca_sha256().unwrap().len(), 64);
         #[cfg(unix)]
@@ -575,5 +485,65 @@ mod tests {
             .acceptor("127.0.0.1:8443".parse().unwrap())
             .unwrap()
             .is_some());
+    }
+
+    fn key_text(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("tls/ca.key")).unwrap()
+    }
+
+    // With the key passphrase the CA's key file holds no key in clear, and it takes that
+    // passphrase to open it again: none, or another, is refused with its own code and the
+    // file named, and nothing is changed. A key file in clear (made without a passphrase) is
+    // encrypted in place by the first start with one, and it is the same CA.
+    #[test]
+    fn the_ca_key_file_is_encrypted_with_the_key_passphrase() {
+        let pass = cascade_repo::Passphrase::new("correct horse battery").unwrap();
+        let other = cascade_repo::Passphrase::new("wrong horse battery").unwrap();
+        let mode = TlsMode::default();
+
+        let dir = tempfile::tempdir().unwrap();
+        let a = Tls::open(dir.path(), &mode, Some(&pass)).unwrap();
+        let sealed = key_text(dir.path());
+        assert!(
+            sealed.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{sealed}"
+        );
+        let b = Tls::open(dir.path(), &mode, Some(&pass)).unwrap();
+        assert_eq!(a.ca_pem(), b.ca_pem());
+        assert!(b
+            .acceptor("127.0.0.1:8443".parse().unwrap())
+            .unwrap()
+            .is_some());
+        let locked = Tls::open(dir.path(), &mode, None).err().unwrap();
+        assert_eq!(locked.code(), "tls.key_file_locked");
+        assert!(locked.to_string().contains("tls/ca.key"), "{locked}");
+        let wrong = Tls::open(dir.path(), &mode, Some(&other)).err().unwrap();
+        assert_eq!(wrong.code(), "tls.key_file_wrong_passphrase");
+        assert!(wrong.to_string().contains("tls/ca.key"), "{wrong}");
+        assert_eq!(
+            key_text(dir.path()),
+            sealed,
+            "a refused start changed the key file"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let clear = Tls::open(dir.path(), &mode, None).unwrap();
+        let pem = key_text(dir.path());
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        let now = Tls::open(dir.path(), &mode, Some(&pass)).unwrap();
+        assert_eq!(clear.ca_pem(), now.ca_pem());
+        let text = key_text(dir.path());
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{text}"
+        );
+        let der = cascade_repo::decrypt_bytes(Path::new("ca.key"), text.as_bytes(), Some(&pass))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            der.as_slice(),
+            KeyPair::from_pem(&pem).unwrap().serialize_der().as_slice(),
+            "the same key, encrypted"
+        );
     }
 }
