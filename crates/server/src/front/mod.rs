@@ -20,8 +20,8 @@
 //! does not take, a file the fast path does not answer) hands the connection, with the bytes
 //! already read, to hyper and the router for the rest of its life: behaviour there is
 //! exactly the routed server's. The header-read timeout holds here too (idle and slow
-//! heads are closed); a head that outgrows [`HEAD_MAX`](head::HEAD_MAX) is handed over and hyper's own
-//! timer and size limit take it from there.
+//! heads are closed); a head that outgrows [`HEAD_MAX`](head::HEAD_MAX) is handed over and
+//! hyper's own timer and size limit take it from there.
 //!
 //! Reading the head, writing response heads (with the cached `Date`), `sendfile` and the
 //! open-files limit come from `cascade-front`, shared with the relay's front door.
@@ -33,7 +33,8 @@
 //! The parts: [`conn`] (the connections served and how a file is written to each),
 //! [`head`] (reading a request head and deciding who answers it), [`repo_answer`] (a
 //! repository file written by hand), [`stream`] (routed answers written here and held
-//! notification streams), [`hand_over`] (the rest of a connection given to hyper).
+//! notification streams), [`hand_over`](mod@hand_over) (the rest of a connection given to
+//! hyper).
 
 mod conn;
 mod hand_over;

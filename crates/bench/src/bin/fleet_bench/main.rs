@@ -16,10 +16,10 @@
 //! `--processes` runs the per-role mode instead ([`roles`]): the server and each update agent
 //! as separate `cascade` processes, measured one role at a time.
 //!
-//! The parts: [`world`] (the running system: addresses, payloads, policy, start), [`phase`](mod@phase)
-//! (one measured phase: the pool of client cycles, retries, figures), [`measure`] (what is
-//! read from the server, the relays and `/proc`), [`report`] (the result file and its
-//! table), [`roles`] (the per-role mode).
+//! The parts: [`world`] (the running system: addresses, payloads, policy, start),
+//! [`phase`](mod@phase) (one measured phase: the pool of client cycles, retries, figures),
+//! [`measure`] (what is read from the server, the relays and `/proc`), [`report`] (the
+//! result file and its table), [`roles`] (the per-role mode).
 
 mod measure;
 mod phase;
