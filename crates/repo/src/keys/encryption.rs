@@ -110,7 +110,7 @@ pub fn decrypt_bytes(
 }
 
 /// The DER of an encrypted key (`None` for a plain one, whose DER is then `bytes` or its PEM
-/// contents, see [`load`]).
+/// contents, see [`load`](super::load)).
 pub(super) fn encrypted_der(
     path: &Path,
     bytes: &[u8],
