@@ -1,6 +1,6 @@
 //! What cascade's two hand-written HTTP/1.1 fronts have in common
 //! (`docs/architecture.md#serving-the-repository`): the server's connection front
-//! (`cascade-server`'s `front.rs`) and the relay's front door (`cascade-agent`'s
+//! (`cascade-server`'s `front/`) and the relay's front door (`cascade-agent`'s
 //! `relay/front.rs`). Each front keeps what is its own (the server hands connections to hyper
 //! and holds event streams; the relay answers from its cache); this crate holds the parts
 //! that were written twice:
