@@ -153,7 +153,12 @@ pub(super) fn write_ca_key(
     passphrase: Option<&cascade_repo::Passphrase>,
 ) -> Result<(), TlsError> {
     if let Some(p) = passphrase {
-        write_private(path, seal_ca_key(path, key, p)?.as_bytes())
+        let der = zeroize::Zeroizing::new(key.serialize_der());
+        let sealed = cascade_repo::encrypt_bytes(path, &der, p).map_err(|e| TlsError::BadFile {
+            path: path.display().to_string(),
+            what: e.to_string(),
+        })?;
+        write_private(path, sealed.as_bytes())
     } else {
         warn_in_clear(path);
         write_private(
