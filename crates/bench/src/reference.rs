@@ -34,7 +34,8 @@ pub struct NginxTls {
     pub version: String,
 }
 
-/// The nginx binary: `given`, else the first of the usual places and `PATH`.
+/// The nginx binary: `given`, else the first on `PATH` (as `command -v` finds it: the
+/// device run puts its packed nginx there), else the usual places.
 ///
 /// # Errors
 /// When there is none.
@@ -43,10 +44,11 @@ pub fn nginx_bin(given: Option<&Path>) -> Result<PathBuf> {
         return Ok(p.to_owned());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
-        .into_iter()
-        .map(PathBuf::from)
-        .chain(std::env::split_paths(&path));
+    let dirs = std::env::split_paths(&path).chain(
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+            .into_iter()
+            .map(PathBuf::from),
+    );
     for d in dirs {
         let p = d.join("nginx");
         if p.is_file() {
