@@ -50,13 +50,25 @@ pub fn binary(what: &str) -> PathBuf {
     );
 }
 
-/// Kills nginx when the test ends, however it ends.
+/// Stops nginx when the test ends, however it ends.
 #[derive(Debug)]
 pub struct Nginx(pub Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM: the master stops its workers (and cache processes) and then exits. A SIGKILL
+        // would leave them running, orphaned, still holding the listening socket.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id().cast_signed()) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(self.0.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = self.0.wait();
     }
 }
