@@ -11,10 +11,11 @@
 //! `/proc`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use cascade_testkit::nginx::Nginx;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -23,9 +24,10 @@ use url::Url;
 
 use crate::procs::{cpu_us, free_port};
 
-/// A running nginx, stopped (`SIGTERM` to its master, which stops its workers) when dropped.
+/// A running nginx, stopped when dropped (testkit's guard: `SIGTERM` to its master, which
+/// stops its workers).
 pub struct NginxTls {
-    child: Child,
+    nginx: Nginx,
     /// Its base URL (`https://127.0.0.1:PORT/`).
     pub url: Url,
     /// The CA its certificate is signed by (PEM), for clients to trust.
@@ -138,14 +140,14 @@ impl NginxTls {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut nginx = NginxTls {
-            child,
+            nginx: Nginx(child),
             url: Url::parse(&format!("https://{addr}/"))?,
             ca_pem: ca.into_bytes(),
             version,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            if let Some(status) = nginx.child.try_wait()? {
+            if let Some(status) = nginx.nginx.0.try_wait()? {
                 bail!("nginx exited ({status}); see {d}/stderr.log and {d}/logs/error.log");
             }
             if Instant::now() > deadline {
@@ -159,7 +161,7 @@ impl NginxTls {
     /// CPU time (user + system, µs) of its master and workers.
     #[must_use]
     pub fn cpu_us(&self) -> u64 {
-        let master = self.child.id();
+        let master = self.nginx.0.id();
         let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
             .unwrap_or_default();
         children
@@ -168,15 +170,5 @@ impl NginxTls {
             .map(cpu_us)
             .sum::<u64>()
             + cpu_us(master)
-    }
-}
-
-impl Drop for NginxTls {
-    fn drop(&mut self) {
-        // SIGTERM: its master stops the workers (SIGKILL would leave them running).
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id().cast_signed()) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.child.wait();
     }
 }
